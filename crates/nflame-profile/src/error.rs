@@ -1,0 +1,126 @@
+//! Errors of the profile crate: every one names the input it came from.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// What went wrong on one line of a textual input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ParseErrorKind {
+    /// The line has no count after its stack.
+    MissingCount,
+    /// The last field is not a whole non-negative number.
+    InvalidCount(String),
+    /// The count is negative.
+    NegativeCount(String),
+    /// The count does not fit in 64 bits, or the total overflows.
+    CountOverflow(String),
+    /// A count with no stack in front of it.
+    EmptyStack,
+    /// A stack with an empty frame (`a;;b`).
+    EmptyFrame,
+    /// The line is not valid UTF-8.
+    InvalidUtf8,
+    /// Two counts on one line: a differential folded line.
+    Differential,
+    /// Anything else, described.
+    Other(String),
+}
+
+impl fmt::Display for ParseErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ParseErrorKind::MissingCount => {
+                f.write_str("no sample count at the end of the line (expected `frame;frame COUNT`)")
+            }
+            ParseErrorKind::InvalidCount(s) => {
+                write!(f, "sample count {s:?} is not a whole non-negative number")
+            }
+            ParseErrorKind::NegativeCount(s) => write!(f, "sample count {s:?} is negative"),
+            ParseErrorKind::CountOverflow(s) => {
+                write!(f, "sample count {s:?} overflows a 64-bit counter")
+            }
+            ParseErrorKind::EmptyStack => f.write_str("a sample count with an empty stack"),
+            ParseErrorKind::EmptyFrame => f.write_str("the stack has an empty frame (`;;`)"),
+            ParseErrorKind::InvalidUtf8 => f.write_str("the line is not valid UTF-8"),
+            ParseErrorKind::Differential => f.write_str(
+                "the line has two counts (a differential folded line); \
+                 give the two profiles to `nflame diff` instead",
+            ),
+            ParseErrorKind::Other(s) => f.write_str(s),
+        }
+    }
+}
+
+/// A parse error at a known line of a known input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError {
+    /// The input's name as the user gave it (`-` is shown as `<stdin>`).
+    pub source_name: String,
+    /// 1-based line number.
+    pub line: u64,
+    /// What was wrong.
+    pub kind: ParseErrorKind,
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}: {}", self.source_name, self.line, self.kind)
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+/// Errors of this crate.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Opening or reading an input failed.
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        /// The input.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The gzip stream of an input is corrupt or truncated.
+    #[error("{}: corrupt or truncated gzip data: {source}", path.display())]
+    Gzip {
+        /// The input.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A line of an input is malformed.
+    #[error(transparent)]
+    Parse(#[from] ParseError),
+    /// An input holds no samples at all.
+    #[error("{}: no samples (the input is empty or holds only comments)", path.display())]
+    Empty {
+        /// The input.
+        path: PathBuf,
+    },
+    /// Writing an output failed; the output was not created.
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        /// The output.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An invalid regular expression.
+    #[error("invalid regular expression {pattern:?}: {source}")]
+    Regex {
+        /// The pattern as given.
+        pattern: String,
+        /// The cause.
+        #[source]
+        source: regex::Error,
+    },
+    /// An option value that cannot be used.
+    #[error("{0}")]
+    InvalidOption(String),
+}

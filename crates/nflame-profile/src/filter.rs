@@ -1,0 +1,1 @@
+//! Keep or drop stacks by frame (being written).

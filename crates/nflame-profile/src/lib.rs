@@ -1,0 +1,32 @@
+//! nflame-profile: the folded-profile model at the centre of nflame.
+//!
+//! A profile is a multiset of call stacks, each written root first as
+//! `frame;frame;…;leaf COUNT` (Brendan Gregg's folded format, as FlameGraph and
+//! inferno read it). This crate owns everything nflame does with such profiles
+//! and nothing that needs a syscall beyond reading and writing files:
+//!
+//! - [`io`]: opening inputs (plain, gzip, or `-` for stdin) and writing outputs
+//!   atomically (temporary file + rename, gzip by extension);
+//! - [`folded`]: the line parser and the streaming reader with precise errors;
+//! - [`Profile`]: merged stacks, totals, sorted output;
+//! - [`filter`]: keep or drop stacks by frame regex;
+//! - [`diff`]: normalisation, per-unit scaling and the frame-share report;
+//! - [`perf_script`]: `perf script` text to folded stacks (nflame's collapser).
+//!
+//! Rendering lives in `nflame-render`; the recorder in `nflame-sampler`.
+
+pub mod diff;
+mod error;
+pub mod filter;
+pub mod folded;
+pub mod io;
+pub mod perf_script;
+mod profile;
+
+pub use error::{Error, ParseError, ParseErrorKind};
+pub use profile::Profile;
+
+/// The suffix that marks kernel frames, as `stackcollapse-perf.pl --all` writes it.
+pub const KERNEL_SUFFIX: &str = "_[k]";
+/// The suffix that marks JIT-compiled frames, as `stackcollapse-perf.pl --all` writes it.
+pub const JIT_SUFFIX: &str = "_[j]";

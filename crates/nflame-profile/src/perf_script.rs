@@ -1,0 +1,1 @@
+//! `perf script` text to folded stacks (being written).

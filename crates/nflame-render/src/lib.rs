@@ -1,0 +1,1 @@
+//! nflame-render (being written).

@@ -1,0 +1,1 @@
+//! nflame-sampler: on-CPU sampling with Linux perf events (work in progress).

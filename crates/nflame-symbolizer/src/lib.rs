@@ -1,0 +1,1 @@
+//! nflame-symbolizer: raw addresses to named frames with blazesym (work in progress).
