@@ -131,3 +131,30 @@ mod tests {
         assert_eq!(parse_line("a;b 3 5"), Err(ParseErrorKind::Differential));
     }
 }
+
+/// Reads every sample line of `input` in order, validated and normalised to
+/// `stack COUNT` (for flame charts, where order is time and stacks are not
+/// merged). Errors as for [`crate::Profile::read_folded`].
+pub fn read_ordered_lines(input: &mut crate::io::Input) -> Result<Vec<String>, crate::Error> {
+    let name = input.name();
+    let mut lines = Vec::new();
+    input.for_each_line(|line_no, line| match parse_line(line) {
+        Ok(Some((stack, count))) => {
+            let mut buf = itoa::Buffer::new();
+            lines.push(format!("{stack} {}", buf.format(count)));
+            Ok(())
+        }
+        Ok(None) => Ok(()),
+        Err(kind) => Err(crate::Error::Parse(crate::ParseError {
+            source_name: name.clone(),
+            line: line_no,
+            kind,
+        })),
+    })?;
+    if lines.is_empty() {
+        return Err(crate::Error::Empty {
+            path: input.path().to_path_buf(),
+        });
+    }
+    Ok(lines)
+}

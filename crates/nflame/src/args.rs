@@ -1,0 +1,194 @@
+//! Command-line definitions; each turns into library options with one call.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use nflame_profile::diff::DiffOptions;
+use nflame_profile::perf_script::CollapseOptions;
+use nflame_render::RenderOptions;
+
+/// Flame graphs, differential flame graphs and verdicts for Linux performance work.
+#[derive(Debug, Parser)]
+#[command(name = "nflame", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Draw one or more folded profiles (merged) as an interactive SVG flame graph.
+    Render(Render),
+    /// Compare two folded profiles: a differential flame graph and a report of what changed.
+    Diff(Diff),
+    /// Turn `perf script` output into folded stacks.
+    Collapse(Collapse),
+    /// Keep or drop the stacks that contain a frame matching a regular expression.
+    Filter(Filter),
+}
+
+/// Options shared by the commands that draw SVGs.
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// Title of the graph.
+    #[arg(long)]
+    pub title: Option<String>,
+    /// Second line under the title.
+    #[arg(long)]
+    pub subtitle: Option<String>,
+    /// Colour palette: hot, mem, io, wakeup, java, js, perl, python, rust, red, green, blue,
+    /// aqua, yellow, purple, orange.
+    #[arg(long, default_value = "hot")]
+    pub palette: String,
+    /// Width in pixels (default: fluid, fills the browser window).
+    #[arg(long)]
+    pub width: Option<usize>,
+    /// Omit frames narrower than this many pixels.
+    #[arg(long, default_value_t = 0.1)]
+    pub min_width: f64,
+    /// Draw an icicle graph (root at the top).
+    #[arg(long)]
+    pub inverted: bool,
+    /// Reverse the stacks (leaf at the root): who calls the hot functions.
+    #[arg(long)]
+    pub reverse: bool,
+    /// Draw a flame chart: stacks in input order (time), not merged.
+    #[arg(long)]
+    pub flamechart: bool,
+    /// What a count is called in tooltips.
+    #[arg(long, default_value = "samples")]
+    pub count_name: String,
+    /// Colour by a hash of the frame name: the same input gives a byte-identical SVG.
+    #[arg(long)]
+    pub deterministic: bool,
+}
+
+impl RenderArgs {
+    pub fn into_options(&self, default_title: &str) -> RenderOptions {
+        let mut o = RenderOptions::default();
+        o.title = self.title.clone().unwrap_or_else(|| default_title.to_string());
+        o.subtitle = self.subtitle.clone();
+        o.palette = self.palette.clone();
+        o.width = self.width;
+        o.min_width = self.min_width;
+        o.inverted = self.inverted;
+        o.reverse = self.reverse;
+        o.flamechart = self.flamechart;
+        o.count_name = self.count_name.clone();
+        o.deterministic = self.deterministic;
+        o
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct Render {
+    /// Folded profiles (plain, .gz, or - for standard input).
+    #[arg(required = true)]
+    pub inputs: Vec<PathBuf>,
+    /// Where to write the SVG (- for standard output).
+    #[arg(short, long)]
+    pub output: PathBuf,
+    #[command(flatten)]
+    pub render: RenderArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct Diff {
+    /// The profile before the change (folded, plain or .gz).
+    pub before: PathBuf,
+    /// The profile after the change.
+    pub after: PathBuf,
+    /// Write the differential flame graph here (widths from AFTER; red grew, blue shrank).
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// Also write the reverse view here (widths from BEFORE), where stacks that vanished show.
+    #[arg(long)]
+    pub removed: Option<PathBuf>,
+    /// Compare raw counts instead of scaling BEFORE to AFTER's total.
+    #[arg(long)]
+    pub no_normalize: bool,
+    /// Divide BEFORE's counts by the work it did (e.g. requests served): cost per unit.
+    #[arg(long, value_name = "N")]
+    pub scale_before: Option<f64>,
+    /// Divide AFTER's counts by the work it did.
+    #[arg(long, value_name = "N")]
+    pub scale_after: Option<f64>,
+    /// How many frames and stacks each table of the report lists.
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    pub top: usize,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub render: RenderArgs,
+}
+
+impl Diff {
+    pub fn diff_options(&self) -> DiffOptions {
+        let mut o = DiffOptions::default();
+        o.normalize = !self.no_normalize;
+        o.scale_before = self.scale_before;
+        o.scale_after = self.scale_after;
+        o.top = self.top;
+        o
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct Collapse {
+    /// `perf script` output (plain, .gz, or - for standard input).
+    #[arg(default_value = "-")]
+    pub input: PathBuf,
+    /// Where to write the folded stacks (.gz compresses; - for standard output).
+    #[arg(short, long, default_value = "-")]
+    pub output: PathBuf,
+    /// Weight each sample by its period (e.g. nanoseconds for cpu-clock) instead of counting it once.
+    #[arg(long)]
+    pub period: bool,
+    /// Put the process id in the root frame (`comm-PID`).
+    #[arg(long)]
+    pub pid: bool,
+    /// Put the process and thread ids in the root frame (`comm-PID/TID`).
+    #[arg(long)]
+    pub tid: bool,
+    /// Only samples of this event (default: the first event in the input).
+    #[arg(long)]
+    pub event: Option<String>,
+    /// Do not suffix kernel frames with `_[k]` and JIT frames with `_[j]`.
+    #[arg(long)]
+    pub no_annotate: bool,
+    /// Print what was collapsed on standard error.
+    #[arg(short, long)]
+    pub verbose: bool,
+}
+
+impl Collapse {
+    pub fn options(&self) -> CollapseOptions {
+        let mut o = CollapseOptions::default();
+        o.period = self.period;
+        o.include_pid = self.pid || self.tid;
+        o.include_tid = self.tid;
+        o.event = self.event.clone();
+        o.annotate_kernel = !self.no_annotate;
+        o.annotate_jit = !self.no_annotate;
+        o
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct Filter {
+    /// A folded profile (plain, .gz, or - for standard input).
+    pub input: PathBuf,
+    /// Where to write the kept stacks (.gz compresses; - for standard output).
+    #[arg(short, long, default_value = "-")]
+    pub output: PathBuf,
+    /// Keep only stacks with a frame matching this regex (repeatable: any of them).
+    #[arg(long, value_name = "REGEX")]
+    pub include: Vec<String>,
+    /// Drop stacks with a frame matching this regex (repeatable).
+    #[arg(long, value_name = "REGEX")]
+    pub exclude: Vec<String>,
+    /// Print what was kept and dropped on standard error.
+    #[arg(short, long)]
+    pub verbose: bool,
+}

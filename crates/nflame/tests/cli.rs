@@ -1,0 +1,447 @@
+//! End-to-end tests of the `nflame` binary: real fixtures in, files and exit codes out.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn nflame() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_nflame"))
+}
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures")
+}
+
+fn fixture(rel: &str) -> PathBuf {
+    let p = fixtures().join(rel);
+    assert!(p.exists(), "missing fixture {}", p.display());
+    p
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.stdin(Stdio::null()).output().expect("nflame runs")
+}
+
+fn ok(cmd: &mut Command) -> Output {
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "failed: {:?}\nstderr: {}",
+        cmd,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8(out.stderr.clone()).unwrap()
+}
+
+fn read_gz(p: &Path) -> String {
+    use std::io::Read;
+    let mut s = String::new();
+    flate2::read::MultiGzDecoder::new(std::fs::File::open(p).unwrap())
+        .read_to_string(&mut s)
+        .unwrap();
+    s
+}
+
+/// Compares `actual` with `tests/golden/NAME`; `NFLAME_BLESS=1` rewrites it, and a
+/// missing golden file is written on first run.
+fn golden(name: &str, actual: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name);
+    if std::env::var_os("NFLAME_BLESS").is_some() || !path.exists() {
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap();
+    if expected != actual {
+        let dump = std::env::temp_dir().join(format!("nflame-actual-{name}"));
+        std::fs::write(&dump, actual).unwrap();
+        panic!(
+            "{name} differs from its golden file; actual output in {} (NFLAME_BLESS=1 to accept)",
+            dump.display()
+        );
+    }
+}
+
+fn sum_counts(folded: &str) -> u64 {
+    folded
+        .lines()
+        .map(|l| l.rsplit_once(' ').unwrap().1.parse::<u64>().unwrap())
+        .sum()
+}
+
+mod render {
+    use super::*;
+
+    #[test]
+    fn real_profile_renders_deterministically() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = fixture("folded/nginx-lua.folded.gz");
+        let a = dir.path().join("a.svg");
+        let b = dir.path().join("b.svg");
+        for out in [&a, &b] {
+            ok(nflame()
+                .args(["render", "--deterministic", "--title", "nginx + lua under wrk"])
+                .arg(&input)
+                .arg("-o")
+                .arg(out));
+        }
+        let svg = std::fs::read_to_string(&a).unwrap();
+        assert_eq!(svg, std::fs::read_to_string(&b).unwrap());
+        assert!(svg.starts_with("<?xml"));
+        assert!(svg.contains("nginx + lua under wrk"));
+        assert!(svg.contains("libluajit"), "nginx's Lua frames are drawn");
+        // inferno shows kernel frames without their `_[k]` suffix, in its kernel colour.
+        assert!(svg.contains("tcp_sendmsg"), "kernel frames are drawn");
+        golden("nginx-lua.svg", &svg);
+    }
+
+    #[test]
+    fn merges_inputs_plain_gz_and_stdin() {
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("p.folded");
+        std::fs::write(&plain, "main;alpha 3\n").unwrap();
+        let out = dir.path().join("m.svg");
+        let mut cmd = nflame();
+        cmd.args(["render", "--deterministic"])
+            .arg(&plain)
+            .arg("-")
+            .arg("-o")
+            .arg(&out)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"main;beta 1\nmain;alpha 1\n")
+            .unwrap();
+        let o = child.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        let svg = std::fs::read_to_string(&out).unwrap();
+        assert!(svg.contains("alpha (4 samples, 80.00%)"), "merged counts");
+        assert!(svg.contains("beta (1 samples, 20.00%)"));
+    }
+
+    #[test]
+    fn options_reach_the_svg() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("in.folded");
+        std::fs::write(&input, "main;work;leaf 5\nmain;idle 5\n").unwrap();
+        let svg_with = |args: &[&str]| {
+            let out = dir.path().join("o.svg");
+            ok(nflame()
+                .arg("render")
+                .arg(&input)
+                .arg("-o")
+                .arg(&out)
+                .args(args));
+            std::fs::read_to_string(&out).unwrap()
+        };
+        let inverted = svg_with(&["--inverted"]);
+        assert!(inverted.contains("var inverted = true;"));
+        let reversed = svg_with(&["--reverse", "--deterministic"]);
+        assert!(reversed.contains("leaf (5 samples"));
+        let sized = svg_with(&["--width", "640", "--count-name", "ns", "--subtitle", "sub-t"]);
+        assert!(sized.contains("width=\"640\""));
+        assert!(sized.contains("5 ns"));
+        assert!(sized.contains("sub-t"));
+        // A flame chart keeps time order: b, a, b stay three frames, not a merged b.
+        std::fs::write(&input, "main;b 1\nmain;a 1\nmain;b 1\n").unwrap();
+        let chart = svg_with(&["--flamechart"]);
+        assert_eq!(chart.matches("<title>b (1 samples").count(), 2, "{chart}");
+        let merged = svg_with(&[]);
+        assert_eq!(merged.matches("<title>b (2 samples").count(), 1);
+        std::fs::write(&input, "main;work;leaf 5\nmain;idle 5\n").unwrap();
+        let purple = svg_with(&["--palette", "purple", "--deterministic"]);
+        assert_ne!(purple, svg_with(&["--palette", "hot", "--deterministic"]));
+    }
+
+    #[test]
+    fn unknown_palette_fails_before_writing() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("in.folded");
+        std::fs::write(&input, "main 1\n").unwrap();
+        let out_path = dir.path().join("o.svg");
+        let o = run(nflame()
+            .arg("render")
+            .arg(&input)
+            .args(["--palette", "neon", "-o"])
+            .arg(&out_path));
+        assert_eq!(o.status.code(), Some(1));
+        assert!(stderr(&o).contains("neon"));
+        assert!(!out_path.exists());
+    }
+}
+
+mod diff {
+    use super::*;
+
+    fn two_profiles(dir: &Path) -> (PathBuf, PathBuf) {
+        let before = dir.join("before.folded");
+        let after = dir.join("after.folded.gz");
+        std::fs::write(
+            &before,
+            "srv;main;proxy;splice_[k] 40\nsrv;main;app;parse 40\nsrv;main;app;write_[k] 20\n",
+        )
+        .unwrap();
+        // AFTER is written gzipped through nflame itself (filter keeps everything).
+        let plain_after = dir.join("after.folded");
+        std::fs::write(&plain_after, "srv;main;app;parse 150\nsrv;main;app;write_[k] 50\n").unwrap();
+        ok(nflame()
+            .arg("filter")
+            .arg(&plain_after)
+            .args(["--exclude", "^nothing$", "-o"])
+            .arg(&after));
+        (before, after)
+    }
+
+    #[test]
+    fn graph_removed_view_and_text_report() {
+        let dir = tempfile::tempdir().unwrap();
+        let (before, after) = two_profiles(dir.path());
+        let svg = dir.path().join("diff.svg");
+        let removed = dir.path().join("removed.svg");
+        // Relative names, so the subtitle (which names the inputs) is reproducible.
+        let o = ok(nflame()
+            .current_dir(dir.path())
+            .args(["diff", "before.folded", "after.folded.gz", "--deterministic"])
+            .arg("-o")
+            .arg(&svg)
+            .arg("--removed")
+            .arg(&removed));
+        let report = stdout(&o);
+        // proxy vanished: -40 points inclusive, listed in the stacks only in before.
+        assert!(report.contains("-40.00pp"), "{report}");
+        assert!(report.contains("srv;main;proxy;splice_[k]"), "{report}");
+        assert!(report.contains("Stacks only in before (gone after): 1 stacks, 40 samples"), "{report}");
+        let graph = std::fs::read_to_string(&svg).unwrap();
+        assert!(!graph.contains(">proxy ("), "no width for the vanished stack in the forward view");
+        let rev = std::fs::read_to_string(&removed).unwrap();
+        assert!(rev.contains("proxy ("), "the reverse view shows it");
+        golden("diff-small.svg", &graph);
+        golden("diff-small-removed.svg", &rev);
+    }
+
+    #[test]
+    fn json_report_normalised_raw_and_per_unit() {
+        let dir = tempfile::tempdir().unwrap();
+        let (before, after) = two_profiles(dir.path());
+        let json = |extra: &[&str]| -> serde_json::Value {
+            let o = ok(nflame().arg("diff").arg(&before).arg(&after).arg("--json").args(extra));
+            serde_json::from_slice(&o.stdout).unwrap()
+        };
+        let v = json(&[]);
+        assert_eq!(v["scaling"], "normalized");
+        assert_eq!(v["before_total"], 100);
+        assert_eq!(v["after_total"], 200);
+        let parse = v["by_self"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["frame"] == "parse")
+            .unwrap();
+        assert_eq!(parse["before"]["self"], 40);
+        assert_eq!(parse["after"]["self"], 150);
+        assert!((parse["self_delta_pct"].as_f64().unwrap() - 35.0).abs() < 1e-9);
+        assert_eq!(json(&["--no-normalize"])["scaling"], "none");
+        let pu = json(&["--scale-before", "100", "--scale-after", "400", "--top", "1"]);
+        assert_eq!(pu["scaling"], "per-unit");
+        assert_eq!(pu["by_inclusive"].as_array().unwrap().len(), 1);
+        let row = &pu["by_inclusive"][0];
+        assert!(row["before"]["inclusive_per_unit"].as_f64().is_some());
+    }
+
+    #[test]
+    fn real_profiles_diff() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = fixture("folded/nginx-lua.folded.gz");
+        let svg = dir.path().join("d.svg");
+        // The same profile against a filtered copy of itself: the kernel part vanished.
+        let user_only = dir.path().join("user.folded");
+        ok(nflame().arg("filter").arg(&a).args(["--exclude", r"_\[k\]$", "-o"]).arg(&user_only));
+        let o = ok(nflame().arg("diff").arg(&a).arg(&user_only).arg("-o").arg(&svg));
+        let report = stdout(&o);
+        assert!(report.contains("Stacks only in before (gone after)"), "{report}");
+        assert!(report.contains("_[k]"), "{report}");
+        assert!(std::fs::read_to_string(&svg).unwrap().contains("Differential"));
+    }
+}
+
+mod collapse {
+    use super::*;
+
+    #[test]
+    fn real_perf_script_to_folded() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = fixture("perf-script/nginx-lua.perf.txt.gz");
+        let out = dir.path().join("out.folded.gz");
+        ok(nflame().arg("collapse").arg(&input).arg("-o").arg(&out));
+        let folded = read_gz(&out);
+        let expected = read_gz(&fixture("folded/nginx-lua.folded.gz"));
+        assert_eq!(sum_counts(&folded), sum_counts(&expected));
+        assert!(folded.lines().any(|l| l.starts_with("nginx;")), "root frame is the process name");
+        assert!(folded.contains("_[k]"));
+        // --pid puts the pid in the root frame.
+        let o = ok(nflame().arg("collapse").arg(&input).arg("--pid"));
+        let with_pid = stdout(&o);
+        assert!(with_pid.lines().next().unwrap().split(';').next().unwrap().contains('-'));
+        assert_eq!(sum_counts(&with_pid), sum_counts(&folded));
+        // --period weighs by the period: many times the sample count for cpu-clock.
+        let o = ok(nflame().arg("collapse").arg(&input).arg("--period"));
+        assert!(sum_counts(&stdout(&o)) > 1000 * sum_counts(&folded));
+    }
+}
+
+mod filter {
+    use super::*;
+
+    #[test]
+    fn include_exclude_on_real_profile() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = fixture("folded/nginx-lua.folded.gz");
+        let all = read_gz(&input);
+        let kernel = dir.path().join("k.folded");
+        ok(nflame().arg("filter").arg(&input).args(["--include", r"_\[k\]$", "-o"]).arg(&kernel));
+        let user = dir.path().join("u.folded");
+        ok(nflame().arg("filter").arg(&input).args(["--exclude", r"_\[k\]$", "-o"]).arg(&user));
+        let k = std::fs::read_to_string(&kernel).unwrap();
+        let u = std::fs::read_to_string(&user).unwrap();
+        assert!(k.lines().all(|l| l.contains("_[k]")));
+        assert!(u.lines().all(|l| !l.contains("_[k]")));
+        assert!(!k.is_empty() && !u.is_empty());
+        assert_eq!(sum_counts(&k) + sum_counts(&u), sum_counts(&all));
+    }
+
+    #[test]
+    fn needs_a_pattern() {
+        let o = run(nflame().args(["filter", "x.folded"]));
+        assert_eq!(o.status.code(), Some(1));
+        assert!(stderr(&o).contains("--include"));
+    }
+}
+
+mod bad_input {
+    use super::*;
+
+    /// Each malformed input makes every reading command fail with exit code 1,
+    /// a message naming the file (and line), and no output file.
+    #[test]
+    fn malformed_folded_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases: &[(&str, &[u8], &str)] = &[
+            ("missing-count.folded", b"main;a 1\nmain;b\n", ":2: no sample count"),
+            ("non-numeric.folded", b"main;a 1\nmain;b x1\n", ":2: sample count \"x1\""),
+            ("negative.folded", b"main;a -4\n", ":1: sample count \"-4\" is negative"),
+            ("overflow.folded", b"main;a 99999999999999999999\n", ":1: sample count \"99999999999999999999\" overflows"),
+            ("total-overflow.folded", b"a 18446744073709551615\nb 1\n", ":2: sample count"),
+            ("empty-stack.folded", b"main;a 1\n 7\n", ":2: a sample count with an empty stack"),
+            ("invalid-utf8.folded", b"main;a 1\nmain;\xff\xfe 2\n", ":2: the line is not valid UTF-8"),
+            ("differential.folded", b"main;a 1 2\n", ":1: the line has two counts"),
+            ("empty.folded", b"", "no samples"),
+            ("comments-only.folded", b"# nothing\n\n", "no samples"),
+        ];
+        for (name, content, message) in cases {
+            let input = dir.path().join(name);
+            std::fs::write(&input, content).unwrap();
+            let good = dir.path().join("good.folded");
+            std::fs::write(&good, "main;a 1\n").unwrap();
+            let out = dir.path().join("out.svg");
+            for cmd in [
+                vec!["render".into(), input.clone(), "-o".into(), out.clone()],
+                vec!["diff".into(), good.clone(), input.clone(), "-o".into(), out.clone()],
+                vec!["filter".into(), input.clone(), "--include".into(), "a".into(), "-o".into(), out.clone()],
+            ] {
+                let o = run(nflame().args(&cmd));
+                let err = stderr(&o);
+                assert_eq!(o.status.code(), Some(1), "{name}: {cmd:?}: {err}");
+                assert!(err.contains(name) && err.contains(message), "{name}: {cmd:?}: {err}");
+                assert!(!err.contains("panicked"), "{err}");
+                assert!(!out.exists(), "{name}: {cmd:?} left an output");
+            }
+        }
+        // Nothing but the inputs remains: no temporary files either.
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.starts_with('.'))
+            .collect();
+        assert!(left.is_empty(), "temporary files left: {left:?}");
+    }
+
+    #[test]
+    fn crlf_and_blank_lines_are_tolerated() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("crlf.folded");
+        std::fs::write(&input, "main;a 2\r\n\r\nmain;b 1\r\n").unwrap();
+        let o = ok(nflame().arg("filter").arg(&input).args(["--include", ".", "-o", "-"]));
+        assert_eq!(stdout(&o), "main;a 2\nmain;b 1\n");
+    }
+
+    #[test]
+    fn truncated_and_corrupt_gzip() {
+        let dir = tempfile::tempdir().unwrap();
+        let full = std::fs::read(fixture("folded/nginx-lua.folded.gz")).unwrap();
+        let truncated = dir.path().join("truncated.folded.gz");
+        std::fs::write(&truncated, &full[..full.len() / 2]).unwrap();
+        let mut corrupt = full.clone();
+        let mid = corrupt.len() / 2;
+        for b in &mut corrupt[mid..mid + 64] {
+            *b ^= 0x5a;
+        }
+        let corrupt_path = dir.path().join("corrupt.folded.gz");
+        std::fs::write(&corrupt_path, &corrupt).unwrap();
+        for input in [&truncated, &corrupt_path] {
+            let out = dir.path().join("o.svg");
+            let o = run(nflame().arg("render").arg(input).arg("-o").arg(&out));
+            let err = stderr(&o);
+            assert_eq!(o.status.code(), Some(1), "{err}");
+            assert!(err.contains(input.file_name().unwrap().to_str().unwrap()), "{err}");
+            assert!(err.contains("gzip") || err.contains("not valid UTF-8"), "{err}");
+            assert!(!out.exists());
+        }
+    }
+
+    #[test]
+    fn missing_input_and_unwritable_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = run(nflame().args(["render", "/nonexistent/p.folded", "-o"]).arg(dir.path().join("x.svg")));
+        assert_eq!(o.status.code(), Some(1));
+        assert!(stderr(&o).contains("/nonexistent/p.folded"), "{}", stderr(&o));
+        let input = dir.path().join("in.folded");
+        std::fs::write(&input, "main 1\n").unwrap();
+        let o = run(nflame().arg("render").arg(&input).args(["-o", "/nonexistent-dir/x.svg"]));
+        assert_eq!(o.status.code(), Some(1));
+        assert!(stderr(&o).contains("/nonexistent-dir/x.svg"));
+    }
+
+    #[test]
+    fn failed_run_keeps_the_previous_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("keep.svg");
+        std::fs::write(&out, "previous").unwrap();
+        let bad = dir.path().join("bad.folded");
+        std::fs::write(&bad, "main x\n").unwrap();
+        let o = run(nflame().arg("render").arg(&bad).arg("-o").arg(&out));
+        assert_eq!(o.status.code(), Some(1));
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "previous");
+    }
+
+    #[test]
+    fn usage_errors_exit_2() {
+        let o = run(nflame().args(["render"]));
+        assert_eq!(o.status.code(), Some(2));
+        let o = run(nflame().args(["frobnicate"]));
+        assert_eq!(o.status.code(), Some(2));
+    }
+}

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Times nflame's offline commands against inferno's binaries on the same large inputs,
+# in one run, and prints median times and ratios (inferno / nflame: above 1 = nflame faster).
+#
+#   scripts/bench-offline.sh [WORKDIR]        (default: a fresh mktemp dir, removed at the end)
+#
+#   collapse: nflame collapse        vs inferno-collapse-perf --all   (large `perf script` text)
+#   render:   nflame render          vs inferno-flamegraph            (large folded file)
+#   diff:     nflame diff -o SVG     vs inferno-diff-folded | inferno-flamegraph
+#   diff-text:nflame diff (report)   vs inferno-diff-folded           (folded diff only)
+#
+# Needs: cargo, hyperfine (apt-get install hyperfine), python3. inferno is installed with
+# `cargo install inferno` into $INFERNO_ROOT (default /tmp/nflame-inferno) when missing.
+# Knobs: PERF_MB (size of the perf script input, default 400), FOLDED_LINES (default 1000000),
+# RUNS (default 5).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+runs=${RUNS:-5}
+perf_mb=${PERF_MB:-400}
+folded_lines=${FOLDED_LINES:-1000000}
+inferno_root=${INFERNO_ROOT:-/tmp/nflame-inferno}
+
+if [[ $# -ge 1 ]]; then work=$1; mkdir -p "$work"; keep=1; else work=$(mktemp -d /tmp/nflame-bench.XXXXXX); keep=0; fi
+cleanup() { [[ $keep == 1 ]] || rm -rf "$work"; }
+trap cleanup EXIT
+
+command -v hyperfine >/dev/null || { echo "bench: hyperfine is missing (apt-get install hyperfine)" >&2; exit 1; }
+if [[ ! -x $inferno_root/bin/inferno-flamegraph ]]; then
+  echo "bench: installing inferno into $inferno_root"
+  cargo install --quiet inferno --root "$inferno_root"
+fi
+inf=$inferno_root/bin
+(cd "$root" && cargo build --quiet --release -p nflame)
+nflame=$root/target/release/nflame
+
+# Inputs, made from real recordings.
+if [[ ! -s $work/large.perf.txt ]]; then
+  "$here/make-large-inputs.sh" "$work" "$perf_mb" >/dev/null
+fi
+perf_in=$(ls "$work"/*.perf.txt | head -n1)
+if [[ ! -s $work/before.folded ]]; then
+  # Many distinct stacks: every real stack with one of 5000 synthetic leaves.
+  zcat "$root/fixtures/folded/nginx-lua.folded.gz" "$root/fixtures/folded/sort-gzip.folded.gz" > "$work/real.folded"
+  for salt in 1 7; do
+    awk -v n="$folded_lines" -v salt="$salt" '
+      { stack[NR] = $0 }
+      END {
+        m = NR
+        for (i = 0; i < n; i++) {
+          line = stack[i % m + 1]; sp = match(line, / [0-9]+$/)
+          s = substr(line, 1, sp - 1); c = substr(line, sp + 1)
+          printf "%s;leaf_%d %d\n", s, (i * 2654435761 + salt) % 5000, c + i % 7
+        }
+      }' "$work/real.folded" > "$work/tmp.folded"
+    if [[ $salt == 1 ]]; then mv "$work/tmp.folded" "$work/before.folded"; else mv "$work/tmp.folded" "$work/after.folded"; fi
+  done
+fi
+echo "inputs: $(du -h "$perf_in" | cut -f1) perf script ($(basename "$perf_in")), $(wc -l < "$work/before.folded") folded lines ($(du -h "$work/before.folded" | cut -f1)) per diff side"
+echo "machine: $(nproc) cores, $(uname -r), $(date -u +%Y-%m-%dT%H:%MZ)"
+
+bench() { # name, nflame command, inferno command
+  local name=$1
+  hyperfine --style none --warmup 1 --runs "$runs" --export-json "$work/$name.json" \
+    -n nflame "$2" -n inferno "$3" >/dev/null
+}
+bench collapse "$nflame collapse $perf_in -o $work/n.folded" \
+  "$inf/inferno-collapse-perf --all $perf_in > $work/i.folded"
+bench render "$nflame render $work/before.folded -o $work/n.svg" \
+  "$inf/inferno-flamegraph $work/before.folded > $work/i.svg"
+bench diff "$nflame diff $work/before.folded $work/after.folded -o $work/nd.svg > $work/nd.txt" \
+  "$inf/inferno-diff-folded $work/before.folded $work/after.folded | $inf/inferno-flamegraph > $work/id.svg"
+bench diff-text "$nflame diff $work/before.folded $work/after.folded > $work/nd.txt" \
+  "$inf/inferno-diff-folded $work/before.folded $work/after.folded > $work/id.folded"
+
+# Peak memory of each nflame command (KiB), one run each.
+peak() { /usr/bin/time -f %M "$@" 2>&1 >/dev/null | tail -n1; }
+mem_collapse=$(peak "$nflame" collapse "$perf_in" -o "$work/n.folded")
+mem_render=$(peak "$nflame" render "$work/before.folded" -o "$work/n.svg")
+mem_diff=$(peak "$nflame" diff "$work/before.folded" "$work/after.folded" -o "$work/nd.svg")
+
+python3 - "$work" "$perf_in" <<'PY'
+import json, os, statistics, sys
+work, perf_in = sys.argv[1], sys.argv[2]
+print(f"{'command':<10} {'nflame (median s)':>18} {'inferno (median s)':>19} {'ratio inferno/nflame':>21}")
+for name in ["collapse", "render", "diff", "diff-text"]:
+    r = {x["command"]: statistics.median(x["times"]) for x in json.load(open(os.path.join(work, name + ".json")))["results"]}
+    print(f"{name:<10} {r['nflame']:>18.3f} {r['inferno']:>19.3f} {r['inferno']/r['nflame']:>20.2f}x")
+PY
+echo "peak RSS (MiB): collapse $((mem_collapse/1024)) (input $(( $(stat -c %s "$perf_in") / 1048576 )) MiB), render $((mem_render/1024)), diff $((mem_diff/1024))"
