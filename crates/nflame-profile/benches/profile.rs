@@ -14,7 +14,8 @@ use nflame_profile::io::Input;
 use nflame_profile::Profile;
 
 fn real_stacks() -> Vec<(String, u64)> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/folded/nginx-lua.folded.gz");
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/folded/nginx-lua.folded.gz");
     let mut text = String::new();
     flate2::read::MultiGzDecoder::new(std::fs::File::open(&path).expect("fixture"))
         .read_to_string(&mut text)
@@ -40,7 +41,11 @@ fn large_text(stacks: &[(String, u64)], lines: usize, salt: u64) -> String {
 }
 
 fn parse(text: &str) -> Profile {
-    let mut input = Input::from_reader(PathBuf::from("bench"), Cursor::new(text.as_bytes().to_vec())).unwrap();
+    let mut input = Input::from_reader(
+        PathBuf::from("bench"),
+        Cursor::new(text.as_bytes().to_vec()),
+    )
+    .unwrap();
     let mut p = Profile::new();
     p.read_folded(&mut input).unwrap();
     p

@@ -120,6 +120,26 @@ pub enum Error {
         #[source]
         source: regex::Error,
     },
+    /// An SVG that nflame did not write (it carries no profile).
+    #[error("{}: an SVG not written by nflame (it carries no embedded profile); give the folded profile instead", path.display())]
+    NotNflameSvg {
+        /// The input.
+        path: PathBuf,
+    },
+    /// An nflame SVG whose embedded data is damaged.
+    #[error("{}: the profile embedded in this SVG is damaged: {what}", path.display())]
+    CorruptSvgMetadata {
+        /// The input.
+        path: PathBuf,
+        /// What is wrong.
+        what: String,
+    },
+    /// A differential SVG given where one profile is expected.
+    #[error("{}: a differential flame graph holds two profiles (before and after); give a flame graph of one profile", path.display())]
+    DiffSvg {
+        /// The input.
+        path: PathBuf,
+    },
     /// An option value that cannot be used.
     #[error("{0}")]
     InvalidOption(String),

@@ -82,7 +82,9 @@ impl FrameFilter {
                 Error::Parse(ParseError {
                     source_name: name.clone(),
                     line: line_no,
-                    kind: ParseErrorKind::CountOverflow(format!("{count} (the total of all samples)")),
+                    kind: ParseErrorKind::CountOverflow(format!(
+                        "{count} (the total of all samples)"
+                    )),
                 })
             })?;
             if self.keeps(stack) {

@@ -119,6 +119,14 @@ impl Input {
         }
     }
 
+    /// Whether the (decompressed) input starts like an SVG or XML document.
+    pub fn starts_like_svg(&mut self) -> Result<bool, Error> {
+        match self.reader.fill_buf() {
+            Ok(head) => Ok(crate::embed::looks_like_svg(head)),
+            Err(e) => Err(self.read_error(e)),
+        }
+    }
+
     /// The underlying buffered reader (decompressed).
     pub fn reader(&mut self) -> &mut (dyn BufRead + Send) {
         &mut *self.reader

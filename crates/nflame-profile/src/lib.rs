@@ -11,11 +11,13 @@
 //! - [`Profile`]: merged stacks, totals, sorted output;
 //! - [`filter`]: keep or drop stacks by frame regex;
 //! - [`diff`]: normalisation, per-unit scaling and the frame-share report;
+//! - [`embed`]: the context and profiles stored inside nflame's SVGs;
 //! - [`perf_script`]: `perf script` text to folded stacks (nflame's collapser).
 //!
 //! Rendering lives in `nflame-render`; the recorder in `nflame-sampler`.
 
 pub mod diff;
+pub mod embed;
 mod error;
 pub mod filter;
 pub mod folded;

@@ -141,10 +141,20 @@ impl Profile {
         })
     }
 
-    /// Reads a folded file (plain, gzip, or `-` for stdin). An input without any
-    /// sample is an [`Error::Empty`].
+    /// Reads a folded file (plain, gzip, or `-` for stdin), or the profile
+    /// embedded in an SVG nflame wrote. An input without any sample is an
+    /// [`Error::Empty`].
     pub fn from_path(path: impl AsRef<Path>) -> Result<Profile, Error> {
         let mut input = Input::open(path)?;
+        if input.starts_like_svg()? {
+            let mut embedded = crate::embed::read_svg(&mut input)?;
+            return match embedded.profiles.iter().position(|(r, _)| r == "profile") {
+                Some(i) => Ok(embedded.profiles.swap_remove(i).1),
+                None => Err(Error::DiffSvg {
+                    path: input.path().to_path_buf(),
+                }),
+            };
+        }
         let mut profile = Profile::new();
         profile.read_folded(&mut input)?;
         if profile.total() == 0 {

@@ -1,1 +1,63 @@
-//! nflame-symbolizer: raw addresses to named frames with blazesym (work in progress).
+//! nflame-symbolizer: raw sample addresses → named frames → folded stacks.
+//!
+//! The sampler (`nflame-sampler`) records addresses and, for every process,
+//! its executable mappings. This crate names those addresses with
+//! [blazesym](https://docs.rs/blazesym) and folds the samples into an
+//! [`nflame_profile::Profile`]. The stages:
+//!
+//! - **user addresses** ([`ProcessSymbolizer`]): address → recorded mapping →
+//!   file offset → the ELF file (opened through `/proc/PID/map_files` or
+//!   `/proc/PID/root` while the process lives, by its path after it exited).
+//!   Because the *recorded* mappings are used, processes that exited before
+//!   symbolization are still named. Without recorded mappings the live
+//!   `/proc/PID/maps` is read. vDSO frames are named from our own vDSO, JIT
+//!   code from perf maps (`/tmp/perf-PID.map`, or the container's
+//!   `/proc/PID/root/tmp/perf-NSPID.map`).
+//!   Stripped Go binaries (`docker-proxy`) are named from `.gopclntab`.
+//! - **kernel addresses** ([`KernelSymbolizer`]): `/proc/kallsyms` (or a
+//!   `vmlinux`), once per recording.
+//! - **folding** ([`fold`]): rayon over processes with one [`SymbolCache`]
+//!   (a blazesym `Symbolizer`, which is not `Send`) per task; each process's
+//!   addresses are deduplicated before lookup and each distinct stack is
+//!   written once.
+//!
+//! Names are demangled (Rust, C++). A frame without a symbol is still a frame:
+//! `[libfoo.so]` (the module's basename, like perf) or `[unknown]`. Kernel
+//! frames carry `_[k]`, JIT frames `_[j]`. Return addresses (every frame but
+//! the leaf) are looked up at `addr - 1`, inside the call instruction.
+//!
+//! A folded stack reads, root first:
+//! `comm[-PID][;thread-TID];user root…user leaf;kernel root_[k]…kernel leaf_[k]`
+//! ([`FoldOptions`] says which parts appear).
+//!
+//! ```no_run
+//! # fn demo(recording: &nflame_sampler::Recording) -> Result<(), nflame_symbolizer::Error> {
+//! use nflame_symbolizer::{fold, FoldOptions};
+//! let mut opts = FoldOptions::default();
+//! opts.per_pid = true;
+//! let (profile, stats) = fold(recording, &opts)?;
+//! eprintln!("{:.1}% of frames named", stats.named_share() * 100.0);
+//! profile.write_folded(&mut std::io::stdout().lock()).expect("stdout");
+//! # Ok(()) }
+//! ```
+//!
+//! Symbolizing other processes needs root (or `CAP_SYS_ADMIN` for
+//! `map_files`, `CAP_SYSLOG` for kernel addresses); without it, frames are
+//! still produced, just less often named.
+
+mod error;
+mod fold;
+mod frame;
+mod gopclntab;
+mod kernel;
+mod maps;
+mod perf_map;
+mod process;
+
+pub use error::Error;
+pub use fold::{fold, FoldOptions, FoldStats, Weight};
+pub use frame::{module_placeholder, sanitize, Frame, FrameKind, KERNEL_MODULE, UNKNOWN};
+pub use kernel::KernelSymbolizer;
+pub use maps::{parse_maps, read_proc_maps};
+pub use perf_map::PerfMap;
+pub use process::{ModuleFailure, ProcessSymbolizer, SymbolCache, SymbolizeOptions};

@@ -1,0 +1,353 @@
+//! Our own view of a ring-buffer record: the crate's decoded [`Record`] reduced
+//! to what the recorder uses, with plain integers and owned strings.
+//!
+//! The bytes are decoded by `perf-event-open`; this module only selects and
+//! normalises (timestamps, the kernel/user split of call chains, exec flags),
+//! so the bookkeeping in [`crate::tracker`] can be tested without a kernel.
+
+use std::ffi::CStr;
+use std::path::PathBuf;
+
+use perf_event_open::sample::record::mmap::Info;
+use perf_event_open::sample::record::sample::CallChain;
+use perf_event_open::sample::record::{Record, RecordId};
+
+use crate::procfs::makedev;
+
+/// A side-band or sample record, reduced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Event {
+    Sample {
+        pid: u32,
+        tid: u32,
+        time: u64,
+        cpu: u32,
+        period: u64,
+        /// Leaf first.
+        kernel: Vec<u64>,
+        /// Leaf first.
+        user: Vec<u64>,
+    },
+    Comm {
+        pid: u32,
+        tid: u32,
+        time: u64,
+        comm: String,
+        exec: bool,
+    },
+    Fork {
+        pid: u32,
+        ppid: u32,
+        tid: u32,
+        time: u64,
+    },
+    Exit {
+        pid: u32,
+        tid: u32,
+        time: u64,
+    },
+    Mmap {
+        pid: u32,
+        time: u64,
+        start: u64,
+        len: u64,
+        pgoff: u64,
+        path: PathBuf,
+        dev: Option<u64>,
+        inode: Option<u64>,
+        executable: bool,
+    },
+    /// `PERF_RECORD_LOST`: this many records were dropped.
+    Lost {
+        time: u64,
+        count: u64,
+    },
+    /// Sampling was throttled by the kernel (`perf_cpu_time_max_percent`).
+    Throttle {
+        time: u64,
+    },
+}
+
+impl Event {
+    /// Timestamp for ordering across ring buffers (0 if unknown).
+    pub(crate) fn time(&self) -> u64 {
+        match self {
+            Event::Sample { time, .. }
+            | Event::Comm { time, .. }
+            | Event::Fork { time, .. }
+            | Event::Exit { time, .. }
+            | Event::Mmap { time, .. }
+            | Event::Lost { time, .. }
+            | Event::Throttle { time } => *time,
+        }
+    }
+
+    /// Reduces a decoded record; `None` for records we do not use.
+    pub(crate) fn from_record(record: Record) -> Option<Event> {
+        fn id_time(id: &Option<RecordId>) -> u64 {
+            id.as_ref().and_then(|r| r.time).unwrap_or(0)
+        }
+        Some(match record {
+            Record::Sample(s) => {
+                let s = *s;
+                let task = s.record_id.task?;
+                let mut kernel = Vec::new();
+                let mut user = Vec::new();
+                for part in s.call_chain.unwrap_or_default() {
+                    match part {
+                        CallChain::Kernel(v) if kernel.is_empty() => kernel = v,
+                        CallChain::Kernel(v) => kernel.extend(v),
+                        CallChain::User(v) if user.is_empty() => user = v,
+                        CallChain::User(v) => user.extend(v),
+                        _ => {}
+                    }
+                }
+                Event::Sample {
+                    pid: task.pid,
+                    tid: task.tid,
+                    time: s.record_id.time.unwrap_or(0),
+                    cpu: s.record_id.cpu.unwrap_or(0),
+                    period: s.period.unwrap_or(1),
+                    kernel,
+                    user,
+                }
+            }
+            Record::Comm(c) => Event::Comm {
+                pid: c.task.pid,
+                tid: c.task.tid,
+                time: id_time(&c.record_id),
+                comm: cstr_lossy(&c.comm),
+                exec: c.by_execve,
+            },
+            Record::Fork(f) => Event::Fork {
+                pid: f.task.pid,
+                ppid: f.parent_task.pid,
+                tid: f.task.tid,
+                time: f.time,
+            },
+            Record::Exit(e) => Event::Exit {
+                pid: e.task.pid,
+                tid: e.task.tid,
+                time: e.time,
+            },
+            Record::Mmap(m) => {
+                let (dev, inode) = match m.ext.as_ref().map(|e| &e.info) {
+                    Some(Info::Device {
+                        major,
+                        minor,
+                        inode,
+                        ..
+                    }) if *inode != 0 => (Some(makedev(*major, *minor)), Some(*inode)),
+                    _ => (None, None),
+                };
+                Event::Mmap {
+                    pid: m.task.pid,
+                    time: id_time(&m.record_id),
+                    start: m.addr,
+                    len: m.len,
+                    pgoff: m.page_offset,
+                    path: PathBuf::from(cstr_lossy(&m.file)),
+                    dev,
+                    inode,
+                    executable: m.executable,
+                }
+            }
+            Record::LostRecords(l) => Event::Lost {
+                time: id_time(&l.record_id),
+                count: l.lost_records,
+            },
+            Record::LostSamples(l) => Event::Lost {
+                time: id_time(&l.record_id),
+                count: l.lost_samples,
+            },
+            Record::Throttle(t) => Event::Throttle { time: t.time },
+            _ => return None,
+        })
+    }
+}
+
+fn cstr_lossy(c: &CStr) -> String {
+    String::from_utf8_lossy(c.to_bytes()).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::CString;
+
+    use perf_event_open::sample::record::comm::Comm;
+    use perf_event_open::sample::record::lost::LostRecords;
+    use perf_event_open::sample::record::mmap::{Ext, Mmap};
+    use perf_event_open::sample::record::sample::Sample;
+    use perf_event_open::sample::record::task::{Exit, Fork};
+    use perf_event_open::sample::record::Task;
+
+    use super::*;
+
+    fn rid(pid: u32, tid: u32, time: u64, cpu: u32) -> RecordId {
+        RecordId {
+            id: None,
+            stream_id: None,
+            cpu: Some(cpu),
+            task: Some(Task { pid, tid }),
+            time: Some(time),
+        }
+    }
+
+    fn sample(chain: Vec<CallChain>) -> Record {
+        Record::Sample(Box::new(Sample {
+            record_id: rid(10, 11, 1234, 1),
+            stat: None,
+            period: Some(1_001_001),
+            cgroup: None,
+            call_chain: Some(chain),
+            user_stack: None,
+            data_addr: None,
+            data_phys_addr: None,
+            data_page_size: None,
+            data_source: None,
+            code_addr: None,
+            code_page_size: None,
+            user_regs: None,
+            intr_regs: None,
+            raw: None,
+            lbr: None,
+            aux: None,
+            txn: None,
+            weight: None,
+        }))
+    }
+
+    #[test]
+    fn sample_splits_kernel_and_user_leaf_first() {
+        let ev = Event::from_record(sample(vec![
+            CallChain::Kernel(vec![0xffff_8000_0000_0010, 0xffff_8000_0000_0020]),
+            CallChain::User(vec![0x401000, 0x402000, 0x403000]),
+        ]))
+        .unwrap();
+        assert_eq!(
+            ev,
+            Event::Sample {
+                pid: 10,
+                tid: 11,
+                time: 1234,
+                cpu: 1,
+                period: 1_001_001,
+                kernel: vec![0xffff_8000_0000_0010, 0xffff_8000_0000_0020],
+                user: vec![0x401000, 0x402000, 0x403000],
+            }
+        );
+    }
+
+    #[test]
+    fn sample_ignores_guest_and_unknown_contexts() {
+        let ev = Event::from_record(sample(vec![
+            CallChain::Guest(vec![1]),
+            CallChain::User(vec![2]),
+            CallChain::Unknown(vec![3]),
+        ]))
+        .unwrap();
+        let Event::Sample { kernel, user, .. } = ev else {
+            panic!("not a sample")
+        };
+        assert!(kernel.is_empty());
+        assert_eq!(user, vec![2]);
+    }
+
+    #[test]
+    fn comm_fork_exit_lost() {
+        let c = Event::from_record(Record::Comm(Box::new(Comm {
+            record_id: Some(rid(5, 5, 77, 0)),
+            by_execve: true,
+            task: Task { pid: 5, tid: 5 },
+            comm: CString::new("nginx").unwrap(),
+        })));
+        assert_eq!(
+            c,
+            Some(Event::Comm {
+                pid: 5,
+                tid: 5,
+                time: 77,
+                comm: "nginx".into(),
+                exec: true
+            })
+        );
+        let f = Event::from_record(Record::Fork(Box::new(Fork {
+            record_id: None,
+            task: Task { pid: 6, tid: 6 },
+            parent_task: Task { pid: 5, tid: 5 },
+            time: 80,
+        })));
+        assert_eq!(
+            f,
+            Some(Event::Fork {
+                pid: 6,
+                ppid: 5,
+                tid: 6,
+                time: 80
+            })
+        );
+        let e = Event::from_record(Record::Exit(Box::new(Exit {
+            record_id: None,
+            task: Task { pid: 6, tid: 7 },
+            parent_task: Task { pid: 5, tid: 5 },
+            time: 90,
+        })));
+        assert_eq!(
+            e,
+            Some(Event::Exit {
+                pid: 6,
+                tid: 7,
+                time: 90
+            })
+        );
+        let l = Event::from_record(Record::LostRecords(Box::new(LostRecords {
+            record_id: Some(rid(0, 0, 95, 0)),
+            id: 1,
+            lost_records: 42,
+        })));
+        assert_eq!(
+            l,
+            Some(Event::Lost {
+                time: 95,
+                count: 42
+            })
+        );
+    }
+
+    #[test]
+    fn mmap2_carries_device_and_inode() {
+        let m = Event::from_record(Record::Mmap(Box::new(Mmap {
+            record_id: Some(rid(5, 5, 60, 0)),
+            executable: true,
+            task: Task { pid: 5, tid: 5 },
+            addr: 0x7f00_0000_0000,
+            len: 0x1000,
+            file: CString::new("/usr/lib/libc.so.6").unwrap(),
+            page_offset: 0x28000,
+            ext: Some(Ext {
+                prot: 5,
+                flags: 2,
+                info: Info::Device {
+                    major: 8,
+                    minor: 1,
+                    inode: 99,
+                    inode_gen: 0,
+                },
+            }),
+        })));
+        assert_eq!(
+            m,
+            Some(Event::Mmap {
+                pid: 5,
+                time: 60,
+                start: 0x7f00_0000_0000,
+                len: 0x1000,
+                pgoff: 0x28000,
+                path: PathBuf::from("/usr/lib/libc.so.6"),
+                dev: Some(0x801),
+                inode: Some(99),
+                executable: true,
+            })
+        );
+    }
+}

@@ -1,0 +1,553 @@
+//! The recording loop: checks privileges, opens counters for the target,
+//! polls and drains their ring buffers, feeds the [`Tracker`] in timestamp
+//! order, and decides when to stop.
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::error::Error;
+use crate::event::Event;
+use crate::options::{EventChoice, Progress, RecordOptions, Target};
+use crate::procfs::{self, ProcSource, Procfs};
+use crate::sys::{self, Child, CounterConfig, OpenError, PerfCounter, PerfEvent, Ready, Scope};
+use crate::tracker::{name_matches, Filter, Tracker};
+use crate::types::{Recording, StopReason};
+
+/// Total ring-buffer memory we allow before shrinking per-counter buffers.
+const RING_BUDGET: usize = 64 << 20;
+/// Longest time between two drains.
+const POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// How often `/proc` is checked for targets whose EXIT record we missed.
+const LIVENESS_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Records on-CPU samples of `opts.target` until the duration elapses, `stop`
+/// becomes true, or (for pids and commands) every target has exited.
+///
+/// `progress` is called from this thread about every
+/// [`RecordOptions::progress_interval`], and once at the end.
+pub fn record(
+    opts: &RecordOptions,
+    stop: &AtomicBool,
+    mut progress: impl FnMut(&Progress),
+) -> Result<Recording, Error> {
+    validate(opts)?;
+    let paranoid = procfs::perf_event_paranoid().ok_or_else(|| Error::Unsupported {
+        source: io::Error::new(
+            io::ErrorKind::NotFound,
+            "/proc/sys/kernel/perf_event_paranoid does not exist",
+        ),
+    })?;
+    if let Some(max) = procfs::max_sample_rate() {
+        if opts.frequency > max {
+            return Err(Error::FrequencyTooHigh {
+                requested: opts.frequency,
+                max,
+            });
+        }
+    }
+    let privileged = sys::euid() == 0 || procfs::has_perfmon_capability();
+    let mut notes = Vec::new();
+    let mut kernel = opts.kernel;
+    if kernel && !privileged && paranoid >= 2 {
+        if !opts.user {
+            return Err(Error::PermissionDenied {
+                what: "kernel-only sampling".into(),
+                paranoid: paranoid.to_string(),
+                hint: "",
+                source: io::Error::from_raw_os_error(libc::EACCES),
+            });
+        }
+        kernel = false;
+        notes.push(format!(
+            "kernel frames excluded: kernel.perf_event_paranoid is {paranoid} and this user \
+             has neither root nor CAP_PERFMON"
+        ));
+    }
+    let system_wide = matches!(opts.target, Target::All | Target::Names(_));
+    if system_wide && !privileged && paranoid > 0 {
+        return Err(Error::PermissionDenied {
+            what: "system-wide sampling (all processes, or processes by name)".into(),
+            paranoid: paranoid.to_string(),
+            hint: "; without privileges, record your own processes by pid or command instead",
+            source: io::Error::from_raw_os_error(libc::EACCES),
+        });
+    }
+    sys::raise_fd_limit();
+    let cpus = procfs::online_cpus();
+
+    let mut session = Session {
+        opts,
+        paranoid,
+        privileged,
+        kernel,
+        cpus,
+        event: match opts.event {
+            EventChoice::CpuClock => Some(PerfEvent::CpuClock),
+            EventChoice::Cycles => Some(PerfEvent::Cycles),
+            _ => None,
+        },
+        counters: Vec::new(),
+        buffer_of_cpu: Vec::new(),
+    };
+
+    let own = sys::own_pid();
+    let (filter, mut child, pids) = match &opts.target {
+        Target::Pids(pids) => {
+            let tgids = session.open_pids(pids)?;
+            (Filter::Attached, None, tgids)
+        }
+        Target::Command(argv) => {
+            let child = session.open_command(argv)?;
+            (Filter::Attached, Some(child), Vec::new())
+        }
+        Target::All => {
+            session.open_cpus()?;
+            (Filter::All, None, Vec::new())
+        }
+        Target::Names(names) => {
+            session.open_cpus()?;
+            (Filter::Names(names.clone()), None, Vec::new())
+        }
+    };
+    let event = session.event.unwrap_or(PerfEvent::CpuClock);
+    let counters = std::mem::take(&mut session.counters);
+
+    let mut tracker = Tracker::new(filter, Procfs, own);
+    let start = Instant::now();
+    if let Some(child) = child.as_mut() {
+        // Counters enable themselves at the exec.
+        if let Err(source) = child.release() {
+            return Err(Error::Spawn {
+                program: program_name(&opts.target),
+                source,
+            });
+        }
+        let program = command_path(&opts.target);
+        tracker.add_command(child.pid, &program);
+    } else {
+        for c in &counters {
+            c.enable().map_err(|source| Error::Io {
+                op: "enabling a perf counter".into(),
+                source,
+            })?;
+        }
+    }
+    // Snapshot targets after enabling, so no mapping falls in between.
+    for &pid in &pids {
+        if !tracker.add_target(pid) {
+            return Err(Error::ProcessExited { pid });
+        }
+    }
+    if let Target::Names(names) = &opts.target {
+        for pid in procfs::all_pids() {
+            if pid == own {
+                continue;
+            }
+            if let Some((comm, exe)) = Procfs.comm_and_exe(pid) {
+                if name_matches(names, &comm, exe.as_deref()) {
+                    tracker.add_target(pid);
+                }
+            }
+        }
+    }
+
+    // The loop.
+    let fds: Vec<i32> = counters
+        .iter()
+        .filter(|c| c.has_buffer())
+        .map(PerfCounter::raw_fd)
+        .collect();
+    let mut hung = vec![false; fds.len()];
+    let mut ready: Vec<Ready> = Vec::new();
+    let mut batch: Vec<Event> = Vec::new();
+    let mut last_progress = start;
+    let mut last_liveness = start;
+    let attached = matches!(opts.target, Target::Pids(_) | Target::Command(_));
+    let stop_reason = loop {
+        let elapsed = start.elapsed();
+        if stop.load(Ordering::Relaxed) {
+            break StopReason::Stopped;
+        }
+        if opts.duration.is_some_and(|d| elapsed >= d) {
+            break StopReason::Duration;
+        }
+        let mut timeout = POLL_INTERVAL;
+        if let Some(d) = opts.duration {
+            timeout = timeout.min(d.saturating_sub(elapsed));
+        }
+        let live_idx: Vec<usize> = (0..fds.len()).filter(|&i| !hung[i]).collect();
+        let live_fds: Vec<i32> = live_idx.iter().map(|&i| fds[i]).collect();
+        sys::poll_fds(&live_fds, timeout, &mut ready).map_err(|source| Error::Io {
+            op: "polling perf ring buffers".into(),
+            source,
+        })?;
+        for (r, &i) in ready.iter().zip(&live_idx) {
+            if r.hangup {
+                hung[i] = true;
+            }
+        }
+        drain_all(&counters, &mut batch, &mut tracker);
+
+        if attached {
+            if let Some(child) = child.as_mut() {
+                // Like `perf record -- cmd`: the command's exit ends it, even
+                // if it left children behind.
+                if child.try_wait().is_some() {
+                    break StopReason::TargetsExited;
+                }
+            }
+            if last_liveness.elapsed() >= LIVENESS_INTERVAL || hung.iter().all(|&h| h) {
+                tracker.refresh_liveness();
+                last_liveness = Instant::now();
+            }
+            if tracker.live_targets().is_empty() {
+                break StopReason::TargetsExited;
+            }
+        }
+        if last_progress.elapsed() >= opts.progress_interval {
+            last_progress = Instant::now();
+            progress(&progress_of(&tracker, start, event));
+        }
+    };
+    let duration = start.elapsed();
+
+    for c in &counters {
+        // A counter whose task is gone may refuse; its buffer is still readable.
+        let _ = c.disable();
+    }
+    let mut command_status = None;
+    if let Some(mut child) = child.take() {
+        command_status = child.terminate(Duration::from_secs(1));
+    }
+    drain_all(&counters, &mut batch, &mut tracker);
+    let stat_lost: u64 = counters.iter().filter_map(PerfCounter::lost).sum();
+    progress(&progress_of(&tracker, start, event));
+    drop(counters);
+
+    let out = tracker.finish();
+    if let Target::Names(names) = &opts.target {
+        if !out.ever_matched {
+            return Err(Error::NoProcessMatched {
+                names: names.clone(),
+            });
+        }
+    }
+    if out.throttled > 0 {
+        notes.push(format!(
+            "the kernel throttled sampling {} times (kernel.perf_cpu_time_max_percent); \
+             consider a lower frequency",
+            out.throttled
+        ));
+    }
+    let lost = out.lost.max(stat_lost);
+    if lost > 0 {
+        notes.push(format!(
+            "{lost} records lost (ring buffer full); consider more ring pages or a lower frequency"
+        ));
+    }
+    Ok(Recording {
+        samples: out.samples,
+        processes: out.processes,
+        event: event.name().to_string(),
+        frequency: opts.frequency,
+        duration,
+        lost,
+        lost_records: out.lost_records,
+        kernel,
+        user: opts.user,
+        stop_reason,
+        throttled: out.throttled,
+        command_status,
+        notes,
+    })
+}
+
+fn validate(opts: &RecordOptions) -> Result<(), Error> {
+    let bad = |s: &str| Err(Error::InvalidOptions(s.to_string()));
+    if opts.frequency == 0 {
+        return bad("frequency must be at least 1 Hz");
+    }
+    if !opts.user && !opts.kernel {
+        return bad("user and kernel are both excluded; nothing to sample");
+    }
+    match &opts.target {
+        Target::Pids(p) if p.is_empty() => bad("no pid given"),
+        Target::Names(n) if n.is_empty() || n.iter().any(|s| s.is_empty()) => {
+            bad("no process name given")
+        }
+        Target::Command(c) if c.is_empty() || c[0].is_empty() => bad("no command given"),
+        _ => Ok(()),
+    }
+}
+
+fn program_name(target: &Target) -> String {
+    match target {
+        Target::Command(argv) => argv
+            .first()
+            .map(|a| a.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        _ => String::new(),
+    }
+}
+
+fn command_path(target: &Target) -> PathBuf {
+    match target {
+        Target::Command(argv) => argv.first().map(PathBuf::from).unwrap_or_default(),
+        _ => PathBuf::new(),
+    }
+}
+
+fn progress_of<S: ProcSource>(t: &Tracker<S>, start: Instant, event: PerfEvent) -> Progress {
+    Progress {
+        elapsed: start.elapsed(),
+        samples: t.sample_count(),
+        lost: t.lost(),
+        processes: t.process_count(),
+        event: event.name(),
+    }
+}
+
+/// Drains every buffer, then handles the records in timestamp order so that a
+/// COMM or FORK seen on one CPU precedes the samples it explains on another.
+fn drain_all<S: ProcSource>(
+    counters: &[PerfCounter],
+    batch: &mut Vec<Event>,
+    tracker: &mut Tracker<S>,
+) {
+    batch.clear();
+    for c in counters {
+        c.drain(|r| {
+            if let Some(ev) = Event::from_record(r) {
+                batch.push(ev);
+            }
+        });
+    }
+    batch.sort_by_key(Event::time);
+    for ev in batch.drain(..) {
+        tracker.handle(ev);
+    }
+}
+
+/// Opening counters, with the event fallback and error explanations.
+struct Session<'a> {
+    opts: &'a RecordOptions,
+    paranoid: i32,
+    privileged: bool,
+    kernel: bool,
+    cpus: Vec<u32>,
+    /// Decided by the first counter when `Auto`.
+    event: Option<PerfEvent>,
+    counters: Vec<PerfCounter>,
+    /// For per-task counters: CPU → index of the counter owning its buffer.
+    buffer_of_cpu: Vec<(u32, usize)>,
+}
+
+impl Session<'_> {
+    fn config(&self, event: PerfEvent, ring_exp: u8) -> CounterConfig {
+        CounterConfig {
+            event,
+            frequency: self.opts.frequency,
+            user: self.opts.user,
+            kernel: self.kernel,
+            ring_exp,
+        }
+    }
+
+    /// Ring exponent for `n` counters.
+    fn ring_exp(&self, n: usize) -> u8 {
+        let mut pages = self.opts.ring_pages.max(8);
+        pages = 1 << (usize::BITS - 1 - pages.leading_zeros());
+        while pages > 8 && n.saturating_mul(pages).saturating_mul(sys::page_size()) > RING_BUDGET {
+            pages /= 2;
+        }
+        pages.trailing_zeros() as u8
+    }
+
+    /// Opens one counter; the first one decides the event under `Auto`.
+    /// Per-task counters share one ring buffer per CPU.
+    fn open(&mut self, scope: Scope, ring_exp: u8, what: &dyn Fn() -> String) -> Result<(), Error> {
+        let event = self.event.unwrap_or(PerfEvent::Cycles);
+        let output = match scope {
+            Scope::Task { cpu, .. } => self
+                .buffer_of_cpu
+                .iter()
+                .find(|&&(c, _)| c == cpu)
+                .map(|&(_, i)| &self.counters[i]),
+            Scope::Cpu { .. } => None,
+        };
+        match PerfCounter::open(&self.config(event, ring_exp), scope, output) {
+            Ok(c) => {
+                self.event = Some(event);
+                if let (Scope::Task { cpu, .. }, true) = (scope, c.has_buffer()) {
+                    self.buffer_of_cpu.push((cpu, self.counters.len()));
+                }
+                self.counters.push(c);
+                Ok(())
+            }
+            Err(e)
+                if self.event.is_none()
+                    && !e.mmap
+                    && !matches!(
+                        e.source.raw_os_error(),
+                        Some(libc::EACCES | libc::EPERM | libc::ESRCH | libc::EMFILE)
+                    ) =>
+            {
+                // No usable hardware PMU: fall back to the software clock.
+                self.event = Some(PerfEvent::CpuClock);
+                self.open(scope, ring_exp, what)
+            }
+            Err(e) => Err(self.explain(e, event, &what())),
+        }
+    }
+
+    fn explain(&self, e: OpenError, event: PerfEvent, what: &str) -> Error {
+        let paranoid = self.paranoid.to_string();
+        if e.mmap {
+            let hint = if self.privileged {
+                ""
+            } else {
+                "; the ring buffers exceed kernel.perf_event_mlock_kb or RLIMIT_MEMLOCK: \
+                 use fewer ring pages"
+            };
+            return match e.source.raw_os_error() {
+                Some(libc::EPERM | libc::EACCES) => Error::PermissionDenied {
+                    what: format!("mapping the ring buffer of {what}"),
+                    paranoid,
+                    hint,
+                    source: e.source,
+                },
+                _ => Error::Io {
+                    op: format!("mapping the ring buffer of {what}"),
+                    source: e.source,
+                },
+            };
+        }
+        match e.source.raw_os_error() {
+            Some(libc::EACCES | libc::EPERM) => Error::PermissionDenied {
+                what: what.to_string(),
+                paranoid,
+                hint: if self.privileged {
+                    ""
+                } else {
+                    "; without privileges you can only record your own processes, user space only"
+                },
+                source: e.source,
+            },
+            Some(libc::ENOSYS) => Error::Unsupported { source: e.source },
+            Some(libc::ENOENT | libc::EOPNOTSUPP | libc::ENODEV) if event == PerfEvent::Cycles => {
+                Error::EventUnavailable {
+                    event: event.name(),
+                    source: e.source,
+                }
+            }
+            Some(libc::EMFILE | libc::ENFILE) => Error::Io {
+                op: format!("opening {what} (too many open files: raise `ulimit -n`)"),
+                source: e.source,
+            },
+            _ => Error::Io {
+                op: format!("opening {what} ({} event)", event.name()),
+                source: e.source,
+            },
+        }
+    }
+
+    /// One counter per online CPU, every task.
+    fn open_cpus(&mut self) -> Result<(), Error> {
+        let exp = self.ring_exp(self.cpus.len());
+        for cpu in self.cpus.clone() {
+            self.open(Scope::Cpu { cpu }, exp, &|| {
+                format!("a system-wide perf counter on CPU {cpu}")
+            })?;
+        }
+        Ok(())
+    }
+
+    /// One inherited counter per (thread, CPU) of each process. Returns the
+    /// processes (thread group ids), deduplicated.
+    fn open_pids(&mut self, pids: &[u32]) -> Result<Vec<u32>, Error> {
+        let mut tgids = Vec::new();
+        for &pid in pids {
+            let tgid = procfs::tgid_of(pid).ok_or(Error::NoSuchProcess { pid })?;
+            if !Procfs.is_alive(tgid) {
+                return Err(Error::ProcessExited { pid });
+            }
+            if !tgids.contains(&tgid) {
+                tgids.push(tgid);
+            }
+        }
+        let exp = self.ring_exp(self.cpus.len());
+        for &tgid in &tgids {
+            let mut attached: Vec<u32> = Vec::new();
+            // Threads started while we attach are caught by the next pass;
+            // threads started afterwards inherit the counters.
+            for _pass in 0..5 {
+                let new: Vec<u32> = procfs::tasks_of(tgid)
+                    .into_iter()
+                    .filter(|t| !attached.contains(t))
+                    .collect();
+                if new.is_empty() {
+                    break;
+                }
+                for tid in new {
+                    match self.open_task(tid, exp, false) {
+                        Ok(()) => attached.push(tid),
+                        // The thread exited meanwhile.
+                        Err(None) => {}
+                        Err(Some(e)) => return Err(e),
+                    }
+                }
+            }
+            if attached.is_empty() {
+                return Err(if procfs::tgid_of(tgid).is_some() {
+                    Error::ProcessExited { pid: tgid }
+                } else {
+                    Error::NoSuchProcess { pid: tgid }
+                });
+            }
+        }
+        Ok(tgids)
+    }
+
+    /// Counters for one thread on every CPU; `Err(None)` if it no longer exists.
+    fn open_task(&mut self, tid: u32, exp: u8, enable_on_exec: bool) -> Result<(), Option<Error>> {
+        for cpu in self.cpus.clone() {
+            let scope = Scope::Task {
+                tid,
+                cpu,
+                enable_on_exec,
+            };
+            let what = || format!("a perf counter for thread {tid} on CPU {cpu}");
+            if let Err(e) = self.open(scope, exp, &what) {
+                if let Error::Io { source, .. } = &e {
+                    if source.raw_os_error() == Some(libc::ESRCH) {
+                        return Err(None);
+                    }
+                }
+                return Err(Some(e));
+            }
+        }
+        Ok(())
+    }
+
+    /// Forks the command, suspended before exec, with counters that enable at exec.
+    fn open_command(&mut self, argv: &[std::ffi::OsString]) -> Result<Child, Error> {
+        let mut child = Child::spawn_suspended(argv).map_err(|source| Error::Spawn {
+            program: argv
+                .first()
+                .map(|a| a.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            source,
+        })?;
+        let exp = self.ring_exp(self.cpus.len());
+        if let Err(e) = self.open_task(child.pid, exp, true) {
+            child.terminate(Duration::from_millis(100));
+            return Err(e.unwrap_or(Error::Io {
+                op: "attaching to the command before exec".into(),
+                source: io::Error::from_raw_os_error(libc::ESRCH),
+            }));
+        }
+        Ok(child)
+    }
+}

@@ -1,0 +1,846 @@
+//! Bookkeeping of a recording, free of syscalls: which processes are targets,
+//! their comm, threads and executable mappings as side-band records change
+//! them, and the samples with interned stacks.
+//!
+//! It consumes [`Event`]s in timestamp order and asks a [`ProcSource`] (the
+//! real `/proc`, or a table in tests) about processes it has not seen yet.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::event::Event;
+use crate::procfs::{ProcSource, Snapshot};
+use crate::types::{Mapping, ProcessInfo, RawSample};
+
+/// Which samples belong to the recording.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Filter {
+    /// Per-task counters: everything in the buffers comes from a target or a
+    /// descendant of one.
+    Attached,
+    /// Every process.
+    All,
+    /// Processes whose comm or executable basename is one of these names.
+    Names(Vec<String>),
+}
+
+#[derive(Debug)]
+struct Proc {
+    info: ProcessInfo,
+    /// Samples of this process are kept (always true outside name matching).
+    target: bool,
+    /// Asked for by the caller (kept in the output even without samples).
+    explicit: bool,
+    samples: u64,
+}
+
+/// Final state handed to the recorder.
+#[derive(Debug, Default)]
+pub(crate) struct Outcome {
+    pub(crate) samples: Vec<RawSample>,
+    pub(crate) processes: BTreeMap<u32, ProcessInfo>,
+    pub(crate) lost: u64,
+    pub(crate) lost_records: u64,
+    pub(crate) throttled: u64,
+    pub(crate) ever_matched: bool,
+}
+
+#[derive(Debug)]
+pub(crate) struct Tracker<S: ProcSource> {
+    filter: Filter,
+    source: S,
+    own_pid: u32,
+    procs: HashMap<u32, Proc>,
+    /// Name matching verdicts, by pid (only with [`Filter::Names`]).
+    verdicts: HashMap<u32, bool>,
+    samples: Vec<RawSample>,
+    stacks: HashSet<Arc<[u64]>>,
+    lost: u64,
+    lost_records: u64,
+    throttled: u64,
+    ever_matched: bool,
+}
+
+/// Whether a process called `comm` running `exe` matches one of `names`.
+/// `comm` is at most 15 bytes, so a longer name matches its 15-byte prefix.
+pub(crate) fn name_matches(names: &[String], comm: &str, exe: Option<&Path>) -> bool {
+    let base = exe.and_then(|e| e.file_name()).and_then(|b| b.to_str());
+    names.iter().any(|n| {
+        n == comm
+            || (n.len() > 15 && n.is_char_boundary(15) && &n[..15] == comm)
+            || base == Some(n.as_str())
+    })
+}
+
+/// Inserts `m` into sorted, non-overlapping `v`, trimming what it covers (a new
+/// mapping replaces whatever was mapped there).
+pub(crate) fn insert_mapping(v: &mut Vec<Mapping>, m: Mapping) {
+    if m.end <= m.start {
+        return;
+    }
+    let first = v.partition_point(|x| x.end <= m.start);
+    if v.get(first) == Some(&m) {
+        return;
+    }
+    let mut last = first;
+    let mut keep = Vec::new();
+    while let Some(old) = v.get(last) {
+        if old.start >= m.end {
+            break;
+        }
+        if old.start < m.start {
+            keep.push(Mapping {
+                end: m.start,
+                ..old.clone()
+            });
+        }
+        if old.end > m.end {
+            keep.push(Mapping {
+                start: m.end,
+                offset: old.offset + (m.end - old.start),
+                ..old.clone()
+            });
+        }
+        last += 1;
+    }
+    keep.push(m);
+    keep.sort();
+    v.splice(first..last, keep);
+}
+
+impl<S: ProcSource> Tracker<S> {
+    pub(crate) fn new(filter: Filter, source: S, own_pid: u32) -> Self {
+        Tracker {
+            filter,
+            source,
+            own_pid,
+            procs: HashMap::new(),
+            verdicts: HashMap::new(),
+            samples: Vec::new(),
+            stacks: HashSet::new(),
+            lost: 0,
+            lost_records: 0,
+            throttled: 0,
+            ever_matched: false,
+        }
+    }
+
+    /// Registers a process the caller asked for, from a fresh snapshot.
+    /// Returns false if it no longer exists.
+    pub(crate) fn add_target(&mut self, pid: u32) -> bool {
+        let Some(snap) = self.source.snapshot(pid) else {
+            return false;
+        };
+        self.insert_snapshot(pid, snap, true);
+        if let Filter::Names(_) = self.filter {
+            self.verdicts.insert(pid, true);
+        }
+        true
+    }
+
+    /// Registers the recorded command (just `exec`ed): comm is the program's
+    /// basename, as the kernel sets it, whatever the snapshot raced to read.
+    pub(crate) fn add_command(&mut self, pid: u32, program: &Path) {
+        let snap = self.source.snapshot(pid).unwrap_or_default();
+        self.insert_snapshot(pid, snap, true);
+        let comm = program
+            .file_name()
+            .map(|b| truncate_comm(&b.to_string_lossy()))
+            .unwrap_or_default();
+        if let Some(p) = self.procs.get_mut(&pid) {
+            p.info.threads.insert(pid, comm.clone());
+            p.info.comm = comm;
+        }
+    }
+
+    fn insert_snapshot(&mut self, pid: u32, snap: Snapshot, explicit: bool) {
+        self.ever_matched = true;
+        let p = self.procs.entry(pid).or_insert_with(|| Proc {
+            info: ProcessInfo {
+                pid,
+                ..ProcessInfo::default()
+            },
+            target: true,
+            explicit,
+            samples: 0,
+        });
+        p.target = true;
+        p.explicit |= explicit;
+        p.info.comm = snap.comm;
+        if snap.exe.is_some() {
+            p.info.exe = snap.exe;
+        }
+        for m in snap.mappings {
+            insert_mapping(&mut p.info.mappings, m);
+        }
+        for (tid, name) in snap.threads {
+            p.info.threads.insert(tid, name);
+        }
+    }
+
+    /// Known process, or one created from `/proc` (or empty if it is gone).
+    fn ensure(&mut self, pid: u32) -> &mut Proc {
+        if !self.procs.contains_key(&pid) {
+            let snap = self.source.snapshot(pid);
+            let exited = snap.is_none();
+            let mut snap = snap.unwrap_or_default();
+            if pid == 0 {
+                snap.comm = "swapper".into();
+            }
+            self.insert_snapshot(pid, snap, false);
+            if let Some(p) = self.procs.get_mut(&pid) {
+                p.info.exited = exited && pid != 0;
+            }
+        }
+        self.procs.entry(pid).or_insert_with(|| Proc {
+            info: ProcessInfo {
+                pid,
+                ..ProcessInfo::default()
+            },
+            target: true,
+            explicit: false,
+            samples: 0,
+        })
+    }
+
+    /// Name-matching verdict for `pid`, computed once from `/proc`.
+    fn verdict(&mut self, pid: u32) -> bool {
+        let Filter::Names(names) = &self.filter else {
+            return true;
+        };
+        if pid == self.own_pid || pid == 0 {
+            return false;
+        }
+        if let Some(&v) = self.verdicts.get(&pid) {
+            return v;
+        }
+        let v = self
+            .source
+            .comm_and_exe(pid)
+            .is_some_and(|(comm, exe)| name_matches(names, &comm, exe.as_deref()));
+        self.verdicts.insert(pid, v);
+        if v && !self.procs.contains_key(&pid) {
+            let snap = self.source.snapshot(pid).unwrap_or_default();
+            self.insert_snapshot(pid, snap, false);
+        }
+        v
+    }
+
+    /// Whether records about `pid` update process metadata.
+    fn wants(&mut self, pid: u32) -> bool {
+        match self.filter {
+            Filter::Attached | Filter::All => true,
+            Filter::Names(_) => self.verdict(pid) && self.procs.get(&pid).is_some_and(|p| p.target),
+        }
+    }
+
+    fn intern(&mut self, v: Vec<u64>) -> Arc<[u64]> {
+        if let Some(a) = self.stacks.get(v.as_slice()) {
+            return Arc::clone(a);
+        }
+        let a: Arc<[u64]> = Arc::from(v);
+        self.stacks.insert(Arc::clone(&a));
+        a
+    }
+
+    pub(crate) fn handle(&mut self, ev: Event) {
+        match ev {
+            Event::Sample {
+                pid,
+                tid,
+                time,
+                cpu,
+                period,
+                kernel,
+                user,
+            } => {
+                if !self.wants(pid) {
+                    return;
+                }
+                let p = self.ensure(pid);
+                p.samples += 1;
+                if !p.info.threads.contains_key(&tid) {
+                    let name = p.info.comm.clone();
+                    p.info.threads.insert(tid, name);
+                }
+                let kernel = self.intern(kernel);
+                let user = self.intern(user);
+                self.samples.push(RawSample {
+                    pid,
+                    tid,
+                    time,
+                    cpu,
+                    period,
+                    kernel,
+                    user,
+                });
+            }
+            Event::Comm {
+                pid,
+                tid,
+                comm,
+                exec,
+                ..
+            } => self.on_comm(pid, tid, comm, exec),
+            Event::Fork { pid, ppid, tid, .. } => self.on_fork(pid, ppid, tid),
+            Event::Exit { pid, tid, .. } => {
+                if pid != tid {
+                    return;
+                }
+                let unsampled = match self.procs.get_mut(&pid) {
+                    Some(p) => {
+                        p.info.exited = true;
+                        p.samples == 0 && !p.explicit
+                    }
+                    None => return,
+                };
+                // System-wide, most processes are never sampled: forget them
+                // when they exit so memory follows the live process count.
+                if unsampled && self.filter == Filter::All {
+                    self.procs.remove(&pid);
+                }
+            }
+            Event::Mmap {
+                pid,
+                start,
+                len,
+                pgoff,
+                path,
+                dev,
+                inode,
+                executable,
+                ..
+            } => {
+                if !executable || !self.wants(pid) {
+                    return;
+                }
+                let p = self.ensure(pid);
+                if p.info.exe.is_none() && path.starts_with("/") {
+                    p.info.exe = Some(path.clone());
+                }
+                insert_mapping(
+                    &mut p.info.mappings,
+                    Mapping {
+                        start,
+                        end: start.saturating_add(len),
+                        offset: pgoff,
+                        path,
+                        dev,
+                        inode,
+                    },
+                );
+            }
+            Event::Lost { count, .. } => {
+                self.lost += count;
+                self.lost_records += 1;
+            }
+            Event::Throttle { .. } => self.throttled += 1,
+        }
+    }
+
+    fn on_comm(&mut self, pid: u32, tid: u32, comm: String, exec: bool) {
+        if let Filter::Names(names) = &self.filter {
+            if exec || pid == tid {
+                let exe = if exec {
+                    self.source.comm_and_exe(pid).and_then(|(_, e)| e)
+                } else {
+                    self.procs.get(&pid).and_then(|p| p.info.exe.clone())
+                };
+                let now = pid != self.own_pid && name_matches(names, &comm, exe.as_deref());
+                let before = self.procs.get(&pid).is_some_and(|p| p.target);
+                self.verdicts.insert(pid, now);
+                match (before, now) {
+                    (_, true) if !self.procs.contains_key(&pid) => {
+                        // A new match: what /proc shows now is the new image.
+                        let snap = self.source.snapshot(pid).unwrap_or_default();
+                        self.insert_snapshot(pid, snap, false);
+                        if let Some(p) = self.procs.get_mut(&pid) {
+                            p.info.comm = comm.clone();
+                            p.info.threads.insert(tid, comm);
+                        }
+                        return;
+                    }
+                    (true, false) => {
+                        // It became something else: freeze what it was.
+                        if let Some(p) = self.procs.get_mut(&pid) {
+                            p.target = false;
+                        }
+                        return;
+                    }
+                    (false, false) => return,
+                    _ => {}
+                }
+            } else if !self.wants(pid) {
+                return;
+            }
+        }
+        let p = self.ensure(pid);
+        if exec {
+            // The old image is gone; its mappings follow as MMAP records.
+            p.info.mappings.clear();
+            p.info.exe = None;
+            p.info.threads.clear();
+            p.info.exited = false;
+        }
+        if pid == tid {
+            p.info.comm = comm.clone();
+        }
+        p.info.threads.insert(tid, comm);
+    }
+
+    fn on_fork(&mut self, pid: u32, ppid: u32, tid: u32) {
+        if pid == ppid {
+            // A new thread.
+            if self.wants(pid) {
+                let p = self.ensure(pid);
+                let name = p.info.comm.clone();
+                p.info.threads.entry(tid).or_insert(name);
+            }
+            return;
+        }
+        // A new process: a copy of its parent until it execs.
+        let parent_is_target = match self.filter {
+            Filter::Names(_) => self.procs.get(&ppid).is_some_and(|p| p.target),
+            Filter::Attached => true,
+            Filter::All => self.procs.contains_key(&ppid),
+        };
+        if !parent_is_target {
+            // Decide about the child later, from /proc or its COMM record.
+            self.verdicts.remove(&pid);
+            return;
+        }
+        let parent = self.procs.get(&ppid).map(|p| p.info.clone());
+        let info = match parent {
+            Some(parent) => ProcessInfo {
+                pid,
+                comm: parent.comm.clone(),
+                exe: parent.exe,
+                mappings: parent.mappings,
+                threads: BTreeMap::from([(pid, parent.comm)]),
+                exited: false,
+            },
+            None => {
+                // Attached mode, parent not seen yet (its records were lost).
+                self.ensure(pid);
+                return;
+            }
+        };
+        if let Filter::Names(_) = self.filter {
+            self.verdicts.insert(pid, true);
+        }
+        self.procs.insert(
+            pid,
+            Proc {
+                info,
+                target: true,
+                explicit: false,
+                samples: 0,
+            },
+        );
+    }
+
+    /// Target processes not known to have exited.
+    pub(crate) fn live_targets(&self) -> Vec<u32> {
+        self.procs
+            .iter()
+            .filter(|(_, p)| p.target && !p.info.exited)
+            .map(|(&pid, _)| pid)
+            .collect()
+    }
+
+    /// Marks processes that `/proc` says are gone (in case EXIT was lost).
+    pub(crate) fn refresh_liveness(&mut self) {
+        for pid in self.live_targets() {
+            if !self.source.is_alive(pid) {
+                if let Some(p) = self.procs.get_mut(&pid) {
+                    p.info.exited = true;
+                }
+            }
+        }
+    }
+
+    pub(crate) fn sample_count(&self) -> u64 {
+        self.samples.len() as u64
+    }
+
+    pub(crate) fn lost(&self) -> u64 {
+        self.lost
+    }
+
+    pub(crate) fn process_count(&self) -> usize {
+        self.procs
+            .values()
+            .filter(|p| p.samples > 0 || (p.target && self.filter != Filter::All))
+            .count()
+    }
+
+    pub(crate) fn finish(mut self) -> Outcome {
+        self.refresh_liveness();
+        let keep_all_targets = self.filter != Filter::All;
+        let mut processes = BTreeMap::new();
+        for (pid, p) in self.procs {
+            if p.explicit || p.samples > 0 || (keep_all_targets && p.target) {
+                processes.insert(pid, p.info);
+            }
+        }
+        self.samples.sort_by_key(|s| s.time);
+        Outcome {
+            samples: self.samples,
+            processes,
+            lost: self.lost,
+            lost_records: self.lost_records,
+            throttled: self.throttled,
+            ever_matched: self.ever_matched,
+        }
+    }
+}
+
+/// The kernel keeps 15 bytes of a task name.
+fn truncate_comm(s: &str) -> String {
+    let mut end = s.len().min(15);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+    use std::path::PathBuf;
+
+    #[derive(Debug, Default)]
+    struct FakeProc {
+        snaps: RefCell<HashMap<u32, Snapshot>>,
+    }
+
+    impl FakeProc {
+        fn with(self, pid: u32, comm: &str, exe: &str, maps: &[(u64, u64, &str)]) -> Self {
+            self.snaps.borrow_mut().insert(
+                pid,
+                Snapshot {
+                    comm: comm.into(),
+                    exe: Some(PathBuf::from(exe)),
+                    mappings: maps
+                        .iter()
+                        .map(|&(s, e, p)| Mapping {
+                            start: s,
+                            end: e,
+                            offset: 0,
+                            path: PathBuf::from(p),
+                            dev: None,
+                            inode: None,
+                        })
+                        .collect(),
+                    threads: BTreeMap::from([(pid, comm.to_string())]),
+                },
+            );
+            self
+        }
+    }
+
+    impl ProcSource for FakeProc {
+        fn snapshot(&self, pid: u32) -> Option<Snapshot> {
+            self.snaps.borrow().get(&pid).cloned()
+        }
+        fn comm_and_exe(&self, pid: u32) -> Option<(String, Option<PathBuf>)> {
+            self.snaps
+                .borrow()
+                .get(&pid)
+                .map(|s| (s.comm.clone(), s.exe.clone()))
+        }
+        fn is_alive(&self, pid: u32) -> bool {
+            self.snaps.borrow().contains_key(&pid)
+        }
+    }
+
+    fn m(start: u64, end: u64, offset: u64, p: &str) -> Mapping {
+        Mapping {
+            start,
+            end,
+            offset,
+            path: PathBuf::from(p),
+            dev: None,
+            inode: None,
+        }
+    }
+
+    fn sample(pid: u32, tid: u32, time: u64, k: &[u64], u: &[u64]) -> Event {
+        Event::Sample {
+            pid,
+            tid,
+            time,
+            cpu: 0,
+            period: 1_000_000,
+            kernel: k.to_vec(),
+            user: u.to_vec(),
+        }
+    }
+
+    fn mmap(pid: u32, start: u64, len: u64, p: &str) -> Event {
+        Event::Mmap {
+            pid,
+            time: 0,
+            start,
+            len,
+            pgoff: 0x1000,
+            path: PathBuf::from(p),
+            dev: Some(0x801),
+            inode: Some(7),
+            executable: true,
+        }
+    }
+
+    #[test]
+    fn insert_mapping_replaces_and_trims() {
+        let mut v = vec![m(0x1000, 0x5000, 0, "/a"), m(0x8000, 0x9000, 0, "/b")];
+        insert_mapping(&mut v, m(0x2000, 0x3000, 0x10, "/c"));
+        assert_eq!(
+            v,
+            vec![
+                m(0x1000, 0x2000, 0, "/a"),
+                m(0x2000, 0x3000, 0x10, "/c"),
+                m(0x3000, 0x5000, 0x2000, "/a"),
+                m(0x8000, 0x9000, 0, "/b"),
+            ]
+        );
+        // Covering several.
+        insert_mapping(&mut v, m(0x0, 0x8800, 0, "/d"));
+        assert_eq!(
+            v,
+            vec![m(0x0, 0x8800, 0, "/d"), m(0x8800, 0x9000, 0x800, "/b")]
+        );
+        // Same again is a no-op; empty is ignored.
+        insert_mapping(&mut v, m(0x0, 0x8800, 0, "/d"));
+        insert_mapping(&mut v, m(0x10, 0x10, 0, "/e"));
+        assert_eq!(v.len(), 2);
+    }
+
+    #[test]
+    fn name_matching_rules() {
+        let names = vec!["nginx".to_string(), "a-very-long-process-name".to_string()];
+        assert!(name_matches(&names, "nginx", None));
+        assert!(name_matches(&names, "a-very-long-pro", None));
+        assert!(name_matches(
+            &names,
+            "worker",
+            Some(Path::new("/usr/sbin/nginx"))
+        ));
+        assert!(!name_matches(&names, "nginx2", Some(Path::new("/bin/x"))));
+    }
+
+    #[test]
+    fn attached_keeps_samples_and_interns_stacks() {
+        let src =
+            FakeProc::default().with(100, "busy", "/bin/busy", &[(0x1000, 0x2000, "/bin/busy")]);
+        let mut t = Tracker::new(Filter::Attached, src, 1);
+        assert!(t.add_target(100));
+        for i in 0..10 {
+            t.handle(sample(100, 100, 10 - i, &[0xffff_0001], &[0x1010, 0x1020]));
+        }
+        t.handle(sample(100, 101, 20, &[], &[0x1030]));
+        let out = t.finish();
+        assert_eq!(out.samples.len(), 11);
+        assert!(out.samples.windows(2).all(|w| w[0].time <= w[1].time));
+        // Identical stacks share one allocation.
+        assert!(Arc::ptr_eq(&out.samples[0].user, &out.samples[1].user));
+        assert!(Arc::ptr_eq(&out.samples[0].kernel, &out.samples[9].kernel));
+        let p = &out.processes[&100];
+        assert_eq!(p.comm, "busy");
+        assert_eq!(p.threads.len(), 2);
+        assert_eq!(
+            p.mapping_for(0x1010).unwrap().path,
+            PathBuf::from("/bin/busy")
+        );
+        assert!(!p.exited);
+    }
+
+    #[test]
+    fn fork_copies_parent_and_exit_keeps_mappings() {
+        let src = FakeProc::default().with(100, "sh", "/bin/sh", &[(0x1000, 0x2000, "/bin/sh")]);
+        let mut t = Tracker::new(Filter::Attached, src, 1);
+        t.add_target(100);
+        t.handle(Event::Fork {
+            pid: 200,
+            ppid: 100,
+            tid: 200,
+            time: 1,
+        });
+        t.handle(Event::Comm {
+            pid: 200,
+            tid: 200,
+            time: 2,
+            comm: "yes".into(),
+            exec: true,
+        });
+        t.handle(mmap(200, 0x5000, 0x1000, "/usr/bin/yes"));
+        t.handle(sample(200, 200, 3, &[], &[0x5010]));
+        t.handle(Event::Fork {
+            pid: 200,
+            ppid: 200,
+            tid: 201,
+            time: 4,
+        });
+        t.handle(Event::Exit {
+            pid: 200,
+            tid: 201,
+            time: 5,
+        });
+        assert_eq!(t.live_targets().len(), 2);
+        t.handle(Event::Exit {
+            pid: 200,
+            tid: 200,
+            time: 6,
+        });
+        let mut live = t.live_targets();
+        live.sort();
+        assert_eq!(live, vec![100]);
+        let out = t.finish();
+        let child = &out.processes[&200];
+        assert!(child.exited);
+        assert_eq!(child.comm, "yes");
+        assert_eq!(child.exe.as_deref(), Some(Path::new("/usr/bin/yes")));
+        assert_eq!(
+            child.mappings,
+            vec![Mapping {
+                start: 0x5000,
+                end: 0x6000,
+                offset: 0x1000,
+                path: PathBuf::from("/usr/bin/yes"),
+                dev: Some(0x801),
+                inode: Some(7)
+            }]
+        );
+        assert_eq!(child.threads.len(), 2);
+        assert_eq!(out.processes[&100].mappings.len(), 1);
+    }
+
+    #[test]
+    fn names_filter_catches_exec_and_children_and_drops_others() {
+        let src = FakeProc::default()
+            .with(300, "bash", "/bin/bash", &[])
+            .with(400, "other", "/bin/other", &[]);
+        let mut t = Tracker::new(Filter::Names(vec!["nginx".into()]), src, 1);
+        t.handle(sample(400, 400, 1, &[], &[1]));
+        t.handle(sample(300, 300, 2, &[], &[1]));
+        // 300 execs nginx: a COMM record with the exec flag.
+        t.handle(Event::Comm {
+            pid: 300,
+            tid: 300,
+            time: 3,
+            comm: "nginx".into(),
+            exec: true,
+        });
+        t.handle(mmap(300, 0x7000, 0x1000, "/usr/sbin/nginx"));
+        t.handle(sample(300, 300, 4, &[], &[0x7010]));
+        // Its child (a worker) is a target too; a stranger's child is not.
+        t.handle(Event::Fork {
+            pid: 301,
+            ppid: 300,
+            tid: 301,
+            time: 5,
+        });
+        t.handle(sample(301, 301, 6, &[], &[0x7020]));
+        t.handle(Event::Fork {
+            pid: 401,
+            ppid: 400,
+            tid: 401,
+            time: 7,
+        });
+        t.handle(sample(401, 401, 8, &[], &[0x9]));
+        assert_eq!(t.sample_count(), 2);
+        let out = t.finish();
+        assert!(out.ever_matched);
+        assert_eq!(
+            out.processes.keys().copied().collect::<Vec<_>>(),
+            vec![300, 301]
+        );
+        assert_eq!(out.processes[&301].mappings.len(), 1);
+        assert_eq!(out.processes[&300].comm, "nginx");
+    }
+
+    #[test]
+    fn names_filter_matches_running_process_lazily() {
+        let src = FakeProc::default().with(
+            500,
+            "nginx",
+            "/usr/sbin/nginx",
+            &[(0x1000, 0x2000, "/usr/sbin/nginx")],
+        );
+        let mut t = Tracker::new(Filter::Names(vec!["nginx".into()]), src, 1);
+        t.handle(sample(500, 500, 1, &[], &[0x1100]));
+        let out = t.finish();
+        assert_eq!(out.samples.len(), 1);
+        assert_eq!(out.processes[&500].mappings.len(), 1);
+    }
+
+    #[test]
+    fn names_filter_ignores_self_and_reports_no_match() {
+        let src = FakeProc::default().with(1, "nginx", "/usr/sbin/nginx", &[]);
+        let mut t = Tracker::new(Filter::Names(vec!["nginx".into()]), src, 1);
+        t.handle(sample(1, 1, 1, &[], &[1]));
+        let out = t.finish();
+        assert!(!out.ever_matched);
+        assert!(out.samples.is_empty());
+    }
+
+    #[test]
+    fn exec_replaces_mappings_and_lost_is_counted() {
+        let src = FakeProc::default().with(600, "sh", "/bin/sh", &[(0x1000, 0x2000, "/bin/sh")]);
+        let mut t = Tracker::new(Filter::All, src, 1);
+        t.handle(sample(600, 600, 1, &[], &[0x1100]));
+        t.handle(Event::Comm {
+            pid: 600,
+            tid: 600,
+            time: 2,
+            comm: "python3".into(),
+            exec: true,
+        });
+        t.handle(mmap(600, 0x9000, 0x1000, "/usr/bin/python3"));
+        t.handle(Event::Lost { time: 3, count: 5 });
+        t.handle(Event::Lost { time: 4, count: 2 });
+        // Thread rename (not exec) keeps the process name.
+        t.handle(Event::Comm {
+            pid: 600,
+            tid: 601,
+            time: 5,
+            comm: "worker".into(),
+            exec: false,
+        });
+        let out = t.finish();
+        assert_eq!(out.lost, 7);
+        assert_eq!(out.lost_records, 2);
+        let p = &out.processes[&600];
+        assert_eq!(p.comm, "python3");
+        assert_eq!(p.threads[&601], "worker");
+        assert_eq!(p.mappings.len(), 1);
+        assert_eq!(p.mappings[0].path, PathBuf::from("/usr/bin/python3"));
+    }
+
+    #[test]
+    fn all_mode_forgets_unsampled_processes_at_exit() {
+        let src = FakeProc::default().with(900, "cc1", "/usr/lib/cc1", &[]);
+        let mut t = Tracker::new(Filter::All, src, 1);
+        t.handle(mmap(900, 0x1000, 0x1000, "/usr/lib/cc1"));
+        assert_eq!(t.procs.len(), 1);
+        t.handle(Event::Exit {
+            pid: 900,
+            tid: 900,
+            time: 2,
+        });
+        assert!(t.procs.is_empty());
+    }
+
+    #[test]
+    fn all_mode_only_outputs_sampled_processes_and_marks_gone_ones() {
+        let src = FakeProc::default().with(700, "a", "/bin/a", &[]);
+        let mut t = Tracker::new(Filter::All, src, 1);
+        t.handle(mmap(700, 0x1000, 0x1000, "/bin/a"));
+        t.handle(sample(800, 800, 1, &[0xffff], &[]));
+        let out = t.finish();
+        assert_eq!(out.processes.keys().copied().collect::<Vec<_>>(), vec![800]);
+        assert!(out.processes[&800].exited);
+    }
+}

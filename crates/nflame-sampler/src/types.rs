@@ -1,0 +1,141 @@
+//! Plain data produced by a recording: raw samples and per-process metadata.
+//!
+//! This module owns no syscalls; the symbolizer and the CLI depend on these
+//! types only. Stacks are stored compactly: the kernel and user halves of a
+//! stack are interned `Arc<[u64]>` slices, so identical stacks (the common case
+//! in a busy loop) share one allocation and a sample costs about 64 bytes.
+//!
+//! The structs here are exhaustive so other crates' tests can build them;
+//! build them with `..Default::default()` so that added fields do not break you.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// One on-CPU sample, as the kernel reported it (no symbols yet).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RawSample {
+    /// Process id (the kernel's tgid).
+    pub pid: u32,
+    /// Thread id.
+    pub tid: u32,
+    /// Timestamp, nanoseconds of `CLOCK_MONOTONIC` (requested with `use_clockid`).
+    pub time: u64,
+    /// CPU the sample was taken on.
+    pub cpu: u32,
+    /// Weight of the sample: event count since the previous sample
+    /// (nanoseconds for `cpu-clock`, cycles for `cycles`).
+    pub period: u64,
+    /// Kernel return addresses, leaf first (empty when kernel frames were excluded).
+    /// Interned: identical stacks share one allocation. Use `&sample.kernel[..]`
+    /// or `sample.kernel.iter()`.
+    pub kernel: Arc<[u64]>,
+    /// User return addresses, leaf first (empty when user frames were excluded,
+    /// or the sample hit a kernel thread).
+    /// Interned like `kernel`.
+    pub user: Arc<[u64]>,
+}
+
+/// One executable file mapping of a process.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Mapping {
+    /// First address of the mapping.
+    pub start: u64,
+    /// One past the last address of the mapping.
+    pub end: u64,
+    /// Offset in the file of the byte mapped at `start`.
+    pub offset: u64,
+    /// Path of the mapped file as the kernel names it: may be a pseudo path
+    /// such as `[vdso]`, `//anon` for anonymous executable memory (JIT code),
+    /// or a path inside the process's mount namespace.
+    pub path: PathBuf,
+    /// Device number (`makedev(major, minor)`) of the file, when known.
+    pub dev: Option<u64>,
+    /// Inode of the file, when known.
+    pub inode: Option<u64>,
+}
+
+/// What is known about one process seen during the recording.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ProcessInfo {
+    /// Process id.
+    pub pid: u32,
+    /// Command name (`comm`, at most 15 bytes) — the latest one seen.
+    pub comm: String,
+    /// Executable path (`/proc/PID/exe` at attach, or the first executable
+    /// mapping after an `exec`), when known.
+    pub exe: Option<PathBuf>,
+    /// Executable mappings, sorted by start address, not overlapping: read
+    /// from `/proc/PID/maps` when the process is first seen, then updated by
+    /// MMAP2 records. After an `exec`, the mappings of the old image are
+    /// dropped (samples taken before the `exec` are then unlikely to resolve).
+    pub mappings: Vec<Mapping>,
+    /// Thread id → thread name, for every thread seen.
+    pub threads: BTreeMap<u32, String>,
+    /// The process exited before the recording ended.
+    pub exited: bool,
+}
+
+/// The result of [`crate::record()`]: complete and valid however the recording ended.
+#[derive(Debug, Clone, Default)]
+pub struct Recording {
+    /// Samples, in timestamp order.
+    pub samples: Vec<RawSample>,
+    /// Processes by pid: every target (explicit pids and their descendants,
+    /// name matches, the command) even without samples, and every other
+    /// process that has samples (system-wide recording).
+    pub processes: BTreeMap<u32, ProcessInfo>,
+    /// The perf event that was used: `"cycles"` or `"cpu-clock"`.
+    pub event: String,
+    /// Requested sampling frequency, in Hz.
+    pub frequency: u64,
+    /// Wall-clock duration of the recording.
+    pub duration: Duration,
+    /// Samples the kernel reported as lost (ring buffer full), from LOST records.
+    pub lost: u64,
+    /// Number of LOST records (overflow episodes).
+    pub lost_records: u64,
+    /// Kernel frames were recorded.
+    pub kernel: bool,
+    /// User frames were recorded.
+    pub user: bool,
+    /// Why the recording ended.
+    pub stop_reason: StopReason,
+    /// Times the kernel throttled sampling (`perf_cpu_time_max_percent`).
+    pub throttled: u64,
+    /// Exit status of a recorded command (exit code, or 128 + signal number),
+    /// when the target was a command and it ended.
+    pub command_status: Option<i32>,
+    /// Things the user should know, e.g. "kernel frames excluded: …".
+    pub notes: Vec<String>,
+}
+
+/// Why a recording ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum StopReason {
+    /// The requested duration elapsed.
+    #[default]
+    Duration,
+    /// The stop flag was set (Ctrl-C, SIGTERM).
+    Stopped,
+    /// Every target process exited.
+    TargetsExited,
+}
+
+impl ProcessInfo {
+    /// The executable mapping containing `addr`, if any.
+    pub fn mapping_for(&self, addr: u64) -> Option<&Mapping> {
+        let i = self.mappings.partition_point(|m| m.start <= addr);
+        let m = self.mappings.get(i.checked_sub(1)?)?;
+        (addr < m.end).then_some(m)
+    }
+}
+
+impl Recording {
+    /// Total weight (sum of periods) of all samples.
+    pub fn total_period(&self) -> u64 {
+        self.samples.iter().map(|s| s.period).sum()
+    }
+}

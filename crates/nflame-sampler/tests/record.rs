@@ -1,0 +1,464 @@
+//! Recording real processes with real perf events (needs root or CAP_PERFMON,
+//! as the test machines have). Tests run one at a time: they measure CPU
+//! shares, and parallel busy loops would skew each other.
+
+use std::ffi::OsString;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use nflame_sampler::{record, Error, RecordOptions, Recording, StopReason, Target};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Kills and reaps the child when dropped, so a failed assertion leaves no busy loop.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Guard {
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+fn spawn(program: &str, args: &[&str]) -> Guard {
+    Guard(
+        Command::new(program)
+            .args(args)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn"),
+    )
+}
+
+fn busy_sh() -> Guard {
+    spawn("sh", &["-c", "while :; do :; done"])
+}
+
+/// Runs this test binary as a workload: see `helper_main`.
+fn spawn_helper(mode: &str) -> Guard {
+    let exe = std::env::current_exe().expect("current_exe");
+    Guard(
+        Command::new(exe)
+            .args(["--exact", "helper_main", "--nocapture", "--test-threads=1"])
+            .env("NFLAME_SAMPLER_HELPER", mode)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn helper"),
+    )
+}
+
+fn spin(d: Duration) {
+    let t = Instant::now();
+    let mut x = 0u64;
+    while t.elapsed() < d {
+        x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+    }
+}
+
+/// Not a test: the workload run by `spawn_helper` (does nothing otherwise).
+#[test]
+fn helper_main() {
+    match std::env::var("NFLAME_SAMPLER_HELPER").as_deref() {
+        Ok("late-thread") => {
+            std::thread::sleep(Duration::from_millis(400));
+            std::thread::Builder::new()
+                .name("late-worker".into())
+                .spawn(|| spin(Duration::from_millis(800)))
+                .expect("thread")
+                .join()
+                .expect("join");
+        }
+        Ok("spin-exit") => spin(Duration::from_millis(700)),
+        Ok("early-threads") => {
+            let workers: Vec<_> = (0..2)
+                .map(|_| {
+                    std::thread::Builder::new()
+                        .name("early-worker".into())
+                        .spawn(|| spin(Duration::from_millis(1500)))
+                        .expect("thread")
+                })
+                .collect();
+            for w in workers {
+                w.join().expect("join");
+            }
+        }
+        _ => {}
+    }
+}
+
+/// User + system CPU time of a process, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
+        return 0.0;
+    };
+    let f: Vec<&str> = rest.split(' ').collect();
+    // Fields 14 and 15 of stat are f[11] and f[12] after the comm.
+    let ticks: u64 = f.get(11).and_then(|s| s.parse().ok()).unwrap_or(0)
+        + f.get(12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    ticks as f64 / hz
+}
+
+fn opts(target: Target, secs: f64) -> RecordOptions {
+    let mut o = RecordOptions::new(target);
+    o.duration = Some(Duration::from_secs_f64(secs));
+    o
+}
+
+fn run(o: &RecordOptions) -> Result<Recording, Error> {
+    let stop = AtomicBool::new(false);
+    record(o, &stop, |_| {})
+}
+
+fn samples_of(r: &Recording, pid: u32) -> usize {
+    r.samples.iter().filter(|s| s.pid == pid).count()
+}
+
+#[test]
+fn pid_target_sample_count_matches_frequency() {
+    let _s = serial();
+    let child = busy_sh();
+    let pid = child.pid();
+    std::thread::sleep(Duration::from_millis(100));
+    let cpu0 = cpu_seconds(pid);
+    let r = run(&opts(Target::Pids(vec![pid]), 1.0)).expect("record");
+    let cpu = cpu_seconds(pid) - cpu0;
+    let n = samples_of(&r, pid);
+    // A busy process gets one sample per 1/999 s of CPU it uses; the machine
+    // may be shared, so compare with the CPU it actually got.
+    let expected = r.frequency as f64 * cpu;
+    eprintln!(
+        "samples {n}, cpu {cpu:.3}s, expected {expected:.0}, wall {:.3}s, event {}",
+        r.duration.as_secs_f64(),
+        r.event
+    );
+    assert!(cpu > 0.2, "the busy loop got too little CPU ({cpu:.3}s)");
+    assert!(
+        (n as f64 - expected).abs() <= 0.2 * expected,
+        "{n} samples, expected {expected:.0}"
+    );
+    assert_eq!(n, r.samples.len(), "only the target was sampled");
+    assert!(r.event == "cpu-clock" || r.event == "cycles");
+    assert_eq!(r.stop_reason, StopReason::Duration);
+    assert!((0.9..1.5).contains(&r.duration.as_secs_f64()));
+    assert_eq!(r.lost, 0);
+    // Stacks are real: the leaf falls in an executable mapping of the process.
+    let p = &r.processes[&pid];
+    assert_eq!(p.comm, "sh");
+    let leaf_hits = r
+        .samples
+        .iter()
+        .filter(|s| s.user.first().is_some_and(|&a| p.mapping_for(a).is_some()))
+        .count();
+    assert!(
+        leaf_hits * 10 >= n * 9,
+        "{leaf_hits}/{n} user leaves in mappings"
+    );
+}
+
+#[test]
+fn user_only_and_kernel_only_are_honoured() {
+    let _s = serial();
+    let child = busy_sh();
+    let mut o = opts(Target::Pids(vec![child.pid()]), 0.5);
+    o.kernel = false;
+    let r = run(&o).expect("user-only");
+    assert!(!r.kernel && r.user);
+    assert!(r.samples.len() > 50, "{} samples", r.samples.len());
+    assert!(r
+        .samples
+        .iter()
+        .all(|s| s.kernel.is_empty() && !s.user.is_empty()));
+    drop(child);
+
+    // dd between /dev/zero and /dev/null spends most of its time in the kernel.
+    let child = spawn("dd", &["if=/dev/zero", "of=/dev/null", "bs=1M"]);
+    std::thread::sleep(Duration::from_millis(50));
+    let mut o = opts(Target::Pids(vec![child.pid()]), 0.5);
+    o.user = false;
+    let r = run(&o).expect("kernel-only");
+    assert!(r.kernel && !r.user);
+    assert!(r.samples.len() > 50, "{} samples", r.samples.len());
+    assert!(r
+        .samples
+        .iter()
+        .all(|s| s.user.is_empty() && !s.kernel.is_empty()));
+    assert!(r
+        .samples
+        .iter()
+        .all(|s| s.kernel[0] >= 0xffff_0000_0000_0000));
+}
+
+#[test]
+fn thread_started_after_attach_is_sampled() {
+    let _s = serial();
+    let child = spawn_helper("late-thread");
+    let pid = child.pid();
+    let r = run(&opts(Target::Pids(vec![pid]), 3.0)).expect("record");
+    let p = &r.processes[&pid];
+    let late: Vec<u32> = p
+        .threads
+        .iter()
+        .filter(|(_, name)| name.as_str() == "late-worker")
+        .map(|(&tid, _)| tid)
+        .collect();
+    assert_eq!(late.len(), 1, "threads: {:?}", p.threads);
+    let n = r.samples.iter().filter(|s| s.tid == late[0]).count();
+    eprintln!("late thread samples: {n}, stop {:?}", r.stop_reason);
+    assert!(n > 100, "only {n} samples of the late thread");
+    // The helper exits after its thread: the recording ends with it.
+    assert_eq!(r.stop_reason, StopReason::TargetsExited);
+    assert!(p.exited);
+}
+
+#[test]
+fn every_existing_thread_is_sampled() {
+    let _s = serial();
+    let child = spawn_helper("early-threads");
+    std::thread::sleep(Duration::from_millis(200));
+    let pid = child.pid();
+    let r = run(&opts(Target::Pids(vec![pid]), 0.8)).expect("record");
+    let p = &r.processes[&pid];
+    let workers: Vec<u32> = p
+        .threads
+        .iter()
+        .filter(|(_, name)| name.as_str() == "early-worker")
+        .map(|(&tid, _)| tid)
+        .collect();
+    assert_eq!(workers.len(), 2, "threads: {:?}", p.threads);
+    for tid in workers {
+        let n = r.samples.iter().filter(|s| s.tid == tid).count();
+        eprintln!("thread {tid}: {n} samples");
+        assert!(n > 100, "thread {tid}: {n} samples");
+    }
+}
+
+#[test]
+fn cycles_is_used_or_refused_clearly() {
+    let _s = serial();
+    let child = busy_sh();
+    let mut o = opts(Target::Pids(vec![child.pid()]), 0.2);
+    o.event = nflame_sampler::EventChoice::Cycles;
+    match run(&o) {
+        Ok(r) => assert_eq!(r.event, "cycles"),
+        Err(e) => {
+            assert!(matches!(e, Error::EventUnavailable { .. }), "{e:?}");
+            assert!(e.to_string().contains("cycles"));
+        }
+    }
+    o.event = nflame_sampler::EventChoice::CpuClock;
+    assert_eq!(run(&o).expect("cpu-clock").event, "cpu-clock");
+}
+
+#[test]
+fn child_process_started_after_attach_is_sampled() {
+    let _s = serial();
+    let child = spawn("sh", &["-c", "sleep 0.3; (while :; do :; done) & wait"]);
+    let pid = child.pid();
+    let r = run(&opts(Target::Pids(vec![pid]), 1.0)).expect("record");
+    let others: Vec<u32> = r
+        .samples
+        .iter()
+        .map(|s| s.pid)
+        .filter(|&p| p != pid)
+        .collect();
+    assert!(others.len() > 100, "{} samples of children", others.len());
+    let sub = others[0];
+    assert!(r.processes.contains_key(&sub), "{:?}", r.processes.keys());
+    assert!(!r.processes[&sub].mappings.is_empty());
+    // The subshell is still running: kill the whole group of this child.
+    let _ = Command::new("pkill")
+        .args(["-P", &pid.to_string()])
+        .status();
+}
+
+#[test]
+fn target_exiting_mid_recording_keeps_samples_and_mappings() {
+    let _s = serial();
+    let mut child = spawn_helper("spin-exit");
+    let pid = child.pid();
+    let t = Instant::now();
+    let r = run(&opts(Target::Pids(vec![pid]), 10.0)).expect("record");
+    let _ = child.0.wait();
+    eprintln!(
+        "recording took {:.3}s, {} samples",
+        t.elapsed().as_secs_f64(),
+        r.samples.len()
+    );
+    assert_eq!(r.stop_reason, StopReason::TargetsExited);
+    assert!(t.elapsed() < Duration::from_secs(5));
+    assert!(r.samples.len() > 100);
+    let p = &r.processes[&pid];
+    assert!(p.exited);
+    let exe = std::env::current_exe().unwrap();
+    assert!(
+        p.mappings.iter().any(|m| m.path == exe),
+        "no mapping of {} in {:#?}",
+        exe.display(),
+        p.mappings
+    );
+    // Most user leaves resolve to a mapping even though the process is gone.
+    let hits = r
+        .samples
+        .iter()
+        .filter(|s| s.user.first().is_some_and(|&a| p.mapping_for(a).is_some()))
+        .count();
+    assert!(hits * 10 >= r.samples.len() * 9);
+}
+
+#[test]
+fn command_target_records_until_exit() {
+    let _s = serial();
+    let argv: Vec<OsString> = [
+        "sh",
+        "-c",
+        "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done; exit 3",
+    ]
+    .iter()
+    .map(OsString::from)
+    .collect();
+    let mut o = RecordOptions::new(Target::Command(argv));
+    o.duration = Some(Duration::from_secs(60));
+    let t = Instant::now();
+    let r = run(&o).expect("record");
+    eprintln!(
+        "command ran {:.3}s, {} samples",
+        t.elapsed().as_secs_f64(),
+        r.samples.len()
+    );
+    assert_eq!(r.stop_reason, StopReason::TargetsExited);
+    assert_eq!(r.command_status, Some(3));
+    assert!(r.samples.len() > 50, "{} samples", r.samples.len());
+    let pid = r.samples[0].pid;
+    let p = &r.processes[&pid];
+    assert_eq!(p.comm, "sh");
+    assert!(p.exited);
+    assert!(p
+        .mappings
+        .iter()
+        .any(|m| m.path.to_string_lossy().contains("dash")
+            || m.path.to_string_lossy().ends_with("/sh")));
+    // Nothing before the exec: no sample of the test binary's own code.
+    let exe = std::env::current_exe().unwrap();
+    assert!(!p.mappings.iter().any(|m| m.path == exe));
+}
+
+#[test]
+fn command_that_cannot_start_is_an_error() {
+    let _s = serial();
+    let o = RecordOptions::new(Target::Command(vec!["/nonexistent/program".into()]));
+    let err = run(&o).expect_err("must fail");
+    assert!(matches!(err, Error::Spawn { .. }), "{err:?}");
+}
+
+#[test]
+fn name_target_catches_process_started_during_recording() {
+    let _s = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let name = format!("nfl-nm-{}", std::process::id() % 100000);
+    let link = dir.path().join(&name);
+    std::os::unix::fs::symlink("/bin/sh", &link).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let recorder = {
+        let name = name.clone();
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let o = opts(Target::Names(vec![name]), 2.0);
+            record(&o, &stop, |_| {})
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let child = spawn(link.to_str().unwrap(), &["-c", "while :; do :; done"]);
+    let pid = child.pid();
+    std::thread::sleep(Duration::from_millis(800));
+    drop(child);
+    let r = recorder.join().unwrap().expect("record");
+    let n = samples_of(&r, pid);
+    eprintln!(
+        "{n} samples of the late {name} (pid {pid}), {} total",
+        r.samples.len()
+    );
+    assert!(n > 100, "{n} samples");
+    assert_eq!(n, r.samples.len(), "only the named process is kept");
+    let p = &r.processes[&pid];
+    assert_eq!(p.comm, name);
+    assert!(p.exited);
+    assert!(!p.mappings.is_empty());
+}
+
+#[test]
+fn name_that_never_matches_is_an_error() {
+    let _s = serial();
+    let err = run(&opts(Target::Names(vec!["no-such-proc-q".into()]), 0.3)).expect_err("no match");
+    assert!(matches!(err, Error::NoProcessMatched { .. }), "{err:?}");
+    assert!(err.to_string().contains("no-such-proc-q"));
+}
+
+#[test]
+fn missing_pid_is_named_in_the_error() {
+    let _s = serial();
+    let mut c = Command::new("true").spawn().unwrap();
+    let pid = c.id();
+    c.wait().unwrap();
+    let err = run(&opts(Target::Pids(vec![pid]), 0.5)).expect_err("no such process");
+    assert!(
+        matches!(err, Error::NoSuchProcess { pid: p } if p == pid),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains(&pid.to_string()), "{err}");
+}
+
+#[test]
+fn zombie_pid_is_reported_as_exited() {
+    let _s = serial();
+    let mut c = Command::new("true").spawn().unwrap();
+    let pid = c.id();
+    // Not reaped yet: a zombie.
+    std::thread::sleep(Duration::from_millis(200));
+    let err = run(&opts(Target::Pids(vec![pid]), 0.5)).expect_err("exited");
+    c.wait().unwrap();
+    assert!(
+        matches!(err, Error::ProcessExited { pid: p } if p == pid),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains(&pid.to_string()), "{err}");
+}
+
+#[test]
+fn all_target_stops_on_flag_with_valid_output() {
+    let _s = serial();
+    let child = busy_sh();
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    let setter = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(500));
+        flag.store(true, Ordering::Relaxed);
+    });
+    let mut progress_calls = 0;
+    let r = record(&RecordOptions::new(Target::All), &stop, |p| {
+        progress_calls += 1;
+        assert!(p.elapsed < Duration::from_secs(5));
+    })
+    .expect("record");
+    setter.join().unwrap();
+    assert_eq!(r.stop_reason, StopReason::Stopped);
+    assert!(progress_calls >= 1);
+    assert!(samples_of(&r, child.pid()) > 100);
+    // Every sampled pid has its process entry.
+    assert!(r.samples.iter().all(|s| r.processes.contains_key(&s.pid)));
+}

@@ -1,0 +1,436 @@
+//! [`fold`]: a whole recording to a folded profile.
+//!
+//! Stages: group samples by process and collect each process's distinct
+//! lookup addresses (and the distinct kernel addresses of the whole
+//! recording); symbolize them — kernel once, processes in parallel with rayon,
+//! one [`SymbolCache`] per rayon task; then merge samples with identical
+//! stacks (the sampler interns stacks, so this is a pointer comparison) and
+//! write each distinct stack once into a [`Profile`].
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use nflame_profile::Profile;
+use nflame_sampler::{ProcessInfo, RawSample, Recording};
+use rayon::prelude::*;
+use rustc_hash::{FxHashMap, FxHashSet};
+
+use crate::frame::{sanitize, Frame};
+use crate::kernel::KernelSymbolizer;
+use crate::process::{
+    lookup_addr, ModuleFailure, ProcessSymbolizer, SymbolCache, SymbolizeOptions,
+};
+use crate::Error;
+
+/// What a stack's count measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Weight {
+    /// Number of samples (FlameGraph's classic count). The default.
+    #[default]
+    Samples,
+    /// Sum of sample periods: nanoseconds for `cpu-clock`, cycles for
+    /// `cycles` (what `perf report` and `inferno-collapse-perf` weigh by).
+    Period,
+}
+
+/// How [`fold`] builds stacks.
+///
+/// The root frame is the process name (`comm`), then user frames root → leaf,
+/// then kernel frames root → leaf with `_[k]` (a system call shows under the
+/// user function that made it, as `perf script | stackcollapse-perf.pl --all`
+/// shows it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FoldOptions {
+    /// Write the process frame as `comm-PID` instead of `comm`, so each
+    /// process gets its own tower. Default `false`.
+    pub per_pid: bool,
+    /// Add a thread frame `NAME-TID` after the process frame (`NAME` is the
+    /// thread's name, or the process's when unknown). Default `false`.
+    pub per_thread: bool,
+    /// Start every stack with the process frame. Default `true`; without it,
+    /// stacks start at the outermost user (or kernel) frame.
+    pub process_name: bool,
+    /// Include kernel frames. Default `true`.
+    pub kernel: bool,
+    /// Include user frames. Default `true`.
+    pub user: bool,
+    /// Expand inlined functions into frames of their own. Default `false`.
+    pub inline: bool,
+    /// Name JIT code from perf maps (`/tmp/perf-PID.map`), with `_[j]`.
+    /// Default `true`.
+    pub jit: bool,
+    /// What the counts measure. Default [`Weight::Samples`].
+    pub weight: Weight,
+}
+
+impl Default for FoldOptions {
+    fn default() -> Self {
+        FoldOptions {
+            per_pid: false,
+            per_thread: false,
+            process_name: true,
+            kernel: true,
+            user: true,
+            inline: false,
+            jit: true,
+            weight: Weight::Samples,
+        }
+    }
+}
+
+impl FoldOptions {
+    fn symbolize_options(&self) -> SymbolizeOptions {
+        SymbolizeOptions {
+            inline: self.inline,
+            jit: self.jit,
+            ..SymbolizeOptions::default()
+        }
+    }
+}
+
+/// What [`fold`] did. Frame counts are per sample (a frame in 100 samples
+/// counts 100 times), before inlined frames are expanded.
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct FoldStats {
+    /// Samples folded.
+    pub samples: u64,
+    /// Processes that had samples.
+    pub processes: u64,
+    /// Frames (user + kernel addresses) in the folded samples.
+    pub frames: u64,
+    /// Frames that got a symbol name (not `[module]` / `[unknown]`).
+    pub named_frames: u64,
+    /// User frames.
+    pub user_frames: u64,
+    /// User frames that got a name.
+    pub named_user_frames: u64,
+    /// Kernel frames.
+    pub kernel_frames: u64,
+    /// Kernel frames that got a name.
+    pub named_kernel_frames: u64,
+    /// Distinct addresses looked up (per process for user addresses).
+    pub unique_addresses: u64,
+    /// Modules that could not be read (each path once).
+    pub failed_modules: Vec<ModuleFailure>,
+    /// Why kernel frames are unnamed, if kernel symbols were unavailable.
+    pub kernel_error: Option<String>,
+}
+
+impl FoldStats {
+    /// Share of frames that got a name, 0.0 ..= 1.0 (1.0 with no frames).
+    pub fn named_share(&self) -> f64 {
+        share(self.named_frames, self.frames)
+    }
+
+    /// Share of user frames that got a name.
+    pub fn named_user_share(&self) -> f64 {
+        share(self.named_user_frames, self.user_frames)
+    }
+
+    /// Share of kernel frames that got a name.
+    pub fn named_kernel_share(&self) -> f64 {
+        share(self.named_kernel_frames, self.kernel_frames)
+    }
+}
+
+fn share(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        1.0
+    } else {
+        part as f64 / whole as f64
+    }
+}
+
+/// A symbolized address: its folded text (`f;g` when inlined functions are
+/// expanded) and whether it got a name.
+type Named = (String, bool);
+
+/// Symbolizes and folds every sample of `recording` into a profile.
+///
+/// Unreadable modules and missing kernel symbols do not fail the fold: those
+/// frames become `[module]` / `[unknown]` / `[kernel.kallsyms]` and are
+/// reported in [`FoldStats`]. Errors only if the total overflows 64 bits.
+pub fn fold(recording: &Recording, opts: &FoldOptions) -> Result<(Profile, FoldStats), Error> {
+    let mut grouped: BTreeMap<u32, Vec<&RawSample>> = BTreeMap::new();
+    for s in &recording.samples {
+        grouped.entry(s.pid).or_default().push(s);
+    }
+    let by_pid: Vec<(u32, Vec<&RawSample>)> = grouped.into_iter().collect();
+    let sym_opts = opts.symbolize_options();
+
+    let ((kernel, kernel_error), users) = rayon::join(
+        || symbolize_kernel(&recording.samples, opts),
+        || {
+            by_pid
+                .par_iter()
+                .map_init(
+                    || Rc::new(SymbolCache::new(&sym_opts)),
+                    |cache, (pid, samples)| {
+                        let pid = *pid;
+                        symbolize_user(cache, recording.processes.get(&pid), pid, samples, opts)
+                    },
+                )
+                .collect::<Vec<_>>()
+        },
+    );
+
+    let mut stats = FoldStats {
+        processes: by_pid.len() as u64,
+        unique_addresses: kernel.len() as u64,
+        kernel_error,
+        ..FoldStats::default()
+    };
+    for (names, failures) in &users {
+        stats.unique_addresses += names.len() as u64;
+        for f in failures {
+            if !stats.failed_modules.iter().any(|g| g.path == f.path) {
+                stats.failed_modules.push(f.clone());
+            }
+        }
+    }
+
+    let parts: Vec<Result<(Profile, FoldStats), Error>> = by_pid
+        .par_iter()
+        .zip(users.par_iter())
+        .map(|((pid, samples), (user, _))| {
+            fold_process(
+                recording.processes.get(pid),
+                *pid,
+                samples,
+                user,
+                &kernel,
+                opts,
+            )
+        })
+        .collect();
+    let mut profile = Profile::new();
+    for part in parts {
+        let (p, s) = part?;
+        if !profile.merge(p) {
+            return Err(Error::Overflow);
+        }
+        stats.samples += s.samples;
+        stats.frames += s.frames;
+        stats.named_frames += s.named_frames;
+        stats.user_frames += s.user_frames;
+        stats.named_user_frames += s.named_user_frames;
+        stats.kernel_frames += s.kernel_frames;
+        stats.named_kernel_frames += s.named_kernel_frames;
+    }
+    Ok((profile, stats))
+}
+
+/// Identity of an interned stack half: its address and length (0, 0 when
+/// the half is excluded).
+fn half_key(half: &Arc<[u64]>, include: bool) -> (usize, usize) {
+    if include {
+        (Arc::as_ptr(half) as *const u64 as usize, half.len())
+    } else {
+        (0, 0)
+    }
+}
+
+/// Calls `f` with every stack half once per distinct interned slice.
+fn for_each_distinct<'a>(
+    halves: impl Iterator<Item = &'a Arc<[u64]>>,
+    mut f: impl FnMut(&'a [u64]),
+) {
+    let mut seen: FxHashSet<(usize, usize)> = FxHashSet::default();
+    for half in halves {
+        if !half.is_empty() && seen.insert(half_key(half, true)) {
+            f(half);
+        }
+    }
+}
+
+fn folded_frames(frames: &[Frame]) -> Named {
+    let named = frames.iter().any(|f| f.named);
+    let text = frames
+        .iter()
+        .map(Frame::folded_name)
+        .collect::<Vec<_>>()
+        .join(";");
+    (text, named)
+}
+
+fn symbolize_kernel(
+    samples: &[RawSample],
+    opts: &FoldOptions,
+) -> (FxHashMap<u64, Named>, Option<String>) {
+    let mut lookups: FxHashSet<u64> = FxHashSet::default();
+    if opts.kernel {
+        for_each_distinct(samples.iter().map(|s| &s.kernel), |stack| {
+            lookups.extend(stack.iter().enumerate().map(|(i, &a)| lookup_addr(i, a)));
+        });
+    }
+    if lookups.is_empty() {
+        return (FxHashMap::default(), None);
+    }
+    let mut addrs: Vec<u64> = lookups.into_iter().collect();
+    addrs.sort_unstable();
+    let (frames, error) = match KernelSymbolizer::new().symbolize(&addrs) {
+        Ok(frames) => (frames, None),
+        Err(e) => {
+            let frame = KernelSymbolizer::unavailable_frame();
+            (vec![frame; addrs.len()], Some(error_chain(&e)))
+        }
+    };
+    let map = addrs
+        .into_iter()
+        .zip(frames)
+        .map(|(a, f)| (a, folded_frames(std::slice::from_ref(&f))))
+        .collect();
+    (map, error)
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        cur = s.source();
+    }
+    text
+}
+
+fn symbolize_user(
+    cache: &Rc<SymbolCache>,
+    info: Option<&ProcessInfo>,
+    pid: u32,
+    samples: &[&RawSample],
+    opts: &FoldOptions,
+) -> (FxHashMap<u64, Named>, Vec<ModuleFailure>) {
+    let mut lookups: FxHashSet<u64> = FxHashSet::default();
+    if opts.user {
+        for_each_distinct(samples.iter().map(|s| &s.user), |stack| {
+            lookups.extend(stack.iter().enumerate().map(|(i, &a)| lookup_addr(i, a)));
+        });
+    }
+    if lookups.is_empty() {
+        return (FxHashMap::default(), Vec::new());
+    }
+    let mut addrs: Vec<u64> = lookups.into_iter().collect();
+    addrs.sort_unstable();
+    let mut sym = match info {
+        Some(info) => ProcessSymbolizer::for_process(Rc::clone(cache), info),
+        None => {
+            let info = ProcessInfo {
+                pid,
+                ..ProcessInfo::default()
+            };
+            ProcessSymbolizer::for_process(Rc::clone(cache), &info)
+        }
+    };
+    let frames = sym.symbolize(&addrs);
+    let map = addrs
+        .into_iter()
+        .zip(frames)
+        .map(|(a, f)| (a, folded_frames(&f)))
+        .collect();
+    (map, sym.failures().to_vec())
+}
+
+/// The process frame's text.
+fn process_label(info: Option<&ProcessInfo>, pid: u32) -> String {
+    let comm = info.map(|i| i.comm.as_str()).filter(|c| !c.is_empty());
+    let exe_name = info
+        .and_then(|i| i.exe.as_deref())
+        .and_then(|e| e.file_name())
+        .map(|n| n.to_string_lossy().into_owned());
+    match (comm, exe_name) {
+        (Some(c), _) => sanitize(c).into_owned(),
+        (None, Some(e)) => sanitize(&e).into_owned(),
+        (None, None) if pid == 0 => "swapper".to_owned(),
+        (None, None) => format!("pid {pid}"),
+    }
+}
+
+/// Folds the samples of one process, once per distinct stack.
+fn fold_process(
+    info: Option<&ProcessInfo>,
+    pid: u32,
+    samples: &[&RawSample],
+    user: &FxHashMap<u64, Named>,
+    kernel: &FxHashMap<u64, Named>,
+    opts: &FoldOptions,
+) -> Result<(Profile, FoldStats), Error> {
+    type Key = (u32, (usize, usize), (usize, usize));
+    let mut stacks: FxHashMap<Key, (u64, u64, &RawSample)> = FxHashMap::default();
+    for &s in samples {
+        let tid = if opts.per_thread { s.tid } else { 0 };
+        let key = (
+            tid,
+            half_key(&s.user, opts.user),
+            half_key(&s.kernel, opts.kernel),
+        );
+        let weight = match opts.weight {
+            Weight::Samples => 1,
+            Weight::Period => s.period,
+        };
+        let e = stacks.entry(key).or_insert((0, 0, s));
+        e.0 = e.0.checked_add(weight).ok_or(Error::Overflow)?;
+        e.1 += 1;
+    }
+
+    let comm = process_label(info, pid);
+    let process_frame = if opts.per_pid {
+        format!("{comm}-{pid}")
+    } else {
+        comm.clone()
+    };
+    let unknown = (crate::frame::UNKNOWN.to_owned(), false);
+    let mut profile = Profile::new();
+    let mut stats = FoldStats::default();
+    let mut line = String::new();
+    for ((tid, _, _), (weight, count, s)) in stacks {
+        line.clear();
+        let mut push = |text: &str| {
+            if !line.is_empty() {
+                line.push(';');
+            }
+            line.push_str(text);
+        };
+        if opts.process_name {
+            push(&process_frame);
+        }
+        if opts.per_thread {
+            let name = info
+                .and_then(|i| i.threads.get(&tid))
+                .filter(|n| !n.is_empty())
+                .map(|n| sanitize(n).into_owned())
+                .unwrap_or_else(|| comm.clone());
+            push(&format!("{name}-{tid}"));
+        }
+        if opts.user {
+            for (i, &a) in s.user.iter().enumerate().rev() {
+                let (text, named) = user.get(&lookup_addr(i, a)).unwrap_or(&unknown);
+                push(text);
+                stats.user_frames += count;
+                stats.named_user_frames += if *named { count } else { 0 };
+            }
+        }
+        if opts.kernel {
+            for (i, &a) in s.kernel.iter().enumerate().rev() {
+                let (text, named) = kernel.get(&lookup_addr(i, a)).unwrap_or(&unknown);
+                push(text);
+                stats.kernel_frames += count;
+                stats.named_kernel_frames += if *named { count } else { 0 };
+            }
+        }
+        if line.is_empty() {
+            line.push_str(crate::frame::UNKNOWN);
+        }
+        if !profile.add(&line, weight) {
+            return Err(Error::Overflow);
+        }
+        stats.samples += count;
+    }
+    stats.frames = stats.user_frames + stats.kernel_frames;
+    stats.named_frames = stats.named_user_frames + stats.named_kernel_frames;
+    Ok((profile, stats))
+}
