@@ -10,13 +10,13 @@
 # All network traffic stays on 127.0.0.1. Everything temporary lives in one
 # mktemp directory that is removed on exit, and nginx is stopped on exit.
 #
-# Environment knobs: PORT (default 18080), SECONDS_NGINX (default 5),
+# Environment knobs: PORT (default 18473), SECONDS_NGINX (default 5),
 # FREQ (default 999), WRK_CONNS (default 32).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 out=${1:-$here/../fixtures}
-port=${PORT:-18080}
+port=${PORT:-18473}
 secs=${SECONDS_NGINX:-5}
 freq=${FREQ:-999}
 conns=${WRK_CONNS:-32}
@@ -38,6 +38,10 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 # ---------------------------------------------------------------- 1. nginx + Lua
+if ss -Hltn "sport = :$port" 2>/dev/null | grep -q .; then
+    echo "port 127.0.0.1:$port is in use; set PORT to a free one" >&2
+    exit 1
+fi
 mkdir -p "$work/logs" "$work/tmp"
 cat > "$work/nginx.conf" <<NGINX
 load_module /usr/lib/nginx/modules/ndk_http_module.so;

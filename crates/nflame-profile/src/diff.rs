@@ -141,19 +141,10 @@ impl Diff {
     }
 
     fn union_lines(&self, reverse: bool) -> Vec<String> {
-        let mut stacks: Vec<&str> = self.before.iter().map(|(s, _)| s).collect();
-        stacks.extend(
-            self.after
-                .iter()
-                .filter(|(s, _)| self.before.get(s) == 0)
-                .map(|(s, _)| s),
-        );
-        stacks.sort_unstable();
-        stacks
+        let mut lines: Vec<String> = self
+            .scaled_stacks()
             .into_iter()
-            .map(|s| {
-                let b = self.scaled(self.before.get(s), self.factor_before);
-                let a = self.scaled(self.after.get(s), self.factor_after);
+            .map(|(s, b, a)| {
                 let (x, y) = if reverse { (a, b) } else { (b, a) };
                 let mut buf = itoa::Buffer::new();
                 let mut line = String::with_capacity(s.len() + 24);
@@ -164,7 +155,33 @@ impl Diff {
                 line.push_str(buf.format(y));
                 line
             })
-            .collect()
+            .collect();
+        // Renderers check the order of whole lines, so sort those (not the stacks).
+        lines.sort_unstable();
+        lines
+    }
+
+    /// Every stack of either side with its scaled BEFORE and AFTER counts (in
+    /// graph units: see [`Diff::display_factor`]), in no particular order.
+    pub fn scaled_stacks(&self) -> Vec<(&str, u64, u64)> {
+        let mut out: Vec<(&str, u64, u64)> = self
+            .before
+            .iter()
+            .map(|(s, b)| {
+                (
+                    s,
+                    self.scaled(b, self.factor_before),
+                    self.scaled(self.after.get(s), self.factor_after),
+                )
+            })
+            .collect();
+        out.extend(
+            self.after
+                .iter()
+                .filter(|(s, _)| self.before.get(s) == 0)
+                .map(|(s, a)| (s, 0, self.scaled(a, self.factor_after))),
+        );
+        out
     }
 
     /// The frame-share report.

@@ -60,9 +60,29 @@ impl FrameFilter {
     }
 
     /// Streams folded lines from `input` to `out`, keeping the matching stacks in
-    /// their original order. Malformed lines are errors, as everywhere.
+    /// their original order. Malformed lines are errors, as everywhere. An
+    /// nflame SVG is read as the profile it carries.
     pub fn filter_folded(&self, input: &mut Input, out: &mut Output) -> Result<FilterStats, Error> {
         let mut stats = FilterStats::default();
+        if input.starts_like_svg()? {
+            let profile = crate::Profile::from_input(input)?;
+            let out_path = out.path().to_path_buf();
+            let w = out.writer();
+            for (stack, count) in profile.sorted() {
+                if self.keeps(stack) {
+                    stats.kept_samples += count;
+                    stats.kept_lines += 1;
+                    folded::write_line(w, stack, count).map_err(|source| Error::Write {
+                        path: out_path.clone(),
+                        source,
+                    })?;
+                } else {
+                    stats.dropped_samples += count;
+                    stats.dropped_lines += 1;
+                }
+            }
+            return Ok(stats);
+        }
         let name = input.name();
         let out_path = out.path().to_path_buf();
         let mut total = 0u64;

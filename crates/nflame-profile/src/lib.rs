@@ -19,6 +19,7 @@
 pub mod diff;
 pub mod embed;
 mod error;
+pub mod export;
 pub mod filter;
 pub mod folded;
 pub mod io;

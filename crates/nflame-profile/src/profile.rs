@@ -145,9 +145,13 @@ impl Profile {
     /// embedded in an SVG nflame wrote. An input without any sample is an
     /// [`Error::Empty`].
     pub fn from_path(path: impl AsRef<Path>) -> Result<Profile, Error> {
-        let mut input = Input::open(path)?;
+        Profile::from_input(&mut Input::open(path)?)
+    }
+
+    /// Like [`Profile::from_path`], for an input already open.
+    pub fn from_input(input: &mut Input) -> Result<Profile, Error> {
         if input.starts_like_svg()? {
-            let mut embedded = crate::embed::read_svg(&mut input)?;
+            let mut embedded = crate::embed::read_svg(input)?;
             return match embedded.profiles.iter().position(|(r, _)| r == "profile") {
                 Some(i) => Ok(embedded.profiles.swap_remove(i).1),
                 None => Err(Error::DiffSvg {
@@ -156,7 +160,7 @@ impl Profile {
             };
         }
         let mut profile = Profile::new();
-        profile.read_folded(&mut input)?;
+        profile.read_folded(input)?;
         if profile.total() == 0 {
             return Err(Error::Empty {
                 path: input.path().to_path_buf(),

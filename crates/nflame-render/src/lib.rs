@@ -6,11 +6,17 @@
 //! nflame's options onto inferno's, and names what went wrong. It does no I/O
 //! of its own: the caller hands it a writer (an atomic output, usually).
 
+mod diff;
+
 use std::io::Write;
 
 use inferno::flamegraph::{self, color::Palette, Direction};
 use nflame_profile::diff::Diff;
+use nflame_profile::embed::{self, Context};
 use nflame_profile::Profile;
+
+/// nflame's version, as stored in every SVG.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Errors of rendering.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +31,9 @@ pub enum Error {
     /// Nothing to draw.
     #[error("nothing to draw: the profile holds no samples")]
     Empty,
+    /// A combination of options this graph cannot honour.
+    #[error("not available: {0}")]
+    Unsupported(String),
     /// inferno failed, or writing the SVG failed.
     #[error("cannot write the flame graph: {0}")]
     Write(#[from] std::io::Error),
@@ -67,6 +76,10 @@ pub struct RenderOptions {
     pub factor: f64,
     /// For differential input: colour by BEFORE − AFTER instead. Default is false.
     pub negate_differentials: bool,
+    /// What the profile is a recording of. It is stored in the SVG's
+    /// `<metadata>` (with the profile itself) and, when `subtitle` is `None`,
+    /// shown as the subtitle. Default is a context naming only nflame's version.
+    pub context: Option<Context>,
 }
 
 impl Default for RenderOptions {
@@ -85,18 +98,16 @@ impl Default for RenderOptions {
             notes: String::new(),
             factor: 1.0,
             negate_differentials: false,
+            context: None,
         }
     }
 }
 
 impl RenderOptions {
     fn to_inferno(&self) -> Result<flamegraph::Options<'static>, Error> {
-        let palette: Palette = self
-            .palette
-            .parse()
-            .map_err(|_| Error::Palette {
-                name: self.palette.clone(),
-            })?;
+        let palette: Palette = self.palette.parse().map_err(|_| Error::Palette {
+            name: self.palette.clone(),
+        })?;
         let mut o = flamegraph::Options::default();
         o.colors = palette;
         o.title = self.title.clone();
@@ -141,15 +152,48 @@ where
     Ok(())
 }
 
-/// Draws a profile.
+/// Draws a profile. The SVG carries the profile and its context (see
+/// [`nflame_profile::embed`]), so it can be read back as a profile.
 pub fn render_profile<W: Write>(
     profile: &Profile,
     opts: &RenderOptions,
-    writer: W,
+    mut writer: W,
 ) -> Result<(), Error> {
     let mut buf = itoa_line_buffer(profile);
     buf.sort_unstable();
-    render_lines(buf.iter().map(String::as_str), opts, writer)
+    let context = context_for(opts, "profile", profile.total());
+    let o = with_context_subtitle(opts, &context);
+    let mut svg = Vec::with_capacity(1 << 20);
+    render_lines(buf.iter().map(String::as_str), &o, &mut svg)?;
+    let meta = embed::metadata_xml(&context, &[("profile", profile)]);
+    embed::write_with_metadata(&mut writer, &svg, &meta)?;
+    Ok(())
+}
+
+/// The context to store: the caller's, or one naming nflame's version only.
+fn context_for(opts: &RenderOptions, kind: &str, samples: u64) -> Context {
+    let mut c = opts
+        .context
+        .clone()
+        .unwrap_or_else(|| Context::new(VERSION, kind));
+    c.kind = kind.to_string();
+    if opts.deterministic {
+        // The same input must give the same bytes: leave out what names this run.
+        c.command = None;
+        c.created = None;
+    }
+    if c.samples.is_none() {
+        c.samples = Some(samples);
+    }
+    c
+}
+
+fn with_context_subtitle(opts: &RenderOptions, context: &Context) -> RenderOptions {
+    let mut o = opts.clone();
+    if o.subtitle.is_none() && opts.context.is_some() {
+        o.subtitle = Some(context.summary());
+    }
+    o
 }
 
 fn itoa_line_buffer(profile: &Profile) -> Vec<String> {
@@ -165,23 +209,57 @@ fn itoa_line_buffer(profile: &Profile) -> Vec<String> {
         .collect()
 }
 
-/// Draws a differential flame graph: widths from AFTER, red where a stack grew,
-/// blue where it shrank.
-pub fn render_diff<W: Write>(diff: &Diff, opts: &RenderOptions, writer: W) -> Result<(), Error> {
-    let lines = diff.lines();
-    let mut o = opts.clone();
-    o.factor *= diff.display_factor();
-    render_lines(lines.iter().map(String::as_str), &o, writer)
+/// Draws a differential flame graph: widths from AFTER, every frame coloured by
+/// the change of its inclusive share (red grew, blue shrank), and stacks that
+/// exist only in BEFORE drawn hatched at their BEFORE width. The SVG carries
+/// both profiles.
+pub fn render_diff<W: Write>(
+    diff: &Diff,
+    opts: &RenderOptions,
+    mut writer: W,
+) -> Result<(), Error> {
+    let mut svg = Vec::with_capacity(1 << 20);
+    diff::draw(diff, opts, &mut svg)?;
+    write_diff_svg(diff, opts, &svg, &mut writer)
 }
 
 /// Draws the reverse view of a diff: widths from BEFORE, so stacks that
-/// vanished are visible; colours keep their meaning (red grew, blue shrank).
-pub fn render_removed<W: Write>(diff: &Diff, opts: &RenderOptions, writer: W) -> Result<(), Error> {
+/// vanished are visible; colours keep their meaning (red grew, blue shrank),
+/// by FlameGraph's convention (change of each frame's own samples).
+pub fn render_removed<W: Write>(
+    diff: &Diff,
+    opts: &RenderOptions,
+    mut writer: W,
+) -> Result<(), Error> {
     let lines = diff.removed_lines();
     let mut o = opts.clone();
     o.factor *= diff.display_factor();
     o.negate_differentials = !o.negate_differentials;
-    render_lines(lines.iter().map(String::as_str), &o, writer)
+    if o.subtitle.is_none() {
+        o.subtitle = Some(
+            "widths = before (what vanished shows); colour = change of each frame's own samples: red grew, blue shrank"
+                .into(),
+        );
+    }
+    let mut svg = Vec::with_capacity(1 << 20);
+    render_lines(lines.iter().map(String::as_str), &o, &mut svg)?;
+    write_diff_svg(diff, opts, &svg, &mut writer)
+}
+
+fn write_diff_svg<W: Write>(
+    diff: &Diff,
+    opts: &RenderOptions,
+    svg: &[u8],
+    writer: &mut W,
+) -> Result<(), Error> {
+    let mut context = context_for(opts, "diff", diff.after.total());
+    context.samples = None;
+    let meta = embed::metadata_xml(
+        &context,
+        &[("before", &diff.before), ("after", &diff.after)],
+    );
+    embed::write_with_metadata(writer, svg, &meta)?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -205,7 +283,11 @@ mod tests {
         };
         let s = svg(&p, &o);
         assert!(s.contains("T&lt;1&gt;"));
-        assert!(s.contains("leaf (30 samples, 75.00%)"), "{}", &s[..2000.min(s.len())]);
+        assert!(
+            s.contains("leaf (30 samples, 75.00%)"),
+            "{}",
+            &s[..2000.min(s.len())]
+        );
         assert_eq!(s, svg(&p, &o), "deterministic output differs");
     }
 
@@ -228,10 +310,84 @@ mod tests {
         let mut a = Vec::new();
         render_diff(&d, &o, &mut a).unwrap();
         let a = String::from_utf8(a).unwrap();
-        assert!(!a.contains(">gone ("), "the forward view has no width for it");
+        assert!(
+            a.contains("<title>gone (gone: before 50.00% 50, after 0)</title>"),
+            "the honest view draws it hatched"
+        );
+        assert!(a.contains("fill=\"url(#nflame-gone)\""));
         let mut r = Vec::new();
         render_removed(&d, &o, &mut r).unwrap();
         let r = String::from_utf8(r).unwrap();
         assert!(r.contains("gone ("), "the reverse view shows it");
+    }
+
+    fn frame<'a>(svg: &'a str, name: &str) -> (&'a str, &'a str) {
+        let key = format!("<g><title>{name} (");
+        let i = svg.find(&key).unwrap_or_else(|| panic!("no frame {name}"));
+        let rest = &svg[i + "<g><title>".len()..];
+        let title = &rest[..rest.find("</title>").unwrap()];
+        let f = rest.find("fill=\"").unwrap() + 6;
+        let fill = &rest[f..f + rest[f..].find('"').unwrap()];
+        (title, fill)
+    }
+
+    #[test]
+    fn parent_of_grown_children_is_red_by_inclusive_share() {
+        // `a` has no samples of its own on either side, but what it calls grew
+        // from 50% to 75%: inferno would paint it neutral; nflame paints it red.
+        let before = Profile::from_stacks([("main;a;x", 50), ("main;b", 50)]);
+        let after = Profile::from_stacks([("main;a;x", 25), ("main;a;y", 50), ("main;b", 25)]);
+        let d = Diff::new(before, after, &DiffOptions::default()).unwrap();
+        let mut out = Vec::new();
+        render_diff(&d, &RenderOptions::default(), &mut out).unwrap();
+        let svg = String::from_utf8(out).unwrap();
+        let (title, fill) = frame(&svg, "a");
+        assert_eq!(
+            title,
+            "a (before 50.00% 50, after 75.00% 75, inclusive +25.00 pp)"
+        );
+        assert!(fill.starts_with("rgb(255,"), "{fill}");
+        let (title, fill) = frame(&svg, "b");
+        assert!(title.ends_with("inclusive -25.00 pp)"), "{title}");
+        assert!(fill.ends_with(",255)"), "{fill}");
+        // x shrank from 50% to 25%; y is new (+50 pp, the largest change: full red).
+        let (_, fill) = frame(&svg, "y");
+        assert_eq!(fill, "rgb(255,58,58)");
+        let (_, fill) = frame(&svg, "main");
+        assert_eq!(fill, "rgb(248,248,248)");
+        assert!(
+            svg.contains("full colour ±50.00 pp"),
+            "the legend gives the scale"
+        );
+        // The graph carries both profiles.
+        let e = nflame_profile::embed::extract(&svg, std::path::Path::new("d.svg")).unwrap();
+        assert_eq!(e.get("before").unwrap().total(), 100);
+        assert_eq!(e.get("after").unwrap().total(), 100);
+        // inferno's interactivity is intact.
+        assert!(svg.contains("function search("));
+    }
+
+    #[test]
+    fn honest_colours_survive_inversion_and_reversal() {
+        let before = Profile::from_stacks([("main;a;x", 50), ("main;b", 50)]);
+        let after = Profile::from_stacks([("main;a;x", 90), ("main;b", 10)]);
+        let d = Diff::new(before, after, &DiffOptions::default()).unwrap();
+        for o in [
+            RenderOptions {
+                inverted: true,
+                ..Default::default()
+            },
+            RenderOptions {
+                reverse: true,
+                ..Default::default()
+            },
+        ] {
+            let mut out = Vec::new();
+            render_diff(&d, &o, &mut out).unwrap();
+            let svg = String::from_utf8(out).unwrap();
+            let (title, fill) = frame(&svg, "x");
+            assert!(title.ends_with("inclusive +40.00 pp)"), "{title}");
+            assert!(fill.starts_with("rgb(255,"));
+        }
     }
 }

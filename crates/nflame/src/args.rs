@@ -17,6 +17,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Sample processes on the CPU with perf events and write folded stacks and/or an SVG.
+    Record(crate::record::RecordArgs),
     /// Draw one or more folded profiles (merged) as an interactive SVG flame graph.
     Render(Render),
     /// Compare two folded profiles: a differential flame graph and a report of what changed.
@@ -66,7 +68,10 @@ pub struct RenderArgs {
 impl RenderArgs {
     pub fn into_options(&self, default_title: &str) -> RenderOptions {
         let mut o = RenderOptions::default();
-        o.title = self.title.clone().unwrap_or_else(|| default_title.to_string());
+        o.title = self
+            .title
+            .clone()
+            .unwrap_or_else(|| default_title.to_string());
         o.subtitle = self.subtitle.clone();
         o.palette = self.palette.clone();
         o.width = self.width;

@@ -1,6 +1,8 @@
 //! The `nflame` command: argument parsing and one library call per subcommand.
 
 mod args;
+mod record;
+mod workload;
 
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -10,6 +12,7 @@ use clap::Parser;
 
 use args::{Cli, Command};
 use nflame_profile::diff::Diff;
+use nflame_profile::embed::Context as SvgContext;
 use nflame_profile::filter::FrameFilter;
 use nflame_profile::io::{Input, Output};
 use nflame_profile::{folded, Profile};
@@ -37,6 +40,7 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
+        Command::Record(a) => record::run(a),
         Command::Render(a) => render(a),
         Command::Diff(a) => diff(a),
         Command::Collapse(a) => collapse(a),
@@ -44,8 +48,23 @@ fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
+/// The context every SVG carries: nflame's version, this command line, the time.
+fn context(kind: &str) -> SvgContext {
+    let mut c = SvgContext::new(nflame_render::VERSION, kind);
+    c.command = Some(
+        std::env::args_os()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" "),
+    );
+    c
+}
+
 fn render(a: args::Render) -> Result<ExitCode> {
-    let opts = a.render.into_options("Flame Graph");
+    let mut opts = a.render.into_options("Flame Graph");
+    let mut ctx = context("profile");
+    ctx.inputs = a.inputs.iter().map(|p| p.display().to_string()).collect();
+    opts.context = Some(ctx);
     opts.validate()?;
     let mut out = Output::create(&a.output)?;
     if opts.flamechart {
@@ -78,28 +97,27 @@ fn diff(a: args::Diff) -> Result<ExitCode> {
     );
     let diff = Diff::new(before?, after?, &diff_opts)?;
     let report = diff.report();
+    let mut ctx = context("diff");
+    ctx.inputs = vec![
+        a.before.display().to_string(),
+        a.after.display().to_string(),
+    ];
+    let mut o = render_opts;
+    o.context = Some(ctx);
+    if o.subtitle.is_none() {
+        o.subtitle = Some(format!(
+            "{} ({} samples) → {} ({} samples), {}",
+            a.before.display(),
+            diff.before.total(),
+            a.after.display(),
+            diff.after.total(),
+            scaling_text(&diff)
+        ));
+    }
     if let Some(out) = out.as_mut() {
-        let mut o = render_opts.clone();
-        if o.subtitle.is_none() {
-            o.subtitle = Some(format!(
-                "{} → {}: widths from after, red grew, blue shrank ({})",
-                a.before.display(),
-                a.after.display(),
-                scaling_text(&diff)
-            ));
-        }
         nflame_render::render_diff(&diff, &o, out.writer())?;
     }
     if let Some(out) = removed.as_mut() {
-        let mut o = render_opts.clone();
-        if o.subtitle.is_none() {
-            o.subtitle = Some(format!(
-                "{} → {}: widths from before (shows what vanished), red grew, blue shrank ({})",
-                a.before.display(),
-                a.after.display(),
-                scaling_text(&diff)
-            ));
-        }
         nflame_render::render_removed(&diff, &o, out.writer())?;
     }
     if let Some(out) = out {
@@ -133,6 +151,15 @@ fn collapse(a: args::Collapse) -> Result<ExitCode> {
     let opts = a.options();
     let mut out = Output::create(&a.output)?;
     let mut input = Input::open(&a.input)?;
+    if input.starts_like_svg()? {
+        // An nflame SVG carries its folded profile: write it back out.
+        let profile = Profile::from_input(&mut input)?;
+        profile
+            .write_folded(out.writer())
+            .map_err(|e| out.write_error(e))?;
+        out.commit()?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let (profile, stats) = nflame_profile::perf_script::collapse(&mut input, &opts)?;
     profile
         .write_folded(out.writer())

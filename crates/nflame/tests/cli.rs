@@ -88,7 +88,12 @@ mod render {
         let b = dir.path().join("b.svg");
         for out in [&a, &b] {
             ok(nflame()
-                .args(["render", "--deterministic", "--title", "nginx + lua under wrk"])
+                .args([
+                    "render",
+                    "--deterministic",
+                    "--title",
+                    "nginx + lua under wrk",
+                ])
                 .arg(&input)
                 .arg("-o")
                 .arg(out));
@@ -152,7 +157,14 @@ mod render {
         assert!(inverted.contains("var inverted = true;"));
         let reversed = svg_with(&["--reverse", "--deterministic"]);
         assert!(reversed.contains("leaf (5 samples"));
-        let sized = svg_with(&["--width", "640", "--count-name", "ns", "--subtitle", "sub-t"]);
+        let sized = svg_with(&[
+            "--width",
+            "640",
+            "--count-name",
+            "ns",
+            "--subtitle",
+            "sub-t",
+        ]);
         assert!(sized.contains("width=\"640\""));
         assert!(sized.contains("5 ns"));
         assert!(sized.contains("sub-t"));
@@ -197,7 +209,11 @@ mod diff {
         .unwrap();
         // AFTER is written gzipped through nflame itself (filter keeps everything).
         let plain_after = dir.join("after.folded");
-        std::fs::write(&plain_after, "srv;main;app;parse 150\nsrv;main;app;write_[k] 50\n").unwrap();
+        std::fs::write(
+            &plain_after,
+            "srv;main;app;parse 150\nsrv;main;app;write_[k] 50\n",
+        )
+        .unwrap();
         ok(nflame()
             .arg("filter")
             .arg(&plain_after)
@@ -215,7 +231,12 @@ mod diff {
         // Relative names, so the subtitle (which names the inputs) is reproducible.
         let o = ok(nflame()
             .current_dir(dir.path())
-            .args(["diff", "before.folded", "after.folded.gz", "--deterministic"])
+            .args([
+                "diff",
+                "before.folded",
+                "after.folded.gz",
+                "--deterministic",
+            ])
             .arg("-o")
             .arg(&svg)
             .arg("--removed")
@@ -224,9 +245,15 @@ mod diff {
         // proxy vanished: -40 points inclusive, listed in the stacks only in before.
         assert!(report.contains("-40.00pp"), "{report}");
         assert!(report.contains("srv;main;proxy;splice_[k]"), "{report}");
-        assert!(report.contains("Stacks only in before (gone after): 1 stacks, 40 samples"), "{report}");
+        assert!(
+            report.contains("Stacks only in before (gone after): 1 stacks, 40 samples"),
+            "{report}"
+        );
         let graph = std::fs::read_to_string(&svg).unwrap();
-        assert!(!graph.contains(">proxy ("), "no width for the vanished stack in the forward view");
+        assert!(
+            graph.contains("<title>proxy (gone: before 40.00% 80, after 0)</title>"),
+            "the vanished stack is drawn, hatched, at its (normalised) before width"
+        );
         let rev = std::fs::read_to_string(&removed).unwrap();
         assert!(rev.contains("proxy ("), "the reverse view shows it");
         golden("diff-small.svg", &graph);
@@ -238,7 +265,12 @@ mod diff {
         let dir = tempfile::tempdir().unwrap();
         let (before, after) = two_profiles(dir.path());
         let json = |extra: &[&str]| -> serde_json::Value {
-            let o = ok(nflame().arg("diff").arg(&before).arg(&after).arg("--json").args(extra));
+            let o = ok(nflame()
+                .arg("diff")
+                .arg(&before)
+                .arg(&after)
+                .arg("--json")
+                .args(extra));
             serde_json::from_slice(&o.stdout).unwrap()
         };
         let v = json(&[]);
@@ -255,7 +287,14 @@ mod diff {
         assert_eq!(parse["after"]["self"], 150);
         assert!((parse["self_delta_pct"].as_f64().unwrap() - 35.0).abs() < 1e-9);
         assert_eq!(json(&["--no-normalize"])["scaling"], "none");
-        let pu = json(&["--scale-before", "100", "--scale-after", "400", "--top", "1"]);
+        let pu = json(&[
+            "--scale-before",
+            "100",
+            "--scale-after",
+            "400",
+            "--top",
+            "1",
+        ]);
         assert_eq!(pu["scaling"], "per-unit");
         assert_eq!(pu["by_inclusive"].as_array().unwrap().len(), 1);
         let row = &pu["by_inclusive"][0];
@@ -269,12 +308,26 @@ mod diff {
         let svg = dir.path().join("d.svg");
         // The same profile against a filtered copy of itself: the kernel part vanished.
         let user_only = dir.path().join("user.folded");
-        ok(nflame().arg("filter").arg(&a).args(["--exclude", r"_\[k\]$", "-o"]).arg(&user_only));
-        let o = ok(nflame().arg("diff").arg(&a).arg(&user_only).arg("-o").arg(&svg));
+        ok(nflame()
+            .arg("filter")
+            .arg(&a)
+            .args(["--exclude", r"_\[k\]$", "-o"])
+            .arg(&user_only));
+        let o = ok(nflame()
+            .arg("diff")
+            .arg(&a)
+            .arg(&user_only)
+            .arg("-o")
+            .arg(&svg));
         let report = stdout(&o);
-        assert!(report.contains("Stacks only in before (gone after)"), "{report}");
+        assert!(
+            report.contains("Stacks only in before (gone after)"),
+            "{report}"
+        );
         assert!(report.contains("_[k]"), "{report}");
-        assert!(std::fs::read_to_string(&svg).unwrap().contains("Differential"));
+        assert!(std::fs::read_to_string(&svg)
+            .unwrap()
+            .contains("Differential"));
     }
 }
 
@@ -290,12 +343,22 @@ mod collapse {
         let folded = read_gz(&out);
         let expected = read_gz(&fixture("folded/nginx-lua.folded.gz"));
         assert_eq!(sum_counts(&folded), sum_counts(&expected));
-        assert!(folded.lines().any(|l| l.starts_with("nginx;")), "root frame is the process name");
+        assert!(
+            folded.lines().any(|l| l.starts_with("nginx;")),
+            "root frame is the process name"
+        );
         assert!(folded.contains("_[k]"));
         // --pid puts the pid in the root frame.
         let o = ok(nflame().arg("collapse").arg(&input).arg("--pid"));
         let with_pid = stdout(&o);
-        assert!(with_pid.lines().next().unwrap().split(';').next().unwrap().contains('-'));
+        assert!(with_pid
+            .lines()
+            .next()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .contains('-'));
         assert_eq!(sum_counts(&with_pid), sum_counts(&folded));
         // --period weighs by the period: many times the sample count for cpu-clock.
         let o = ok(nflame().arg("collapse").arg(&input).arg("--period"));
@@ -312,9 +375,17 @@ mod filter {
         let input = fixture("folded/nginx-lua.folded.gz");
         let all = read_gz(&input);
         let kernel = dir.path().join("k.folded");
-        ok(nflame().arg("filter").arg(&input).args(["--include", r"_\[k\]$", "-o"]).arg(&kernel));
+        ok(nflame()
+            .arg("filter")
+            .arg(&input)
+            .args(["--include", r"_\[k\]$", "-o"])
+            .arg(&kernel));
         let user = dir.path().join("u.folded");
-        ok(nflame().arg("filter").arg(&input).args(["--exclude", r"_\[k\]$", "-o"]).arg(&user));
+        ok(nflame()
+            .arg("filter")
+            .arg(&input)
+            .args(["--exclude", r"_\[k\]$", "-o"])
+            .arg(&user));
         let k = std::fs::read_to_string(&kernel).unwrap();
         let u = std::fs::read_to_string(&user).unwrap();
         assert!(k.lines().all(|l| l.contains("_[k]")));
@@ -340,14 +411,46 @@ mod bad_input {
     fn malformed_folded_files() {
         let dir = tempfile::tempdir().unwrap();
         let cases: &[(&str, &[u8], &str)] = &[
-            ("missing-count.folded", b"main;a 1\nmain;b\n", ":2: no sample count"),
-            ("non-numeric.folded", b"main;a 1\nmain;b x1\n", ":2: sample count \"x1\""),
-            ("negative.folded", b"main;a -4\n", ":1: sample count \"-4\" is negative"),
-            ("overflow.folded", b"main;a 99999999999999999999\n", ":1: sample count \"99999999999999999999\" overflows"),
-            ("total-overflow.folded", b"a 18446744073709551615\nb 1\n", ":2: sample count"),
-            ("empty-stack.folded", b"main;a 1\n 7\n", ":2: a sample count with an empty stack"),
-            ("invalid-utf8.folded", b"main;a 1\nmain;\xff\xfe 2\n", ":2: the line is not valid UTF-8"),
-            ("differential.folded", b"main;a 1 2\n", ":1: the line has two counts"),
+            (
+                "missing-count.folded",
+                b"main;a 1\nmain;b\n",
+                ":2: no sample count",
+            ),
+            (
+                "non-numeric.folded",
+                b"main;a 1\nmain;b x1\n",
+                ":2: sample count \"x1\"",
+            ),
+            (
+                "negative.folded",
+                b"main;a -4\n",
+                ":1: sample count \"-4\" is negative",
+            ),
+            (
+                "overflow.folded",
+                b"main;a 99999999999999999999\n",
+                ":1: sample count \"99999999999999999999\" overflows",
+            ),
+            (
+                "total-overflow.folded",
+                b"a 18446744073709551615\nb 1\n",
+                ":2: sample count",
+            ),
+            (
+                "empty-stack.folded",
+                b"main;a 1\n 7\n",
+                ":2: a sample count with an empty stack",
+            ),
+            (
+                "invalid-utf8.folded",
+                b"main;a 1\nmain;\xff\xfe 2\n",
+                ":2: the line is not valid UTF-8",
+            ),
+            (
+                "differential.folded",
+                b"main;a 1 2\n",
+                ":1: the line has two counts",
+            ),
             ("empty.folded", b"", "no samples"),
             ("comments-only.folded", b"# nothing\n\n", "no samples"),
         ];
@@ -359,13 +462,29 @@ mod bad_input {
             let out = dir.path().join("out.svg");
             for cmd in [
                 vec!["render".into(), input.clone(), "-o".into(), out.clone()],
-                vec!["diff".into(), good.clone(), input.clone(), "-o".into(), out.clone()],
-                vec!["filter".into(), input.clone(), "--include".into(), "a".into(), "-o".into(), out.clone()],
+                vec![
+                    "diff".into(),
+                    good.clone(),
+                    input.clone(),
+                    "-o".into(),
+                    out.clone(),
+                ],
+                vec![
+                    "filter".into(),
+                    input.clone(),
+                    "--include".into(),
+                    "a".into(),
+                    "-o".into(),
+                    out.clone(),
+                ],
             ] {
                 let o = run(nflame().args(&cmd));
                 let err = stderr(&o);
                 assert_eq!(o.status.code(), Some(1), "{name}: {cmd:?}: {err}");
-                assert!(err.contains(name) && err.contains(message), "{name}: {cmd:?}: {err}");
+                assert!(
+                    err.contains(name) && err.contains(message),
+                    "{name}: {cmd:?}: {err}"
+                );
                 assert!(!err.contains("panicked"), "{err}");
                 assert!(!out.exists(), "{name}: {cmd:?} left an output");
             }
@@ -384,7 +503,10 @@ mod bad_input {
         let dir = tempfile::tempdir().unwrap();
         let input = dir.path().join("crlf.folded");
         std::fs::write(&input, "main;a 2\r\n\r\nmain;b 1\r\n").unwrap();
-        let o = ok(nflame().arg("filter").arg(&input).args(["--include", ".", "-o", "-"]));
+        let o = ok(nflame()
+            .arg("filter")
+            .arg(&input)
+            .args(["--include", ".", "-o", "-"]));
         assert_eq!(stdout(&o), "main;a 2\nmain;b 1\n");
     }
 
@@ -406,8 +528,17 @@ mod bad_input {
             let o = run(nflame().arg("render").arg(input).arg("-o").arg(&out));
             let err = stderr(&o);
             assert_eq!(o.status.code(), Some(1), "{err}");
-            assert!(err.contains(input.file_name().unwrap().to_str().unwrap()), "{err}");
-            assert!(err.contains("gzip") || err.contains("not valid UTF-8"), "{err}");
+            assert!(
+                err.contains(input.file_name().unwrap().to_str().unwrap()),
+                "{err}"
+            );
+            // Damage is caught by gzip itself (bad data, CRC, early end) or, when
+            // the damaged bytes still inflate, by the line parser: either way the
+            // error names the file.
+            assert!(
+                err.contains("gzip") || err.contains("UTF-8") || err.contains("sample count"),
+                "{err}"
+            );
             assert!(!out.exists());
         }
     }
@@ -415,12 +546,21 @@ mod bad_input {
     #[test]
     fn missing_input_and_unwritable_output() {
         let dir = tempfile::tempdir().unwrap();
-        let o = run(nflame().args(["render", "/nonexistent/p.folded", "-o"]).arg(dir.path().join("x.svg")));
+        let o = run(nflame()
+            .args(["render", "/nonexistent/p.folded", "-o"])
+            .arg(dir.path().join("x.svg")));
         assert_eq!(o.status.code(), Some(1));
-        assert!(stderr(&o).contains("/nonexistent/p.folded"), "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains("/nonexistent/p.folded"),
+            "{}",
+            stderr(&o)
+        );
         let input = dir.path().join("in.folded");
         std::fs::write(&input, "main 1\n").unwrap();
-        let o = run(nflame().arg("render").arg(&input).args(["-o", "/nonexistent-dir/x.svg"]));
+        let o = run(nflame()
+            .arg("render")
+            .arg(&input)
+            .args(["-o", "/nonexistent-dir/x.svg"]));
         assert_eq!(o.status.code(), Some(1));
         assert!(stderr(&o).contains("/nonexistent-dir/x.svg"));
     }
@@ -443,5 +583,72 @@ mod bad_input {
         assert_eq!(o.status.code(), Some(2));
         let o = run(nflame().args(["frobnicate"]));
         assert_eq!(o.status.code(), Some(2));
+    }
+}
+
+mod svg_input {
+    use super::*;
+
+    #[test]
+    fn nflame_svgs_are_profiles_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let folded = fixture("folded/nginx-lua.folded.gz");
+        let a = dir.path().join("a.svg");
+        ok(nflame().arg("render").arg(&folded).arg("-o").arg(&a));
+        let svg = std::fs::read_to_string(&a).unwrap();
+        assert!(svg.contains("<metadata id=\"nflame-context\">"));
+        assert!(svg.contains("\"kind\":\"profile\""));
+        // The SVG, rendered again, is the same profile: compare the folded text
+        // written back out through `filter`.
+        let via_svg = ok(nflame()
+            .arg("filter")
+            .arg(&a)
+            .args(["--include", ".", "-o", "-"]));
+        let direct = ok(nflame()
+            .arg("filter")
+            .arg(&folded)
+            .args(["--include", ".", "-o", "-"]));
+        let mut x: Vec<String> = stdout(&via_svg).lines().map(String::from).collect();
+        let mut y: Vec<String> = stdout(&direct).lines().map(String::from).collect();
+        x.sort();
+        y.sort();
+        assert_eq!(x, y);
+        // diff takes SVGs; a diff SVG carries both sides but is not one profile.
+        let d = dir.path().join("d.svg");
+        let o = ok(nflame().arg("diff").arg(&a).arg(&a).arg("-o").arg(&d));
+        assert!(stdout(&o).contains("Stacks only in before (gone after): 0 stacks"));
+        let o = run(nflame()
+            .arg("render")
+            .arg(&d)
+            .arg("-o")
+            .arg(dir.path().join("e.svg")));
+        assert_eq!(o.status.code(), Some(1));
+        assert!(
+            stderr(&o).contains("differential flame graph holds two profiles"),
+            "{}",
+            stderr(&o)
+        );
+    }
+
+    #[test]
+    fn foreign_svg_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let foreign = dir.path().join("other.svg");
+        std::fs::write(
+            &foreign,
+            "<?xml version=\"1.0\"?><svg><g><title>main (1 samples, 100%)</title></g></svg>",
+        )
+        .unwrap();
+        let o = run(nflame()
+            .arg("render")
+            .arg(&foreign)
+            .arg("-o")
+            .arg(dir.path().join("x.svg")));
+        assert_eq!(o.status.code(), Some(1));
+        let err = stderr(&o);
+        assert!(
+            err.contains("other.svg") && err.contains("not written by nflame"),
+            "{err}"
+        );
     }
 }

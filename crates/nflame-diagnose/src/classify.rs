@@ -1,0 +1,398 @@
+//! Applying [`Rules`] to stacks: one category per stack, with the frame that shows
+//! why.
+//!
+//! This module owns the precedence between rules; it knows nothing of verdicts or
+//! output formats ([`crate::report`]). A stack is `root;…;leaf`, the root being the
+//! process name (or a bracketed annotation such as `[container web]` followed by the
+//! process name), kernel frames ending in `_[k]`.
+//!
+//! # Precedence
+//!
+//! 1. `owns-process`: the first such rule (in file order) matching a process frame
+//!    claims the whole stack. This is how a relay's own kernel work (the TCP sends of
+//!    docker-proxy, the bridge it crosses) counts as the relay's cost: without the
+//!    relay that work would not exist.
+//! 2. `owns-frame`: the innermost frame matching such a rule claims the whole stack.
+//! 3. `frame`: walking from the leaf towards the root, the first frame matching a
+//!    `frame` rule decides (the innermost subsystem owns the sample: `tcp_sendmsg`
+//!    calling into the bridge is bridge cost, the bridge handing a packet up to
+//!    `ip_rcv` is TCP/IP cost).
+//! 4. `frame-weak`: if no `frame` rule matched, the innermost `frame-weak` match.
+//! 5. `process`: the first such rule matching a process frame.
+//! 6. otherwise `other`.
+//!
+//! Within one frame, the first rule of the file wins.
+
+use regex::Regex;
+use rustc_hash::FxHashMap;
+
+use crate::rules::{RuleKind, Rules};
+
+/// Kernel frames inside the system calls a relay copies bytes with (splice, read,
+/// write and friends). Used as evidence in verdicts, independent of the rules.
+const RELAY_SYSCALLS: &str = r"^_*(x64_|ia32_|arm64_|do_|se_)*sys_(splice|read|write|readv|writev|recvfrom|sendto|recvmsg|sendmsg|sendfile|sendfile64|copy_file_range|tee|vmsplice)$|^(do_splice|splice_to_socket|splice_file_to_pipe|ksys_read|ksys_write|vfs_read|vfs_write)$";
+
+/// What decided a stack's category.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Decision {
+    /// A rule of this kind.
+    Rule(RuleKind),
+    /// No rule matched: the stack is `other`.
+    Fallback,
+}
+
+/// The category of one stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Classification<'s> {
+    /// Index into [`Rules::categories`].
+    pub category: usize,
+    /// The frame that shows why, without its annotation suffix: the deciding frame
+    /// for `frame` rules, otherwise the innermost named frame (the stack's leaf,
+    /// skipping `[unknown]`).
+    pub frame: &'s str,
+    /// The process frame (the last of the process frames), without annotation.
+    pub process: &'s str,
+    /// What decided.
+    pub decision: Decision,
+    /// Whether a frame of the stack is a relay system call (see the crate docs).
+    pub in_relay_syscall: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct FrameMatch {
+    owns: Option<usize>,
+    strong: Option<usize>,
+    weak: Option<usize>,
+    relay: bool,
+}
+
+/// Classifies stacks with a rule set, caching per distinct frame text.
+#[derive(Debug)]
+pub struct Classifier<'r> {
+    rules: &'r Rules,
+    relay: Regex,
+    frames: FxHashMap<Box<str>, FrameMatch>,
+    /// Per process frame: (owns-process, process) categories.
+    processes: FxHashMap<Box<str>, (Option<usize>, Option<usize>)>,
+}
+
+/// A frame name without the collapser's annotation (`_[k]`, `_[j]`, `_[i]`, `_[w]`).
+pub fn strip_annotation(frame: &str) -> &str {
+    let b = frame.as_bytes();
+    if b.len() > 4 && b[b.len() - 4..b.len() - 2] == *b"_[" && b[b.len() - 1] == b']' {
+        &frame[..frame.len() - 4]
+    } else {
+        frame
+    }
+}
+
+/// Whether `frame` is an annotation that precedes the process frame: bracketed,
+/// not `[unknown]`.
+fn is_role_annotation(frame: &str) -> bool {
+    frame.len() > 2 && frame.starts_with('[') && frame.ends_with(']') && frame != "[unknown]"
+}
+
+impl<'r> Classifier<'r> {
+    /// A classifier for `rules`.
+    pub fn new(rules: &'r Rules) -> Classifier<'r> {
+        Classifier {
+            rules,
+            relay: Regex::new(RELAY_SYSCALLS).expect("valid relay pattern"),
+            frames: FxHashMap::default(),
+            processes: FxHashMap::default(),
+        }
+    }
+
+    /// The rules in use.
+    pub fn rules(&self) -> &'r Rules {
+        self.rules
+    }
+
+    fn frame_match(&mut self, frame: &str) -> FrameMatch {
+        if let Some(m) = self.frames.get(frame) {
+            return *m;
+        }
+        let name = strip_annotation(frame);
+        let m = FrameMatch {
+            owns: self.rules.first_match(RuleKind::OwnsFrame, name),
+            strong: self.rules.first_match(RuleKind::Frame, name),
+            weak: self.rules.first_match(RuleKind::FrameWeak, name),
+            relay: self.relay.is_match(name),
+        };
+        self.frames.insert(frame.into(), m);
+        m
+    }
+
+    fn process_match(&mut self, frame: &str) -> (Option<usize>, Option<usize>) {
+        if let Some(m) = self.processes.get(frame) {
+            return *m;
+        }
+        let name = strip_annotation(frame);
+        let m = (
+            self.rules.first_match(RuleKind::OwnsProcess, name),
+            self.rules.first_match(RuleKind::Process, name),
+        );
+        self.processes.insert(frame.into(), m);
+        m
+    }
+
+    /// Classifies one stack (`root;…;leaf`).
+    pub fn classify<'s>(&mut self, stack: &'s str) -> Classification<'s> {
+        let frames: Vec<&'s str> = stack.split(';').collect();
+
+        // Process frames: leading role annotations and the frame after them.
+        let mut nproc = 1;
+        while nproc < frames.len() && is_role_annotation(frames[nproc - 1]) {
+            nproc += 1;
+        }
+        let process = strip_annotation(frames[nproc - 1]);
+        let leaf = frames
+            .iter()
+            .rev()
+            .copied()
+            .find(|f| *f != "[unknown]")
+            .map_or("[unknown]", strip_annotation);
+
+        let mut relay = false;
+        let mut owner: Option<usize> = None;
+        let mut strong: Option<(usize, &'s str)> = None;
+        let mut weak: Option<(usize, &'s str)> = None;
+        for &f in frames.iter().rev() {
+            let m = self.frame_match(f);
+            relay |= m.relay;
+            if owner.is_none() {
+                owner = m.owns;
+            }
+            if strong.is_none() {
+                if let Some(c) = m.strong {
+                    strong = Some((c, strip_annotation(f)));
+                }
+            }
+            if weak.is_none() {
+                if let Some(c) = m.weak {
+                    weak = Some((c, strip_annotation(f)));
+                }
+            }
+        }
+        let mut process_fallback = None;
+        for &p in &frames[..nproc] {
+            let (owns, fallback) = self.process_match(p);
+            if let Some(c) = owns {
+                return Classification {
+                    category: c,
+                    frame: leaf,
+                    process,
+                    decision: Decision::Rule(RuleKind::OwnsProcess),
+                    in_relay_syscall: relay,
+                };
+            }
+            if process_fallback.is_none() {
+                process_fallback = fallback;
+            }
+        }
+        let (category, frame, decision) = if let Some(c) = owner {
+            (c, leaf, Decision::Rule(RuleKind::OwnsFrame))
+        } else if let Some((c, f)) = strong {
+            (c, f, Decision::Rule(RuleKind::Frame))
+        } else if let Some((c, f)) = weak {
+            (c, f, Decision::Rule(RuleKind::FrameWeak))
+        } else if let Some(c) = process_fallback {
+            (c, leaf, Decision::Rule(RuleKind::Process))
+        } else {
+            (self.rules.other_index(), leaf, Decision::Fallback)
+        };
+        Classification {
+            category,
+            frame,
+            process,
+            decision,
+            in_relay_syscall: relay,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cat(rules: &Rules, stack: &str) -> (String, String) {
+        let mut c = Classifier::new(rules);
+        let r = c.classify(stack);
+        (rules.categories()[r.category].clone(), r.frame.to_string())
+    }
+
+    fn check(rules: &Rules, stack: &str, want_cat: &str, want_frame: &str) {
+        let (c, f) = cat(rules, stack);
+        assert_eq!((c.as_str(), f.as_str()), (want_cat, want_frame), "{stack}");
+    }
+
+    #[test]
+    fn strips_annotations() {
+        assert_eq!(strip_annotation("tcp_sendmsg_[k]"), "tcp_sendmsg");
+        assert_eq!(strip_annotation("lj_vm_[j]"), "lj_vm");
+        assert_eq!(strip_annotation("foo"), "foo");
+        assert_eq!(strip_annotation("_[k]"), "_[k]");
+        assert_eq!(strip_annotation("[docker-proxy]"), "[docker-proxy]");
+    }
+
+    #[test]
+    fn default_rules_classify_the_container_paths() {
+        let r = Rules::default();
+        // The relay owns its kernel work, bridge frames included.
+        check(
+            &r,
+            "docker-proxy;[docker-proxy];entry_SYSCALL_64_[k];__x64_sys_splice_[k];do_splice_[k];\
+             tcp_sendmsg_[k];__dev_queue_xmit_[k];br_dev_xmit_[k];veth_xmit_[k]",
+            "userland-proxy",
+            "veth_xmit",
+        );
+        // Stripped Go frames: still the relay.
+        check(
+            &r,
+            "docker-proxy;[unknown];[unknown]",
+            "userland-proxy",
+            "docker-proxy",
+        );
+        // Named Go frames under an unexpected root.
+        check(
+            &r,
+            "[container x];proxy;main.(*TCPProxy).clientLoop.func1;io.Copy;tcp_sendmsg_[k]",
+            "userland-proxy",
+            "tcp_sendmsg",
+        );
+        check(
+            &r,
+            "[docker-proxy :8080];docker-proxy;runtime.futex",
+            "userland-proxy",
+            "runtime.futex",
+        );
+        check(
+            &r,
+            "socat;read;tcp_recvmsg_[k]",
+            "userland-proxy",
+            "tcp_recvmsg",
+        );
+        // In the served process, the innermost subsystem decides.
+        check(
+            &r,
+            "nginx;ngx_http_lua_content_handler;__GI___writev;do_writev_[k];sock_write_iter_[k];\
+             tcp_sendmsg_[k];ip_finish_output2_[k];__dev_queue_xmit_[k];br_dev_xmit_[k];\
+             br_forward_[k];__dev_queue_xmit_[k];veth_xmit_[k];__dev_forward_skb_[k];skb_scrub_packet_[k]",
+            "bridge",
+            "__dev_forward_skb",
+        );
+        check(
+            &r,
+            "wrk;read;tcp_recvmsg_[k];__local_bh_enable_ip_[k];net_rx_action_[k];process_backlog_[k];\
+             __netif_receive_skb_[k];br_handle_frame_[k];br_nf_pre_routing_[k];nf_hook_slow_[k];\
+             nf_conntrack_in_[k];__nf_conntrack_find_get_[k]",
+            "netfilter",
+            "__nf_conntrack_find_get",
+        );
+        // The bridge hands the packet to IP: TCP work, not bridge work.
+        check(
+            &r,
+            "wrk;process_backlog_[k];br_handle_frame_[k];br_pass_frame_up_[k];netif_receive_skb_[k];\
+             ip_rcv_[k];tcp_v4_rcv_[k];kfree_skb_[k]",
+            "tcp-ip",
+            "tcp_v4_rcv",
+        );
+        // A weak helper decides only without a strong frame.
+        check(
+            &r,
+            "wrk;kfree_skb_[k];_raw_spin_lock_[k]",
+            "tcp-ip",
+            "kfree_skb",
+        );
+        check(
+            &r,
+            "nginx;ngx_process_events_and_timers;epoll_wait;do_epoll_wait_[k]",
+            "app",
+            "ngx_process_events_and_timers",
+        );
+        check(
+            &r,
+            "nginx;[libluajit-5.1.so.2.1.0]",
+            "app",
+            "[libluajit-5.1.so.2.1.0]",
+        );
+        check(&r, "nginx-1234;[unknown];[unknown]", "app", "nginx-1234");
+        check(
+            &r,
+            "[container web];openresty;lj_str_new",
+            "app",
+            "lj_str_new",
+        );
+        check(
+            &r,
+            "dockerd;runtime.mallocgc;tcp_sendmsg_[k]",
+            "container-runtime",
+            "tcp_sendmsg",
+        );
+        check(&r, "containerd-shim;x", "container-runtime", "x");
+        check(&r, "runc:[2:INIT];x", "container-runtime", "x");
+        check(&r, "gzip;[gzip]", "other", "[gzip]");
+        check(
+            &r,
+            "swapper;do_idle_[k];default_idle_[k]",
+            "other",
+            "default_idle",
+        );
+        // Look-alikes that must not match.
+        check(
+            &r,
+            "kworker;ct_kernel_enter_[k];_raw_spin_lock_[k]",
+            "other",
+            "_raw_spin_lock",
+        );
+        check(&r, "node_exporter;x", "other", "x");
+        check(&r, "cc1;rt_mutex_lock_[k]", "other", "rt_mutex_lock");
+    }
+
+    #[test]
+    fn relay_syscalls_are_flagged() {
+        let r = Rules::default();
+        let mut c = Classifier::new(&r);
+        assert!(
+            c.classify("docker-proxy;__x64_sys_splice_[k];do_splice_[k]")
+                .in_relay_syscall
+        );
+        assert!(
+            c.classify("socat;ksys_read_[k];tcp_recvmsg_[k]")
+                .in_relay_syscall
+        );
+        assert!(!c.classify("docker-proxy;runtime.futex").in_relay_syscall);
+    }
+
+    #[test]
+    fn precedence_between_kinds() {
+        let rules = Rules::parse(
+            "t",
+            "a owns-frame ^own$\nb frame ^strong$\nc frame-weak ^weak$\nd process ^p$\ne owns-process ^q$\n",
+        )
+        .unwrap();
+        let name = |s: &str| cat(&rules, s).0;
+        assert_eq!(name("p;weak;strong;own"), "a");
+        assert_eq!(name("p;strong;weak"), "b");
+        assert_eq!(name("p;x;weak"), "c");
+        assert_eq!(name("p;x"), "d");
+        assert_eq!(name("q;own;strong"), "e");
+        assert_eq!(name("z;x"), "other");
+        // Innermost strong frame wins over an outer one.
+        let rules = Rules::parse("t", "a frame ^outer$\nb frame ^inner$\n").unwrap();
+        assert_eq!(cat(&rules, "p;outer;inner;leaf").0, "b");
+    }
+
+    #[test]
+    fn role_annotations_expose_the_process() {
+        let rules = Rules::parse("t", "app process ^nginx$\n").unwrap();
+        let mut c = Classifier::new(&rules);
+        let r = c.classify("[container web];[pod x];nginx;f");
+        assert_eq!(r.category, 4);
+        assert_eq!(r.process, "nginx");
+        // `[unknown]` is not an annotation: the root alone is the process.
+        let r = c.classify("[unknown];nginx");
+        assert_eq!(r.category, rules.other_index());
+    }
+}

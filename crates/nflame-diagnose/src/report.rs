@@ -1,0 +1,574 @@
+//! [`Report`]: per-category samples and shares of one profile, the top frames of
+//! each category, the cost per unit of work, and the [`Verdict`].
+//!
+//! This module owns the thresholds and the verdict wording; classification is
+//! [`crate::classify`], text rendering [`crate::text`].
+//!
+//! # The verdict
+//!
+//! Shares for the verdict are taken of the *serving path*: the samples of
+//! `userland-proxy`, `bridge`, `netfilter`, `tcp-ip` and `app` together. Idle CPUs,
+//! the load generator's own code, compilers running beside the service and any
+//! other process are `other` and do not dilute the evidence, so the same
+//! thresholds hold for a system-wide recording on a busy 64-core host and for a
+//! recording of just the service's processes. With the defaults of [`Thresholds`]:
+//!
+//! - `userland-proxy` when the relay holds at least 50 samples and at least 15% of
+//!   the serving path. A relay that copies every request and response through user
+//!   space costs about as much as serving a small response; in the lab
+//!   (`scripts/lab.sh`) docker-proxy took about 45% of the serving path. 15% is a
+//!   third of that and far above what any non-relaying setup shows (0%).
+//! - `bridge-nat` when there is no relay verdict, bridge + netfilter hold at least
+//!   50 samples and 5% of the serving path, *and* bridge/veth frames alone hold at
+//!   least 2%. The bridge condition keeps host networking out: on a Docker host,
+//!   conntrack and the NAT hooks see loopback traffic too (about 5% of the serving
+//!   path in the lab's host mode), and `--net=host` would not remove them; only a
+//!   veth/bridge crossing shows that container networking is in the path.
+//!   These shares count the bridge and netfilter functions themselves; the extra
+//!   softirq passes they cause appear under `tcp-ip`, so the throughput loss is a
+//!   few times the share (lab: 4% bridge + 5% netfilter of the serving path, 20%
+//!   fewer requests/s than host networking).
+//! - `none` otherwise.
+//!
+//! A system-wide recording on a host where *other* containers use the bridge will
+//! show their bridge work too; record the service's processes (or the Docker-aware
+//! recorder's selection) when that matters.
+
+use std::fmt::Write as _;
+
+use nflame_profile::Profile;
+use rustc_hash::FxHashMap;
+use serde::ser::{SerializeMap, Serializer};
+use serde::Serialize;
+
+use crate::classify::Classifier;
+use crate::rules::Rules;
+use crate::Error;
+
+/// The categories whose samples form the serving path (see the module docs).
+pub const SERVING_CATEGORIES: [&str; 5] =
+    ["userland-proxy", "bridge", "netfilter", "tcp-ip", "app"];
+
+/// When a verdict is given. Shares are fractions (0.15 is 15%) of the serving path.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct Thresholds {
+    /// The fewest samples a category (or bridge + netfilter together) needs before
+    /// it can carry a verdict. Default is 50.
+    pub min_samples: u64,
+    /// The share of the serving path above which a userland relay is a dominant
+    /// cost. Default is 0.15.
+    pub proxy_share: f64,
+    /// The share of the serving path of bridge + netfilter above which they are a
+    /// significant cost. Default is 0.05.
+    pub bridge_nat_share: f64,
+    /// The share of the serving path that bridge/veth frames alone need, to show the
+    /// traffic crosses a container network (netfilter alone is host firewalling).
+    /// Default is 0.02.
+    pub bridge_share: f64,
+}
+
+impl Default for Thresholds {
+    fn default() -> Thresholds {
+        Thresholds {
+            min_samples: 50,
+            proxy_share: 0.15,
+            bridge_nat_share: 0.05,
+            bridge_share: 0.02,
+        }
+    }
+}
+
+/// How a [`Report`] is built.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct ReportOptions {
+    /// Units of work done during the recording (e.g. requests served): adds the
+    /// samples per unit to each category. Must be positive and finite.
+    /// Default is `None`.
+    pub per: Option<f64>,
+    /// How many frames to list per category. Default is 5.
+    pub top_frames: usize,
+    /// When verdicts are given. Default is [`Thresholds::default`].
+    pub thresholds: Thresholds,
+}
+
+impl Default for ReportOptions {
+    fn default() -> ReportOptions {
+        ReportOptions {
+            per: None,
+            top_frames: 5,
+            thresholds: Thresholds::default(),
+        }
+    }
+}
+
+/// A frame and the samples of a category it accounts for.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FrameCount {
+    /// The frame, without annotation suffix.
+    pub frame: String,
+    /// Samples.
+    pub samples: u64,
+    /// Share of all samples (0..1).
+    pub share: f64,
+}
+
+/// One category of a [`Report`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CategoryReport {
+    /// Its name (serialized as the key of the `categories` object).
+    #[serde(skip)]
+    pub name: String,
+    /// Samples classified into it.
+    pub samples: u64,
+    /// Share of all samples (0..1).
+    pub share: f64,
+    /// Share of the serving path (0..1), for the serving categories.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub serving_share: Option<f64>,
+    /// Samples per unit of work, with [`ReportOptions::per`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub per_unit: Option<f64>,
+    /// The frames that show why, most samples first (see
+    /// [`crate::classify::Classification::frame`]).
+    pub top_frames: Vec<FrameCount>,
+    /// The processes, most samples first (at most 3).
+    pub top_processes: Vec<FrameCount>,
+    /// Samples inside relay system calls (splice, read, write, …).
+    #[serde(skip)]
+    pub relay_syscall_samples: u64,
+}
+
+/// What the verdict points at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VerdictKind {
+    /// A userland relay (docker-proxy, socat, …) is a dominant cost.
+    UserlandProxy,
+    /// veth/bridge/netfilter is a significant cost without a userland relay.
+    BridgeNat,
+    /// Neither.
+    None,
+}
+
+impl VerdictKind {
+    /// The name used in JSON and text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VerdictKind::UserlandProxy => "userland-proxy",
+            VerdictKind::BridgeNat => "bridge-nat",
+            VerdictKind::None => "none",
+        }
+    }
+}
+
+/// A verdict in plain language: what, the evidence, the fix.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Verdict {
+    /// What it points at.
+    pub kind: VerdictKind,
+    /// The finding with its evidence (shares, frames).
+    pub summary: String,
+    /// What to change.
+    pub fix: String,
+}
+
+/// Per-category costs of one profile and a verdict. Serializes as
+/// `{"total_samples", "serving_samples", "per"?, "categories": {name: {...}}, "verdict"}`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    /// All samples of the profile.
+    pub total_samples: u64,
+    /// Samples of the serving path ([`SERVING_CATEGORIES`]).
+    pub serving_samples: u64,
+    /// Units of work, from [`ReportOptions::per`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub per: Option<f64>,
+    /// Every category of the rules, in their order (the standard ones first).
+    #[serde(serialize_with = "categories_as_map")]
+    pub categories: Vec<CategoryReport>,
+    /// The verdict.
+    pub verdict: Verdict,
+}
+
+fn categories_as_map<S: Serializer>(cats: &[CategoryReport], s: S) -> Result<S::Ok, S::Error> {
+    let mut map = s.serialize_map(Some(cats.len()))?;
+    for c in cats {
+        map.serialize_entry(&c.name, c)?;
+    }
+    map.end()
+}
+
+fn share(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 / whole as f64
+    }
+}
+
+/// A percentage for messages: `12.3%`.
+pub(crate) fn pct(f: f64) -> String {
+    format!("{:.1}%", 100.0 * f)
+}
+
+fn top(counts: FxHashMap<&str, u64>, n: usize, total: u64) -> Vec<FrameCount> {
+    let mut v: Vec<(&str, u64)> = counts.into_iter().collect();
+    v.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    v.truncate(n);
+    v.into_iter()
+        .map(|(frame, samples)| FrameCount {
+            frame: frame.to_string(),
+            samples,
+            share: share(samples, total),
+        })
+        .collect()
+}
+
+impl Report {
+    /// Classifies every stack of `profile` with `rules` and builds the report.
+    ///
+    /// Fails only on an invalid option (`per` not positive and finite).
+    pub fn new(profile: &Profile, rules: &Rules, opts: &ReportOptions) -> Result<Report, Error> {
+        if let Some(per) = opts.per {
+            if !(per.is_finite() && per > 0.0) {
+                return Err(Error::InvalidOption(format!(
+                    "the units of work must be a positive number, not {per}"
+                )));
+            }
+        }
+        let ncat = rules.categories().len();
+        let mut samples = vec![0u64; ncat];
+        let mut relay = vec![0u64; ncat];
+        let mut frames: Vec<FxHashMap<&str, u64>> = vec![FxHashMap::default(); ncat];
+        let mut procs: Vec<FxHashMap<&str, u64>> = vec![FxHashMap::default(); ncat];
+        let mut classifier = Classifier::new(rules);
+        for (stack, count) in profile.iter() {
+            let c = classifier.classify(stack);
+            samples[c.category] += count;
+            if c.in_relay_syscall {
+                relay[c.category] += count;
+            }
+            *frames[c.category].entry(c.frame).or_insert(0) += count;
+            *procs[c.category].entry(c.process).or_insert(0) += count;
+        }
+        let total = profile.total();
+        let serving: u64 = rules
+            .categories()
+            .iter()
+            .zip(&samples)
+            .filter(|(name, _)| SERVING_CATEGORIES.contains(&name.as_str()))
+            .map(|(_, s)| s)
+            .sum();
+        let categories = rules
+            .categories()
+            .iter()
+            .zip(samples)
+            .zip(relay)
+            .zip(frames.into_iter().zip(procs))
+            .map(|(((name, s), r), (f, p))| CategoryReport {
+                name: name.clone(),
+                samples: s,
+                share: share(s, total),
+                serving_share: SERVING_CATEGORIES
+                    .contains(&name.as_str())
+                    .then(|| share(s, serving)),
+                per_unit: opts.per.map(|per| s as f64 / per),
+                top_frames: top(f, opts.top_frames, total),
+                top_processes: top(p, 3, total),
+                relay_syscall_samples: r,
+            })
+            .collect();
+        let mut report = Report {
+            total_samples: total,
+            serving_samples: serving,
+            per: opts.per,
+            categories,
+            verdict: Verdict {
+                kind: VerdictKind::None,
+                summary: String::new(),
+                fix: String::new(),
+            },
+        };
+        report.verdict = verdict(&report, &opts.thresholds);
+        Ok(report)
+    }
+
+    /// The category named `name`, if the rules define it.
+    pub fn category(&self, name: &str) -> Option<&CategoryReport> {
+        self.categories.iter().find(|c| c.name == name)
+    }
+
+    /// Samples of category `name` (0 if absent).
+    pub fn samples(&self, name: &str) -> u64 {
+        self.category(name).map_or(0, |c| c.samples)
+    }
+
+    /// Share of the serving path of `samples` (0 without a serving path).
+    pub fn serving_share_of(&self, samples: u64) -> f64 {
+        share(samples, self.serving_samples)
+    }
+
+    /// Samples of all categories per unit of work, with [`ReportOptions::per`].
+    pub fn total_per_unit(&self) -> Option<f64> {
+        self.per.map(|per| self.total_samples as f64 / per)
+    }
+
+    /// Serving-path samples per unit of work, with [`ReportOptions::per`].
+    pub fn serving_per_unit(&self) -> Option<f64> {
+        self.per.map(|per| self.serving_samples as f64 / per)
+    }
+}
+
+fn frame_list(c: Option<&CategoryReport>, n: usize) -> String {
+    let Some(c) = c else { return String::new() };
+    c.top_frames
+        .iter()
+        .take(n)
+        .map(|f| format!("{} ({})", f.frame, pct(f.share)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub(crate) const FIX_PROXY: &str =
+    "Take the userland proxy out of the path: run the container with \
+`--net=host` (no proxy, no bridge, no NAT), or set `\"userland-proxy\": false` in \
+/etc/docker/daemon.json and restart dockerd, so published ports are forwarded by iptables DNAT \
+in the kernel instead of being copied through docker-proxy.";
+
+pub(crate) const FIX_BRIDGE: &str =
+    "Run the container with `--net=host`: the service then uses the \
+host's network stack directly, without the veth pair, the bridge and the NAT rules.";
+
+pub(crate) const FIX_NONE: &str = "Nothing to change in the container networking; look at the top \
+frames of the largest categories for where the CPU goes.";
+
+fn verdict(r: &Report, t: &Thresholds) -> Verdict {
+    let proxy = r.samples("userland-proxy");
+    let bridge = r.samples("bridge");
+    let netfilter = r.samples("netfilter");
+    let serving = r.serving_samples;
+    let s = |x: u64| pct(r.serving_share_of(x));
+    let a = |x: u64| pct(share(x, r.total_samples));
+
+    if proxy >= t.min_samples && r.serving_share_of(proxy) >= t.proxy_share {
+        let cat = r.category("userland-proxy");
+        let who = cat
+            .and_then(|c| c.top_processes.first())
+            .map_or("a userland proxy".to_string(), |p| p.frame.clone());
+        let relay = cat.map_or(0, |c| c.relay_syscall_samples);
+        let mut summary = format!(
+            "A userland proxy relays the traffic: {who} uses {} of the serving path \
+             ({proxy} of {serving} samples; {} of all samples).",
+            s(proxy),
+            a(proxy),
+        );
+        if relay > 0 {
+            let _ = write!(
+                summary,
+                " {} of its samples are inside the splice/read/write system calls that \
+                 copy every byte from one socket to the other.",
+                pct(share(relay, proxy))
+            );
+        }
+        let _ = write!(
+            summary,
+            " For comparison: app {}, tcp-ip {}, bridge {}, netfilter {} of the serving path.",
+            s(r.samples("app")),
+            s(r.samples("tcp-ip")),
+            s(bridge),
+            s(netfilter),
+        );
+        let frames = frame_list(cat, 4);
+        if !frames.is_empty() {
+            let _ = write!(summary, " Its top frames: {frames}.");
+        }
+        return Verdict {
+            kind: VerdictKind::UserlandProxy,
+            summary,
+            fix: FIX_PROXY.to_string(),
+        };
+    }
+
+    let bn = bridge + netfilter;
+    if bn >= t.min_samples
+        && r.serving_share_of(bn) >= t.bridge_nat_share
+        && r.serving_share_of(bridge) >= t.bridge_share
+    {
+        let mut frames: Vec<FrameCount> = ["bridge", "netfilter"]
+            .iter()
+            .filter_map(|n| r.category(n))
+            .flat_map(|c| c.top_frames.iter().cloned())
+            .collect();
+        frames.sort_by(|x, y| y.samples.cmp(&x.samples));
+        let frames = frames
+            .iter()
+            .take(5)
+            .map(|f| format!("{} ({})", f.frame, pct(f.share)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let summary = format!(
+            "The traffic crosses a veth pair, a Linux bridge and netfilter NAT: bridge {} and \
+             netfilter {} of the serving path ({} together, {bn} samples; {} of all samples). \
+             Top frames: {frames}. These are the functions themselves; the extra softirq \
+             passes they cause are counted under tcp-ip ({} of the serving path).",
+            s(bridge),
+            s(netfilter),
+            s(bn),
+            a(bn),
+            s(r.samples("tcp-ip")),
+        );
+        return Verdict {
+            kind: VerdictKind::BridgeNat,
+            summary,
+            fix: FIX_BRIDGE.to_string(),
+        };
+    }
+
+    let mut largest: Vec<&CategoryReport> = r.categories.iter().filter(|c| c.samples > 0).collect();
+    largest.sort_by(|x, y| y.samples.cmp(&x.samples));
+    let largest = largest
+        .iter()
+        .take(3)
+        .map(|c| format!("{} {}", c.name, pct(c.share)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let summary = if serving == 0 {
+        format!(
+            "No container-network cost: no sample is in a userland proxy, the bridge, \
+             netfilter, TCP/IP or the app. Largest categories: {}.",
+            if largest.is_empty() { "none" } else { &largest }
+        )
+    } else {
+        format!(
+            "No container-network bottleneck: userland proxy {}, bridge {}, netfilter {} of \
+             the serving path ({serving} samples; thresholds: proxy {}, bridge + netfilter {} \
+             with bridge {}). Largest categories of all samples: {largest}.",
+            s(proxy),
+            s(bridge),
+            s(netfilter),
+            pct(t.proxy_share),
+            pct(t.bridge_nat_share),
+            pct(t.bridge_share),
+        )
+    };
+    Verdict {
+        kind: VerdictKind::None,
+        summary,
+        fix: FIX_NONE.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(stacks: &[(&str, u64)], per: Option<f64>) -> Report {
+        let p = Profile::from_stacks(stacks.iter().copied());
+        let opts = ReportOptions {
+            per,
+            ..ReportOptions::default()
+        };
+        Report::new(&p, &Rules::default(), &opts).unwrap()
+    }
+
+    const APP: &str = "nginx;ngx_http_lua_content_handler";
+    const TCP: &str = "nginx;writev;tcp_sendmsg_[k]";
+    const PROXY: &str = "docker-proxy;[docker-proxy];__x64_sys_splice_[k];tcp_sendmsg_[k]";
+    const BRIDGE: &str = "nginx;tcp_sendmsg_[k];br_dev_xmit_[k];veth_xmit_[k]";
+    const NF: &str = "wrk;ip_rcv_[k];nf_hook_slow_[k];nf_conntrack_in_[k]";
+    const IDLE: &str = "swapper;do_idle_[k]";
+
+    #[test]
+    fn shares_and_per_unit() {
+        let r = report(&[(APP, 600), (TCP, 300), (IDLE, 100)], Some(1000.0));
+        assert_eq!(r.total_samples, 1000);
+        assert_eq!(r.serving_samples, 900);
+        let app = r.category("app").unwrap();
+        assert_eq!(app.samples, 600);
+        assert!((app.share - 0.6).abs() < 1e-12);
+        assert!((app.serving_share.unwrap() - 600.0 / 900.0).abs() < 1e-12);
+        assert!((app.per_unit.unwrap() - 0.6).abs() < 1e-12);
+        assert_eq!(app.top_frames[0].frame, "ngx_http_lua_content_handler");
+        assert_eq!(r.category("other").unwrap().serving_share, None);
+        assert_eq!(r.verdict.kind, VerdictKind::None);
+        assert_eq!(r.categories.len(), 7);
+    }
+
+    #[test]
+    fn proxy_verdict_and_its_threshold() {
+        let r = report(&[(APP, 500), (TCP, 300), (PROXY, 200)], None);
+        assert_eq!(r.verdict.kind, VerdictKind::UserlandProxy);
+        assert!(r
+            .verdict
+            .summary
+            .contains("docker-proxy uses 20.0% of the serving path"));
+        assert!(r
+            .verdict
+            .summary
+            .contains("100.0% of its samples are inside the splice"));
+        assert!(r.verdict.fix.contains("--net=host"));
+        assert!(r.verdict.fix.contains("\"userland-proxy\": false"));
+        // Below 15% of the serving path: not dominant.
+        let r = report(&[(APP, 600), (TCP, 300), (PROXY, 140)], None);
+        assert_eq!(r.verdict.kind, VerdictKind::None);
+        // Too few samples to say anything.
+        let r = report(&[(APP, 10), (PROXY, 40)], None);
+        assert_eq!(r.verdict.kind, VerdictKind::None);
+        // Idle and unrelated work does not dilute the evidence.
+        let r = report(
+            &[(APP, 500), (TCP, 300), (PROXY, 200), (IDLE, 100_000)],
+            None,
+        );
+        assert_eq!(r.verdict.kind, VerdictKind::UserlandProxy);
+    }
+
+    #[test]
+    fn bridge_nat_needs_bridge_frames() {
+        let r = report(&[(APP, 800), (TCP, 100), (BRIDGE, 40), (NF, 60)], None);
+        assert_eq!(
+            r.verdict.kind,
+            VerdictKind::BridgeNat,
+            "{}",
+            r.verdict.summary
+        );
+        assert!(r.verdict.summary.contains("veth_xmit"));
+        assert_eq!(r.verdict.fix, FIX_BRIDGE);
+        // Conntrack on loopback alone (host networking on a Docker host): none.
+        let r = report(&[(APP, 800), (TCP, 100), (NF, 100)], None);
+        assert_eq!(r.verdict.kind, VerdictKind::None);
+        // Too small a share.
+        let r = report(&[(APP, 2000), (TCP, 1000), (BRIDGE, 70), (NF, 60)], None);
+        assert_eq!(r.verdict.kind, VerdictKind::None);
+    }
+
+    #[test]
+    fn rejects_bad_per() {
+        let p = Profile::from_stacks([(APP, 1)]);
+        for per in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            let opts = ReportOptions {
+                per: Some(per),
+                ..ReportOptions::default()
+            };
+            assert!(Report::new(&p, &Rules::default(), &opts).is_err());
+        }
+    }
+
+    #[test]
+    fn json_shape() {
+        let r = report(&[(APP, 3), (PROXY, 1)], Some(2.0));
+        let v: serde_json::Value = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["total_samples"], 4);
+        assert_eq!(v["categories"]["app"]["samples"], 3);
+        assert_eq!(v["categories"]["app"]["share"], 0.75);
+        assert_eq!(v["categories"]["app"]["per_unit"], 1.5);
+        assert_eq!(v["categories"]["other"]["samples"], 0);
+        assert_eq!(v["verdict"]["kind"], "none");
+        assert!(v["verdict"]["summary"].is_string());
+        assert!(v["verdict"]["fix"].is_string());
+        // Category order is the rules' order.
+        let keys: Vec<&String> = v["categories"].as_object().unwrap().keys().collect();
+        assert_eq!(keys.len(), 7);
+    }
+}

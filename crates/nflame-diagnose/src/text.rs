@@ -1,0 +1,271 @@
+//! Plain-text rendering of [`Report`] and [`DiffReport`]: aligned tables, the top
+//! frames, and the verdict wrapped for a terminal. The CLI prints these as they are.
+
+use std::io::{self, Write};
+
+use crate::diff::DiffReport;
+use crate::report::{pct, Report, Verdict};
+
+const WIDTH: usize = 88;
+
+/// A number with four significant digits, plain notation when readable
+/// (`12.35`, `0.004321`, `1.235e-7`).
+pub fn num(x: f64) -> String {
+    if x == 0.0 || !x.is_finite() {
+        return format!("{x}");
+    }
+    let mag = x.abs().log10().floor() as i32;
+    if !(-5..=9).contains(&mag) {
+        return format!("{x:.3e}");
+    }
+    let decimals = (3 - mag).max(0) as usize;
+    let s = format!("{x:.decimals$}");
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
+}
+
+fn wrap(w: &mut (impl Write + ?Sized), indent: &str, text: &str) -> io::Result<()> {
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        if !line.is_empty() && indent.len() + line.len() + 1 + word.len() > WIDTH {
+            writeln!(w, "{indent}{line}")?;
+            line.clear();
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        writeln!(w, "{indent}{line}")?;
+    }
+    Ok(())
+}
+
+fn write_verdict(w: &mut (impl Write + ?Sized), title: &str, v: &Verdict) -> io::Result<()> {
+    writeln!(w, "{title}: {}", v.kind.as_str())?;
+    wrap(w, "  ", &v.summary)?;
+    writeln!(w, "fix:")?;
+    wrap(w, "  ", &v.fix)
+}
+
+impl Report {
+    /// Writes the report as text: totals, the category table, the top frames of
+    /// each non-empty category, the verdict.
+    pub fn write_text<W: Write + ?Sized>(&self, w: &mut W) -> io::Result<()> {
+        write!(
+            w,
+            "{} samples, serving path {} ({})",
+            self.total_samples,
+            self.serving_samples,
+            pct(if self.total_samples == 0 {
+                0.0
+            } else {
+                self.serving_samples as f64 / self.total_samples as f64
+            })
+        )?;
+        if let (Some(per), Some(t), Some(s)) =
+            (self.per, self.total_per_unit(), self.serving_per_unit())
+        {
+            write!(
+                w,
+                "; {} units of work: {} samples per unit, {} in the serving path",
+                num(per),
+                num(t),
+                num(s)
+            )?;
+        }
+        writeln!(w)?;
+        writeln!(w)?;
+        let name_w = self
+            .categories
+            .iter()
+            .map(|c| c.name.len())
+            .max()
+            .unwrap_or(8)
+            .max(8);
+        write!(
+            w,
+            "{:<name_w$}  {:>10}  {:>6}  {:>7}",
+            "category", "samples", "share", "serving"
+        )?;
+        if self.per.is_some() {
+            write!(w, "  {:>10}", "per unit")?;
+        }
+        writeln!(w)?;
+        for c in &self.categories {
+            write!(
+                w,
+                "{:<name_w$}  {:>10}  {:>6}  {:>7}",
+                c.name,
+                c.samples,
+                pct(c.share),
+                c.serving_share.map_or("-".to_string(), pct)
+            )?;
+            if let Some(p) = c.per_unit {
+                write!(w, "  {:>10}", num(p))?;
+            }
+            writeln!(w)?;
+        }
+        writeln!(w)?;
+        writeln!(w, "top frames (share of all samples)")?;
+        for c in self.categories.iter().filter(|c| c.samples > 0) {
+            let frames = c
+                .top_frames
+                .iter()
+                .map(|f| format!("{} {}", f.frame, pct(f.share)))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let indent = " ".repeat(name_w + 4);
+            let mut buf = Vec::new();
+            wrap(&mut buf, &indent, &frames)?;
+            let text = String::from_utf8_lossy(&buf);
+            let text = text.get(name_w + 4..).unwrap_or("");
+            write!(w, "  {:<name_w$}  {text}", c.name)?;
+        }
+        writeln!(w)?;
+        write_verdict(w, "verdict", &self.verdict)
+    }
+}
+
+impl DiffReport {
+    /// Writes the comparison as text: the per-category table (samples, shares, the
+    /// change in percentage points, and samples per unit when both sides have
+    /// units of work), both reports' verdicts in one line each, the verdict on
+    /// what changed.
+    pub fn write_text<W: Write + ?Sized>(&self, w: &mut W) -> io::Result<()> {
+        let name_w = self
+            .changes
+            .iter()
+            .map(|c| c.name.len())
+            .max()
+            .unwrap_or(8)
+            .max(8);
+        let per = self.changes.iter().any(|c| c.before_per_unit.is_some());
+        write!(
+            w,
+            "{:<name_w$}  {:>10}  {:>6}  {:>10}  {:>6}  {:>8}",
+            "category", "before", "share", "after", "share", "change"
+        )?;
+        if per {
+            write!(
+                w,
+                "  {:>10}  {:>10}  {:>7}",
+                "per unit", "per unit", "change"
+            )?;
+        }
+        writeln!(w)?;
+        for c in &self.changes {
+            write!(
+                w,
+                "{:<name_w$}  {:>10}  {:>6}  {:>10}  {:>6}  {:>8}",
+                c.name,
+                c.before_samples,
+                pct(c.before_share),
+                c.after_samples,
+                pct(c.after_share),
+                format!("{:+.1}pp", 100.0 * c.share_delta)
+            )?;
+            if let (Some(b), Some(a)) = (c.before_per_unit, c.after_per_unit) {
+                let change = if b > 0.0 {
+                    format!("{:+.0}%", 100.0 * (a - b) / b)
+                } else {
+                    "-".to_string()
+                };
+                write!(w, "  {:>10}  {:>10}  {:>7}", num(b), num(a), change)?;
+            }
+            writeln!(w)?;
+        }
+        write!(
+            w,
+            "{:<name_w$}  {:>10}  {:>6}  {:>10}  {:>6}",
+            "total", self.before.total_samples, "", self.after.total_samples, ""
+        )?;
+        writeln!(w)?;
+        writeln!(w)?;
+        writeln!(w, "before: {}", self.before.verdict.kind.as_str())?;
+        writeln!(w, "after:  {}", self.after.verdict.kind.as_str())?;
+        write_verdict(w, "verdict", &self.verdict)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::ReportOptions;
+    use crate::rules::Rules;
+    use nflame_profile::Profile;
+
+    #[test]
+    fn numbers() {
+        assert_eq!(num(0.0), "0");
+        assert_eq!(num(12.3456), "12.35");
+        assert_eq!(num(0.004321), "0.004321");
+        assert_eq!(num(10.0), "10");
+        assert_eq!(num(123456.0), "123456");
+        assert_eq!(num(1.0e-7), "1.000e-7");
+    }
+
+    #[test]
+    fn wraps_words() {
+        let mut out = Vec::new();
+        let text = "word ".repeat(40);
+        wrap(&mut out, "  ", &text).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert!(out.lines().all(|l| l.len() <= WIDTH && l.starts_with("  ")));
+        assert_eq!(out.split_whitespace().count(), 40);
+    }
+
+    fn sample_report(per: Option<f64>) -> Report {
+        let p = Profile::from_stacks([
+            ("nginx;ngx_http_lua_content_handler", 600),
+            ("docker-proxy;[docker-proxy];__x64_sys_splice_[k]", 400),
+        ]);
+        let opts = ReportOptions {
+            per,
+            ..ReportOptions::default()
+        };
+        Report::new(&p, &Rules::default(), &opts).unwrap()
+    }
+
+    #[test]
+    fn report_table_is_aligned() {
+        let mut out = Vec::new();
+        sample_report(Some(10.0)).write_text(&mut out).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert!(out.starts_with("1000 samples, serving path 1000 (100.0%); 10 units of work"));
+        let table: Vec<&str> = out.lines().skip(2).take(8).collect();
+        assert!(table[0].starts_with("category"));
+        let width = table[0].len();
+        assert!(table.iter().all(|l| l.len() == width), "{out}");
+        assert!(
+            out.contains("userland-proxy            400   40.0%    40.0%          40\n"),
+            "{out}"
+        );
+        assert!(out.contains("verdict: userland-proxy"));
+        assert!(out.contains("fix:\n  Take the userland proxy out"));
+        assert!(
+            out.contains("\n  app                ngx_http_lua_content_handler 60.0%\n"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn diff_table_is_aligned() {
+        let d = DiffReport::new(sample_report(Some(10.0)), sample_report(Some(20.0)));
+        let mut out = Vec::new();
+        d.write_text(&mut out).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        let table: Vec<&str> = out.lines().take(8).collect();
+        let width = table[0].len();
+        assert!(table.iter().all(|l| l.len() == width), "{out}");
+        assert!(out.contains("-50%"), "{out}");
+        assert!(
+            out.contains("verdict: userland-proxy\n  Not fixed"),
+            "{out}"
+        );
+    }
+}
