@@ -401,7 +401,7 @@ fn verdict(r: &Report, t: &Thresholds) -> Verdict {
             .filter_map(|n| r.category(n))
             .flat_map(|c| c.top_frames.iter().cloned())
             .collect();
-        frames.sort_by(|x, y| y.samples.cmp(&x.samples));
+        frames.sort_by_key(|f| std::cmp::Reverse(f.samples));
         let frames = frames
             .iter()
             .take(5)
@@ -427,7 +427,7 @@ fn verdict(r: &Report, t: &Thresholds) -> Verdict {
     }
 
     let mut largest: Vec<&CategoryReport> = r.categories.iter().filter(|c| c.samples > 0).collect();
-    largest.sort_by(|x, y| y.samples.cmp(&x.samples));
+    largest.sort_by_key(|c| std::cmp::Reverse(c.samples));
     let largest = largest
         .iter()
         .take(3)

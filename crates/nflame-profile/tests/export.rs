@@ -1,9 +1,11 @@
 //! Export round trips on the real fixtures, checked by independent decoders:
-//! `protoc --decode` against pprof's own `profile.proto`, and serde_json.
+//! `protoc --decode` against pprof's own `profile.proto`, `go tool pprof`, and
+//! serde_json.
 //!
 //! `protoc` comes from Debian's `protobuf-compiler`, `profile.proto` from
-//! `golang-github-google-pprof-dev` (both in `scripts/install-deps.sh`);
-//! `NFLAME_PROFILE_PROTO` points at another copy of the schema.
+//! `golang-github-google-pprof-dev`, `go` from `golang-go` (all in
+//! `scripts/install-deps.sh`); `NFLAME_PROFILE_PROTO` points at another copy of
+//! the schema.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -159,7 +161,7 @@ fn protoc_decodes_pprof_output_of_fixtures() {
         assert!(text.contains("time_nanos: 1750000000000000000"), "{name}");
         // The leaf functions of the biggest stacks are named in the string table.
         let mut sorted = p.sorted();
-        sorted.sort_by(|a, b| b.1.cmp(&a.1));
+        sorted.sort_by_key(|&(_, count)| std::cmp::Reverse(count));
         let mut checked = 0;
         for (stack, _) in sorted.iter().take(10) {
             let leaf = stack.rsplit(';').next().unwrap();
@@ -280,4 +282,44 @@ fn export_file_writes_both_formats() {
     assert!(e.to_string().contains("no/such/dir/out.pb.gz"), "{e}");
     let e = read_pprof_file(&json).unwrap_err();
     assert!(e.to_string().contains("out.speedscope.json"), "{e}");
+}
+
+/// `go tool pprof` (Debian's `golang-go`) reads the export and writes it back in
+/// its own encoding, which `read_pprof` turns into the same stacks.
+#[test]
+fn go_tool_pprof_reads_and_rewrites_the_export() {
+    let go_ok = Command::new("go")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        go_ok,
+        "go is missing: run scripts/install-deps.sh (Debian package golang-go)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let pprof = |args: &[&str]| {
+        let out = Command::new("go")
+            .args(["tool", "pprof"])
+            .args(args)
+            .env("HOME", dir.path())
+            .env("PPROF_TMPDIR", dir.path())
+            .output()
+            .expect("run go tool pprof");
+        assert!(
+            out.status.success(),
+            "go tool pprof {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    for (name, p) in fixtures() {
+        let ours = dir.path().join(format!("{name}.pb.gz"));
+        export_file(&p, &meta(&name, Some(10_101_010)), Format::Pprof, &ours).unwrap();
+        let ours = ours.to_str().unwrap();
+        let top = String::from_utf8(pprof(&["-top", "-sample_index=samples", ours])).unwrap();
+        assert!(top.contains("Type: samples"), "{name}: {top}");
+        assert!(top.contains(&format!("File: {name}")), "{name}: {top}");
+        let rewritten = pprof(&["-proto", ours]);
+        assert_eq!(read_pprof(&rewritten[..]).unwrap(), p, "{name}");
+    }
 }

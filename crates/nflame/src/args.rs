@@ -23,6 +23,14 @@ pub enum Command {
     Render(Render),
     /// Compare two folded profiles: a differential flame graph and a report of what changed.
     Diff(Diff),
+    /// Where the CPU goes, by category (userland proxy, bridge, netfilter, TCP/IP, app…), and a verdict.
+    Report(Report),
+    /// The whole job on a built-in workload: a loopback server, a userland relay and a load client
+    /// recorded direct and relayed, graphs and a verdict (needs perf events: root or CAP_PERFMON).
+    Demo(crate::demo::DemoArgs),
+    /// A role of the demo workload (internal).
+    #[command(name = "__worker", hide = true)]
+    Worker(crate::demo::WorkerArgs),
     /// Turn `perf script` output into folded stacks.
     Collapse(Collapse),
     /// Keep or drop the stacks that contain a frame matching a regular expression.
@@ -121,11 +129,31 @@ pub struct Diff {
     /// How many frames and stacks each table of the report lists.
     #[arg(long, default_value_t = 20, value_name = "N")]
     pub top: usize,
-    /// Print the report as JSON.
+    /// Print the report as JSON: {"before": <report>, "after": <report>, "verdict": {...},
+    /// "changes": [...], "frames": <frame changes>}.
     #[arg(long)]
     pub json: bool,
+    /// Classification rules replacing the built-in ones (see `nflame report --help`).
+    #[arg(long, value_name = "FILE")]
+    pub rules: Option<PathBuf>,
     #[command(flatten)]
     pub render: RenderArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct Report {
+    /// A folded profile (plain, .gz, - for standard input) or an SVG nflame wrote.
+    pub profile: PathBuf,
+    /// Print JSON: {"total_samples": n, "categories": {...}, "verdict": {"kind", "summary", "fix"}, ...}.
+    #[arg(long)]
+    pub json: bool,
+    /// Units of work done during the recording (e.g. requests served): adds cost per unit.
+    #[arg(long, value_name = "N")]
+    pub per: Option<f64>,
+    /// Classification rules replacing the built-in ones. One rule a line:
+    /// `CATEGORY KIND PATTERN` (see the README, "Classification rules").
+    #[arg(long, value_name = "FILE")]
+    pub rules: Option<PathBuf>,
 }
 
 impl Diff {

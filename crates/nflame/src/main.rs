@@ -1,7 +1,9 @@
 //! The `nflame` command: argument parsing and one library call per subcommand.
 
 mod args;
+mod demo;
 mod record;
+mod verdict;
 mod workload;
 
 use std::io::{self, Write};
@@ -43,13 +45,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Record(a) => record::run(a),
         Command::Render(a) => render(a),
         Command::Diff(a) => diff(a),
+        Command::Report(a) => report(a),
+        Command::Demo(a) => demo::run(a),
+        Command::Worker(a) => demo::worker(a),
         Command::Collapse(a) => collapse(a),
         Command::Filter(a) => filter(a),
     }
 }
 
-/// The context every SVG carries: nflame's version, this command line, the time.
-fn context(kind: &str) -> SvgContext {
+/// The context every SVG carries: nflame's version, this command line.
+pub(crate) fn svg_context(kind: &str) -> SvgContext {
     let mut c = SvgContext::new(nflame_render::VERSION, kind);
     c.command = Some(
         std::env::args_os()
@@ -62,7 +67,7 @@ fn context(kind: &str) -> SvgContext {
 
 fn render(a: args::Render) -> Result<ExitCode> {
     let mut opts = a.render.into_options("Flame Graph");
-    let mut ctx = context("profile");
+    let mut ctx = svg_context("profile");
     ctx.inputs = a.inputs.iter().map(|p| p.display().to_string()).collect();
     opts.context = Some(ctx);
     opts.validate()?;
@@ -97,7 +102,7 @@ fn diff(a: args::Diff) -> Result<ExitCode> {
     );
     let diff = Diff::new(before?, after?, &diff_opts)?;
     let report = diff.report();
-    let mut ctx = context("diff");
+    let mut ctx = svg_context("diff");
     ctx.inputs = vec![
         a.before.display().to_string(),
         a.after.display().to_string(),
@@ -126,6 +131,34 @@ fn diff(a: args::Diff) -> Result<ExitCode> {
     if let Some(out) = removed {
         out.commit()?;
     }
+    let rules = verdict::rules(a.rules.as_deref())?;
+    let categories = verdict::diff_report(
+        &diff.before,
+        &diff.after,
+        &rules,
+        a.scale_before,
+        a.scale_after,
+    )?;
+    let stdout = io::stdout();
+    let mut w = io::BufWriter::new(stdout.lock());
+    if a.json {
+        let mut v = serde_json::to_value(&categories)?;
+        v["frames"] = serde_json::to_value(&report)?;
+        serde_json::to_writer_pretty(&mut w, &v)?;
+        writeln!(w)?;
+    } else {
+        report.write_text(&mut w)?;
+        writeln!(w)?;
+        categories.write_text(&mut w)?;
+    }
+    w.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn report(a: args::Report) -> Result<ExitCode> {
+    let rules = verdict::rules(a.rules.as_deref())?;
+    let profile = Profile::from_path(&a.profile)?;
+    let report = verdict::report(&profile, &rules, a.per)?;
     let stdout = io::stdout();
     let mut w = io::BufWriter::new(stdout.lock());
     if a.json {

@@ -271,7 +271,12 @@ mod diff {
                 .arg(&after)
                 .arg("--json")
                 .args(extra));
-            serde_json::from_slice(&o.stdout).unwrap()
+            let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+            // The category comparison is at the top (before, after, verdict), the
+            // frame-level changes under "frames".
+            assert!(v["before"]["total_samples"].is_u64(), "{v}");
+            assert!(v["verdict"]["kind"].is_string(), "{v}");
+            v["frames"].clone()
         };
         let v = json(&[]);
         assert_eq!(v["scaling"], "normalized");

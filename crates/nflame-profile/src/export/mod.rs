@@ -125,7 +125,7 @@ pub fn export_file(
         Format::Pprof => pprof::write_named(profile, meta, out.writer(), path),
         Format::Speedscope => speedscope::write_named(profile, meta, out.writer(), path),
     };
-    result.map_err(|e| rename_output(e, path))?;
+    result?;
     out.commit()
 }
 
@@ -136,17 +136,6 @@ pub(crate) fn writer_name(format: Format, meta: &ExportMeta) -> PathBuf {
         format.name(),
         meta.display_name()
     ))
-}
-
-/// Makes a write error name `path`.
-fn rename_output(e: Error, path: &Path) -> Error {
-    match e {
-        Error::Write { source, .. } => Error::Write {
-            path: path.to_path_buf(),
-            source,
-        },
-        other => other,
-    }
 }
 
 #[cfg(test)]

@@ -694,8 +694,10 @@ mod tests {
         assert_eq!(m.sample.len(), 3);
         assert_eq!(roundtrip(&p, &ExportMeta::default()), p);
 
-        let mut meta = ExportMeta::default();
-        meta.period_ns = Some(1 << 40);
+        let mut meta = ExportMeta {
+            period_ns: Some(1 << 40),
+            ..ExportMeta::default()
+        };
         let q = Profile::from_stacks([("a", 1 << 30)]);
         let m = decoded(&q, &meta);
         let sum: i64 = m.sample.iter().map(|x| x.value[0]).sum();

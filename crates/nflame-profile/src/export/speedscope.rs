@@ -153,8 +153,10 @@ mod tests {
     #[test]
     fn period_gives_nanoseconds_without_overflow() {
         let p = Profile::from_stacks([("a", u64::MAX - 1), ("b", 1)]);
-        let mut meta = ExportMeta::default();
-        meta.period_ns = Some(u64::MAX);
+        let meta = ExportMeta {
+            period_ns: Some(u64::MAX),
+            ..ExportMeta::default()
+        };
         let mut out = Vec::new();
         write_speedscope(&p, &meta, &mut out).unwrap();
         let text = String::from_utf8(out).unwrap();

@@ -1,0 +1,56 @@
+//! Glue to nflame-diagnose: the category table and verdict printed by
+//! `nflame report`, `nflame diff` and `nflame demo`.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{Context as _, Result};
+use nflame_diagnose::{DiffReport, Report, ReportOptions, Rules};
+use nflame_profile::Profile;
+
+/// The rules: the built-in ones, or those of `path`.
+pub fn rules(path: Option<&Path>) -> Result<Rules> {
+    match path {
+        None => Ok(Rules::default()),
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read the rules file {}", p.display()))?;
+            Ok(Rules::parse(&p.display().to_string(), &text)?)
+        }
+    }
+}
+
+/// The report of one profile.
+pub fn report(profile: &Profile, rules: &Rules, per: Option<f64>) -> Result<Report> {
+    let mut o = ReportOptions::default();
+    o.per = per;
+    Ok(Report::new(profile, rules, &o)?)
+}
+
+/// The comparison of two profiles.
+pub fn diff_report(
+    before: &Profile,
+    after: &Profile,
+    rules: &Rules,
+    per_before: Option<f64>,
+    per_after: Option<f64>,
+) -> Result<DiffReport> {
+    Ok(DiffReport::new(
+        report(before, rules, per_before)?,
+        report(after, rules, per_after)?,
+    ))
+}
+
+/// Prints the comparison of two profiles with the built-in rules.
+pub fn print_diff<W: Write>(
+    w: &mut W,
+    before: &Profile,
+    after: &Profile,
+    per_before: Option<f64>,
+    per_after: Option<f64>,
+) -> Result<()> {
+    let d = diff_report(before, after, &Rules::default(), per_before, per_after)?;
+    writeln!(w)?;
+    d.write_text(w)?;
+    Ok(())
+}
