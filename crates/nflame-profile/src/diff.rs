@@ -479,11 +479,28 @@ impl Report {
                 list.stacks, list.samples, list.pct
             )?;
             for s in &list.top {
-                writeln!(w, "  {:>8} {:>6.2}%  {}", s.samples, s.pct, s.stack)?;
+                writeln!(w, "  {:>8} {:>6.2}%  {}", s.samples, s.pct, elide(&s.stack))?;
             }
         }
         Ok(())
     }
+}
+
+/// A long stack for a text table: the 3 outermost and 6 innermost frames.
+fn elide(stack: &str) -> std::borrow::Cow<'_, str> {
+    const HEAD: usize = 3;
+    const TAIL: usize = 6;
+    let frames: Vec<&str> = stack.split(';').collect();
+    if frames.len() <= HEAD + TAIL + 1 {
+        return stack.into();
+    }
+    let hidden = frames.len() - HEAD - TAIL;
+    format!(
+        "{};…{hidden} frames…;{}",
+        frames[..HEAD].join(";"),
+        frames[frames.len() - TAIL..].join(";")
+    )
+    .into()
 }
 
 fn units(u: Option<f64>) -> String {

@@ -7,6 +7,7 @@
 //! of its own: the caller hands it a writer (an atomic output, usually).
 
 mod diff;
+pub mod html;
 
 use std::io::Write;
 

@@ -13,6 +13,12 @@ use nflame_render::RenderOptions;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Print only errors (no summaries, no progress).
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Print more about what was done.
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -31,6 +37,13 @@ pub enum Command {
     /// A role of the demo workload (internal).
     #[command(name = "__worker", hide = true)]
     Worker(crate::demo::WorkerArgs),
+    /// Convert a profile for continuous-profiling backends: pprof (Pyroscope, Parca,
+    /// `go tool pprof`) or speedscope.
+    Export(Export),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(Completions),
+    /// Write nflame's man pages (one per subcommand) into a directory.
+    Man(Man),
     /// Turn `perf script` output into folded stacks.
     Collapse(Collapse),
     /// Keep or drop the stacks that contain a frame matching a regular expression.
@@ -144,12 +157,21 @@ pub struct Diff {
 pub struct Report {
     /// A folded profile (plain, .gz, - for standard input) or an SVG nflame wrote.
     pub profile: PathBuf,
+    /// A second profile (after a change): the report compares the two.
+    pub after: Option<PathBuf>,
+    /// Also write one self-contained HTML page (verdict, tables, interactive flame
+    /// graphs and the differential graph, the commands) here.
+    #[arg(long, value_name = "OUT.html")]
+    pub html: Option<PathBuf>,
     /// Print JSON: {"total_samples": n, "categories": {...}, "verdict": {"kind", "summary", "fix"}, ...}.
     #[arg(long)]
     pub json: bool,
     /// Units of work done during the recording (e.g. requests served): adds cost per unit.
     #[arg(long, value_name = "N")]
     pub per: Option<f64>,
+    /// Units of work of the second profile (with AFTER).
+    #[arg(long, value_name = "N", requires = "after")]
+    pub per_after: Option<f64>,
     /// Classification rules replacing the built-in ones. One rule a line:
     /// `CATEGORY KIND PATTERN` (see the README, "Classification rules").
     #[arg(long, value_name = "FILE")]
@@ -190,9 +212,6 @@ pub struct Collapse {
     /// Do not suffix kernel frames with `_[k]` and JIT frames with `_[j]`.
     #[arg(long)]
     pub no_annotate: bool,
-    /// Print what was collapsed on standard error.
-    #[arg(short, long)]
-    pub verbose: bool,
 }
 
 impl Collapse {
@@ -221,7 +240,35 @@ pub struct Filter {
     /// Drop stacks with a frame matching this regex (repeatable).
     #[arg(long, value_name = "REGEX")]
     pub exclude: Vec<String>,
-    /// Print what was kept and dropped on standard error.
+}
+
+#[derive(Debug, Args)]
+pub struct Export {
+    /// A folded profile (plain, .gz, - for standard input) or an SVG nflame wrote.
+    pub input: PathBuf,
+    /// Output format.
+    #[arg(long, value_parser = ["pprof", "speedscope"], default_value = "pprof")]
+    pub format: String,
+    /// Where to write (pprof is gzip-compressed profile.proto, e.g. OUT.pb.gz; - for stdout).
     #[arg(short, long)]
-    pub verbose: bool,
+    pub output: PathBuf,
+    /// Sampling period in nanoseconds (e.g. 1001001 for 999 Hz cpu-clock): adds CPU time values.
+    #[arg(long, value_name = "NS")]
+    pub period_ns: Option<u64>,
+    /// The event the samples come from (stored as a comment).
+    #[arg(long)]
+    pub event: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct Completions {
+    /// The shell.
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct Man {
+    /// Directory to write nflame.1, nflame-record.1, … into.
+    #[arg(short, long, default_value = ".")]
+    pub output: PathBuf,
 }

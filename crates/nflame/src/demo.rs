@@ -54,7 +54,11 @@ pub enum Role {
     /// Relay 127.0.0.1 connections to UPSTREAM (prints the address) for SECS seconds.
     Relay { upstream: SocketAddr, secs: f64 },
     /// Load TARGET with CONNECTIONS connections for SECS seconds; prints the requests done.
-    Load { target: SocketAddr, connections: usize, secs: f64 },
+    Load {
+        target: SocketAddr,
+        connections: usize,
+        secs: f64,
+    },
 }
 
 /// Runs one worker role until its deadline.
@@ -69,9 +73,17 @@ pub fn worker(args: WorkerArgs) -> Result<ExitCode> {
             workload::set_process_name("nflame-relay");
             workload::relay(upstream, deadline(secs))?;
         }
-        Role::Load { target, connections, secs } => {
+        Role::Load {
+            target,
+            connections,
+            secs,
+        } => {
             workload::set_process_name("nflame-load");
-            let n = workload::load(target, connections, Duration::from_secs_f64(secs.clamp(0.1, 3600.0)))?;
+            let n = workload::load(
+                target,
+                connections,
+                Duration::from_secs_f64(secs.clamp(0.1, 3600.0)),
+            )?;
             println!("{n}");
         }
     }
@@ -108,7 +120,10 @@ impl Worker {
         let mut s = String::new();
         self.stdout.read_line(&mut s)?;
         if s.trim().is_empty() {
-            bail!("demo worker {} printed nothing (did it fail to start?)", self.pid());
+            bail!(
+                "demo worker {} printed nothing (did it fail to start?)",
+                self.pid()
+            );
         }
         Ok(s.trim().to_string())
     }
@@ -145,7 +160,10 @@ fn record_run(name: &str, target: SocketAddr, extra_pids: &[u32], a: &DemoArgs) 
     opts.frequency = a.freq;
     opts.duration = Some(Duration::from_secs_f64(secs));
     let stop = AtomicBool::new(false);
-    eprintln!("nflame demo: recording {name} for {secs} s ({} connections)…", a.connections);
+    eprintln!(
+        "nflame demo: recording {name} for {secs} s ({} connections)…",
+        a.connections
+    );
     let recording = nflame_sampler::record(&opts, &stop, |_| {})
         .with_context(|| format!("recording the {name} run"))?;
     let requests: u64 = load
@@ -167,7 +185,12 @@ fn record_run(name: &str, target: SocketAddr, extra_pids: &[u32], a: &DemoArgs) 
     })
 }
 
-fn write_outputs(dir: &Path, name: &str, run: &Run, opts: &nflame_render::RenderOptions) -> Result<()> {
+fn write_outputs(
+    dir: &Path,
+    name: &str,
+    run: &Run,
+    opts: &nflame_render::RenderOptions,
+) -> Result<()> {
     let mut o = opts.clone();
     o.title = format!("nflame demo: {name}");
     let mut ctx = crate::svg_context("profile");
@@ -175,13 +198,18 @@ fn write_outputs(dir: &Path, name: &str, run: &Run, opts: &nflame_render::Render
     ctx.duration_secs = Some(run.secs);
     ctx.samples = Some(run.samples);
     ctx.lost = Some(run.lost);
-    ctx.targets = vec![format!("{name} run of the demo workload, {} requests", run.requests)];
+    ctx.targets = vec![format!(
+        "{name} run of the demo workload, {} requests",
+        run.requests
+    )];
     o.context = Some(ctx);
     let mut out = Output::create(dir.join(format!("{name}.svg")))?;
     nflame_render::render_profile(&run.profile, &o, out.writer())?;
     out.commit()?;
     let mut out = Output::create(dir.join(format!("{name}.folded.gz")))?;
-    run.profile.write_folded(out.writer()).map_err(|e| out.write_error(e))?;
+    run.profile
+        .write_folded(out.writer())
+        .map_err(|e| out.write_error(e))?;
     out.commit()?;
     Ok(())
 }
@@ -223,9 +251,31 @@ pub fn run(a: DemoArgs) -> Result<ExitCode> {
     let stdout = std::io::stdout();
     let mut w = stdout.lock();
     let rps = |r: &Run| r.requests as f64 / r.secs.max(1e-9);
-    writeln!(w, "direct:  {:>9.0} requests/s, {:.4} samples per request ({} samples)", rps(&direct), direct.samples as f64 / direct.requests.max(1) as f64, direct.samples)?;
-    writeln!(w, "relayed: {:>9.0} requests/s, {:.4} samples per request ({} samples)", rps(&relayed), relayed.samples as f64 / relayed.requests.max(1) as f64, relayed.samples)?;
-    crate::verdict::print_diff(&mut w, &relayed.profile, &direct.profile, Some(relayed.requests as f64), Some(direct.requests as f64))?;
-    writeln!(w, "\nwrote {}/{{direct,relayed,diff}}.svg and the folded profiles", a.output.display())?;
+    writeln!(
+        w,
+        "direct:  {:>9.0} requests/s, {:.4} samples per request ({} samples)",
+        rps(&direct),
+        direct.samples as f64 / direct.requests.max(1) as f64,
+        direct.samples
+    )?;
+    writeln!(
+        w,
+        "relayed: {:>9.0} requests/s, {:.4} samples per request ({} samples)",
+        rps(&relayed),
+        relayed.samples as f64 / relayed.requests.max(1) as f64,
+        relayed.samples
+    )?;
+    crate::verdict::print_diff(
+        &mut w,
+        &relayed.profile,
+        &direct.profile,
+        Some(relayed.requests as f64),
+        Some(direct.requests as f64),
+    )?;
+    writeln!(
+        w,
+        "\nwrote {}/{{direct,relayed,diff}}.svg and the folded profiles",
+        a.output.display()
+    )?;
     Ok(ExitCode::SUCCESS)
 }

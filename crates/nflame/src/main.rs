@@ -40,7 +40,22 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
     })
 }
 
+/// How much the commands print besides their results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verbosity {
+    Quiet,
+    Normal,
+    Verbose,
+}
+
 fn run(cli: Cli) -> Result<ExitCode> {
+    let verbosity = if cli.quiet {
+        Verbosity::Quiet
+    } else if cli.verbose {
+        Verbosity::Verbose
+    } else {
+        Verbosity::Normal
+    };
     match cli.command {
         Command::Record(a) => record::run(a),
         Command::Render(a) => render(a),
@@ -48,8 +63,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Report(a) => report(a),
         Command::Demo(a) => demo::run(a),
         Command::Worker(a) => demo::worker(a),
-        Command::Collapse(a) => collapse(a),
-        Command::Filter(a) => filter(a),
+        Command::Export(a) => export(a),
+        Command::Completions(a) => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(a.shell, &mut cmd, "nflame", &mut io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man(a) => man(a),
+        Command::Collapse(a) => collapse(a, verbosity),
+        Command::Filter(a) => filter(a, verbosity),
     }
 }
 
@@ -147,28 +169,171 @@ fn diff(a: args::Diff) -> Result<ExitCode> {
         serde_json::to_writer_pretty(&mut w, &v)?;
         writeln!(w)?;
     } else {
-        report.write_text(&mut w)?;
-        writeln!(w)?;
         categories.write_text(&mut w)?;
+        writeln!(w)?;
+        report.write_text(&mut w)?;
     }
     w.flush()?;
     Ok(ExitCode::SUCCESS)
 }
 
+fn export(a: args::Export) -> Result<ExitCode> {
+    use nflame_profile::export::{export_file, ExportMeta, Format};
+    let format: Format = a.format.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let profile = Profile::from_path(&a.input)?;
+    let mut meta = ExportMeta::new(
+        &a.input
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "profile".into()),
+    );
+    meta.event = a.event;
+    meta.period_ns = a.period_ns;
+    export_file(&profile, &meta, format, &a.output)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn man(a: args::Man) -> Result<ExitCode> {
+    let cmd = <Cli as clap::CommandFactory>::command();
+    std::fs::create_dir_all(&a.output)
+        .with_context(|| format!("creating {}", a.output.display()))?;
+    let mut pages = vec![(String::from("nflame"), cmd.clone())];
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        pages.push((format!("nflame-{}", sub.get_name()), sub.clone()));
+    }
+    for (name, page) in pages {
+        let path = a.output.join(format!("{name}.1"));
+        nflame_profile::io::write_atomically(&path, |w| {
+            clap_mangen::Man::new(page.name(name.clone())).render(w)
+        })?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn report(a: args::Report) -> Result<ExitCode> {
     let rules = verdict::rules(a.rules.as_deref())?;
+    // Fail on an unwritable page before reading anything.
+    let mut html = a.html.as_ref().map(Output::create).transpose()?;
     let profile = Profile::from_path(&a.profile)?;
-    let report = verdict::report(&profile, &rules, a.per)?;
+    let after = a.after.as_ref().map(Profile::from_path).transpose()?;
     let stdout = io::stdout();
     let mut w = io::BufWriter::new(stdout.lock());
-    if a.json {
-        serde_json::to_writer_pretty(&mut w, &report)?;
-        writeln!(w)?;
-    } else {
-        report.write_text(&mut w)?;
+    let mut text = Vec::new();
+    match &after {
+        None => {
+            let report = verdict::report(&profile, &rules, a.per)?;
+            report.write_text(&mut text)?;
+            if a.json {
+                serde_json::to_writer_pretty(&mut w, &report)?;
+                writeln!(w)?;
+            }
+        }
+        Some(after) => {
+            let d = verdict::diff_report(&profile, after, &rules, a.per, a.per_after)?;
+            d.write_text(&mut text)?;
+            if a.json {
+                serde_json::to_writer_pretty(&mut w, &d)?;
+                writeln!(w)?;
+            }
+        }
+    }
+    if !a.json {
+        w.write_all(&text)?;
     }
     w.flush()?;
+    if let Some(mut out) = html.take() {
+        let page = html_page(&a, &profile, after.as_ref(), String::from_utf8_lossy(&text).into_owned())?;
+        nflame_render::html::write_html(&page, out.writer()).map_err(|e| out.write_error(e))?;
+        out.commit()?;
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The one-file incident report: verdict and table, the graphs, the commands.
+fn html_page(
+    a: &args::Report,
+    before: &Profile,
+    after: Option<&Profile>,
+    verdict_text: String,
+) -> Result<nflame_render::html::HtmlPage> {
+    use nflame_render::html::{Block, HtmlPage};
+    let name = |p: &std::path::Path| p.display().to_string();
+    let graph = |p: &Profile, path: &std::path::Path| -> Result<Vec<u8>> {
+        let mut o = nflame_render::RenderOptions::default();
+        o.title = name(path);
+        let mut ctx = svg_context("profile");
+        ctx.inputs = vec![name(path)];
+        ctx.command = None;
+        o.context = Some(ctx);
+        let mut svg = Vec::new();
+        nflame_render::render_profile(p, &o, &mut svg)?;
+        Ok(svg)
+    };
+    let mut blocks = vec![
+        Block::Heading("Verdict".into()),
+        Block::Pre(verdict_text),
+    ];
+    let mut commands = vec![std::env::args_os()
+        .map(|s| s.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")];
+    // The commands that made the inputs, when they are nflame SVGs that say so.
+    for p in std::iter::once(&a.profile).chain(a.after.as_ref()) {
+        if let Ok(mut input) = Input::open(p) {
+            if input.starts_like_svg().unwrap_or(false) {
+                if let Ok(e) = nflame_profile::embed::read_svg(&mut input) {
+                    if let Some(c) = e.context.and_then(|c| c.command) {
+                        commands.push(c);
+                    }
+                }
+            }
+        }
+    }
+    match after {
+        None => {
+            blocks.push(Block::Heading("Flame graph".into()));
+            blocks.push(Block::Svg {
+                caption: format!("{} ({} samples)", name(&a.profile), before.total()),
+                svg: graph(before, &a.profile)?,
+            });
+        }
+        Some(after) => {
+            let after_path = a.after.as_deref().expect("after is given");
+            let mut dopts = nflame_profile::diff::DiffOptions::default();
+            dopts.scale_before = a.per;
+            dopts.scale_after = a.per_after;
+            let diff = Diff::new(before.clone(), after.clone(), &dopts)?;
+            let mut o = nflame_render::RenderOptions::default();
+            o.title = format!("{} → {}", name(&a.profile), name(after_path));
+            o.context = Some(svg_context("diff"));
+            let mut dsvg = Vec::new();
+            nflame_render::render_diff(&diff, &o, &mut dsvg)?;
+            blocks.push(Block::Heading("Differential flame graph".into()));
+            blocks.push(Block::Svg {
+                caption: "widths: after; colour: change of inclusive share (red grew, blue shrank); hatched: gone after".into(),
+                svg: dsvg,
+            });
+            blocks.push(Block::Heading("Before".into()));
+            blocks.push(Block::Svg {
+                caption: format!("{} ({} samples)", name(&a.profile), before.total()),
+                svg: graph(before, &a.profile)?,
+            });
+            blocks.push(Block::Heading("After".into()));
+            blocks.push(Block::Svg {
+                caption: format!("{} ({} samples)", name(after_path), after.total()),
+                svg: graph(after, after_path)?,
+            });
+        }
+    }
+    blocks.push(Block::Heading("Commands".into()));
+    blocks.push(Block::Commands(commands));
+    Ok(HtmlPage {
+        title: match &a.after {
+            None => format!("nflame report: {}", name(&a.profile)),
+            Some(b) => format!("nflame report: {} → {}", name(&a.profile), name(b)),
+        },
+        blocks,
+    })
 }
 
 fn scaling_text(diff: &Diff) -> &'static str {
@@ -180,7 +345,7 @@ fn scaling_text(diff: &Diff) -> &'static str {
     }
 }
 
-fn collapse(a: args::Collapse) -> Result<ExitCode> {
+fn collapse(a: args::Collapse, verbosity: Verbosity) -> Result<ExitCode> {
     let opts = a.options();
     let mut out = Output::create(&a.output)?;
     let mut input = Input::open(&a.input)?;
@@ -198,7 +363,7 @@ fn collapse(a: args::Collapse) -> Result<ExitCode> {
         .write_folded(out.writer())
         .map_err(|e| out.write_error(e))?;
     out.commit()?;
-    if a.verbose {
+    if verbosity == Verbosity::Verbose {
         eprintln!(
             "nflame: {} samples, {} distinct stacks, {} samples of other events skipped",
             stats.samples,
@@ -209,7 +374,7 @@ fn collapse(a: args::Collapse) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn filter(a: args::Filter) -> Result<ExitCode> {
+fn filter(a: args::Filter, verbosity: Verbosity) -> Result<ExitCode> {
     if a.include.is_empty() && a.exclude.is_empty() {
         anyhow::bail!("give at least one --include or --exclude pattern");
     }
@@ -218,13 +383,13 @@ fn filter(a: args::Filter) -> Result<ExitCode> {
     let mut input = Input::open(&a.input)?;
     let stats = f.filter_folded(&mut input, &mut out)?;
     out.commit()?;
-    if stats.kept_lines == 0 {
+    if stats.kept_lines == 0 && verbosity != Verbosity::Quiet {
         eprintln!(
             "nflame: warning: no stack matched; {} is empty",
             a.output.display()
         );
     }
-    if a.verbose {
+    if verbosity == Verbosity::Verbose {
         eprintln!(
             "nflame: kept {} samples in {} stacks, dropped {} samples in {} stacks",
             stats.kept_samples, stats.kept_lines, stats.dropped_samples, stats.dropped_lines

@@ -445,7 +445,11 @@ fn describe_target(t: &Target) -> String {
     match t {
         Target::Pids(p) => {
             let list: Vec<String> = p.iter().map(u32::to_string).collect();
-            format!("pid{} {}", if p.len() == 1 { "" } else { "s" }, list.join(","))
+            format!(
+                "pid{} {}",
+                if p.len() == 1 { "" } else { "s" },
+                list.join(",")
+            )
         }
         Target::Names(n) => format!("processes named {}", n.join(", ")),
         Target::Command(c) => format!("`{}`", shell_words(c)),
@@ -648,7 +652,10 @@ mod tests {
         assert!(parse_pids("0").is_err());
         assert_eq!(Format::of(Path::new("a.svg")).unwrap(), Format::Svg);
         assert_eq!(Format::of(Path::new("a.svg.gz")).unwrap(), Format::Svg);
-        assert_eq!(Format::of(Path::new("a.folded.gz")).unwrap(), Format::Folded);
+        assert_eq!(
+            Format::of(Path::new("a.folded.gz")).unwrap(),
+            Format::Folded
+        );
         assert_eq!(Format::of(Path::new("-")).unwrap(), Format::Folded);
         assert!(Format::of(Path::new("a.txt")).is_err());
     }

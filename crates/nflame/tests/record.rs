@@ -1,0 +1,807 @@
+//! End-to-end tests of `nflame record` with real perf events (run as root).
+//!
+//! The workload is `fixtures/workloads/calltree.c`, built here with gcc and
+//! frame pointers. Its call tree and proportions are known: in `tree` mode,
+//! `main;tree;work_a;spin` takes 60% of its CPU, `work_b` 30%, `work_c` 10%.
+//!
+//! Sample counts are compared with the CPU time the workload reports for its
+//! working phase (`-r REPORT`: CLOCK_PROCESS_CPUTIME_ID), not with wall time:
+//! the machine may be shared (other builds), and a busy thread that waits for
+//! a CPU is not on the CPU, so it gets no `cpu-clock` sample. Expected samples
+//! = CPU seconds × frequency; one busy thread on an idle CPU makes that
+//! frequency × duration.
+//!
+//! To attach before the work starts, the workload waits for SIGUSR1 (`-w`); a
+//! test sends it once the recorder holds perf event file descriptors (seen in
+//! `/proc/PID/fd`) and a short grace period has passed (the counters are
+//! enabled right after they are all opened).
+//!
+//! Every test that records holds one lock: the machine has two CPUs, and
+//! concurrent recordings would steal CPU from each other's workloads.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+const FREQ: u64 = 999;
+
+fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn nflame() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_nflame"));
+    c.stdin(Stdio::null());
+    c
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The workload binary, built once per test run.
+fn workload_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/workloads/calltree.c");
+        let dir =
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("record-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let bin = dir.join("calltree");
+        let out = Command::new("gcc")
+            .args([
+                "-O2",
+                "-g",
+                "-fno-omit-frame-pointer",
+                "-fno-optimize-sibling-calls",
+            ])
+            .args(["-pthread", "-o"])
+            .arg(&bin)
+            .arg(&src)
+            .output()
+            .expect("gcc runs");
+        assert!(out.status.success(), "gcc failed: {}", stderr(&out));
+        bin
+    })
+}
+
+/// A running workload.
+struct Workload {
+    child: Child,
+    report: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Workload {
+    /// Starts `calltree -w MODE SECONDS`, waiting for SIGUSR1 to work.
+    fn waiting(mode: &str, seconds: f64) -> Workload {
+        Workload::spawn(workload_bin(), mode, seconds)
+    }
+
+    fn spawn(bin: &Path, mode: &str, seconds: f64) -> Workload {
+        let dir = tempfile::tempdir().unwrap();
+        let report = dir.path().join("report");
+        let child = Command::new(bin)
+            .arg("-w")
+            .arg("-r")
+            .arg(&report)
+            .arg(mode)
+            .arg(seconds.to_string())
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("workload starts");
+        // Let it block SIGUSR1 (then wait for it) before anyone signals it.
+        let usr1 = 1u64 << (libc::SIGUSR1 - 1);
+        wait_until(Duration::from_secs(5), || {
+            std::fs::read_to_string(format!("/proc/{}/status", child.id())).is_ok_and(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("SigBlk:"))
+                    .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+                    .is_some_and(|m| m & usr1 != 0)
+            })
+        });
+        Workload {
+            child,
+            report,
+            _dir: dir,
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn start(&self) {
+        // SAFETY: kill(2) with a pid we spawned and have not reaped yet.
+        let rc = unsafe { libc::kill(self.pid() as libc::pid_t, libc::SIGUSR1) };
+        assert_eq!(rc, 0, "signalling the workload");
+    }
+
+    /// Waits for the exit and returns the CPU seconds of the working phase.
+    fn finish(mut self) -> f64 {
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "workload failed: {status}");
+        let text = std::fs::read_to_string(&self.report).expect("workload report");
+        let cpu_ns: f64 = text.split_whitespace().next().unwrap().parse().unwrap();
+        cpu_ns / 1e9
+    }
+}
+
+impl Drop for Workload {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < limit, "timed out waiting");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Waits until process `pid` holds a perf event fd, then a grace period.
+fn wait_attached(pid: u32) {
+    wait_until(Duration::from_secs(10), || {
+        std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|dir| {
+            dir.flatten().any(|e| {
+                std::fs::read_link(e.path())
+                    .is_ok_and(|l| l.to_string_lossy().contains("perf_event"))
+            })
+        })
+    });
+    std::thread::sleep(Duration::from_millis(300));
+}
+
+fn finish_recorder(child: Child) -> Output {
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "nflame record failed: {}",
+        stderr(&out)
+    );
+    out
+}
+
+/// Reads a folded file into stack → count.
+fn folded(path: &Path) -> BTreeMap<String, u64> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut m = BTreeMap::new();
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        let (stack, n) = line.rsplit_once(' ').expect("stack COUNT");
+        *m.entry(stack.to_string()).or_insert(0) += n.parse::<u64>().unwrap();
+    }
+    m
+}
+
+fn total(p: &BTreeMap<String, u64>) -> u64 {
+    p.values().sum()
+}
+
+/// Share (0..=1) of samples whose stack has the frame `frame`.
+fn share_with(p: &BTreeMap<String, u64>, frame: &str) -> f64 {
+    let n: u64 = p
+        .iter()
+        .filter(|(s, _)| s.split(';').any(|f| f == frame))
+        .map(|(_, n)| n)
+        .sum();
+    n as f64 / total(p).max(1) as f64
+}
+
+fn assert_share(p: &BTreeMap<String, u64>, frame: &str, expected: f64) {
+    let got = share_with(p, frame);
+    assert!(
+        (got - expected).abs() <= 0.10,
+        "{frame}: {:.1}% of samples, expected {:.0}% ± 10 points\n{p:#?}",
+        got * 100.0,
+        expected * 100.0
+    );
+}
+
+/// The known proportions of `tree` mode, and the sample count against the
+/// workload's CPU time (within 20%).
+fn assert_tree_profile(p: &BTreeMap<String, u64>, cpu_secs: f64) {
+    assert_share(p, "work_a", 0.60);
+    assert_share(p, "work_b", 0.30);
+    assert_share(p, "work_c", 0.10);
+    assert!(
+        share_with(p, "spin") > 0.9,
+        "spin is the leaf of the work: {p:#?}"
+    );
+    let main_rooted = p
+        .iter()
+        .filter(|(s, _)| s.starts_with("calltree;") && s.contains(";main;tree;work_"))
+        .map(|(_, n)| n)
+        .sum::<u64>();
+    assert!(
+        main_rooted as f64 >= 0.9 * total(p) as f64,
+        "stacks run calltree;…;main;tree;work_*: {p:#?}"
+    );
+    let expected = cpu_secs * FREQ as f64;
+    let n = total(p) as f64;
+    eprintln!("samples {n}, workload CPU {cpu_secs:.3} s, expected {expected:.0}");
+    assert!(
+        cpu_secs > 0.3,
+        "the workload got too little CPU ({cpu_secs:.3} s)"
+    );
+    assert!(
+        (n - expected).abs() <= 0.2 * expected,
+        "{n} samples, expected {expected:.0} (CPU {cpu_secs:.3} s × {FREQ} Hz) ± 20%"
+    );
+}
+
+#[test]
+fn by_pid_known_shares_and_sample_count() {
+    let _s = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let w = Workload::waiting("tree", 1.5);
+    let pid = w.pid();
+    let folded_path = dir.path().join("p.folded");
+    let svg = dir.path().join("p.svg");
+    let gz = dir.path().join("p.folded.gz");
+    let rec = nflame()
+        .args([
+            "record",
+            "--pid",
+            &w.pid().to_string(),
+            "-F",
+            &FREQ.to_string(),
+        ])
+        .arg("-o")
+        .arg(&folded_path)
+        .arg("-o")
+        .arg(&svg)
+        .arg("-o")
+        .arg(&gz)
+        .args(["--title", "calltree by pid"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_attached(rec.id());
+    w.start();
+    let cpu = w.finish();
+    let out = finish_recorder(rec);
+    let err = stderr(&out);
+    eprintln!("{err}");
+    let p = folded(&folded_path);
+    assert_tree_profile(&p, cpu);
+
+    // The summary.
+    for want in [
+        "targets exited",
+        "samples ",
+        "lost       0 (0.00%)",
+        "event      cpu-clock at 999 Hz",
+        "duration",
+        "named      ",
+        "user ",
+        "kernel ",
+    ] {
+        assert!(err.contains(want), "summary lacks {want:?}:\n{err}");
+    }
+    // The gzip output is the same profile.
+    let mut text = String::new();
+    use std::io::Read;
+    flate2::read::MultiGzDecoder::new(std::fs::File::open(&gz).unwrap())
+        .read_to_string(&mut text)
+        .unwrap();
+    assert_eq!(text, std::fs::read_to_string(&folded_path).unwrap());
+    // The SVG is complete and carries the recording's context.
+    let svg = std::fs::read_to_string(&svg).unwrap();
+    assert!(svg.trim_end().ends_with("</svg>"));
+    assert!(svg.contains("calltree by pid"));
+    assert!(svg.contains("work_a"));
+    let ctx_start = svg
+        .find(r#"<metadata id="nflame-context"><![CDATA["#)
+        .unwrap();
+    let ctx = &svg[ctx_start..];
+    let ctx = &ctx[ctx.find('{').unwrap()..ctx.find("]]>").unwrap()];
+    let ctx: serde_json::Value = serde_json::from_str(ctx).unwrap();
+    assert_eq!(ctx["event"], "cpu-clock");
+    assert_eq!(ctx["frequency"], 999);
+    assert_eq!(ctx["samples"], total(&p));
+    assert_eq!(ctx["lost"], 0);
+    assert_eq!(ctx["targets"][0], format!("pid {pid} (calltree)"));
+    assert!(ctx["host"].as_str().is_some_and(|h| !h.is_empty()));
+    assert!(ctx["kernel"].as_str().is_some_and(|k| !k.is_empty()));
+    assert!(ctx["command"]
+        .as_str()
+        .unwrap()
+        .starts_with("nflame record --pid"));
+    assert!(ctx["created"].as_str().unwrap().ends_with('Z'));
+    assert!(ctx["duration_secs"].as_f64().unwrap() > 1.0);
+}
+
+#[test]
+fn by_name_known_shares_and_sample_count() {
+    let _s = serial();
+    let dir = tempfile::tempdir().unwrap();
+    // A name nothing else on the machine has (comm keeps 15 bytes).
+    let name = format!("nfct{}", std::process::id() % 1_000_000);
+    let bin = dir.path().join(&name);
+    std::fs::copy(workload_bin(), &bin).unwrap();
+    let w = Workload::spawn(&bin, "tree", 1.5);
+    let folded_path = dir.path().join("n.folded");
+    let rec = nflame()
+        .args(["record", "--name", &name, "-d", "2.5", "-o"])
+        .arg(&folded_path)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_attached(rec.id());
+    w.start();
+    let cpu = w.finish();
+    let out = finish_recorder(rec);
+    eprintln!("{}", stderr(&out));
+    let mut p = folded(&folded_path);
+    assert!(
+        p.keys().all(|s| s.starts_with(&format!("{name};"))),
+        "only the named process: {p:#?}"
+    );
+    // Same checks as by pid, with the root renamed.
+    p = p
+        .into_iter()
+        .map(|(s, n)| (s.replacen(&name, "calltree", 1), n))
+        .collect();
+    assert_tree_profile(&p, cpu);
+}
+
+#[test]
+fn by_command_known_shares_and_sample_count() {
+    let _s = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report");
+    let folded_path = dir.path().join("c.folded");
+    let out = nflame()
+        .arg("record")
+        .arg("-o")
+        .arg(&folded_path)
+        .arg("--")
+        .arg(workload_bin())
+        .arg("-r")
+        .arg(&report)
+        .args(["tree", "1.5"])
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    eprintln!("{err}");
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("targets exited") && err.contains("exit status 0"),
+        "{err}"
+    );
+    let cpu_ns: f64 = std::fs::read_to_string(&report)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let p = folded(&folded_path);
+    assert_tree_profile(&p, cpu_ns / 1e9);
+}
+
+#[test]
+fn syscalls_show_kernel_frames_under_their_user_frame() {
+    let _s = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let w = Workload::waiting("syscall", 1.0);
+    let folded_path = dir.path().join("s.folded");
+    let rec = nflame()
+        .args(["record", "--pid", &w.pid().to_string(), "-o"])
+        .arg(&folded_path)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_attached(rec.id());
+    w.start();
+    w.finish();
+    finish_recorder(rec);
+    let p = folded(&folded_path);
+    let all = total(&p);
+    let mut in_kernel = 0;
+    let mut under_pull_zeros = 0;
+    let mut in_read = 0;
+    for (stack, &n) in &p {
+        let frames: Vec<&str> = stack.split(';').collect();
+        let Some(first_k) = frames.iter().position(|f| f.ends_with("_[k]")) else {
+            continue;
+        };
+        in_kernel += n;
+        // Kernel frames come last, right under the user frame that entered.
+        assert!(
+            frames[first_k..].iter().all(|f| f.ends_with("_[k]")),
+            "{stack}"
+        );
+        if first_k > 0 && frames[first_k - 1] == "pull_zeros" {
+            under_pull_zeros += n;
+            if frames[first_k..].iter().any(|f| f.contains("read")) {
+                in_read += n;
+            }
+        }
+    }
+    eprintln!("{all} samples, {in_kernel} in the kernel, {under_pull_zeros} under pull_zeros, {in_read} in a read function");
+    assert!(in_kernel * 2 >= all, "mostly kernel time: {p:#?}");
+    assert!(under_pull_zeros * 100 >= in_kernel * 95, "{p:#?}");
+    assert!(in_read * 100 >= in_kernel * 80, "{p:#?}");
+    assert!(
+        p.keys()
+            .any(|s| s.contains(";main;pull_zeros;") && s.contains("read_[k]")),
+        "{p:#?}"
+    );
+}
+
+#[test]
+fn thread_started_after_attaching_is_sampled() {
+    let _s = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let w = Workload::waiting("late", 1.5);
+    let folded_path = dir.path().join("t.folded");
+    let rec = nflame()
+        .args([
+            "record",
+            "--per-thread",
+            "--pid",
+            &w.pid().to_string(),
+            "-o",
+        ])
+        .arg(&folded_path)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_attached(rec.id());
+    // The thread starts 0.5 s after this.
+    w.start();
+    let cpu = w.finish();
+    finish_recorder(rec);
+    let p = folded(&folded_path);
+    let late: u64 = p
+        .iter()
+        .filter(|(s, _)| s.contains(";late_thread_main;late_worker"))
+        .map(|(_, n)| n)
+        .sum();
+    let late_thread_frames = p
+        .iter()
+        .filter(|(s, _)| s.contains("late_worker"))
+        .all(|(s, _)| s.split(';').nth(1).is_some_and(|t| t.starts_with("late-")));
+    eprintln!(
+        "{late} of {} samples in the late thread, CPU {cpu:.3} s",
+        total(&p)
+    );
+    assert!(
+        late_thread_frames,
+        "the late thread has its own frame: {p:#?}"
+    );
+    // 1.0 s of the late thread's 2.5 s of work in all (less if the machine is busy).
+    assert!(late as f64 >= 0.2 * total(&p) as f64, "{p:#?}");
+    assert!(share_with(&p, "early_worker") > 0.3, "{p:#?}");
+}
+
+#[test]
+fn target_exiting_mid_recording_keeps_named_samples() {
+    let _s = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let short = Workload::waiting("exit", 0.6);
+    let long = Workload::waiting("tree", 1.6);
+    let folded_path = dir.path().join("x.folded");
+    let rec = nflame()
+        .args(["record", "--per-pid", "--pid"])
+        .arg(format!("{},{}", short.pid(), long.pid()))
+        .arg("-o")
+        .arg(&folded_path)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_attached(rec.id());
+    let short_pid = short.pid();
+    short.start();
+    long.start();
+    let short_cpu = short.finish();
+    long.finish();
+    let out = finish_recorder(rec);
+    eprintln!("{}", stderr(&out));
+    let p = folded(&folded_path);
+    let root = format!("calltree-{short_pid};");
+    let short_stacks: BTreeMap<String, u64> = p
+        .iter()
+        .filter(|(s, _)| s.starts_with(&root))
+        .map(|(s, &n)| (s.clone(), n))
+        .collect();
+    let n = total(&short_stacks) as f64;
+    let expected = short_cpu * FREQ as f64;
+    eprintln!("exited target: {n} samples, expected {expected:.0}");
+    assert!(
+        (n - expected).abs() <= 0.2 * expected,
+        "{n} samples of the exited process, expected {expected:.0}: {p:#?}"
+    );
+    // Named: its own functions, nothing unknown.
+    assert!(
+        share_with(&short_stacks, "short_lived") > 0.9,
+        "{short_stacks:#?}"
+    );
+    assert!(!short_stacks
+        .keys()
+        .any(|s| s.contains("[unknown]") || s.contains("[calltree]")));
+    assert!(p.keys().any(|s| s.contains(";work_a;spin")), "{p:#?}");
+}
+
+/// Compares nflame with `perf record -g` recording the same workload at the
+/// same time.
+///
+/// Method: both recorders attach to the same waiting process (`perf record -e
+/// cpu-clock -F 999 -g -p PID` and `nflame record --pid PID`); the workload
+/// then runs `tree` mode for 2 s and both end with it. perf's recording goes
+/// through `perf script` and `nflame collapse` (one count per sample). Each
+/// stack is then projected onto the workload's own frames (main, tree, work_a,
+/// work_b, work_c, spin; the process name, libc and kernel frames are
+/// dropped, so stacks differ only in what both tools unwind from the
+/// workload's frame pointers), and each profile is normalised to shares of
+/// its own total. The agreement is the overlap of the two distributions,
+/// Σ over projected stacks of min(share_nflame, share_perf): 1 when they are
+/// identical, and ≥ 0.9 means at least 90% of samples fall on identical stacks.
+#[test]
+fn agrees_with_perf_record_on_the_same_workload() {
+    let _s = serial();
+    if Command::new("perf").arg("--version").output().is_err() {
+        panic!("perf is not installed");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let w = Workload::waiting("tree", 2.0);
+    let perf_data = dir.path().join("perf.data");
+    let perf = Command::new("perf")
+        .args([
+            "record",
+            "-q",
+            "-e",
+            "cpu-clock",
+            "-F",
+            &FREQ.to_string(),
+            "-g",
+        ])
+        .args(["-p", &w.pid().to_string(), "-o"])
+        .arg(&perf_data)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("perf runs");
+    let nflame_folded = dir.path().join("n.folded");
+    let rec = nflame()
+        .args([
+            "record",
+            "--pid",
+            &w.pid().to_string(),
+            "-F",
+            &FREQ.to_string(),
+            "-o",
+        ])
+        .arg(&nflame_folded)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_attached(perf.id());
+    wait_attached(rec.id());
+    w.start();
+    w.finish();
+    finish_recorder(rec);
+    let perf_out = perf.wait_with_output().unwrap();
+    assert!(perf_out.status.success(), "perf: {}", stderr(&perf_out));
+
+    let script = Command::new("perf")
+        .args(["script", "-i"])
+        .arg(&perf_data)
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(script.status.success());
+    let script_path = dir.path().join("perf.txt");
+    std::fs::write(&script_path, &script.stdout).unwrap();
+    let perf_folded = dir.path().join("p.folded");
+    let out = nflame()
+        .arg("collapse")
+        .arg(&script_path)
+        .arg("-o")
+        .arg(&perf_folded)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let own = ["main", "tree", "work_a", "work_b", "work_c", "spin"];
+    let project = |p: &BTreeMap<String, u64>| -> BTreeMap<String, f64> {
+        let mut m = BTreeMap::new();
+        let t = total(p) as f64;
+        for (s, &n) in p {
+            let key: Vec<&str> = s.split(';').filter(|f| own.contains(f)).collect();
+            *m.entry(key.join(";")).or_insert(0.0) += n as f64 / t;
+        }
+        m
+    };
+    let ours = folded(&nflame_folded);
+    let theirs = folded(&perf_folded);
+    let (a, b) = (project(&ours), project(&theirs));
+    let overlap: f64 = a
+        .iter()
+        .map(|(k, &x)| x.min(b.get(k).copied().unwrap_or(0.0)))
+        .sum();
+    eprintln!(
+        "nflame {} samples, perf {} samples, overlap {:.3}\nnflame {a:#?}\nperf {b:#?}",
+        total(&ours),
+        total(&theirs),
+        overlap
+    );
+    assert!(overlap >= 0.9, "overlap {overlap:.3}");
+    let (n_ours, n_theirs) = (total(&ours) as f64, total(&theirs) as f64);
+    assert!(
+        (n_ours - n_theirs).abs() <= 0.2 * n_theirs,
+        "sample counts: nflame {n_ours}, perf {n_theirs}"
+    );
+}
+
+#[test]
+fn ctrl_c_ends_the_recording_with_complete_outputs() {
+    let _s = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let w = Workload::waiting("tree", 5.0);
+    w.start();
+    let folded_path = dir.path().join("i.folded");
+    let svg = dir.path().join("i.svg");
+    let rec = nflame()
+        .args(["record", "--pid", &w.pid().to_string(), "-o"])
+        .arg(&folded_path)
+        .arg("-o")
+        .arg(&svg)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_attached(rec.id());
+    std::thread::sleep(Duration::from_millis(500));
+    // SAFETY: kill(2) on our own, unreaped child.
+    unsafe { libc::kill(rec.id() as libc::pid_t, libc::SIGINT) };
+    let out = finish_recorder(rec);
+    let err = stderr(&out);
+    assert!(err.contains("stopped by signal"), "{err}");
+    assert!(total(&folded(&folded_path)) > 100);
+    let svg = std::fs::read_to_string(&svg).unwrap();
+    assert!(svg.trim_end().ends_with("</svg>"));
+}
+
+#[test]
+fn second_signal_abandons_the_outputs() {
+    let _s = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let w = Workload::waiting("tree", 5.0);
+    w.start();
+    let rec = nflame()
+        .args(["record", "--pid", &w.pid().to_string(), "-o"])
+        .arg(dir.path().join("a.folded"))
+        .arg("-o")
+        .arg(dir.path().join("a.svg"))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_attached(rec.id());
+    for sig in [libc::SIGTERM, libc::SIGINT] {
+        // SAFETY: kill(2) on our own, unreaped child.
+        unsafe { libc::kill(rec.id() as libc::pid_t, sig) };
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = rec.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    assert!(stderr(&out).contains("no output written"));
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert!(left.is_empty(), "files left: {left:?}");
+}
+
+#[test]
+fn missing_pid_is_an_error_naming_it() {
+    let _s = serial();
+    let pid_max: u32 = std::fs::read_to_string("/proc/sys/kernel/pid_max")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let pid = (1..pid_max)
+        .rev()
+        .find(|p| !Path::new(&format!("/proc/{p}")).exists())
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = nflame()
+        .args(["record", "--pid", &pid.to_string(), "-o"])
+        .arg(dir.path().join("m.svg"))
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&pid.to_string()) && err.contains("does not exist"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "no file left"
+    );
+}
+
+#[test]
+fn name_matching_nothing_is_an_error() {
+    let _s = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let out = nflame()
+        .args(["record", "--name", "no-such-proc-x", "-d", "0.5", "-o"])
+        .arg(dir.path().join("n.folded"))
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("no-such-proc-x"), "{err}");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "no file left"
+    );
+}
+
+#[test]
+fn unwritable_output_fails_before_recording() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.folded");
+    let start = Instant::now();
+    let out = nflame()
+        .args(["record", "-a", "-d", "10", "-o"])
+        .arg(&good)
+        .args(["-o", "/nonexistent/x.svg"])
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "it recorded first"
+    );
+    assert!(err.contains("/nonexistent/x.svg"), "{err}");
+    assert!(!err.contains("recording ended"), "{err}");
+    assert!(!Path::new("/nonexistent/x.svg").exists());
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "no file left"
+    );
+
+    // An unknown format is refused just as early.
+    let out = nflame()
+        .args(["record", "-a", "-d", "10", "-o"])
+        .arg(dir.path().join("x.txt"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("x.txt"));
+}
+
+#[test]
+fn exactly_one_kind_of_target() {
+    for args in [
+        &["record", "--pid", "1", "-a"][..],
+        &["record", "--name", "nginx", "--pid", "1"],
+        &["record", "-a", "--", "true"],
+        &["record", "-d", "1"],
+    ] {
+        let out = nflame().args(args).output().unwrap();
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("Usage:"), "{args:?}: {err}");
+    }
+    let out = nflame().args(["record", "--pid", "12x"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("12x"));
+}
