@@ -157,7 +157,10 @@ impl Diff {
             })
             .collect();
         // Renderers check the order of whole lines, so sort those (not the stacks).
-        lines.sort_unstable();
+        {
+            use rayon::slice::ParallelSliceMut;
+            lines.par_sort_unstable();
+        }
         lines
     }
 
@@ -236,23 +239,26 @@ impl Diff {
         let by_inclusive = top_by(|r| r.inclusive_delta_pct);
         let by_self = top_by(|r| r.self_delta_pct);
         let only_in = |a: &Profile, b: &Profile, total: u64| {
-            let mut v: Vec<StackRow> = a
-                .iter()
-                .filter(|(s, _)| b.get(s) == 0)
+            let mut v: Vec<(&str, u64)> = a.iter().filter(|(s, _)| b.get(s) == 0).collect();
+            let all_samples: u64 = v.iter().map(|r| r.1).sum();
+            let all_count = v.len();
+            let order = |x: &(&str, u64), y: &(&str, u64)| y.1.cmp(&x.1).then_with(|| x.0.cmp(y.0));
+            if self.top < v.len() {
+                // Only the largest `top` are listed: select them, then sort those.
+                if self.top > 0 {
+                    v.select_nth_unstable_by(self.top - 1, order);
+                }
+                v.truncate(self.top);
+            }
+            v.sort_by(order);
+            let v: Vec<StackRow> = v
+                .into_iter()
                 .map(|(s, c)| StackRow {
                     stack: s.to_string(),
                     samples: c,
                     pct: pct(c, total),
                 })
                 .collect();
-            let all_samples: u64 = v.iter().map(|r| r.samples).sum();
-            let all_count = v.len();
-            v.sort_by(|x, y| {
-                y.samples
-                    .cmp(&x.samples)
-                    .then_with(|| x.stack.cmp(&y.stack))
-            });
-            v.truncate(self.top);
             StackList {
                 stacks: all_count,
                 samples: all_samples,
@@ -290,23 +296,27 @@ struct FrameTotals<'a> {
 
 impl<'a> FrameTotals<'a> {
     fn of(p: &'a Profile) -> FrameTotals<'a> {
-        let mut inclusive: FxHashMap<&str, u64> = FxHashMap::default();
+        // Each frame's entry remembers the last stack it was counted for, so a
+        // recursive frame counts once per stack without a quadratic search.
+        let mut inclusive: FxHashMap<&str, (u64, usize)> = FxHashMap::default();
         let mut self_: FxHashMap<&str, u64> = FxHashMap::default();
-        let mut seen: Vec<&str> = Vec::with_capacity(64);
-        for (stack, count) in p.iter() {
-            seen.clear();
+        for (i, (stack, count)) in p.iter().enumerate() {
+            let stamp = i + 1;
             for frame in stack.split(';') {
-                // A recursive frame counts once per stack.
-                if !seen.contains(&frame) {
-                    seen.push(frame);
-                    *inclusive.entry(frame).or_insert(0) += count;
+                let e = inclusive.entry(frame).or_insert((0, 0));
+                if e.1 != stamp {
+                    e.0 += count;
+                    e.1 = stamp;
                 }
             }
             if let Some(leaf) = stack.rsplit(';').next() {
                 *self_.entry(leaf).or_insert(0) += count;
             }
         }
-        FrameTotals { inclusive, self_ }
+        FrameTotals {
+            inclusive: inclusive.into_iter().map(|(k, (c, _))| (k, c)).collect(),
+            self_,
+        }
     }
 }
 

@@ -148,7 +148,9 @@ const CONTEXT_ID: &str = "nflame-context";
 const PROFILE_ID_PREFIX: &str = "nflame-profile-";
 
 /// The `<metadata>` elements for `context` and `profiles` (role, profile).
+/// Profiles are compressed in parallel.
 pub fn metadata_xml(context: &Context, profiles: &[(&str, &Profile)]) -> String {
+    use rayon::prelude::*;
     let json = serde_json::to_string(context).unwrap_or_else(|_| "{}".into());
     // `<`, `>` and `&` can only occur inside JSON strings, where their `\u` escapes
     // mean the same: no markup (and no `]]>`) can appear in the document.
@@ -156,21 +158,31 @@ pub fn metadata_xml(context: &Context, profiles: &[(&str, &Profile)]) -> String 
         .replace('<', "\\u003c")
         .replace('>', "\\u003e")
         .replace('&', "\\u0026");
+    let encoded: Vec<String> = profiles.par_iter().map(|(_, p)| encode_profile(p)).collect();
     let mut out = format!("<metadata id=\"{CONTEXT_ID}\"><![CDATA[{json}]]></metadata>\n");
-    for (role, profile) in profiles {
-        out.push_str(&format!(
-            "<metadata id=\"{PROFILE_ID_PREFIX}{role}\" encoding=\"gzip+base64\">{}</metadata>\n",
-            encode_profile(profile)
-        ));
+    for ((role, _), data) in profiles.iter().zip(encoded) {
+        out.reserve(data.len() + 80);
+        out.push_str(&format!("<metadata id=\"{PROFILE_ID_PREFIX}{role}\" encoding=\"gzip+base64\">"));
+        out.push_str(&data);
+        out.push_str("</metadata>\n");
     }
     out
 }
 
 /// A profile as base64 of gzip of its folded text.
 pub fn encode_profile(profile: &Profile) -> String {
-    let mut gz = GzEncoder::new(Vec::new(), Compression::new(6));
-    // Writing into a Vec cannot fail.
-    let _ = profile.write_folded(&mut gz);
+    // Level 1: embedding must not make writing an SVG slow; the data is
+    // repetitive enough that it still compresses about 10:1.
+    let mut gz = GzEncoder::new(Vec::with_capacity(1 << 20), Compression::new(1));
+    {
+        let mut w = std::io::BufWriter::with_capacity(256 * 1024, &mut gz);
+        // Order does not matter to a reader: skip the sort. Writing into a Vec
+        // cannot fail.
+        for (stack, count) in profile.iter() {
+            let _ = crate::folded::write_line(&mut w, stack, count);
+        }
+        let _ = w.flush();
+    }
     let bytes = gz.finish().unwrap_or_default();
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }

@@ -3,7 +3,10 @@
 use std::io::{self, Write};
 use std::path::Path;
 
-use rustc_hash::FxHashMap;
+use rustc_hash::FxBuildHasher;
+
+/// Stacks by text, looked up by `&str` with one hash, allocated only when new.
+type StackMap = hashbrown::HashMap<Box<str>, u64, FxBuildHasher>;
 
 use crate::io::Input;
 use crate::{folded, Error, ParseError, ParseErrorKind};
@@ -14,7 +17,7 @@ use crate::{folded, Error, ParseError, ParseErrorKind};
 /// repeated stacks are merged as they are read.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Profile {
-    stacks: FxHashMap<Box<str>, u64>,
+    stacks: StackMap,
     total: u64,
 }
 
@@ -34,10 +37,11 @@ impl Profile {
             return true;
         }
         self.total = total;
-        if let Some(c) = self.stacks.get_mut(stack) {
-            *c += count;
-        } else {
-            self.stacks.insert(stack.into(), count);
+        match self.stacks.raw_entry_mut().from_key(stack) {
+            hashbrown::hash_map::RawEntryMut::Occupied(mut e) => *e.get_mut() += count,
+            hashbrown::hash_map::RawEntryMut::Vacant(e) => {
+                e.insert(stack.into(), count);
+            }
         }
         true
     }

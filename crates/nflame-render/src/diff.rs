@@ -20,6 +20,7 @@ use crate::{render_lines, Error, RenderOptions};
 /// inferno's frame height (its default; nflame does not change it).
 const FRAME_HEIGHT: f64 = 16.0;
 const GONE_FILL: &str = "url(#nflame-gone)";
+const SCALE_TOKEN: &str = "NFLAME_COLOUR_SCALE";
 const GONE_PATTERN: &str = "<defs><pattern id=\"nflame-gone\" patternUnits=\"userSpaceOnUse\" width=\"6\" height=\"6\" patternTransform=\"rotate(45)\"><rect width=\"6\" height=\"6\" fill=\"rgb(205,214,238)\"/><line x1=\"0\" y1=\"0\" x2=\"0\" y2=\"6\" stroke=\"rgb(70,90,170)\" stroke-width=\"2.5\"/></pattern></defs>\n";
 
 /// Inclusive values of one frame of the layout.
@@ -59,12 +60,41 @@ pub(crate) fn draw(diff: &Diff, opts: &RenderOptions, svg: &mut Vec<u8>) -> Resu
     if rows.is_empty() {
         return Err(Error::Empty);
     }
-    rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    let nodes = layout(&rows);
-    let root = nodes.get(&(0, 0)).copied().unwrap_or_default();
+    {
+        use rayon::slice::ParallelSliceMut;
+        rows.par_sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    }
+    // inferno omits frames narrower than `min_width` pixels: they need no
+    // colour. Keep every frame at least half that wide on the widest canvas.
+    let total: u64 = rows.iter().map(|r| r.0.rsplit(' ').next().and_then(|w| w.parse::<u64>().ok()).unwrap_or(0)).sum();
+    let canvas = opts.width.unwrap_or(1200).max(1200) as f64;
+    let min_samples = ((opts.min_width * 0.5 / canvas) * total as f64).floor() as u64;
 
     let per_unit = diff.scaling() == Scaling::PerUnit;
     let factor = diff.display_factor();
+    let mut o = opts.clone();
+    o.reverse = false;
+    o.factor *= factor;
+    // The colour scale is known only after the layout, which runs beside
+    // inferno: the legend carries a placeholder, replaced afterwards.
+    let legend = format!(
+        "colour = change of inclusive {}: red grew, blue shrank (full colour {SCALE_TOKEN}); hatched = gone after (drawn at its before width); widths = after",
+        if per_unit { "cost per unit" } else { "share" },
+    );
+    o.subtitle = Some(match &opts.subtitle {
+        Some(s) => format!("{s} · {legend}"),
+        None => legend,
+    });
+    let (nodes, raw) = rayon::join(
+        || layout(&rows, min_samples),
+        || -> Result<String, Error> {
+            let mut raw = Vec::with_capacity(1 << 20);
+            render_lines(rows.iter().map(|r| r.0.as_str()), &o, &mut raw)?;
+            String::from_utf8(raw).map_err(|e| Error::Write(std::io::Error::other(e)))
+        },
+    );
+    let raw = raw?;
+    let root = nodes.get(&(0, 0)).copied().unwrap_or_default();
     let change = |n: &Node| -> f64 {
         if per_unit {
             let scale = root.after.max(root.before).max(1) as f64;
@@ -78,24 +108,12 @@ pub(crate) fn draw(diff: &Diff, opts: &RenderOptions, svg: &mut Vec<u8>) -> Resu
         .filter(|(k, _)| k.0 > 0)
         .map(|(_, n)| change(n).abs())
         .fold(0.0f64, f64::max);
-
-    let mut o = opts.clone();
-    o.reverse = false;
-    o.factor *= factor;
-    let legend = format!(
-        "colour = change of inclusive {}: red grew, blue shrank (full colour {}{:.2} {}); hatched = gone after (drawn at its before width); widths = after",
-        if per_unit { "cost per unit" } else { "share" },
-        if per_unit { "" } else { "±" },
-        if per_unit { max_change * 100.0 } else { max_change * 100.0 },
-        if per_unit { "% of the larger total" } else { "pp" },
-    );
-    o.subtitle = Some(match &opts.subtitle {
-        Some(s) => format!("{s} · {legend}"),
-        None => legend,
-    });
-    let mut raw = Vec::with_capacity(1 << 20);
-    render_lines(rows.iter().map(|r| r.0.as_str()), &o, &mut raw)?;
-    let raw = String::from_utf8(raw).map_err(|e| Error::Write(std::io::Error::other(e)))?;
+    let scale = if per_unit {
+        format!("{:.2}% of the larger total", max_change * 100.0)
+    } else {
+        format!("±{:.2} pp", max_change * 100.0)
+    };
+    let raw = raw.replacen(SCALE_TOKEN, &scale, 1);
 
     let fmt_count = |c: u64| -> String {
         if factor == 1.0 {
@@ -161,7 +179,7 @@ fn share(part: u64, total: u64) -> f64 {
 /// The layout inferno computes from sorted lines: every frame keyed by
 /// (depth, start offset), depth 0 being the `all` frame, with its inclusive
 /// BEFORE and AFTER values.
-fn layout(rows: &[(String, usize, u64, u64)]) -> FxHashMap<(u32, u64), Node> {
+fn layout(rows: &[(String, usize, u64, u64)], min_samples: u64) -> FxHashMap<(u32, u64), Node> {
     let mut nodes: FxHashMap<(u32, u64), Node> = FxHashMap::default();
     // Open frames by depth: (name, start, node).
     let mut open: Vec<(&str, u64, Node)> = Vec::new();
@@ -183,7 +201,9 @@ fn layout(rows: &[(String, usize, u64, u64)]) -> FxHashMap<(u32, u64), Node> {
             }
             if !diverged {
                 for (d, (_, start, node)) in open.drain(depth..).enumerate().rev() {
-                    nodes.insert(((depth + d) as u32, start), node);
+                    if time - start >= min_samples {
+                        nodes.insert(((depth + d) as u32, start), node);
+                    }
                 }
                 diverged = true;
             }
@@ -194,7 +214,9 @@ fn layout(rows: &[(String, usize, u64, u64)]) -> FxHashMap<(u32, u64), Node> {
             // The same stack as the previous line (cannot happen with unique stacks),
             // or a prefix of it: close the deeper frames.
             for (d, (_, start, node)) in open.drain(depth..).enumerate().rev() {
-                nodes.insert(((depth + d) as u32, start), node);
+                if time - start >= min_samples {
+                    nodes.insert(((depth + d) as u32, start), node);
+                }
             }
         }
         for (_, _, node) in open.iter_mut() {
@@ -204,7 +226,9 @@ fn layout(rows: &[(String, usize, u64, u64)]) -> FxHashMap<(u32, u64), Node> {
         time += width;
     }
     for (d, (_, start, node)) in open.drain(..).enumerate() {
-        nodes.insert((d as u32, start), node);
+        if d == 0 || time - start >= min_samples {
+            nodes.insert((d as u32, start), node);
+        }
     }
     nodes
 }

@@ -161,13 +161,21 @@ pub fn render_profile<W: Write>(
     mut writer: W,
 ) -> Result<(), Error> {
     let mut buf = itoa_line_buffer(profile);
-    buf.sort_unstable();
+    {
+        use rayon::slice::ParallelSliceMut;
+        buf.par_sort_unstable();
+    }
     let context = context_for(opts, "profile", profile.total());
     let o = with_context_subtitle(opts, &context);
-    let mut svg = Vec::with_capacity(1 << 20);
-    render_lines(buf.iter().map(String::as_str), &o, &mut svg)?;
-    let meta = embed::metadata_xml(&context, &[("profile", profile)]);
-    embed::write_with_metadata(&mut writer, &svg, &meta)?;
+    let (svg, meta) = rayon::join(
+        || -> Result<Vec<u8>, Error> {
+            let mut svg = Vec::with_capacity(1 << 20);
+            render_lines(buf.iter().map(String::as_str), &o, &mut svg)?;
+            Ok(svg)
+        },
+        || embed::metadata_xml(&context, &[("profile", profile)]),
+    );
+    embed::write_with_metadata(&mut writer, &svg?, &meta)?;
     Ok(())
 }
 
@@ -219,9 +227,16 @@ pub fn render_diff<W: Write>(
     opts: &RenderOptions,
     mut writer: W,
 ) -> Result<(), Error> {
-    let mut svg = Vec::with_capacity(1 << 20);
-    diff::draw(diff, opts, &mut svg)?;
-    write_diff_svg(diff, opts, &svg, &mut writer)
+    let (svg, meta) = rayon::join(
+        || -> Result<Vec<u8>, Error> {
+            let mut svg = Vec::with_capacity(1 << 20);
+            diff::draw(diff, opts, &mut svg)?;
+            Ok(svg)
+        },
+        || diff_metadata(diff, opts),
+    );
+    embed::write_with_metadata(&mut writer, &svg?, &meta)?;
+    Ok(())
 }
 
 /// Draws the reverse view of a diff: widths from BEFORE, so stacks that
@@ -242,25 +257,26 @@ pub fn render_removed<W: Write>(
                 .into(),
         );
     }
-    let mut svg = Vec::with_capacity(1 << 20);
-    render_lines(lines.iter().map(String::as_str), &o, &mut svg)?;
-    write_diff_svg(diff, opts, &svg, &mut writer)
+    let (svg, meta) = rayon::join(
+        || -> Result<Vec<u8>, Error> {
+            let mut svg = Vec::with_capacity(1 << 20);
+            render_lines(lines.iter().map(String::as_str), &o, &mut svg)?;
+            Ok(svg)
+        },
+        || diff_metadata(diff, opts),
+    );
+    embed::write_with_metadata(&mut writer, &svg?, &meta)?;
+    Ok(())
 }
 
-fn write_diff_svg<W: Write>(
-    diff: &Diff,
-    opts: &RenderOptions,
-    svg: &[u8],
-    writer: &mut W,
-) -> Result<(), Error> {
+/// The metadata of a diff SVG: its context and both profiles.
+fn diff_metadata(diff: &Diff, opts: &RenderOptions) -> String {
     let mut context = context_for(opts, "diff", diff.after.total());
     context.samples = None;
-    let meta = embed::metadata_xml(
+    embed::metadata_xml(
         &context,
         &[("before", &diff.before), ("after", &diff.after)],
-    );
-    embed::write_with_metadata(writer, svg, &meta)?;
-    Ok(())
+    )
 }
 
 #[cfg(test)]

@@ -116,14 +116,14 @@ fn diff(a: args::Diff) -> Result<ExitCode> {
     let render_opts = a.render.into_options("Differential Flame Graph");
     render_opts.validate()?;
     // Fail on unwritable destinations before reading anything.
-    let mut out = a.output.as_ref().map(Output::create).transpose()?;
-    let mut removed = a.removed.as_ref().map(Output::create).transpose()?;
+    let out = a.output.as_ref().map(Output::create).transpose()?;
+    let removed = a.removed.as_ref().map(Output::create).transpose()?;
     let (before, after) = rayon::join(
         || Profile::from_path(&a.before),
         || Profile::from_path(&a.after),
     );
     let diff = Diff::new(before?, after?, &diff_opts)?;
-    let report = diff.report();
+    let rules = verdict::rules(a.rules.as_deref())?;
     let mut ctx = svg_context("diff");
     ctx.inputs = vec![
         a.before.display().to_string(),
@@ -141,26 +141,47 @@ fn diff(a: args::Diff) -> Result<ExitCode> {
             scaling_text(&diff)
         ));
     }
-    if let Some(out) = out.as_mut() {
-        nflame_render::render_diff(&diff, &o, out.writer())?;
+    // The graphs, the frame report and the category report are independent:
+    // compute them side by side.
+    let draw = |wanted: bool, removed_view: bool| -> Result<Option<Vec<u8>>> {
+        if !wanted {
+            return Ok(None);
+        }
+        let mut svg = Vec::with_capacity(1 << 20);
+        if removed_view {
+            nflame_render::render_removed(&diff, &o, &mut svg)?;
+        } else {
+            nflame_render::render_diff(&diff, &o, &mut svg)?;
+        }
+        Ok(Some(svg))
+    };
+    let ((graph, reverse), (report, categories)) = rayon::join(
+        || rayon::join(|| draw(out.is_some(), false), || draw(removed.is_some(), true)),
+        || {
+            rayon::join(
+                || diff.report(),
+                || {
+                    verdict::diff_report(
+                        &diff.before,
+                        &diff.after,
+                        &rules,
+                        a.scale_before,
+                        a.scale_after,
+                    )
+                },
+            )
+        },
+    );
+    let categories = categories?;
+    for (output, svg) in [(out, graph?), (removed, reverse?)] {
+        if let (Some(mut output), Some(svg)) = (output, svg) {
+            output
+                .writer()
+                .write_all(&svg)
+                .map_err(|e| output.write_error(e))?;
+            output.commit()?;
+        }
     }
-    if let Some(out) = removed.as_mut() {
-        nflame_render::render_removed(&diff, &o, out.writer())?;
-    }
-    if let Some(out) = out {
-        out.commit()?;
-    }
-    if let Some(out) = removed {
-        out.commit()?;
-    }
-    let rules = verdict::rules(a.rules.as_deref())?;
-    let categories = verdict::diff_report(
-        &diff.before,
-        &diff.after,
-        &rules,
-        a.scale_before,
-        a.scale_after,
-    )?;
     let stdout = io::stdout();
     let mut w = io::BufWriter::new(stdout.lock());
     if a.json {
@@ -174,6 +195,8 @@ fn diff(a: args::Diff) -> Result<ExitCode> {
         report.write_text(&mut w)?;
     }
     w.flush()?;
+    // The process ends here: freeing millions of stacks one by one is wasted time.
+    std::mem::forget(diff);
     Ok(ExitCode::SUCCESS)
 }
 
