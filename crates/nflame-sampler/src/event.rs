@@ -9,10 +9,29 @@ use std::ffi::CStr;
 use std::path::PathBuf;
 
 use perf_event_open::sample::record::mmap::Info;
-use perf_event_open::sample::record::sample::CallChain;
+use perf_event_open::sample::record::sample::{Abi, CallChain};
 use perf_event_open::sample::record::{Record, RecordId};
 
 use crate::procfs::makedev;
+
+/// The user registers DWARF unwinding starts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct UserRegs {
+    pub(crate) ip: u64,
+    pub(crate) sp: u64,
+    pub(crate) bp: u64,
+}
+
+impl UserRegs {
+    /// From the registers the kernel wrote for [`crate::sys::UNWIND_REGS_MASK`]
+    /// (bp, sp, ip, in bit order); `None` for 32-bit tasks or another shape.
+    fn from_sample(regs: &[u64], abi: Abi) -> Option<UserRegs> {
+        match (regs, abi) {
+            (&[bp, sp, ip], Abi::_64) => Some(UserRegs { ip, sp, bp }),
+            _ => None,
+        }
+    }
+}
 
 /// A side-band or sample record, reduced.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,8 +44,13 @@ pub(crate) enum Event {
         period: u64,
         /// Leaf first.
         kernel: Vec<u64>,
-        /// Leaf first.
+        /// Leaf first: the kernel's frame-pointer chain (empty when not requested).
         user: Vec<u64>,
+        /// User registers (ip, sp, bp) at the sample, when requested and the
+        /// sample hit a user task.
+        regs: Option<UserRegs>,
+        /// User stack bytes copied from `regs.sp` up (empty when not requested).
+        stack: Vec<u8>,
     },
     Comm {
         pid: u32,
@@ -102,6 +126,10 @@ impl Event {
                         _ => {}
                     }
                 }
+                let regs = s
+                    .user_regs
+                    .as_ref()
+                    .and_then(|(r, abi)| UserRegs::from_sample(r, *abi));
                 Event::Sample {
                     pid: task.pid,
                     tid: task.tid,
@@ -110,6 +138,8 @@ impl Event {
                     period: s.period.unwrap_or(1),
                     kernel,
                     user,
+                    regs,
+                    stack: s.user_stack.unwrap_or_default(),
                 }
             }
             Record::Comm(c) => Event::Comm {
@@ -234,8 +264,31 @@ mod tests {
                 period: 1_001_001,
                 kernel: vec![0xffff_8000_0000_0010, 0xffff_8000_0000_0020],
                 user: vec![0x401000, 0x402000, 0x403000],
+                regs: None,
+                stack: Vec::new(),
             }
         );
+    }
+
+    #[test]
+    fn sample_carries_user_registers_and_stack() {
+        let Record::Sample(mut s) = sample(vec![CallChain::User(vec![0x401000])]) else {
+            unreachable!()
+        };
+        s.user_regs = Some((vec![0x7ffd_0100, 0x7ffd_0000, 0x401000], Abi::_64));
+        s.user_stack = Some(vec![1, 2, 3, 4, 5, 6, 7, 8]);
+        let Some(Event::Sample { regs, stack, .. }) = Event::from_record(Record::Sample(s)) else {
+            panic!("not a sample")
+        };
+        assert_eq!(
+            regs,
+            Some(UserRegs {
+                ip: 0x401000,
+                sp: 0x7ffd_0000,
+                bp: 0x7ffd_0100
+            })
+        );
+        assert_eq!(stack, [1, 2, 3, 4, 5, 6, 7, 8]);
     }
 
     #[test]

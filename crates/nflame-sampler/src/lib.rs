@@ -18,6 +18,7 @@
 //!   attach then from COMM/FORK/EXIT/MMAP2 records, lost-record counts, and
 //!   stack interning.
 //! - `procfs` reads and parses `/proc` and `/sys`.
+//! - `unwind` unwinds copied user stacks with DWARF call-frame information.
 //! - `record` is the loop tying them together.
 //!
 //! # How targets are recorded
@@ -36,10 +37,22 @@
 //! ([`EventChoice`]); [`Recording::event`] says which. Timestamps are
 //! `CLOCK_MONOTONIC` nanoseconds.
 //!
-//! Stacks are frame-pointer call chains collected by the kernel. Samples cost
-//! about 64 bytes each: identical kernel and user stacks are interned
-//! (`Arc<[u64]>`), so a 60 s recording of two busy CPUs at 999 Hz (120k
-//! samples) takes under 10 MB.
+//! User stacks ([`CallGraph`], in [`RecordOptions::call_graph`]): the
+//! kernel's frame-pointer chain (`FramePointer`), or DWARF unwinding
+//! (`Dwarf`, and `Auto`, the default): the kernel copies the user stack
+//! (16 KiB by default) and registers into each sample, and the `unwind`
+//! module turns them into return addresses with `framehop` and the mapped
+//! binaries' `.eh_frame` *during* the recording, in the drain loop: the stack
+//! bytes are dropped once a sample is unwound, so memory does not grow with
+//! the copy size, and binaries are read while their process (and its mount
+//! namespace) exists. `Auto` keeps the frame-pointer chain for a sample when
+//! it reaches further than the DWARF unwinding did; each process's
+//! [`ProcessInfo::unwind`] says which was used. Kernel stacks always come
+//! from the kernel's call chain.
+//!
+//! Samples cost about 64 bytes each: identical kernel and user stacks are
+//! interned (`Arc<[u64]>`), so a 60 s recording of two busy CPUs at 999 Hz
+//! (120k samples) takes under 10 MB, with DWARF unwinding too.
 //!
 //! # Example
 //!
@@ -72,8 +85,13 @@ mod record;
 mod sys;
 mod tracker;
 mod types;
+mod unwind;
 
 pub use error::Error;
-pub use options::{EventChoice, Progress, RecordOptions, Target};
+pub use options::{
+    CallGraph, EventChoice, Progress, RecordOptions, Target, DEFAULT_STACK_BYTES, MAX_STACK_BYTES,
+};
 pub use record::record;
-pub use types::{Mapping, ProcessInfo, RawSample, Recording, StopReason};
+pub use types::{
+    Mapping, ProcessInfo, RawSample, Recording, StopReason, UnwindMethod, UnwindStats,
+};

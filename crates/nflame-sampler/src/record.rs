@@ -9,14 +9,17 @@ use std::time::{Duration, Instant};
 
 use crate::error::Error;
 use crate::event::Event;
-use crate::options::{EventChoice, Progress, RecordOptions, Target};
+use crate::options::{CallGraph, EventChoice, Progress, RecordOptions, Target};
 use crate::procfs::{self, ProcSource, Procfs};
 use crate::sys::{self, Child, CounterConfig, OpenError, PerfCounter, PerfEvent, Ready, Scope};
-use crate::tracker::{name_matches, Filter, Tracker};
+use crate::tracker::{name_matches, Filter, StackMode, Tracker};
 use crate::types::{Recording, StopReason};
+use crate::unwind::DwarfUnwinder;
 
 /// Total ring-buffer memory we allow before shrinking per-counter buffers.
 const RING_BUDGET: usize = 64 << 20;
+/// Ring buffer pages per counter at least, when samples carry stack copies.
+const DWARF_RING_PAGES: usize = 1024;
 /// Longest time between two drains.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// How often `/proc` is checked for targets whose EXIT record we missed.
@@ -115,6 +118,19 @@ pub fn record(
     let counters = std::mem::take(&mut session.counters);
 
     let mut tracker = Tracker::new(filter, Procfs, own);
+    let stack_bytes = if opts.user {
+        opts.call_graph.stack_bytes()
+    } else {
+        0
+    };
+    if stack_bytes > 0 {
+        let requested = stack_bytes as usize;
+        let mode = match opts.call_graph {
+            CallGraph::Dwarf { .. } => StackMode::Dwarf { requested },
+            _ => StackMode::Auto { requested },
+        };
+        tracker.set_unwinding(mode, Box::new(DwarfUnwinder::default()));
+    }
     let start = Instant::now();
     if let Some(child) = child.as_mut() {
         // Counters enable themselves at the exec.
@@ -261,6 +277,8 @@ pub fn record(
         throttled: out.throttled,
         command_status,
         notes,
+        call_graph: opts.call_graph,
+        stack_bytes,
     })
 }
 
@@ -352,12 +370,19 @@ impl Session<'_> {
             user: self.opts.user,
             kernel: self.kernel,
             ring_exp,
+            user_chain: self.opts.call_graph.wants_frame_pointers(),
+            stack_bytes: self.opts.call_graph.stack_bytes(),
         }
     }
 
     /// Ring exponent for `n` counters.
     fn ring_exp(&self, n: usize) -> u8 {
         let mut pages = self.opts.ring_pages.max(8);
+        if self.privileged && self.opts.user && self.opts.call_graph.stack_bytes() > 0 {
+            // Every sample carries its stack copy: 4 MiB holds a quarter
+            // second of 16 KiB samples at 999 Hz.
+            pages = pages.max(DWARF_RING_PAGES);
+        }
         pages = 1 << (usize::BITS - 1 - pages.leading_zeros());
         while pages > 8 && n.saturating_mul(pages).saturating_mul(sys::page_size()) > RING_BUDGET {
             pages /= 2;

@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use perf_event_open::config::{
-    CallChain, Clock, Cpu, Inherit, Mmap, OnExecve, Opts, Proc, RecordIdFormat, SampleFormat,
-    SampleOn, StatFormat, UseBuildId, WakeUp, WakeUpOn,
+    CallChain, Clock, Cpu, Inherit, Mmap, OnExecve, Opts, Proc, RecordIdFormat, RegsMask,
+    SampleFormat, SampleOn, Size, StatFormat, UseBuildId, WakeUp, WakeUpOn,
 };
 use perf_event_open::count::Counter;
 use perf_event_open::event::hw::Hardware;
@@ -61,7 +61,16 @@ pub(crate) struct CounterConfig {
     pub(crate) kernel: bool,
     /// Ring buffer data size is `2^ring_exp` pages.
     pub(crate) ring_exp: u8,
+    /// Ask for the user part of the kernel's frame-pointer call chain.
+    pub(crate) user_chain: bool,
+    /// Copy this many bytes of user stack, with the registers DWARF
+    /// unwinding needs, into every sample (0: none).
+    pub(crate) stack_bytes: u32,
 }
+
+/// `PERF_REG_X86_BP`, `_SP`, `_IP`: the registers an x86-64 unwinder needs.
+/// The kernel writes the selected registers in bit order: bp, sp, ip.
+pub(crate) const UNWIND_REGS_MASK: u64 = (1 << 6) | (1 << 7) | (1 << 8);
 
 /// `PERF_EVENT_IOC_SET_OUTPUT`: `_IO('$', 5)`.
 const PERF_EVENT_IOC_SET_OUTPUT: libc::c_ulong = 0x2405;
@@ -109,14 +118,18 @@ impl PerfCounter {
         // count while the CPU is halted, and some reject the flag.
         opts.exclude.idle = config.event == PerfEvent::CpuClock;
         opts.sample_on = SampleOn::Freq(config.frequency);
+        let user_chain = config.user && config.user_chain;
+        let dwarf = config.user && config.stack_bytes > 0;
         opts.sample_format = SampleFormat {
             period: true,
-            call_chain: Some(CallChain {
-                exclude_user: !config.user,
+            call_chain: (user_chain || config.kernel).then_some(CallChain {
+                exclude_user: !user_chain,
                 exclude_kernel: !config.kernel,
                 defer_user: false,
                 max_stack_frames: 0,
             }),
+            user_stack: dwarf.then_some(Size(config.stack_bytes)),
+            user_regs: dwarf.then_some(RegsMask(UNWIND_REGS_MASK)),
             ..SampleFormat::default()
         };
         opts.record_id_format = RecordIdFormat {

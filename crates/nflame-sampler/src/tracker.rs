@@ -9,9 +9,10 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::event::Event;
+use crate::event::{Event, UserRegs};
 use crate::procfs::{ProcSource, Snapshot};
-use crate::types::{Mapping, ProcessInfo, RawSample};
+use crate::types::{Mapping, ProcessInfo, RawSample, UnwindMethod};
+use crate::unwind::{Outcome as Unwound, StackSample, StackUnwinder};
 
 /// Which samples belong to the recording.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +34,19 @@ struct Proc {
     /// Asked for by the caller (kept in the output even without samples).
     explicit: bool,
     samples: u64,
+    /// Changes whenever `info.mappings` does (for the unwinder's modules).
+    map_gen: u64,
+}
+
+/// How user stacks of samples are chosen (see [`crate::CallGraph`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StackMode {
+    /// The kernel's frame-pointer chain.
+    FramePointer,
+    /// DWARF unwinding of the copied stack, `requested` bytes asked for.
+    Dwarf { requested: usize },
+    /// DWARF unwinding, or the frame-pointer chain when it reaches further.
+    Auto { requested: usize },
 }
 
 /// Final state handed to the recorder.
@@ -46,7 +60,6 @@ pub(crate) struct Outcome {
     pub(crate) ever_matched: bool,
 }
 
-#[derive(Debug)]
 pub(crate) struct Tracker<S: ProcSource> {
     filter: Filter,
     source: S,
@@ -60,6 +73,24 @@ pub(crate) struct Tracker<S: ProcSource> {
     lost_records: u64,
     throttled: u64,
     ever_matched: bool,
+    mode: StackMode,
+    unwinder: Option<Box<dyn StackUnwinder>>,
+    /// Source of [`Proc::map_gen`] values.
+    next_gen: u64,
+    /// Scratch space for unwound stacks.
+    unwound: Vec<u64>,
+}
+
+impl<S: ProcSource + std::fmt::Debug> std::fmt::Debug for Tracker<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tracker")
+            .field("filter", &self.filter)
+            .field("source", &self.source)
+            .field("procs", &self.procs.len())
+            .field("samples", &self.samples.len())
+            .field("mode", &self.mode)
+            .finish()
+    }
 }
 
 /// Whether a process called `comm` running `exe` matches one of `names`.
@@ -123,6 +154,25 @@ impl<S: ProcSource> Tracker<S> {
             lost_records: 0,
             throttled: 0,
             ever_matched: false,
+            mode: StackMode::FramePointer,
+            unwinder: None,
+            next_gen: 1,
+            unwound: Vec::new(),
+        }
+    }
+
+    /// Chooses how user stacks are made; `unwinder` serves the DWARF modes.
+    pub(crate) fn set_unwinding(&mut self, mode: StackMode, unwinder: Box<dyn StackUnwinder>) {
+        self.mode = mode;
+        self.unwinder = Some(unwinder);
+    }
+
+    /// Marks the mappings of `pid` changed.
+    fn touch(&mut self, pid: u32) {
+        let gen = self.next_gen;
+        self.next_gen += 1;
+        if let Some(p) = self.procs.get_mut(&pid) {
+            p.map_gen = gen;
         }
     }
 
@@ -164,6 +214,7 @@ impl<S: ProcSource> Tracker<S> {
             target: true,
             explicit,
             samples: 0,
+            map_gen: 0,
         });
         p.target = true;
         p.explicit |= explicit;
@@ -177,6 +228,7 @@ impl<S: ProcSource> Tracker<S> {
         for (tid, name) in snap.threads {
             p.info.threads.insert(tid, name);
         }
+        self.touch(pid);
     }
 
     /// Known process, or one created from `/proc` (or empty if it is gone).
@@ -201,6 +253,7 @@ impl<S: ProcSource> Tracker<S> {
             target: true,
             explicit: false,
             samples: 0,
+            map_gen: 0,
         })
     }
 
@@ -244,6 +297,79 @@ impl<S: ProcSource> Tracker<S> {
         a
     }
 
+    /// The user stack of a sample of `pid` (known to the tracker): the
+    /// frame-pointer chain `fp` or the DWARF unwinding of `stack`, as the
+    /// mode says, interned; and whether it was cut short.
+    fn user_stack(
+        &mut self,
+        pid: u32,
+        fp: Vec<u64>,
+        regs: Option<UserRegs>,
+        stack: &[u8],
+    ) -> (Arc<[u64]>, bool) {
+        let requested = match self.mode {
+            StackMode::Dwarf { requested } | StackMode::Auto { requested } => requested,
+            StackMode::FramePointer => 0,
+        };
+        let (Some(regs), Some(unwinder), Some(p)) =
+            (regs, self.unwinder.as_mut(), self.procs.get_mut(&pid))
+        else {
+            if let Some(p) = self.procs.get_mut(&pid) {
+                if !fp.is_empty() {
+                    p.info.unwind.frame_pointer += 1;
+                }
+            }
+            return (self.intern(fp), false);
+        };
+        let mut dwarf = std::mem::take(&mut self.unwound);
+        let sample = StackSample {
+            pid,
+            generation: p.map_gen,
+            mappings: &p.info.mappings,
+            regs,
+            stack,
+            requested,
+        };
+        let outcome = unwinder.unwind(sample, &mut dwarf);
+        let mappings = &p.info.mappings;
+        let fp_reaches_further = matches!(self.mode, StackMode::Auto { .. })
+            && outcome != Unwound::Complete
+            && fp.len() > dwarf.len()
+            && fp
+                .iter()
+                .all(|&a| p.info.mapping_for(a).is_some() || mappings.is_empty());
+        let stats = &mut p.info.unwind;
+        let (method, truncated) = if fp_reaches_further {
+            (UnwindMethod::FramePointer, false)
+        } else {
+            (UnwindMethod::Dwarf, outcome == Unwound::Truncated)
+        };
+        match method {
+            UnwindMethod::FramePointer => stats.frame_pointer += 1,
+            UnwindMethod::Dwarf => {
+                stats.dwarf += 1;
+                stats.complete += u64::from(outcome == Unwound::Complete);
+            }
+        }
+        stats.truncated += u64::from(truncated);
+        let user = if method == UnwindMethod::Dwarf {
+            self.intern_slice(&dwarf)
+        } else {
+            self.intern(fp)
+        };
+        self.unwound = dwarf;
+        (user, truncated)
+    }
+
+    fn intern_slice(&mut self, v: &[u64]) -> Arc<[u64]> {
+        if let Some(a) = self.stacks.get(v) {
+            return Arc::clone(a);
+        }
+        let a: Arc<[u64]> = Arc::from(v);
+        self.stacks.insert(Arc::clone(&a));
+        a
+    }
+
     pub(crate) fn handle(&mut self, ev: Event) {
         match ev {
             Event::Sample {
@@ -254,6 +380,8 @@ impl<S: ProcSource> Tracker<S> {
                 period,
                 kernel,
                 user,
+                regs,
+                stack,
             } => {
                 if !self.wants(pid) {
                     return;
@@ -264,8 +392,8 @@ impl<S: ProcSource> Tracker<S> {
                     let name = p.info.comm.clone();
                     p.info.threads.insert(tid, name);
                 }
+                let (user, user_truncated) = self.user_stack(pid, user, regs, &stack);
                 let kernel = self.intern(kernel);
-                let user = self.intern(user);
                 self.samples.push(RawSample {
                     pid,
                     tid,
@@ -274,6 +402,7 @@ impl<S: ProcSource> Tracker<S> {
                     period,
                     kernel,
                     user,
+                    user_truncated,
                 });
             }
             Event::Comm {
@@ -287,6 +416,9 @@ impl<S: ProcSource> Tracker<S> {
             Event::Exit { pid, tid, .. } => {
                 if pid != tid {
                     return;
+                }
+                if let Some(u) = self.unwinder.as_mut() {
+                    u.forget(pid);
                 }
                 let unsampled = match self.procs.get_mut(&pid) {
                     Some(p) => {
@@ -330,6 +462,7 @@ impl<S: ProcSource> Tracker<S> {
                         inode,
                     },
                 );
+                self.touch(pid);
             }
             Event::Lost { count, .. } => {
                 self.lost += count;
@@ -382,7 +515,11 @@ impl<S: ProcSource> Tracker<S> {
             p.info.exe = None;
             p.info.threads.clear();
             p.info.exited = false;
+            self.touch(pid);
         }
+        let Some(p) = self.procs.get_mut(&pid) else {
+            return;
+        };
         if pid == tid {
             p.info.comm = comm.clone();
         }
@@ -419,6 +556,7 @@ impl<S: ProcSource> Tracker<S> {
                 mappings: parent.mappings,
                 threads: BTreeMap::from([(pid, parent.comm)]),
                 exited: false,
+                unwind: Default::default(),
             },
             None => {
                 // Attached mode, parent not seen yet (its records were lost).
@@ -436,8 +574,10 @@ impl<S: ProcSource> Tracker<S> {
                 target: true,
                 explicit: false,
                 samples: 0,
+                map_gen: 0,
             },
         );
+        self.touch(pid);
     }
 
     /// Target processes not known to have exited.
@@ -576,6 +716,8 @@ mod tests {
             period: 1_000_000,
             kernel: k.to_vec(),
             user: u.to_vec(),
+            regs: None,
+            stack: Vec::new(),
         }
     }
 

@@ -35,6 +35,11 @@ pub struct RawSample {
     /// or the sample hit a kernel thread).
     /// Interned like `kernel`.
     pub user: Arc<[u64]>,
+    /// The user stack is known to be incomplete: DWARF unwinding stopped
+    /// before the outermost frame (the copied stack bytes ran out, or a
+    /// return address lay outside every executable mapping). The symbolizer
+    /// marks such stacks `[truncated]` at their root.
+    pub user_truncated: bool,
 }
 
 /// One executable file mapping of a process.
@@ -75,6 +80,62 @@ pub struct ProcessInfo {
     pub threads: BTreeMap<u32, String>,
     /// The process exited before the recording ended.
     pub exited: bool,
+    /// How its user stacks were unwound; [`UnwindStats::method`] is the
+    /// choice [`crate::CallGraph::Auto`] made for it.
+    pub unwind: UnwindStats,
+}
+
+/// How user stacks were obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum UnwindMethod {
+    /// The kernel's frame-pointer chain.
+    FramePointer,
+    /// DWARF call-frame information applied to the copied user stack.
+    Dwarf,
+}
+
+impl UnwindMethod {
+    /// `fp` or `dwarf`, as on the command line.
+    pub fn name(&self) -> &'static str {
+        match self {
+            UnwindMethod::FramePointer => "fp",
+            UnwindMethod::Dwarf => "dwarf",
+        }
+    }
+}
+
+/// Per-process counts of how user stacks were unwound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct UnwindStats {
+    /// Samples whose user stack came from DWARF unwinding.
+    pub dwarf: u64,
+    /// Samples whose user stack is the kernel's frame-pointer chain.
+    pub frame_pointer: u64,
+    /// DWARF-unwound samples that reached the outermost frame (the unwinder
+    /// found the end of the stack).
+    pub complete: u64,
+    /// Samples whose user stack was cut short (see [`RawSample::user_truncated`]).
+    pub truncated: u64,
+}
+
+impl UnwindStats {
+    /// The method used for most of the samples, `None` without user stacks.
+    pub fn method(&self) -> Option<UnwindMethod> {
+        match (self.dwarf, self.frame_pointer) {
+            (0, 0) => None,
+            (d, f) if d >= f => Some(UnwindMethod::Dwarf),
+            _ => Some(UnwindMethod::FramePointer),
+        }
+    }
+
+    /// Adds another process's (or thread's) counts.
+    pub fn add(&mut self, other: &UnwindStats) {
+        self.dwarf += other.dwarf;
+        self.frame_pointer += other.frame_pointer;
+        self.complete += other.complete;
+        self.truncated += other.truncated;
+    }
 }
 
 /// The result of [`crate::record()`]: complete and valid however the recording ended.
@@ -109,6 +170,11 @@ pub struct Recording {
     pub command_status: Option<i32>,
     /// Things the user should know, e.g. "kernel frames excluded: …".
     pub notes: Vec<String>,
+    /// How user stacks were requested (see [`ProcessInfo::unwind`] for what
+    /// each process got).
+    pub call_graph: crate::CallGraph,
+    /// Bytes of user stack the kernel copied per sample (0 for frame pointers).
+    pub stack_bytes: u32,
 }
 
 /// Why a recording ended.

@@ -16,7 +16,7 @@ use nflame_sampler::{ProcessInfo, RawSample, Recording};
 use rayon::prelude::*;
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use crate::frame::{sanitize, Frame};
+use crate::frame::{sanitize, Frame, FrameKind};
 use crate::kernel::KernelSymbolizer;
 use crate::process::{
     lookup_addr, ModuleFailure, ProcessSymbolizer, SymbolCache, SymbolizeOptions,
@@ -118,6 +118,17 @@ pub struct FoldStats {
     pub failed_modules: Vec<ModuleFailure>,
     /// Why kernel frames are unnamed, if kernel symbols were unavailable.
     pub kernel_error: Option<String>,
+    /// Samples whose user stack was cut short and rooted at `[truncated]`
+    /// (the frames dropped are not counted in `frames`).
+    pub truncated_stacks: u64,
+    /// Samples with user frames whose user stack reached the outermost
+    /// frame of a thread: a process or thread start function (`_start`,
+    /// `__libc_start_main`, `__libc_start_call_main`, `start_thread`,
+    /// `clone`/`clone3`, `main`, Go's `runtime.goexit`, `runtime.mstart`,
+    /// `runtime.rt0_go`).
+    pub complete_user_stacks: u64,
+    /// Samples with at least one user frame.
+    pub user_stacks: u64,
 }
 
 impl FoldStats {
@@ -135,6 +146,34 @@ impl FoldStats {
     pub fn named_kernel_share(&self) -> f64 {
         share(self.named_kernel_frames, self.kernel_frames)
     }
+
+    /// Share of user stacks that reach a thread's outermost frame.
+    pub fn complete_user_share(&self) -> f64 {
+        share(self.complete_user_stacks, self.user_stacks)
+    }
+}
+
+/// Whether `name` is a function a thread's stack starts in (its outermost
+/// frame, or one just above it).
+pub fn is_outermost_frame(name: &str) -> bool {
+    matches!(
+        name,
+        "_start"
+            | "__libc_start_main"
+            | "__libc_start_call_main"
+            | "start_thread"
+            | "clone"
+            | "clone3"
+            | "__clone"
+            | "__clone3"
+            | "main"
+            | "runtime.goexit"
+            | "runtime.goexit.abi0"
+            | "runtime.mstart"
+            | "runtime.mstart.abi0"
+            | "runtime.rt0_go"
+            | "runtime.rt0_go.abi0"
+    )
 }
 
 fn share(part: u64, whole: u64) -> f64 {
@@ -145,9 +184,19 @@ fn share(part: u64, whole: u64) -> f64 {
     }
 }
 
-/// A symbolized address: its folded text (`f;g` when inlined functions are
-/// expanded) and whether it got a name.
-type Named = (String, bool);
+/// A symbolized address.
+#[derive(Debug, Clone)]
+struct Named {
+    /// Folded text (`f;g` when inlined functions are expanded).
+    text: String,
+    /// It got a name.
+    named: bool,
+    /// It lies in code: an executable mapping, or JIT code a perf map names
+    /// (else a user stack is cut there).
+    in_code: bool,
+    /// Its outermost function starts a thread ([`is_outermost_frame`]).
+    outermost: bool,
+}
 
 /// Symbolizes and folds every sample of `recording` into a profile.
 ///
@@ -220,6 +269,9 @@ pub fn fold(recording: &Recording, opts: &FoldOptions) -> Result<(Profile, FoldS
         stats.named_user_frames += s.named_user_frames;
         stats.kernel_frames += s.kernel_frames;
         stats.named_kernel_frames += s.named_kernel_frames;
+        stats.truncated_stacks += s.truncated_stacks;
+        stats.complete_user_stacks += s.complete_user_stacks;
+        stats.user_stacks += s.user_stacks;
     }
     Ok((profile, stats))
 }
@@ -254,7 +306,15 @@ fn folded_frames(frames: &[Frame]) -> Named {
         .map(Frame::folded_name)
         .collect::<Vec<_>>()
         .join(";");
-    (text, named)
+    let outermost = frames
+        .first()
+        .is_some_and(|f| f.named && is_outermost_frame(&f.name));
+    Named {
+        text,
+        named,
+        in_code: true,
+        outermost,
+    }
 }
 
 fn symbolize_kernel(
@@ -327,12 +387,24 @@ fn symbolize_user(
         }
     };
     let frames = sym.symbolize(&addrs);
+    // Without recorded mappings nothing is known to lie outside code.
+    let mappings = info.map(|i| i.mappings.as_slice()).unwrap_or_default();
     let map = addrs
         .into_iter()
         .zip(frames)
-        .map(|(a, f)| (a, folded_frames(&f)))
+        .map(|(a, f)| {
+            let mut named = folded_frames(&f);
+            let jit = f.iter().any(|f| f.kind == FrameKind::Jit);
+            named.in_code = mappings.is_empty() || jit || in_mappings(mappings, a);
+            (a, named)
+        })
         .collect();
     (map, sym.failures().to_vec())
+}
+
+fn in_mappings(mappings: &[nflame_sampler::Mapping], addr: u64) -> bool {
+    let i = mappings.partition_point(|m| m.start <= addr);
+    i.checked_sub(1).is_some_and(|i| addr < mappings[i].end)
 }
 
 /// The process frame's text.
@@ -359,13 +431,14 @@ fn fold_process(
     kernel: &FxHashMap<u64, Named>,
     opts: &FoldOptions,
 ) -> Result<(Profile, FoldStats), Error> {
-    type Key = (u32, (usize, usize), (usize, usize));
+    type Key = (u32, (usize, usize), bool, (usize, usize));
     let mut stacks: FxHashMap<Key, (u64, u64, &RawSample)> = FxHashMap::default();
     for &s in samples {
         let tid = if opts.per_thread { s.tid } else { 0 };
         let key = (
             tid,
             half_key(&s.user, opts.user),
+            opts.user && s.user_truncated,
             half_key(&s.kernel, opts.kernel),
         );
         let weight = match opts.weight {
@@ -383,11 +456,16 @@ fn fold_process(
     } else {
         comm.clone()
     };
-    let unknown = (crate::frame::UNKNOWN.to_owned(), false);
+    let unknown = Named {
+        text: crate::frame::UNKNOWN.to_owned(),
+        named: false,
+        in_code: true,
+        outermost: false,
+    };
     let mut profile = Profile::new();
     let mut stats = FoldStats::default();
     let mut line = String::new();
-    for ((tid, _, _), (weight, count, s)) in stacks {
+    for ((tid, _, truncated, _), (weight, count, s)) in stacks {
         line.clear();
         let mut push = |text: &str| {
             if !line.is_empty() {
@@ -406,20 +484,37 @@ fn fold_process(
                 .unwrap_or_else(|| comm.clone());
             push(&format!("{name}-{tid}"));
         }
-        if opts.user {
-            for (i, &a) in s.user.iter().enumerate().rev() {
-                let (text, named) = user.get(&lookup_addr(i, a)).unwrap_or(&unknown);
-                push(text);
+        if opts.user && !s.user.is_empty() {
+            let frames: Vec<&Named> = s
+                .user
+                .iter()
+                .enumerate()
+                .map(|(i, &a)| user.get(&lookup_addr(i, a)).unwrap_or(&unknown))
+                .collect();
+            // Leaf first: keep frames up to the first one outside code.
+            let kept = frames.iter().position(|n| !n.in_code);
+            let truncated = truncated || kept.is_some();
+            let frames = &frames[..kept.unwrap_or(frames.len())];
+            if truncated {
+                push(crate::frame::TRUNCATED);
+                stats.truncated_stacks += count;
+            }
+            for n in frames.iter().rev() {
+                push(&n.text);
                 stats.user_frames += count;
-                stats.named_user_frames += if *named { count } else { 0 };
+                stats.named_user_frames += if n.named { count } else { 0 };
+            }
+            stats.user_stacks += count;
+            if !truncated && frames.iter().rev().take(3).any(|n| n.outermost) {
+                stats.complete_user_stacks += count;
             }
         }
         if opts.kernel {
             for (i, &a) in s.kernel.iter().enumerate().rev() {
-                let (text, named) = kernel.get(&lookup_addr(i, a)).unwrap_or(&unknown);
-                push(text);
+                let n = kernel.get(&lookup_addr(i, a)).unwrap_or(&unknown);
+                push(&n.text);
                 stats.kernel_frames += count;
-                stats.named_kernel_frames += if *named { count } else { 0 };
+                stats.named_kernel_frames += if n.named { count } else { 0 };
             }
         }
         if line.is_empty() {

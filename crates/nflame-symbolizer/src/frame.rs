@@ -13,6 +13,12 @@ use nflame_profile::{JIT_SUFFIX, KERNEL_SUFFIX};
 /// The placeholder for a frame whose address lies in no known code.
 pub const UNKNOWN: &str = "[unknown]";
 
+/// The marker at the root of a user stack that was cut short: the unwinder
+/// ran out of copied stack, or the walk reached an address outside every
+/// executable mapping (garbage: what follows would be a chain of
+/// `[unknown]` frames). Written once, instead of those frames.
+pub const TRUNCATED: &str = "[truncated]";
+
 /// The placeholder perf uses for an unnamed kernel frame when kernel symbols
 /// could not be read at all.
 pub const KERNEL_MODULE: &str = "[kernel.kallsyms]";

@@ -21,6 +21,12 @@
 //!   addresses are deduplicated before lookup and each distinct stack is
 //!   written once.
 //!
+//! A user stack that ends in an address outside every executable mapping
+//! (a frame-pointer walk through code without frame pointers ends in
+//! garbage), or that the sampler's DWARF unwinder could not finish
+//! ([`nflame_sampler::RawSample::user_truncated`]), is cut there and rooted
+//! at one [`TRUNCATED`] frame.
+//!
 //! Names are demangled (Rust, C++). A frame without a symbol is still a frame:
 //! `[libfoo.so]` (the module's basename, like perf) or `[unknown]`. Kernel
 //! frames carry `_[k]`, JIT frames `_[j]`. Return addresses (every frame but
@@ -55,8 +61,10 @@ mod perf_map;
 mod process;
 
 pub use error::Error;
-pub use fold::{fold, FoldOptions, FoldStats, Weight};
-pub use frame::{module_placeholder, sanitize, Frame, FrameKind, KERNEL_MODULE, UNKNOWN};
+pub use fold::{fold, is_outermost_frame, FoldOptions, FoldStats, Weight};
+pub use frame::{
+    module_placeholder, sanitize, Frame, FrameKind, KERNEL_MODULE, TRUNCATED, UNKNOWN,
+};
 pub use kernel::KernelSymbolizer;
 pub use maps::{parse_maps, read_proc_maps};
 pub use perf_map::PerfMap;

@@ -1,0 +1,476 @@
+//! DWARF unwinding of copied user stacks, during the recording.
+//!
+//! With [`crate::CallGraph::Dwarf`] or `Auto`, every sample carries the user
+//! registers (ip, sp, bp) and a copy of the user stack from `sp` up. This
+//! module turns them into return addresses with `framehop`, using each
+//! mapped binary's call-frame information (`.eh_frame` with its
+//! `.eh_frame_hdr` index, else `.debug_frame`), and frame pointers for code
+//! without any (JIT code, stripped Go). It runs in the recorder's drain loop,
+//! so the stack bytes are dropped as soon as a sample is unwound: a sample
+//! costs the same few dozen bytes as a frame-pointer one, however much stack
+//! was copied, and the binaries are read while the process (and its mount
+//! namespace) still exists.
+//!
+//! It owns: reading unwind sections (once per file, keyed by device and
+//! inode, shared by every process mapping that file; the vDSO from our own
+//! image, which is the same on one kernel), one `framehop` unwinder per
+//! process (rebuilt when its mappings change), and deciding whether an
+//! unwound stack is complete or was cut short. It does not decide which
+//! samples or processes are recorded ([`crate::tracker`] does).
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::ops::Range;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use framehop::x86_64::{CacheX86_64, UnwindRegsX86_64, UnwinderX86_64};
+use framehop::{Error as UnwindError, ExplicitModuleSectionInfo, Module, Unwinder};
+use object::read::ReadCache;
+use object::{Object, ObjectSection, ObjectSegment, SegmentFlags};
+
+use crate::event::UserRegs;
+use crate::types::Mapping;
+
+/// Section bytes shared between the modules of every process mapping a file.
+type Bytes = Arc<[u8]>;
+
+/// Most frames we follow in one stack (a runaway loop guard).
+const MAX_FRAMES: usize = 1024;
+
+/// How an unwind ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// The unwinder found the outermost frame (`_start`, a thread start, a
+    /// Go `goexit`: return address undefined or frame pointer 0).
+    Complete,
+    /// Cut short: the copied stack bytes ran out, or a return address lay
+    /// outside every executable mapping (that address was dropped).
+    Truncated,
+    /// It stopped for another reason (no caller could be recovered); the
+    /// stack may or may not be complete, as with a frame-pointer walk.
+    Ended,
+}
+
+/// One sample's user stack to unwind.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StackSample<'a> {
+    pub(crate) pid: u32,
+    /// Changes whenever `mappings` do.
+    pub(crate) generation: u64,
+    /// The process's executable mappings, sorted.
+    pub(crate) mappings: &'a [Mapping],
+    pub(crate) regs: UserRegs,
+    /// The bytes copied from `regs.sp` up.
+    pub(crate) stack: &'a [u8],
+    /// How many bytes were asked for.
+    pub(crate) requested: usize,
+}
+
+/// Something that unwinds user stacks; the tracker holds one.
+pub(crate) trait StackUnwinder {
+    /// Unwinds `sample`: writes the instruction pointer, then return
+    /// addresses, into `out` (cleared first).
+    fn unwind(&mut self, sample: StackSample<'_>, out: &mut Vec<u64>) -> Outcome;
+
+    /// Drops what is kept for `pid` (it exited).
+    fn forget(&mut self, pid: u32);
+}
+
+/// The unwind sections of one binary, as read from its file.
+#[derive(Debug, Default)]
+struct FileSections {
+    eh_frame: Option<(Range<u64>, Bytes)>,
+    eh_frame_hdr: Option<(Range<u64>, Bytes)>,
+    debug_frame: Option<Bytes>,
+    text: Option<Range<u64>>,
+    got: Option<Range<u64>>,
+    /// Executable PT_LOAD segments: (file offset, file size, virtual address).
+    segments: Vec<(u64, u64, u64)>,
+}
+
+impl FileSections {
+    fn read(path: &Path) -> Option<FileSections> {
+        let file = File::open(path).ok()?;
+        let cache = ReadCache::new(file);
+        let elf = object::File::parse(&cache).ok()?;
+        Self::from_object(&elf)
+    }
+
+    fn from_bytes(data: &[u8]) -> Option<FileSections> {
+        let elf = object::File::parse(data).ok()?;
+        Self::from_object(&elf)
+    }
+
+    fn from_object<'d, R: object::ReadRef<'d>>(elf: &object::File<'d, R>) -> Option<FileSections> {
+        if elf.architecture() != object::Architecture::X86_64 {
+            return None;
+        }
+        let section = |name: &str| {
+            let s = elf.section_by_name(name)?;
+            let data: Bytes = Arc::from(s.data().ok()?);
+            Some((s.address()..s.address() + s.size(), data))
+        };
+        let range = |name: &str| {
+            elf.section_by_name(name)
+                .map(|s| s.address()..s.address() + s.size())
+        };
+        let segments = elf
+            .segments()
+            .filter(|s| match s.flags() {
+                SegmentFlags::Elf { p_flags, .. } => p_flags.contains(object::elf::PF_X),
+                _ => true,
+            })
+            .map(|s| {
+                let (offset, size) = s.file_range();
+                (offset, size, s.address())
+            })
+            .collect();
+        Some(FileSections {
+            eh_frame: section(".eh_frame"),
+            eh_frame_hdr: section(".eh_frame_hdr"),
+            debug_frame: section(".debug_frame").map(|(_, d)| d),
+            text: range(".text"),
+            got: range(".got"),
+            segments,
+        })
+    }
+
+    /// The load bias (actual minus stated address) of a mapping of this file
+    /// at `start` with file offset `offset`.
+    fn bias(&self, start: u64, offset: u64) -> Option<u64> {
+        let &(p_offset, _, p_vaddr) = self.segments.iter().find(|&&(o, size, _)| {
+            // Mappings start at page boundaries, segments need not.
+            (o & !0xfff) <= offset && offset < o + size.max(1)
+        })?;
+        // start corresponds to stated address p_vaddr + (offset - p_offset).
+        Some(
+            start
+                .wrapping_sub(p_vaddr)
+                .wrapping_add(p_offset)
+                .wrapping_sub(offset),
+        )
+    }
+
+    fn module(&self, name: String, avma: Range<u64>, bias: u64) -> Module<Bytes> {
+        let info = ExplicitModuleSectionInfo {
+            base_svma: 0,
+            text_svma: self.text.clone(),
+            got_svma: self.got.clone(),
+            eh_frame_svma: self.eh_frame.as_ref().map(|(r, _)| r.clone()),
+            eh_frame: self.eh_frame.as_ref().map(|(_, d)| Arc::clone(d)),
+            eh_frame_hdr_svma: self.eh_frame_hdr.as_ref().map(|(r, _)| r.clone()),
+            eh_frame_hdr: self.eh_frame_hdr.as_ref().map(|(_, d)| Arc::clone(d)),
+            debug_frame: self.debug_frame.clone(),
+            ..ExplicitModuleSectionInfo::default()
+        };
+        Module::new(name, avma, bias, info)
+    }
+}
+
+/// Which file a mapping shows, for the section cache.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum FileKey {
+    Inode(u64, u64),
+    Path(PathBuf),
+    Vdso,
+}
+
+/// One process's unwinder, valid for one generation of its mappings.
+struct ProcUnwinder {
+    generation: u64,
+    unwinder: UnwinderX86_64<Bytes>,
+}
+
+/// The real unwinder: framehop with sections read from the mapped files.
+pub(crate) struct DwarfUnwinder {
+    files: HashMap<FileKey, Option<Arc<FileSections>>>,
+    procs: HashMap<u32, ProcUnwinder>,
+    cache: CacheX86_64,
+}
+
+impl std::fmt::Debug for DwarfUnwinder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DwarfUnwinder")
+            .field("files", &self.files.len())
+            .field("procs", &self.procs.len())
+            .finish()
+    }
+}
+
+impl Default for DwarfUnwinder {
+    fn default() -> Self {
+        DwarfUnwinder {
+            files: HashMap::new(),
+            procs: HashMap::new(),
+            cache: CacheX86_64::new(),
+        }
+    }
+}
+
+/// Where to open `mapping` of `pid`: the very file it mapped
+/// (`/proc/PID/map_files`, also inside containers), its mount namespace's
+/// view (`/proc/PID/root/PATH`), then the path itself; a candidate whose
+/// inode differs from the recorded one is used only if no other exists.
+fn open_path(pid: u32, mapping: &Mapping) -> Option<PathBuf> {
+    let recorded = &mapping.path;
+    let mut candidates = vec![PathBuf::from(format!(
+        "/proc/{pid}/map_files/{:x}-{:x}",
+        mapping.start, mapping.end
+    ))];
+    if let Ok(rel) = recorded.strip_prefix("/") {
+        candidates.push(Path::new(&format!("/proc/{pid}/root")).join(rel));
+    }
+    candidates.push(recorded.clone());
+    let mut fallback = None;
+    for c in candidates {
+        let Ok(meta) = std::fs::metadata(&c) else {
+            continue;
+        };
+        if !meta.is_file() {
+            continue;
+        }
+        match mapping.inode {
+            Some(ino) if meta.ino() != ino => {
+                fallback.get_or_insert(c);
+            }
+            _ => return Some(c),
+        }
+    }
+    fallback
+}
+
+/// Our own vDSO image (the same for every 64-bit process on this kernel).
+fn own_vdso() -> Option<Vec<u8>> {
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    let line = maps.lines().find(|l| l.ends_with("[vdso]"))?;
+    let (range, _) = line.split_once(' ')?;
+    let (start, end) = range.split_once('-')?;
+    let start = u64::from_str_radix(start, 16).ok()?;
+    let end = u64::from_str_radix(end, 16).ok()?;
+    let mut buf = vec![0u8; usize::try_from(end.checked_sub(start)?).ok()?];
+    File::open("/proc/self/mem")
+        .ok()?
+        .read_exact_at(&mut buf, start)
+        .ok()?;
+    Some(buf)
+}
+
+fn is_anonymous(path: &Path) -> bool {
+    let text = path.as_os_str().as_encoded_bytes();
+    text.is_empty() || text.starts_with(b"//anon") || text.starts_with(b"[anon")
+}
+
+impl DwarfUnwinder {
+    fn sections(&mut self, pid: u32, m: &Mapping) -> Option<Arc<FileSections>> {
+        let key = if m.path == Path::new("[vdso]") {
+            FileKey::Vdso
+        } else if is_anonymous(&m.path) || m.path.as_os_str().as_encoded_bytes()[0] != b'/' {
+            return None;
+        } else {
+            match (m.dev, m.inode) {
+                (Some(dev), Some(ino)) => FileKey::Inode(dev, ino),
+                _ => FileKey::Path(m.path.clone()),
+            }
+        };
+        if let Some(s) = self.files.get(&key) {
+            return s.clone();
+        }
+        let sections = match key {
+            FileKey::Vdso => own_vdso().and_then(|img| FileSections::from_bytes(&img)),
+            // Not cached when the file cannot be opened: another process
+            // (another mount namespace) may reach it.
+            _ => FileSections::read(&open_path(pid, m)?),
+        }
+        .map(Arc::new);
+        self.files.insert(key, sections.clone());
+        sections
+    }
+
+    fn build(&mut self, pid: u32, generation: u64, mappings: &[Mapping]) -> ProcUnwinder {
+        let mut unwinder = UnwinderX86_64::new();
+        for m in mappings {
+            let Some(sections) = self.sections(pid, m) else {
+                continue;
+            };
+            let Some(bias) = sections.bias(m.start, m.offset) else {
+                continue;
+            };
+            let name = m.path.to_string_lossy().into_owned();
+            unwinder.add_module(sections.module(name, m.start..m.end, bias));
+        }
+        ProcUnwinder {
+            generation,
+            unwinder,
+        }
+    }
+}
+
+/// Whether `addr` lies in one of the sorted, non-overlapping `mappings`.
+fn in_mappings(mappings: &[Mapping], addr: u64) -> bool {
+    let i = mappings.partition_point(|m| m.start <= addr);
+    i.checked_sub(1).is_some_and(|i| addr < mappings[i].end)
+}
+
+impl StackUnwinder for DwarfUnwinder {
+    fn unwind(&mut self, sample: StackSample<'_>, out: &mut Vec<u64>) -> Outcome {
+        let StackSample {
+            pid,
+            generation,
+            mappings,
+            regs,
+            stack,
+            requested,
+        } = sample;
+        out.clear();
+        if self
+            .procs
+            .get(&pid)
+            .is_none_or(|p| p.generation != generation)
+        {
+            let built = self.build(pid, generation, mappings);
+            self.procs.insert(pid, built);
+        }
+        let Some(proc) = self.procs.get(&pid) else {
+            return Outcome::Ended;
+        };
+        let sp = regs.sp;
+        let copied_end = sp.saturating_add(stack.len() as u64);
+        let mut read_stack = |addr: u64| -> Result<u64, ()> {
+            let off = usize::try_from(addr.checked_sub(sp).ok_or(())?).map_err(|_| ())?;
+            let bytes = stack.get(off..off.checked_add(8).ok_or(())?).ok_or(())?;
+            Ok(u64::from_le_bytes(bytes.try_into().map_err(|_| ())?))
+        };
+        let mut iter = proc.unwinder.iter_frames(
+            regs.ip,
+            UnwindRegsX86_64::new(regs.ip, regs.sp, regs.bp),
+            &mut self.cache,
+            &mut read_stack,
+        );
+        let check = !mappings.is_empty();
+        loop {
+            match iter.next() {
+                Ok(Some(frame)) => {
+                    let addr = match frame {
+                        framehop::FrameAddress::InstructionPointer(a) => a,
+                        framehop::FrameAddress::ReturnAddress(a) => a.get(),
+                    };
+                    if check && !in_mappings(mappings, addr) {
+                        // Garbage: the walk left known code. What follows
+                        // would be more garbage.
+                        return if out.is_empty() {
+                            Outcome::Ended
+                        } else {
+                            Outcome::Truncated
+                        };
+                    }
+                    out.push(addr);
+                    if out.len() >= MAX_FRAMES {
+                        return Outcome::Truncated;
+                    }
+                }
+                Ok(None) => return Outcome::Complete,
+                Err(UnwindError::CouldNotReadStack(addr))
+                    if addr >= copied_end && stack.len() >= requested =>
+                {
+                    return Outcome::Truncated;
+                }
+                Err(_) => return Outcome::Ended,
+            }
+        }
+    }
+
+    fn forget(&mut self, pid: u32) {
+        self.procs.remove(&pid);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bias_of_pie_and_fixed_binaries() {
+        let pie = FileSections {
+            segments: vec![(0x1000, 0x5000, 0x1000)],
+            ..FileSections::default()
+        };
+        assert_eq!(pie.bias(0x5555_0000_1000, 0x1000), Some(0x5555_0000_0000));
+        let fixed = FileSections {
+            segments: vec![(0x2000, 0xc638d, 0x402000)],
+            ..FileSections::default()
+        };
+        assert_eq!(fixed.bias(0x402000, 0x2000), Some(0));
+        // A segment starting mid-page: the mapping starts at the page.
+        let odd = FileSections {
+            segments: vec![(0x1a30, 0x100, 0x2a30)],
+            ..FileSections::default()
+        };
+        assert_eq!(odd.bias(0x7000_1000, 0x1000), Some(0x7000_1000 - 0x2000));
+        assert_eq!(odd.bias(0x7000_1000, 0x9000), None);
+    }
+
+    #[test]
+    fn unwinds_own_stack_through_libc() {
+        // Our own stack, copied like the kernel would, unwound with our own
+        // binaries' .eh_frame: it must reach the thread's start.
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        let mappings = crate::procfs::parse_maps(&maps);
+        let (regs, stack) = capture();
+        let mut u = DwarfUnwinder::default();
+        let mut out = Vec::new();
+        let sample = StackSample {
+            pid: std::process::id(),
+            generation: 1,
+            mappings: &mappings,
+            regs,
+            stack: &stack,
+            requested: stack.len(),
+        };
+        let outcome = u.unwind(sample, &mut out);
+        assert!(out.len() > 5, "{outcome:?} {out:x?}");
+        assert!(out.iter().all(|&a| in_mappings(&mappings, a)));
+        assert_eq!(outcome, Outcome::Complete, "{out:x?}");
+    }
+
+    /// Registers and up to 256 KiB of stack of the current thread, taken in
+    /// a non-inlined function.
+    #[inline(never)]
+    fn capture() -> (UserRegs, Vec<u8>) {
+        let (ip, sp, bp): (u64, u64, u64);
+        // SAFETY: reads rip, rsp and rbp into registers; no memory is touched.
+        unsafe {
+            std::arch::asm!(
+                "lea {ip}, [rip]",
+                "mov {sp}, rsp",
+                "mov {bp}, rbp",
+                ip = out(reg) ip,
+                sp = out(reg) sp,
+                bp = out(reg) bp,
+            );
+        }
+        // Copy the stack from sp up to the end of its mapping.
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        let end = maps
+            .lines()
+            .filter_map(|l| {
+                let (r, _) = l.split_once(' ')?;
+                let (a, b) = r.split_once('-')?;
+                Some((
+                    u64::from_str_radix(a, 16).ok()?,
+                    u64::from_str_radix(b, 16).ok()?,
+                ))
+            })
+            .find(|&(a, b)| a <= sp && sp < b)
+            .unwrap()
+            .1;
+        let len = (end - sp).min(256 << 10) as usize;
+        let mut stack = vec![0u8; len];
+        File::open("/proc/self/mem")
+            .unwrap()
+            .read_exact_at(&mut stack, sp)
+            .unwrap();
+        (UserRegs { ip, sp, bp }, stack)
+    }
+}

@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# DWARF unwinding, measured on the lab's nginx (+ libnginx-mod-http-lua) under wrk.
+#
+#   scripts/bench-dwarf.sh            all measurements below, one summary at the end
+#
+# 1. Throughput kept: wrk alone vs wrk while nflame records the nginx workers at
+#    999 Hz with DWARF unwinding (alternating, ROUNDS times, SECS seconds each).
+# 2. Complete user stacks (reaching _start / __libc_start_main / main) of the workers:
+#    nflame (auto, dwarf) vs `perf record -g` (frame pointers) on the same load.
+# 3. Post-processing: `perf script` on a `perf record --call-graph dwarf` recording of
+#    LONG seconds vs nflame's fold of a recording of the same length (the unwinding
+#    itself happens while nflame records; its CPU time is reported too).
+# 4. User-stack size: completeness, recorder CPU and throughput for 4, 8, 16, 32 KiB.
+#
+# Needs root, perf, wrk, nginx, libnginx-mod-http-lua (scripts/lab.sh brings the lab up
+# on 127.0.0.1 and addresses it creates; it is left up if it was up, else taken down).
+# Environment (defaults): ROUNDS=3 SECS=10 LONG=30 FREQ=999 WRK_CONNS=32 NGINX_WORKERS=2
+
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROUNDS=${ROUNDS:-3}
+SECS=${SECS:-10}
+LONG=${LONG:-30}
+FREQ=${FREQ:-999}
+CONNS=${WRK_CONNS:-32}
+export NGINX_WORKERS=${NGINX_WORKERS:-2}
+URL=http://127.0.0.1:${PORT_HOST:-18080}/
+OUT=$(mktemp -d /tmp/nflame-bench-dwarf.XXXXXX)
+LAB_WAS_UP=0
+
+cleanup() {
+    if [[ $LAB_WAS_UP == 0 ]]; then scripts/lab.sh down >/dev/null 2>&1 || true; fi
+    rm -rf "$OUT"
+}
+trap cleanup EXIT
+
+for t in perf wrk nginx cargo; do
+    command -v $t >/dev/null || { echo "bench-dwarf.sh: $t is missing" >&2; exit 1; }
+done
+[[ $(id -u) == 0 ]] || { echo "bench-dwarf.sh: needs root" >&2; exit 1; }
+
+if scripts/lab.sh status 2>/dev/null | grep -q "mode host: .* answers"; then
+    LAB_WAS_UP=1
+else
+    scripts/lab.sh up >/dev/null
+fi
+cargo build -q --release -p nflame-symbolizer --example nflame-unwind
+NFLAME=target/release/examples/nflame-unwind
+
+master=$(cat "${LAB_STATE:-/run/nflame-lab}/nginx-host/nginx.pid")
+WORKERS=$(pgrep -P "$master" | paste -sd' ')
+WORKERS_CSV=${WORKERS// /,}
+echo "nginx workers: $WORKERS (master $master); $(nproc) CPUs; wrk -t1 -c$CONNS"
+
+rps() { awk '/Requests\/sec/ {print $2}' "$1"; }
+field() { tr ' ' '\n' <"$1" | awk -F= -v k="$2" '$1 == k {print $2; exit}'; }
+
+# Load for $1 seconds in the background, output to $2.
+load() { wrk -t1 -c"$CONNS" -d"$1"s "$URL" >"$2" & }
+
+# Records the workers with nflame for $2 s under load; $1 = call graph; writes $3.
+nflame_run() {
+    load $(($2 + 2)) "$3.wrk"
+    sleep 1
+    $NFLAME --call-graph "$1" --freq "$FREQ" "$2" $WORKERS | grep '^total' >"$3"
+    wait
+}
+
+# Share of perf-script samples with user frames whose outermost user frame starts
+# the thread.
+perf_complete() {
+    perf script -i "$1" 2>/dev/null | awk '
+        BEGIN { RS = "" }
+        {
+            n = split($0, L, "\n"); last = ""; user = 0
+            for (i = n; i > 1; i--) if (L[i] !~ /kernel\.kallsyms/) { last = L[i]; user = 1; break }
+            if (!user) next
+            total++
+            split(last, f, " "); s = f[2]; sub(/\+0x.*/, "", s)
+            if (s ~ /^(_start|__libc_start_main.*|__libc_start_call_main|main|start_thread|clone3?|__clone3?)$/) ok++
+        }
+        END { printf "%.4f %d\n", ok / total, total }'
+}
+
+wrk -t1 -c"$CONNS" -d3s "$URL" >/dev/null # warm up
+
+echo "== 1. throughput kept (${ROUNDS} x ${SECS} s each, alternating)"
+base=() rec=()
+for r in $(seq "$ROUNDS"); do
+    wrk -t1 -c"$CONNS" -d"$SECS"s "$URL" >"$OUT/base$r"
+    base+=("$(rps "$OUT/base$r")")
+    nflame_run dwarf $((SECS - 2)) "$OUT/rec$r"
+    rec+=("$(rps "$OUT/rec$r.wrk")")
+    echo "round $r: alone ${base[-1]} req/s, recorded ${rec[-1]} req/s; $(cat "$OUT/rec$r")"
+done
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
+B=$(median "${base[@]}")
+R=$(median "${rec[@]}")
+KEPT=$(awk -v b="$B" -v r="$R" 'BEGIN {printf "%.1f", 100 * r / b}')
+
+echo "== 2. complete user stacks"
+nflame_run auto "$SECS" "$OUT/auto"
+NF_AUTO=$(field "$OUT/auto" complete)
+load $((SECS + 2)) "$OUT/fp.wrk"
+sleep 1
+perf record -q -F "$FREQ" -g -o "$OUT/fp.data" -p "$WORKERS_CSV" -- sleep "$SECS" 2>/dev/null
+wait
+read -r PERF_FP PERF_FP_N < <(perf_complete "$OUT/fp.data")
+echo "nflame auto: $NF_AUTO; perf -g: $PERF_FP ($PERF_FP_N samples)"
+
+echo "== 3. post-processing of a ${LONG} s recording"
+load $((LONG + 2)) "$OUT/pd.wrk"
+sleep 1
+perf record -q -F "$FREQ" --call-graph dwarf -o "$OUT/dw.data" -p "$WORKERS_CSV" -- sleep "$LONG" 2>/dev/null
+wait
+PERF_DATA_MB=$(du -m "$OUT/dw.data" | cut -f1)
+t0=$(date +%s.%N)
+perf script -i "$OUT/dw.data" >"$OUT/dw.txt" 2>/dev/null
+t1=$(date +%s.%N)
+PERF_SCRIPT=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", b - a}')
+read -r PERF_DW PERF_DW_N < <(perf_complete "$OUT/dw.data")
+nflame_run dwarf "$LONG" "$OUT/long"
+FOLD=$(field "$OUT/long" fold_s)
+RCPU=$(field "$OUT/long" record_cpu_s)
+echo "perf script: $PERF_SCRIPT s for $PERF_DW_N samples (${PERF_DATA_MB} MB; complete $PERF_DW)"
+echo "nflame: fold $FOLD s, recorder CPU $RCPU s; $(cat "$OUT/long")"
+
+echo "== 4. user-stack size"
+for size in 4096 8192 16384 32768; do
+    nflame_run "dwarf,$size" "$SECS" "$OUT/s$size"
+    echo "$size bytes: complete $(field "$OUT/s$size" complete), recorder CPU $(field "$OUT/s$size" record_cpu_s) s, $(rps "$OUT/s$size.wrk") req/s"
+done
+
+echo
+echo "== summary"
+echo "throughput: alone $B req/s, recorded (dwarf, $FREQ Hz) $R req/s: ${KEPT}% kept"
+echo "complete worker stacks: nflame auto $NF_AUTO, nflame dwarf $(field "$OUT/long" complete), perf -g $PERF_FP, perf --call-graph dwarf $PERF_DW"
+echo "post-processing ($LONG s): perf script $PERF_SCRIPT s; nflame fold $FOLD s ($(awk -v p="$PERF_SCRIPT" -v f="$FOLD" 'BEGIN {printf "1/%.1f", p / f}')), + recorder CPU $RCPU s ($(awk -v p="$PERF_SCRIPT" -v f="$FOLD" -v c="$RCPU" 'BEGIN {printf "1/%.1f", p / (f + c)}') all in)"
