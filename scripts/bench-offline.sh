@@ -9,7 +9,7 @@
 #   diff:     nflame diff -o SVG     vs inferno-diff-folded | inferno-flamegraph
 #   diff-text:nflame diff (report)   vs inferno-diff-folded           (folded diff only)
 #
-# Needs: cargo, hyperfine (apt-get install hyperfine), python3. inferno is installed with
+# Needs: cargo, python3. inferno is installed with
 # `cargo install inferno` into $INFERNO_ROOT (default /tmp/nflame-inferno) when missing.
 # Knobs: PERF_MB (size of the perf script input, default 400), FOLDED_LINES (default 1000000),
 # RUNS (default 5).
@@ -25,14 +25,13 @@ if [[ $# -ge 1 ]]; then work=$1; mkdir -p "$work"; keep=1; else work=$(mktemp -d
 cleanup() { [[ $keep == 1 ]] || rm -rf "$work"; }
 trap cleanup EXIT
 
-command -v hyperfine >/dev/null || { echo "bench: hyperfine is missing (apt-get install hyperfine)" >&2; exit 1; }
 if [[ ! -x $inferno_root/bin/inferno-flamegraph ]]; then
   echo "bench: installing inferno into $inferno_root"
   cargo install --quiet inferno --root "$inferno_root"
 fi
 inf=$inferno_root/bin
 (cd "$root" && cargo build --quiet --release -p nflame)
-nflame=$root/target/release/nflame
+nflame=${CARGO_TARGET_DIR:-$root/target}/release/nflame
 
 # Inputs, made from real recordings.
 if [[ ! -s $work/large.perf.txt ]]; then
@@ -59,10 +58,21 @@ fi
 echo "inputs: $(du -h "$perf_in" | cut -f1) perf script ($(basename "$perf_in")), $(wc -l < "$work/before.folded") folded lines ($(du -h "$work/before.folded" | cut -f1)) per diff side"
 echo "machine: $(nproc) cores, $(uname -r), $(date -u +%Y-%m-%dT%H:%MZ)"
 
+# Each pair of commands is run alternately (nflame, inferno, nflame, …) after one
+# warm-up each, so that load from elsewhere on a shared machine hits both alike.
 bench() { # name, nflame command, inferno command
-  local name=$1
-  hyperfine --style none --warmup 1 --runs "$runs" --export-json "$work/$name.json" \
-    -n nflame "$2" -n inferno "$3" >/dev/null
+  python3 - "$work/$1.json" "$runs" "$2" "$3" <<'PY'
+import json, subprocess, sys, time
+out, runs, cmds = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+times = [[] for _ in cmds]
+for rnd in range(runs + 1):
+    for i, c in enumerate(cmds):
+        t = time.perf_counter()
+        subprocess.run(c, shell=True, check=True, stdout=subprocess.DEVNULL)
+        if rnd > 0:
+            times[i].append(time.perf_counter() - t)
+json.dump({"results": [{"command": n, "times": t} for n, t in zip(["nflame", "inferno"], times)]}, open(out, "w"))
+PY
 }
 bench collapse "$nflame collapse $perf_in -o $work/n.folded" \
   "$inf/inferno-collapse-perf --all $perf_in > $work/i.folded"

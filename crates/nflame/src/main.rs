@@ -57,7 +57,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Verbosity::Normal
     };
     match cli.command {
-        Command::Record(a) => record::run(a),
+        Command::Record(a) => record::run(a, verbosity),
         Command::Render(a) => render(a),
         Command::Diff(a) => diff(a),
         Command::Report(a) => report(a),

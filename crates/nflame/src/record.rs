@@ -26,7 +26,9 @@ use clap::{ArgGroup, Args, ValueEnum};
 use nflame_profile::embed::Context;
 use nflame_profile::io::Output;
 use nflame_profile::Profile;
-use nflame_sampler::{EventChoice, Progress, RecordOptions, Recording, StopReason, Target};
+use nflame_sampler::{
+    CallGraph, EventChoice, Progress, RecordOptions, Recording, StopReason, Target, UnwindStats,
+};
 use nflame_symbolizer::{FoldOptions, FoldStats};
 
 use crate::args::RenderArgs;
@@ -83,7 +85,13 @@ pub struct RecordArgs {
     #[arg(last = true, value_name = "CMD", group = "target")]
     pub command: Vec<OsString>,
     /// Samples per second a busy thread gets.
-    #[arg(short = 'F', long, default_value_t = 999, value_name = "HZ")]
+    #[arg(
+        short = 'F',
+        long,
+        default_value_t = 999,
+        value_name = "HZ",
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
     pub freq: u64,
     /// Stop after this many seconds (fractions allowed). Default: until Ctrl-C,
     /// SIGTERM, or the exit of every target (pids, command).
@@ -93,6 +101,14 @@ pub struct RecordArgs {
     /// otherwise the software cpu-clock (auto).
     #[arg(long, value_enum, default_value_t = EventArg::Auto)]
     pub event: EventArg,
+    /// How user stacks are collected: `fp` walks frame pointers (like `perf record -g`,
+    /// cheapest); `dwarf[,BYTES]` copies BYTES (default 16384) of user stack per sample
+    /// and unwinds it with the binaries' DWARF call-frame information (like `perf record
+    /// --call-graph dwarf`), which code built without frame pointers needs (most
+    /// distribution binaries: nginx, libc, LuaJIT); `auto` does both and keeps the
+    /// longer stack.
+    #[arg(long, value_name = "MODE", default_value = "auto", value_parser = parse_call_graph)]
+    pub call_graph: CallGraph,
     /// Only user-space frames (and samples).
     #[arg(long, conflicts_with = "kernel_only")]
     pub user_only: bool,
@@ -146,6 +162,10 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         return Err(format!("`{s}`: give a positive number of seconds"));
     }
     Ok(Duration::from_secs_f64(secs))
+}
+
+fn parse_call_graph(s: &str) -> Result<CallGraph, String> {
+    s.parse()
 }
 
 /// `--event` values.
@@ -209,6 +229,7 @@ impl RecordArgs {
         };
         o.user = !self.kernel_only;
         o.kernel = !self.user_only;
+        o.call_graph = self.call_graph;
         o
     }
 
@@ -227,10 +248,8 @@ impl RecordArgs {
 static SIGNALS: AtomicUsize = AtomicUsize::new(0);
 
 /// Runs `nflame record`.
-pub fn run(args: RecordArgs) -> Result<ExitCode> {
-    if args.freq == 0 {
-        bail!("--freq must be at least 1 Hz");
-    }
+pub fn run(args: RecordArgs, verbosity: crate::Verbosity) -> Result<ExitCode> {
+    let quiet = verbosity == crate::Verbosity::Quiet;
     let rec_opts = args.record_options();
     let fold_opts = args.fold_options();
     let render_opts = args.render.into_options("On-CPU Flame Graph");
@@ -249,7 +268,7 @@ pub fn run(args: RecordArgs) -> Result<ExitCode> {
     let mut outputs = Vec::with_capacity(paths.len());
     for p in &paths {
         let format = Format::of(p)?;
-        let out = Output::create(p).with_context(|| "checking the outputs before recording")?;
+        let out = Output::create(p).map_err(|e| output_error(p, e))?;
         outputs.push((format, out));
     }
 
@@ -265,6 +284,7 @@ pub fn run(args: RecordArgs) -> Result<ExitCode> {
     }
 
     let mut status = StatusLine::new();
+    status.enabled &= !quiet;
     if status.enabled {
         let end = match (rec_opts.duration, &rec_opts.target) {
             (Some(d), _) => format!("for {}", secs(d)),
@@ -297,7 +317,6 @@ pub fn run(args: RecordArgs) -> Result<ExitCode> {
     if abandoned() {
         return Ok(interrupted());
     }
-
     let mut render_opts = render_opts;
     render_opts.context = Some(context(&recording, &rec_opts.target));
     let mut written = Vec::new();
@@ -343,7 +362,9 @@ pub fn run(args: RecordArgs) -> Result<ExitCode> {
         }
     }
 
-    print_summary(&recording, &stats, &profile, &written);
+    if !quiet {
+        print_summary(&recording, &stats, &profile, &written);
+    }
     for f in &failures {
         eprintln!("nflame: error: {f}");
     }
@@ -352,6 +373,21 @@ pub fn run(args: RecordArgs) -> Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// An output that cannot be created, said plainly (the temporary file's name
+/// would only confuse).
+fn output_error(path: &Path, e: nflame_profile::Error) -> anyhow::Error {
+    if let nflame_profile::Error::Write { source, .. } = &e {
+        if let Some(code) = source.raw_os_error() {
+            return anyhow::anyhow!(
+                "cannot write {}: {} (checked before recording; nothing was recorded)",
+                path.display(),
+                io::Error::from_raw_os_error(code)
+            );
+        }
+    }
+    anyhow::Error::from(e).context("checking the outputs before recording")
 }
 
 fn interrupted() -> ExitCode {
@@ -604,6 +640,21 @@ fn print_summary(rec: &Recording, stats: &FoldStats, profile: &Profile, written:
         stats.named_share() * 100.0
     );
     let _ = writeln!(s, "  stacks     {} distinct", profile.len());
+    if rec.user && stats.user_stacks > 0 {
+        let mut unwind = UnwindStats::default();
+        for p in rec.processes.values() {
+            unwind.add(&p.unwind);
+        }
+        let _ = writeln!(
+            s,
+            "  unwound    {:.1}% of user stacks complete, {} truncated (call graph {}: {} by DWARF, {} by frame pointers)",
+            stats.complete_user_share() * 100.0,
+            stats.truncated_stacks,
+            rec.call_graph.name(),
+            unwind.dwarf,
+            unwind.frame_pointer
+        );
+    }
     if let Some(status) = rec.command_status {
         let _ = writeln!(s, "  command    exit status {status}");
     }

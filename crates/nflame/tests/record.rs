@@ -91,23 +91,20 @@ impl Workload {
             .arg(mode)
             .arg(seconds.to_string())
             .stdin(Stdio::null())
+            .stdout(Stdio::piped())
             .spawn()
             .expect("workload starts");
-        // Let it block SIGUSR1 (then wait for it) before anyone signals it.
-        let usr1 = 1u64 << (libc::SIGUSR1 - 1);
-        wait_until(Duration::from_secs(5), || {
-            std::fs::read_to_string(format!("/proc/{}/status", child.id())).is_ok_and(|s| {
-                s.lines()
-                    .find_map(|l| l.strip_prefix("SigBlk:"))
-                    .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
-                    .is_some_and(|m| m & usr1 != 0)
-            })
-        });
-        Workload {
+        let mut w = Workload {
             child,
             report,
             _dir: dir,
-        }
+        };
+        // It prints "ready" once SIGUSR1 is blocked and awaited.
+        let mut line = String::new();
+        let stdout = w.child.stdout.as_mut().unwrap();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).unwrap();
+        assert_eq!(line, "ready\n", "workload did not start");
+        w
     }
 
     fn pid(&self) -> u32 {
