@@ -2,7 +2,7 @@
 # Installs the Debian packages nflame's tests and lab use (needs root and apt-get).
 # Skips apt entirely when everything is already there.
 set -euo pipefail
-packages=(gcc g++ linux-perf nginx libnginx-mod-http-lua wrk iproute2 iptables docker.io golang-go protobuf-compiler golang-github-google-pprof-dev chromium hyperfine)
+packages=(gcc g++ linux-perf nginx libnginx-mod-http-lua wrk iproute2 iptables procps docker.io golang-go protobuf-compiler golang-github-google-pprof-dev chromium hyperfine)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -21,6 +21,12 @@ else
   if [[ " ${missing[*]} " == *" nginx "* ]]; then
     systemctl stop nginx 2>/dev/null || service nginx stop 2>/dev/null || true
   fi
+fi
+
+# The lab (scripts/lab.sh) runs Debian's docker-proxy standalone; docker.io ships it.
+if ! [ -x /usr/sbin/docker-proxy ] && ! command -v docker-proxy >/dev/null 2>&1; then
+  echo "install-deps: docker.io is installed but /usr/sbin/docker-proxy is missing (the lab needs it)" >&2
+  exit 1
 fi
 
 # playwright-core drives Debian's chromium in the HTML report tests (no browser download).

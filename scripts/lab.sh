@@ -24,9 +24,14 @@
 # Host-wide settings are not changed: route_localnet is set on nflbr0 only (the kernel
 # ORs the per-device and `all` values), which disappears with the bridge.
 #
+# iptables: Debian 12's `iptables` is iptables-nft (nf_tables backend); kernels or
+# containers without nf_tables still have the legacy backend. `up` uses the first of
+# $IPTABLES, iptables, iptables-nft, iptables-legacy that can list the nat table, and
+# remembers it for `down`, which also cleans up with every other backend present.
+#
 # Environment (defaults): LAB_STATE=/run/nflame-lab LAB_NET=10.213.77
 #   PORT_HOST=18080 PORT_NAT=18081 PORT_PROXY=18082 WRK_THREADS=2 WRK_CONNS=64
-#   NGINX_WORKERS=1
+#   NGINX_WORKERS=1 IPTABLES=(auto)
 
 set -euo pipefail
 
@@ -48,6 +53,8 @@ NS_ADDR=$NET.2
 CHAIN=NFLAME-LAB           # nat: DNAT from the published port (Docker's DOCKER chain)
 CHAIN_POST=NFLAME-LAB-POST # nat: MASQUERADE of loopback-sourced traffic
 COMMENT=nflame-lab
+
+IPT=${IPTABLES:-iptables}
 
 die() {
     echo "lab.sh: $*" >&2
@@ -79,6 +86,22 @@ find_lua_module() {
         fi
     done
     die "ngx_http_lua_module.so not found (install: libnginx-mod-http-lua)"
+}
+
+# The iptables command that works here (see the header), or an explanation.
+pick_iptables() {
+    local c
+    for c in ${IPTABLES:-} iptables iptables-nft iptables-legacy; do
+        if command -v "$c" >/dev/null 2>&1 && "$c" -w -t nat -S >/dev/null 2>&1; then
+            echo "$c"
+            return 0
+        fi
+    done
+    command -v iptables >/dev/null 2>&1 || die "iptables is missing (install: iptables)"
+    die "iptables cannot use the nat table with either backend: load the modules \
+(modprobe nf_tables nft_nat, or ip_tables iptable_nat) or pick a backend \
+(update-alternatives --set iptables /usr/sbin/iptables-legacy); error: \
+$(iptables -w -t nat -S 2>&1 | head -1)"
 }
 
 pid_alive() { # PIDFILE
@@ -156,11 +179,11 @@ ipt_rule() { # ADD|DEL TABLE CHAIN RULE...: idempotent add / delete-all-copies
     local op=$1 table=$2 chain=$3
     shift 3
     if [[ $op == ADD ]]; then
-        iptables -w -t "$table" -C "$chain" "$@" 2>/dev/null ||
-            iptables -w -t "$table" -A "$chain" "$@"
+        "$IPT" -w -t "$table" -C "$chain" "$@" 2>/dev/null ||
+            "$IPT" -w -t "$table" -A "$chain" "$@"
     else
-        while iptables -w -t "$table" -C "$chain" "$@" 2>/dev/null; do
-            iptables -w -t "$table" -D "$chain" "$@"
+        while "$IPT" -w -t "$table" -C "$chain" "$@" 2>/dev/null; do
+            "$IPT" -w -t "$table" -D "$chain" "$@"
         done
     fi
 }
@@ -172,14 +195,14 @@ JUMP_POST=(-m comment --comment "$COMMENT" -j "$CHAIN_POST")
 up() {
     [[ $(id -u) == 0 ]] || die "needs root (network namespaces, iptables)"
     need ip iproute2
-    need iptables iptables
+    IPT=$(pick_iptables)
     need nginx "nginx libnginx-mod-http-lua"
     need wrk wrk
     local proxy
     proxy=$(find_docker_proxy)
     mkdir -p "$STATE"
-    printf 'PORT_HOST=%s\nPORT_NAT=%s\nPORT_PROXY=%s\nNET=%s\n' \
-        "$PORT_HOST" "$PORT_NAT" "$PORT_PROXY" "$NET" >"$STATE/ports"
+    printf 'PORT_HOST=%s\nPORT_NAT=%s\nPORT_PROXY=%s\nNET=%s\nIPT=%s\n' \
+        "$PORT_HOST" "$PORT_NAT" "$PORT_PROXY" "$NET" "$IPT" >"$STATE/ports"
 
     # host: nginx in the root namespace on loopback.
     write_nginx_conf "$STATE/nginx-host" "127.0.0.1:$PORT_HOST"
@@ -205,13 +228,13 @@ up() {
     # nat: Docker's rules for a port published on 127.0.0.1 with the userland proxy
     # off. Loopback-sourced packets may only leave by a device with route_localnet.
     sysctl -q -w "net.ipv4.conf.$BR.route_localnet=1"
-    iptables -w -t nat -N "$CHAIN" 2>/dev/null || true
-    iptables -w -t nat -N "$CHAIN_POST" 2>/dev/null || true
-    iptables -w -t nat -F "$CHAIN"
-    iptables -w -t nat -F "$CHAIN_POST"
-    iptables -w -t nat -A "$CHAIN" -d 127.0.0.1/32 ! -i "$BR" -p tcp -m tcp --dport "$PORT_NAT" \
+    "$IPT" -w -t nat -N "$CHAIN" 2>/dev/null || true
+    "$IPT" -w -t nat -N "$CHAIN_POST" 2>/dev/null || true
+    "$IPT" -w -t nat -F "$CHAIN"
+    "$IPT" -w -t nat -F "$CHAIN_POST"
+    "$IPT" -w -t nat -A "$CHAIN" -d 127.0.0.1/32 ! -i "$BR" -p tcp -m tcp --dport "$PORT_NAT" \
         -j DNAT --to-destination "$NS_ADDR:80"
-    iptables -w -t nat -A "$CHAIN_POST" -o "$BR" -m addrtype --src-type LOCAL -j MASQUERADE
+    "$IPT" -w -t nat -A "$CHAIN_POST" -o "$BR" -m addrtype --src-type LOCAL -j MASQUERADE
     ipt_rule ADD nat OUTPUT "${JUMP_OUT[@]}"
     ipt_rule ADD nat POSTROUTING "${JUMP_POST[@]}"
 
@@ -258,14 +281,20 @@ down() {
         done
         ip netns del "$NS"
     fi
-    ipt_rule DEL nat OUTPUT "${JUMP_OUT[@]}"
-    ipt_rule DEL nat POSTROUTING "${JUMP_POST[@]}"
-    local c
-    for c in "$CHAIN" "$CHAIN_POST"; do
-        if iptables -w -t nat -L "$c" -n >/dev/null 2>&1; then
-            iptables -w -t nat -F "$c"
-            iptables -w -t nat -X "$c"
-        fi
+    # The rules, with the backend `up` used first, then any other that has them.
+    load_ports
+    local c ipt
+    for ipt in "$IPT" iptables iptables-nft iptables-legacy; do
+        command -v "$ipt" >/dev/null 2>&1 && "$ipt" -w -t nat -S >/dev/null 2>&1 || continue
+        IPT=$ipt
+        ipt_rule DEL nat OUTPUT "${JUMP_OUT[@]}"
+        ipt_rule DEL nat POSTROUTING "${JUMP_POST[@]}"
+        for c in "$CHAIN" "$CHAIN_POST"; do
+            if "$IPT" -w -t nat -L "$c" -n >/dev/null 2>&1; then
+                "$IPT" -w -t nat -F "$c"
+                "$IPT" -w -t nat -X "$c"
+            fi
+        done
     done
     ip link del "$VETH_HOST" 2>/dev/null || true
     ip link del "$BR" 2>/dev/null || true
@@ -304,7 +333,7 @@ status() {
     echo "namespace: $(ip netns list 2>/dev/null | grep -w "^$NS" || echo absent)"
     echo "bridge:    $(ip -br addr show "$BR" 2>/dev/null || echo absent)"
     echo "veth:      $(ip -br link show "$VETH_HOST" 2>/dev/null || echo absent)"
-    echo "iptables:  $({ iptables -w -t nat -S "$CHAIN" 2>/dev/null || true; } | grep -c DNAT || true) DNAT rule(s) in $CHAIN"
+    echo "iptables:  $({ "$IPT" -w -t nat -S "$CHAIN" 2>/dev/null || true; } | grep -c DNAT || true) DNAT rule(s) in $CHAIN"
     for m in nginx-host/nginx.pid nginx-ns/nginx.pid docker-proxy.pid; do
         if pid_alive "$STATE/$m"; then
             echo "process:   ${m%%[/.]*} running, pid $(cat "$STATE/$m")"

@@ -20,6 +20,9 @@
 //! - `procfs` reads and parses `/proc` and `/sys`.
 //! - `unwind` unwinds copied user stacks with DWARF call-frame information.
 //! - `record` is the loop tying them together.
+//! - [`docker`] finds the processes behind a published Docker port or a
+//!   container (from `/proc`) and labels them, for `nflame record
+//!   --docker-port` / `--container`.
 //!
 //! # How targets are recorded
 //!
@@ -77,8 +80,11 @@
 //! automatically and noted in [`Recording::notes`]); at 1 kernel too; at
 //! 0 or below, system-wide.
 
+pub mod docker;
 mod error;
 mod event;
+#[doc(hidden)]
+pub mod fuzzing;
 mod options;
 mod procfs;
 mod record;

@@ -248,6 +248,57 @@ pub(crate) fn max_sample_rate() -> Option<u64> {
         .ok()
 }
 
+/// The raw bytes of `/proc/PID/cmdline` (arguments separated by NUL).
+pub(crate) fn cmdline(pid: u32) -> Option<Vec<u8>> {
+    fs::read(format!("/proc/{pid}/cmdline")).ok()
+}
+
+/// `/proc/PID/cgroup`.
+pub(crate) fn cgroup(pid: u32) -> Option<String> {
+    fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()
+}
+
+/// `/proc/PID/comm` without its newline.
+pub(crate) fn comm(pid: u32) -> Option<String> {
+    read_comm(Path::new(&format!("/proc/{pid}/comm")))
+}
+
+/// The inode of the network namespace of `pid` (`/proc/PID/ns/net` reads
+/// `net:[4026531840]`).
+pub(crate) fn netns(pid: u32) -> Option<u64> {
+    let link = fs::read_link(format!("/proc/{pid}/ns/net")).ok()?;
+    parse_ns_link(link.to_str()?)
+}
+
+pub(crate) fn parse_ns_link(link: &str) -> Option<u64> {
+    link.strip_prefix("net:[")?.strip_suffix(']')?.parse().ok()
+}
+
+/// `/proc/PID/net/fib_trie`: the IPv4 routing tables of the process's
+/// network namespace, local addresses included.
+pub(crate) fn fib_trie(pid: u32) -> Option<String> {
+    fs::read_to_string(format!("/proc/{pid}/net/fib_trie")).ok()
+}
+
+/// A small text file (`/etc/docker/daemon.json`, a container's `config.v2.json`).
+pub(crate) fn read_text(path: &Path) -> Option<String> {
+    fs::read_to_string(path).ok()
+}
+
+/// The subdirectories of `dir`, by name.
+pub(crate) fn subdirs(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .filter_map(|e| e.file_name().into_string().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
 const CAP_SYS_ADMIN: u32 = 21;
 const CAP_PERFMON: u32 = 38;
 
@@ -312,6 +363,13 @@ ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsysca
         assert_eq!(parse_cpu_list("0-3,5\n"), Some(vec![0, 1, 2, 3, 5]));
         assert_eq!(parse_cpu_list("0\n"), Some(vec![0]));
         assert_eq!(parse_cpu_list("x"), None);
+    }
+
+    #[test]
+    fn namespace_links() {
+        assert_eq!(parse_ns_link("net:[4026531840]"), Some(4_026_531_840));
+        assert_eq!(parse_ns_link("mnt:[4026531840]"), None);
+        assert_eq!(parse_ns_link("net:[x]"), None);
     }
 
     #[test]

@@ -12,6 +12,13 @@ pub enum Error {
          (kernel.kptr_restrict is set, or this user lacks CAP_SYSLOG)"
     )]
     KernelSymbolsHidden,
+    /// `/proc/kallsyms` could not be read.
+    #[error("reading kernel symbols from /proc/kallsyms")]
+    KernelSymbolsRead {
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
     /// No kernel symbols could be read.
     #[error("reading kernel symbols")]
     KernelSymbols {

@@ -2,10 +2,14 @@
 //!
 //! Stages: group samples by process and collect each process's distinct
 //! lookup addresses (and the distinct kernel addresses of the whole
-//! recording); symbolize them — kernel once, processes in parallel with rayon,
-//! one [`SymbolCache`] per rayon task; then merge samples with identical
-//! stacks (the sampler interns stacks, so this is a pointer comparison) and
-//! write each distinct stack once into a [`Profile`].
+//! recording); decide per process where each address is looked up (file and
+//! offset, vDSO, JIT map); symbolize each distinct *file* once with the
+//! offsets of every process that maps it (nginx workers share one libc),
+//! files in parallel with rayon, one [`SymbolCache`] per rayon task, while
+//! the kernel addresses are named from kallsyms (loaded ahead of time by
+//! [`crate::warm_up`] when the caller could); then merge samples with
+//! identical stacks (the sampler interns stacks, so this is a pointer
+//! comparison) and write each distinct stack once into a [`Profile`].
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -16,10 +20,15 @@ use nflame_sampler::{ProcessInfo, RawSample, Recording};
 use rayon::prelude::*;
 use rustc_hash::{FxHashMap, FxHashSet};
 
+use std::path::PathBuf;
+
 use crate::frame::{sanitize, Frame, FrameKind};
-use crate::kernel::KernelSymbolizer;
+use crate::kernel::{symbolize_kernel_addrs, KernelSymbolizer};
+use crate::perf_map::PerfMap;
+use crate::prepare::Prepared;
 use crate::process::{
-    lookup_addr, ModuleFailure, ProcessSymbolizer, SymbolCache, SymbolizeOptions,
+    lookup_addr, symbolize_file, symbolize_vdso, FileId, ModuleFailure, Planned, ProcessSymbolizer,
+    SymbolCache, SymbolizeOptions,
 };
 use crate::Error;
 
@@ -203,7 +212,19 @@ struct Named {
 /// Unreadable modules and missing kernel symbols do not fail the fold: those
 /// frames become `[module]` / `[unknown]` / `[kernel.kallsyms]` and are
 /// reported in [`FoldStats`]. Errors only if the total overflows 64 bits.
+///
+/// Loads kernel symbols itself; [`fold_with`] reuses a [`crate::warm_up`].
 pub fn fold(recording: &Recording, opts: &FoldOptions) -> Result<(Profile, FoldStats), Error> {
+    fold_with(recording, opts, &Prepared::default())
+}
+
+/// [`fold`] with symbol data loaded ahead of time by [`crate::warm_up`]
+/// (typically while the recording ran). Same result as [`fold`].
+pub fn fold_with(
+    recording: &Recording,
+    opts: &FoldOptions,
+    prepared: &Prepared,
+) -> Result<(Profile, FoldStats), Error> {
     let mut grouped: BTreeMap<u32, Vec<&RawSample>> = BTreeMap::new();
     for s in &recording.samples {
         grouped.entry(s.pid).or_default().push(s);
@@ -211,19 +232,20 @@ pub fn fold(recording: &Recording, opts: &FoldOptions) -> Result<(Profile, FoldS
     let by_pid: Vec<(u32, Vec<&RawSample>)> = grouped.into_iter().collect();
     let sym_opts = opts.symbolize_options();
 
-    let ((kernel, kernel_error), users) = rayon::join(
-        || symbolize_kernel(&recording.samples, opts),
+    let ((kernel, kernel_error), (plans, files)) = rayon::join(
+        || symbolize_kernel(&recording.samples, opts, prepared),
         || {
-            by_pid
+            let plans: Vec<UserPlan> = by_pid
                 .par_iter()
                 .map_init(
                     || Rc::new(SymbolCache::new(&sym_opts)),
                     |cache, (pid, samples)| {
-                        let pid = *pid;
-                        symbolize_user(cache, recording.processes.get(&pid), pid, samples, opts)
+                        plan_user(cache, recording.processes.get(pid), *pid, samples, opts)
                     },
                 )
-                .collect::<Vec<_>>()
+                .collect();
+            let files = symbolize_files(&plans, &sym_opts);
+            (plans, files)
         },
     );
 
@@ -233,35 +255,33 @@ pub fn fold(recording: &Recording, opts: &FoldOptions) -> Result<(Profile, FoldS
         kernel_error,
         ..FoldStats::default()
     };
-    for (names, failures) in &users {
-        stats.unique_addresses += names.len() as u64;
-        for f in failures {
-            if !stats.failed_modules.iter().any(|g| g.path == f.path) {
-                stats.failed_modules.push(f.clone());
-            }
+    let failures = plans
+        .iter()
+        .flat_map(|p| &p.failures)
+        .chain(files.values().filter_map(|f| f.failure.as_ref()));
+    for f in failures {
+        if !stats.failed_modules.iter().any(|g| g.path == f.path) {
+            stats.failed_modules.push(f.clone());
         }
     }
 
-    let parts: Vec<Result<(Profile, FoldStats), Error>> = by_pid
+    let parts: Vec<Result<(Profile, FoldStats, u64), Error>> = by_pid
         .par_iter()
-        .zip(users.par_iter())
-        .map(|((pid, samples), (user, _))| {
-            fold_process(
-                recording.processes.get(pid),
-                *pid,
-                samples,
-                user,
-                &kernel,
-                opts,
-            )
+        .zip(plans.par_iter())
+        .map(|((pid, samples), plan)| {
+            let info = recording.processes.get(pid);
+            let user = resolve_user(info, plan, &files, opts);
+            let unique = user.len() as u64;
+            fold_process(info, *pid, samples, &user, &kernel, opts).map(|(p, s)| (p, s, unique))
         })
         .collect();
     let mut profile = Profile::new();
     for part in parts {
-        let (p, s) = part?;
+        let (p, s, unique) = part?;
         if !profile.merge(p) {
             return Err(Error::Overflow);
         }
+        stats.unique_addresses += unique;
         stats.samples += s.samples;
         stats.frames += s.frames;
         stats.named_frames += s.named_frames;
@@ -320,6 +340,7 @@ fn folded_frames(frames: &[Frame]) -> Named {
 fn symbolize_kernel(
     samples: &[RawSample],
     opts: &FoldOptions,
+    prepared: &Prepared,
 ) -> (FxHashMap<u64, Named>, Option<String>) {
     let mut lookups: FxHashSet<u64> = FxHashSet::default();
     if opts.kernel {
@@ -332,7 +353,7 @@ fn symbolize_kernel(
     }
     let mut addrs: Vec<u64> = lookups.into_iter().collect();
     addrs.sort_unstable();
-    let (frames, error) = match KernelSymbolizer::new().symbolize(&addrs) {
+    let (frames, error) = match symbolize_kernel_addrs(prepared.kallsyms(), &addrs) {
         Ok(frames) => (frames, None),
         Err(e) => {
             let frame = KernelSymbolizer::unavailable_frame();
@@ -358,13 +379,24 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
-fn symbolize_user(
+/// One process's distinct user lookup addresses and where each is looked up.
+struct UserPlan {
+    pid: u32,
+    live: bool,
+    /// Sorted, distinct.
+    addrs: Vec<u64>,
+    /// Per address.
+    planned: Vec<Planned>,
+    failures: Vec<ModuleFailure>,
+}
+
+fn plan_user(
     cache: &Rc<SymbolCache>,
     info: Option<&ProcessInfo>,
     pid: u32,
     samples: &[&RawSample],
     opts: &FoldOptions,
-) -> (FxHashMap<u64, Named>, Vec<ModuleFailure>) {
+) -> UserPlan {
     let mut lookups: FxHashSet<u64> = FxHashSet::default();
     if opts.user {
         for_each_distinct(samples.iter().map(|s| &s.user), |stack| {
@@ -372,7 +404,13 @@ fn symbolize_user(
         });
     }
     if lookups.is_empty() {
-        return (FxHashMap::default(), Vec::new());
+        return UserPlan {
+            pid,
+            live: false,
+            addrs: Vec::new(),
+            planned: Vec::new(),
+            failures: Vec::new(),
+        };
     }
     let mut addrs: Vec<u64> = lookups.into_iter().collect();
     addrs.sort_unstable();
@@ -386,20 +424,193 @@ fn symbolize_user(
             ProcessSymbolizer::for_process(Rc::clone(cache), &info)
         }
     };
-    let frames = sym.symbolize(&addrs);
+    let planned = sym.plan(&addrs);
+    UserPlan {
+        pid,
+        live: sym.live(),
+        addrs,
+        planned,
+        failures: sym.failures().to_vec(),
+    }
+}
+
+/// What a file (or the vDSO) is symbolized as, for every process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum FileKey {
+    File(FileId),
+    Vdso,
+}
+
+/// One file's lookups, gathered from every process that maps it.
+#[derive(Default)]
+struct FileJob {
+    /// Paths to open, in order of preference (live paths first).
+    paths: Vec<PathBuf>,
+    /// Paths the processes mapped it at (placeholders, fallback).
+    modules: Vec<PathBuf>,
+    offsets: Vec<u64>,
+}
+
+/// Names of one file's offsets.
+struct FileNames {
+    /// Sorted, distinct.
+    offsets: Vec<u64>,
+    /// Per offset; `None`: unnamed (the module placeholder).
+    frames: Vec<Option<Vec<Frame>>>,
+    failure: Option<ModuleFailure>,
+}
+
+impl FileNames {
+    fn get(&self, offset: u64) -> Option<&[Frame]> {
+        let i = self.offsets.binary_search(&offset).ok()?;
+        self.frames[i].as_deref()
+    }
+}
+
+/// Symbolizes every file the plans need, each once, files in parallel.
+fn symbolize_files(plans: &[UserPlan], opts: &SymbolizeOptions) -> FxHashMap<FileKey, FileNames> {
+    let mut jobs: FxHashMap<FileKey, FileJob> = FxHashMap::default();
+    for plan in plans {
+        for p in &plan.planned {
+            match p {
+                Planned::File {
+                    id,
+                    open,
+                    module,
+                    offset,
+                } => {
+                    let job = jobs.entry(FileKey::File(*id)).or_default();
+                    if !job.paths.contains(open) {
+                        job.paths.push(open.clone());
+                    }
+                    if !job.modules.contains(module) {
+                        job.modules.push(module.clone());
+                    }
+                    job.offsets.push(*offset);
+                }
+                Planned::Vdso(offset) => {
+                    jobs.entry(FileKey::Vdso).or_default().offsets.push(*offset);
+                }
+                Planned::Jit | Planned::Done(_) => {}
+            }
+        }
+    }
+    let mut jobs: Vec<(FileKey, FileJob)> = jobs.into_iter().collect();
+    for (_, job) in &mut jobs {
+        job.offsets.sort_unstable();
+        job.offsets.dedup();
+    }
+    // Largest first, so the big libraries do not end up last on one thread.
+    jobs.sort_by_key(|(_, job)| std::cmp::Reverse(job.offsets.len()));
+    jobs.into_par_iter()
+        .map_init(
+            || SymbolCache::new(opts),
+            |cache, (key, job)| {
+                let names = match key {
+                    FileKey::Vdso => FileNames {
+                        frames: symbolize_vdso(cache, &job.offsets)
+                            .into_iter()
+                            .map(Some)
+                            .collect(),
+                        offsets: job.offsets,
+                        failure: None,
+                    },
+                    FileKey::File(_) => symbolize_job(cache, job),
+                };
+                (key, names)
+            },
+        )
+        .collect()
+}
+
+/// Symbolizes one file: the first of its paths that can be read (a live
+/// process's `/proc/PID/map_files/…` may vanish when it exits: then another
+/// process's path, then the mapped path itself).
+fn symbolize_job(cache: &SymbolCache, job: FileJob) -> FileNames {
+    let fallbacks = job
+        .modules
+        .iter()
+        .filter(|m| !job.paths.contains(m) && m.is_file());
+    let mut last_error = None;
+    for path in job.paths.iter().chain(fallbacks) {
+        match symbolize_file(cache, path, &job.offsets) {
+            Ok(frames) => {
+                return FileNames {
+                    offsets: job.offsets,
+                    frames,
+                    failure: None,
+                }
+            }
+            Err(e) => last_error = Some(e),
+        }
+    }
+    let failure = ModuleFailure {
+        path: job.modules.first().cloned().unwrap_or_default(),
+        reason: last_error.map_or_else(
+            || "process exited and its file is not found".to_owned(),
+            |e| format!("{e:#}"),
+        ),
+    };
+    FileNames {
+        frames: vec![None; job.offsets.len()],
+        offsets: job.offsets,
+        failure: Some(failure),
+    }
+}
+
+/// One process's user addresses with their names.
+fn resolve_user(
+    info: Option<&ProcessInfo>,
+    plan: &UserPlan,
+    files: &FxHashMap<FileKey, FileNames>,
+    opts: &FoldOptions,
+) -> FxHashMap<u64, Named> {
     // Without recorded mappings nothing is known to lie outside code.
     let mappings = info.map(|i| i.mappings.as_slice()).unwrap_or_default();
-    let map = addrs
-        .into_iter()
-        .zip(frames)
-        .map(|(a, f)| {
-            let mut named = folded_frames(&f);
-            let jit = f.iter().any(|f| f.kind == FrameKind::Jit);
-            named.in_code = mappings.is_empty() || jit || in_mappings(mappings, a);
-            (a, named)
-        })
-        .collect();
-    (map, sym.failures().to_vec())
+    let mut perf_map: Option<Option<PerfMap>> = None;
+    let mut out = FxHashMap::with_capacity_and_hasher(plan.addrs.len(), Default::default());
+    for (&a, p) in plan.addrs.iter().zip(&plan.planned) {
+        let looked_up;
+        let frames: &[Frame] = match p {
+            Planned::Done(frame) => std::slice::from_ref(frame),
+            Planned::File {
+                id, module, offset, ..
+            } => match files.get(&FileKey::File(*id)).and_then(|f| f.get(*offset)) {
+                Some(frames) => frames,
+                None => {
+                    looked_up = Frame::in_module(module, FrameKind::User);
+                    std::slice::from_ref(&looked_up)
+                }
+            },
+            Planned::Vdso(offset) => match files.get(&FileKey::Vdso).and_then(|f| f.get(*offset)) {
+                Some(frames) => frames,
+                None => {
+                    looked_up = Frame::unnamed("[vdso]", FrameKind::User);
+                    std::slice::from_ref(&looked_up)
+                }
+            },
+            Planned::Jit => {
+                let name = if opts.jit {
+                    perf_map
+                        .get_or_insert_with(|| PerfMap::for_process(plan.pid, plan.live))
+                        .as_ref()
+                        .and_then(|m| m.find(a))
+                } else {
+                    None
+                };
+                looked_up = match name {
+                    Some(name) => Frame::named(name, FrameKind::Jit),
+                    None => Frame::unknown(FrameKind::User),
+                };
+                std::slice::from_ref(&looked_up)
+            }
+        };
+        let mut named = folded_frames(frames);
+        let jit = frames.iter().any(|f| f.kind == FrameKind::Jit);
+        named.in_code = mappings.is_empty() || jit || in_mappings(mappings, a);
+        out.insert(a, named);
+    }
+    out
 }
 
 fn in_mappings(mappings: &[nflame_sampler::Mapping], addr: u64) -> bool {

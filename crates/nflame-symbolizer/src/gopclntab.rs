@@ -65,7 +65,11 @@ impl GoTable {
         GoTable::parse(data, text, segments)
     }
 
-    fn parse(data: Vec<u8>, text: Option<u64>, segments: Vec<(u64, u64, u64)>) -> Option<GoTable> {
+    pub(crate) fn parse(
+        data: Vec<u8>,
+        text: Option<u64>,
+        segments: Vec<(u64, u64, u64)>,
+    ) -> Option<GoTable> {
         let magic = u32::from_le_bytes(data.get(..4)?.try_into().ok()?);
         let version = match magic {
             0xffff_fffa => Version::Go116,

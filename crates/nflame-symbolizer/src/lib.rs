@@ -58,14 +58,38 @@ mod gopclntab;
 mod kernel;
 mod maps;
 mod perf_map;
+mod prepare;
 mod process;
 
+/// Entry point for the `gopclntab` fuzz target in `fuzz/` (not part of the API).
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Parses a `.gopclntab` section (`text`: the `.text` address; `segments`:
+    /// PT_LOAD (file offset, size, address)) and looks up `addrs` and the
+    /// addresses of `offsets`; `None` when the data is no table.
+    pub fn gopclntab(
+        data: &[u8],
+        text: Option<u64>,
+        segments: Vec<(u64, u64, u64)>,
+        addrs: &[u64],
+        offsets: &[u64],
+    ) -> Option<Vec<Option<String>>> {
+        let table = crate::gopclntab::GoTable::parse(data.to_vec(), text, segments)?;
+        let at = addrs
+            .iter()
+            .copied()
+            .chain(offsets.iter().filter_map(|&o| table.virt_addr(o)));
+        Some(at.map(|a| table.find(a).map(str::to_owned)).collect())
+    }
+}
+
 pub use error::Error;
-pub use fold::{fold, is_outermost_frame, FoldOptions, FoldStats, Weight};
+pub use fold::{fold, fold_with, is_outermost_frame, FoldOptions, FoldStats, Weight};
 pub use frame::{
     module_placeholder, sanitize, Frame, FrameKind, KERNEL_MODULE, TRUNCATED, UNKNOWN,
 };
-pub use kernel::KernelSymbolizer;
+pub use kernel::{Kallsyms, KernelSymbolizer};
 pub use maps::{parse_maps, read_proc_maps};
 pub use perf_map::PerfMap;
+pub use prepare::{warm_up, Prepared};
 pub use process::{ModuleFailure, ProcessSymbolizer, SymbolCache, SymbolizeOptions};

@@ -12,6 +12,13 @@
 //! every mapping are looked up in the process's JIT perf map; everything else
 //! becomes `[module]` or `[unknown]`. The kernel half of stacks is
 //! [`crate::KernelSymbolizer`]'s job.
+//!
+//! A file is named from the cheapest source that knows its addresses
+//! ([`symbolize_file`]): its own ELF symbol tables (`.symtab`, `.dynsym`);
+//! for a stripped file, the `.symtab` of its detached debug file
+//! (`/usr/lib/debug/.build-id/…`), which is read without touching its
+//! compressed DWARF; DWARF only for files with no symbol table anywhere, or
+//! when inlined functions are requested.
 
 use std::cell::RefCell;
 use std::os::unix::fs::MetadataExt;
@@ -19,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use blazesym::symbolize::source::{Elf, Process, Source};
-use blazesym::symbolize::{Input, Sym, Symbolized};
+use blazesym::symbolize::{Input, Reason, Sym, Symbolized};
 use blazesym::Pid;
 use nflame_sampler::{Mapping, ProcessInfo};
 use rustc_hash::FxHashMap;
@@ -59,7 +66,65 @@ impl Default for SymbolizeOptions {
 }
 
 /// A file's identity: (device, inode).
-type FileId = (u64, u64);
+pub(crate) type FileId = (u64, u64);
+
+/// Directories searched for detached debug files by build id.
+const BUILD_ID_DIRS: [&str; 2] = ["/usr/lib/debug/.build-id", "/lib/debug/.build-id"];
+
+/// A stripped file's detached debug file (found by build id), the file's
+/// PT_LOAD segments (to turn file offsets into the virtual addresses the
+/// debug file's symbols use), and the name to show for each address that
+/// several function symbols share.
+#[derive(Debug)]
+struct DebugFile {
+    path: PathBuf,
+    /// (file offset, file size, virtual address) per PT_LOAD segment.
+    segments: Vec<(u64, u64, u64)>,
+    /// Address → the function's own name, where aliases share the address.
+    aliases: FxHashMap<u64, String>,
+}
+
+impl DebugFile {
+    /// Finds the debug file of the stripped ELF file at `path`, if one is
+    /// installed. `None` as well for files with their own `.symtab`.
+    fn find(path: &Path) -> Option<DebugFile> {
+        use object::{Object, ObjectSegment};
+        let file = std::fs::File::open(path).ok()?;
+        let cache = object::read::ReadCache::new(file);
+        let elf = object::File::parse(&cache).ok()?;
+        if elf.section_by_name(".symtab").is_some() {
+            return None;
+        }
+        let id = elf.build_id().ok()??;
+        let (first, rest) = id.split_first()?;
+        let hex: String = rest.iter().map(|b| format!("{b:02x}")).collect();
+        let debug = BUILD_ID_DIRS
+            .iter()
+            .map(|dir| PathBuf::from(format!("{dir}/{first:02x}/{hex}.debug")))
+            .find(|p| p.is_file())?;
+        let segments = elf
+            .segments()
+            .map(|s| {
+                let (offset, size) = s.file_range();
+                (offset, size, s.address())
+            })
+            .collect();
+        let aliases = function_aliases(&debug).unwrap_or_default();
+        Some(DebugFile {
+            path: debug,
+            segments,
+            aliases,
+        })
+    }
+
+    /// The virtual address of file offset `offset`.
+    fn virt(&self, offset: u64) -> Option<u64> {
+        self.segments
+            .iter()
+            .find(|&&(o, size, _)| o <= offset && offset - o < size)
+            .map(|&(o, _, vaddr)| offset - o + vaddr)
+    }
+}
 
 /// Parsed symbol files, shared by the [`ProcessSymbolizer`]s of one thread.
 ///
@@ -73,6 +138,59 @@ pub struct SymbolCache {
     /// Go function tables by file identity (device, inode); `None` for files
     /// without one.
     go_tables: RefCell<FxHashMap<FileId, Option<Rc<GoTable>>>>,
+    /// Detached debug files by file identity; `None` for files without one.
+    debug_files: RefCell<FxHashMap<FileId, Option<Rc<DebugFile>>>>,
+}
+
+/// For every address of the ELF file at `path` that several function symbols
+/// share, the one to show: the function's definition rather than an export
+/// alias. glibc, for one, defines `__libc_start_main_impl` and `__libc_write`
+/// (local symbols, the names in its DWARF) and exports them as
+/// `__libc_start_main@@GLIBC_2.34`, `write`, `__write`, with internal aliases
+/// `__GI___libc_write` or `__libc_start_main_alias_1`. Preference: not
+/// versioned (`@`), not an internal alias (`__GI_`, `_alias_N`), local over
+/// global, then the first in the table. Mangled (C++, Rust) names are left to
+/// blazesym, which demangles them.
+fn function_aliases(path: &Path) -> Option<FxHashMap<u64, String>> {
+    use object::{Object, ObjectSymbol, SymbolKind};
+    let file = std::fs::File::open(path).ok()?;
+    let cache = object::read::ReadCache::new(file);
+    let elf = object::File::parse(&cache).ok()?;
+    let mut by_addr: FxHashMap<u64, Vec<(u8, String)>> = FxHashMap::default();
+    for sym in elf.symbols() {
+        if sym.kind() != SymbolKind::Text || sym.size() == 0 || sym.is_undefined() {
+            continue;
+        }
+        let Ok(name) = sym.name() else { continue };
+        if name.is_empty() {
+            continue;
+        }
+        let internal = name.starts_with("__GI_")
+            || name
+                .rsplit_once("_alias_")
+                .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+        let rank =
+            u8::from(name.contains('@')) * 4 + u8::from(internal) * 2 + u8::from(!sym.is_local());
+        by_addr
+            .entry(sym.address())
+            .or_default()
+            .push((rank, name.to_owned()));
+    }
+    Some(
+        by_addr
+            .into_iter()
+            .filter(|(_, names)| {
+                names.len() > 1
+                    && !names
+                        .iter()
+                        .any(|(_, n)| n.starts_with("_Z") || n.starts_with("_R"))
+            })
+            .filter_map(|(addr, names)| {
+                let best = names.into_iter().min_by_key(|(rank, _)| *rank)?;
+                Some((addr, best.1))
+            })
+            .collect(),
+    )
 }
 
 impl SymbolCache {
@@ -90,11 +208,24 @@ impl SymbolCache {
             inner,
             opts: opts.clone(),
             go_tables: RefCell::default(),
+            debug_files: RefCell::default(),
         }
     }
 
+    /// The detached debug file of the file at `path`, looked up once per file.
+    fn debug_file(&self, path: &Path) -> Option<Rc<DebugFile>> {
+        let meta = std::fs::metadata(path).ok()?;
+        let key = (meta.dev(), meta.ino());
+        if let Some(d) = self.debug_files.borrow().get(&key) {
+            return d.clone();
+        }
+        let debug = DebugFile::find(path).map(Rc::new);
+        self.debug_files.borrow_mut().insert(key, debug.clone());
+        debug
+    }
+
     /// The Go function table of the file at `path`, read once per file.
-    fn go_table(&self, path: &Path) -> Option<Rc<GoTable>> {
+    pub(crate) fn go_table(&self, path: &Path) -> Option<Rc<GoTable>> {
         let meta = std::fs::metadata(path).ok()?;
         let key = (meta.dev(), meta.ino());
         if let Some(t) = self.go_tables.borrow().get(&key) {
@@ -278,6 +409,43 @@ impl ProcessSymbolizer {
             .collect()
     }
 
+    /// Whether `/proc/PID` still describes this process.
+    pub(crate) fn live(&self) -> bool {
+        self.live
+    }
+
+    /// Decides where each of `addrs` is looked up, without reading any
+    /// symbols (failures to find a file are recorded as usual).
+    pub(crate) fn plan(&mut self, addrs: &[u64]) -> Vec<Planned> {
+        let mut ids: FxHashMap<PathBuf, Option<FileId>> = FxHashMap::default();
+        addrs
+            .iter()
+            .map(|&addr| match self.target(addr) {
+                Err(frame) => Planned::Done(frame),
+                Ok((Target::Vdso, off)) => Planned::Vdso(off),
+                Ok((Target::Jit, _)) => Planned::Jit,
+                Ok((Target::File(open), offset)) => {
+                    let id = *ids.entry(open.clone()).or_insert_with(|| {
+                        std::fs::metadata(&open).ok().map(|m| (m.dev(), m.ino()))
+                    });
+                    let module = self.module_of(addr);
+                    match id {
+                        Some(id) => Planned::File {
+                            id,
+                            open,
+                            module,
+                            offset,
+                        },
+                        None => {
+                            self.fail(&module, "file not found (process exited)");
+                            Planned::Done(Frame::in_module(&module, FrameKind::User))
+                        }
+                    }
+                }
+            })
+            .collect()
+    }
+
     /// Decides where `addr` is looked up: `Ok((target, key))` with the key to
     /// pass (file offset, vDSO offset, or the address for JIT), or `Err(frame)`
     /// when the answer is already known.
@@ -346,37 +514,16 @@ impl ProcessSymbolizer {
         items: &[(u64, u64)],
         offsets: &[u64],
     ) -> Vec<Vec<Frame>> {
-        let src = Source::Elf(Elf {
-            debug_syms: self.cache.opts.debug_syms,
-            ..Elf::new(open)
-        });
-        let result = self
-            .cache
-            .blazesym()
-            .symbolize(&src, Input::FileOffset(offsets));
-        match result {
-            Ok(syms) => {
-                let mut go: Option<Option<Rc<GoTable>>> = None;
-                items
-                    .iter()
-                    .zip(offsets)
-                    .zip(syms)
-                    .map(|((&(addr, _), &offset), s)| match s {
-                        Symbolized::Sym(sym) => sym_frames(&sym, FrameKind::User),
-                        Symbolized::Unknown(_) => {
-                            // A stripped Go binary still names its functions.
-                            let table = go.get_or_insert_with(|| self.cache.go_table(open));
-                            let name = table.as_ref().and_then(|t| t.find(t.virt_addr(offset)?));
-                            match name {
-                                Some(name) => vec![Frame::named(name, FrameKind::User)],
-                                None => {
-                                    vec![Frame::in_module(&self.module_of(addr), FrameKind::User)]
-                                }
-                            }
-                        }
+        match symbolize_file(&self.cache, open, offsets) {
+            Ok(frames) => items
+                .iter()
+                .zip(frames)
+                .map(|(&(addr, _), f)| {
+                    f.unwrap_or_else(|| {
+                        vec![Frame::in_module(&self.module_of(addr), FrameKind::User)]
                     })
-                    .collect()
-            }
+                })
+                .collect(),
             Err(_) if self.live && open.starts_with("/proc/") => {
                 // The process exited since its paths were resolved: retry
                 // with the path it mapped, as for any exited process.
@@ -402,33 +549,8 @@ impl ProcessSymbolizer {
         }
     }
 
-    fn lookup_vdso(&mut self, items: &[(u64, u64)], offsets: &[u64]) -> Vec<Vec<Frame>> {
-        let unnamed = || vec![vec![Frame::unnamed("[vdso]", FrameKind::User)]; items.len()];
-        let Some(base) = maps::own_vdso_start() else {
-            return unnamed();
-        };
-        let addrs: Vec<u64> = offsets.iter().map(|o| base + o).collect();
-        let src = Source::Process(Process {
-            perf_map: false,
-            map_files: false,
-            debug_syms: false,
-            vdso: true,
-            ..Process::new(Pid::Slf)
-        });
-        match self
-            .cache
-            .blazesym()
-            .symbolize(&src, Input::AbsAddr(&addrs))
-        {
-            Ok(syms) => syms
-                .into_iter()
-                .map(|s| match s {
-                    Symbolized::Sym(sym) => sym_frames(&sym, FrameKind::User),
-                    Symbolized::Unknown(_) => vec![Frame::unnamed("[vdso]", FrameKind::User)],
-                })
-                .collect(),
-            Err(_) => unnamed(),
-        }
+    fn lookup_vdso(&mut self, _items: &[(u64, u64)], offsets: &[u64]) -> Vec<Vec<Frame>> {
+        symbolize_vdso(&self.cache, offsets)
     }
 
     fn lookup_jit(&mut self, addr: u64) -> Frame {
@@ -443,6 +565,52 @@ impl ProcessSymbolizer {
         }
         Frame::unknown(FrameKind::User)
     }
+}
+
+/// Names vDSO offsets in our own vDSO (the same image for every process on
+/// one kernel): one entry per offset, `[vdso]` when unnamed.
+pub(crate) fn symbolize_vdso(cache: &SymbolCache, offsets: &[u64]) -> Vec<Vec<Frame>> {
+    let unnamed = || vec![vec![Frame::unnamed("[vdso]", FrameKind::User)]; offsets.len()];
+    let Some(base) = maps::own_vdso_start() else {
+        return unnamed();
+    };
+    let addrs: Vec<u64> = offsets.iter().map(|o| base + o).collect();
+    let src = Source::Process(Process {
+        perf_map: false,
+        map_files: false,
+        debug_syms: false,
+        vdso: true,
+        ..Process::new(Pid::Slf)
+    });
+    match cache.blazesym().symbolize(&src, Input::AbsAddr(&addrs)) {
+        Ok(syms) => syms
+            .into_iter()
+            .map(|s| match s {
+                Symbolized::Sym(sym) => sym_frames(&sym, FrameKind::User),
+                Symbolized::Unknown(_) => vec![Frame::unnamed("[vdso]", FrameKind::User)],
+            })
+            .collect(),
+        Err(_) => unnamed(),
+    }
+}
+
+/// Where [`fold`](crate::fold) looks one address of a process up.
+#[derive(Debug)]
+pub(crate) enum Planned {
+    /// At `offset` in the file with identity `id`, opened at `open`;
+    /// `module` is the path the process mapped (placeholder, fallback).
+    File {
+        id: FileId,
+        open: PathBuf,
+        module: PathBuf,
+        offset: u64,
+    },
+    /// At this offset in the vDSO.
+    Vdso(u64),
+    /// In the process's JIT perf map.
+    Jit,
+    /// Already known.
+    Done(Frame),
 }
 
 /// The address to look up for position `i` (0 = leaf) of a stack: return
@@ -466,4 +634,114 @@ pub(crate) fn sym_frames(sym: &Sym<'_>, kind: FrameKind) -> Vec<Frame> {
         frames.push(f);
     }
     frames
+}
+
+/// Symbolizes file offsets of the ELF file at `path`: per offset, its frames
+/// (outermost first), or `None` when no source names it (the caller writes
+/// the module placeholder).
+///
+/// Sources, cheapest first, each asked only about what the previous ones
+/// left unnamed: the file's symbol tables; for a stripped file, its detached
+/// debug file's `.symtab`; DWARF (embedded or by debug link) only when no
+/// symbol table was found; a Go function table last. With
+/// [`SymbolizeOptions::inline`], DWARF is read for every address (inlined
+/// functions exist only there).
+///
+/// Errors only if the file itself cannot be read.
+pub(crate) fn symbolize_file(
+    cache: &SymbolCache,
+    path: &Path,
+    offsets: &[u64],
+) -> Result<Vec<Option<Vec<Frame>>>, blazesym::Error> {
+    let opts = &cache.opts;
+    let bz = cache.blazesym();
+    let elf = |path: &Path, debug_syms: bool| {
+        Source::Elf(Elf {
+            debug_syms,
+            ..Elf::new(path)
+        })
+    };
+    let unnamed = |out: &[Option<Vec<Frame>>]| -> Vec<usize> {
+        (0..out.len()).filter(|&i| out[i].is_none()).collect()
+    };
+    let mut out: Vec<Option<Vec<Frame>>> = vec![None; offsets.len()];
+    let cheap = opts.debug_syms && !opts.inline;
+
+    // A stripped file with a detached debug file: that file's `.symtab`
+    // (complete, uncompressed), read without its DWARF.
+    let mut debug_symtab = false;
+    if let Some(debug) = cache.debug_file(path).filter(|_| cheap) {
+        let (idx, virt): (Vec<usize>, Vec<u64>) = offsets
+            .iter()
+            .enumerate()
+            .filter_map(|(i, &o)| Some((i, debug.virt(o)?)))
+            .unzip();
+        if let Ok(syms) = bz.symbolize(&elf(&debug.path, false), Input::VirtOffset(&virt)) {
+            for (i, s) in idx.into_iter().zip(syms) {
+                match s {
+                    Symbolized::Sym(sym) => {
+                        debug_symtab = true;
+                        let mut frames = sym_frames(&sym, FrameKind::User);
+                        if let Some(name) = debug.aliases.get(&sym.addr) {
+                            frames[0].name.clone_from(name);
+                        }
+                        out[i] = Some(frames);
+                    }
+                    Symbolized::Unknown(reason) => {
+                        debug_symtab |= reason != Reason::MissingSyms;
+                    }
+                }
+            }
+        }
+    }
+
+    // The file's own symbol tables (and DWARF when inlined functions are
+    // wanted).
+    let mut stripped = false;
+    let missing = unnamed(&out);
+    if !missing.is_empty() {
+        let offs: Vec<u64> = missing.iter().map(|&i| offsets[i]).collect();
+        let src = elf(path, opts.inline && opts.debug_syms);
+        let syms = bz.symbolize(&src, Input::FileOffset(&offs))?;
+        // Symbol tables are parsed lazily, so an unreadable file shows up
+        // as folded per-address errors: ask for one of them unfolded.
+        let folded_error = syms
+            .iter()
+            .position(|s| matches!(s, Symbolized::Unknown(Reason::IgnoredError)));
+        if let Some(j) = folded_error {
+            bz.symbolize_single(&src, Input::FileOffset(offs[j]))?;
+        }
+        for (&i, s) in missing.iter().zip(syms) {
+            match s {
+                Symbolized::Sym(sym) => out[i] = Some(sym_frames(&sym, FrameKind::User)),
+                Symbolized::Unknown(reason) => stripped |= reason == Reason::MissingSyms,
+            }
+        }
+    }
+
+    // No symbol table anywhere: DWARF (embedded or by debug link).
+    let missing = unnamed(&out);
+    if !missing.is_empty() && cheap && stripped && !debug_symtab {
+        let offs: Vec<u64> = missing.iter().map(|&i| offsets[i]).collect();
+        if let Ok(syms) = bz.symbolize(&elf(path, true), Input::FileOffset(&offs)) {
+            for (&i, s) in missing.iter().zip(syms) {
+                if let Symbolized::Sym(sym) = s {
+                    out[i] = Some(sym_frames(&sym, FrameKind::User));
+                }
+            }
+        }
+    }
+
+    let missing = unnamed(&out);
+    if !missing.is_empty() {
+        // A stripped Go binary still names its functions.
+        if let Some(table) = cache.go_table(path) {
+            for i in missing {
+                if let Some(name) = table.virt_addr(offsets[i]).and_then(|v| table.find(v)) {
+                    out[i] = Some(vec![Frame::named(name, FrameKind::User)]);
+                }
+            }
+        }
+    }
+    Ok(out)
 }

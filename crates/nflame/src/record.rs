@@ -26,6 +26,7 @@ use clap::{ArgGroup, Args, ValueEnum};
 use nflame_profile::embed::Context;
 use nflame_profile::io::Output;
 use nflame_profile::Profile;
+use nflame_sampler::docker::{DockerQuery, DockerTargets};
 use nflame_sampler::{
     CallGraph, EventChoice, Progress, RecordOptions, Recording, StopReason, Target, UnwindStats,
 };
@@ -38,8 +39,9 @@ const EXIT_INTERRUPTED: u8 = 130;
 
 /// Sample processes on the CPU and write folded stacks and/or a flame graph.
 ///
-/// Give exactly one kind of target: `--pid`, `--name`, `-a`, or a command
-/// after `--`. Stacks read, root first: process name (with `--per-pid`,
+/// Give exactly one kind of target: `--pid`, `--name`, `-a`, a command
+/// after `--`, or Docker targets (`--docker-port`, `--container`, which can
+/// be combined). Stacks read, root first: process name (with `--per-pid`,
 /// `--per-thread`), user frames, kernel frames suffixed `_[k]`.
 ///
 /// Without `-o`, the folded stacks go to standard output (so
@@ -55,11 +57,12 @@ const EXIT_INTERRUPTED: u8 = 130;
 /// decides (at 2, the usual default: your own processes, user frames only).
 #[derive(Debug, Args)]
 #[command(
-    group(ArgGroup::new("target").required(true).multiple(false)),
+    group(ArgGroup::new("target").required(true).multiple(true)),
     after_help = "Examples:\n  \
         nflame record --pid $(pidof nginx) -d 30 -o nginx.svg -o nginx.folded.gz\n  \
         nflame record --name docker-proxy --name nginx -d 30 --per-pid -o bridge.folded\n  \
         nflame record -a -d 10 -o all.svg\n  \
+        nflame record --docker-port 8080 -d 30 -o bridge.folded\n  \
         nflame record -o make.svg -- make -j2"
 )]
 pub struct RecordArgs {
@@ -71,19 +74,48 @@ pub struct RecordArgs {
         value_name = "PID",
         num_args = 1..,
         value_parser = parse_pids,
-        group = "target"
+        group = "target",
+        conflicts_with_all = ["names", "all", "command", "docker_ports", "containers"]
     )]
     pub pids: Vec<PidList>,
     /// Record processes whose command name or executable name is NAME, including
     /// ones that start during the recording, and their children. Repeatable.
-    #[arg(long = "name", value_name = "NAME", num_args = 1.., group = "target")]
+    #[arg(
+        long = "name",
+        value_name = "NAME",
+        num_args = 1..,
+        group = "target",
+        conflicts_with_all = ["all", "command", "docker_ports", "containers"]
+    )]
     pub names: Vec<String>,
     /// Record every process on every CPU.
-    #[arg(short, long, group = "target")]
+    #[arg(
+        short,
+        long,
+        group = "target",
+        conflicts_with_all = ["command", "docker_ports", "containers"]
+    )]
     pub all: bool,
     /// Run this command and record it until it exits (after `--`).
-    #[arg(last = true, value_name = "CMD", group = "target")]
+    #[arg(
+        last = true,
+        value_name = "CMD",
+        group = "target",
+        conflicts_with_all = ["docker_ports", "containers"]
+    )]
     pub command: Vec<OsString>,
+    /// Record what serves this published Docker port: its docker-proxy (root frame
+    /// `[docker-proxy :PORT]`), the processes in the network namespace owning the
+    /// proxy's container address (`[container NAME]`), dockerd and containerd, and
+    /// the network softirq work of the kernel in any other task (`[net softirq]`).
+    /// Samples every CPU. Repeatable; combines with --container.
+    #[arg(long = "docker-port", value_name = "PORT", group = "target")]
+    pub docker_ports: Vec<u16>,
+    /// Record this container's processes (by cgroup; root frame `[container NAME]`),
+    /// its containerd-shim, dockerd and containerd, with the kernel's network softirq
+    /// work as for --docker-port. NAME or ID (or id prefix). Repeatable.
+    #[arg(long = "container", value_name = "NAME|ID", group = "target")]
+    pub containers: Vec<String>,
     /// Samples per second a busy thread gets.
     #[arg(
         short = 'F',
@@ -124,6 +156,11 @@ pub struct RecordArgs {
     /// Expand inlined functions into frames of their own (needs debug info).
     #[arg(long)]
     pub inline: bool,
+    /// Ring buffer size per CPU, in pages (rounded down to a power of two, at
+    /// least 8; DWARF unwinding raises it to 1024). Advanced: small rings lose
+    /// samples under load.
+    #[arg(long, value_name = "N", hide = true)]
+    pub ring_pages: Option<usize>,
     /// Write here; repeatable. The format follows the name: `.folded` (folded stacks),
     /// any other `.gz` (gzip-compressed folded stacks), `.svg` (flame graph carrying the
     /// profile and the recording's context; `.svg.gz` compressed), `-` (folded,
@@ -214,6 +251,7 @@ impl RecordArgs {
         } else if !self.command.is_empty() {
             Target::Command(self.command.clone())
         } else {
+            // -a, and Docker targets (filtered after the recording).
             Target::All
         }
     }
@@ -230,12 +268,26 @@ impl RecordArgs {
         o.user = !self.kernel_only;
         o.kernel = !self.user_only;
         o.call_graph = self.call_graph;
+        if let Some(pages) = self.ring_pages {
+            o.ring_pages = pages;
+        }
         o
+    }
+
+    fn docker_query(&self) -> Option<DockerQuery> {
+        if self.docker_ports.is_empty() && self.containers.is_empty() {
+            return None;
+        }
+        let mut q = DockerQuery::default();
+        q.ports = self.docker_ports.clone();
+        q.containers = self.containers.clone();
+        Some(q)
     }
 
     fn fold_options(&self) -> FoldOptions {
         let mut o = FoldOptions::default();
-        o.per_pid = self.per_pid;
+        // Docker targets are told apart by pid, then relabelled.
+        o.per_pid = self.per_pid || self.docker_query().is_some();
         o.per_thread = self.per_thread;
         o.user = !self.kernel_only;
         o.kernel = !self.user_only;
@@ -254,6 +306,10 @@ pub fn run(args: RecordArgs, verbosity: crate::Verbosity) -> Result<ExitCode> {
     let fold_opts = args.fold_options();
     let render_opts = args.render.into_options("On-CPU Flame Graph");
     render_opts.validate()?;
+    let mut docker = match args.docker_query() {
+        Some(q) => Some(DockerTargets::discover(&q).context("finding the Docker targets")?),
+        None => None,
+    };
 
     // Every destination is created (as a temporary file beside it) before
     // sampling, so a bad path costs nothing; none appears until commit.
@@ -292,14 +348,27 @@ pub fn run(args: RecordArgs, verbosity: crate::Verbosity) -> Result<ExitCode> {
             (None, Target::Command(_)) => "until the command exits".into(),
             (None, _) => "until Ctrl-C".into(),
         };
-        eprintln!(
-            "nflame: recording {} {end} (Ctrl-C ends it early)",
-            describe_target(&rec_opts.target)
-        );
+        let what = match &docker {
+            Some(_) => "the Docker targets and network softirq work on all CPUs".into(),
+            None => describe_target(&rec_opts.target),
+        };
+        eprintln!("nflame: recording {what} {end} (Ctrl-C ends it early)");
     }
+    if let (Some(d), false) = (&docker, quiet) {
+        for line in &d.found {
+            eprintln!("  {line}");
+        }
+    }
+    // Kernel symbols load on a background thread while sampling runs.
+    let prepared = nflame_symbolizer::warm_up(&fold_opts);
     let recording = nflame_sampler::record(&rec_opts, &stop, |p| status.update(p));
     status.clear();
-    let recording = recording.context("recording")?;
+    let mut recording = recording.context("recording")?;
+    if let Some(d) = &mut docker {
+        d.refresh();
+        d.restrict(&mut recording);
+        recording.notes.extend(d.notes.iter().cloned());
+    }
     let signals_at_end = SIGNALS.load(Ordering::SeqCst);
     let abandoned = move || {
         let n = SIGNALS.load(Ordering::SeqCst);
@@ -312,13 +381,29 @@ pub fn run(args: RecordArgs, verbosity: crate::Verbosity) -> Result<ExitCode> {
             recording.samples.len()
         );
     }
-    let (profile, stats) =
-        nflame_symbolizer::fold(&recording, &fold_opts).context("symbolizing the samples")?;
+    let (profile, stats) = nflame_symbolizer::fold_with(&recording, &fold_opts, &prepared)
+        .context("symbolizing the samples")?;
+    let profile = match &docker {
+        Some(d) => {
+            let kept = relabel(&profile, d, args.per_pid);
+            recording.notes.push(format!(
+                "Docker targets: {} of {} samples are the targets' or network softirq work",
+                kept.total(),
+                profile.total()
+            ));
+            kept
+        }
+        None => profile,
+    };
     if abandoned() {
         return Ok(interrupted());
     }
     let mut render_opts = render_opts;
-    render_opts.context = Some(context(&recording, &rec_opts.target));
+    let mut ctx = context(&recording, &rec_opts.target);
+    if let Some(d) = &docker {
+        ctx.targets = d.found.clone();
+    }
+    render_opts.context = Some(ctx);
     let mut written = Vec::new();
     let mut failures = Vec::new();
     let mut committed = Vec::new();
@@ -373,6 +458,18 @@ pub fn run(args: RecordArgs, verbosity: crate::Verbosity) -> Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// The Docker targets' stacks under their role labels, plus the network
+/// softirq work of other tasks (see [`DockerTargets::relabel`]).
+fn relabel(profile: &Profile, docker: &DockerTargets, per_pid: bool) -> Profile {
+    let mut out = Profile::new();
+    for (stack, count) in profile.iter() {
+        if let Some(s) = docker.relabel(stack, per_pid) {
+            out.add(&s, count);
+        }
+    }
+    out
 }
 
 /// An output that cannot be created, said plainly (the temporary file's name

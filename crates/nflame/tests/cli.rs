@@ -225,7 +225,7 @@ mod diff {
     #[test]
     fn graph_removed_view_and_text_report() {
         let dir = tempfile::tempdir().unwrap();
-        let (before, after) = two_profiles(dir.path());
+        two_profiles(dir.path());
         let svg = dir.path().join("diff.svg");
         let removed = dir.path().join("removed.svg");
         // Relative names, so the subtitle (which names the inputs) is reproducible.

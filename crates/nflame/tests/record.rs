@@ -802,3 +802,76 @@ fn exactly_one_kind_of_target() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("12x"));
 }
+
+/// `--docker-port` for a port no docker-proxy publishes: a clear error naming
+/// what was looked for, exit status 1, nothing recorded or written.
+#[test]
+fn docker_port_without_proxy_is_explained() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_path = dir.path().join("x.folded");
+    let out = nflame()
+        .args(["record", "--docker-port", "1", "-d", "1", "-o"])
+        .arg(&out_path)
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("no docker-proxy publishes port 1"), "{err}");
+    assert!(err.contains("-host-port 1"), "{err}");
+    assert!(err.contains("/proc/*/cmdline"), "{err}");
+    assert!(!out_path.exists());
+}
+
+/// `--container` naming no container: says where it looked and what to do.
+#[test]
+fn missing_container_is_explained() {
+    let out = nflame()
+        .args([
+            "record",
+            "--container",
+            "nflame-no-such-container",
+            "-d",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("no container `nflame-no-such-container`"),
+        "{err}"
+    );
+    assert!(err.contains("config.v2.json"), "{err}");
+    assert!(
+        err.contains("dockerd is not running") || err.contains("docker ps"),
+        "{err}"
+    );
+}
+
+/// Docker targets combine with each other but not with other kinds of target.
+#[test]
+fn docker_targets_exclude_other_targets() {
+    for args in [
+        &["record", "--docker-port", "1", "--pid", "1"][..],
+        &["record", "--container", "x", "-a"],
+        &["record", "--docker-port", "1", "--name", "nginx"],
+        &["record", "--container", "x", "--", "true"],
+        &["record", "--docker-port", "70000"],
+    ] {
+        let out = nflame().args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+    }
+    let out = nflame()
+        .args([
+            "record",
+            "--docker-port",
+            "1",
+            "--container",
+            "nflame-none",
+            "-d",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+}

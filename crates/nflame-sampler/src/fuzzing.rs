@@ -1,0 +1,115 @@
+//! Entry points for the fuzz targets in `fuzz/` (not part of the API): the
+//! pure parsers of `/proc` text and the bookkeeping that ring-buffer records
+//! feed, reachable without a kernel.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use perf_event_open::sample::record::Record;
+
+use crate::event::Event;
+use crate::procfs::{self, ProcSource, Snapshot};
+use crate::tracker::{Filter, StackMode, Tracker};
+use crate::types::{Mapping, ProcessInfo, RawSample};
+use crate::unwind::DwarfUnwinder;
+
+/// What the `/proc` parsers make of `maps`, `stat` and a CPU list.
+pub fn parse_proc(maps: &str, stat: &str, cpus: &str) -> (Vec<Mapping>, Option<char>, Option<Vec<u32>>) {
+    (
+        procfs::parse_maps(maps),
+        procfs::parse_stat_state(stat),
+        procfs::parse_cpu_list(cpus),
+    )
+}
+
+/// A process as a fake `/proc` shows it: pid, comm, exe and maps text.
+#[derive(Debug, Clone)]
+pub struct FakeProcess {
+    /// Process id.
+    pub pid: u32,
+    /// `/proc/PID/comm`.
+    pub comm: String,
+    /// `/proc/PID/exe`.
+    pub exe: Option<PathBuf>,
+    /// `/proc/PID/maps`.
+    pub maps: String,
+}
+
+#[derive(Debug)]
+struct FakeProc(HashMap<u32, Snapshot>);
+
+impl ProcSource for FakeProc {
+    fn snapshot(&self, pid: u32) -> Option<Snapshot> {
+        self.0.get(&pid).cloned()
+    }
+    fn comm_and_exe(&self, pid: u32) -> Option<(String, Option<PathBuf>)> {
+        self.0.get(&pid).map(|s| (s.comm.clone(), s.exe.clone()))
+    }
+    fn is_alive(&self, pid: u32) -> bool {
+        self.0.contains_key(&pid)
+    }
+}
+
+/// Which samples [`replay`] keeps and how it makes user stacks.
+#[derive(Debug, Clone)]
+pub struct ReplayOptions {
+    /// Keep processes with these names (system-wide by name); empty keeps all.
+    pub names: Vec<String>,
+    /// Per-task counters (`--pid`) rather than system-wide.
+    pub attached: bool,
+    /// Unwind copied stacks with DWARF (reading the mapped files).
+    pub dwarf: bool,
+    /// Targets registered before the records, as `--pid` does.
+    pub targets: Vec<u32>,
+}
+
+/// Replays decoded ring-buffer records through the recorder's reduction
+/// ([`Event`]) and bookkeeping, as the drain loop does, with `procs` as
+/// `/proc`; returns the samples and processes a recording would hold and the
+/// lost count.
+pub fn replay(
+    opts: &ReplayOptions,
+    procs: &[FakeProcess],
+    records: Vec<Record>,
+) -> (Vec<RawSample>, Vec<ProcessInfo>, u64) {
+    let table = procs
+        .iter()
+        .map(|p| {
+            let snap = Snapshot {
+                comm: p.comm.clone(),
+                exe: p.exe.clone(),
+                mappings: procfs::parse_maps(&p.maps),
+                threads: [(p.pid, p.comm.clone())].into_iter().collect(),
+            };
+            (p.pid, snap)
+        })
+        .collect();
+    let filter = if opts.attached {
+        Filter::Attached
+    } else if opts.names.is_empty() {
+        Filter::All
+    } else {
+        Filter::Names(opts.names.clone())
+    };
+    let mut tracker = Tracker::new(filter, FakeProc(table), u32::MAX);
+    if opts.dwarf {
+        tracker.set_unwinding(
+            StackMode::Auto { requested: 16384 },
+            Box::new(DwarfUnwinder::default()),
+        );
+    }
+    for &pid in &opts.targets {
+        tracker.add_target(pid);
+    }
+    for record in records {
+        if let Some(ev) = Event::from_record(record) {
+            tracker.handle(ev);
+        }
+    }
+    let outcome = tracker.finish();
+    (
+        outcome.samples,
+        outcome.processes.into_values().collect(),
+        outcome.lost,
+    )
+}

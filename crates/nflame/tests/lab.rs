@@ -1,0 +1,367 @@
+//! End-to-end test of the lab (`scripts/lab.sh`): the three topologies of the
+//! story recorded under load with `nflame record`, and the verdicts `nflame
+//! report` and `nflame diff` give them. Needs root and the lab's Debian
+//! packages (`scripts/install-deps.sh`).
+//!
+//! One test does it all, because the lab is one set of machine-wide objects
+//! (a network namespace, a bridge, iptables chains, fixed ports 18080-18082):
+//! `up`, then for each mode `host`, `nat`, `proxy` a 4 s recording in the
+//! middle of a 6 s `lab.sh load MODE 6`, the verdicts, then
+//! `nflame record --docker-port --call-graph fp` against the lab's
+//! standalone docker-proxy, and `down` at the end, also when an assertion
+//! fails (a guard's `Drop`).
+//!
+//! The lab's server processes are recorded by pid (from the lab's pid files),
+//! not by name: other tests run nginx and docker-proxy of their own at the
+//! same time. Every mode records the same processes (both nginx instances and
+//! the docker-proxy), as an operator records the same service before and
+//! after a change. Each step is bounded in time; the whole test takes about
+//! 40 s on two idle CPUs.
+//!
+//! Verdicts checked: proxy → `userland-proxy`; nat → `bridge-nat` or `none`
+//! (the NAT path's kernel work is real but small next to TCP and nginx; the
+//! thresholds are in `crates/nflame-diagnose/src/report.rs`); host → `none`;
+//! `diff proxy host` → `userland-proxy`. The requests/s and CPU per request
+//! of each mode are printed (run with `--nocapture` or nextest's
+//! `--no-capture` to see them).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const FREQ: u64 = 999;
+const RECORD_SECS: u64 = 4;
+const LOAD_SECS: u64 = 6;
+const STATE: &str = "/run/nflame-lab";
+const PORT_PROXY: u16 = 18082;
+
+fn lab_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/lab.sh")
+}
+
+fn lab(args: &[&str]) -> Command {
+    let mut c = Command::new("bash");
+    c.arg(lab_script())
+        .args(args)
+        .env("LAB_STATE", STATE)
+        .stdin(Stdio::null());
+    c
+}
+
+fn nflame() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_nflame"));
+    c.stdin(Stdio::null());
+    c
+}
+
+/// Runs `cmd` to completion, killing it after `limit`.
+fn run(cmd: &mut Command, limit: Duration) -> Output {
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    finish(child, limit, &format!("{cmd:?}"))
+}
+
+/// Waits for a child (its output piped), killing it after `limit`.
+fn finish(child: Child, limit: Duration, what: &str) -> Output {
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(out) => out.expect("wait for child"),
+        Err(_) => {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+            let _ = rx.recv_timeout(Duration::from_secs(5));
+            panic!("{what} did not finish within {limit:?}");
+        }
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// The lab, torn down when dropped (also on a failed assertion).
+struct Lab;
+
+impl Lab {
+    fn up() -> Lab {
+        // A lab left behind by an interrupted run would be reused as is.
+        run(&mut lab(&["down"]), Duration::from_secs(60));
+        let guard = Lab;
+        let out = run(&mut lab(&["up"]), Duration::from_secs(90));
+        assert!(
+            out.status.success(),
+            "lab.sh up failed (needs root and scripts/install-deps.sh):\n{}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        guard
+    }
+
+    /// The lab's server processes: both nginx masters, their workers, docker-proxy.
+    fn server_pids(&self) -> Vec<u32> {
+        let mut pids = BTreeSet::new();
+        for f in [
+            "nginx-host/nginx.pid",
+            "nginx-ns/nginx.pid",
+            "docker-proxy.pid",
+        ] {
+            let p = std::fs::read_to_string(Path::new(STATE).join(f))
+                .unwrap_or_else(|e| panic!("{STATE}/{f}: {e}"));
+            pids.insert(p.trim().parse::<u32>().expect("pid file holds a pid"));
+        }
+        // Children (nginx workers), from /proc/*/stat's ppid.
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+                continue;
+            };
+            let ppid = stat
+                .rfind(')')
+                .and_then(|i| stat[i + 1..].split_whitespace().nth(1))
+                .and_then(|s| s.parse::<u32>().ok());
+            if ppid.is_some_and(|pp| pids.contains(&pp)) {
+                pids.insert(pid);
+            }
+        }
+        pids.into_iter().collect()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let out = lab(&["down"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output();
+        if let Ok(o) = out {
+            if !o.status.success() {
+                eprintln!("lab.sh down failed: {}", text(&o.stderr));
+            }
+        }
+    }
+}
+
+/// `lab.sh load`'s result line: `mode=proxy requests_per_s=11744 … cpu_us_per_request=170.9 …`.
+fn field(line: &str, key: &str) -> f64 {
+    line.split_whitespace()
+        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+        .and_then(|v| v.trim_end_matches('%').parse().ok())
+        .unwrap_or_else(|| panic!("no {key} in `{line}`"))
+}
+
+/// Starts `lab.sh load MODE SECS` (its result comes on stdout).
+fn start_load(mode: &str, secs: u64) -> Child {
+    lab(&["load", mode, &secs.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("lab.sh load starts")
+}
+
+fn load_result(load: Child, mode: &str) -> String {
+    let out = finish(load, Duration::from_secs(60), "lab.sh load");
+    assert!(
+        out.status.success(),
+        "lab.sh load {mode} failed: {}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let stdout = text(&out.stdout);
+    stdout
+        .lines()
+        .find(|l| l.starts_with("mode="))
+        .unwrap_or_else(|| panic!("no result line from lab.sh load {mode}: {stdout}"))
+        .to_string()
+}
+
+fn folded_total(path: &Path) -> u64 {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<u64>().ok())
+        .sum()
+}
+
+fn json(cmd: &mut Command) -> serde_json::Value {
+    let out = run(cmd, Duration::from_secs(60));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        text(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON on stdout")
+}
+
+fn kind(v: &serde_json::Value) -> String {
+    v["verdict"]["kind"]
+        .as_str()
+        .expect("verdict.kind")
+        .to_string()
+}
+
+/// One row of the measured table.
+struct Row {
+    mode: &'static str,
+    rps: f64,
+    cpu_us: f64,
+    server_us: f64,
+    lost: String,
+    verdict: String,
+    proxy_share: f64,
+}
+
+#[test]
+fn lab_modes_get_their_verdicts_and_docker_port_is_labelled() {
+    let started = Instant::now();
+    let dir = tempfile::tempdir().unwrap();
+    let lab_guard = Lab::up();
+    let pids: Vec<String> = lab_guard.server_pids().iter().map(u32::to_string).collect();
+    let pid_list = pids.join(",");
+
+    let mut rows = Vec::new();
+    for mode in ["host", "nat", "proxy"] {
+        let out_path = dir.path().join(format!("{mode}.folded"));
+        let load = start_load(mode, LOAD_SECS);
+        // Record the middle of the load: wrk has connected, and stops after.
+        std::thread::sleep(Duration::from_millis(1000));
+        let rec = run(
+            nflame()
+                .args(["record", "--pid", &pid_list, "-d"])
+                .arg(RECORD_SECS.to_string())
+                .arg("-o")
+                .arg(&out_path),
+            Duration::from_secs(60),
+        );
+        let line = load_result(load, mode);
+        let err = text(&rec.stderr);
+        assert!(rec.status.success(), "record {mode} failed: {err}");
+        let lost = err
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("lost"))
+            .map(|l| l.trim().to_string())
+            .unwrap_or_default();
+        let report = json(nflame().arg("report").arg(&out_path).arg("--json"));
+        let rps = field(&line, "requests_per_s");
+        // The recorded server processes' CPU per request: samples are 1/FREQ s each.
+        let samples = folded_total(&out_path) as f64;
+        let server_us = samples / FREQ as f64 / (rps * RECORD_SECS as f64) * 1e6;
+        rows.push(Row {
+            mode,
+            rps,
+            cpu_us: field(&line, "cpu_us_per_request"),
+            server_us,
+            lost,
+            verdict: kind(&report),
+            proxy_share: report["categories"]["userland-proxy"]["share"]
+                .as_f64()
+                .unwrap_or(0.0),
+        });
+    }
+
+    println!(
+        "{:<6} {:>12} {:>16} {:>18} {:>10} {:>16}  lost",
+        "mode", "requests/s", "CPU µs/request", "server µs/request", "proxy", "verdict"
+    );
+    for r in &rows {
+        println!(
+            "{:<6} {:>12.0} {:>16.1} {:>18.1} {:>9.1}% {:>16}  {}",
+            r.mode,
+            r.rps,
+            r.cpu_us,
+            r.server_us,
+            r.proxy_share * 100.0,
+            r.verdict,
+            r.lost
+        );
+    }
+    let verdict = |m: &str| rows.iter().find(|r| r.mode == m).unwrap().verdict.clone();
+    assert_eq!(verdict("proxy"), "userland-proxy");
+    assert!(
+        ["bridge-nat", "none"].contains(&verdict("nat").as_str()),
+        "nat: {}",
+        verdict("nat")
+    );
+    assert_eq!(verdict("host"), "none");
+
+    let diff = json(
+        nflame()
+            .arg("diff")
+            .arg(dir.path().join("proxy.folded"))
+            .arg(dir.path().join("host.folded"))
+            .arg("--json"),
+    );
+    assert_eq!(kind(&diff["before"]), "userland-proxy");
+    assert_eq!(kind(&diff["after"]), "none");
+    assert_eq!(kind(&diff), "userland-proxy", "{:#}", diff["verdict"]);
+
+    // Docker-aware recording: the lab's standalone docker-proxy by its port.
+    let docker_path = dir.path().join("docker.folded");
+    let load = start_load("proxy", 5);
+    std::thread::sleep(Duration::from_millis(1000));
+    let rec = run(
+        nflame()
+            .args([
+                "record",
+                "--docker-port",
+                &PORT_PROXY.to_string(),
+                "-d",
+                "3",
+            ])
+            // System-wide DWARF stack copies of every task overflow the ring
+            // buffers of a busy machine (README, record); frame pointers do not.
+            .args(["--call-graph", "fp"])
+            .arg("-o")
+            .arg(&docker_path),
+        Duration::from_secs(60),
+    );
+    load_result(load, "proxy");
+    let err = text(&rec.stderr);
+    assert!(rec.status.success(), "record --docker-port failed: {err}");
+    assert!(
+        err.contains(&format!("docker-proxy :{PORT_PROXY}")),
+        "{err}"
+    );
+    let folded = std::fs::read_to_string(&docker_path).unwrap();
+    let root_total = |prefix: &str| -> u64 {
+        folded
+            .lines()
+            .filter(|l| l.starts_with(prefix))
+            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<u64>().ok())
+            .sum()
+    };
+    let proxy = root_total(&format!("[docker-proxy :{PORT_PROXY}];docker-proxy;"));
+    let backend = root_total("[container 10.213.77.2];nginx;");
+    println!(
+        "--docker-port {PORT_PROXY}: [docker-proxy :{PORT_PROXY}] {proxy} samples, \
+         [container 10.213.77.2] {backend}, [net softirq] {}, all {}",
+        root_total("[net softirq];"),
+        folded_total(&docker_path)
+    );
+    assert!(
+        proxy > 0,
+        "no [docker-proxy :{PORT_PROXY}] stacks:\n{folded}"
+    );
+    assert!(backend > 0, "no [container 10.213.77.2] nginx stacks");
+    let unlabelled: Vec<&str> = folded.lines().filter(|l| !l.starts_with('[')).collect();
+    assert!(
+        unlabelled.is_empty(),
+        "stacks without a label: {unlabelled:?}"
+    );
+    let report = json(nflame().arg("report").arg(&docker_path).arg("--json"));
+    assert_eq!(kind(&report), "userland-proxy");
+
+    drop(lab_guard);
+    println!("lab test took {:.1} s", started.elapsed().as_secs_f64());
+}

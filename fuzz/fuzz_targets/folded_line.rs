@@ -1,0 +1,19 @@
+//! `nflame_profile::folded::parse_line` and `parse_count` on one line.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use nflame_profile::folded::{parse_count, parse_line, write_line};
+
+fuzz_target!(|line: &str| {
+    if let Ok(Some((stack, count))) = parse_line(line) {
+        // A parsed line writes back to a line that parses to the same sample.
+        assert!(!stack.is_empty());
+        let mut out = Vec::new();
+        write_line(&mut out, stack, count).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(parse_line(&text), Ok(Some((stack, count))));
+    }
+    if let Some(last) = line.split_whitespace().last() {
+        let _ = parse_count(last);
+    }
+});
