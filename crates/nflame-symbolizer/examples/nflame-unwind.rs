@@ -14,7 +14,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use nflame_sampler::{record, CallGraph, RawSample, RecordOptions, Recording, Target};
-use nflame_symbolizer::{fold, FoldOptions};
+use nflame_symbolizer::{fold, fold_with, warm_up, FoldOptions};
 
 fn cpu_seconds() -> f64 {
     // SAFETY: an all-zero rusage is a valid value of this plain C struct.
@@ -54,10 +54,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     opts.call_graph = call_graph;
     let stop = AtomicBool::new(false);
     let cpu0 = cpu_seconds();
+    // As `nflame record` does: kernel symbols load while sampling runs.
+    let prepared = warm_up(&FoldOptions::default());
     let rec = record(&opts, &stop, |_| {})?;
     let record_cpu = cpu_seconds() - cpu0;
     let t = Instant::now();
-    let (profile, stats) = fold(&rec, &FoldOptions::default())?;
+    let (profile, stats) = fold_with(&rec, &FoldOptions::default(), &prepared)?;
     let fold_s = t.elapsed().as_secs_f64();
     if let Some(path) = out {
         let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);

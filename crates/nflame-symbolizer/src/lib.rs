@@ -14,12 +14,17 @@
 //!   code from perf maps (`/tmp/perf-PID.map`, or the container's
 //!   `/proc/PID/root/tmp/perf-NSPID.map`).
 //!   Stripped Go binaries (`docker-proxy`) are named from `.gopclntab`.
-//! - **kernel addresses** ([`KernelSymbolizer`]): `/proc/kallsyms` (or a
-//!   `vmlinux`), once per recording.
-//! - **folding** ([`fold`]): rayon over processes with one [`SymbolCache`]
-//!   (a blazesym `Symbolizer`, which is not `Send`) per task; each process's
-//!   addresses are deduplicated before lookup and each distinct stack is
-//!   written once.
+//!   A file is named from its symbol tables first (a stripped one from its
+//!   detached debug file's `.symtab`); DWARF is read only when no symbol
+//!   table exists or inlined functions are requested.
+//! - **kernel addresses** ([`Kallsyms`], else [`KernelSymbolizer`]):
+//!   `/proc/kallsyms`, once per recording; [`warm_up`] loads it on a
+//!   background thread while sampling runs, for [`fold_with`].
+//! - **folding** ([`fold`], [`fold_with`]): each process's addresses are
+//!   deduplicated and mapped to (file, offset); each distinct file is
+//!   symbolized once for all processes, files in parallel with rayon and one
+//!   [`SymbolCache`] (a blazesym `Symbolizer`, which is not `Send`) per task;
+//!   each distinct stack is written once.
 //!
 //! A user stack that ends in an address outside every executable mapping
 //! (a frame-pointer walk through code without frame pointers ends in

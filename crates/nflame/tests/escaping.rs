@@ -35,9 +35,8 @@ fn run(args: &mut Command) {
     );
 }
 
-/// No hostile markup survives, the names are there escaped, and every CDATA
-/// section holds no raw `<`, `>` or `&`.
-fn assert_escaped(what: &str, doc: &str) {
+/// No hostile markup of the inputs survives in `doc`.
+fn assert_no_raw_markup(what: &str, doc: &str) {
     for raw in [
         "<script>alert",
         "<img src=x",
@@ -48,6 +47,12 @@ fn assert_escaped(what: &str, doc: &str) {
     ] {
         assert!(!doc.contains(raw), "{what}: raw {raw:?}");
     }
+}
+
+/// No hostile markup survives, the names are there escaped, and every CDATA
+/// section holds no raw `<`, `>` or `&`.
+fn assert_escaped(what: &str, doc: &str) {
+    assert_no_raw_markup(what, doc);
     assert!(
         doc.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
         "{what}: the script frame is missing or escaped differently"
@@ -116,6 +121,11 @@ fn render_escapes_frame_names_and_title() {
     let doc = std::fs::read_to_string(&svg).unwrap();
     assert_escaped("render", &doc);
     assert!(!doc.contains("alert(3)</script>"), "the title is raw");
+    // The command line in the embedded context carries the title, \u-escaped.
+    assert!(
+        doc.contains("\\u003cscript\\u003ealert(3)\\u003c/script\\u003e \\u0026"),
+        "the context's command line"
+    );
     // And the embedded profile reads back to the very names.
     let p = nflame_profile::Profile::from_path(&svg).unwrap();
     assert_eq!(p.get("main;<script>alert(1)</script>;a&b"), 50);
@@ -145,24 +155,62 @@ fn diff_and_removed_view_escape_rewritten_titles() {
     let gone = std::fs::read_to_string(&removed).unwrap();
     assert_escaped("removed view", &gone);
     assert!(
-        gone.contains("<title>gone&lt;&amp;&gt;frame (gone:"),
-        "the vanished frame's title"
+        diff.contains("<title>gone&lt;&amp;&gt;frame (gone: before"),
+        "the vanished frame's rewritten title"
+    );
+    assert!(
+        gone.contains("<title>gone&lt;&amp;&gt;frame ("),
+        "the vanished frame in the removed view"
     );
 }
 
+/// Standard base64 (the HTML report's `data:` URLs).
+fn base64_decode(text: &str) -> Vec<u8> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = Vec::with_capacity(text.len() / 4 * 3);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for b in text.bytes().take_while(|&b| b != b'=') {
+        let v = ALPHABET.iter().position(|&a| a == b).expect("base64") as u32;
+        acc = (acc << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    out
+}
+
 #[test]
-fn html_report_escapes_frame_names() {
+fn html_report_escapes_frame_names_and_file_names() {
     let dir = tempfile::tempdir().unwrap();
     let (before, after) = write_inputs(dir.path());
+    // A hostile file name too: it is shown as the graphs' captions.
+    let hostile = dir.path().join("before<b>&'\"x.folded");
+    std::fs::rename(&before, &hostile).unwrap();
     let html = dir.path().join("r.html");
     run(nflame()
         .arg("report")
-        .arg(&before)
+        .arg(&hostile)
         .arg(&after)
         .arg("--html")
         .arg(&html));
     let page = std::fs::read_to_string(&html).unwrap();
-    assert_escaped("HTML report", &page);
-    // Our own scripts are the only ones on the page: none carries a name.
-    assert!(!page.contains("alert(1)</script>"));
+    assert_no_raw_markup("HTML report", &page);
+    assert!(!page.contains("before<b>"), "raw file name");
+    assert!(page.contains("before&lt;b&gt;&amp;"), "escaped file name");
+    // Each graph is an SVG in a data: URL; each one is escaped inside.
+    let mut graphs = 0;
+    for part in page.split("src=\"data:image/svg+xml;base64,").skip(1) {
+        let b64 = &part[..part.find('"').unwrap()];
+        let svg = String::from_utf8(base64_decode(b64)).unwrap();
+        graphs += 1;
+        if svg.contains("alert(1)") {
+            assert_escaped(&format!("HTML report graph {graphs}"), &svg);
+        } else {
+            assert_no_raw_markup(&format!("HTML report graph {graphs}"), &svg);
+        }
+    }
+    assert_eq!(graphs, 3, "diff, before, after");
 }
