@@ -209,7 +209,7 @@ fi
 if ! skipped nginx; then
     need nginx; need wrk
     echo
-    echo "== nginx + Lua under wrk (${nginx_secs}s, -t1 -c$conns), unrecorded vs nflame at ${freq} Hz, load $(load)"
+    echo "== nginx + Lua under wrk (${nginx_secs}s, -t1 -c$conns), unrecorded vs nflame and perf record at ${freq} Hz, load $(load)"
     if ss -Hltn "sport = :$port" 2>/dev/null | grep -q .; then
         echo "bench: port 127.0.0.1:$port is in use; set PORT" >&2; exit 1
     fi
@@ -249,7 +249,7 @@ NGINX
     pids="$master,$(pgrep -d, -P "$master")"
     wrk -t1 -c"$conns" -d2s "$url" > /dev/null  # warm-up
     rps() { awk '/^Requests\/sec:/ { print $2 }' "$1"; }
-    modes=($call_graphs)
+    modes=($call_graphs perf)
     : > "$work/rps.tsv"
     printf '%-4s %12s' run unrecorded
     for m in "${modes[@]}"; do printf ' %12s %7s' "$m" ratio; done
@@ -260,10 +260,18 @@ NGINX
         line=$a
         printf '%-4s %12s' "$run" "$a"
         for m in "${modes[@]}"; do
-            "$nflame" record --call-graph "$m" --pid "$pids" -F "$freq" \
-                -o "$work/nginx-$m.folded" 2> "$work/nginx-$m.err" &
-            npid=$!
-            wait_attached "$npid"
+            if [[ $m == perf ]]; then
+                # perf record -g on the same processes, for comparison.
+                perf record -q -e cpu-clock -F "$freq" -g -p "$pids" \
+                    -o "$work/nginx-perf.data" 2> "$work/nginx-$m.err" &
+                npid=$!
+                sleep 1
+            else
+                "$nflame" record --call-graph "$m" --pid "$pids" -F "$freq" \
+                    -o "$work/nginx-$m.folded" 2> "$work/nginx-$m.err" &
+                npid=$!
+                wait_attached "$npid"
+            fi
             wrk -t1 -c"$conns" -d"${nginx_secs}s" "$url" > "$work/wrk.rec"
             kill -INT "$npid"
             wait "$npid"
@@ -278,8 +286,12 @@ NGINX
     i=2
     for m in "${modes[@]}"; do
         b=$(cut -f$i "$work/rps.tsv" | median)
-        echo "median requests/s: unrecorded $a, nflame --call-graph $m $b (ratio $(ratio "$b" "$a"); target >= 0.97)"
-        echo "  last recording: $(grep -E '^  (samples|lost|named|unwound)' "$work/nginx-$m.err" | tr -s ' ' | tr '\n' ';')"
+        if [[ $m == perf ]]; then
+            echo "median requests/s: unrecorded $a, perf record -g $b (ratio $(ratio "$b" "$a"))"
+        else
+            echo "median requests/s: unrecorded $a, nflame --call-graph $m $b (ratio $(ratio "$b" "$a"); target >= 0.97)"
+            echo "  last recording: $(grep -E '^  (samples|lost|named|unwound)' "$work/nginx-$m.err" | tr -s ' ' | tr '\n' ';')"
+        fi
         i=$((i + 1))
     done
     kill -QUIT "$master" 2>/dev/null || true
