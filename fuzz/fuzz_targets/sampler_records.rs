@@ -289,7 +289,11 @@ fuzz_target!(|data: &[u8]| {
         },
         attached: flags & 2 != 0,
         dwarf: flags & 4 != 0,
-        targets: if flags & 8 != 0 { vec![1, 3] } else { Vec::new() },
+        targets: if flags & 8 != 0 {
+            vec![1, 3]
+        } else {
+            Vec::new()
+        },
     };
     let (samples, processes, _lost) = replay(&opts, &procs, records);
     assert!(samples.windows(2).all(|w| w[0].time <= w[1].time));

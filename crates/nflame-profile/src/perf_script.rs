@@ -185,8 +185,10 @@ fn collapse_in_chunks(
         EventFilter::Only(e) => e,
         EventFilter::Undecided => None,
     };
-    if profile.total() == 0 && stats.samples == 0 {
-        if opts.event.is_some() && !stats.other_events.is_empty() {
+    // Samples whose periods are all 0 (with `period`) weigh nothing: the
+    // profile is as empty as without samples.
+    if profile.total() == 0 {
+        if opts.event.is_some() && stats.samples == 0 && !stats.other_events.is_empty() {
             return Err(Error::InvalidOption(format!(
                 "{name}: no samples of event {:?}; the input has {}",
                 opts.event.as_deref().unwrap_or_default(),
@@ -1082,6 +1084,22 @@ nginx  7394 [000]  516.918289:    2004008 cpu-clock: \n\
 \t           2b292 ngx_vslprintf+0x32 (/usr/sbin/nginx)\n\
 \t    7f51cd73ff9f [unknown] (/tmp/perf-7394.map)\n\
 \n";
+
+    /// Fuzzing found `Ok` with an empty profile when every kept sample had
+    /// period 0 and `period` weighting was on.
+    #[test]
+    fn zero_period_samples_are_empty_not_an_empty_success() {
+        let opts = CollapseOptions {
+            period: true,
+            ..CollapseOptions::default()
+        };
+        let text =
+            "python3 1700 1.0:          0 cpu-clock:\n\t     4005d6 main (/usr/bin/python3)\n\n";
+        assert!(matches!(run_with(text, &opts), Err(Error::Empty { .. })));
+        // Counting samples instead, the same input has one.
+        let (p, _) = run_with(text, &CollapseOptions::default()).unwrap();
+        assert_eq!(p.total(), 1);
+    }
 
     #[test]
     fn basic_sample_and_frame_naming() {

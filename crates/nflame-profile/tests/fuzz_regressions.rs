@@ -76,7 +76,15 @@ fn perf_script() {
         }
         opts.threads = 1;
         let r = collapse(&mut input(text), &opts);
-        eprintln!("{}: {:?}", path.display(), r.map(|(p, _)| p.total()));
+        eprintln!(
+            "{}: {:?}",
+            path.display(),
+            r.as_ref().map(|(p, _)| p.total())
+        );
+        // Success means samples (crash-zero-period-empty-profile: it did not).
+        if let Ok((p, stats)) = r {
+            assert!(p.total() > 0 && stats.samples > 0, "{}", path.display());
+        }
     }
 }
 

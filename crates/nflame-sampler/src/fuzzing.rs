@@ -14,7 +14,11 @@ use crate::types::{Mapping, ProcessInfo, RawSample};
 use crate::unwind::DwarfUnwinder;
 
 /// What the `/proc` parsers make of `maps`, `stat` and a CPU list.
-pub fn parse_proc(maps: &str, stat: &str, cpus: &str) -> (Vec<Mapping>, Option<char>, Option<Vec<u32>>) {
+pub fn parse_proc(
+    maps: &str,
+    stat: &str,
+    cpus: &str,
+) -> (Vec<Mapping>, Option<char>, Option<Vec<u32>>) {
     (
         procfs::parse_maps(maps),
         procfs::parse_stat_state(stat),

@@ -216,15 +216,25 @@ pub(crate) fn online_cpus() -> Vec<u32> {
     }
 }
 
+/// More CPUs than any kernel supports (`NR_CPUS` is at most 8192): a list
+/// naming CPUs beyond this is not a CPU list.
+const MAX_CPUS: u32 = 1 << 16;
+
 pub(crate) fn parse_cpu_list(s: &str) -> Option<Vec<u32>> {
     let mut out = Vec::new();
     for part in s.trim().split(',').filter(|p| !p.is_empty()) {
         match part.split_once('-') {
             Some((a, b)) => {
                 let (a, b): (u32, u32) = (a.parse().ok()?, b.parse().ok()?);
+                if b >= MAX_CPUS {
+                    return None;
+                }
                 out.extend(a..=b);
             }
-            None => out.push(part.parse().ok()?),
+            None => out.push(part.parse().ok().filter(|&c| c < MAX_CPUS)?),
+        }
+        if out.len() > MAX_CPUS as usize {
+            return None;
         }
     }
     Some(out)
@@ -316,6 +326,15 @@ pub(crate) fn has_perfmon_capability() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Fuzzing found `0-4200000000` allocating 16 GiB.
+    #[test]
+    fn cpu_list_with_an_absurd_range_is_rejected_not_allocated() {
+        assert_eq!(parse_cpu_list("0-4200000000"), None);
+        assert_eq!(parse_cpu_list("0-65535,70000"), None);
+        assert_eq!(parse_cpu_list("0-3,8-9"), Some(vec![0, 1, 2, 3, 8, 9]));
+        assert_eq!(parse_cpu_list("5-3"), Some(vec![]));
+    }
 
     #[test]
     fn maps_keeps_executable_mappings_only() {

@@ -129,7 +129,10 @@ pub(crate) fn insert_mapping(v: &mut Vec<Mapping>, m: Mapping) {
         if old.end > m.end {
             keep.push(Mapping {
                 start: m.end,
-                offset: old.offset + (m.end - old.start),
+                // Offsets come from the kernel's records as they are; a
+                // garbage one must not overflow (the unwinder's load bias
+                // arithmetic wraps too).
+                offset: old.offset.wrapping_add(m.end - old.start),
                 ..old.clone()
             });
         }
@@ -465,7 +468,7 @@ impl<S: ProcSource> Tracker<S> {
                 self.touch(pid);
             }
             Event::Lost { count, .. } => {
-                self.lost += count;
+                self.lost = self.lost.saturating_add(count);
                 self.lost_records += 1;
             }
             Event::Throttle { .. } => self.throttled += 1,
@@ -926,6 +929,35 @@ mod tests {
         let out = t.finish();
         assert!(!out.ever_matched);
         assert!(out.samples.is_empty());
+    }
+
+    /// Fuzzing found the offset of a split mapping overflowing when its file
+    /// offset was near 2^64.
+    #[test]
+    fn insert_mapping_splitting_a_huge_offset_does_not_overflow() {
+        let mut v = vec![m(0x1000, 0x5000, u64::MAX - 0x10, "/a")];
+        insert_mapping(&mut v, m(0x2000, 0x3000, 0, "/b"));
+        assert_eq!(
+            v,
+            vec![
+                m(0x1000, 0x2000, u64::MAX - 0x10, "/a"),
+                m(0x2000, 0x3000, 0, "/b"),
+                m(0x3000, 0x5000, 0x1ff0 - 1, "/a"),
+            ]
+        );
+    }
+
+    /// Fuzzing found the lost count overflowing on huge `PERF_RECORD_LOST` counts.
+    #[test]
+    fn lost_count_saturates_instead_of_overflowing() {
+        let mut t = Tracker::new(Filter::All, FakeProc::default(), 1);
+        t.handle(Event::Lost {
+            time: 1,
+            count: u64::MAX - 1,
+        });
+        t.handle(Event::Lost { time: 2, count: 5 });
+        assert_eq!(t.lost(), u64::MAX);
+        assert_eq!(t.finish().lost_records, 2);
     }
 
     #[test]

@@ -133,11 +133,11 @@ impl GoTable {
         match self.version {
             Version::Go116 => Some((
                 self.uint(at, self.ptr_size)?,
-                self.uint(at + self.ptr_size, self.ptr_size)?,
+                self.uint(at.checked_add(self.ptr_size)?, self.ptr_size)?,
             )),
             Version::Go118 => Some((
                 self.text_start.checked_add(self.uint(at, 4)?)?,
-                self.uint(at + 4, 4)?,
+                self.uint(at.checked_add(4)?, 4)?,
             )),
         }
     }
@@ -147,7 +147,7 @@ impl GoTable {
         self.segments
             .iter()
             .find(|&&(start, size, _)| offset >= start && offset - start < size)
-            .map(|&(start, _, vaddr)| vaddr + (offset - start))
+            .and_then(|&(start, _, vaddr)| vaddr.checked_add(offset - start))
     }
 
     /// The name of the function containing virtual address `addr`.
@@ -173,7 +173,7 @@ impl GoTable {
             Version::Go118 => 4,
         };
         let func = self.functab.checked_add(usize::try_from(func).ok()?)?;
-        let name_off = self.uint(func + name_field, 4)?;
+        let name_off = self.uint(func.checked_add(name_field)?, 4)?;
         let start = self
             .funcnames
             .checked_add(usize::try_from(name_off).ok()?)?;
@@ -228,6 +228,16 @@ mod tests {
         assert_eq!(t.find(0x401040), Some("net.(*conn).Read"));
         assert_eq!(t.find(0x401080), None);
         assert_eq!(t.virt_addr(0x1010), Some(0x401010));
+    }
+
+    /// Fuzzing found `virt_addr` overflowing with a segment mapped at the
+    /// top of the address space.
+    #[test]
+    fn virt_addr_of_a_segment_at_the_top_does_not_overflow() {
+        let mut t = table_118();
+        t.segments = vec![(0x1000, 0x10000, u64::MAX - 8)];
+        assert_eq!(t.virt_addr(0x1008), Some(u64::MAX));
+        assert_eq!(t.virt_addr(0x1010), None);
     }
 
     #[test]

@@ -223,7 +223,10 @@ impl TmpfsMount {
 
 impl Drop for TmpfsMount {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(self.dir.path()).status();
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
     }
 }
 
@@ -296,7 +299,13 @@ fn target_exiting_mid_recording_keeps_its_named_samples() {
     let folded = dir.path().join("short.folded");
     let w = Workload::start("exit", 1.5);
     let rec = nflame()
-        .args(["record", "--call-graph", "fp", "--pid", &w.pid().to_string()])
+        .args([
+            "record",
+            "--call-graph",
+            "fp",
+            "--pid",
+            &w.pid().to_string(),
+        ])
         .arg("-o")
         .arg(&folded)
         .stderr(Stdio::piped())
@@ -395,7 +404,10 @@ fn signal_during_writing_leaves_outputs_complete_or_absent() {
             Some(130) => {
                 abandoned += 1;
                 assert!(err.contains("no output written"), "{err}");
-                assert_eq!(std::fs::read_to_string(&folded).unwrap(), "previous;run 1\n");
+                assert_eq!(
+                    std::fs::read_to_string(&folded).unwrap(),
+                    "previous;run 1\n"
+                );
                 assert_eq!(std::fs::read_to_string(&svg).unwrap(), "previous svg");
             }
             Some(0) => {
@@ -429,7 +441,10 @@ fn read_only_output_directory_is_a_clear_error() {
     assert!(err.contains(&target.display().to_string()), "{err}");
     assert!(err.to_lowercase().contains("read-only"), "{err}");
     // Refused before recording.
-    assert!(start.elapsed() < Duration::from_secs(4), "it recorded first");
+    assert!(
+        start.elapsed() < Duration::from_secs(4),
+        "it recorded first"
+    );
     assert_eq!(std::fs::read_to_string(&target).unwrap(), "previous");
     assert_eq!(files_in(mnt.path()), ["x.svg"]);
 }
@@ -609,7 +624,11 @@ fn rss_kib(pid: u32) -> Option<u64> {
 
 /// A system-wide recording at 999 Hz keeps its memory flat: between the
 /// 10 s and the 25 s marks, resident memory grows by little more than the
-/// samples themselves (tens of bytes each, interned stacks).
+/// samples themselves (tens of bytes each, stacks interned); nothing else
+/// accumulates. Frame-pointer call graphs: with DWARF unwinding the recorder
+/// also caches the unwind sections of every binary that runs (once per
+/// file), which depends on what else the machine runs (`scripts/soak.sh`
+/// measures the default mode).
 #[test]
 fn memory_stays_flat_while_recording_all_cpus() {
     let _s = serial();
@@ -617,7 +636,17 @@ fn memory_stays_flat_while_recording_all_cpus() {
     let folded = dir.path().join("soak.folded");
     let _busy = Workload::start("tree", 40.0);
     let rec = nflame()
-        .args(["record", "-a", "-F", "999", "-d", "27", "-o"])
+        .args([
+            "record",
+            "-a",
+            "-F",
+            "999",
+            "-d",
+            "27",
+            "--call-graph",
+            "fp",
+            "-o",
+        ])
         .arg(&folded)
         .stderr(Stdio::piped())
         .spawn()
@@ -634,16 +663,23 @@ fn memory_stays_flat_while_recording_all_cpus() {
     let out = wait_bounded(rec, Duration::from_secs(120));
     let err = text(&out.stderr);
     assert!(out.status.success(), "{err}");
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
-    // 15 s of samples at 999 Hz on every CPU, 100 bytes each at most, plus
-    // 8 MiB for everything else (new processes, new stacks, allocator slack).
-    let allowance = 15 * 999 * cpus * 100 / 1024 + 8 * 1024;
+    let samples: u64 = err
+        .lines()
+        .find_map(|l| l.trim_start().strip_prefix("samples"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no sample count in the summary: {err}"));
+    // The samples of those 15 s (of 27) at 200 bytes each at most (a sample
+    // is tens of bytes; new stacks and processes come on top), plus 8 MiB of
+    // slack for the allocator and the processes that start meanwhile.
+    let window_samples = samples * 15 / 27;
+    let allowance = window_samples * 200 / 1024 + 8 * 1024;
+    let growth = rss25.saturating_sub(rss10);
     eprintln!(
-        "RSS at 10 s: {rss10} KiB, at 25 s: {rss25} KiB (growth {} KiB, allowed {allowance} KiB)",
-        rss25.saturating_sub(rss10)
+        "RSS at 10 s: {rss10} KiB, at 25 s: {rss25} KiB: grew {growth} KiB for about \
+         {window_samples} samples (allowed {allowance} KiB)"
     );
     assert!(
-        rss25.saturating_sub(rss10) <= allowance,
+        growth <= allowance,
         "RSS grew from {rss10} KiB to {rss25} KiB"
     );
 }
