@@ -35,10 +35,11 @@ pub fn diff_report(
     per_before: Option<f64>,
     per_after: Option<f64>,
 ) -> Result<DiffReport> {
-    Ok(DiffReport::new(
-        report(before, rules, per_before)?,
-        report(after, rules, per_after)?,
-    ))
+    let (b, a) = rayon::join(
+        || report(before, rules, per_before),
+        || report(after, rules, per_after),
+    );
+    Ok(DiffReport::new(b?, a?))
 }
 
 /// Prints the comparison of two profiles with the built-in rules.
