@@ -158,11 +158,16 @@ pub fn metadata_xml(context: &Context, profiles: &[(&str, &Profile)]) -> String 
         .replace('<', "\\u003c")
         .replace('>', "\\u003e")
         .replace('&', "\\u0026");
-    let encoded: Vec<String> = profiles.par_iter().map(|(_, p)| encode_profile(p)).collect();
+    let encoded: Vec<String> = profiles
+        .par_iter()
+        .map(|(_, p)| encode_profile(p))
+        .collect();
     let mut out = format!("<metadata id=\"{CONTEXT_ID}\"><![CDATA[{json}]]></metadata>\n");
     for ((role, _), data) in profiles.iter().zip(encoded) {
         out.reserve(data.len() + 80);
-        out.push_str(&format!("<metadata id=\"{PROFILE_ID_PREFIX}{role}\" encoding=\"gzip+base64\">"));
+        out.push_str(&format!(
+            "<metadata id=\"{PROFILE_ID_PREFIX}{role}\" encoding=\"gzip+base64\">"
+        ));
         out.push_str(&data);
         out.push_str("</metadata>\n");
     }

@@ -11,7 +11,9 @@ use nflame_profile::Profile;
 use nflame_render::{render_diff, render_profile, RenderOptions};
 
 fn fixture(name: &str) -> Profile {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/folded").join(name);
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures/folded")
+        .join(name);
     Profile::from_path(&p).expect("fixture")
 }
 
@@ -42,7 +44,9 @@ fn bench(c: &mut Criterion) {
         })
     });
     let diff = Diff::new(before, after, &DiffOptions::default()).unwrap();
-    g.throughput(Throughput::Elements((diff.before.len() + diff.after.len()) as u64));
+    g.throughput(Throughput::Elements(
+        (diff.before.len() + diff.after.len()) as u64,
+    ));
     g.bench_function("honest_diff", |b| {
         b.iter(|| {
             let mut out = Vec::new();

@@ -66,7 +66,15 @@ pub(crate) fn draw(diff: &Diff, opts: &RenderOptions, svg: &mut Vec<u8>) -> Resu
     }
     // inferno omits frames narrower than `min_width` pixels: they need no
     // colour. Keep every frame at least half that wide on the widest canvas.
-    let total: u64 = rows.iter().map(|r| r.0.rsplit(' ').next().and_then(|w| w.parse::<u64>().ok()).unwrap_or(0)).sum();
+    let total: u64 = rows
+        .iter()
+        .map(|r| {
+            r.0.rsplit(' ')
+                .next()
+                .and_then(|w| w.parse::<u64>().ok())
+                .unwrap_or(0)
+        })
+        .sum();
     let canvas = opts.width.unwrap_or(1200).max(1200) as f64;
     let min_samples = ((opts.min_width * 0.5 / canvas) * total as f64).floor() as u64;
 

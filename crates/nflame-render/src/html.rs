@@ -61,7 +61,11 @@ fn svg_height(svg: &[u8]) -> Option<u32> {
     let svg_tag = &text[text.find("<svg")?..];
     let i = svg_tag.find(" height=\"")? + " height=\"".len();
     let j = svg_tag[i..].find('"')? + i;
-    svg_tag[i..j].trim_end_matches("px").parse::<f64>().ok().map(|h| h.ceil() as u32)
+    svg_tag[i..j]
+        .trim_end_matches("px")
+        .parse::<f64>()
+        .ok()
+        .map(|h| h.ceil() as u32)
 }
 
 /// Inside a `data:` frame the document's origin is opaque and

@@ -156,7 +156,12 @@ fn diff(a: args::Diff) -> Result<ExitCode> {
         Ok(Some(svg))
     };
     let ((graph, reverse), (report, categories)) = rayon::join(
-        || rayon::join(|| draw(out.is_some(), false), || draw(removed.is_some(), true)),
+        || {
+            rayon::join(
+                || draw(out.is_some(), false),
+                || draw(removed.is_some(), true),
+            )
+        },
         || {
             rayon::join(
                 || diff.report(),
@@ -265,7 +270,12 @@ fn report(a: args::Report) -> Result<ExitCode> {
     }
     w.flush()?;
     if let Some(mut out) = html.take() {
-        let page = html_page(&a, &profile, after.as_ref(), String::from_utf8_lossy(&text).into_owned())?;
+        let page = html_page(
+            &a,
+            &profile,
+            after.as_ref(),
+            String::from_utf8_lossy(&text).into_owned(),
+        )?;
         nflame_render::html::write_html(&page, out.writer()).map_err(|e| out.write_error(e))?;
         out.commit()?;
     }
@@ -292,10 +302,7 @@ fn html_page(
         nflame_render::render_profile(p, &o, &mut svg)?;
         Ok(svg)
     };
-    let mut blocks = vec![
-        Block::Heading("Verdict".into()),
-        Block::Pre(verdict_text),
-    ];
+    let mut blocks = vec![Block::Heading("Verdict".into()), Block::Pre(verdict_text)];
     let mut commands = vec![std::env::args_os()
         .map(|s| s.to_string_lossy().into_owned())
         .collect::<Vec<_>>()

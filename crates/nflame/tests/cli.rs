@@ -671,7 +671,10 @@ mod polish {
             let o = ok(nflame().args(["completions", shell]));
             let text = stdout(&o);
             assert!(text.contains("nflame"), "{shell}");
-            assert!(text.contains("record") && text.contains("--docker-port"), "{shell}");
+            assert!(
+                text.contains("record") && text.contains("--docker-port"),
+                "{shell}"
+            );
         }
         let o = run(nflame().args(["completions", "tcsh"]));
         assert_eq!(o.status.code(), Some(2));
@@ -681,11 +684,24 @@ mod polish {
     fn man_pages_for_every_subcommand() {
         let dir = tempfile::tempdir().unwrap();
         ok(nflame().arg("man").arg("-o").arg(dir.path()));
-        for page in ["nflame.1", "nflame-record.1", "nflame-diff.1", "nflame-report.1", "nflame-export.1"] {
+        for page in [
+            "nflame.1",
+            "nflame-record.1",
+            "nflame-diff.1",
+            "nflame-report.1",
+            "nflame-export.1",
+        ] {
             let text = std::fs::read_to_string(dir.path().join(page)).unwrap();
-            assert!(text.starts_with(".ie") || text.contains(".TH"), "{page}: {}", &text[..80.min(text.len())]);
+            assert!(
+                text.starts_with(".ie") || text.contains(".TH"),
+                "{page}: {}",
+                &text[..80.min(text.len())]
+            );
         }
-        assert!(!dir.path().join("nflame-__worker.1").exists(), "hidden commands have no page");
+        assert!(
+            !dir.path().join("nflame-__worker.1").exists(),
+            "hidden commands have no page"
+        );
     }
 
     #[test]
@@ -693,9 +709,17 @@ mod polish {
         let dir = tempfile::tempdir().unwrap();
         let input = dir.path().join("in.folded");
         std::fs::write(&input, "main;a 1\n").unwrap();
-        let loud = ok(nflame().arg("filter").arg(&input).args(["--include", "nomatch", "-o", "-"]));
+        let loud = ok(nflame()
+            .arg("filter")
+            .arg(&input)
+            .args(["--include", "nomatch", "-o", "-"]));
         assert!(stderr(&loud).contains("no stack matched"));
-        let quiet = ok(nflame().arg("-q").arg("filter").arg(&input).args(["--include", "nomatch", "-o", "-"]));
+        let quiet = ok(nflame().arg("-q").arg("filter").arg(&input).args([
+            "--include",
+            "nomatch",
+            "-o",
+            "-",
+        ]));
         assert_eq!(stderr(&quiet), "");
     }
 
@@ -708,7 +732,11 @@ mod polish {
         let bytes = std::fs::read(&pb).unwrap();
         assert_eq!(&bytes[..2], &[0x1f, 0x8b], "pprof output is gzipped");
         let ss = dir.path().join("p.json");
-        ok(nflame().arg("export").arg(&input).args(["--format", "speedscope", "-o"]).arg(&ss));
+        ok(nflame()
+            .arg("export")
+            .arg(&input)
+            .args(["--format", "speedscope", "-o"])
+            .arg(&ss));
         let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&ss).unwrap()).unwrap();
         let weights: f64 = v["profiles"][0]["weights"]
             .as_array()
@@ -717,7 +745,11 @@ mod polish {
             .map(|w| w.as_f64().unwrap())
             .sum();
         assert_eq!(weights as u64, sum_counts(&read_gz(&input)));
-        let o = run(nflame().arg("export").arg(&input).args(["--format", "csv", "-o"]).arg(&ss));
+        let o = run(nflame()
+            .arg("export")
+            .arg(&input)
+            .args(["--format", "csv", "-o"])
+            .arg(&ss));
         assert_eq!(o.status.code(), Some(2));
     }
 }

@@ -13,7 +13,9 @@ fn nflame() -> Command {
 }
 
 fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures").join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures")
+        .join(rel)
 }
 
 /// Loads `page` in Chromium and searches every graph for `needle`.
@@ -50,10 +52,20 @@ fn two_profile_report_loads_and_searches_in_chromium() {
         .arg(&html)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let page = std::fs::read_to_string(&html).unwrap();
-    assert!(page.contains("verdict: userland-proxy"), "the verdict is on the page");
-    assert!(page.contains("--html"), "the command that made it is on the page");
+    assert!(
+        page.contains("verdict: userland-proxy"),
+        "the verdict is on the page"
+    );
+    assert!(
+        page.contains("--html"),
+        "the command that made it is on the page"
+    );
     assert!(
         !page.contains("src=\"http") && !page.contains("href=\"http"),
         "no network resources"
@@ -80,16 +92,38 @@ fn hostile_frame_names_stay_text() {
     .unwrap();
     let html = dir.path().join("r.html");
     let svg = dir.path().join("r.svg");
-    let out = nflame().arg("report").arg(&input).arg("--html").arg(&html).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let out = nflame().arg("render").arg(&input).arg("-o").arg(&svg).output().unwrap();
+    let out = nflame()
+        .arg("report")
+        .arg(&input)
+        .arg("--html")
+        .arg(&html)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = nflame()
+        .arg("render")
+        .arg(&input)
+        .arg("-o")
+        .arg(&svg)
+        .output()
+        .unwrap();
     assert!(out.status.success());
-    for text in [std::fs::read_to_string(&html).unwrap(), std::fs::read_to_string(&svg).unwrap()] {
+    for text in [
+        std::fs::read_to_string(&html).unwrap(),
+        std::fs::read_to_string(&svg).unwrap(),
+    ] {
         assert!(!text.contains("<script>alert"), "unescaped script tag");
         assert!(!text.contains("<img src=x"), "unescaped img tag");
     }
     let v = browse(&html, "alert");
     assert_eq!(v["errors"], serde_json::json!([]), "{v}");
     assert_eq!(v["graphs"], 1);
-    assert!(v["matched"][0].as_str().unwrap().starts_with("Matched: "), "{v}");
+    assert!(
+        v["matched"][0].as_str().unwrap().starts_with("Matched: "),
+        "{v}"
+    );
 }
