@@ -15,19 +15,17 @@
 //! would disturb each other), and every child is waited for with a deadline.
 //! Mounts and sysctl changes are undone by guards, also when a test fails.
 
+mod common;
+
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use common::{serial, wait_attached, workload_bin};
 use nflame_profile::Profile;
-
-fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 fn nflame() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_nflame"));
@@ -83,52 +81,6 @@ fn run_bounded(cmd: &mut Command, limit: Duration) -> Output {
         .spawn()
         .unwrap();
     wait_bounded(child, limit)
-}
-
-fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(start.elapsed() < limit, "timed out waiting");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// Waits until process `pid` holds a perf event fd, then a grace period.
-fn wait_attached(pid: u32) {
-    wait_until(Duration::from_secs(15), || {
-        std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|dir| {
-            dir.flatten().any(|e| {
-                std::fs::read_link(e.path())
-                    .is_ok_and(|l| l.to_string_lossy().contains("perf_event"))
-            })
-        })
-    });
-    std::thread::sleep(Duration::from_millis(300));
-}
-
-/// The workload `fixtures/workloads/calltree.c`, built once with frame pointers.
-fn workload_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/workloads/calltree.c");
-        let dir =
-            Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("faults-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let bin = dir.join("calltree");
-        let out = Command::new("gcc")
-            .args(["-O2", "-g", "-fno-omit-frame-pointer"])
-            .args(["-fno-optimize-sibling-calls", "-pthread", "-o"])
-            .arg(&bin)
-            .arg(&src)
-            .output()
-            .expect("gcc runs");
-        assert!(out.status.success(), "gcc: {}", text(&out.stderr));
-        // Readable and runnable by `nobody` too.
-        for p in [dir.as_path(), bin.as_path()] {
-            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
-        }
-        bin
-    })
 }
 
 /// A running workload, killed and reaped on drop.

@@ -19,18 +19,16 @@
 //! Every test that records holds one lock: the machine has two CPUs, and
 //! concurrent recordings would steal CPU from each other's workloads.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-const FREQ: u64 = 999;
+use common::{serial, wait_attached, workload_bin};
 
-fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
+const FREQ: u64 = 999;
 
 fn nflame() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_nflame"));
@@ -40,32 +38,6 @@ fn nflame() -> Command {
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// The workload binary, built once per test run.
-fn workload_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/workloads/calltree.c");
-        let dir =
-            Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("record-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let bin = dir.join("calltree");
-        let out = Command::new("gcc")
-            .args([
-                "-O2",
-                "-g",
-                "-fno-omit-frame-pointer",
-                "-fno-optimize-sibling-calls",
-            ])
-            .args(["-pthread", "-o"])
-            .arg(&bin)
-            .arg(&src)
-            .output()
-            .expect("gcc runs");
-        assert!(out.status.success(), "gcc failed: {}", stderr(&out));
-        bin
-    })
 }
 
 /// A running workload.
@@ -132,27 +104,6 @@ impl Drop for Workload {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(start.elapsed() < limit, "timed out waiting");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// Waits until process `pid` holds a perf event fd, then a grace period.
-fn wait_attached(pid: u32) {
-    wait_until(Duration::from_secs(10), || {
-        std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|dir| {
-            dir.flatten().any(|e| {
-                std::fs::read_link(e.path())
-                    .is_ok_and(|l| l.to_string_lossy().contains("perf_event"))
-            })
-        })
-    });
-    std::thread::sleep(Duration::from_millis(300));
 }
 
 fn finish_recorder(child: Child) -> Output {
