@@ -60,6 +60,11 @@ pub(crate) struct Outcome {
     pub(crate) ever_matched: bool,
 }
 
+/// Identity of a [`RawSample`] entry: pid, tid, user stack, whether it is
+/// truncated, kernel stack. Interned stacks are told apart by address: the
+/// tracker's intern set keeps every one alive until the end.
+type SampleKey = (u32, u32, usize, bool, usize);
+
 pub(crate) struct Tracker<S: ProcSource> {
     filter: Filter,
     source: S,
@@ -68,6 +73,11 @@ pub(crate) struct Tracker<S: ProcSource> {
     /// Name matching verdicts, by pid (only with [`Filter::Names`]).
     verdicts: HashMap<u32, bool>,
     samples: Vec<RawSample>,
+    /// Index in `samples` of each distinct (pid, tid, user stack, truncated,
+    /// kernel stack); stacks by the address of their interned allocation.
+    sample_index: HashMap<SampleKey, usize>,
+    /// Samples counted so far (the sum of the entries' counts).
+    sample_total: u64,
     stacks: HashSet<Arc<[u64]>>,
     lost: u64,
     lost_records: u64,
@@ -152,6 +162,8 @@ impl<S: ProcSource> Tracker<S> {
             procs: HashMap::new(),
             verdicts: HashMap::new(),
             samples: Vec::new(),
+            sample_index: HashMap::new(),
+            sample_total: 0,
             stacks: HashSet::new(),
             lost: 0,
             lost_records: 0,
@@ -397,16 +409,36 @@ impl<S: ProcSource> Tracker<S> {
                 }
                 let (user, user_truncated) = self.user_stack(pid, user, regs, &stack);
                 let kernel = self.intern(kernel);
-                self.samples.push(RawSample {
+                self.sample_total += 1;
+                let key = (
                     pid,
                     tid,
-                    time,
-                    cpu,
-                    period,
-                    kernel,
-                    user,
+                    user.as_ptr() as usize,
                     user_truncated,
-                });
+                    kernel.as_ptr() as usize,
+                );
+                match self.sample_index.entry(key) {
+                    std::collections::hash_map::Entry::Occupied(e) => {
+                        let s = &mut self.samples[*e.get()];
+                        s.count += 1;
+                        s.period = s.period.saturating_add(period);
+                        s.time = s.time.min(time);
+                    }
+                    std::collections::hash_map::Entry::Vacant(e) => {
+                        e.insert(self.samples.len());
+                        self.samples.push(RawSample {
+                            pid,
+                            tid,
+                            time,
+                            cpu,
+                            count: 1,
+                            period,
+                            kernel,
+                            user,
+                            user_truncated,
+                        });
+                    }
+                }
             }
             Event::Comm {
                 pid,
@@ -604,7 +636,7 @@ impl<S: ProcSource> Tracker<S> {
     }
 
     pub(crate) fn sample_count(&self) -> u64 {
-        self.samples.len() as u64
+        self.sample_total
     }
 
     pub(crate) fn lost(&self) -> u64 {
@@ -786,12 +818,28 @@ mod tests {
             t.handle(sample(100, 100, 10 - i, &[0xffff_0001], &[0x1010, 0x1020]));
         }
         t.handle(sample(100, 101, 20, &[], &[0x1030]));
+        // Same stacks, another thread: its own entry, sharing the stacks.
+        t.handle(sample(100, 101, 21, &[0xffff_0001], &[0x1010, 0x1020]));
+        assert_eq!(t.sample_count(), 12);
         let out = t.finish();
-        assert_eq!(out.samples.len(), 11);
-        assert!(out.samples.windows(2).all(|w| w[0].time <= w[1].time));
+        // Identical samples are one entry that counts them.
+        let entries: Vec<(u32, u64, u64, u64)> = out
+            .samples
+            .iter()
+            .map(|s| (s.tid, s.time, s.count, s.period))
+            .collect();
+        assert_eq!(
+            entries,
+            vec![
+                (100, 1, 10, 10_000_000),
+                (101, 20, 1, 1_000_000),
+                (101, 21, 1, 1_000_000)
+            ]
+        );
         // Identical stacks share one allocation.
-        assert!(Arc::ptr_eq(&out.samples[0].user, &out.samples[1].user));
-        assert!(Arc::ptr_eq(&out.samples[0].kernel, &out.samples[9].kernel));
+        assert!(Arc::ptr_eq(&out.samples[0].user, &out.samples[2].user));
+        assert!(Arc::ptr_eq(&out.samples[0].kernel, &out.samples[2].kernel));
+        assert!(!Arc::ptr_eq(&out.samples[0].user, &out.samples[1].user));
         let p = &out.processes[&100];
         assert_eq!(p.comm, "busy");
         assert_eq!(p.threads.len(), 2);

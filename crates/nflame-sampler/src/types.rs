@@ -13,19 +13,29 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// One on-CPU sample, as the kernel reported it (no symbols yet).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// On-CPU samples with identical pid, tid and stacks, as the kernel reported
+/// them (no symbols yet).
+///
+/// The recorder keeps one `RawSample` per distinct (pid, tid, kernel stack,
+/// user stack), counting repeats in [`RawSample::count`], so its memory grows
+/// with the number of distinct stacks, not with the number of samples: a
+/// steady workload recorded for ten minutes needs no more than one recorded
+/// for ten seconds.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawSample {
     /// Process id (the kernel's tgid).
     pub pid: u32,
     /// Thread id.
     pub tid: u32,
-    /// Timestamp, nanoseconds of `CLOCK_MONOTONIC` (requested with `use_clockid`).
+    /// Timestamp of the first of these samples, nanoseconds of
+    /// `CLOCK_MONOTONIC` (requested with `use_clockid`).
     pub time: u64,
-    /// CPU the sample was taken on.
+    /// CPU the first of these samples was taken on.
     pub cpu: u32,
-    /// Weight of the sample: event count since the previous sample
-    /// (nanoseconds for `cpu-clock`, cycles for `cycles`).
+    /// Number of samples this entry stands for (at least 1).
+    pub count: u64,
+    /// Weight of these samples: the sum of their event counts since each
+    /// one's previous sample (nanoseconds for `cpu-clock`, cycles for `cycles`).
     pub period: u64,
     /// Kernel return addresses, leaf first (empty when kernel frames were excluded).
     /// Interned: identical stacks share one allocation. Use `&sample.kernel[..]`
@@ -40,6 +50,23 @@ pub struct RawSample {
     /// return address lay outside every executable mapping). The symbolizer
     /// marks such stacks `[truncated]` at their root.
     pub user_truncated: bool,
+}
+
+impl Default for RawSample {
+    /// One sample at time 0 with no stacks.
+    fn default() -> Self {
+        RawSample {
+            pid: 0,
+            tid: 0,
+            time: 0,
+            cpu: 0,
+            count: 1,
+            period: 0,
+            kernel: Arc::from(Vec::new()),
+            user: Arc::from(Vec::new()),
+            user_truncated: false,
+        }
+    }
 }
 
 /// One executable file mapping of a process.
@@ -141,7 +168,9 @@ impl UnwindStats {
 /// The result of [`crate::record()`]: complete and valid however the recording ended.
 #[derive(Debug, Clone, Default)]
 pub struct Recording {
-    /// Samples, in timestamp order.
+    /// Samples, one entry per distinct (pid, tid, kernel stack, user stack),
+    /// in the order of their first occurrence. [`Recording::sample_count`]
+    /// is the number of samples.
     pub samples: Vec<RawSample>,
     /// Processes by pid: every target (explicit pids and their descendants,
     /// name matches, the command) even without samples, and every other
@@ -200,6 +229,11 @@ impl ProcessInfo {
 }
 
 impl Recording {
+    /// Number of samples recorded (the sum of [`RawSample::count`]).
+    pub fn sample_count(&self) -> u64 {
+        self.samples.iter().map(|s| s.count).sum()
+    }
+
     /// Total weight (sum of periods) of all samples.
     pub fn total_period(&self) -> u64 {
         self.samples.iter().map(|s| s.period).sum()

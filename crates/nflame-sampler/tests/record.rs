@@ -125,8 +125,12 @@ fn run(o: &RecordOptions) -> Result<Recording, Error> {
     record(o, &stop, |_| {})
 }
 
-fn samples_of(r: &Recording, pid: u32) -> usize {
-    r.samples.iter().filter(|s| s.pid == pid).count()
+fn samples_of(r: &Recording, pid: u32) -> u64 {
+    r.samples
+        .iter()
+        .filter(|s| s.pid == pid)
+        .map(|s| s.count)
+        .sum()
 }
 
 #[test]
@@ -152,7 +156,7 @@ fn pid_target_sample_count_matches_frequency() {
         (n as f64 - expected).abs() <= 0.2 * expected,
         "{n} samples, expected {expected:.0}"
     );
-    assert_eq!(n, r.samples.len(), "only the target was sampled");
+    assert_eq!(n, r.sample_count(), "only the target was sampled");
     assert!(r.event == "cpu-clock" || r.event == "cycles");
     assert_eq!(r.stop_reason, StopReason::Duration);
     assert!((0.9..1.5).contains(&r.duration.as_secs_f64()));
@@ -164,7 +168,8 @@ fn pid_target_sample_count_matches_frequency() {
         .samples
         .iter()
         .filter(|s| s.user.first().is_some_and(|&a| p.mapping_for(a).is_some()))
-        .count();
+        .map(|s| s.count)
+        .sum::<u64>();
     assert!(
         leaf_hits * 10 >= n * 9,
         "{leaf_hits}/{n} user leaves in mappings"
@@ -179,7 +184,7 @@ fn user_only_and_kernel_only_are_honoured() {
     o.kernel = false;
     let r = run(&o).expect("user-only");
     assert!(!r.kernel && r.user);
-    assert!(r.samples.len() > 50, "{} samples", r.samples.len());
+    assert!(r.sample_count() > 50, "{} samples", r.sample_count());
     assert!(r
         .samples
         .iter()
@@ -193,7 +198,7 @@ fn user_only_and_kernel_only_are_honoured() {
     o.user = false;
     let r = run(&o).expect("kernel-only");
     assert!(r.kernel && !r.user);
-    assert!(r.samples.len() > 50, "{} samples", r.samples.len());
+    assert!(r.sample_count() > 50, "{} samples", r.sample_count());
     assert!(r
         .samples
         .iter()
@@ -218,7 +223,12 @@ fn thread_started_after_attach_is_sampled() {
         .map(|(&tid, _)| tid)
         .collect();
     assert_eq!(late.len(), 1, "threads: {:?}", p.threads);
-    let n = r.samples.iter().filter(|s| s.tid == late[0]).count();
+    let n: u64 = r
+        .samples
+        .iter()
+        .filter(|s| s.tid == late[0])
+        .map(|s| s.count)
+        .sum();
     eprintln!("late thread samples: {n}, stop {:?}", r.stop_reason);
     assert!(n > 100, "only {n} samples of the late thread");
     // The helper exits after its thread: the recording ends with it.
@@ -242,7 +252,12 @@ fn every_existing_thread_is_sampled() {
         .collect();
     assert_eq!(workers.len(), 2, "threads: {:?}", p.threads);
     for tid in workers {
-        let n = r.samples.iter().filter(|s| s.tid == tid).count();
+        let n: u64 = r
+            .samples
+            .iter()
+            .filter(|s| s.tid == tid)
+            .map(|s| s.count)
+            .sum();
         eprintln!("thread {tid}: {n} samples");
         assert!(n > 100, "thread {tid}: {n} samples");
     }
@@ -298,11 +313,11 @@ fn target_exiting_mid_recording_keeps_samples_and_mappings() {
     eprintln!(
         "recording took {:.3}s, {} samples",
         t.elapsed().as_secs_f64(),
-        r.samples.len()
+        r.sample_count()
     );
     assert_eq!(r.stop_reason, StopReason::TargetsExited);
     assert!(t.elapsed() < Duration::from_secs(5));
-    assert!(r.samples.len() > 100);
+    assert!(r.sample_count() > 100);
     let p = &r.processes[&pid];
     assert!(p.exited);
     let exe = std::env::current_exe().unwrap();
@@ -317,8 +332,9 @@ fn target_exiting_mid_recording_keeps_samples_and_mappings() {
         .samples
         .iter()
         .filter(|s| s.user.first().is_some_and(|&a| p.mapping_for(a).is_some()))
-        .count();
-    assert!(hits * 10 >= r.samples.len() * 9);
+        .map(|s| s.count)
+        .sum::<u64>();
+    assert!(hits * 10 >= r.sample_count() * 9);
 }
 
 #[test]
@@ -339,11 +355,11 @@ fn command_target_records_until_exit() {
     eprintln!(
         "command ran {:.3}s, {} samples",
         t.elapsed().as_secs_f64(),
-        r.samples.len()
+        r.sample_count()
     );
     assert_eq!(r.stop_reason, StopReason::TargetsExited);
     assert_eq!(r.command_status, Some(3));
-    assert!(r.samples.len() > 50, "{} samples", r.samples.len());
+    assert!(r.sample_count() > 50, "{} samples", r.sample_count());
     let pid = r.samples[0].pid;
     let p = &r.processes[&pid];
     assert_eq!(p.comm, "sh");
@@ -391,10 +407,10 @@ fn name_target_catches_process_started_during_recording() {
     let n = samples_of(&r, pid);
     eprintln!(
         "{n} samples of the late {name} (pid {pid}), {} total",
-        r.samples.len()
+        r.sample_count()
     );
     assert!(n > 100, "{n} samples");
-    assert_eq!(n, r.samples.len(), "only the named process is kept");
+    assert_eq!(n, r.sample_count(), "only the named process is kept");
     let p = &r.processes[&pid];
     assert_eq!(p.comm, name);
     assert!(p.exited);

@@ -98,7 +98,7 @@ fn bench(c: &mut Criterion) {
         processes: BTreeMap::from([(pid, info)]),
         ..Recording::default()
     };
-    g.throughput(Throughput::Elements(rec.samples.len() as u64));
+    g.throughput(Throughput::Elements(rec.sample_count()));
     g.bench_function("fold_20k_samples", |b| {
         b.iter(|| {
             let (profile, stats) = fold(&rec, &FoldOptions::default()).unwrap();

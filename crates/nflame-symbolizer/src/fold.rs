@@ -653,12 +653,12 @@ fn fold_process(
             half_key(&s.kernel, opts.kernel),
         );
         let weight = match opts.weight {
-            Weight::Samples => 1,
+            Weight::Samples => s.count,
             Weight::Period => s.period,
         };
         let e = stacks.entry(key).or_insert((0, 0, s));
         e.0 = e.0.checked_add(weight).ok_or(Error::Overflow)?;
-        e.1 += 1;
+        e.1 += s.count;
     }
 
     let comm = process_label(info, pid);

@@ -378,7 +378,7 @@ pub fn run(args: RecordArgs, verbosity: crate::Verbosity) -> Result<ExitCode> {
     if status.enabled && recording.samples.len() > 100_000 {
         eprintln!(
             "nflame: symbolizing {} samples (Ctrl-C abandons)",
-            recording.samples.len()
+            recording.sample_count()
         );
     }
     let (profile, stats) = nflame_symbolizer::fold_with(&recording, &fold_opts, &prepared)
@@ -640,7 +640,7 @@ fn context(rec: &Recording, target: &Target) -> Context {
     c.event = Some(rec.event.clone());
     c.frequency = Some(rec.frequency);
     c.duration_secs = Some((rec.duration.as_secs_f64() * 1000.0).round() / 1000.0);
-    c.samples = Some(rec.samples.len() as u64);
+    c.samples = Some(rec.sample_count());
     c.lost = Some(rec.lost);
     c.targets = target_list(target, rec);
     let argv: Vec<OsString> = std::env::args_os().collect();
@@ -697,7 +697,7 @@ fn percent(part: u64, whole: u64) -> f64 {
 }
 
 fn print_summary(rec: &Recording, stats: &FoldStats, profile: &Profile, written: &[PathBuf]) {
-    let samples = rec.samples.len() as u64;
+    let samples = rec.sample_count();
     let ended = match rec.stop_reason {
         StopReason::Duration => "duration elapsed",
         StopReason::Stopped => "stopped by signal",
