@@ -362,8 +362,8 @@ proc_jiffies() { # PID
 
 load() { # MODE SECONDS
     local mode=$1 secs=$2 port out b0 t0 b1 t1 p0=0 p1=0 ppid="" hz
-    [[ $secs =~ ^[0-9]+$ ]] && ((secs >= 1 && secs <= 600)) ||
-        die "SECONDS must be an integer from 1 to 600"
+    [[ $secs =~ ^[0-9]+$ ]] && ((secs >= 1 && secs <= 3600)) ||
+        die "SECONDS must be an integer from 1 to 3600"
     load_ports
     port=$(port_of "$mode")
     probe "$mode" || die "mode $mode does not answer on 127.0.0.1:$port (run: $0 up)"
