@@ -2,7 +2,7 @@
 # Installs the Debian packages nflame's tests and lab use (needs root and apt-get).
 # Skips apt entirely when everything is already there.
 set -euo pipefail
-packages=(gcc g++ linux-perf nginx libnginx-mod-http-lua wrk iproute2 iptables procps docker.io golang-go protobuf-compiler golang-github-google-pprof-dev chromium hyperfine)
+packages=(gcc g++ linux-perf nginx libnginx-mod-http-lua wrk iproute2 iptables procps docker.io golang-go protobuf-compiler golang-github-google-pprof-dev chromium hyperfine busybox-static)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,0 +1,521 @@
+//! Real containers: Debian's `dockerd` (docker.io) runs an image built here,
+//! and `nflame record` names what runs inside it.
+//!
+//! The test starts a dockerd of its own, isolated from any other: its own
+//! socket, exec root and data root, and `--iptables=false --ip-forward=false
+//! --ip-masq=false --bridge=none`, so it changes no host-wide setting and
+//! leaves no firewall rules. Its one network is a bridge the test creates
+//! (`nflbr1`, 10.213.78.0/24); the published port is 127.0.0.1:18093. The
+//! image is imported from a directory: a static build of
+//! `fixtures/workloads/calltree.c` at `-O2 -fomit-frame-pointer` (a binary
+//! that exists only inside the container's mount namespace) and Debian's
+//! static busybox (for `httpd`). Everything is removed at the end, also when
+//! an assertion fails (a guard's `Drop`), and the test checks that.
+//!
+//! Checked:
+//! - `--container NAME`: the container's process is found through its
+//!   cgroup, its stacks are rooted `[container NAME]`, the calltree
+//!   functions are named from the binary inside the container, at least 95%
+//!   of its user stacks reach `main` although it has no frame pointers, and
+//!   work_a/work_b/work_c keep their 60/30/10 shares within 10 points.
+//! - `--pid` of the same process names the same functions.
+//! - `--docker-port 18093` while wrk loads the published port: dockerd's
+//!   own docker-proxy is found, its stacks are rooted
+//!   `[docker-proxy :18093]`, and at least 99% of its user frames (a
+//!   stripped Go binary) are named; the web container's stacks are rooted
+//!   `[container nflame-test-web]`.
+//!
+//! Needs root, docker.io, busybox-static, gcc and wrk
+//! (`scripts/install-deps.sh`). Takes about 20 s.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const RUN_DIR: &str = "/run/nflame-test-docker";
+const DATA_DIR: &str = "/var/lib/nflame-test-docker";
+const BRIDGE: &str = "nflbr1";
+const SUBNET: &str = "10.213.78.0/24";
+const NETWORK: &str = "nflame-test";
+const IMAGE: &str = "nflame-test:calltree";
+const WORKLOAD: &str = "nflame-test-calltree";
+const WEB: &str = "nflame-test-web";
+const PORT: u16 = 18093;
+
+fn socket() -> String {
+    format!("unix://{RUN_DIR}/docker.sock")
+}
+
+fn nflame() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_nflame"));
+    c.stdin(Stdio::null()).env("DOCKER_HOST", socket());
+    c
+}
+
+/// The docker client that comes with Debian's dockerd (another client on
+/// the PATH may be newer than this daemon's API).
+fn docker_cli() -> &'static str {
+    if Path::new("/usr/bin/docker").exists() {
+        "/usr/bin/docker"
+    } else {
+        "docker"
+    }
+}
+
+fn docker(args: &[&str]) -> Command {
+    let mut c = Command::new(docker_cli());
+    c.args(args)
+        .env("DOCKER_HOST", socket())
+        .stdin(Stdio::null());
+    c
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Runs `cmd` to completion, killing it after `limit`.
+fn run(cmd: &mut Command, limit: Duration) -> Output {
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    finish(child, limit, &format!("{cmd:?}"))
+}
+
+fn finish(child: Child, limit: Duration, what: &str) -> Output {
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(out) => out.expect("wait for child"),
+        Err(_) => {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+            panic!("{what} did not finish within {limit:?}");
+        }
+    }
+}
+
+fn ok(cmd: &mut Command, limit: Duration) -> String {
+    let out = run(cmd, limit);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+fn pid_alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+fn dockerd_pid() -> Option<u32> {
+    let pid = std::fs::read_to_string(format!("{RUN_DIR}/dockerd.pid")).ok()?;
+    pid.trim().parse().ok().filter(|&p| pid_alive(p))
+}
+
+/// The isolated dockerd, and everything the test made with it.
+struct Dockerd;
+
+impl Dockerd {
+    fn start() -> Dockerd {
+        // Leftovers of an interrupted run go first.
+        Dockerd::teardown();
+        std::fs::create_dir_all(RUN_DIR).unwrap();
+        let log = std::fs::File::create(format!("{RUN_DIR}/dockerd.log")).unwrap();
+        let data_root = format!("--data-root={DATA_DIR}");
+        let exec_root = format!("--exec-root={RUN_DIR}/exec");
+        let pidfile = format!("--pidfile={RUN_DIR}/dockerd.pid");
+        let host = format!("--host={}", socket());
+        Command::new("dockerd")
+            .args(["--iptables=false", "--ip-forward=false", "--ip-masq=false"])
+            .args(["--bridge=none", &host, &exec_root, &data_root, &pidfile])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("dockerd runs (Debian's docker.io; scripts/install-deps.sh installs it)");
+        let guard = Dockerd;
+        let start = Instant::now();
+        loop {
+            let out = run(&mut docker(&["version"]), Duration::from_secs(10));
+            if out.status.success() {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "dockerd did not answer on {} within 30 s: {}\nlog: {}",
+                socket(),
+                text(&out.stderr),
+                std::fs::read_to_string(format!("{RUN_DIR}/dockerd.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        guard
+    }
+
+    /// Stops what the test made: containers, network, dockerd (with its
+    /// containerd), mounts under the data root, the directories, the bridge.
+    fn teardown() {
+        if dockerd_pid().is_some() {
+            let _ = run(
+                &mut docker(&["rm", "-f", WORKLOAD, WEB]),
+                Duration::from_secs(30),
+            );
+            let _ = run(
+                &mut docker(&["network", "rm", NETWORK]),
+                Duration::from_secs(30),
+            );
+        }
+        if let Some(pid) = dockerd_pid() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+            let start = Instant::now();
+            while pid_alive(pid) && start.elapsed() < Duration::from_secs(20) {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            if pid_alive(pid) {
+                let _ = Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
+            }
+        }
+        // Mounts dockerd did not undo (after a KILL), deepest first.
+        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+        let mut ours: Vec<&str> = mounts
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(1))
+            .filter(|m| m.starts_with(DATA_DIR) || m.starts_with(RUN_DIR))
+            .collect();
+        ours.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in ours {
+            let _ = Command::new("umount").args(["-l", m]).status();
+        }
+        let _ = std::fs::remove_dir_all(DATA_DIR);
+        let _ = std::fs::remove_dir_all(RUN_DIR);
+        if Path::new(&format!("/sys/class/net/{BRIDGE}")).exists() {
+            let _ = Command::new("ip").args(["link", "del", BRIDGE]).status();
+        }
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        Dockerd::teardown();
+    }
+}
+
+/// The image's root: /bin/calltree (static, no frame pointers) and
+/// /bin/busybox with /www/index.html.
+fn build_rootfs(dir: &Path) -> PathBuf {
+    let root = dir.join("rootfs");
+    for d in ["bin", "www"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/workloads/calltree.c");
+    let out = Command::new("gcc")
+        .args(["-static", "-O2", "-g", "-fomit-frame-pointer"])
+        .args(["-fno-optimize-sibling-calls", "-pthread", "-o"])
+        .arg(root.join("bin/calltree"))
+        .arg(&src)
+        .output()
+        .expect("gcc runs");
+    assert!(
+        out.status.success(),
+        "gcc -static failed: {}",
+        text(&out.stderr)
+    );
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("busybox (Debian's busybox-static; scripts/install-deps.sh installs it)");
+    std::fs::copy(busybox, root.join("bin/busybox")).unwrap();
+    std::fs::write(root.join("www/index.html"), "hello from a container\n").unwrap();
+    root
+}
+
+/// Folded lines as (frames, count).
+fn folded(path: &Path) -> Vec<(Vec<String>, u64)> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .map(|l| {
+            let (stack, n) = l.rsplit_once(' ').expect("folded line");
+            (
+                stack.split(';').map(str::to_owned).collect(),
+                n.parse().expect("count"),
+            )
+        })
+        .collect()
+}
+
+fn is_user(frame: &str) -> bool {
+    !frame.ends_with("_[k]") && frame != "[truncated]"
+}
+
+/// Checks the calltree recording rooted at `root` (`None`: any root):
+/// names, complete stacks, shares. Returns its sample count.
+fn check_calltree(stacks: &[(Vec<String>, u64)], root: Option<&str>, what: &str) -> u64 {
+    let mine: Vec<&(Vec<String>, u64)> = stacks
+        .iter()
+        .filter(|(f, _)| root.map_or(true, |r| f[0] == r))
+        .filter(|(f, _)| f.iter().any(|x| x == "calltree"))
+        .collect();
+    let total: u64 = mine.iter().map(|(_, n)| n).sum();
+    assert!(total > 500, "{what}: only {total} calltree samples");
+    let with_user: u64 = mine
+        .iter()
+        .filter(|(f, _)| f.iter().skip(2).any(|x| is_user(x)))
+        .map(|(_, n)| n)
+        .sum();
+    let complete: u64 = mine
+        .iter()
+        .filter(|(f, _)| f.iter().any(|x| x == "main") && !f.iter().any(|x| x == "[truncated]"))
+        .map(|(_, n)| n)
+        .sum();
+    assert!(
+        complete * 100 >= with_user * 95,
+        "{what}: {complete} of {with_user} user stacks reach main"
+    );
+    let mut by_fn = BTreeMap::new();
+    for (f, n) in &mine {
+        for w in ["work_a", "work_b", "work_c"] {
+            if f.iter().any(|x| x == w) {
+                *by_fn.entry(w).or_insert(0u64) += n;
+            }
+        }
+    }
+    let work: u64 = by_fn.values().sum();
+    for (w, expected) in [("work_a", 60.0), ("work_b", 30.0), ("work_c", 10.0)] {
+        let share = 100.0 * *by_fn.get(w).unwrap_or(&0) as f64 / work.max(1) as f64;
+        assert!(
+            (share - expected).abs() <= 10.0,
+            "{what}: {w} has {share:.1}% of the work, expected {expected}%: {by_fn:?}"
+        );
+    }
+    eprintln!(
+        "{what}: {total} samples, {complete}/{with_user} user stacks reach main, work {by_fn:?}"
+    );
+    total
+}
+
+#[test]
+fn real_containers_are_found_named_and_unwound() {
+    let dir = tempfile::tempdir().unwrap();
+    let rootfs = build_rootfs(dir.path());
+    let dockerd = Dockerd::start();
+
+    // The image, from the directory, without a registry.
+    let tar = Command::new("tar")
+        .arg("-C")
+        .arg(&rootfs)
+        .args(["-c", "."])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("tar runs");
+    let import = docker(&["import", "-", IMAGE])
+        .stdin(tar.stdout.unwrap())
+        .output()
+        .expect("docker import runs");
+    assert!(
+        import.status.success(),
+        "docker import: {}",
+        text(&import.stderr)
+    );
+
+    // 1. A container running a binary the host does not have.
+    assert!(!Path::new("/bin/calltree").exists());
+    let limit = Duration::from_secs(60);
+    ok(
+        &mut docker(&["run", "-d", "--name", WORKLOAD, "--network", "none", IMAGE]).args([
+            "/bin/calltree",
+            "tree",
+            "60",
+        ]),
+        limit,
+    );
+    let host_pid: u32 = ok(
+        &mut docker(&["inspect", "-f", "{{.State.Pid}}", WORKLOAD]),
+        limit,
+    )
+    .trim()
+    .parse()
+    .expect("container pid");
+    assert!(pid_alive(host_pid));
+    let by_name = dir.path().join("container.folded");
+    let out = run(
+        nflame()
+            .args(["record", "--container", WORKLOAD, "-d", "3", "-o"])
+            .arg(&by_name),
+        limit,
+    );
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "record --container: {err}");
+    assert!(
+        err.contains(&format!("container {WORKLOAD}")) && err.contains(&host_pid.to_string()),
+        "the container's process is not listed: {err}"
+    );
+    let root = format!("[container {WORKLOAD}]");
+    check_calltree(&folded(&by_name), Some(&root), "--container");
+
+    let by_pid = dir.path().join("pid.folded");
+    let out = run(
+        nflame()
+            .args(["record", "--pid", &host_pid.to_string(), "-d", "3", "-o"])
+            .arg(&by_pid),
+        limit,
+    );
+    assert!(out.status.success(), "record --pid: {}", text(&out.stderr));
+    check_calltree(&folded(&by_pid), None, "--pid");
+
+    // 2. A published port: dockerd starts its docker-proxy.
+    ok(
+        &mut docker(&[
+            "network", "create", "--driver", "bridge", "--subnet", SUBNET,
+        ])
+        .args([
+            "-o",
+            &format!("com.docker.network.bridge.name={BRIDGE}"),
+            NETWORK,
+        ]),
+        limit,
+    );
+    let publish = format!("127.0.0.1:{PORT}:8080");
+    ok(
+        &mut docker(&[
+            "run",
+            "-d",
+            "--name",
+            WEB,
+            "--network",
+            NETWORK,
+            "-p",
+            &publish,
+        ])
+        .args([
+            IMAGE,
+            "/bin/busybox",
+            "httpd",
+            "-f",
+            "-p",
+            "8080",
+            "-h",
+            "/www",
+        ]),
+        limit,
+    );
+    let url = format!("http://127.0.0.1:{PORT}/");
+    let start = Instant::now();
+    while !Command::new("wrk")
+        .args(["-t1", "-c1", "-d1s", &url])
+        .output()
+        .is_ok_and(|o| {
+            text(&o.stdout).contains("Requests/sec") && !text(&o.stdout).contains("Non-2xx")
+        })
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{url} does not answer"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let load = Command::new("timeout")
+        .args(["20", "wrk", "-t1", "-c8", "-d6s", &url])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("wrk runs");
+    std::thread::sleep(Duration::from_millis(500));
+    let web = dir.path().join("web.folded");
+    let out = run(
+        nflame()
+            .args([
+                "record",
+                "--docker-port",
+                &PORT.to_string(),
+                "-d",
+                "4",
+                "-o",
+            ])
+            .arg(&web),
+        limit,
+    );
+    let wrk = finish(load, Duration::from_secs(30), "wrk");
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "record --docker-port: {err}");
+    let wrk_out = text(&wrk.stdout);
+    assert!(wrk_out.contains("Requests/sec"), "wrk: {wrk_out}");
+    let stacks = folded(&web);
+    let proxy_root = format!("[docker-proxy :{PORT}]");
+    let mut proxy_samples = 0;
+    let (mut user_frames, mut named) = (0u64, 0u64);
+    for (f, n) in stacks.iter().filter(|(f, _)| f[0] == proxy_root) {
+        proxy_samples += n;
+        assert_eq!(f[1], "docker-proxy", "{f:?}");
+        for x in f.iter().skip(2).filter(|x| is_user(x)) {
+            user_frames += n;
+            if !x.starts_with('[') {
+                named += n;
+            }
+        }
+    }
+    assert!(
+        proxy_samples > 100,
+        "{proxy_samples} docker-proxy samples: {err}"
+    );
+    assert!(
+        named * 100 >= user_frames * 99,
+        "{named} of {user_frames} docker-proxy user frames named"
+    );
+    let relay = stacks
+        .iter()
+        .filter(|(f, _)| f[0] == proxy_root && f.iter().any(|x| x.contains("TCPProxy")))
+        .map(|(_, n)| n)
+        .sum::<u64>();
+    assert!(
+        relay > 0,
+        "no docker-proxy relay frames (main.(*TCPProxy)…)"
+    );
+    let web_root = format!("[container {WEB}]");
+    let web_samples: u64 = stacks
+        .iter()
+        .filter(|(f, _)| f[0] == web_root)
+        .map(|(_, n)| n)
+        .sum();
+    assert!(web_samples > 0, "no samples of the web container: {err}");
+    eprintln!(
+        "--docker-port: docker-proxy {proxy_samples} samples, {named}/{user_frames} user \
+         frames named; web container {web_samples} samples; {}",
+        wrk_out
+            .lines()
+            .find(|l| l.contains("Requests/sec"))
+            .unwrap_or("")
+    );
+
+    // 3. Nothing is left behind.
+    drop(dockerd);
+    assert!(dockerd_pid().is_none());
+    assert!(!Path::new(DATA_DIR).exists() && !Path::new(RUN_DIR).exists());
+    assert!(!Path::new(&format!("/sys/class/net/{BRIDGE}")).exists());
+    assert!(
+        !text(
+            &Command::new("ps")
+                .args(["-eo", "args"])
+                .output()
+                .unwrap()
+                .stdout
+        )
+        .contains(&format!("-host-port {PORT}")),
+        "a docker-proxy for port {PORT} is still running"
+    );
+}
