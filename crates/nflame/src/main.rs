@@ -210,7 +210,7 @@ fn export(a: args::Export) -> Result<ExitCode> {
     let format: Format = a.format.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
     let profile = Profile::from_path(&a.input)?;
     let mut meta = ExportMeta::new(
-        &a.input
+        a.input
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "profile".into()),

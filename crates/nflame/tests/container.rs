@@ -124,7 +124,9 @@ fn dockerd_pid() -> Option<u32> {
 }
 
 /// The isolated dockerd, and everything the test made with it.
-struct Dockerd;
+struct Dockerd {
+    child: Child,
+}
 
 impl Dockerd {
     fn start() -> Dockerd {
@@ -136,7 +138,7 @@ impl Dockerd {
         let exec_root = format!("--exec-root={RUN_DIR}/exec");
         let pidfile = format!("--pidfile={RUN_DIR}/dockerd.pid");
         let host = format!("--host={}", socket());
-        Command::new("dockerd")
+        let child = Command::new("dockerd")
             .args(["--iptables=false", "--ip-forward=false", "--ip-masq=false"])
             .args(["--bridge=none", &host, &exec_root, &data_root, &pidfile])
             .stdin(Stdio::null())
@@ -144,7 +146,7 @@ impl Dockerd {
             .stderr(log)
             .spawn()
             .expect("dockerd runs (Debian's docker.io; scripts/install-deps.sh installs it)");
-        let guard = Dockerd;
+        let guard = Dockerd { child };
         let start = Instant::now();
         loop {
             let out = run(&mut docker(&["version"]), Duration::from_secs(10));
@@ -212,6 +214,8 @@ impl Dockerd {
 impl Drop for Dockerd {
     fn drop(&mut self) {
         Dockerd::teardown();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -268,7 +272,7 @@ fn is_user(frame: &str) -> bool {
 fn check_calltree(stacks: &[(Vec<String>, u64)], root: Option<&str>, what: &str) -> u64 {
     let mine: Vec<&(Vec<String>, u64)> = stacks
         .iter()
-        .filter(|(f, _)| root.map_or(true, |r| f[0] == r))
+        .filter(|(f, _)| root.is_none_or(|r| f[0] == r))
         .filter(|(f, _)| f.iter().any(|x| x == "calltree"))
         .collect();
     let total: u64 = mine.iter().map(|(_, n)| n).sum();
@@ -316,7 +320,7 @@ fn real_containers_are_found_named_and_unwound() {
     let dockerd = Dockerd::start();
 
     // The image, from the directory, without a registry.
-    let tar = Command::new("tar")
+    let mut tar = Command::new("tar")
         .arg("-C")
         .arg(&rootfs)
         .args(["-c", "."])
@@ -324,9 +328,10 @@ fn real_containers_are_found_named_and_unwound() {
         .spawn()
         .expect("tar runs");
     let import = docker(&["import", "-", IMAGE])
-        .stdin(tar.stdout.unwrap())
+        .stdin(tar.stdout.take().unwrap())
         .output()
         .expect("docker import runs");
+    assert!(tar.wait().unwrap().success(), "tar failed");
     assert!(
         import.status.success(),
         "docker import: {}",
@@ -337,7 +342,7 @@ fn real_containers_are_found_named_and_unwound() {
     assert!(!Path::new("/bin/calltree").exists());
     let limit = Duration::from_secs(60);
     ok(
-        &mut docker(&["run", "-d", "--name", WORKLOAD, "--network", "none", IMAGE]).args([
+        docker(&["run", "-d", "--name", WORKLOAD, "--network", "none", IMAGE]).args([
             "/bin/calltree",
             "tree",
             "60",
@@ -380,7 +385,7 @@ fn real_containers_are_found_named_and_unwound() {
 
     // 2. A published port: dockerd starts its docker-proxy.
     ok(
-        &mut docker(&[
+        docker(&[
             "network", "create", "--driver", "bridge", "--subnet", SUBNET,
         ])
         .args([
@@ -392,7 +397,7 @@ fn real_containers_are_found_named_and_unwound() {
     );
     let publish = format!("127.0.0.1:{PORT}:8080");
     ok(
-        &mut docker(&[
+        docker(&[
             "run",
             "-d",
             "--name",
