@@ -43,7 +43,7 @@
 //! User stacks ([`CallGraph`], in [`RecordOptions::call_graph`]): the
 //! kernel's frame-pointer chain (`FramePointer`), or DWARF unwinding
 //! (`Dwarf`, and `Auto`, the default): the kernel copies the user stack
-//! (16 KiB by default) and registers into each sample, and the `unwind`
+//! (8 KiB by default) and registers into each sample, and the `unwind`
 //! module turns them into return addresses with `framehop` and the mapped
 //! binaries' `.eh_frame` *during* the recording, in the drain loop: the stack
 //! bytes are dropped once a sample is unwound, so memory does not grow with

@@ -73,13 +73,15 @@ pub enum CallGraph {
 }
 
 /// User-stack bytes copied per sample by [`CallGraph::Auto`] (and
-/// `--call-graph dwarf`). Measured on nginx + Lua workers under wrk
-/// (`scripts/bench-dwarf.sh`): 4, 8, 16 and 32 KiB all complete 99.9% of
-/// their stacks, since event-loop stacks are shallow; 16 KiB is kept as the
-/// default for deeper programs (Go goroutine stacks start at 8 KiB, C++ and
-/// Rust servers with large frames), at about 2-3x the recorder CPU of 4 KiB
-/// (still about 1.5% of one CPU at 999 Hz on two busy CPUs).
-pub const DEFAULT_STACK_BYTES: u32 = 16 * 1024;
+/// `--call-graph dwarf`): 8 KiB, `perf record --call-graph dwarf`'s default.
+/// Measured on nginx + Lua workers under wrk (`scripts/bench-dwarf.sh`): 4,
+/// 8, 16 and 32 KiB all complete 99.9% of their stacks, since event-loop
+/// stacks are shallow, and the recorder's CPU grows with the copy (16 KiB
+/// costs about twice 4 KiB: the kernel copies it, the ring carries it, the
+/// recorder moves it). Programs with deeper stacks can ask for more with
+/// `--call-graph dwarf,BYTES`; stacks cut short by the copy are marked
+/// `[truncated]`, and under `auto` a longer frame-pointer chain wins.
+pub const DEFAULT_STACK_BYTES: u32 = 8 * 1024;
 
 /// Largest user-stack copy the kernel accepts (the record size is 16 bits).
 pub const MAX_STACK_BYTES: u32 = 65_528;

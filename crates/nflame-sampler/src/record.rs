@@ -379,8 +379,8 @@ impl Session<'_> {
     fn ring_exp(&self, n: usize) -> u8 {
         let mut pages = self.opts.ring_pages.max(8);
         if self.privileged && self.opts.user && self.opts.call_graph.stack_bytes() > 0 {
-            // Every sample carries its stack copy: 4 MiB holds a quarter
-            // second of 16 KiB samples at 999 Hz.
+            // Every sample carries its stack copy: 4 MiB holds half a
+            // second of 8 KiB samples at 999 Hz.
             pages = pages.max(DWARF_RING_PAGES);
         }
         pages = 1 << (usize::BITS - 1 - pages.leading_zeros());

@@ -5,9 +5,11 @@
 //! It consumes [`Event`]s in timestamp order and asks a [`ProcSource`] (the
 //! real `/proc`, or a table in tests) about processes it has not seen yet.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
+
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::event::{Event, UserRegs};
 use crate::procfs::{ProcSource, Snapshot};
@@ -69,16 +71,16 @@ pub(crate) struct Tracker<S: ProcSource> {
     filter: Filter,
     source: S,
     own_pid: u32,
-    procs: HashMap<u32, Proc>,
+    procs: FxHashMap<u32, Proc>,
     /// Name matching verdicts, by pid (only with [`Filter::Names`]).
-    verdicts: HashMap<u32, bool>,
+    verdicts: FxHashMap<u32, bool>,
     samples: Vec<RawSample>,
     /// Index in `samples` of each distinct (pid, tid, user stack, truncated,
     /// kernel stack); stacks by the address of their interned allocation.
-    sample_index: HashMap<SampleKey, usize>,
+    sample_index: FxHashMap<SampleKey, usize>,
     /// Samples counted so far (the sum of the entries' counts).
     sample_total: u64,
-    stacks: HashSet<Arc<[u64]>>,
+    stacks: FxHashSet<Arc<[u64]>>,
     lost: u64,
     lost_records: u64,
     throttled: u64,
@@ -159,12 +161,12 @@ impl<S: ProcSource> Tracker<S> {
             filter,
             source,
             own_pid,
-            procs: HashMap::new(),
-            verdicts: HashMap::new(),
+            procs: FxHashMap::default(),
+            verdicts: FxHashMap::default(),
             samples: Vec::new(),
-            sample_index: HashMap::new(),
+            sample_index: FxHashMap::default(),
             sample_total: 0,
-            stacks: HashSet::new(),
+            stacks: FxHashSet::default(),
             lost: 0,
             lost_records: 0,
             throttled: 0,
@@ -684,6 +686,7 @@ fn truncate_comm(s: &str) -> String {
 mod tests {
     use super::*;
     use std::cell::RefCell;
+    use std::collections::HashMap;
     use std::path::PathBuf;
 
     #[derive(Debug, Default)]

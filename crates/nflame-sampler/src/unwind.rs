@@ -18,13 +18,13 @@
 //! unwound stack is complete or was cut short. It does not decide which
 //! samples or processes are recorded ([`crate::tracker`] does).
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::ops::Range;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use rustc_hash::FxHashMap;
 use framehop::x86_64::{CacheX86_64, UnwindRegsX86_64, UnwinderX86_64};
 use framehop::{Error as UnwindError, ExplicitModuleSectionInfo, Module, Unwinder};
 use object::read::ReadCache;
@@ -185,8 +185,8 @@ struct ProcUnwinder {
 
 /// The real unwinder: framehop with sections read from the mapped files.
 pub(crate) struct DwarfUnwinder {
-    files: HashMap<FileKey, Option<Arc<FileSections>>>,
-    procs: HashMap<u32, ProcUnwinder>,
+    files: FxHashMap<FileKey, Option<Arc<FileSections>>>,
+    procs: FxHashMap<u32, ProcUnwinder>,
     cache: CacheX86_64,
 }
 
@@ -202,8 +202,8 @@ impl std::fmt::Debug for DwarfUnwinder {
 impl Default for DwarfUnwinder {
     fn default() -> Self {
         DwarfUnwinder {
-            files: HashMap::new(),
-            procs: HashMap::new(),
+            files: FxHashMap::default(),
+            procs: FxHashMap::default(),
             cache: CacheX86_64::new(),
         }
     }

@@ -134,7 +134,7 @@ pub struct RecordArgs {
     #[arg(long, value_enum, default_value_t = EventArg::Auto)]
     pub event: EventArg,
     /// How user stacks are collected: `fp` walks frame pointers (like `perf record -g`,
-    /// cheapest); `dwarf[,BYTES]` copies BYTES (default 16384) of user stack per sample
+    /// cheapest); `dwarf[,BYTES]` copies BYTES (default 8192) of user stack per sample
     /// and unwinds it with the binaries' DWARF call-frame information (like `perf record
     /// --call-graph dwarf`), which code built without frame pointers needs (most
     /// distribution binaries: nginx, libc, LuaJIT); `auto` does both and keeps the
