@@ -71,7 +71,7 @@ while kill -0 "$pid" 2>/dev/null; do
         echo "$t $kib" | tee -a "$out/rss.txt"
         [ "$kib" -gt "$peak" ] && peak=$kib
         [ -z "$first" ] && [ "$t" -ge 60 ] && first=$kib
-        last=$kib
+        [ "$t" -lt "$duration" ] && last=$kib
     fi
     sleep "$interval"
 done
@@ -80,7 +80,7 @@ wait "$pid" || status=$?
 
 echo "load: $load; peak RSS: $peak KiB ($((peak / 1024)) MiB) over ${duration} s; curve in $out/rss.txt"
 if [ -n "$first" ]; then
-    echo "RSS after 60 s: $first KiB; last sample: $last KiB; growth: $((last - first)) KiB"
+    echo "RSS after 60 s: $first KiB; last sample while recording: $last KiB; growth: $((last - first)) KiB (the peak includes symbolizing and writing)"
 fi
 [ "$load" = lab ] && tail -n 1 "$out/load.txt"
 if [ "$status" -ne 0 ]; then
