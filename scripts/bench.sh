@@ -19,6 +19,7 @@
 # Needs root, perf, gcc, nginx + libnginx-mod-http-lua, wrk (scripts/install-deps.sh),
 # python3, and inferno's binaries (installed with `cargo install inferno` into
 # $INFERNO_ROOT, default /tmp/nflame-inferno, when missing). Takes about 15 minutes.
+# OFFLINE_WORK=DIR keeps the large offline inputs in DIR and reuses them next time.
 # The machine should be quiet: the figures are ratios measured side by side, but load
 # from elsewhere still adds noise.
 set -euo pipefail
@@ -52,7 +53,7 @@ section() { # title, command...
   echo "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), Linux $(uname -r);"
   echo "perf events: $(perf stat -e cycles true >/dev/null 2>&1 && echo 'hardware cycles available' || echo 'no hardware PMU (cpu-clock)')."
   echo "Load average at the start: $(cut -d' ' -f1-3 /proc/loadavg)."
-  section "Offline: collapse, render, diff vs inferno" "$here/bench-offline.sh" "$work/offline"
+  section "Offline: collapse, render, diff vs inferno" "$here/bench-offline.sh" "${OFFLINE_WORK:-$work/offline}"
   section "Recording: nflame vs perf record + perf script + inferno" "$here/bench-record.sh" "$work/record"
   section "DWARF unwinding" "$here/bench-dwarf.sh"
   section "Criterion (quick)" bash -c "cd '$root' && cargo bench --quiet -p nflame-profile -p nflame-render -p nflame-symbolizer -- --quick 2>&1 | grep -E 'time:|thrpt:|^[a-z_/]+ ' "
