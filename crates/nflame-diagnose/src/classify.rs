@@ -23,6 +23,7 @@
 //!
 //! Within one frame, the first rule of the file wins.
 
+use nflame_profile::tree::StackTree;
 use regex::Regex;
 use rustc_hash::FxHashMap;
 
@@ -57,6 +58,65 @@ pub struct Classification<'s> {
     pub decision: Decision,
     /// Whether a frame of the stack is a relay system call (see the crate docs).
     pub in_relay_syscall: bool,
+}
+
+/// The classification of a stack of a [`StackTree`], with frame ids for names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TreeClass {
+    /// Index into [`Rules::categories`].
+    pub category: usize,
+    /// The frame that shows why (see [`Classification::frame`]): a frame id, whose
+    /// name is shown without its annotation, or [`UNKNOWN_FRAME`].
+    pub frame: u32,
+    /// The process frame's id (see [`Classification::process`]).
+    pub process: u32,
+    /// What decided.
+    pub decision: Decision,
+    /// Whether a frame of the stack is a relay system call.
+    pub in_relay_syscall: bool,
+}
+
+/// [`TreeClass::frame`] of a stack whose frames are all `[unknown]`.
+pub const UNKNOWN_FRAME: u32 = u32::MAX;
+
+/// What the frames of a prefix (root first) have decided so far; extended one
+/// frame at a time, it gives what [`Classifier::classify`] computes.
+#[derive(Debug, Clone, Copy)]
+struct PathState {
+    relay: bool,
+    /// The innermost `owns-frame` match.
+    owner: Option<usize>,
+    /// The innermost `frame` match and its frame.
+    strong: Option<(usize, u32)>,
+    /// The innermost `frame-weak` match and its frame.
+    weak: Option<(usize, u32)>,
+    /// The innermost frame that is not `[unknown]`.
+    named: u32,
+    /// Whether the process frame (the first frame that is not a role
+    /// annotation) has been seen: later frames are not process frames.
+    process_done: bool,
+    /// The last process frame so far.
+    process: u32,
+    /// The first `owns-process` match among the process frames.
+    owns_process: Option<usize>,
+    /// The first `process` match among the process frames.
+    process_fallback: Option<usize>,
+}
+
+impl Default for PathState {
+    fn default() -> PathState {
+        PathState {
+            relay: false,
+            owner: None,
+            strong: None,
+            weak: None,
+            named: UNKNOWN_FRAME,
+            process_done: false,
+            process: UNKNOWN_FRAME,
+            owns_process: None,
+            process_fallback: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -113,28 +173,106 @@ impl<'r> Classifier<'r> {
         if let Some(m) = self.frames.get(frame) {
             return *m;
         }
+        let m = self.match_frame(frame);
+        self.frames.insert(frame.into(), m);
+        m
+    }
+
+    fn match_frame(&self, frame: &str) -> FrameMatch {
         let name = strip_annotation(frame);
-        let m = FrameMatch {
+        FrameMatch {
             owns: self.rules.first_match(RuleKind::OwnsFrame, name),
             strong: self.rules.first_match(RuleKind::Frame, name),
             weak: self.rules.first_match(RuleKind::FrameWeak, name),
             relay: self.relay.is_match(name),
-        };
-        self.frames.insert(frame.into(), m);
-        m
+        }
     }
 
     fn process_match(&mut self, frame: &str) -> (Option<usize>, Option<usize>) {
         if let Some(m) = self.processes.get(frame) {
             return *m;
         }
-        let name = strip_annotation(frame);
-        let m = (
-            self.rules.first_match(RuleKind::OwnsProcess, name),
-            self.rules.first_match(RuleKind::Process, name),
-        );
+        let m = self.match_process(frame);
         self.processes.insert(frame.into(), m);
         m
+    }
+
+    fn match_process(&self, frame: &str) -> (Option<usize>, Option<usize>) {
+        let name = strip_annotation(frame);
+        (
+            self.rules.first_match(RuleKind::OwnsProcess, name),
+            self.rules.first_match(RuleKind::Process, name),
+        )
+    }
+
+    /// Classifies every stack of `tree`, each exactly as [`Classifier::classify`]
+    /// would, indexed like [`StackTree::stacks`]. The frames of a shared prefix
+    /// are looked at once for all the stacks under it, not once per stack.
+    pub fn classify_tree(&self, tree: &StackTree<'_>) -> Vec<TreeClass> {
+        let frames = tree.frames();
+        let matches: Vec<FrameMatch> = frames.iter().map(|f| self.match_frame(f)).collect();
+        let mut processes: Vec<Option<(Option<usize>, Option<usize>)>> = vec![None; frames.len()];
+        let mut extend = |s: &PathState, frame: u32| -> PathState {
+            let f = frame as usize;
+            let m = matches[f];
+            let mut n = *s;
+            n.relay |= m.relay;
+            if m.owns.is_some() {
+                n.owner = m.owns;
+            }
+            if let Some(c) = m.strong {
+                n.strong = Some((c, frame));
+            }
+            if let Some(c) = m.weak {
+                n.weak = Some((c, frame));
+            }
+            if frames[f] != "[unknown]" {
+                n.named = frame;
+            }
+            if !n.process_done {
+                let (owns, fallback) =
+                    *processes[f].get_or_insert_with(|| self.match_process(frames[f]));
+                n.owns_process = n.owns_process.or(owns);
+                n.process_fallback = n.process_fallback.or(fallback);
+                n.process = frame;
+                n.process_done = !is_role_annotation(frames[f]);
+            }
+            n
+        };
+        let nodes = tree.nodes();
+        let mut states = Vec::with_capacity(nodes.len());
+        states.push(PathState::default());
+        for node in &nodes[1..] {
+            let s = extend(&states[node.parent as usize], node.frame);
+            states.push(s);
+        }
+        let other = self.rules.other_index();
+        tree.stacks()
+            .iter()
+            .map(|stack| {
+                let s = extend(&states[stack.node as usize], stack.leaf);
+                let (category, frame, decision) = if let Some(c) = s.owns_process {
+                    (c, s.named, Decision::Rule(RuleKind::OwnsProcess))
+                } else if let Some(c) = s.owner {
+                    (c, s.named, Decision::Rule(RuleKind::OwnsFrame))
+                } else if let Some((c, f)) = s.strong {
+                    (c, f, Decision::Rule(RuleKind::Frame))
+                } else if let Some((c, f)) = s.weak {
+                    (c, f, Decision::Rule(RuleKind::FrameWeak))
+                } else if let Some(c) = s.process_fallback {
+                    (c, s.named, Decision::Rule(RuleKind::Process))
+                } else {
+                    (other, s.named, Decision::Fallback)
+                };
+                TreeClass {
+                    category,
+                    frame,
+                    process: s.process,
+                    decision,
+                    in_relay_syscall: s.relay,
+                }
+            })
+            .collect()
     }
 
     /// Classifies one stack (`root;…;leaf`).
@@ -394,5 +532,68 @@ mod tests {
         // `[unknown]` is not an annotation: the root alone is the process.
         let r = c.classify("[unknown];nginx");
         assert_eq!(r.category, rules.other_index());
+    }
+
+    #[test]
+    fn tree_classification_is_stack_classification() {
+        let stacks = [
+            "docker-proxy;[docker-proxy];entry_SYSCALL_64_[k];__x64_sys_splice_[k];do_splice_[k];tcp_sendmsg_[k];veth_xmit_[k]",
+            "docker-proxy;[unknown];[unknown]",
+            "docker-proxy;[unknown]",
+            "[container x];proxy;main.(*TCPProxy).clientLoop.func1;io.Copy;tcp_sendmsg_[k]",
+            "[container x];proxy;main.(*TCPProxy).clientLoop.func1",
+            "[docker-proxy :8080];docker-proxy;runtime.futex",
+            "[container web];[pod x];nginx;f",
+            "[container web];[pod x]",
+            "[container web]",
+            "[unknown];nginx",
+            "[unknown]",
+            "[unknown];[unknown]",
+            "socat;read;tcp_recvmsg_[k]",
+            "nginx;ngx_http_lua_content_handler;__GI___writev;tcp_sendmsg_[k];br_dev_xmit_[k];__dev_forward_skb_[k]",
+            "nginx;ngx_http_lua_content_handler;__GI___writev;tcp_sendmsg_[k]",
+            "nginx;ngx_http_lua_content_handler",
+            "wrk;kfree_skb_[k];_raw_spin_lock_[k]",
+            "wrk;kfree_skb_[k];[unknown]",
+            "wrk;process_backlog_[k];br_handle_frame_[k];br_pass_frame_up_[k];ip_rcv_[k];tcp_v4_rcv_[k]",
+            "dockerd;runtime.mallocgc;tcp_sendmsg_[k]",
+            "runc:[2:INIT];x",
+            "gzip;[gzip]",
+            "swapper;do_idle_[k];default_idle_[k]",
+            "p;weak;strong;own",
+            "q;own;strong",
+            "p;x;weak",
+        ];
+        let custom = Rules::parse(
+            "t",
+            "a owns-frame ^own$\nb frame ^strong$\nc frame-weak ^weak$\nd process ^p$\ne owns-process ^q$\n",
+        )
+        .unwrap();
+        for rules in [Rules::default(), custom] {
+            let mut tree = StackTree::new();
+            for s in stacks {
+                tree.add(s, 0, 1);
+            }
+            let classes = Classifier::new(&rules).classify_tree(&tree);
+            let mut c = Classifier::new(&rules);
+            for (stack, t) in tree.stacks().iter().zip(&classes) {
+                let want = c.classify(stack.text);
+                let name = |id: u32| {
+                    if id == UNKNOWN_FRAME {
+                        "[unknown]"
+                    } else {
+                        strip_annotation(tree.frame_name(id))
+                    }
+                };
+                let got = Classification {
+                    category: t.category,
+                    frame: name(t.frame),
+                    process: name(t.process),
+                    decision: t.decision,
+                    in_relay_syscall: t.in_relay_syscall,
+                };
+                assert_eq!(got, want, "{}", stack.text);
+            }
+        }
     }
 }

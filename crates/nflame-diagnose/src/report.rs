@@ -41,7 +41,9 @@ use rustc_hash::FxHashMap;
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 
-use crate::classify::Classifier;
+use nflame_profile::tree::StackTree;
+
+use crate::classify::{strip_annotation, Classifier, UNKNOWN_FRAME};
 use crate::rules::Rules;
 use crate::Error;
 
@@ -226,47 +228,134 @@ fn top(counts: FxHashMap<&str, u64>, n: usize, total: u64) -> Vec<FrameCount> {
         .collect()
 }
 
+fn check_per(opts: &ReportOptions) -> Result<(), Error> {
+    if let Some(per) = opts.per {
+        if !(per.is_finite() && per > 0.0) {
+            return Err(Error::InvalidOption(format!(
+                "the units of work must be a positive number, not {per}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Samples per category of one profile, before shares and verdict.
+struct Tally<'s> {
+    samples: Vec<u64>,
+    relay: Vec<u64>,
+    frames: Vec<FxHashMap<&'s str, u64>>,
+    procs: Vec<FxHashMap<&'s str, u64>>,
+}
+
+impl<'s> Tally<'s> {
+    fn new(ncat: usize) -> Tally<'s> {
+        Tally {
+            samples: vec![0; ncat],
+            relay: vec![0; ncat],
+            frames: vec![FxHashMap::default(); ncat],
+            procs: vec![FxHashMap::default(); ncat],
+        }
+    }
+}
+
 impl Report {
     /// Classifies every stack of `profile` with `rules` and builds the report.
     ///
     /// Fails only on an invalid option (`per` not positive and finite).
     pub fn new(profile: &Profile, rules: &Rules, opts: &ReportOptions) -> Result<Report, Error> {
-        if let Some(per) = opts.per {
-            if !(per.is_finite() && per > 0.0) {
-                return Err(Error::InvalidOption(format!(
-                    "the units of work must be a positive number, not {per}"
-                )));
-            }
-        }
-        let ncat = rules.categories().len();
-        let mut samples = vec![0u64; ncat];
-        let mut relay = vec![0u64; ncat];
-        let mut frames: Vec<FxHashMap<&str, u64>> = vec![FxHashMap::default(); ncat];
-        let mut procs: Vec<FxHashMap<&str, u64>> = vec![FxHashMap::default(); ncat];
+        check_per(opts)?;
+        let mut t = Tally::new(rules.categories().len());
         let mut classifier = Classifier::new(rules);
         for (stack, count) in profile.iter() {
             let c = classifier.classify(stack);
-            samples[c.category] += count;
+            t.samples[c.category] += count;
             if c.in_relay_syscall {
-                relay[c.category] += count;
+                t.relay[c.category] += count;
             }
-            *frames[c.category].entry(c.frame).or_insert(0) += count;
-            *procs[c.category].entry(c.process).or_insert(0) += count;
+            *t.frames[c.category].entry(c.frame).or_insert(0) += count;
+            *t.procs[c.category].entry(c.process).or_insert(0) += count;
         }
-        let total = profile.total();
+        Ok(Report::from_tally(t, profile.total(), rules, opts))
+    }
+
+    /// The reports of both columns of `tree` (BEFORE and AFTER of a diff, see
+    /// [`nflame_profile::diff::Diff::tree`]), each equal to [`Report::new`] of its
+    /// profile. Every distinct stack is classified once, for both.
+    pub fn pair_from_tree(
+        tree: &StackTree<'_>,
+        rules: &Rules,
+        opts: [&ReportOptions; 2],
+    ) -> Result<[Report; 2], Error> {
+        check_per(opts[0])?;
+        check_per(opts[1])?;
+        let ncat = rules.categories().len();
+        let classes = Classifier::new(rules).classify_tree(tree);
+        // Frames and processes by (category, frame id) first: cheaper than by name.
+        let mut samples = vec![[0u64; 2]; ncat];
+        let mut relay = vec![[0u64; 2]; ncat];
+        let mut frames: FxHashMap<(usize, u32), [u64; 2]> = FxHashMap::default();
+        let mut procs: FxHashMap<(usize, u32), [u64; 2]> = FxHashMap::default();
+        let add = |a: &mut [u64; 2], b: [u64; 2]| {
+            a[0] += b[0];
+            a[1] += b[1];
+        };
+        for (stack, c) in tree.stacks().iter().zip(&classes) {
+            add(&mut samples[c.category], stack.counts);
+            if c.in_relay_syscall {
+                add(&mut relay[c.category], stack.counts);
+            }
+            add(
+                frames.entry((c.category, c.frame)).or_default(),
+                stack.counts,
+            );
+            add(
+                procs.entry((c.category, c.process)).or_default(),
+                stack.counts,
+            );
+        }
+        let name = |id: u32| {
+            if id == UNKNOWN_FRAME {
+                "[unknown]"
+            } else {
+                strip_annotation(tree.frame_name(id))
+            }
+        };
+        let tally = |col: usize| {
+            let mut t = Tally::new(ncat);
+            for c in 0..ncat {
+                t.samples[c] = samples[c][col];
+                t.relay[c] = relay[c][col];
+            }
+            for (by_id, by_name) in [(&frames, &mut t.frames), (&procs, &mut t.procs)] {
+                for (&(c, id), n) in by_id {
+                    // A profile without the stack has no entry for it.
+                    if n[col] > 0 {
+                        *by_name[c].entry(name(id)).or_insert(0) += n[col];
+                    }
+                }
+            }
+            t
+        };
+        Ok([
+            Report::from_tally(tally(0), tree.total(0), rules, opts[0]),
+            Report::from_tally(tally(1), tree.total(1), rules, opts[1]),
+        ])
+    }
+
+    fn from_tally(t: Tally<'_>, total: u64, rules: &Rules, opts: &ReportOptions) -> Report {
         let serving: u64 = rules
             .categories()
             .iter()
-            .zip(&samples)
+            .zip(&t.samples)
             .filter(|(name, _)| SERVING_CATEGORIES.contains(&name.as_str()))
             .map(|(_, s)| s)
             .sum();
         let categories = rules
             .categories()
             .iter()
-            .zip(samples)
-            .zip(relay)
-            .zip(frames.into_iter().zip(procs))
+            .zip(t.samples)
+            .zip(t.relay)
+            .zip(t.frames.into_iter().zip(t.procs))
             .map(|(((name, s), r), (f, p))| CategoryReport {
                 name: name.clone(),
                 samples: s,
@@ -292,7 +381,7 @@ impl Report {
             },
         };
         report.verdict = verdict(&report, &opts.thresholds);
-        Ok(report)
+        report
     }
 
     /// The category named `name`, if the rules define it.
@@ -552,6 +641,39 @@ mod tests {
                 ..ReportOptions::default()
             };
             assert!(Report::new(&p, &Rules::default(), &opts).is_err());
+        }
+    }
+
+    #[test]
+    fn reports_from_a_tree_are_the_reports_of_its_profiles() {
+        let fixtures =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/folded");
+        let load = |name: &str| Profile::from_path(fixtures.join(name)).unwrap();
+        let pairs = [
+            (load("lab-proxy.folded.gz"), load("lab-host.folded.gz")),
+            (load("lab-nat.folded.gz"), load("nginx-lua.folded.gz")),
+            (
+                Profile::from_stacks([(APP, 600), (PROXY, 400), (NF, 3)]),
+                Profile::from_stacks([(APP, 500), (BRIDGE, 70), (TCP, 1), (IDLE, 9)]),
+            ),
+        ];
+        let per = |p: Option<f64>| ReportOptions {
+            per: p,
+            ..ReportOptions::default()
+        };
+        for (before, after) in &pairs {
+            let mut tree = StackTree::new();
+            for (s, c) in before.iter() {
+                tree.add(s, 0, c);
+            }
+            for (s, c) in after.iter() {
+                tree.add(s, 1, c);
+            }
+            let rules = Rules::default();
+            let (ob, oa) = (per(Some(10.0)), per(None));
+            let [b, a] = Report::pair_from_tree(&tree, &rules, [&ob, &oa]).unwrap();
+            assert_eq!(b, Report::new(before, &rules, &ob).unwrap());
+            assert_eq!(a, Report::new(after, &rules, &oa).unwrap());
         }
     }
 

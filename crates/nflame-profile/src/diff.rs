@@ -12,9 +12,9 @@
 
 use std::cmp::Ordering;
 
-use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Serialize;
 
+use crate::tree::StackTree;
 use crate::{Error, Profile};
 
 /// How two profiles are compared.
@@ -187,59 +187,94 @@ impl Diff {
         out
     }
 
+    /// Both profiles as one [`StackTree`]: column 0 holds BEFORE's raw counts,
+    /// column 1 AFTER's. The frame report, the layout of the graph and the
+    /// category reports all read it, so it is built once.
+    pub fn tree(&self) -> StackTree<'_> {
+        StackTree::of_two(&self.before, &self.after)
+    }
+
+    /// Raw BEFORE and AFTER counts in graph units (as [`Diff::scaled_stacks`] gives them).
+    pub fn scale_counts(&self, before: u64, after: u64) -> (u64, u64) {
+        (
+            self.scaled(before, self.factor_before),
+            self.scaled(after, self.factor_after),
+        )
+    }
+
     /// The frame-share report.
     pub fn report(&self) -> Report {
-        let (fb, fa) = rayon::join(
-            || FrameTotals::of(&self.before),
-            || FrameTotals::of(&self.after),
-        );
+        self.report_from(&self.tree())
+    }
+
+    /// The frame-share report, from this diff's [`Diff::tree`].
+    pub fn report_from(&self, tree: &StackTree<'_>) -> Report {
         let tb = self.before.total();
         let ta = self.after.total();
         let per_unit = self.scaling == Scaling::PerUnit;
-        let mut names: FxHashSet<&str> = fb.inclusive.keys().copied().collect();
-        names.extend(fa.inclusive.keys().copied());
-        let side = |t: &FrameTotals<'_>, total: u64, factor: f64, name: &str| {
-            let inc = t.inclusive.get(name).copied().unwrap_or(0);
-            let slf = t.self_.get(name).copied().unwrap_or(0);
-            SideValues {
-                inclusive: inc,
-                inclusive_pct: pct(inc, total),
-                self_samples: slf,
-                self_pct: pct(slf, total),
-                inclusive_per_unit: per_unit.then(|| inc as f64 * factor),
-                self_per_unit: per_unit.then(|| slf as f64 * factor),
+        let totals = FrameTotals::of(tree);
+        let side = |inc: u64, slf: u64, total: u64, factor: f64| SideValues {
+            inclusive: inc,
+            inclusive_pct: pct(inc, total),
+            self_samples: slf,
+            self_pct: pct(slf, total),
+            inclusive_per_unit: per_unit.then(|| inc as f64 * factor),
+            self_per_unit: per_unit.then(|| slf as f64 * factor),
+        };
+        let names = tree.frames();
+        let row = |i: usize| {
+            let before = side(
+                totals.inclusive[i][0],
+                totals.self_[i][0],
+                tb,
+                self.factor_before,
+            );
+            let after = side(
+                totals.inclusive[i][1],
+                totals.self_[i][1],
+                ta,
+                self.factor_after,
+            );
+            FrameRow {
+                frame: names[i].to_string(),
+                inclusive_delta_pct: after.inclusive_pct - before.inclusive_pct,
+                self_delta_pct: after.self_pct - before.self_pct,
+                before,
+                after,
             }
         };
-        let rows: Vec<FrameRow> = names
-            .into_iter()
-            .map(|name| {
-                let before = side(&fb, tb, self.factor_before, name);
-                let after = side(&fa, ta, self.factor_after, name);
-                FrameRow {
-                    frame: name.to_string(),
-                    inclusive_delta_pct: after.inclusive_pct - before.inclusive_pct,
-                    self_delta_pct: after.self_pct - before.self_pct,
-                    before,
-                    after,
-                }
-            })
-            .collect();
-        let top_by = |key: fn(&FrameRow) -> f64| {
-            let mut v: Vec<&FrameRow> = rows.iter().filter(|r| key(r) != 0.0).collect();
-            v.sort_by(|a, b| {
-                key(b)
-                    .abs()
-                    .partial_cmp(&key(a).abs())
+        // The largest changes first, ties by name: select the top, then sort those.
+        let top_by = |values: &[[u64; 2]]| -> Vec<FrameRow> {
+            let mut v: Vec<(usize, f64)> = values
+                .iter()
+                .enumerate()
+                .map(|(i, x)| (i, pct(x[1], ta) - pct(x[0], tb)))
+                .filter(|(_, d)| *d != 0.0)
+                .collect();
+            let order = |a: &(usize, f64), b: &(usize, f64)| {
+                b.1.abs()
+                    .partial_cmp(&a.1.abs())
                     .unwrap_or(Ordering::Equal)
-                    .then_with(|| a.frame.cmp(&b.frame))
-            });
-            v.truncate(self.top);
-            v.into_iter().cloned().collect::<Vec<_>>()
+                    .then_with(|| names[a.0].cmp(names[b.0]))
+            };
+            if self.top < v.len() {
+                if self.top > 0 {
+                    v.select_nth_unstable_by(self.top - 1, order);
+                }
+                v.truncate(self.top);
+            }
+            v.sort_by(order);
+            v.into_iter().map(|(i, _)| row(i)).collect()
         };
-        let by_inclusive = top_by(|r| r.inclusive_delta_pct);
-        let by_self = top_by(|r| r.self_delta_pct);
-        let only_in = |a: &Profile, b: &Profile, total: u64| {
-            let mut v: Vec<(&str, u64)> = a.iter().filter(|(s, _)| b.get(s) == 0).collect();
+        let by_inclusive = top_by(&totals.inclusive);
+        let by_self = top_by(&totals.self_);
+        let only_in = |col: usize, total: u64| {
+            let mut v: Vec<(&str, u64)> = tree
+                .stacks()
+                .iter()
+                .filter(|s| s.counts[1 - col] == 0 && s.counts[col] > 0)
+                .map(|s| (s.text, s.counts[col]))
+                .collect();
             let all_samples: u64 = v.iter().map(|r| r.1).sum();
             let all_count = v.len();
             let order = |x: &(&str, u64), y: &(&str, u64)| y.1.cmp(&x.1).then_with(|| x.0.cmp(y.0));
@@ -274,8 +309,8 @@ impl Diff {
             after_units: per_unit.then(|| 1.0 / self.factor_after),
             by_inclusive,
             by_self,
-            removed: only_in(&self.before, &self.after, tb),
-            added: only_in(&self.after, &self.before, ta),
+            removed: only_in(0, tb),
+            added: only_in(1, ta),
         }
     }
 }
@@ -288,35 +323,42 @@ fn pct(part: u64, total: u64) -> f64 {
     }
 }
 
-/// Inclusive and self samples of every frame name in one profile.
-struct FrameTotals<'a> {
-    inclusive: FxHashMap<&'a str, u64>,
-    self_: FxHashMap<&'a str, u64>,
+/// Inclusive and self samples of every frame of a tree, by frame id, per column.
+struct FrameTotals {
+    inclusive: Vec<[u64; 2]>,
+    self_: Vec<[u64; 2]>,
 }
 
-impl<'a> FrameTotals<'a> {
-    fn of(p: &'a Profile) -> FrameTotals<'a> {
-        // Each frame's entry remembers the last stack it was counted for, so a
-        // recursive frame counts once per stack without a quadratic search.
-        let mut inclusive: FxHashMap<&str, (u64, usize)> = FxHashMap::default();
-        let mut self_: FxHashMap<&str, u64> = FxHashMap::default();
-        for (i, (stack, count)) in p.iter().enumerate() {
-            let stamp = i + 1;
-            for frame in stack.split(';') {
-                let e = inclusive.entry(frame).or_insert((0, 0));
-                if e.1 != stamp {
-                    e.0 += count;
-                    e.1 = stamp;
-                }
-            }
-            if let Some(leaf) = stack.rsplit(';').next() {
-                *self_.entry(leaf).or_insert(0) += count;
+impl FrameTotals {
+    fn of(tree: &StackTree<'_>) -> FrameTotals {
+        let add = |a: &mut [u64; 2], b: [u64; 2]| {
+            a[0] += b[0];
+            a[1] += b[1];
+        };
+        let nodes = tree.nodes();
+        let mut inclusive = vec![[0u64; 2]; tree.frames().len()];
+        let mut self_ = vec![[0u64; 2]; tree.frames().len()];
+        // Samples of the stacks under each prefix, which contain all its frames.
+        let mut under = vec![[0u64; 2]; nodes.len()];
+        for s in tree.stacks() {
+            add(&mut under[s.node as usize], s.counts);
+            add(&mut self_[s.leaf as usize], s.counts);
+            // A recursive frame counts once per stack.
+            if !tree.prefix_contains(s.node, s.leaf) {
+                add(&mut inclusive[s.leaf as usize], s.counts);
             }
         }
-        FrameTotals {
-            inclusive: inclusive.into_iter().map(|(k, (c, _))| (k, c)).collect(),
-            self_,
+        // Parents have smaller ids than their children.
+        for n in (1..nodes.len()).rev() {
+            let c = under[n];
+            add(&mut under[nodes[n].parent as usize], c);
         }
+        for (n, node) in nodes.iter().enumerate().skip(1) {
+            if !tree.prefix_contains(node.parent, node.frame) {
+                add(&mut inclusive[node.frame as usize], under[n]);
+            }
+        }
+        FrameTotals { inclusive, self_ }
     }
 }
 
@@ -559,6 +601,72 @@ mod tests {
             ..DiffOptions::default()
         };
         assert!(Diff::new(p(&[("a", 1)]), p(&[("a", 1)]), &bad).is_err());
+    }
+
+    /// Inclusive and self samples by frame name, stack by stack.
+    fn naive_totals(p: &Profile) -> std::collections::HashMap<String, (u64, u64)> {
+        let mut t = std::collections::HashMap::<String, (u64, u64)>::new();
+        for (stack, count) in p.iter() {
+            let frames: Vec<&str> = stack.split(';').collect();
+            let mut seen = std::collections::HashSet::new();
+            for f in &frames {
+                if seen.insert(*f) {
+                    t.entry(f.to_string()).or_default().0 += count;
+                }
+            }
+            t.entry(frames[frames.len() - 1].to_string()).or_default().1 += count;
+        }
+        t
+    }
+
+    #[test]
+    fn report_matches_stack_by_stack_totals() {
+        let fixtures =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/folded");
+        let before = Profile::from_path(fixtures.join("lab-proxy.folded.gz")).unwrap();
+        let after = Profile::from_path(fixtures.join("nginx-lua.folded.gz")).unwrap();
+        let (tb, ta) = (naive_totals(&before), naive_totals(&after));
+        let opts = DiffOptions {
+            top: usize::MAX,
+            ..DiffOptions::default()
+        };
+        let r = Diff::new(before.clone(), after.clone(), &opts)
+            .unwrap()
+            .report();
+        let names: std::collections::HashSet<&String> = tb.keys().chain(ta.keys()).collect();
+        let changed = |inclusive: bool| {
+            names
+                .iter()
+                .filter(|n| {
+                    let v = |t: &std::collections::HashMap<String, (u64, u64)>, total: u64| {
+                        let x = t.get(**n).copied().unwrap_or_default();
+                        pct(if inclusive { x.0 } else { x.1 }, total)
+                    };
+                    v(&ta, after.total()) - v(&tb, before.total()) != 0.0
+                })
+                .count()
+        };
+        assert_eq!(r.by_inclusive.len(), changed(true));
+        assert_eq!(r.by_self.len(), changed(false));
+        for row in r.by_inclusive.iter().chain(&r.by_self) {
+            let b = tb.get(&row.frame).copied().unwrap_or_default();
+            let a = ta.get(&row.frame).copied().unwrap_or_default();
+            assert_eq!(
+                (row.before.inclusive, row.before.self_samples),
+                b,
+                "{}",
+                row.frame
+            );
+            assert_eq!(
+                (row.after.inclusive, row.after.self_samples),
+                a,
+                "{}",
+                row.frame
+            );
+        }
+        let only = |x: &Profile, y: &Profile| x.iter().filter(|(s, _)| y.get(s) == 0).count();
+        assert_eq!(r.removed.stacks, only(&before, &after));
+        assert_eq!(r.added.stacks, only(&after, &before));
     }
 
     #[test]

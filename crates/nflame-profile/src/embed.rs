@@ -311,7 +311,13 @@ pub fn write_with_metadata<W: Write + ?Sized>(
     svg: &[u8],
     metadata: &str,
 ) -> std::io::Result<()> {
-    w.write_all(&insert_metadata(svg, metadata))
+    // The bytes of `insert_metadata`, without copying the SVG and the metadata
+    // into one buffer first.
+    let at = find_svg_open_end(svg).unwrap_or(0);
+    w.write_all(&svg[..at])?;
+    w.write_all(b"\n")?;
+    w.write_all(metadata.as_bytes())?;
+    w.write_all(&svg[at..])
 }
 
 #[cfg(test)]

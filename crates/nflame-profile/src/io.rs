@@ -99,24 +99,7 @@ impl Input {
 
     /// Turns a read error into this crate's error, telling gzip damage apart.
     pub fn read_error(&self, source: io::Error) -> Error {
-        if self.gzip
-            && matches!(
-                source.kind(),
-                io::ErrorKind::InvalidData
-                    | io::ErrorKind::InvalidInput
-                    | io::ErrorKind::UnexpectedEof
-            )
-        {
-            Error::Gzip {
-                path: self.path.clone(),
-                source,
-            }
-        } else {
-            Error::Read {
-                path: self.path.clone(),
-                source,
-            }
-        }
+        read_error(&self.path, self.gzip, source)
     }
 
     /// Whether the (decompressed) input starts like an SVG or XML document.
@@ -133,40 +116,107 @@ impl Input {
     }
 
     /// Calls `f` with every line (without its `\n` and a trailing `\r`) and its
-    /// 1-based number, streaming with one reused buffer. Lines that are not
-    /// UTF-8 are reported as [`ParseErrorKind::InvalidUtf8`].
+    /// 1-based number, streaming: lines are handed out of the read buffer, and
+    /// copied only when they straddle two reads. Lines that are not UTF-8 are
+    /// reported as [`ParseErrorKind::InvalidUtf8`].
     pub fn for_each_line<F>(&mut self, mut f: F) -> Result<(), Error>
     where
         F: FnMut(u64, &str) -> Result<(), Error>,
     {
-        let mut buf = Vec::with_capacity(1024);
+        let Input { path, gzip, reader } = self;
         let mut line_no = 0u64;
-        loop {
-            buf.clear();
-            let n = match self.reader.read_until(b'\n', &mut buf) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(self.read_error(e)),
-            };
-            if n == 0 {
-                return Ok(());
-            }
-            line_no += 1;
-            let mut bytes = &buf[..];
-            if let Some(rest) = bytes.strip_suffix(b"\n") {
-                bytes = rest;
-            }
-            if let Some(rest) = bytes.strip_suffix(b"\r") {
-                bytes = rest;
-            }
-            let line = std::str::from_utf8(bytes).map_err(|_| {
+        fn decode<'b>(bytes: &'b [u8], path: &Path, line_no: u64) -> Result<&'b str, Error> {
+            std::str::from_utf8(trim_line_end(bytes)).map_err(|_| {
                 Error::Parse(ParseError {
-                    source_name: self.name(),
+                    source_name: path.display().to_string(),
                     line: line_no,
                     kind: ParseErrorKind::InvalidUtf8,
                 })
-            })?;
-            f(line_no, line)?;
+            })
+        }
+        // The start of a line that continues in the next read.
+        let mut carry: Vec<u8> = Vec::new();
+        loop {
+            let buf = match reader.fill_buf() {
+                Ok(b) => b,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(read_error(path, *gzip, e)),
+            };
+            let n = buf.len();
+            if n == 0 {
+                if !carry.is_empty() {
+                    line_no += 1;
+                    f(line_no, decode(&carry, path, line_no)?)?;
+                }
+                return Ok(());
+            }
+            let Some(last) = memchr::memrchr(b'\n', buf) else {
+                carry.extend_from_slice(buf);
+                reader.consume(n);
+                continue;
+            };
+            let mut start = 0;
+            if !carry.is_empty() {
+                let end = memchr::memchr(b'\n', buf).expect("a newline");
+                carry.extend_from_slice(&buf[..end]);
+                line_no += 1;
+                f(line_no, decode(&carry, path, line_no)?)?;
+                carry.clear();
+                start = end + 1;
+            }
+            // Whole lines: validated at once, then cut at their newlines.
+            let lines = &buf[start..last + 1];
+            match std::str::from_utf8(lines) {
+                Ok(text) => {
+                    let mut from = 0;
+                    for end in memchr::memchr_iter(b'\n', lines) {
+                        line_no += 1;
+                        let line = &text[from..end];
+                        f(line_no, line.strip_suffix('\r').unwrap_or(line))?;
+                        from = end + 1;
+                    }
+                }
+                Err(_) => {
+                    let mut from = 0;
+                    for end in memchr::memchr_iter(b'\n', lines) {
+                        line_no += 1;
+                        f(line_no, decode(&lines[from..end], path, line_no)?)?;
+                        from = end + 1;
+                    }
+                }
+            }
+            carry.extend_from_slice(&buf[last + 1..]);
+            reader.consume(n);
+        }
+    }
+}
+
+/// A line without its `\n` and then a `\r`.
+fn trim_line_end(mut bytes: &[u8]) -> &[u8] {
+    if let Some(rest) = bytes.strip_suffix(b"\n") {
+        bytes = rest;
+    }
+    if let Some(rest) = bytes.strip_suffix(b"\r") {
+        bytes = rest;
+    }
+    bytes
+}
+
+fn read_error(path: &Path, gzip: bool, source: io::Error) -> Error {
+    if gzip
+        && matches!(
+            source.kind(),
+            io::ErrorKind::InvalidData | io::ErrorKind::InvalidInput | io::ErrorKind::UnexpectedEof
+        )
+    {
+        Error::Gzip {
+            path: path.to_path_buf(),
+            source,
+        }
+    } else {
+        Error::Read {
+            path: path.to_path_buf(),
+            source,
         }
     }
 }
@@ -342,6 +392,67 @@ mod tests {
             })
             .unwrap();
         assert_eq!(lines, vec![(1, "a;b 1".to_string())]);
+    }
+
+    /// A reader handing out at most `step` bytes a read.
+    struct Trickle {
+        data: Vec<u8>,
+        at: usize,
+        step: usize,
+    }
+
+    impl Read for Trickle {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.step.min(buf.len()).min(self.data.len() - self.at);
+            buf[..n].copy_from_slice(&self.data[self.at..self.at + n]);
+            self.at += n;
+            Ok(n)
+        }
+    }
+
+    fn lines_of(data: &[u8], step: usize) -> Result<Vec<(u64, String)>, Error> {
+        let reader = Trickle {
+            data: data.to_vec(),
+            at: 0,
+            step,
+        };
+        let mut input = Input::from_reader(PathBuf::from("t"), reader)?;
+        let mut lines = Vec::new();
+        input.for_each_line(|n, l| {
+            lines.push((n, l.to_string()));
+            Ok(())
+        })?;
+        Ok(lines)
+    }
+
+    #[test]
+    fn lines_across_reads() {
+        let long = "x".repeat(3000);
+        let text = format!("a;b 1\r\n\n\nc 2\n{long} 3\r\r\nd é 4\nlast 5");
+        let want: Vec<(u64, String)> = text
+            .split('\n')
+            .enumerate()
+            .map(|(i, l)| (i as u64 + 1, l.strip_suffix('\r').unwrap_or(l).to_string()))
+            .collect();
+        for step in [1, 2, 3, 7, 64, 1000, 1 << 20] {
+            assert_eq!(
+                lines_of(text.as_bytes(), step).unwrap(),
+                want,
+                "step {step}"
+            );
+            let mut nl = text.clone();
+            nl.push('\n');
+            assert_eq!(lines_of(nl.as_bytes(), step).unwrap(), want, "step {step}");
+        }
+        assert!(lines_of(b"", 3).unwrap().is_empty());
+        for step in [1, 5, 1 << 20] {
+            let e = lines_of(b"a 1\nb 2\nc\xff 3\nd 4\n", step).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                "t:3: the line is not valid UTF-8",
+                "step {step}"
+            );
+        }
     }
 
     #[test]

@@ -12,7 +12,9 @@
 //! - [`filter`]: keep or drop stacks by frame regex;
 //! - [`diff`]: normalisation, per-unit scaling and the frame-share report;
 //! - [`embed`]: the context and profiles stored inside nflame's SVGs;
-//! - [`perf_script`]: `perf script` text to folded stacks (nflame's collapser).
+//! - [`perf_script`]: `perf script` text to folded stacks (nflame's collapser);
+//! - [`tree`]: the stacks of one or two profiles as a prefix tree of interned
+//!   frames, for analyses of every frame of every stack.
 //!
 //! Rendering lives in `nflame-render`; the recorder in `nflame-sampler`.
 
@@ -25,6 +27,7 @@ pub mod folded;
 pub mod io;
 pub mod perf_script;
 mod profile;
+pub mod tree;
 
 pub use error::{Error, ParseError, ParseErrorKind};
 pub use profile::Profile;

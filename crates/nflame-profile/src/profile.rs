@@ -1,25 +1,62 @@
 //! [`Profile`]: a merged multiset of folded stacks.
 
+use std::hash::BuildHasher;
 use std::io::{self, Write};
 use std::path::Path;
 
 use rustc_hash::FxBuildHasher;
 
-/// Stacks by text, looked up by `&str` with one hash, allocated only when new.
-type StackMap = hashbrown::HashMap<Box<str>, u64, FxBuildHasher>;
-
 use crate::io::Input;
 use crate::{folded, Error, ParseError, ParseErrorKind};
+
+/// A distinct stack, with the hash it is filed under (its text's FxHash), kept
+/// so that growing the table never reads the text again.
+#[derive(Clone)]
+struct Entry {
+    hash: u64,
+    stack: Box<str>,
+    count: u64,
+}
+
+fn hash_of(stack: &str) -> u64 {
+    FxBuildHasher.hash_one(stack)
+}
 
 /// Stacks (root first, frames joined by `;`) with their sample counts.
 ///
 /// Memory is proportional to the distinct stacks, not to the input's text:
 /// repeated stacks are merged as they are read.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default)]
 pub struct Profile {
-    stacks: StackMap,
+    /// Looked up by `&str` with one hash; a stack is allocated only when new.
+    stacks: hashbrown::HashTable<Entry>,
     total: u64,
 }
+
+impl std::fmt::Debug for Profile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        struct Stacks<'p>(&'p Profile);
+        impl std::fmt::Debug for Stacks<'_> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_map().entries(self.0.iter()).finish()
+            }
+        }
+        f.debug_struct("Profile")
+            .field("stacks", &Stacks(self))
+            .field("total", &self.total)
+            .finish()
+    }
+}
+
+impl PartialEq for Profile {
+    fn eq(&self, other: &Profile) -> bool {
+        self.total == other.total
+            && self.len() == other.len()
+            && self.iter().all(|(s, c)| other.get(s) == c)
+    }
+}
+
+impl Eq for Profile {}
 
 impl Profile {
     /// An empty profile.
@@ -37,10 +74,18 @@ impl Profile {
             return true;
         }
         self.total = total;
-        match self.stacks.raw_entry_mut().from_key(stack) {
-            hashbrown::hash_map::RawEntryMut::Occupied(mut e) => *e.get_mut() += count,
-            hashbrown::hash_map::RawEntryMut::Vacant(e) => {
-                e.insert(stack.into(), count);
+        let hash = hash_of(stack);
+        match self
+            .stacks
+            .entry(hash, |e| e.hash == hash && *e.stack == *stack, |e| e.hash)
+        {
+            hashbrown::hash_table::Entry::Occupied(mut e) => e.get_mut().count += count,
+            hashbrown::hash_table::Entry::Vacant(e) => {
+                e.insert(Entry {
+                    hash,
+                    stack: stack.into(),
+                    count,
+                });
             }
         }
         true
@@ -56,8 +101,18 @@ impl Profile {
             return true;
         }
         self.total += other.total;
-        for (stack, count) in other.stacks {
-            *self.stacks.entry(stack).or_insert(0) += count;
+        for entry in other.stacks {
+            let hash = entry.hash;
+            match self.stacks.entry(
+                hash,
+                |e| e.hash == hash && e.stack == entry.stack,
+                |e| e.hash,
+            ) {
+                hashbrown::hash_table::Entry::Occupied(mut e) => e.get_mut().count += entry.count,
+                hashbrown::hash_table::Entry::Vacant(e) => {
+                    e.insert(entry);
+                }
+            }
         }
         true
     }
@@ -79,12 +134,15 @@ impl Profile {
 
     /// The count of one stack (0 if absent).
     pub fn get(&self, stack: &str) -> u64 {
-        self.stacks.get(stack).copied().unwrap_or(0)
+        let hash = hash_of(stack);
+        self.stacks
+            .find(hash, |e| e.hash == hash && *e.stack == *stack)
+            .map_or(0, |e| e.count)
     }
 
     /// The stacks in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, u64)> + '_ {
-        self.stacks.iter().map(|(s, &c)| (&**s, c))
+        self.stacks.iter().map(|e| (&*e.stack, e.count))
     }
 
     /// The stacks sorted by their text, as flame graph renderers want them.
@@ -97,10 +155,10 @@ impl Profile {
     /// Keeps the stacks for which `keep` is true.
     pub fn retain(&mut self, mut keep: impl FnMut(&str, u64) -> bool) {
         let mut total = 0u64;
-        self.stacks.retain(|s, c| {
-            let k = keep(s, *c);
+        self.stacks.retain(|e| {
+            let k = keep(&e.stack, e.count);
             if k {
-                total += *c;
+                total += e.count;
             }
             k
         });

@@ -14,6 +14,7 @@ use std::io::Write;
 use inferno::flamegraph::{self, color::Palette, Direction};
 use nflame_profile::diff::Diff;
 use nflame_profile::embed::{self, Context};
+use nflame_profile::tree::StackTree;
 use nflame_profile::Profile;
 
 /// nflame's version, as stored in every SVG.
@@ -230,7 +231,7 @@ pub fn render_diff<W: Write>(
     let (svg, meta) = rayon::join(
         || -> Result<Vec<u8>, Error> {
             let mut svg = Vec::with_capacity(1 << 20);
-            diff::draw(diff, opts, &mut svg)?;
+            diff::draw(diff, None, opts, &mut svg)?;
             Ok(svg)
         },
         || diff_metadata(diff, opts),
@@ -239,14 +240,56 @@ pub fn render_diff<W: Write>(
     Ok(())
 }
 
-/// Draws the reverse view of a diff: widths from BEFORE, so stacks that
-/// vanished are visible; colours keep their meaning (red grew, blue shrank),
-/// by FlameGraph's convention (change of each frame's own samples).
-pub fn render_removed<W: Write>(
+/// [`render_diff`] with the diff's tree ([`Diff::tree`]) and the SVG's
+/// metadata ([`diff_metadata`]) computed by the caller, who may need them for
+/// other things or compute them alongside other work.
+pub fn render_diff_with<W: Write>(
     diff: &Diff,
+    tree: &StackTree<'_>,
+    metadata: &str,
     opts: &RenderOptions,
     mut writer: W,
 ) -> Result<(), Error> {
+    let mut svg = Vec::with_capacity(1 << 20);
+    diff::draw(diff, Some(tree), opts, &mut svg)?;
+    embed::write_with_metadata(&mut writer, &svg, metadata)?;
+    Ok(())
+}
+
+/// Draws the reverse view of a diff: widths from BEFORE, so stacks that
+/// vanished are visible; colours keep their meaning (red grew, blue shrank),
+/// by FlameGraph's convention (change of each frame's own samples).
+pub fn render_removed<W: Write>(diff: &Diff, opts: &RenderOptions, writer: W) -> Result<(), Error> {
+    let (svg, meta) = rayon::join(
+        || -> Result<Vec<u8>, Error> {
+            let mut svg = Vec::with_capacity(1 << 20);
+            draw_removed(diff, opts, &mut svg)?;
+            Ok(svg)
+        },
+        || diff_metadata(diff, opts),
+    );
+    write_removed(writer, &svg?, &meta)
+}
+
+/// [`render_removed`] with the SVG's metadata ([`diff_metadata`]) computed by
+/// the caller.
+pub fn render_removed_with<W: Write>(
+    diff: &Diff,
+    metadata: &str,
+    opts: &RenderOptions,
+    writer: W,
+) -> Result<(), Error> {
+    let mut svg = Vec::with_capacity(1 << 20);
+    draw_removed(diff, opts, &mut svg)?;
+    write_removed(writer, &svg, metadata)
+}
+
+fn write_removed<W: Write>(mut writer: W, svg: &[u8], metadata: &str) -> Result<(), Error> {
+    embed::write_with_metadata(&mut writer, svg, metadata)?;
+    Ok(())
+}
+
+fn draw_removed(diff: &Diff, opts: &RenderOptions, svg: &mut Vec<u8>) -> Result<(), Error> {
     let lines = diff.removed_lines();
     let mut o = opts.clone();
     o.factor *= diff.display_factor();
@@ -257,20 +300,12 @@ pub fn render_removed<W: Write>(
                 .into(),
         );
     }
-    let (svg, meta) = rayon::join(
-        || -> Result<Vec<u8>, Error> {
-            let mut svg = Vec::with_capacity(1 << 20);
-            render_lines(lines.iter().map(String::as_str), &o, &mut svg)?;
-            Ok(svg)
-        },
-        || diff_metadata(diff, opts),
-    );
-    embed::write_with_metadata(&mut writer, &svg?, &meta)?;
-    Ok(())
+    render_lines(lines.iter().map(String::as_str), &o, svg)
 }
 
-/// The metadata of a diff SVG: its context and both profiles.
-fn diff_metadata(diff: &Diff, opts: &RenderOptions) -> String {
+/// The metadata of a diff SVG: its context and both profiles (see
+/// [`nflame_profile::embed`]).
+pub fn diff_metadata(diff: &Diff, opts: &RenderOptions) -> String {
     let mut context = context_for(opts, "diff", diff.after.total());
     context.samples = None;
     embed::metadata_xml(

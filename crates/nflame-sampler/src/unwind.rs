@@ -24,11 +24,11 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rustc_hash::FxHashMap;
 use framehop::x86_64::{CacheX86_64, UnwindRegsX86_64, UnwinderX86_64};
 use framehop::{Error as UnwindError, ExplicitModuleSectionInfo, Module, Unwinder};
 use object::read::ReadCache;
 use object::{Object, ObjectSection, ObjectSegment, SegmentFlags};
+use rustc_hash::FxHashMap;
 
 use crate::event::UserRegs;
 use crate::types::Mapping;

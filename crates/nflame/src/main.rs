@@ -141,17 +141,26 @@ fn diff(a: args::Diff) -> Result<ExitCode> {
             scaling_text(&diff)
         ));
     }
+    // Both profiles as one tree of frames feeds the graph, the frame report and
+    // the category report; the SVG's metadata (both profiles compressed) needs
+    // only the profiles: build them side by side.
+    let want_svg = out.is_some() || removed.is_some();
+    let (tree, metadata) = rayon::join(
+        || diff.tree(),
+        || want_svg.then(|| nflame_render::diff_metadata(&diff, &o)),
+    );
+    let metadata = metadata.unwrap_or_default();
     // The graphs, the frame report and the category report are independent:
     // compute them side by side.
     let draw = |wanted: bool, removed_view: bool| -> Result<Option<Vec<u8>>> {
         if !wanted {
             return Ok(None);
         }
-        let mut svg = Vec::with_capacity(1 << 20);
+        let mut svg = Vec::with_capacity(metadata.len() + (1 << 20));
         if removed_view {
-            nflame_render::render_removed(&diff, &o, &mut svg)?;
+            nflame_render::render_removed_with(&diff, &metadata, &o, &mut svg)?;
         } else {
-            nflame_render::render_diff(&diff, &o, &mut svg)?;
+            nflame_render::render_diff_with(&diff, &tree, &metadata, &o, &mut svg)?;
         }
         Ok(Some(svg))
     };
@@ -164,16 +173,8 @@ fn diff(a: args::Diff) -> Result<ExitCode> {
         },
         || {
             rayon::join(
-                || diff.report(),
-                || {
-                    verdict::diff_report(
-                        &diff.before,
-                        &diff.after,
-                        &rules,
-                        a.scale_before,
-                        a.scale_after,
-                    )
-                },
+                || diff.report_from(&tree),
+                || verdict::diff_report_tree(&tree, &rules, a.scale_before, a.scale_after),
             )
         },
     );
@@ -201,6 +202,7 @@ fn diff(a: args::Diff) -> Result<ExitCode> {
     }
     w.flush()?;
     // The process ends here: freeing millions of stacks one by one is wasted time.
+    std::mem::forget(tree);
     std::mem::forget(diff);
     Ok(ExitCode::SUCCESS)
 }

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use anyhow::{Context as _, Result};
 use nflame_diagnose::{DiffReport, Report, ReportOptions, Rules};
+use nflame_profile::tree::StackTree;
 use nflame_profile::Profile;
 
 /// The rules: the built-in ones, or those of `path`.
@@ -40,6 +41,23 @@ pub fn diff_report(
         || report(after, rules, per_after),
     );
     Ok(DiffReport::new(b?, a?))
+}
+
+/// The comparison of the two columns of a diff's tree (see
+/// [`nflame_profile::diff::Diff::tree`]): the same as [`diff_report`] of its
+/// profiles, with each distinct stack classified once.
+pub fn diff_report_tree(
+    tree: &StackTree<'_>,
+    rules: &Rules,
+    per_before: Option<f64>,
+    per_after: Option<f64>,
+) -> Result<DiffReport> {
+    let mut ob = ReportOptions::default();
+    ob.per = per_before;
+    let mut oa = ReportOptions::default();
+    oa.per = per_after;
+    let [b, a] = Report::pair_from_tree(tree, rules, [&ob, &oa])?;
+    Ok(DiffReport::new(b, a))
 }
 
 /// Prints the comparison of two profiles with the built-in rules.
