@@ -59,7 +59,7 @@ section() { # title, command...
   section "Recording: nflame vs perf record + perf script + inferno" "$here/bench-record.sh" "$work/record"
   section "DWARF unwinding" "$here/bench-dwarf.sh"
   section "Recording overhead on nginx (per-round ratios)" bash -c "'$root/scripts/lab.sh' up >/dev/null && python3 '$here/bench-overhead.py' ${OVERHEAD_ROUNDS:-6} none,auto,dwarf,perf"
-  section "Criterion (quick)" bash -c "cd '$root' && cargo bench --quiet -p nflame-profile -p nflame-render -p nflame-symbolizer -- --quick 2>&1 | grep -E 'time:|thrpt:|^[a-z_/]+ ' "
+  section "Criterion (quick)" bash -c "cd '$root' && cargo bench --quiet -p nflame-profile -p nflame-render -p nflame-symbolizer --bench '*' -- --quick 2>&1 | grep -E -B1 -A1 'time:' | grep -v '^--$' "
 } | tee "$work/bench.md"
 mv "$work/bench.md" "$out"
 echo "wrote $out"
