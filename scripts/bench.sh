@@ -53,7 +53,7 @@ section() { # title, command...
   echo "Written by \`scripts/bench.sh\` on $(date -u +%Y-%m-%d) at $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')."
   echo "Machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo),"
   echo "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), Linux $(uname -r);"
-  echo "perf events: $(perf stat -e cycles true >/dev/null 2>&1 && echo 'hardware cycles available' || echo 'no hardware PMU (cpu-clock)')."
+  echo "perf events: $(perf stat -x, -e cycles true 2>&1 | grep -q 'not supported' && echo 'no hardware PMU (cpu-clock)' || echo 'hardware cycles available')."
   echo "Load average at the start: $(cut -d' ' -f1-3 /proc/loadavg)."
   section "Offline: collapse, render, diff vs inferno" "$here/bench-offline.sh" "${OFFLINE_WORK:-$work/offline}"
   section "Recording: nflame vs perf record + perf script + inferno" "$here/bench-record.sh" "$work/record"
