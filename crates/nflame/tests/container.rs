@@ -30,9 +30,11 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+mod common;
+use common::{finish, run, text};
 
 const RUN_DIR: &str = "/run/nflame-test-docker";
 const DATA_DIR: &str = "/var/lib/nflame-test-docker";
@@ -70,37 +72,6 @@ fn docker(args: &[&str]) -> Command {
         .env("DOCKER_HOST", socket())
         .stdin(Stdio::null());
     c
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-/// Runs `cmd` to completion, killing it after `limit`.
-fn run(cmd: &mut Command, limit: Duration) -> Output {
-    let child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    finish(child, limit, &format!("{cmd:?}"))
-}
-
-fn finish(child: Child, limit: Duration, what: &str) -> Output {
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(limit) {
-        Ok(out) => out.expect("wait for child"),
-        Err(_) => {
-            let _ = Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .status();
-            panic!("{what} did not finish within {limit:?}");
-        }
-    }
 }
 
 fn ok(cmd: &mut Command, limit: Duration) -> String {

@@ -27,9 +27,11 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+mod common;
+use common::{finish, run, text};
 
 const FREQ: u64 = 999;
 const RECORD_SECS: u64 = 4;
@@ -54,39 +56,6 @@ fn nflame() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_nflame"));
     c.stdin(Stdio::null());
     c
-}
-
-/// Runs `cmd` to completion, killing it after `limit`.
-fn run(cmd: &mut Command, limit: Duration) -> Output {
-    let child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    finish(child, limit, &format!("{cmd:?}"))
-}
-
-/// Waits for a child (its output piped), killing it after `limit`.
-fn finish(child: Child, limit: Duration, what: &str) -> Output {
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(limit) {
-        Ok(out) => out.expect("wait for child"),
-        Err(_) => {
-            let _ = Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .status();
-            let _ = rx.recv_timeout(Duration::from_secs(5));
-            panic!("{what} did not finish within {limit:?}");
-        }
-    }
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 /// The lab, torn down when dropped (also on a failed assertion).
