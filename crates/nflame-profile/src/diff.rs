@@ -218,8 +218,8 @@ impl Diff {
             inclusive_pct: pct(inc, total),
             self_samples: slf,
             self_pct: pct(slf, total),
-            inclusive_per_unit: per_unit.then(|| inc as f64 * factor),
-            self_per_unit: per_unit.then(|| slf as f64 * factor),
+            inclusive_per_unit: per_unit.then_some(inc as f64 * factor),
+            self_per_unit: per_unit.then_some(slf as f64 * factor),
         };
         let names = tree.frames();
         let row = |i: usize| {

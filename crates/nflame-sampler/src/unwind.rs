@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use framehop::x86_64::{CacheX86_64, UnwindRegsX86_64, UnwinderX86_64};
-use framehop::{Error as UnwindError, ExplicitModuleSectionInfo, Module, Unwinder};
+use framehop::{Error as UnwindError, ExplicitModuleSectionInfo, FrameAddress, Module, Unwinder};
 use object::read::ReadCache;
 use object::{Object, ObjectSection, ObjectSegment, SegmentFlags};
 use rustc_hash::FxHashMap;
@@ -307,10 +307,177 @@ impl DwarfUnwinder {
     }
 }
 
+/// The mapping of the sorted, non-overlapping `mappings` holding `addr`.
+fn mapping_at(mappings: &[Mapping], addr: u64) -> Option<&Mapping> {
+    let i = mappings.partition_point(|m| m.start <= addr);
+    let m = &mappings[i.checked_sub(1)?];
+    (addr < m.end).then_some(m)
+}
+
 /// Whether `addr` lies in one of the sorted, non-overlapping `mappings`.
 fn in_mappings(mappings: &[Mapping], addr: u64) -> bool {
-    let i = mappings.partition_point(|m| m.start <= addr);
-    i.checked_sub(1).is_some_and(|i| addr < mappings[i].end)
+    mapping_at(mappings, addr).is_some()
+}
+
+/// How far above a JIT frame's stack pointer the frame that entered the JIT
+/// code is looked for. LuaJIT's traces run on the interpreter's C frame,
+/// lowered by at most a spill area; the interpreter's frame and its saved
+/// registers follow.
+const JIT_SCAN_BYTES: u64 = 2048;
+/// Candidate callers tried per JIT frame, and JIT frames recovered per stack.
+const JIT_CANDIDATES: usize = 16;
+const JIT_DEPTH: u32 = 4;
+
+/// One stack walk: framehop stepped frame by frame, so that a frame in JIT
+/// code (anonymous executable memory, no unwind information) can be
+/// recovered from when framehop's frame-pointer guess leads nowhere.
+struct Walk<'a, F> {
+    unwinder: &'a UnwinderX86_64<Bytes>,
+    cache: &'a mut CacheX86_64,
+    read_stack: F,
+    mappings: &'a [Mapping],
+    /// One past the last copied stack byte, and whether the copy was full.
+    copied_end: u64,
+    copy_full: bool,
+    /// Candidate walks left for this sample.
+    budget: usize,
+}
+
+impl<F: FnMut(u64) -> Result<u64, ()>> Walk<'_, F> {
+    fn check(&self) -> bool {
+        !self.mappings.is_empty()
+    }
+
+    /// Whether `addr` is JIT code: an anonymous executable mapping.
+    fn is_jit(&self, addr: u64) -> bool {
+        mapping_at(self.mappings, addr).is_some_and(|m| is_anonymous(&m.path))
+    }
+
+    /// Whether `addr` is in a mapped file whose code has unwind information
+    /// (a candidate return address out of JIT code).
+    fn is_file_code(&self, addr: u64) -> bool {
+        mapping_at(self.mappings, addr).is_some_and(|m| {
+            let p = m.path.as_os_str().as_encoded_bytes();
+            p.first() == Some(&b'/') && !p.starts_with(b"//anon")
+        })
+    }
+
+    /// Walks from `addr` with `regs`, appending addresses to `out`.
+    fn walk(
+        &mut self,
+        mut addr: FrameAddress,
+        mut regs: UnwindRegsX86_64,
+        out: &mut Vec<u64>,
+        depth: u32,
+    ) -> Outcome {
+        loop {
+            let a = match addr {
+                FrameAddress::InstructionPointer(a) => a,
+                FrameAddress::ReturnAddress(a) => a.get(),
+            };
+            if self.check() && !in_mappings(self.mappings, a) {
+                // Garbage: the walk left known code. What follows would be
+                // more garbage.
+                return if out.is_empty() {
+                    Outcome::Ended
+                } else {
+                    Outcome::Truncated
+                };
+            }
+            out.push(a);
+            if out.len() >= MAX_FRAMES {
+                return Outcome::Truncated;
+            }
+            if self.check() && self.is_jit(a) {
+                return self.past_jit(addr, regs, out, depth);
+            }
+            match self.step(addr, &mut regs) {
+                Ok(next) => addr = next,
+                Err(outcome) => return outcome,
+            }
+        }
+    }
+
+    /// Unwinds one frame: the caller's address, or how the walk ends.
+    fn step(
+        &mut self,
+        addr: FrameAddress,
+        regs: &mut UnwindRegsX86_64,
+    ) -> Result<FrameAddress, Outcome> {
+        match self
+            .unwinder
+            .unwind_frame(addr, regs, self.cache, &mut self.read_stack)
+        {
+            Ok(Some(ra)) => FrameAddress::from_return_address(ra).ok_or(Outcome::Ended),
+            Ok(None) => Err(Outcome::Complete),
+            Err(UnwindError::CouldNotReadStack(at)) if at >= self.copied_end && self.copy_full => {
+                Err(Outcome::Truncated)
+            }
+            Err(_) => Err(Outcome::Ended),
+        }
+    }
+
+    /// Continues a walk from a frame in JIT code (already in `out`).
+    ///
+    /// First as framehop would, with frame pointers (JIT compilers that keep
+    /// them, such as V8 or the JVM, unwind completely that way). If that does
+    /// not reach the outermost frame, the stack above the JIT frame is
+    /// scanned for a return address into a mapped file from which the walk
+    /// does complete: the frame that entered the JIT code. LuaJIT enters its
+    /// compiled traces with a jump from the interpreter and they keep its C
+    /// frame, so the caller of the interpreter (`lua_pcall`, `lua_resume`)
+    /// is found there. The lowest candidate from which the walk completes is
+    /// taken. A stale return address left in a slot the JIT code reserved
+    /// but never wrote can pass that test and put a wrong frame under the
+    /// JIT frame; on nginx with LuaJIT traces the frame found is the Lua
+    /// entry (`ngx_http_lua_run_thread`) in practically every sample.
+    fn past_jit(
+        &mut self,
+        addr: FrameAddress,
+        regs: UnwindRegsX86_64,
+        out: &mut Vec<u64>,
+        depth: u32,
+    ) -> Outcome {
+        let mark = out.len();
+        let mut fp_regs = regs;
+        let by_fp = match self.step(addr, &mut fp_regs) {
+            Ok(next) => self.walk(next, fp_regs, out, depth),
+            // A frame pointer of 0 is not a proof of the outermost frame
+            // here: JIT code uses rbp as it likes.
+            Err(Outcome::Complete) => Outcome::Ended,
+            Err(outcome) => outcome,
+        };
+        if by_fp == Outcome::Complete || depth >= JIT_DEPTH {
+            return by_fp;
+        }
+        let guessed = out.split_off(mark);
+        let sp = regs.sp();
+        let end = sp.saturating_add(JIT_SCAN_BYTES).min(self.copied_end);
+        let mut tried = 0;
+        let mut at = sp;
+        while at.saturating_add(8) <= end && tried < JIT_CANDIDATES && self.budget > 0 {
+            let slot = at;
+            at += 8;
+            let Ok(word) = (self.read_stack)(slot) else {
+                break;
+            };
+            if !self.is_file_code(word) {
+                continue;
+            }
+            let Some(next) = FrameAddress::from_return_address(word) else {
+                continue;
+            };
+            tried += 1;
+            self.budget -= 1;
+            let caller = UnwindRegsX86_64::new(word, slot + 8, regs.bp());
+            if self.walk(next, caller, out, depth + 1) == Outcome::Complete {
+                return Outcome::Complete;
+            }
+            out.truncate(mark);
+        }
+        out.extend(guessed);
+        by_fp
+    }
 }
 
 impl StackUnwinder for DwarfUnwinder {
@@ -336,49 +503,26 @@ impl StackUnwinder for DwarfUnwinder {
             return Outcome::Ended;
         };
         let sp = regs.sp;
-        let copied_end = sp.saturating_add(stack.len() as u64);
-        let mut read_stack = |addr: u64| -> Result<u64, ()> {
+        let read_stack = |addr: u64| -> Result<u64, ()> {
             let off = usize::try_from(addr.checked_sub(sp).ok_or(())?).map_err(|_| ())?;
             let bytes = stack.get(off..off.checked_add(8).ok_or(())?).ok_or(())?;
             Ok(u64::from_le_bytes(bytes.try_into().map_err(|_| ())?))
         };
-        let mut iter = proc.unwinder.iter_frames(
-            regs.ip,
+        let mut walk = Walk {
+            unwinder: &proc.unwinder,
+            cache: &mut self.cache,
+            read_stack,
+            mappings,
+            copied_end: sp.saturating_add(stack.len() as u64),
+            copy_full: stack.len() >= requested,
+            budget: JIT_CANDIDATES * 2,
+        };
+        walk.walk(
+            FrameAddress::InstructionPointer(regs.ip),
             UnwindRegsX86_64::new(regs.ip, regs.sp, regs.bp),
-            &mut self.cache,
-            &mut read_stack,
-        );
-        let check = !mappings.is_empty();
-        loop {
-            match iter.next() {
-                Ok(Some(frame)) => {
-                    let addr = match frame {
-                        framehop::FrameAddress::InstructionPointer(a) => a,
-                        framehop::FrameAddress::ReturnAddress(a) => a.get(),
-                    };
-                    if check && !in_mappings(mappings, addr) {
-                        // Garbage: the walk left known code. What follows
-                        // would be more garbage.
-                        return if out.is_empty() {
-                            Outcome::Ended
-                        } else {
-                            Outcome::Truncated
-                        };
-                    }
-                    out.push(addr);
-                    if out.len() >= MAX_FRAMES {
-                        return Outcome::Truncated;
-                    }
-                }
-                Ok(None) => return Outcome::Complete,
-                Err(UnwindError::CouldNotReadStack(addr))
-                    if addr >= copied_end && stack.len() >= requested =>
-                {
-                    return Outcome::Truncated;
-                }
-                Err(_) => return Outcome::Ended,
-            }
-        }
+            out,
+            0,
+        )
     }
 
     fn forget(&mut self, pid: u32) {

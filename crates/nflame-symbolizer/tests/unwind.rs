@@ -619,3 +619,155 @@ fn binary_and_jit_map_only_inside_a_mount_namespace_are_named() {
     assert!(stats.named_user_share() >= 0.95, "{stats:?}");
     drop(ns_proc);
 }
+
+/// JIT code without frame pointers or unwind information, between two C
+/// frames, the way LuaJIT's traces sit between its interpreter and the C
+/// helpers they call: `main → call_jit → [JIT code] → jit_helper`. The JIT
+/// code keeps spilled values on the stack and a garbage frame pointer.
+const C_JIT_NO_FP: &str = r#"
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+volatile unsigned long sink;
+typedef void (*helper_fn)(unsigned long);
+typedef void (*jit_fn)(unsigned long, helper_fn);
+__attribute__((noinline)) void jit_helper(unsigned long n) {
+    for (unsigned long i = 0; i < n; i++) sink += i ^ (sink >> 3);
+}
+__attribute__((noinline)) void call_jit(jit_fn f, unsigned long n) {
+    f(n, jit_helper);
+    sink++; /* no tail call: call_jit stays on the stack */
+}
+int main(void) {
+    /* push rbp; push rdi x8 (spilled values); movabs rbp,0xdeadd00d;
+       call rsi; add rsp,0x40; pop rbp; ret */
+    static const unsigned char code[] = {
+        0x55, 0x57, 0x57, 0x57, 0x57, 0x57, 0x57, 0x57, 0x57,
+        0x48, 0xbd, 0x0d, 0xd0, 0xad, 0xde, 0x00, 0x00, 0x00, 0x00, 0xff, 0xd6,
+        0x48, 0x83, 0xc4, 0x40, 0x5d, 0xc3};
+    unsigned char *mem = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
+                              MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (mem == MAP_FAILED) return 1;
+    memcpy(mem, code, sizeof code);
+    if (mprotect(mem, 4096, PROT_READ | PROT_EXEC)) return 2;
+    printf("ready\n");
+    fflush(stdout);
+    for (;;) call_jit((jit_fn)mem, 400000);
+}
+"#;
+
+#[test]
+fn jit_code_without_frame_pointers_is_unwound_through() {
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let exe = build_c(dir.path(), C_JIT_NO_FP, &["-O2", "-fomit-frame-pointer"]);
+    let (prog, _) = spawn_ready(&mut Command::new(&exe));
+
+    let rec = record_pids(
+        vec![prog.pid()],
+        2.0,
+        CallGraph::Dwarf { stack_bytes: 8192 },
+    );
+    let (profile, stats) = fold_all(&rec);
+    let text = folded_text(&profile);
+    eprintln!(
+        "jit without frame pointers: {} samples, {:.2}% complete\n{text}",
+        stats.samples,
+        stats.complete_user_share() * 100.0
+    );
+    assert!(stats.user_stacks > 500, "{stats:?}");
+    assert!(stats.complete_user_share() >= 0.95, "{stats:?}\n{text}");
+    // The helper is reached through the JIT frame, under its real callers.
+    let through = weight_with(&profile, "main;call_jit;[unknown];jit_helper");
+    assert!(
+        through * 100 >= stats.samples * 90,
+        "{through} of {} samples\n{text}",
+        stats.samples
+    );
+}
+
+/// nginx (+ libnginx-mod-http-lua) with Lua hot enough for LuaJIT to compile
+/// it into traces. Traces have no unwind information and run on the
+/// interpreter's C frame; the stacks through them must still reach `_start`.
+#[test]
+fn nginx_with_compiled_lua_traces_has_complete_stacks() {
+    let modules = ["/usr/lib/nginx/modules", "/usr/share/nginx/modules"]
+        .into_iter()
+        .map(Path::new)
+        .find(|d| d.join("ngx_http_lua_module.so").exists());
+    let Some(modules) = modules.filter(|_| have("nginx") && have("wrk")) else {
+        eprintln!("skipped: needs nginx, libnginx-mod-http-lua and wrk");
+        return;
+    };
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let d = dir.path().display();
+    let m = modules.display();
+    let ndk = if modules.join("ndk_http_module.so").exists() {
+        format!("load_module {m}/ndk_http_module.so;\n")
+    } else {
+        String::new()
+    };
+    std::fs::write(
+        dir.path().join("nginx.conf"),
+        format!(
+            "{ndk}load_module {m}/ngx_http_lua_module.so;\n\
+             worker_processes 1;\ndaemon off;\nmaster_process off;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
+             events {{ worker_connections 1024; }}\n\
+             http {{ access_log off; client_body_temp_path {d}/body; proxy_temp_path {d}/proxy;\n\
+             fastcgi_temp_path {d}/fcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;\n\
+             server {{ listen 127.0.0.1:{port}; location / {{ default_type text/plain;\n\
+             content_by_lua_block {{\n\
+               local t = {{}}\n\
+               for i = 1, 200 do t[i] = string.format(\"%d:%x\", i, i * 7919) end\n\
+               ngx.say(#table.concat(t, \",\"))\n\
+             }} }} }} }}\n"
+        ),
+    )
+    .unwrap();
+    let nginx = Proc {
+        child: Command::new("nginx")
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-c")
+            .arg(dir.path().join("nginx.conf"))
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("nginx"),
+        group: false,
+    };
+    let addr = format!("127.0.0.1:{port}");
+    assert!(wait_for_http(&addr), "nginx does not answer on {addr}");
+    let load = Command::new("wrk")
+        .args(["-t1", "-c16", "-d5s"])
+        .arg(format!("http://{addr}/"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("wrk");
+    // Time for LuaJIT to compile the loop.
+    std::thread::sleep(Duration::from_millis(1000));
+    let rec = record_pids(vec![nginx.pid()], 3.0, CallGraph::Auto);
+    let out = load.wait_with_output().unwrap();
+    let (profile, stats) = fold_all(&rec);
+    let text = folded_text(&profile);
+    eprintln!(
+        "nginx + compiled Lua: {} samples, {:.2}% complete, {:.2}% named; wrk: {}",
+        stats.samples,
+        stats.complete_user_share() * 100.0,
+        stats.named_user_share() * 100.0,
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find(|l| l.contains("Requests/sec"))
+            .unwrap_or("")
+    );
+    assert!(stats.user_stacks > 500, "{stats:?}");
+    assert!(stats.complete_user_share() >= 0.95, "{stats:?}\n{text}");
+    // Traces ran, and their stacks went on below them to the Lua entry.
+    let through_traces = weight_with(&profile, "ngx_http_lua_run_thread;[unknown]");
+    assert!(
+        through_traces * 10 >= stats.samples,
+        "{through_traces} of {} samples through traces\n{text}",
+        stats.samples
+    );
+}
