@@ -6,7 +6,9 @@
 # 1. Throughput kept: wrk alone vs wrk while nflame records the nginx workers at
 #    999 Hz with DWARF unwinding (alternating, ROUNDS times, SECS seconds each).
 # 2. Complete user stacks (reaching _start / __libc_start_main / main) of the workers:
-#    nflame (auto, dwarf) vs `perf record -g` (frame pointers) on the same load.
+#    nflame (auto, dwarf) vs `perf record -g` (frame pointers) on the same load; then
+#    the same with the lab's /lua-loop handler, whose Lua LuaJIT compiles into traces
+#    (nflame auto vs perf -g vs perf --call-graph dwarf).
 # 3. Post-processing: `perf script` on a `perf record --call-graph dwarf` recording of
 #    LONG seconds vs nflame's fold of a recording of the same length (the unwinding
 #    itself happens while nflame records; its CPU time is reported too).
@@ -56,8 +58,8 @@ echo "nginx workers: $WORKERS (master $master); $(nproc) CPUs; wrk -t1 -c$CONNS"
 rps() { awk '/Requests\/sec/ {print $2}' "$1"; }
 field() { tr ' ' '\n' <"$1" | awk -F= -v k="$2" '$1 == k {print $2; exit}'; }
 
-# Load for $1 seconds in the background, output to $2.
-load() { wrk -t1 -c"$CONNS" -d"$1"s "$URL" >"$2" & }
+# Load for $1 seconds in the background, output to $2 (URL: $LOAD_URL, else $URL).
+load() { wrk -t1 -c"$CONNS" -d"$1"s "${LOAD_URL:-$URL}" >"$2" & }
 
 # Records the workers with nflame for $2 s under load; $1 = call graph; writes $3.
 nflame_run() {
@@ -109,6 +111,25 @@ wait
 read -r PERF_FP PERF_FP_N < <(perf_complete "$OUT/fp.data")
 echo "nflame auto: $NF_AUTO; perf -g: $PERF_FP ($PERF_FP_N samples)"
 
+echo "== 2b. complete user stacks with compiled Lua (${URL}lua-loop)"
+export LOAD_URL=${URL}lua-loop
+wrk -t1 -c"$CONNS" -d3s "$LOAD_URL" >/dev/null # let LuaJIT compile the loop
+nflame_run auto "$SECS" "$OUT/lauto"
+LUA_NF=$(field "$OUT/lauto" complete)
+load $((SECS + 2)) "$OUT/lfp.wrk"
+sleep 1
+perf record -q -F "$FREQ" -g -o "$OUT/lfp.data" -p "$WORKERS_CSV" -- sleep "$SECS" 2>/dev/null
+wait
+read -r LUA_FP LUA_FP_N < <(perf_complete "$OUT/lfp.data")
+load $((SECS + 2)) "$OUT/ldw.wrk"
+sleep 1
+perf record -q -F "$FREQ" --call-graph dwarf -o "$OUT/ldw.data" -p "$WORKERS_CSV" -- sleep "$SECS" 2>/dev/null
+wait
+read -r LUA_DW LUA_DW_N < <(perf_complete "$OUT/ldw.data")
+rm -f "$OUT"/l*.data
+unset LOAD_URL
+echo "nflame auto: $LUA_NF; perf -g: $LUA_FP ($LUA_FP_N samples); perf --call-graph dwarf: $LUA_DW ($LUA_DW_N samples)"
+
 echo "== 3. post-processing of a ${LONG} s recording"
 load $((LONG + 2)) "$OUT/pd.wrk"
 sleep 1
@@ -136,4 +157,5 @@ echo
 echo "== summary"
 echo "throughput: alone $B req/s, recorded (dwarf, $FREQ Hz) $R req/s: ${KEPT}% kept"
 echo "complete worker stacks: nflame auto $NF_AUTO, nflame dwarf $(field "$OUT/long" complete), perf -g $PERF_FP, perf --call-graph dwarf $PERF_DW"
+echo "complete worker stacks, compiled Lua (/lua-loop): nflame auto $LUA_NF, perf -g $LUA_FP, perf --call-graph dwarf $LUA_DW"
 echo "post-processing ($LONG s): perf script $PERF_SCRIPT s; nflame fold $FOLD s ($(awk -v p="$PERF_SCRIPT" -v f="$FOLD" 'BEGIN {printf "1/%.1f", p / f}')), + recorder CPU $RCPU s ($(awk -v p="$PERF_SCRIPT" -v f="$FOLD" -v c="$RCPU" 'BEGIN {printf "1/%.1f", p / (f + c)}') all in)"

@@ -155,6 +155,15 @@ http {
                 ngx.say("hello")
             }
         }
+        # Lua hot enough for LuaJIT to compile it into traces.
+        location /lua-loop {
+            default_type text/plain;
+            content_by_lua_block {
+                local t = {}
+                for i = 1, 200 do t[i] = string.format("%d:%x", i, i * 7919) end
+                ngx.say(#table.concat(t, ","))
+            }
+        }
     }
 }
 EOF
