@@ -69,6 +69,17 @@ nflame_run() {
     wait
 }
 
+# perf records the workers for $2 s under load ($3...: its call-graph options) into
+# $OUT/$1.data.
+perf_run() {
+    local name=$1 secs=$2
+    shift 2
+    load $((secs + 2)) "$OUT/$name.wrk"
+    sleep 1
+    perf record -q -F "$FREQ" "$@" -o "$OUT/$name.data" -p "$WORKERS_CSV" -- sleep "$secs" 2>/dev/null
+    wait
+}
+
 # Share of perf-script samples with user frames whose outermost user frame starts
 # the thread.
 perf_complete() {
@@ -104,10 +115,7 @@ KEPT=$(awk -v b="$B" -v r="$R" 'BEGIN {printf "%.1f", 100 * r / b}')
 echo "== 2. complete user stacks"
 nflame_run auto "$SECS" "$OUT/auto"
 NF_AUTO=$(field "$OUT/auto" complete)
-load $((SECS + 2)) "$OUT/fp.wrk"
-sleep 1
-perf record -q -F "$FREQ" -g -o "$OUT/fp.data" -p "$WORKERS_CSV" -- sleep "$SECS" 2>/dev/null
-wait
+perf_run fp "$SECS" -g
 read -r PERF_FP PERF_FP_N < <(perf_complete "$OUT/fp.data")
 echo "nflame auto: $NF_AUTO; perf -g: $PERF_FP ($PERF_FP_N samples)"
 
@@ -116,25 +124,16 @@ export LOAD_URL=${URL}lua-loop
 wrk -t1 -c"$CONNS" -d3s "$LOAD_URL" >/dev/null # let LuaJIT compile the loop
 nflame_run auto "$SECS" "$OUT/lauto"
 LUA_NF=$(field "$OUT/lauto" complete)
-load $((SECS + 2)) "$OUT/lfp.wrk"
-sleep 1
-perf record -q -F "$FREQ" -g -o "$OUT/lfp.data" -p "$WORKERS_CSV" -- sleep "$SECS" 2>/dev/null
-wait
+perf_run lfp "$SECS" -g
 read -r LUA_FP LUA_FP_N < <(perf_complete "$OUT/lfp.data")
-load $((SECS + 2)) "$OUT/ldw.wrk"
-sleep 1
-perf record -q -F "$FREQ" --call-graph dwarf -o "$OUT/ldw.data" -p "$WORKERS_CSV" -- sleep "$SECS" 2>/dev/null
-wait
+perf_run ldw "$SECS" --call-graph dwarf
 read -r LUA_DW LUA_DW_N < <(perf_complete "$OUT/ldw.data")
 rm -f "$OUT"/l*.data
 unset LOAD_URL
 echo "nflame auto: $LUA_NF; perf -g: $LUA_FP ($LUA_FP_N samples); perf --call-graph dwarf: $LUA_DW ($LUA_DW_N samples)"
 
 echo "== 3. post-processing of a ${LONG} s recording"
-load $((LONG + 2)) "$OUT/pd.wrk"
-sleep 1
-perf record -q -F "$FREQ" --call-graph dwarf -o "$OUT/dw.data" -p "$WORKERS_CSV" -- sleep "$LONG" 2>/dev/null
-wait
+perf_run dw "$LONG" --call-graph dwarf
 PERF_DATA_MB=$(du -m "$OUT/dw.data" | cut -f1)
 t0=$(date +%s.%N)
 perf script -i "$OUT/dw.data" >"$OUT/dw.txt" 2>/dev/null

@@ -14,8 +14,9 @@
 #      60 s system-wide recording.
 #   3. scripts/bench-dwarf.sh    DWARF unwinding: complete-stack shares vs perf, nginx
 #      requests/s while recording with DWARF, post-processing vs perf script.
-#   4. scripts/bench-overhead.py nginx requests/s kept while nflame (auto, dwarf) or perf -g
-#      records its workers, as medians of per-round ratios (OVERHEAD_ROUNDS, default 6).
+#   4. scripts/bench-overhead.py nginx requests/s kept while nflame (auto, dwarf), perf -g or
+#      perf with no call graph (the floor) records its workers, as medians of per-round
+#      ratios over 2 s windows, plus nginx's CPU per request (OVERHEAD_ROUNDS, default 20).
 #   5. criterion benches: profile parse/merge/diff, symbolization, rendering (quick mode).
 #
 # Needs root, perf, gcc, nginx + libnginx-mod-http-lua, wrk (scripts/install-deps.sh),
@@ -58,7 +59,7 @@ section() { # title, command...
   section "Offline: collapse, render, diff vs inferno" "$here/bench-offline.sh" "${OFFLINE_WORK:-$work/offline}"
   section "Recording: nflame vs perf record + perf script + inferno" "$here/bench-record.sh" "$work/record"
   section "DWARF unwinding" "$here/bench-dwarf.sh"
-  section "Recording overhead on nginx (per-round ratios)" bash -c "'$root/scripts/lab.sh' up >/dev/null && python3 '$here/bench-overhead.py' ${OVERHEAD_ROUNDS:-6} none,auto,dwarf,perf"
+  section "Recording overhead on nginx (per-round ratios)" bash -c "'$root/scripts/lab.sh' up >/dev/null && python3 '$here/bench-overhead.py' ${OVERHEAD_ROUNDS:-20} none,auto,dwarf,perf,perfip"
   section "Criterion (quick)" bash -c "cd '$root' && cargo bench --quiet -p nflame-profile -p nflame-render -p nflame-symbolizer --bench '*' -- --quick 2>&1 | grep -E -B1 -A1 'time:' | grep -v '^--$' "
 } | tee "$work/bench.md"
 mv "$work/bench.md" "$out"

@@ -155,6 +155,12 @@ http {
                 ngx.say("hello")
             }
         }
+        # nginx's own request counter (scripts/bench-overhead.py reads it).
+        location = /nflame-status {
+            stub_status;
+            allow 127.0.0.1;
+            deny all;
+        }
         # Lua hot enough for LuaJIT to compile it into traces.
         location /lua-loop {
             default_type text/plain;

@@ -118,6 +118,59 @@ fn build_c(dir: &Path, source: &str, flags: &[&str]) -> PathBuf {
     exe
 }
 
+/// Builds `source` with `flags` and starts it; returns once it printed its
+/// first line (it is ready).
+fn start_c(dir: &Path, source: &str, flags: &[&str]) -> Proc {
+    let exe = build_c(dir, source, flags);
+    spawn_ready(&mut Command::new(&exe)).0
+}
+
+/// Folds `rec`, prints its shares under `label`, and returns the profile, its
+/// statistics and its folded text.
+fn fold_report(label: &str, rec: &Recording) -> (Profile, FoldStats, String) {
+    let (profile, stats) = fold_all(rec);
+    eprintln!(
+        "{label}: {} samples, {:.2}% of user frames named, {:.2}% of user stacks complete, \
+         {} truncated",
+        stats.samples,
+        stats.named_user_share() * 100.0,
+        stats.complete_user_share() * 100.0,
+        stats.truncated_stacks
+    );
+    let text = folded_text(&profile);
+    (profile, stats, text)
+}
+
+/// The `Requests/sec` line of wrk's output.
+fn wrk_rate(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| l.contains("Requests/sec"))
+        .unwrap_or("")
+        .trim()
+        .to_owned()
+}
+
+/// Writes `DIR/nginx.conf` for one foreground nginx process that keeps all
+/// its files in DIR: `head` goes first (`load_module` lines), `server` inside
+/// `http`.
+fn write_nginx_conf(dir: &Path, head: &str, server: &str) -> PathBuf {
+    let d = dir.display();
+    let conf = dir.join("nginx.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "{head}worker_processes 1;\ndaemon off;\nmaster_process off;\npid {d}/nginx.pid;\n\
+             error_log {d}/error.log;\nevents {{ worker_connections 1024; }}\n\
+             http {{ access_log off; client_body_temp_path {d}/body; proxy_temp_path {d}/proxy;\n\
+             fastcgi_temp_path {d}/fcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;\n\
+             {server}\n}}\n"
+        ),
+    )
+    .unwrap();
+    conf
+}
+
 /// A known call tree, built at -O2 without frame pointers: main → outer →
 /// (middle → leaf_a, leaf_b); every sample should unwind to `_start`.
 const C_TREE: &str = r#"
@@ -151,25 +204,16 @@ int main(void) {
 fn c_program_without_frame_pointers_has_complete_stacks() {
     let _g = serial();
     let dir = tempfile::tempdir().unwrap();
-    let exe = build_c(dir.path(), C_TREE, &["-O2", "-fomit-frame-pointer"]);
-    let (prog, _) = spawn_ready(&mut Command::new(&exe));
+    let prog = start_c(dir.path(), C_TREE, &["-O2", "-fomit-frame-pointer"]);
 
     let rec = record_pids(vec![prog.pid()], 2.0, CallGraph::Auto);
     let info = &rec.processes[&prog.pid()];
     assert_eq!(info.unwind.method(), Some(UnwindMethod::Dwarf), "{info:?}");
-    let (profile, stats) = fold_all(&rec);
-    eprintln!(
-        "auto: {} samples, {:.2}% complete, {:.2}% named, {} truncated",
-        stats.samples,
-        stats.complete_user_share() * 100.0,
-        stats.named_user_share() * 100.0,
-        stats.truncated_stacks
-    );
+    let (profile, stats, text) = fold_report("auto", &rec);
     assert!(stats.user_stacks > 500, "{stats:?}");
     assert!(stats.complete_user_share() >= 0.95, "{stats:?}");
     // The known tree, root first.
     let tree = "_start;__libc_start_main_impl;__libc_start_call_main;main;outer;middle;";
-    let text = folded_text(&profile);
     let in_tree = weight_with(&profile, tree);
     assert!(
         in_tree * 100 >= stats.samples * 95,
@@ -182,15 +226,8 @@ fn c_program_without_frame_pointers_has_complete_stacks() {
     // Frame pointers on the same program: the walk leaves known code, is cut
     // and marked once instead of a chain of [unknown].
     let rec = record_pids(vec![prog.pid()], 1.0, CallGraph::FramePointer);
-    let (profile, fp) = fold_all(&rec);
-    eprintln!(
-        "fp: {} samples, {:.2}% complete, {} truncated",
-        fp.samples,
-        fp.complete_user_share() * 100.0,
-        fp.truncated_stacks
-    );
+    let (_, fp, text) = fold_report("fp", &rec);
     assert!(fp.complete_user_share() < 0.5, "{fp:?}");
-    let text = folded_text(&profile);
     assert!(!text.contains("[unknown];[unknown]"), "{text}");
     assert!(
         text.lines().all(|l| l.matches(TRUNCATED).count() <= 1
@@ -203,8 +240,7 @@ fn c_program_without_frame_pointers_has_complete_stacks() {
 fn dwarf_only_mode_records_no_frame_pointer_chain_and_small_stacks_truncate() {
     let _g = serial();
     let dir = tempfile::tempdir().unwrap();
-    let exe = build_c(dir.path(), C_TREE, &["-O2", "-fomit-frame-pointer"]);
-    let (prog, _) = spawn_ready(&mut Command::new(&exe));
+    let prog = start_c(dir.path(), C_TREE, &["-O2", "-fomit-frame-pointer"]);
     // 1 KiB cannot hold middle's 2 KiB frame: the unwinder runs out of stack
     // in every sample under middle, and says so.
     let rec = record_pids(
@@ -302,14 +338,7 @@ fn stripped_go_program_is_named() {
     );
     let (prog, _) = spawn_ready(&mut Command::new(&exe));
     let rec = record_pids(vec![prog.pid()], 2.0, CallGraph::Auto);
-    let (profile, stats) = fold_all(&rec);
-    eprintln!(
-        "go: {} samples, {:.2}% of user frames named, {:.2}% complete",
-        stats.samples,
-        stats.named_user_share() * 100.0,
-        stats.complete_user_share() * 100.0
-    );
-    let text = folded_text(&profile);
+    let (profile, stats, text) = fold_report("go", &rec);
     assert!(stats.named_user_share() >= 0.99, "{stats:?}\n{text}");
     assert!(stats.complete_user_share() >= 0.95, "{stats:?}\n{text}");
     // Both goroutines, named. (A frameless Go leaf hides its caller from a
@@ -417,24 +446,17 @@ fn docker_proxy_relaying_to_a_namespace_is_named() {
     let (host_addr, ns_addr) = ("10.213.91.1", "10.213.91.2");
     let ns = NetNs::create(&format!("nfl{tag}"), host_addr, ns_addr);
 
-    let d = dir.path().display();
-    std::fs::write(
-        dir.path().join("nginx.conf"),
-        format!(
-            "worker_processes 1;\ndaemon off;\nmaster_process off;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
-             events {{ worker_connections 1024; }}\n\
-             http {{ access_log off; client_body_temp_path {d}/body; proxy_temp_path {d}/proxy;\n\
-             fastcgi_temp_path {d}/fcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;\n\
-             server {{ listen {ns_addr}:80; location / {{ return 200 \"hello from the namespace\\n\"; }} }} }}\n"
-        ),
-    )
-    .unwrap();
+    let conf = write_nginx_conf(
+        dir.path(),
+        "",
+        &format!("server {{ listen {ns_addr}:80; location / {{ return 200 \"hello from the namespace\\n\"; }} }}"),
+    );
     let _nginx = Proc {
         child: Command::new("ip")
             .args(["netns", "exec", &ns.name, "nginx", "-p"])
             .arg(dir.path())
             .arg("-c")
-            .arg(dir.path().join("nginx.conf"))
+            .arg(&conf)
             .stdout(Stdio::null())
             .spawn()
             .expect("nginx"),
@@ -468,19 +490,8 @@ fn docker_proxy_relaying_to_a_namespace_is_named() {
     std::thread::sleep(Duration::from_millis(300));
     let rec = record_pids(vec![proxy_pid], 3.0, CallGraph::Auto);
     let out = load.wait_with_output().unwrap();
-    let (profile, stats) = fold_all(&rec);
-    eprintln!(
-        "docker-proxy: {} samples, {} user frames, {:.3}% named, {:.2}% complete; wrk: {}",
-        stats.samples,
-        stats.user_frames,
-        stats.named_user_share() * 100.0,
-        stats.complete_user_share() * 100.0,
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .find(|l| l.contains("Requests/sec"))
-            .unwrap_or("")
-    );
-    let text = folded_text(&profile);
+    let (_, stats, text) = fold_report("docker-proxy", &rec);
+    eprintln!("{} user frames; wrk: {}", stats.user_frames, wrk_rate(&out));
     assert!(stats.samples > 200, "{stats:?}");
     assert!(stats.named_user_share() >= 0.99, "{stats:?}\n{text}");
     // It relays: the copy loop is there, named.
@@ -594,14 +605,8 @@ fn binary_and_jit_map_only_inside_a_mount_namespace_are_named() {
     assert!(!Path::new(&format!("/tmp/perf-{nspid}.map")).exists() || nspid == pid);
 
     let rec = record_pids(vec![pid], 2.0, CallGraph::Auto);
-    let (profile, stats) = fold_all(&rec);
-    let text = folded_text(&profile);
-    eprintln!(
-        "namespace: {} samples, {:.2}% named, {:.2}% complete\n{text}",
-        stats.samples,
-        stats.named_user_share() * 100.0,
-        stats.complete_user_share() * 100.0
-    );
+    let (profile, stats, text) = fold_report("namespace", &rec);
+    eprintln!("{text}");
     assert!(
         stats.failed_modules.is_empty(),
         "{:?}",
@@ -660,21 +665,14 @@ int main(void) {
 fn jit_code_without_frame_pointers_is_unwound_through() {
     let _g = serial();
     let dir = tempfile::tempdir().unwrap();
-    let exe = build_c(dir.path(), C_JIT_NO_FP, &["-O2", "-fomit-frame-pointer"]);
-    let (prog, _) = spawn_ready(&mut Command::new(&exe));
+    let prog = start_c(dir.path(), C_JIT_NO_FP, &["-O2", "-fomit-frame-pointer"]);
 
     let rec = record_pids(
         vec![prog.pid()],
         2.0,
         CallGraph::Dwarf { stack_bytes: 8192 },
     );
-    let (profile, stats) = fold_all(&rec);
-    let text = folded_text(&profile);
-    eprintln!(
-        "jit without frame pointers: {} samples, {:.2}% complete\n{text}",
-        stats.samples,
-        stats.complete_user_share() * 100.0
-    );
+    let (profile, stats, text) = fold_report("JIT code without frame pointers", &rec);
     assert!(stats.user_stacks > 500, "{stats:?}");
     assert!(stats.complete_user_share() >= 0.95, "{stats:?}\n{text}");
     // The helper is reached through the JIT frame, under its real callers.
@@ -702,36 +700,30 @@ fn nginx_with_compiled_lua_traces_has_complete_stacks() {
     let _g = serial();
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let d = dir.path().display();
     let m = modules.display();
     let ndk = if modules.join("ndk_http_module.so").exists() {
         format!("load_module {m}/ndk_http_module.so;\n")
     } else {
         String::new()
     };
-    std::fs::write(
-        dir.path().join("nginx.conf"),
-        format!(
-            "{ndk}load_module {m}/ngx_http_lua_module.so;\n\
-             worker_processes 1;\ndaemon off;\nmaster_process off;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
-             events {{ worker_connections 1024; }}\n\
-             http {{ access_log off; client_body_temp_path {d}/body; proxy_temp_path {d}/proxy;\n\
-             fastcgi_temp_path {d}/fcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;\n\
-             server {{ listen 127.0.0.1:{port}; location / {{ default_type text/plain;\n\
+    let conf = write_nginx_conf(
+        dir.path(),
+        &format!("{ndk}load_module {m}/ngx_http_lua_module.so;\n"),
+        &format!(
+            "server {{ listen 127.0.0.1:{port}; location / {{ default_type text/plain;\n\
              content_by_lua_block {{\n\
                local t = {{}}\n\
                for i = 1, 200 do t[i] = string.format(\"%d:%x\", i, i * 7919) end\n\
                ngx.say(#table.concat(t, \",\"))\n\
-             }} }} }} }}\n"
+             }} }} }}"
         ),
-    )
-    .unwrap();
+    );
     let nginx = Proc {
         child: Command::new("nginx")
             .arg("-p")
             .arg(dir.path())
             .arg("-c")
-            .arg(dir.path().join("nginx.conf"))
+            .arg(&conf)
             .stdout(Stdio::null())
             .spawn()
             .expect("nginx"),
@@ -749,18 +741,8 @@ fn nginx_with_compiled_lua_traces_has_complete_stacks() {
     std::thread::sleep(Duration::from_millis(1000));
     let rec = record_pids(vec![nginx.pid()], 3.0, CallGraph::Auto);
     let out = load.wait_with_output().unwrap();
-    let (profile, stats) = fold_all(&rec);
-    let text = folded_text(&profile);
-    eprintln!(
-        "nginx + compiled Lua: {} samples, {:.2}% complete, {:.2}% named; wrk: {}",
-        stats.samples,
-        stats.complete_user_share() * 100.0,
-        stats.named_user_share() * 100.0,
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .find(|l| l.contains("Requests/sec"))
-            .unwrap_or("")
-    );
+    let (profile, stats, text) = fold_report("nginx + compiled Lua", &rec);
+    eprintln!("wrk: {}", wrk_rate(&out));
     assert!(stats.user_stacks > 500, "{stats:?}");
     assert!(stats.complete_user_share() >= 0.95, "{stats:?}\n{text}");
     // Traces ran, and their stacks went on below them to the Lua entry.
