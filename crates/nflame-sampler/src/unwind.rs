@@ -314,11 +314,6 @@ fn mapping_at(mappings: &[Mapping], addr: u64) -> Option<&Mapping> {
     (addr < m.end).then_some(m)
 }
 
-/// Whether `addr` lies in one of the sorted, non-overlapping `mappings`.
-fn in_mappings(mappings: &[Mapping], addr: u64) -> bool {
-    mapping_at(mappings, addr).is_some()
-}
-
 /// How far above a JIT frame's stack pointer the frame that entered the JIT
 /// code is looked for. LuaJIT's traces run on the interpreter's C frame,
 /// lowered by at most a spill area; the interpreter's frame and its saved
@@ -348,11 +343,6 @@ impl<F: FnMut(u64) -> Result<u64, ()>> Walk<'_, F> {
         !self.mappings.is_empty()
     }
 
-    /// Whether `addr` is JIT code: an anonymous executable mapping.
-    fn is_jit(&self, addr: u64) -> bool {
-        mapping_at(self.mappings, addr).is_some_and(|m| is_anonymous(&m.path))
-    }
-
     /// Whether `addr` is in a mapped file whose code has unwind information
     /// (a candidate return address out of JIT code).
     fn is_file_code(&self, addr: u64) -> bool {
@@ -375,20 +365,26 @@ impl<F: FnMut(u64) -> Result<u64, ()>> Walk<'_, F> {
                 FrameAddress::InstructionPointer(a) => a,
                 FrameAddress::ReturnAddress(a) => a.get(),
             };
-            if self.check() && !in_mappings(self.mappings, a) {
-                // Garbage: the walk left known code. What follows would be
-                // more garbage.
-                return if out.is_empty() {
-                    Outcome::Ended
-                } else {
-                    Outcome::Truncated
+            // One lookup per frame: in known code at all, and in JIT code?
+            let jit = if self.check() {
+                let Some(m) = mapping_at(self.mappings, a) else {
+                    // Garbage: the walk left known code. What follows would
+                    // be more garbage.
+                    return if out.is_empty() {
+                        Outcome::Ended
+                    } else {
+                        Outcome::Truncated
+                    };
                 };
-            }
+                is_anonymous(&m.path)
+            } else {
+                false
+            };
             out.push(a);
             if out.len() >= MAX_FRAMES {
                 return Outcome::Truncated;
             }
-            if self.check() && self.is_jit(a) {
+            if jit {
                 return self.past_jit(addr, regs, out, depth);
             }
             match self.step(addr, &mut regs) {
@@ -574,7 +570,7 @@ mod tests {
         };
         let outcome = u.unwind(sample, &mut out);
         assert!(out.len() > 5, "{outcome:?} {out:x?}");
-        assert!(out.iter().all(|&a| in_mappings(&mappings, a)));
+        assert!(out.iter().all(|&a| mapping_at(&mappings, a).is_some()));
         assert_eq!(outcome, Outcome::Complete, "{out:x?}");
     }
 
