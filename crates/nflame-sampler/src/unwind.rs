@@ -389,6 +389,11 @@ impl<F: FnMut(u64) -> Result<u64, ()>> Walk<'_, F> {
             }
             match self.step(addr, &mut regs) {
                 Ok(next) => addr = next,
+                // The end of the stack right at the sampled instruction is
+                // far more often a guessed rule (code without unwind
+                // information, such as Go's) reading a zero than a sample
+                // in a thread's first instruction: not a proof.
+                Err(Outcome::Complete) if out.len() == 1 => return Outcome::Ended,
                 Err(outcome) => return outcome,
             }
         }

@@ -702,10 +702,13 @@ fn fold_process(
                 .enumerate()
                 .map(|(i, &a)| user.get(&lookup_addr(i, a)).unwrap_or(&unknown))
                 .collect();
-            // Leaf first: keep frames up to the first one outside code.
+            // Leaf first: keep frames up to the first one outside code. That
+            // cut loses nothing when the frame before it starts a thread
+            // (junk beyond a thread's start, as frame-pointer chains have).
             let kept = frames.iter().position(|n| !n.in_code);
-            let truncated = truncated || kept.is_some();
             let frames = &frames[..kept.unwrap_or(frames.len())];
+            let truncated =
+                truncated || (kept.is_some() && !frames.last().is_some_and(|n| n.outermost));
             if truncated {
                 push(crate::frame::TRUNCATED);
                 stats.truncated_stacks += count;

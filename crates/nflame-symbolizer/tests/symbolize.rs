@@ -37,7 +37,7 @@ __attribute__((noinline)) void middle(unsigned long n) {
 }
 
 int main(void) {
-    printf("%p %p %p\n", (void *)leaf_a, (void *)leaf_b, (void *)middle);
+    printf("%p %p %p %p\n", (void *)leaf_a, (void *)leaf_b, (void *)middle, (void *)main);
     fflush(stdout);
     for (;;) {
         middle(100000);
@@ -174,7 +174,7 @@ fn names(frames: &[Vec<nflame_symbolizer::Frame>]) -> Vec<String> {
 #[test]
 fn names_functions_of_a_live_process() {
     let prog = c_program();
-    let [leaf_a, leaf_b, middle] = prog.addrs[..] else {
+    let [leaf_a, leaf_b, middle, _] = prog.addrs[..] else {
         panic!()
     };
     let maps = read_proc_maps(prog.pid()).unwrap();
@@ -191,7 +191,7 @@ fn names_functions_of_a_live_process() {
 #[test]
 fn stacks_are_root_first_with_return_addresses_adjusted() {
     let prog = c_program();
-    let [leaf_a, _, middle] = prog.addrs[..] else {
+    let [leaf_a, _, middle, _] = prog.addrs[..] else {
         panic!()
     };
     let maps = read_proc_maps(prog.pid()).unwrap();
@@ -206,7 +206,7 @@ fn stacks_are_root_first_with_return_addresses_adjusted() {
 #[test]
 fn names_frames_after_the_process_exited() {
     let mut prog = c_program();
-    let [leaf_a, leaf_b, middle] = prog.addrs[..] else {
+    let [leaf_a, leaf_b, middle, _] = prog.addrs[..] else {
         panic!()
     };
     let pid = prog.pid();
@@ -316,7 +316,7 @@ fn a_bad_module_does_not_spoil_the_batch() {
 #[test]
 fn inlined_functions_are_expanded_on_request() {
     let prog = c_program();
-    let [_, leaf_b, _] = prog.addrs[..] else {
+    let [_, leaf_b, _, _] = prog.addrs[..] else {
         panic!()
     };
     let size = function_size(&prog.exe, "leaf_b");
@@ -446,7 +446,7 @@ fn recording_of(prog: &Program, samples: Vec<RawSample>, comm: &str) -> Recordin
 #[test]
 fn fold_writes_process_user_then_kernel_frames() {
     let mut prog = c_program();
-    let [leaf_a, leaf_b, middle] = prog.addrs[..] else {
+    let [leaf_a, leaf_b, middle, _] = prog.addrs[..] else {
         panic!()
     };
     let (vfs_read, aliases) = kallsyms_function("vfs_read");
@@ -518,9 +518,47 @@ fn fold_writes_process_user_then_kernel_frames() {
 }
 
 #[test]
+fn junk_beyond_a_threads_first_frame_is_not_truncation() {
+    let prog = c_program();
+    let [_, leaf_b, middle, main] = prog.addrs[..] else {
+        panic!()
+    };
+    let pid = prog.pid();
+    let sample = |user: Vec<u64>| RawSample {
+        pid,
+        tid: pid,
+        period: 1,
+        user: Arc::from(user),
+        kernel: Arc::from(vec![]),
+        ..RawSample::default()
+    };
+    let rec = recording_of(
+        &prog,
+        vec![
+            // A frame-pointer chain that reached main, then one junk address
+            // (as Go's runtime.mstart leaves on cloned threads).
+            sample(vec![leaf_b + 2, middle + 1, main + 1, 0x10]),
+            // The same junk right after middle: cut short, and marked.
+            sample(vec![leaf_b + 2, middle + 1, 0x10]),
+        ],
+        "cprog",
+    );
+    let (profile, stats) = fold(&rec, &FoldOptions::default()).unwrap();
+    assert_eq!(
+        profile.get("cprog;main;middle;leaf_b"),
+        1,
+        "{:?}",
+        profile.sorted()
+    );
+    assert_eq!(profile.get("cprog;[truncated];middle;leaf_b"), 1);
+    assert_eq!(stats.truncated_stacks, 1);
+    assert_eq!(stats.complete_user_stacks, 1);
+}
+
+#[test]
 fn fold_uses_live_maps_when_none_were_recorded() {
     let prog = c_program();
-    let [leaf_a, _, middle] = prog.addrs[..] else {
+    let [leaf_a, _, middle, _] = prog.addrs[..] else {
         panic!()
     };
     let pid = prog.pid();
@@ -658,7 +696,7 @@ fn stripped_go_binary_is_named_from_gopclntab() {
 #[test]
 fn a_process_exiting_mid_symbolization_is_still_named() {
     let mut prog = c_program();
-    let [leaf_a, leaf_b, _] = prog.addrs[..] else {
+    let [leaf_a, leaf_b, ..] = prog.addrs[..] else {
         panic!()
     };
     let maps = read_proc_maps(prog.pid()).unwrap();
