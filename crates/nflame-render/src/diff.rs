@@ -77,17 +77,27 @@ pub(crate) fn draw(
         layout(&lines, min_samples(lines.order.total))
     };
 
-    let per_unit = diff.scaling() == Scaling::PerUnit;
-    let factor = diff.display_factor();
-    let mut o = opts.clone();
-    o.reverse = false;
-    o.factor *= factor;
+    let mut o = diff_options(diff, opts);
     // The lines are in the order inferno must see them, but cut to the frames
     // it draws, so no longer sorted: a flame chart takes them as they come
     // (after reversing them), with no other difference to the graph.
     o.flamechart = true;
-    // The colour scale is known only after the layout: the legend carries a
-    // placeholder, replaced afterwards.
+    let mut raw = Vec::with_capacity(1 << 20);
+    render_lines(lines.iter().rev().map(String::as_str), &o, &mut raw)?;
+    let raw = String::from_utf8(raw).map_err(|e| Error::Write(std::io::Error::other(e)))?;
+    colour(diff, &raw, &nodes, opts.inverted, svg);
+    Ok(())
+}
+
+/// inferno's options for a differential graph: no reversal (the lines come
+/// reversed already), counts scaled for display, and the colour legend in
+/// the subtitle with a placeholder for its scale, known only after the
+/// layout.
+fn diff_options(diff: &Diff, opts: &RenderOptions) -> RenderOptions {
+    let per_unit = diff.scaling() == Scaling::PerUnit;
+    let mut o = opts.clone();
+    o.reverse = false;
+    o.factor *= diff.display_factor();
     let legend = format!(
         "colour = change of inclusive {}: red grew, blue shrank (full colour {SCALE_TOKEN}); hatched = gone after (drawn at its before width); widths = after",
         if per_unit { "cost per unit" } else { "share" },
@@ -96,9 +106,21 @@ pub(crate) fn draw(
         Some(s) => format!("{s} · {legend}"),
         None => legend,
     });
-    let mut raw = Vec::with_capacity(1 << 20);
-    render_lines(lines.iter().rev().map(String::as_str), &o, &mut raw)?;
-    let raw = String::from_utf8(raw).map_err(|e| Error::Write(std::io::Error::other(e)))?;
+    o
+}
+
+/// Writes inferno's graph `raw` into `svg` with every frame of `nodes`
+/// coloured by the change of its inclusive share (or cost per unit) and
+/// titled with both sides, and the legend's scale filled in.
+fn colour(
+    diff: &Diff,
+    raw: &str,
+    nodes: &FxHashMap<(u32, u64), Node>,
+    inverted: bool,
+    svg: &mut Vec<u8>,
+) {
+    let per_unit = diff.scaling() == Scaling::PerUnit;
+    let factor = diff.display_factor();
     let root = nodes.get(&(0, 0)).copied().unwrap_or_default();
     let change = |n: &Node| -> f64 {
         if per_unit {
@@ -169,8 +191,7 @@ pub(crate) fn draw(
         };
         Some((fill, title))
     };
-    rewrite(&raw, opts.inverted, &recolour, svg);
-    Ok(())
+    rewrite(&raw, inverted, &recolour, svg);
 }
 
 fn share(part: u64, total: u64) -> f64 {
@@ -859,21 +880,7 @@ mod reference {
         let canvas = opts.width.unwrap_or(1200).max(1200) as f64;
         let min_samples = ((opts.min_width * 0.5 / canvas) * total as f64).floor() as u64;
 
-        let per_unit = diff.scaling() == Scaling::PerUnit;
-        let factor = diff.display_factor();
-        let mut o = opts.clone();
-        o.reverse = false;
-        o.factor *= factor;
-        // The colour scale is known only after the layout, which runs beside
-        // inferno: the legend carries a placeholder, replaced afterwards.
-        let legend = format!(
-            "colour = change of inclusive {}: red grew, blue shrank (full colour {SCALE_TOKEN}); hatched = gone after (drawn at its before width); widths = after",
-            if per_unit { "cost per unit" } else { "share" },
-        );
-        o.subtitle = Some(match &opts.subtitle {
-            Some(s) => format!("{s} · {legend}"),
-            None => legend,
-        });
+        let o = diff_options(diff, opts);
         let (nodes, raw) = rayon::join(
             || layout(&rows, min_samples),
             || -> Result<String, Error> {
@@ -882,78 +889,7 @@ mod reference {
                 String::from_utf8(raw).map_err(|e| Error::Write(std::io::Error::other(e)))
             },
         );
-        let raw = raw?;
-        let root = nodes.get(&(0, 0)).copied().unwrap_or_default();
-        let change = |n: &Node| -> f64 {
-            if per_unit {
-                let scale = root.after.max(root.before).max(1) as f64;
-                (n.after as f64 - n.before as f64) / scale
-            } else {
-                share(n.after, root.after) - share(n.before, root.before)
-            }
-        };
-        let max_change = nodes
-            .iter()
-            .filter(|(k, _)| k.0 > 0)
-            .map(|(_, n)| change(n).abs())
-            .fold(0.0f64, f64::max);
-        let scale = if per_unit {
-            format!("{:.2}% of the larger total", max_change * 100.0)
-        } else {
-            format!("±{:.2} pp", max_change * 100.0)
-        };
-        let raw = raw.replacen(SCALE_TOKEN, &scale, 1);
-
-        let fmt_count = |c: u64| -> String {
-            if factor == 1.0 {
-                c.to_string()
-            } else {
-                format!("{:.4}", c as f64 * factor)
-            }
-        };
-        let recolour = |depth: u32, x: u64, name: &str| -> Option<(String, String)> {
-            let n = nodes.get(&(depth, x))?;
-            let pb = share(n.before, root.before) * 100.0;
-            let pa = share(n.after, root.after) * 100.0;
-            if n.after == 0 {
-                let title = format!(
-                    "{name} (gone: before {pb:.2}% {}, after 0)",
-                    fmt_count(n.before)
-                );
-                return Some((GONE_FILL.to_string(), title));
-            }
-            let d = change(n);
-            let t = if max_change > 0.0 {
-                (d.abs() / max_change).min(1.0)
-            } else {
-                0.0
-            };
-            let other = (248.0 - 190.0 * t).round() as u8;
-            let fill = if d > 0.0 {
-                format!("rgb(255,{other},{other})")
-            } else if d < 0.0 {
-                format!("rgb({other},{other},255)")
-            } else {
-                "rgb(248,248,248)".to_string()
-            };
-            let title = if per_unit {
-                format!(
-                    "{name} (before {} per unit, after {} per unit, change {:+.2}% of the larger total)",
-                    fmt_count(n.before),
-                    fmt_count(n.after),
-                    d * 100.0
-                )
-            } else {
-                format!(
-                    "{name} (before {pb:.2}% {}, after {pa:.2}% {}, inclusive {:+.2} pp)",
-                    fmt_count(n.before),
-                    fmt_count(n.after),
-                    d * 100.0
-                )
-            };
-            Some((fill, title))
-        };
-        rewrite(&raw, opts.inverted, &recolour, svg);
+        colour(diff, &raw?, &nodes, opts.inverted, svg);
         Ok(())
     }
 

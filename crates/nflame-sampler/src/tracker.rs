@@ -353,13 +353,14 @@ impl<S: ProcSource> Tracker<S> {
         // known code: a chain that reached a thread's start often goes on
         // with one junk address (Go's `mstart` on a cloned thread keeps the
         // rbp it was given); the fold drops what follows that address.
-        let fp_known = fp
-            .iter()
-            .take_while(|&&a| p.info.mapping_for(a).is_some() || mappings.is_empty())
-            .count();
         let fp_reaches_further = matches!(self.mode, StackMode::Auto { .. })
             && outcome != Unwound::Complete
-            && fp_known > dwarf.len();
+            && fp.len() > dwarf.len()
+            && fp
+                .iter()
+                .take_while(|&&a| p.info.mapping_for(a).is_some() || mappings.is_empty())
+                .count()
+                > dwarf.len();
         let stats = &mut p.info.unwind;
         let (method, truncated) = if fp_reaches_further {
             (UnwindMethod::FramePointer, false)
