@@ -80,24 +80,20 @@
 //! automatically and noted in [`Recording::notes`]); at 1 kernel too; at
 //! 0 or below, system-wide.
 
-pub mod docker;
 mod error;
 mod event;
 #[doc(hidden)]
 pub mod fuzzing;
 mod options;
-mod procfs;
 mod record;
 mod sys;
 mod tracker;
-mod types;
 mod unwind;
 
 pub use error::Error;
-pub use options::{
-    CallGraph, EventChoice, Progress, RecordOptions, Target, DEFAULT_STACK_BYTES, MAX_STACK_BYTES,
+pub use nflame_recording::{
+    CallGraph, Mapping, ParseCallGraphError, ProcessInfo, RawSample, Recording, StopReason,
+    UnwindMethod, UnwindStats, DEFAULT_STACK_BYTES, MAX_STACK_BYTES,
 };
+pub use options::{EventChoice, Progress, RecordOptions, Target};
 pub use record::record;
-pub use types::{
-    Mapping, ProcessInfo, RawSample, Recording, StopReason, UnwindMethod, UnwindStats,
-};

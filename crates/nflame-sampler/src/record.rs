@@ -9,12 +9,14 @@ use std::time::{Duration, Instant};
 
 use crate::error::Error;
 use crate::event::Event;
-use crate::options::{CallGraph, EventChoice, Progress, RecordOptions, Target};
-use crate::procfs::{self, ProcSource, Procfs};
+use crate::options::{EventChoice, Progress, RecordOptions, Target};
 use crate::sys::{self, Child, CounterConfig, OpenError, PerfCounter, PerfEvent, Ready, Scope};
 use crate::tracker::{name_matches, Filter, StackMode, Tracker};
-use crate::types::{Recording, StopReason};
 use crate::unwind::DwarfUnwinder;
+use nflame_procfs::process::{self as procfs, ProcSource, Procfs};
+use nflame_procfs::system;
+use nflame_recording::CallGraph;
+use nflame_recording::{Recording, StopReason};
 
 /// Total ring-buffer memory we allow before shrinking per-counter buffers.
 const RING_BUDGET: usize = 64 << 20;
@@ -36,13 +38,13 @@ pub fn record(
     mut progress: impl FnMut(&Progress),
 ) -> Result<Recording, Error> {
     validate(opts)?;
-    let paranoid = procfs::perf_event_paranoid().ok_or_else(|| Error::Unsupported {
+    let paranoid = system::perf_event_paranoid().ok_or_else(|| Error::Unsupported {
         source: io::Error::new(
             io::ErrorKind::NotFound,
             "/proc/sys/kernel/perf_event_paranoid does not exist",
         ),
     })?;
-    if let Some(max) = procfs::max_sample_rate() {
+    if let Some(max) = system::max_sample_rate() {
         if opts.frequency > max {
             return Err(Error::FrequencyTooHigh {
                 requested: opts.frequency,
@@ -50,7 +52,7 @@ pub fn record(
             });
         }
     }
-    let privileged = sys::euid() == 0 || procfs::has_perfmon_capability();
+    let privileged = sys::euid() == 0 || system::has_perfmon_capability();
     let mut notes = Vec::new();
     let mut kernel = opts.kernel;
     if kernel && !privileged && paranoid >= 2 {
@@ -78,7 +80,7 @@ pub fn record(
         });
     }
     sys::raise_fd_limit();
-    let cpus = procfs::online_cpus();
+    let cpus = system::online_cpus();
 
     let mut session = Session {
         opts,

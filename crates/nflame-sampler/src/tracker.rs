@@ -12,9 +12,9 @@ use std::sync::Arc;
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::event::{Event, UserRegs};
-use crate::procfs::{ProcSource, Snapshot};
-use crate::types::{Mapping, ProcessInfo, RawSample, UnwindMethod};
 use crate::unwind::{Outcome as Unwound, StackSample, StackUnwinder};
+use nflame_procfs::process::{ProcSource, Snapshot};
+use nflame_recording::{Mapping, ProcessInfo, RawSample, UnwindMethod};
 
 /// Which samples belong to the recording.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -367,12 +367,11 @@ impl<S: ProcSource> Tracker<S> {
         } else {
             (UnwindMethod::Dwarf, outcome == Unwound::Truncated)
         };
-        match method {
-            UnwindMethod::FramePointer => stats.frame_pointer += 1,
-            UnwindMethod::Dwarf => {
-                stats.dwarf += 1;
-                stats.complete += u64::from(outcome == Unwound::Complete);
-            }
+        if method == UnwindMethod::Dwarf {
+            stats.dwarf += 1;
+            stats.complete += u64::from(outcome == Unwound::Complete);
+        } else {
+            stats.frame_pointer += 1;
         }
         stats.truncated += u64::from(truncated);
         let user = if method == UnwindMethod::Dwarf {

@@ -20,7 +20,6 @@
 
 use std::fs::File;
 use std::ops::Range;
-use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -31,7 +30,7 @@ use object::{Object, ObjectSection, ObjectSegment, SegmentFlags};
 use rustc_hash::FxHashMap;
 
 use crate::event::UserRegs;
-use crate::types::Mapping;
+use nflame_recording::Mapping;
 
 /// Section bytes shared between the modules of every process mapping a file.
 type Bytes = Arc<[u8]>;
@@ -209,64 +208,11 @@ impl Default for DwarfUnwinder {
     }
 }
 
-/// Where to open `mapping` of `pid`: the very file it mapped
-/// (`/proc/PID/map_files`, also inside containers), its mount namespace's
-/// view (`/proc/PID/root/PATH`), then the path itself; a candidate whose
-/// inode differs from the recorded one is used only if no other exists.
-fn open_path(pid: u32, mapping: &Mapping) -> Option<PathBuf> {
-    let recorded = &mapping.path;
-    let mut candidates = vec![PathBuf::from(format!(
-        "/proc/{pid}/map_files/{:x}-{:x}",
-        mapping.start, mapping.end
-    ))];
-    if let Ok(rel) = recorded.strip_prefix("/") {
-        candidates.push(Path::new(&format!("/proc/{pid}/root")).join(rel));
-    }
-    candidates.push(recorded.clone());
-    let mut fallback = None;
-    for c in candidates {
-        let Ok(meta) = std::fs::metadata(&c) else {
-            continue;
-        };
-        if !meta.is_file() {
-            continue;
-        }
-        match mapping.inode {
-            Some(ino) if meta.ino() != ino => {
-                fallback.get_or_insert(c);
-            }
-            _ => return Some(c),
-        }
-    }
-    fallback
-}
-
-/// Our own vDSO image (the same for every 64-bit process on this kernel).
-fn own_vdso() -> Option<Vec<u8>> {
-    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
-    let line = maps.lines().find(|l| l.ends_with("[vdso]"))?;
-    let (range, _) = line.split_once(' ')?;
-    let (start, end) = range.split_once('-')?;
-    let start = u64::from_str_radix(start, 16).ok()?;
-    let end = u64::from_str_radix(end, 16).ok()?;
-    let mut buf = vec![0u8; usize::try_from(end.checked_sub(start)?).ok()?];
-    File::open("/proc/self/mem")
-        .ok()?
-        .read_exact_at(&mut buf, start)
-        .ok()?;
-    Some(buf)
-}
-
-fn is_anonymous(path: &Path) -> bool {
-    let text = path.as_os_str().as_encoded_bytes();
-    text.is_empty() || text.starts_with(b"//anon") || text.starts_with(b"[anon")
-}
-
 impl DwarfUnwinder {
     fn sections(&mut self, pid: u32, m: &Mapping) -> Option<Arc<FileSections>> {
         let key = if m.path == Path::new("[vdso]") {
             FileKey::Vdso
-        } else if is_anonymous(&m.path) || m.path.as_os_str().as_encoded_bytes()[0] != b'/' {
+        } else if nflame_procfs::maps::is_pseudo(&m.path) {
             return None;
         } else {
             match (m.dev, m.inode) {
@@ -278,10 +224,12 @@ impl DwarfUnwinder {
             return s.clone();
         }
         let sections = match key {
-            FileKey::Vdso => own_vdso().and_then(|img| FileSections::from_bytes(&img)),
+            FileKey::Vdso => {
+                nflame_procfs::files::own_vdso().and_then(|v| FileSections::from_bytes(&v.image))
+            }
             // Not cached when the file cannot be opened: another process
             // (another mount namespace) may reach it.
-            _ => FileSections::read(&open_path(pid, m)?),
+            _ => FileSections::read(&nflame_procfs::files::mapped_file(pid, true, m)?),
         }
         .map(Arc::new);
         self.files.insert(key, sections.clone());
@@ -376,7 +324,7 @@ impl<F: FnMut(u64) -> Result<u64, ()>> Walk<'_, F> {
                         Outcome::Truncated
                     };
                 };
-                is_anonymous(&m.path)
+                nflame_procfs::maps::is_anonymous(&m.path)
             } else {
                 false
             };
@@ -534,6 +482,7 @@ impl StackUnwinder for DwarfUnwinder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::FileExt;
 
     #[test]
     fn bias_of_pie_and_fixed_binaries() {
@@ -561,7 +510,7 @@ mod tests {
         // Our own stack, copied like the kernel would, unwound with our own
         // binaries' .eh_frame: it must reach the thread's start.
         let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
-        let mappings = crate::procfs::parse_maps(&maps);
+        let mappings = nflame_procfs::maps::parse_maps(&maps);
         let (regs, stack) = capture();
         let mut u = DwarfUnwinder::default();
         let mut out = Vec::new();

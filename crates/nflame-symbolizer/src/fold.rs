@@ -16,7 +16,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use nflame_profile::Profile;
-use nflame_sampler::{ProcessInfo, RawSample, Recording};
+use nflame_recording::{Mapping, ProcessInfo, RawSample, Recording};
 use rayon::prelude::*;
 use rustc_hash::{FxHashMap, FxHashSet};
 
@@ -73,6 +73,50 @@ pub struct FoldOptions {
     pub jit: bool,
     /// What the counts measure. Default [`Weight::Samples`].
     pub weight: Weight,
+    /// Root frames by pid, and which stacks of other processes are kept.
+    /// Default: no labels, every stack kept.
+    pub roots: Roots,
+}
+
+/// Frames put at the root of chosen processes' stacks, and what becomes of
+/// the stacks of every other process (Docker targets use both: role labels
+/// such as `[docker-proxy :8080]` for the chosen pids, and only the network
+/// softirq part of other tasks' stacks).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Roots {
+    /// A frame put above the process frame of every stack of these
+    /// processes, by pid. Default: none.
+    pub labels: BTreeMap<u32, String>,
+    /// What becomes of the stacks of processes without a label. Default
+    /// [`OtherStacks::Keep`].
+    pub others: OtherStacks,
+}
+
+/// What [`Roots`] does with the stacks of processes without a label.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OtherStacks {
+    /// Kept as they are. The default.
+    #[default]
+    Keep,
+    /// Only the kernel part from the outermost frame whose function is one
+    /// of `functions` on is kept, as `label;process;function_[k];…`; stacks
+    /// without such a frame are dropped (and counted in
+    /// [`FoldStats::dropped_samples`]). Their user frames are not symbolized.
+    KernelFrom {
+        /// Kernel function names (without `_[k]`).
+        functions: Vec<String>,
+        /// The root frame of the kept parts.
+        label: String,
+    },
+}
+
+impl Roots {
+    /// Whether user frames of `pid` are wanted at all.
+    fn wants_user(&self, pid: u32) -> bool {
+        matches!(self.others, OtherStacks::Keep) || self.labels.contains_key(&pid)
+    }
 }
 
 impl Default for FoldOptions {
@@ -86,6 +130,7 @@ impl Default for FoldOptions {
             inline: false,
             jit: true,
             weight: Weight::Samples,
+            roots: Roots::default(),
         }
     }
 }
@@ -138,6 +183,8 @@ pub struct FoldStats {
     pub complete_user_stacks: u64,
     /// Samples with at least one user frame.
     pub user_stacks: u64,
+    /// Samples whose stacks [`Roots::others`] dropped (included in `samples`).
+    pub dropped_samples: u64,
 }
 
 impl FoldStats {
@@ -292,6 +339,7 @@ pub fn fold_with(
         stats.truncated_stacks += s.truncated_stacks;
         stats.complete_user_stacks += s.complete_user_stacks;
         stats.user_stacks += s.user_stacks;
+        stats.dropped_samples += s.dropped_samples;
     }
     Ok((profile, stats))
 }
@@ -398,7 +446,7 @@ fn plan_user(
     opts: &FoldOptions,
 ) -> UserPlan {
     let mut lookups: FxHashSet<u64> = FxHashSet::default();
-    if opts.user {
+    if opts.user && opts.roots.wants_user(pid) {
         for_each_distinct(samples.iter().map(|s| &s.user), |stack| {
             lookups.extend(stack.iter().enumerate().map(|(i, &a)| lookup_addr(i, a)));
         });
@@ -613,7 +661,7 @@ fn resolve_user(
     out
 }
 
-fn in_mappings(mappings: &[nflame_sampler::Mapping], addr: u64) -> bool {
+fn in_mappings(mappings: &[Mapping], addr: u64) -> bool {
     let i = mappings.partition_point(|m| m.start <= addr);
     i.checked_sub(1).is_some_and(|i| addr < mappings[i].end)
 }
@@ -643,13 +691,23 @@ fn fold_process(
     opts: &FoldOptions,
 ) -> Result<(Profile, FoldStats), Error> {
     type Key = (u32, (usize, usize), bool, (usize, usize));
+    let label = opts.roots.labels.get(&pid);
+    let kernel_from = match (&opts.roots.others, label) {
+        (OtherStacks::KernelFrom { functions, label }, None) => Some((functions, label)),
+        _ => None,
+    };
+    let with_user = opts.user && kernel_from.is_none();
     let mut stacks: FxHashMap<Key, (u64, u64, &RawSample)> = FxHashMap::default();
     for &s in samples {
-        let tid = if opts.per_thread { s.tid } else { 0 };
+        let tid = if opts.per_thread && kernel_from.is_none() {
+            s.tid
+        } else {
+            0
+        };
         let key = (
             tid,
-            half_key(&s.user, opts.user),
-            opts.user && s.user_truncated,
+            half_key(&s.user, with_user),
+            with_user && s.user_truncated,
             half_key(&s.kernel, opts.kernel),
         );
         let weight = match opts.weight {
@@ -684,6 +742,42 @@ fn fold_process(
             }
             line.push_str(text);
         };
+        if let Some((functions, label)) = kernel_from {
+            // Another task: only its kernel part from the first listed function on.
+            stats.samples += count;
+            let names: Vec<&Named> = s
+                .kernel
+                .iter()
+                .enumerate()
+                .rev()
+                .map(|(i, &a)| kernel.get(&lookup_addr(i, a)).unwrap_or(&unknown))
+                .collect();
+            let from = opts.kernel.then(|| {
+                names.iter().position(|n| {
+                    n.text
+                        .strip_suffix(nflame_profile::KERNEL_SUFFIX)
+                        .is_some_and(|f| functions.iter().any(|g| g == f))
+                })
+            });
+            let Some(Some(from)) = from else {
+                stats.dropped_samples += count;
+                continue;
+            };
+            push(label);
+            push(&process_frame);
+            for n in &names[from..] {
+                push(&n.text);
+                stats.kernel_frames += count;
+                stats.named_kernel_frames += if n.named { count } else { 0 };
+            }
+            if !profile.add(&line, weight) {
+                return Err(Error::Overflow);
+            }
+            continue;
+        }
+        if let Some(label) = label {
+            push(label);
+        }
         if opts.process_name {
             push(&process_frame);
         }
@@ -695,7 +789,7 @@ fn fold_process(
                 .unwrap_or_else(|| comm.clone());
             push(&format!("{name}-{tid}"));
         }
-        if opts.user && !s.user.is_empty() {
+        if with_user && !s.user.is_empty() {
             let frames: Vec<&Named> = s
                 .user
                 .iter()
@@ -742,4 +836,135 @@ fn fold_process(
     stats.frames = stats.user_frames + stats.kernel_frames;
     stats.named_frames = stats.named_user_frames + stats.named_kernel_frames;
     Ok((profile, stats))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::Kallsyms;
+
+    const KALLSYMS: &str = "\
+ffffffff81000000 T entry_SYSCALL_64
+ffffffff81000100 T __do_softirq
+ffffffff81000200 T net_rx_action
+ffffffff81000300 T tcp_v4_rcv
+ffffffff81000400 T tcp_sendmsg
+ffffffff81000500 T splice
+ffffffff81000600 T net_tx_action
+";
+
+    /// A kernel stack, leaf first, of the functions named (root first).
+    fn kstack(root_first: &[u64]) -> Arc<[u64]> {
+        root_first.iter().rev().map(|a| a + 0x10).collect()
+    }
+
+    fn sample(pid: u32, kernel: Arc<[u64]>, user: &[u64]) -> RawSample {
+        RawSample {
+            pid,
+            tid: pid,
+            kernel,
+            user: user.iter().copied().collect(),
+            ..RawSample::default()
+        }
+    }
+
+    fn process(pid: u32, comm: &str) -> (u32, ProcessInfo) {
+        let info = ProcessInfo {
+            pid,
+            comm: comm.into(),
+            exited: true,
+            ..ProcessInfo::default()
+        };
+        (pid, info)
+    }
+
+    fn docker_roots() -> Roots {
+        Roots {
+            labels: [
+                (20, "[docker-proxy :8080]".to_string()),
+                (40, "[container web]".to_string()),
+            ]
+            .into(),
+            others: OtherStacks::KernelFrom {
+                functions: vec!["net_rx_action".into(), "net_tx_action".into()],
+                label: "[net softirq]".into(),
+            },
+        }
+    }
+
+    fn folded(rec: &Recording, opts: &FoldOptions) -> (Vec<String>, FoldStats) {
+        let prepared = Prepared::with_kallsyms(Kallsyms::parse(KALLSYMS));
+        let (profile, stats) = fold_with(rec, opts, &prepared).unwrap();
+        let mut lines: Vec<String> = profile
+            .iter()
+            .map(|(stack, n)| format!("{stack} {n}"))
+            .collect();
+        lines.sort();
+        (lines, stats)
+    }
+
+    /// The labels and the softirq rule that `record --docker-port` uses:
+    /// chosen processes get their role on top, others keep only their
+    /// network softirq part, and the rest is dropped (and counted).
+    #[test]
+    fn roots_label_chosen_pids_and_keep_softirq_work_of_others() {
+        let (entry, softirq, rx, tcp, send, splice, tx) = (
+            0xffffffff81000000u64,
+            0xffffffff81000100,
+            0xffffffff81000200,
+            0xffffffff81000300,
+            0xffffffff81000400,
+            0xffffffff81000500,
+            0xffffffff81000600,
+        );
+        let rec = Recording {
+            samples: vec![
+                sample(20, kstack(&[entry, splice]), &[]),
+                sample(40, kstack(&[entry, send]), &[]),
+                sample(60, kstack(&[entry, softirq, rx, tcp]), &[0x1234]),
+                sample(60, kstack(&[entry, send]), &[0x1234]),
+                sample(0, kstack(&[softirq, tx]), &[]),
+                sample(70, kstack(&[]), &[0x1234]),
+            ],
+            processes: [
+                process(20, "docker-proxy"),
+                process(40, "nginx"),
+                process(60, "wrk"),
+                process(70, "my-tool"),
+            ]
+            .into(),
+            kernel: true,
+            user: true,
+            ..Recording::default()
+        };
+        let mut opts = FoldOptions {
+            roots: docker_roots(),
+            ..FoldOptions::default()
+        };
+        let (lines, stats) = folded(&rec, &opts);
+        assert_eq!(
+            lines,
+            vec![
+                "[container web];nginx;entry_SYSCALL_64_[k];tcp_sendmsg_[k] 1",
+                "[docker-proxy :8080];docker-proxy;entry_SYSCALL_64_[k];splice_[k] 1",
+                "[net softirq];swapper;net_tx_action_[k] 1",
+                "[net softirq];wrk;net_rx_action_[k];tcp_v4_rcv_[k] 1",
+            ]
+        );
+        assert_eq!((stats.samples, stats.dropped_samples), (6, 2));
+        // Per pid: the process frame keeps its pid, under the label.
+        opts.per_pid = true;
+        let (lines, _) = folded(&rec, &opts);
+        assert!(lines.contains(
+            &"[container web];nginx-40;entry_SYSCALL_64_[k];tcp_sendmsg_[k] 1".to_string()
+        ));
+        assert!(
+            lines.contains(&"[net softirq];wrk-60;net_rx_action_[k];tcp_v4_rcv_[k] 1".to_string())
+        );
+        // Without roots, every stack is kept as it is.
+        let (lines, stats) = folded(&rec, &FoldOptions::default());
+        assert_eq!(stats.dropped_samples, 0);
+        assert_eq!(lines.len(), 6);
+        assert!(lines.iter().all(|l| !l.starts_with('[')));
+    }
 }

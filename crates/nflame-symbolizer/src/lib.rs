@@ -29,7 +29,7 @@
 //! A user stack that ends in an address outside every executable mapping
 //! (a frame-pointer walk through code without frame pointers ends in
 //! garbage), or that the sampler's DWARF unwinder could not finish
-//! ([`nflame_sampler::RawSample::user_truncated`]), is cut there and rooted
+//! ([`nflame_recording::RawSample::user_truncated`]), is cut there and rooted
 //! at one [`TRUNCATED`] frame.
 //!
 //! Names are demangled (Rust, C++). A frame without a symbol is still a frame:
@@ -42,7 +42,7 @@
 //! ([`FoldOptions`] says which parts appear).
 //!
 //! ```no_run
-//! # fn demo(recording: &nflame_sampler::Recording) -> Result<(), nflame_symbolizer::Error> {
+//! # fn demo(recording: &nflame_recording::Recording) -> Result<(), nflame_symbolizer::Error> {
 //! use nflame_symbolizer::{fold, FoldOptions};
 //! let mut opts = FoldOptions::default();
 //! opts.per_pid = true;
@@ -61,7 +61,6 @@ mod fold;
 mod frame;
 mod gopclntab;
 mod kernel;
-mod maps;
 mod perf_map;
 mod prepare;
 mod process;
@@ -89,12 +88,13 @@ pub mod fuzzing {
 }
 
 pub use error::Error;
-pub use fold::{fold, fold_with, is_outermost_frame, FoldOptions, FoldStats, Weight};
+pub use fold::{
+    fold, fold_with, is_outermost_frame, FoldOptions, FoldStats, OtherStacks, Roots, Weight,
+};
 pub use frame::{
     module_placeholder, sanitize, Frame, FrameKind, KERNEL_MODULE, TRUNCATED, UNKNOWN,
 };
 pub use kernel::{Kallsyms, KernelSymbolizer};
-pub use maps::{parse_maps, read_proc_maps};
 pub use perf_map::PerfMap;
 pub use prepare::{warm_up, Prepared};
 pub use process::{ModuleFailure, ProcessSymbolizer, SymbolCache, SymbolizeOptions};

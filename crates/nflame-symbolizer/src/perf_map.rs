@@ -11,7 +11,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::maps;
+use nflame_procfs::process::namespace_pid;
 
 /// The parsed symbols of one perf map file.
 #[derive(Debug, Clone, Default)]
@@ -54,7 +54,7 @@ impl PerfMap {
     fn paths(pid: u32, live: bool) -> Vec<PathBuf> {
         let mut paths = vec![PathBuf::from(format!("/tmp/perf-{pid}.map"))];
         if live {
-            let nspid = maps::namespace_pid(pid);
+            let nspid = namespace_pid(pid);
             let inner = format!("/proc/{pid}/root/tmp/perf-{nspid}.map");
             if Path::new(&inner) != paths[0] {
                 paths.push(PathBuf::from(inner));

@@ -28,12 +28,12 @@ use std::rc::Rc;
 use blazesym::symbolize::source::{Elf, Process, Source};
 use blazesym::symbolize::{Input, Reason, Sym, Symbolized};
 use blazesym::Pid;
-use nflame_sampler::{Mapping, ProcessInfo};
+use nflame_procfs::{files, maps, process as procfs};
+use nflame_recording::{Mapping, ProcessInfo};
 use rustc_hash::FxHashMap;
 
 use crate::frame::{Frame, FrameKind};
 use crate::gopclntab::GoTable;
-use crate::maps;
 use crate::perf_map::PerfMap;
 
 /// How addresses are turned into names. Default: everything on except
@@ -258,9 +258,9 @@ pub struct ModuleFailure {
 /// Symbolizes user-space addresses of one process.
 ///
 /// ```no_run
-/// # use nflame_symbolizer::{ProcessSymbolizer, read_proc_maps};
+/// # use nflame_symbolizer::ProcessSymbolizer;
 /// let pid = 1234;
-/// let mappings = read_proc_maps(pid)?;
+/// let mappings = nflame_procfs::maps::read_maps(pid)?;
 /// let mut sym = ProcessSymbolizer::new(pid, &mappings);
 /// for frames in sym.symbolize(&[0x55d0_c0a0_1234]) {
 ///     println!("{}", frames.last().unwrap().name);
@@ -296,7 +296,7 @@ impl ProcessSymbolizer {
     /// paths (`/proc/PID/…`) are used if `/proc/PID` exists.
     pub fn new(pid: u32, mappings: &[Mapping]) -> ProcessSymbolizer {
         let cache = Rc::new(SymbolCache::new(&SymbolizeOptions::default()));
-        ProcessSymbolizer::with_cache(cache, pid, mappings, maps::is_alive(pid))
+        ProcessSymbolizer::with_cache(cache, pid, mappings, procfs::exists(pid))
     }
 
     /// A symbolizer for process `pid` sharing `cache`. `live` says whether
@@ -328,9 +328,9 @@ impl ProcessSymbolizer {
     /// A symbolizer for a recorded process. Without recorded mappings, the
     /// live `/proc/PID/maps` is read if the process still runs.
     pub fn for_process(cache: Rc<SymbolCache>, info: &ProcessInfo) -> ProcessSymbolizer {
-        let live = !info.exited && maps::is_alive(info.pid);
+        let live = !info.exited && procfs::exists(info.pid);
         if info.mappings.is_empty() && live {
-            if let Ok(m) = maps::read_proc_maps(info.pid) {
+            if let Ok(m) = maps::read_maps(info.pid) {
                 return ProcessSymbolizer::with_cache(cache, info.pid, &m, live);
             }
         }
@@ -462,10 +462,7 @@ impl ProcessSymbolizer {
             return Ok((Target::Vdso, rel));
         }
         if maps::is_pseudo(path) {
-            return if path.as_os_str().is_empty()
-                || path.to_string_lossy().starts_with("//anon")
-                || path.to_string_lossy().starts_with("[anon")
-            {
+            return if maps::is_anonymous(path) {
                 Ok((Target::Jit, addr))
             } else {
                 Err(Frame::in_module(path, FrameKind::User))
@@ -474,7 +471,7 @@ impl ProcessSymbolizer {
         let open = match &self.open_paths[i] {
             Some(p) => p.clone(),
             None => {
-                let p = maps::open_path(self.pid, self.live, m);
+                let p = files::mapped_file(self.pid, self.live, m);
                 self.open_paths[i] = Some(p.clone());
                 p
             }
@@ -531,7 +528,7 @@ impl ProcessSymbolizer {
                 self.open_paths.iter_mut().for_each(|p| *p = None);
                 let addr = items[0].0;
                 let i = self.mappings.partition_point(|m| m.start <= addr) - 1;
-                match maps::open_path(self.pid, false, &self.mappings[i]) {
+                match files::mapped_file(self.pid, false, &self.mappings[i]) {
                     Some(path) => self.lookup_file(&path, items, offsets),
                     None => {
                         let module = self.module_of(addr);
@@ -571,7 +568,7 @@ impl ProcessSymbolizer {
 /// one kernel): one entry per offset, `[vdso]` when unnamed.
 pub(crate) fn symbolize_vdso(cache: &SymbolCache, offsets: &[u64]) -> Vec<Vec<Frame>> {
     let unnamed = || vec![vec![Frame::unnamed("[vdso]", FrameKind::User)]; offsets.len()];
-    let Some(base) = maps::own_vdso_start() else {
+    let Some(base) = files::own_vdso().map(|v| v.start) else {
         return unnamed();
     };
     let addrs: Vec<u64> = offsets.iter().map(|o| base + o).collect();

@@ -23,14 +23,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context as _, Result};
 use clap::{ArgGroup, Args, ValueEnum};
+use nflame_docker::{DockerQuery, DockerTargets};
 use nflame_profile::embed::Context;
 use nflame_profile::io::Output;
 use nflame_profile::Profile;
-use nflame_sampler::docker::{DockerQuery, DockerTargets};
 use nflame_sampler::{
     CallGraph, EventChoice, Progress, RecordOptions, Recording, StopReason, Target, UnwindStats,
 };
-use nflame_symbolizer::{FoldOptions, FoldStats};
+use nflame_symbolizer::{FoldOptions, FoldStats, OtherStacks, Roots};
 
 use crate::args::RenderArgs;
 
@@ -203,6 +203,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 fn parse_call_graph(s: &str) -> Result<CallGraph, String> {
     s.parse()
+        .map_err(|e: nflame_sampler::ParseCallGraphError| e.to_string())
 }
 
 /// `--event` values.
@@ -286,8 +287,7 @@ impl RecordArgs {
 
     fn fold_options(&self) -> FoldOptions {
         let mut o = FoldOptions::default();
-        // Docker targets are told apart by pid, then relabelled.
-        o.per_pid = self.per_pid || self.docker_query().is_some();
+        o.per_pid = self.per_pid;
         o.per_thread = self.per_thread;
         o.user = !self.kernel_only;
         o.kernel = !self.user_only;
@@ -303,7 +303,7 @@ static SIGNALS: AtomicUsize = AtomicUsize::new(0);
 pub fn run(args: RecordArgs, verbosity: crate::Verbosity) -> Result<ExitCode> {
     let quiet = verbosity == crate::Verbosity::Quiet;
     let rec_opts = args.record_options();
-    let fold_opts = args.fold_options();
+    let mut fold_opts = args.fold_options();
     let render_opts = args.render.into_options("On-CPU Flame Graph");
     render_opts.validate()?;
     let mut docker = match args.docker_query() {
@@ -365,9 +365,12 @@ pub fn run(args: RecordArgs, verbosity: crate::Verbosity) -> Result<ExitCode> {
     status.clear();
     let mut recording = recording.context("recording")?;
     if let Some(d) = &mut docker {
+        // Processes that started while recording get their roles too; the
+        // chosen ones are labelled by pid while folding, and only the network
+        // softirq part of every other task's stacks is kept.
         d.refresh();
-        d.restrict(&mut recording);
         recording.notes.extend(d.notes.iter().cloned());
+        fold_opts.roots = docker_roots(d);
     }
     let signals_at_end = SIGNALS.load(Ordering::SeqCst);
     let abandoned = move || {
@@ -383,18 +386,13 @@ pub fn run(args: RecordArgs, verbosity: crate::Verbosity) -> Result<ExitCode> {
     }
     let (profile, stats) = nflame_symbolizer::fold_with(&recording, &fold_opts, &prepared)
         .context("symbolizing the samples")?;
-    let profile = match &docker {
-        Some(d) => {
-            let kept = relabel(&profile, d, args.per_pid);
-            recording.notes.push(format!(
-                "Docker targets: {} of {} samples are the targets' or network softirq work",
-                kept.total(),
-                profile.total()
-            ));
-            kept
-        }
-        None => profile,
-    };
+    if docker.is_some() {
+        recording.notes.push(format!(
+            "Docker targets: {} of {} samples are the targets' or network softirq work",
+            stats.samples - stats.dropped_samples,
+            stats.samples
+        ));
+    }
     if abandoned() {
         return Ok(interrupted());
     }
@@ -461,15 +459,18 @@ pub fn run(args: RecordArgs, verbosity: crate::Verbosity) -> Result<ExitCode> {
 }
 
 /// The Docker targets' stacks under their role labels, plus the network
-/// softirq work of other tasks (see [`DockerTargets::relabel`]).
-fn relabel(profile: &Profile, docker: &DockerTargets, per_pid: bool) -> Profile {
-    let mut out = Profile::new();
-    for (stack, count) in profile.iter() {
-        if let Some(s) = docker.relabel(stack, per_pid) {
-            out.add(&s, count);
-        }
-    }
-    out
+/// softirq work of other tasks.
+fn docker_roots(docker: &DockerTargets) -> Roots {
+    let mut roots = Roots::default();
+    roots.labels = docker.root_labels();
+    roots.others = OtherStacks::KernelFrom {
+        functions: nflame_docker::NET_SOFTIRQ_FUNCTIONS
+            .iter()
+            .map(|f| f.to_string())
+            .collect(),
+        label: nflame_docker::NET_SOFTIRQ_LABEL.to_string(),
+    };
+    roots
 }
 
 /// An output that cannot be created, said plainly (the temporary file's name

@@ -1,6 +1,6 @@
 //! Inputs kept from fuzzing the `/proc` parsers (`fuzz/regressions/proc_maps/`:
 //! crashers once fixed, a few minimized corpus files), run through the same
-//! entry point as the `proc_maps` fuzz target: never a panic.
+//! parsers as the `proc_maps` fuzz target: never a panic.
 
 use std::path::Path;
 
@@ -13,8 +13,11 @@ fn proc_maps() {
         let Ok(text) = std::str::from_utf8(&bytes) else {
             continue;
         };
-        let (maps, state, cpus) = nflame_sampler::fuzzing::parse_proc(text, text, text);
+        let maps = nflame_procfs::maps::parse_maps(text);
+        let state = nflame_procfs::process::parse_stat_state(text);
+        let cpus = nflame_procfs::system::parse_cpu_list(text);
         assert!(maps.windows(2).all(|w| w[0] <= w[1]));
+        assert!(maps.iter().all(|m| m.start < m.end));
         eprintln!(
             "{}: {} mappings, state {state:?}, {:?} cpus",
             entry.path().display(),

@@ -21,23 +21,26 @@
 //!   id prefix also matches the ids seen in cgroups;
 //! - `dockerd` and `containerd`, whenever they run.
 //!
-//! It does not record: the recorder samples every CPU ([`crate::Target::All`])
-//! and [`DockerTargets::restrict`] / [`DockerTargets::relabel`] keep the
-//! chosen processes plus the network softirq work the kernel does in any other
-//! task (softirqs run in whatever task they interrupt, so the receive path of
-//! a relayed connection is often charged to an unrelated process or to
-//! `ksoftirqd`). Missing Docker is an error that says what was looked for and
-//! how to fix it ([`DockerError`]). IPv6 container addresses are not matched
-//! to a network namespace (the proxy itself is still found).
+//! It does not record and knows no output format: the recorder samples every
+//! CPU and the symbolizer, while folding, puts [`DockerTargets::root_labels`]
+//! at the root of the chosen processes' stacks and keeps only the network
+//! softirq part ([`NET_SOFTIRQ_FUNCTIONS`], under [`NET_SOFTIRQ_LABEL`]) of
+//! every other task's (softirqs run in whatever task they interrupt, so the
+//! receive path of a relayed connection is often charged to an unrelated
+//! process or to `ksoftirqd`). Missing Docker is an error that says what was
+//! looked for and how to fix it ([`DockerError`]). IPv6 container addresses
+//! are not matched to a network namespace (the proxy itself is still found).
+//!
+//! Process facts come from `nflame-procfs` (bounded reads); parsing here is
+//! tested on text.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::procfs;
-use crate::types::Recording;
+use nflame_procfs::process::{self as procfs, parse_cmdline};
+use nflame_procfs::system;
 
 /// What to look for. Default is nothing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -94,8 +97,9 @@ impl Role {
 /// The root label of network softirq work done in other tasks.
 pub const NET_SOFTIRQ_LABEL: &str = "[net softirq]";
 
-/// Kernel frames that start the network softirq work ([`DockerTargets::relabel`]).
-const NET_SOFTIRQ_FRAMES: [&str; 2] = ["net_rx_action_[k]", "net_tx_action_[k]"];
+/// Kernel functions that start the network softirq work: another task's
+/// stack is kept from the outermost of these on.
+pub const NET_SOFTIRQ_FUNCTIONS: [&str; 2] = ["net_rx_action", "net_tx_action"];
 
 /// Docker is not there as asked; the message says what was looked for and
 /// how to fix it.
@@ -244,71 +248,14 @@ impl DockerTargets {
         }
     }
 
-    /// Prepares a system-wide recording for folding: the chosen processes keep
-    /// their samples; other tasks keep only samples with a kernel stack, without
-    /// their user stack (the kernel part may be network softirq work, which
-    /// [`DockerTargets::relabel`] keeps; their user code is not asked for and
-    /// need not be symbolized).
-    pub fn restrict(&self, rec: &mut Recording) {
-        let empty: Arc<[u64]> = Arc::from(Vec::new());
-        rec.samples.retain_mut(|s| {
-            if self.roles.contains_key(&s.pid) {
-                return true;
-            }
-            if s.kernel.is_empty() {
-                return false;
-            }
-            s.user = Arc::clone(&empty);
-            s.user_truncated = false;
-            true
-        });
+    /// The root frame of every chosen process's stacks, by pid
+    /// (`[docker-proxy :8080]`, `[container web]`, …).
+    pub fn root_labels(&self) -> BTreeMap<u32, String> {
+        self.roles
+            .iter()
+            .map(|(&pid, r)| (pid, r.label()))
+            .collect()
     }
-
-    /// Rewrites one folded stack of a recording folded with a `comm-PID` root
-    /// (the symbolizer's `per_pid`): a chosen process gets its role label in
-    /// front (`[docker-proxy :8080];docker-proxy;…`, with `comm-PID` kept when
-    /// `per_pid`); another task's stack is kept only from its network softirq
-    /// frame on (`net_rx_action`, `net_tx_action`), as
-    /// `[net softirq];comm;net_rx_action_[k];…`; anything else is dropped.
-    pub fn relabel(&self, stack: &str, per_pid: bool) -> Option<String> {
-        let (root, rest) = match stack.split_once(';') {
-            Some((r, rest)) => (r, Some(rest)),
-            None => (stack, None),
-        };
-        let (comm, pid) = split_pid(root)?;
-        let process = if per_pid { root } else { comm };
-        if let Some(role) = self.roles.get(&pid) {
-            let mut s = role.label();
-            s.push(';');
-            s.push_str(process);
-            if let Some(rest) = rest {
-                s.push(';');
-                s.push_str(rest);
-            }
-            return Some(s);
-        }
-        let rest = rest?;
-        let at = softirq_start(rest)?;
-        Some(format!("{NET_SOFTIRQ_LABEL};{process};{}", &rest[at..]))
-    }
-}
-
-/// Byte offset in `frames` of the first (outermost) network softirq frame.
-fn softirq_start(frames: &str) -> Option<usize> {
-    let mut at = 0;
-    for f in frames.split(';') {
-        if NET_SOFTIRQ_FRAMES.contains(&f) {
-            return Some(at);
-        }
-        at += f.len() + 1;
-    }
-    None
-}
-
-/// `comm-PID` → (`comm`, PID).
-fn split_pid(root: &str) -> Option<(&str, u32)> {
-    let (comm, pid) = root.rsplit_once('-')?;
-    Some((comm, pid.parse().ok()?))
 }
 
 fn short_id(id: &str) -> &str {
@@ -342,7 +289,7 @@ pub(crate) struct DockerEnv {
 
 impl DockerEnv {
     fn of(procs: &[ProcFacts]) -> DockerEnv {
-        let daemon_json = procfs::read_text(Path::new("/etc/docker/daemon.json"));
+        let daemon_json = system::read_config(Path::new("/etc/docker/daemon.json"));
         DockerEnv::from_parts(procs, daemon_json.as_deref())
     }
 
@@ -371,15 +318,6 @@ impl DockerEnv {
             userland_proxy_off: proxy_off,
         }
     }
-}
-
-/// Arguments of a `/proc/PID/cmdline` (NUL-separated).
-pub(crate) fn parse_cmdline(bytes: &[u8]) -> Vec<String> {
-    bytes
-        .split(|&b| b == 0)
-        .filter(|a| !a.is_empty())
-        .map(|a| String::from_utf8_lossy(a).into_owned())
-        .collect()
 }
 
 /// The value of a Go-style flag: `-name V`, `--name V`, `-name=V`, `--name=V`.
@@ -657,7 +595,7 @@ fn resolve_container(
         }
     }
     let dir = env.data_root.join("containers");
-    let ids = procfs::subdirs(&dir);
+    let ids = system::subdirs(&dir);
     if ids.is_empty() {
         looked.push(format!(
             "in {}/*/config.v2.json (none there)",
@@ -667,8 +605,8 @@ fn resolve_container(
         looked.push(format!("in {}/*/config.v2.json", dir.display()));
     }
     for id in ids {
-        let Some(c) =
-            procfs::read_text(&dir.join(&id).join("config.v2.json")).and_then(|t| parse_config(&t))
+        let Some(c) = system::read_config(&dir.join(&id).join("config.v2.json"))
+            .and_then(|t| parse_config(&t))
         else {
             continue;
         };
@@ -700,12 +638,23 @@ fn container_name(id: &str, env: &DockerEnv) -> Option<String> {
         .join("containers")
         .join(id)
         .join("config.v2.json");
-    parse_config(&procfs::read_text(&path)?)?.name
+    parse_config(&system::read_config(&path)?)?.name
+}
+
+/// Why `docker inspect` gave no answer.
+#[derive(Debug, thiserror::Error)]
+enum InspectError {
+    #[error("cannot run docker: {0}")]
+    Spawn(std::io::Error),
+    #[error("no answer in 5 s")]
+    Timeout,
+    #[error("waiting for docker: {0}")]
+    Wait(std::io::Error),
 }
 
 /// `docker inspect` of one container, bounded to 5 seconds. `Ok(None)` when
 /// Docker says there is no such container.
-fn docker_inspect(want: &str) -> Result<Option<ContainerRef>, String> {
+fn docker_inspect(want: &str) -> Result<Option<ContainerRef>, InspectError> {
     let mut child = Command::new("docker")
         .args([
             "inspect",
@@ -719,7 +668,7 @@ fn docker_inspect(want: &str) -> Result<Option<ContainerRef>, String> {
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .map_err(|e| format!("cannot run docker: {e}"))?;
+        .map_err(InspectError::Spawn)?;
     let deadline = Instant::now() + Duration::from_secs(5);
     let status = loop {
         match child.try_wait() {
@@ -728,15 +677,15 @@ fn docker_inspect(want: &str) -> Result<Option<ContainerRef>, String> {
             Ok(None) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err("no answer in 5 s".into());
+                return Err(InspectError::Timeout);
             }
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(InspectError::Wait(e)),
         }
     };
     let mut out = String::new();
-    if let Some(mut o) = child.stdout.take() {
+    if let Some(o) = child.stdout.take() {
         use std::io::Read as _;
-        let _ = o.read_to_string(&mut out);
+        let _ = o.take(1 << 16).read_to_string(&mut out);
     }
     if !status.success() {
         return Ok(None);
@@ -755,7 +704,6 @@ fn docker_inspect(want: &str) -> Result<Option<ContainerRef>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::RawSample;
 
     const ID: &str = "4f3c1a9e0b7d6c5e4f3c1a9e0b7d6c5e4f3c1a9e0b7d6c5e4f3c1a9e0b7d6c5e";
 
@@ -987,65 +935,10 @@ Local:
     }
 
     #[test]
-    fn relabel_roots() {
-        let t = targets();
-        assert_eq!(
-            t.relabel("docker-proxy-20;runtime.goexit;splice_[k]", false)
-                .as_deref(),
-            Some("[docker-proxy :8080];docker-proxy;runtime.goexit;splice_[k]")
-        );
-        assert_eq!(
-            t.relabel("nginx-40;main", true).as_deref(),
-            Some("[container web];nginx-40;main")
-        );
-        assert_eq!(
-            t.relabel("nginx-40", false).as_deref(),
-            Some("[container web];nginx")
-        );
-        // Another task: only its network softirq part.
-        assert_eq!(
-            t.relabel(
-                "wrk-60;entry_SYSCALL_64_[k];__do_softirq_[k];net_rx_action_[k];tcp_v4_rcv_[k]",
-                false
-            )
-            .as_deref(),
-            Some("[net softirq];wrk;net_rx_action_[k];tcp_v4_rcv_[k]")
-        );
-        assert_eq!(
-            t.relabel("wrk-60;entry_SYSCALL_64_[k];tcp_sendmsg_[k]", false),
-            None
-        );
-        assert_eq!(t.relabel("swapper-0", false), None);
-        assert_eq!(t.relabel("no pid here;x", false), None);
-        // A comm with dashes keeps them.
-        assert_eq!(
-            t.relabel("my-tool-7;net_tx_action_[k]", false).as_deref(),
-            Some("[net softirq];my-tool;net_tx_action_[k]")
-        );
-    }
-
-    #[test]
-    fn restrict_keeps_chosen_and_kernel_stacks() {
-        let t = targets();
-        let k: Arc<[u64]> = Arc::from(vec![1u64, 2]);
-        let u: Arc<[u64]> = Arc::from(vec![3u64]);
-        let none: Arc<[u64]> = Arc::from(Vec::new());
-        let s = |pid, kernel: &Arc<[u64]>| RawSample {
-            pid,
-            kernel: Arc::clone(kernel),
-            user: Arc::clone(&u),
-            ..RawSample::default()
-        };
-        let mut rec = Recording {
-            samples: vec![s(20, &none), s(60, &k), s(60, &none), s(40, &k)],
-            ..Recording::default()
-        };
-        t.restrict(&mut rec);
-        let kept: Vec<(u32, usize, usize)> = rec
-            .samples
-            .iter()
-            .map(|s| (s.pid, s.kernel.len(), s.user.len()))
-            .collect();
-        assert_eq!(kept, vec![(20, 0, 1), (60, 2, 0), (40, 2, 1)]);
+    fn root_labels_by_pid() {
+        let labels = targets().root_labels();
+        assert_eq!(labels[&20], "[docker-proxy :8080]");
+        assert_eq!(labels[&40], "[container web]");
+        assert_eq!(labels.len(), 2);
     }
 }
