@@ -17,12 +17,14 @@
 //!   set that grows on FORK/COMM records), process metadata from `/proc` at
 //!   attach then from COMM/FORK/EXIT/MMAP2 records, lost-record counts, and
 //!   stack interning.
-//! - `procfs` reads and parses `/proc` and `/sys`.
 //! - `unwind` unwinds copied user stacks with DWARF call-frame information.
 //! - `record` is the loop tying them together.
-//! - [`docker`] finds the processes behind a published Docker port or a
-//!   container (from `/proc`) and labels them, for `nflame record
-//!   --docker-port` / `--container`.
+//!
+//! What a recording holds is plain data defined in `nflame-recording` (and
+//! re-exported here); what `/proc` says about a process comes from
+//! `nflame-procfs`. Docker discovery lives in `nflame-docker`: for Docker
+//! targets the caller records [`Target::All`] and labels stacks by pid when
+//! folding.
 //!
 //! # How targets are recorded
 //!

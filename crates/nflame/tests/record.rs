@@ -674,6 +674,10 @@ fn missing_pid_is_an_error_naming_it() {
         err.contains(&pid.to_string()) && err.contains("does not exist"),
         "{err}"
     );
+    // One line, each cause once.
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert_eq!(err.matches("does not exist").count(), 1, "{err}");
+    assert_eq!(err.matches(&pid.to_string()).count(), 1, "{err}");
     assert_eq!(
         std::fs::read_dir(dir.path()).unwrap().count(),
         0,
