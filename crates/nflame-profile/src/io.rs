@@ -221,6 +221,8 @@ fn read_error(path: &Path, gzip: bool, source: io::Error) -> Error {
     }
 }
 
+// One per output file, so the size of the gzip variant does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Sink {
     Stdout(BufWriter<io::Stdout>),
     Plain(BufWriter<File>),
