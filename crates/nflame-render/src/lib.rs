@@ -6,7 +6,7 @@
 //! nflame's options onto inferno's, and names what went wrong. It does no I/O
 //! of its own: the caller hands it a writer (an atomic output, usually).
 
-mod diff;
+mod differential;
 pub mod html;
 
 use std::io::Write;
@@ -231,7 +231,7 @@ pub fn render_diff<W: Write>(
     let (svg, meta) = rayon::join(
         || -> Result<Vec<u8>, Error> {
             let mut svg = Vec::with_capacity(1 << 20);
-            diff::draw(diff, None, opts, &mut svg)?;
+            differential::draw(diff, None, opts, &mut svg)?;
             Ok(svg)
         },
         || diff_metadata(diff, opts),
@@ -251,7 +251,7 @@ pub fn render_diff_with<W: Write>(
     mut writer: W,
 ) -> Result<(), Error> {
     let mut svg = Vec::with_capacity(1 << 20);
-    diff::draw(diff, Some(tree), opts, &mut svg)?;
+    differential::draw(diff, Some(tree), opts, &mut svg)?;
     embed::write_with_metadata(&mut writer, &svg, metadata)?;
     Ok(())
 }
