@@ -28,9 +28,9 @@ pub enum Command {
     /// Draw one or more folded profiles (merged) as an interactive SVG flame graph.
     Render(Render),
     /// Compare two folded profiles: a differential flame graph and a report of what changed.
-    Diff(Diff),
+    Diff(DiffArgs),
     /// Where the CPU goes, by category (userland proxy, bridge, netfilter, TCP/IP, app…), and a verdict.
-    Report(Report),
+    Report(ReportArgs),
     /// The whole job on a built-in workload: a loopback server, a userland relay and a load client
     /// recorded direct and relayed, graphs and a verdict (needs perf events: root or CAP_PERFMON).
     Demo(crate::demo::DemoArgs),
@@ -119,7 +119,7 @@ pub struct Render {
 }
 
 #[derive(Debug, Args)]
-pub struct Diff {
+pub struct DiffArgs {
     /// The profile before the change (folded, plain or .gz).
     pub before: PathBuf,
     /// The profile after the change.
@@ -154,7 +154,7 @@ pub struct Diff {
 }
 
 #[derive(Debug, Args)]
-pub struct Report {
+pub struct ReportArgs {
     /// A folded profile (plain, .gz, - for standard input) or an SVG nflame wrote.
     pub profile: PathBuf,
     /// A second profile (after a change): the report compares the two.
@@ -178,7 +178,7 @@ pub struct Report {
     pub rules: Option<PathBuf>,
 }
 
-impl Diff {
+impl DiffArgs {
     pub fn diff_options(&self) -> DiffOptions {
         let mut o = DiffOptions::default();
         o.normalize = !self.no_normalize;

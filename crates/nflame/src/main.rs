@@ -111,7 +111,7 @@ fn render(a: args::Render) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn diff(a: args::Diff) -> Result<ExitCode> {
+fn diff(a: args::DiffArgs) -> Result<ExitCode> {
     let diff_opts = a.diff_options();
     let render_opts = a.render.into_options("Differential Flame Graph");
     render_opts.validate()?;
@@ -173,7 +173,7 @@ fn diff(a: args::Diff) -> Result<ExitCode> {
         },
         || {
             rayon::join(
-                || diff.report_from(&tree),
+                || diff.frame_shares_from(&tree),
                 || verdict::diff_report_tree(&tree, &rules, a.scale_before, a.scale_after),
             )
         },
@@ -240,7 +240,7 @@ fn man(a: args::Man) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn report(a: args::Report) -> Result<ExitCode> {
+fn report(a: args::ReportArgs) -> Result<ExitCode> {
     let rules = verdict::rules(a.rules.as_deref())?;
     // Fail on an unwritable page before reading anything.
     let mut html = a.html.as_ref().map(Output::create).transpose()?;
@@ -286,7 +286,7 @@ fn report(a: args::Report) -> Result<ExitCode> {
 
 /// The one-file incident report: verdict and table, the graphs, the commands.
 fn html_page(
-    a: &args::Report,
+    a: &args::ReportArgs,
     before: &Profile,
     after: Option<&Profile>,
     verdict_text: String,

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context as _, Result};
-use nflame_diagnose::{DiffReport, Report, ReportOptions, Rules};
+use nflame_diagnose::{CategoryReport, CategoryReportOptions, ChangeReport, Rules};
 use nflame_profile::tree::StackTree;
 use nflame_profile::Profile;
 
@@ -22,10 +22,10 @@ pub fn rules(path: Option<&Path>) -> Result<Rules> {
 }
 
 /// The report of one profile.
-pub fn report(profile: &Profile, rules: &Rules, per: Option<f64>) -> Result<Report> {
-    let mut o = ReportOptions::default();
+pub fn report(profile: &Profile, rules: &Rules, per: Option<f64>) -> Result<CategoryReport> {
+    let mut o = CategoryReportOptions::default();
     o.per = per;
-    Ok(Report::new(profile, rules, &o)?)
+    Ok(CategoryReport::new(profile, rules, &o)?)
 }
 
 /// The comparison of two profiles.
@@ -35,12 +35,12 @@ pub fn diff_report(
     rules: &Rules,
     per_before: Option<f64>,
     per_after: Option<f64>,
-) -> Result<DiffReport> {
+) -> Result<ChangeReport> {
     let (b, a) = rayon::join(
         || report(before, rules, per_before),
         || report(after, rules, per_after),
     );
-    Ok(DiffReport::new(b?, a?))
+    Ok(ChangeReport::new(b?, a?))
 }
 
 /// The comparison of the two columns of a diff's tree (see
@@ -51,13 +51,13 @@ pub fn diff_report_tree(
     rules: &Rules,
     per_before: Option<f64>,
     per_after: Option<f64>,
-) -> Result<DiffReport> {
-    let mut ob = ReportOptions::default();
+) -> Result<ChangeReport> {
+    let mut ob = CategoryReportOptions::default();
     ob.per = per_before;
-    let mut oa = ReportOptions::default();
+    let mut oa = CategoryReportOptions::default();
     oa.per = per_after;
-    let [b, a] = Report::pair_from_tree(tree, rules, [&ob, &oa])?;
-    Ok(DiffReport::new(b, a))
+    let [b, a] = CategoryReport::pair_from_tree(tree, rules, [&ob, &oa])?;
+    Ok(ChangeReport::new(b, a))
 }
 
 /// Prints the comparison of two profiles with the built-in rules.
