@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use nflame_profile::diff::DiffOptions;
+use nflame_pipeline::{CompareOptions, DiagnosisOptions};
 use nflame_profile::perf_script::CollapseOptions;
 use nflame_render::RenderOptions;
 
@@ -87,7 +87,8 @@ pub struct RenderArgs {
 }
 
 impl RenderArgs {
-    pub fn into_options(&self, default_title: &str) -> RenderOptions {
+    /// The renderer's options, titled `default_title` unless `--title` is given.
+    pub fn to_options(&self, default_title: &str) -> RenderOptions {
         let mut o = RenderOptions::default();
         o.title = self
             .title
@@ -179,12 +180,32 @@ pub struct ReportArgs {
 }
 
 impl DiffArgs {
-    pub fn diff_options(&self) -> DiffOptions {
-        let mut o = DiffOptions::default();
-        o.normalize = !self.no_normalize;
-        o.scale_before = self.scale_before;
-        o.scale_after = self.scale_after;
-        o.top = self.top;
+    /// The pipeline's options; `command_line` is stored in the graphs.
+    pub fn into_options(self, command_line: String) -> CompareOptions {
+        let mut o = CompareOptions::new(self.before, self.after);
+        o.graph = self.output;
+        o.removed_graph = self.removed;
+        o.diff.normalize = !self.no_normalize;
+        o.diff.scale_before = self.scale_before;
+        o.diff.scale_after = self.scale_after;
+        o.diff.top = self.top;
+        o.render = self.render.to_options("Differential Flame Graph");
+        o.rules = self.rules;
+        o.command_line = Some(command_line);
+        o
+    }
+}
+
+impl ReportArgs {
+    /// The pipeline's options; `command_line` is shown on the HTML page.
+    pub fn into_options(self, command_line: String) -> DiagnosisOptions {
+        let mut o = DiagnosisOptions::new(self.profile);
+        o.after = self.after;
+        o.html = self.html;
+        o.per = self.per;
+        o.per_after = self.per_after;
+        o.rules = self.rules;
+        o.command_line = Some(command_line);
         o
     }
 }
