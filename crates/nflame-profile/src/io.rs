@@ -282,7 +282,12 @@ impl Output {
             .prefix(&format!(".{file_name}."))
             .suffix(".tmp")
             .tempfile_in(&dir)
-            .map_err(write_err)?;
+            .map_err(|e| match std::fs::metadata(&dir) {
+                // The directory itself is missing or unreadable: say so, without
+                // the temporary file's name, which would only confuse.
+                Err(dir_error) => write_err(dir_error),
+                Ok(_) => write_err(e),
+            })?;
         let (file, temp_path) = temp.into_parts();
         let writer = BufWriter::with_capacity(WRITE_CAPACITY, file);
         let sink = if is_gzip_path(&path) {

@@ -36,8 +36,8 @@ pub enum Error {
     /// A combination of options this graph cannot honour.
     #[error("not available: {0}")]
     Unsupported(String),
-    /// inferno failed, or writing the SVG failed.
-    #[error("cannot write the flame graph: {0}")]
+    /// inferno failed, or writing the SVG failed (the cause is the source).
+    #[error("cannot write the flame graph")]
     Write(#[from] std::io::Error),
 }
 

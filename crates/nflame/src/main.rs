@@ -128,7 +128,7 @@ fn diff(a: args::DiffArgs) -> Result<ExitCode> {
 
 fn export(a: args::Export) -> Result<ExitCode> {
     use nflame_profile::export::{export_file, ExportMeta, Format};
-    let format: Format = a.format.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let format: Format = a.format.parse()?;
     let profile = Profile::from_path(&a.input)?;
     let mut meta = ExportMeta::new(
         a.input
