@@ -5,6 +5,12 @@
 //! [`Profile`] and [`Diff`] into the sorted folded lines inferno wants, maps
 //! nflame's options onto inferno's, and names what went wrong. It does no I/O
 //! of its own: the caller hands it a writer (an atomic output, usually).
+//!
+//! One profile is drawn here ([`render_profile`], [`render_lines`]); a
+//! differential graph ([`render_diff`]) goes through the private
+//! `differential` module, stage by stage: inferno's line order and layout
+//! recomputed on the diff's tree of stacks, the colour scale, and the
+//! rewriting of inferno's SVG; [`html`] writes the one-file HTML page.
 
 mod differential;
 pub mod html;
