@@ -1,4 +1,4 @@
-//! [`Report`]: per-category samples and shares of one profile, the top frames of
+//! [`CategoryReport`]: per-category samples and shares of one profile, the top frames of
 //! each category, the cost per unit of work, and the [`Verdict`].
 //!
 //! This module owns the thresholds and the verdict wording; classification is
@@ -81,10 +81,10 @@ impl Default for Thresholds {
     }
 }
 
-/// How a [`Report`] is built.
+/// How a [`CategoryReport`] is built.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
-pub struct ReportOptions {
+pub struct CategoryReportOptions {
     /// Units of work done during the recording (e.g. requests served): adds the
     /// samples per unit to each category. Must be positive and finite.
     /// Default is `None`.
@@ -95,9 +95,9 @@ pub struct ReportOptions {
     pub thresholds: Thresholds,
 }
 
-impl Default for ReportOptions {
-    fn default() -> ReportOptions {
-        ReportOptions {
+impl Default for CategoryReportOptions {
+    fn default() -> CategoryReportOptions {
+        CategoryReportOptions {
             per: None,
             top_frames: 5,
             thresholds: Thresholds::default(),
@@ -116,9 +116,9 @@ pub struct FrameCount {
     pub share: f64,
 }
 
-/// One category of a [`Report`].
+/// One category of a [`CategoryReport`].
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct CategoryReport {
+pub struct CategoryRow {
     /// Its name (serialized as the key of the `categories` object).
     #[serde(skip)]
     pub name: String,
@@ -129,7 +129,7 @@ pub struct CategoryReport {
     /// Share of the serving path (0..1), for the serving categories.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub serving_share: Option<f64>,
-    /// Samples per unit of work, with [`ReportOptions::per`].
+    /// Samples per unit of work, with [`CategoryReportOptions::per`].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub per_unit: Option<f64>,
     /// The frames that show why, most samples first (see
@@ -179,22 +179,22 @@ pub struct Verdict {
 /// Per-category costs of one profile and a verdict. Serializes as
 /// `{"total_samples", "serving_samples", "per"?, "categories": {name: {...}}, "verdict"}`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Report {
+pub struct CategoryReport {
     /// All samples of the profile.
     pub total_samples: u64,
     /// Samples of the serving path ([`SERVING_CATEGORIES`]).
     pub serving_samples: u64,
-    /// Units of work, from [`ReportOptions::per`].
+    /// Units of work, from [`CategoryReportOptions::per`].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub per: Option<f64>,
     /// Every category of the rules, in their order (the standard ones first).
     #[serde(serialize_with = "categories_as_map")]
-    pub categories: Vec<CategoryReport>,
+    pub categories: Vec<CategoryRow>,
     /// The verdict.
     pub verdict: Verdict,
 }
 
-fn categories_as_map<S: Serializer>(cats: &[CategoryReport], s: S) -> Result<S::Ok, S::Error> {
+fn categories_as_map<S: Serializer>(cats: &[CategoryRow], s: S) -> Result<S::Ok, S::Error> {
     let mut map = s.serialize_map(Some(cats.len()))?;
     for c in cats {
         map.serialize_entry(&c.name, c)?;
@@ -228,7 +228,7 @@ fn top(counts: FxHashMap<&str, u64>, n: usize, total: u64) -> Vec<FrameCount> {
         .collect()
 }
 
-fn check_per(opts: &ReportOptions) -> Result<(), Error> {
+fn check_per(opts: &CategoryReportOptions) -> Result<(), Error> {
     if let Some(per) = opts.per {
         if !(per.is_finite() && per > 0.0) {
             return Err(Error::InvalidOption(format!(
@@ -258,11 +258,15 @@ impl<'s> Tally<'s> {
     }
 }
 
-impl Report {
+impl CategoryReport {
     /// Classifies every stack of `profile` with `rules` and builds the report.
     ///
     /// Fails only on an invalid option (`per` not positive and finite).
-    pub fn new(profile: &Profile, rules: &Rules, opts: &ReportOptions) -> Result<Report, Error> {
+    pub fn new(
+        profile: &Profile,
+        rules: &Rules,
+        opts: &CategoryReportOptions,
+    ) -> Result<CategoryReport, Error> {
         check_per(opts)?;
         let mut t = Tally::new(rules.categories().len());
         let mut classifier = Classifier::new(rules);
@@ -275,17 +279,17 @@ impl Report {
             *t.frames[c.category].entry(c.frame).or_insert(0) += count;
             *t.procs[c.category].entry(c.process).or_insert(0) += count;
         }
-        Ok(Report::from_tally(t, profile.total(), rules, opts))
+        Ok(CategoryReport::from_tally(t, profile.total(), rules, opts))
     }
 
     /// The reports of both columns of `tree` (BEFORE and AFTER of a diff, see
-    /// [`nflame_profile::diff::Diff::tree`]), each equal to [`Report::new`] of its
+    /// [`nflame_profile::diff::Diff::tree`]), each equal to [`CategoryReport::new`] of its
     /// profile. Every distinct stack is classified once, for both.
     pub fn pair_from_tree(
         tree: &StackTree<'_>,
         rules: &Rules,
-        opts: [&ReportOptions; 2],
-    ) -> Result<[Report; 2], Error> {
+        opts: [&CategoryReportOptions; 2],
+    ) -> Result<[CategoryReport; 2], Error> {
         check_per(opts[0])?;
         check_per(opts[1])?;
         let ncat = rules.categories().len();
@@ -337,12 +341,17 @@ impl Report {
             t
         };
         Ok([
-            Report::from_tally(tally(0), tree.total(0), rules, opts[0]),
-            Report::from_tally(tally(1), tree.total(1), rules, opts[1]),
+            CategoryReport::from_tally(tally(0), tree.total(0), rules, opts[0]),
+            CategoryReport::from_tally(tally(1), tree.total(1), rules, opts[1]),
         ])
     }
 
-    fn from_tally(t: Tally<'_>, total: u64, rules: &Rules, opts: &ReportOptions) -> Report {
+    fn from_tally(
+        t: Tally<'_>,
+        total: u64,
+        rules: &Rules,
+        opts: &CategoryReportOptions,
+    ) -> CategoryReport {
         let serving: u64 = rules
             .categories()
             .iter()
@@ -356,7 +365,7 @@ impl Report {
             .zip(t.samples)
             .zip(t.relay)
             .zip(t.frames.into_iter().zip(t.procs))
-            .map(|(((name, s), r), (f, p))| CategoryReport {
+            .map(|(((name, s), r), (f, p))| CategoryRow {
                 name: name.clone(),
                 samples: s,
                 share: share(s, total),
@@ -369,7 +378,7 @@ impl Report {
                 relay_syscall_samples: r,
             })
             .collect();
-        let mut report = Report {
+        let mut report = CategoryReport {
             total_samples: total,
             serving_samples: serving,
             per: opts.per,
@@ -385,7 +394,7 @@ impl Report {
     }
 
     /// The category named `name`, if the rules define it.
-    pub fn category(&self, name: &str) -> Option<&CategoryReport> {
+    pub fn category(&self, name: &str) -> Option<&CategoryRow> {
         self.categories.iter().find(|c| c.name == name)
     }
 
@@ -399,18 +408,18 @@ impl Report {
         share(samples, self.serving_samples)
     }
 
-    /// Samples of all categories per unit of work, with [`ReportOptions::per`].
+    /// Samples of all categories per unit of work, with [`CategoryReportOptions::per`].
     pub fn total_per_unit(&self) -> Option<f64> {
         self.per.map(|per| self.total_samples as f64 / per)
     }
 
-    /// Serving-path samples per unit of work, with [`ReportOptions::per`].
+    /// Serving-path samples per unit of work, with [`CategoryReportOptions::per`].
     pub fn serving_per_unit(&self) -> Option<f64> {
         self.per.map(|per| self.serving_samples as f64 / per)
     }
 }
 
-fn frame_list(c: Option<&CategoryReport>, n: usize) -> String {
+fn frame_list(c: Option<&CategoryRow>, n: usize) -> String {
     let Some(c) = c else { return String::new() };
     c.top_frames
         .iter()
@@ -433,7 +442,7 @@ host's network stack directly, without the veth pair, the bridge and the NAT rul
 pub(crate) const FIX_NONE: &str = "Nothing to change in the container networking; look at the top \
 frames of the largest categories for where the CPU goes.";
 
-fn verdict(r: &Report, t: &Thresholds) -> Verdict {
+fn verdict(r: &CategoryReport, t: &Thresholds) -> Verdict {
     let proxy = r.samples("userland-proxy");
     let bridge = r.samples("bridge");
     let netfilter = r.samples("netfilter");
@@ -515,7 +524,7 @@ fn verdict(r: &Report, t: &Thresholds) -> Verdict {
         };
     }
 
-    let mut largest: Vec<&CategoryReport> = r.categories.iter().filter(|c| c.samples > 0).collect();
+    let mut largest: Vec<&CategoryRow> = r.categories.iter().filter(|c| c.samples > 0).collect();
     largest.sort_by_key(|c| std::cmp::Reverse(c.samples));
     let largest = largest
         .iter()
@@ -553,13 +562,13 @@ fn verdict(r: &Report, t: &Thresholds) -> Verdict {
 mod tests {
     use super::*;
 
-    fn report(stacks: &[(&str, u64)], per: Option<f64>) -> Report {
+    fn report(stacks: &[(&str, u64)], per: Option<f64>) -> CategoryReport {
         let p = Profile::from_stacks(stacks.iter().copied());
-        let opts = ReportOptions {
+        let opts = CategoryReportOptions {
             per,
-            ..ReportOptions::default()
+            ..CategoryReportOptions::default()
         };
-        Report::new(&p, &Rules::default(), &opts).unwrap()
+        CategoryReport::new(&p, &Rules::default(), &opts).unwrap()
     }
 
     const APP: &str = "nginx;ngx_http_lua_content_handler";
@@ -636,11 +645,11 @@ mod tests {
     fn rejects_bad_per() {
         let p = Profile::from_stacks([(APP, 1)]);
         for per in [0.0, -1.0, f64::NAN, f64::INFINITY] {
-            let opts = ReportOptions {
+            let opts = CategoryReportOptions {
                 per: Some(per),
-                ..ReportOptions::default()
+                ..CategoryReportOptions::default()
             };
-            assert!(Report::new(&p, &Rules::default(), &opts).is_err());
+            assert!(CategoryReport::new(&p, &Rules::default(), &opts).is_err());
         }
     }
 
@@ -657,9 +666,9 @@ mod tests {
                 Profile::from_stacks([(APP, 500), (BRIDGE, 70), (TCP, 1), (IDLE, 9)]),
             ),
         ];
-        let per = |p: Option<f64>| ReportOptions {
+        let per = |p: Option<f64>| CategoryReportOptions {
             per: p,
-            ..ReportOptions::default()
+            ..CategoryReportOptions::default()
         };
         for (before, after) in &pairs {
             let mut tree = StackTree::new();
@@ -671,9 +680,9 @@ mod tests {
             }
             let rules = Rules::default();
             let (ob, oa) = (per(Some(10.0)), per(None));
-            let [b, a] = Report::pair_from_tree(&tree, &rules, [&ob, &oa]).unwrap();
-            assert_eq!(b, Report::new(before, &rules, &ob).unwrap());
-            assert_eq!(a, Report::new(after, &rules, &oa).unwrap());
+            let [b, a] = CategoryReport::pair_from_tree(&tree, &rules, [&ob, &oa]).unwrap();
+            assert_eq!(b, CategoryReport::new(before, &rules, &ob).unwrap());
+            assert_eq!(a, CategoryReport::new(after, &rules, &oa).unwrap());
         }
     }
 

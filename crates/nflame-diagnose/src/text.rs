@@ -1,10 +1,10 @@
-//! Plain-text rendering of [`Report`] and [`DiffReport`]: aligned tables, the top
+//! Plain-text rendering of [`CategoryReport`] and [`ChangeReport`]: aligned tables, the top
 //! frames, and the verdict wrapped for a terminal. The CLI prints these as they are.
 
 use std::io::{self, Write};
 
-use crate::diff::DiffReport;
-use crate::report::{pct, Report, Verdict};
+use crate::change::ChangeReport;
+use crate::report::{pct, CategoryReport, Verdict};
 
 const WIDTH: usize = 88;
 
@@ -52,7 +52,7 @@ fn write_verdict(w: &mut (impl Write + ?Sized), title: &str, v: &Verdict) -> io:
     wrap(w, "  ", &v.fix)
 }
 
-impl Report {
+impl CategoryReport {
     /// Writes the report as text: totals, the category table, the top frames of
     /// each non-empty category, the verdict.
     pub fn write_text<W: Write + ?Sized>(&self, w: &mut W) -> io::Result<()> {
@@ -131,7 +131,7 @@ impl Report {
     }
 }
 
-impl DiffReport {
+impl ChangeReport {
     /// Writes the comparison as text: the per-category table (samples, shares, the
     /// change in percentage points, and samples per unit when both sides have
     /// units of work), both reports' verdicts in one line each, the verdict on
@@ -195,7 +195,7 @@ impl DiffReport {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::ReportOptions;
+    use crate::report::CategoryReportOptions;
     use crate::rules::Rules;
     use nflame_profile::Profile;
 
@@ -219,16 +219,16 @@ mod tests {
         assert_eq!(out.split_whitespace().count(), 40);
     }
 
-    fn sample_report(per: Option<f64>) -> Report {
+    fn sample_report(per: Option<f64>) -> CategoryReport {
         let p = Profile::from_stacks([
             ("nginx;ngx_http_lua_content_handler", 600),
             ("docker-proxy;[docker-proxy];__x64_sys_splice_[k]", 400),
         ]);
-        let opts = ReportOptions {
+        let opts = CategoryReportOptions {
             per,
-            ..ReportOptions::default()
+            ..CategoryReportOptions::default()
         };
-        Report::new(&p, &Rules::default(), &opts).unwrap()
+        CategoryReport::new(&p, &Rules::default(), &opts).unwrap()
     }
 
     #[test]
@@ -255,7 +255,7 @@ mod tests {
 
     #[test]
     fn diff_table_is_aligned() {
-        let d = DiffReport::new(sample_report(Some(10.0)), sample_report(Some(20.0)));
+        let d = ChangeReport::new(sample_report(Some(10.0)), sample_report(Some(20.0)));
         let mut out = Vec::new();
         d.write_text(&mut out).unwrap();
         let out = String::from_utf8(out).unwrap();

@@ -262,8 +262,13 @@ pub fn extract(svg: &str, path: &Path) -> Result<Embedded, Error> {
             .find("</metadata>")
             .ok_or_else(|| corrupt(format!("profile {role:?} is not closed")))?
             + body_start;
-        let profile = decode_profile(rest[body_start..body_end].trim())
-            .map_err(|e| corrupt(format!("profile {role:?}: {e}")))?;
+        let profile = decode_profile(rest[body_start..body_end].trim()).map_err(|source| {
+            Error::CorruptEmbeddedProfile {
+                path: path.to_path_buf(),
+                role: role.clone(),
+                source,
+            }
+        })?;
         embedded.profiles.push((role, profile));
         rest = &rest[body_end..];
     }
@@ -282,24 +287,50 @@ fn element_body<'a>(svg: &'a str, open: &str) -> Option<&'a str> {
     Some(&svg[start..end])
 }
 
-fn decode_profile(b64: &str) -> Result<Profile, String> {
+/// Why a profile embedded in an SVG cannot be decoded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// The element's text is not base64.
+    #[error("bad base64")]
+    Base64(#[source] base64::DecodeError),
+    /// The decoded bytes are not a complete gzip stream of UTF-8 text.
+    #[error("bad gzip data")]
+    Gzip(#[source] std::io::Error),
+    /// The samples add up to more than 2^64-1.
+    #[error("line {line}: the total overflows")]
+    Overflow {
+        /// 1-based line of the decoded folded text.
+        line: usize,
+    },
+    /// A line of the decoded folded text is malformed.
+    #[error("line {line}: {kind}")]
+    Line {
+        /// 1-based line of the decoded folded text.
+        line: usize,
+        /// What is wrong with it.
+        kind: crate::ParseErrorKind,
+    },
+}
+
+fn decode_profile(b64: &str) -> Result<Profile, DecodeError> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(b64.as_bytes())
-        .map_err(|e| format!("bad base64: {e}"))?;
+        .map_err(DecodeError::Base64)?;
     let mut text = String::new();
     MultiGzDecoder::new(&bytes[..])
         .read_to_string(&mut text)
-        .map_err(|e| format!("bad gzip data: {e}"))?;
+        .map_err(DecodeError::Gzip)?;
     let mut profile = Profile::new();
     for (i, line) in text.lines().enumerate() {
         match crate::folded::parse_line(line) {
             Ok(Some((s, c))) => {
                 if !profile.add(s, c) {
-                    return Err(format!("line {}: the total overflows", i + 1));
+                    return Err(DecodeError::Overflow { line: i + 1 });
                 }
             }
             Ok(None) => {}
-            Err(kind) => return Err(format!("line {}: {kind}", i + 1)),
+            Err(kind) => return Err(DecodeError::Line { line: i + 1, kind }),
         }
     }
     Ok(profile)
@@ -353,10 +384,8 @@ mod tests {
     fn corrupt_profile_is_reported() {
         let svg = "<svg><metadata id=\"nflame-profile-profile\" encoding=\"gzip+base64\">@@@</metadata></svg>";
         let e = extract(svg, Path::new("c.svg")).unwrap_err();
-        assert!(
-            e.to_string().contains("c.svg") && e.to_string().contains("base64"),
-            "{e}"
-        );
+        let e = crate::error::chain(&e);
+        assert!(e.contains("c.svg") && e.contains("base64"), "{e}");
     }
 
     #[test]

@@ -1,4 +1,8 @@
 //! Errors of the profile crate: every one names the input it came from.
+//!
+//! A cause (an I/O error, a regex error) is the error's [`source`](std::error::Error::source),
+//! not part of its message: printed as a chain (`{:#}` of `anyhow`), each
+//! cause appears once.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -76,7 +80,7 @@ impl std::error::Error for ParseError {}
 #[non_exhaustive]
 pub enum Error {
     /// Opening or reading an input failed.
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}", path.display())]
     Read {
         /// The input.
         path: PathBuf,
@@ -85,7 +89,7 @@ pub enum Error {
         source: std::io::Error,
     },
     /// The gzip stream of an input is corrupt or truncated.
-    #[error("{}: corrupt or truncated gzip data: {source}", path.display())]
+    #[error("{}: corrupt or truncated gzip data", path.display())]
     Gzip {
         /// The input.
         path: PathBuf,
@@ -103,7 +107,7 @@ pub enum Error {
         path: PathBuf,
     },
     /// Writing an output failed; the output was not created.
-    #[error("cannot write {}: {source}", path.display())]
+    #[error("cannot write {}", path.display())]
     Write {
         /// The output.
         path: PathBuf,
@@ -112,7 +116,7 @@ pub enum Error {
         source: std::io::Error,
     },
     /// An invalid regular expression.
-    #[error("invalid regular expression {pattern:?}: {source}")]
+    #[error("invalid regular expression {pattern:?}")]
     Regex {
         /// The pattern as given.
         pattern: String,
@@ -134,6 +138,17 @@ pub enum Error {
         /// What is wrong.
         what: String,
     },
+    /// A profile embedded in an nflame SVG that cannot be decoded.
+    #[error("{}: the profile embedded in this SVG is damaged: profile {role:?}", path.display())]
+    CorruptEmbeddedProfile {
+        /// The input.
+        path: PathBuf,
+        /// The profile's role (`profile`, `before`, `after`).
+        role: String,
+        /// What is wrong.
+        #[source]
+        source: crate::embed::DecodeError,
+    },
     /// A differential SVG given where one profile is expected.
     #[error("{}: a differential flame graph holds two profiles (before and after); give a flame graph of one profile", path.display())]
     DiffSvg {
@@ -143,4 +158,18 @@ pub enum Error {
     /// An option value that cannot be used.
     #[error("{0}")]
     InvalidOption(String),
+}
+
+/// The message and every cause, `: `-separated, as a chain-printing caller
+/// (`{:#}` of `anyhow`) shows them.
+#[cfg(test)]
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cause = c.source();
+    }
+    s
 }

@@ -62,10 +62,7 @@ pub fn parse_count(text: &str) -> Result<u64, ParseErrorKind> {
             .parse::<u64>()
             .map_err(|_| ParseErrorKind::CountOverflow(text.to_string()));
     }
-    if text
-        .strip_prefix('-')
-        .is_some_and(|rest| is_count_like(rest))
-    {
+    if text.strip_prefix('-').is_some_and(is_count_like) {
         return Err(ParseErrorKind::NegativeCount(text.to_string()));
     }
     if text.bytes().any(|b| b.is_ascii_digit()) {
@@ -87,6 +84,33 @@ pub fn write_line<W: std::io::Write + ?Sized>(
     w.write_all(b" ")?;
     w.write_all(buf.format(count).as_bytes())?;
     w.write_all(b"\n")
+}
+
+/// Reads every sample line of `input` in order, validated and normalised to
+/// `stack COUNT` (for flame charts, where order is time and stacks are not
+/// merged). Errors as for [`crate::Profile::read_folded`].
+pub fn read_ordered_lines(input: &mut crate::io::Input) -> Result<Vec<String>, crate::Error> {
+    let name = input.name();
+    let mut lines = Vec::new();
+    input.for_each_line(|line_no, line| match parse_line(line) {
+        Ok(Some((stack, count))) => {
+            let mut buf = itoa::Buffer::new();
+            lines.push(format!("{stack} {}", buf.format(count)));
+            Ok(())
+        }
+        Ok(None) => Ok(()),
+        Err(kind) => Err(crate::Error::Parse(crate::ParseError {
+            source_name: name.clone(),
+            line: line_no,
+            kind,
+        })),
+    })?;
+    if lines.is_empty() {
+        return Err(crate::Error::Empty {
+            path: input.path().to_path_buf(),
+        });
+    }
+    Ok(lines)
 }
 
 #[cfg(test)]
@@ -130,31 +154,4 @@ mod tests {
         assert_eq!(parse_line(" 42"), Err(ParseErrorKind::EmptyStack));
         assert_eq!(parse_line("a;b 3 5"), Err(ParseErrorKind::Differential));
     }
-}
-
-/// Reads every sample line of `input` in order, validated and normalised to
-/// `stack COUNT` (for flame charts, where order is time and stacks are not
-/// merged). Errors as for [`crate::Profile::read_folded`].
-pub fn read_ordered_lines(input: &mut crate::io::Input) -> Result<Vec<String>, crate::Error> {
-    let name = input.name();
-    let mut lines = Vec::new();
-    input.for_each_line(|line_no, line| match parse_line(line) {
-        Ok(Some((stack, count))) => {
-            let mut buf = itoa::Buffer::new();
-            lines.push(format!("{stack} {}", buf.format(count)));
-            Ok(())
-        }
-        Ok(None) => Ok(()),
-        Err(kind) => Err(crate::Error::Parse(crate::ParseError {
-            source_name: name.clone(),
-            line: line_no,
-            kind,
-        })),
-    })?;
-    if lines.is_empty() {
-        return Err(crate::Error::Empty {
-            path: input.path().to_path_buf(),
-        });
-    }
-    Ok(lines)
 }

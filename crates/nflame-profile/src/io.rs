@@ -221,6 +221,8 @@ fn read_error(path: &Path, gzip: bool, source: io::Error) -> Error {
     }
 }
 
+// One per output file, so the size of the gzip variant does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Sink {
     Stdout(BufWriter<io::Stdout>),
     Plain(BufWriter<File>),
@@ -280,7 +282,12 @@ impl Output {
             .prefix(&format!(".{file_name}."))
             .suffix(".tmp")
             .tempfile_in(&dir)
-            .map_err(write_err)?;
+            .map_err(|e| match std::fs::metadata(&dir) {
+                // The directory itself is missing or unreadable: say so, without
+                // the temporary file's name, which would only confuse.
+                Err(dir_error) => write_err(dir_error),
+                Ok(_) => write_err(e),
+            })?;
         let (file, temp_path) = temp.into_parts();
         let writer = BufWriter::with_capacity(WRITE_CAPACITY, file);
         let sink = if is_gzip_path(&path) {

@@ -10,7 +10,8 @@
 //! - [`folded`]: the line parser and the streaming reader with precise errors;
 //! - [`Profile`]: merged stacks, totals, sorted output;
 //! - [`filter`]: keep or drop stacks by frame regex;
-//! - [`diff`]: normalisation, per-unit scaling and the frame-share report;
+//! - [`diff`]: two profiles compared: normalisation and per-unit scaling;
+//! - [`frame_shares`]: the frames whose share changed most between two profiles;
 //! - [`embed`]: the context and profiles stored inside nflame's SVGs;
 //! - [`perf_script`]: `perf script` text to folded stacks (nflame's collapser);
 //! - [`tree`]: the stacks of one or two profiles as a prefix tree of interned
@@ -24,6 +25,7 @@ mod error;
 pub mod export;
 pub mod filter;
 pub mod folded;
+pub mod frame_shares;
 pub mod io;
 pub mod perf_script;
 mod profile;

@@ -5,8 +5,14 @@
 //! [`Profile`] and [`Diff`] into the sorted folded lines inferno wants, maps
 //! nflame's options onto inferno's, and names what went wrong. It does no I/O
 //! of its own: the caller hands it a writer (an atomic output, usually).
+//!
+//! One profile is drawn here ([`render_profile`], [`render_lines`]); a
+//! differential graph ([`render_diff`]) goes through the private
+//! `differential` module, stage by stage: inferno's line order and layout
+//! recomputed on the diff's tree of stacks, the colour scale, and the
+//! rewriting of inferno's SVG; [`html`] writes the one-file HTML page.
 
-mod diff;
+mod differential;
 pub mod html;
 
 use std::io::Write;
@@ -36,8 +42,8 @@ pub enum Error {
     /// A combination of options this graph cannot honour.
     #[error("not available: {0}")]
     Unsupported(String),
-    /// inferno failed, or writing the SVG failed.
-    #[error("cannot write the flame graph: {0}")]
+    /// inferno failed, or writing the SVG failed (the cause is the source).
+    #[error("cannot write the flame graph")]
     Write(#[from] std::io::Error),
 }
 
@@ -231,7 +237,7 @@ pub fn render_diff<W: Write>(
     let (svg, meta) = rayon::join(
         || -> Result<Vec<u8>, Error> {
             let mut svg = Vec::with_capacity(1 << 20);
-            diff::draw(diff, None, opts, &mut svg)?;
+            differential::draw(diff, None, opts, &mut svg)?;
             Ok(svg)
         },
         || diff_metadata(diff, opts),
@@ -251,7 +257,7 @@ pub fn render_diff_with<W: Write>(
     mut writer: W,
 ) -> Result<(), Error> {
     let mut svg = Vec::with_capacity(1 << 20);
-    diff::draw(diff, Some(tree), opts, &mut svg)?;
+    differential::draw(diff, Some(tree), opts, &mut svg)?;
     embed::write_with_metadata(&mut writer, &svg, metadata)?;
     Ok(())
 }

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use nflame_profile::diff::DiffOptions;
+use nflame_pipeline::{CompareOptions, DiagnosisOptions};
 use nflame_profile::perf_script::CollapseOptions;
 use nflame_render::RenderOptions;
 
@@ -28,9 +28,9 @@ pub enum Command {
     /// Draw one or more folded profiles (merged) as an interactive SVG flame graph.
     Render(Render),
     /// Compare two folded profiles: a differential flame graph and a report of what changed.
-    Diff(Diff),
+    Diff(DiffArgs),
     /// Where the CPU goes, by category (userland proxy, bridge, netfilter, TCP/IP, app…), and a verdict.
-    Report(Report),
+    Report(ReportArgs),
     /// The whole job on a built-in workload: a loopback server, a userland relay and a load client
     /// recorded direct and relayed, graphs and a verdict (needs perf events: root or CAP_PERFMON).
     Demo(crate::demo::DemoArgs),
@@ -87,7 +87,8 @@ pub struct RenderArgs {
 }
 
 impl RenderArgs {
-    pub fn into_options(&self, default_title: &str) -> RenderOptions {
+    /// The renderer's options, titled `default_title` unless `--title` is given.
+    pub fn to_options(&self, default_title: &str) -> RenderOptions {
         let mut o = RenderOptions::default();
         o.title = self
             .title
@@ -119,7 +120,7 @@ pub struct Render {
 }
 
 #[derive(Debug, Args)]
-pub struct Diff {
+pub struct DiffArgs {
     /// The profile before the change (folded, plain or .gz).
     pub before: PathBuf,
     /// The profile after the change.
@@ -154,7 +155,7 @@ pub struct Diff {
 }
 
 #[derive(Debug, Args)]
-pub struct Report {
+pub struct ReportArgs {
     /// A folded profile (plain, .gz, - for standard input) or an SVG nflame wrote.
     pub profile: PathBuf,
     /// A second profile (after a change): the report compares the two.
@@ -178,13 +179,33 @@ pub struct Report {
     pub rules: Option<PathBuf>,
 }
 
-impl Diff {
-    pub fn diff_options(&self) -> DiffOptions {
-        let mut o = DiffOptions::default();
-        o.normalize = !self.no_normalize;
-        o.scale_before = self.scale_before;
-        o.scale_after = self.scale_after;
-        o.top = self.top;
+impl DiffArgs {
+    /// The pipeline's options; `command_line` is stored in the graphs.
+    pub fn into_options(self, command_line: String) -> CompareOptions {
+        let mut o = CompareOptions::new(self.before, self.after);
+        o.graph = self.output;
+        o.removed_graph = self.removed;
+        o.diff.normalize = !self.no_normalize;
+        o.diff.scale_before = self.scale_before;
+        o.diff.scale_after = self.scale_after;
+        o.diff.top = self.top;
+        o.render = self.render.to_options("Differential Flame Graph");
+        o.rules = self.rules;
+        o.command_line = Some(command_line);
+        o
+    }
+}
+
+impl ReportArgs {
+    /// The pipeline's options; `command_line` is shown on the HTML page.
+    pub fn into_options(self, command_line: String) -> DiagnosisOptions {
+        let mut o = DiagnosisOptions::new(self.profile);
+        o.after = self.after;
+        o.html = self.html;
+        o.per = self.per;
+        o.per_after = self.per_after;
+        o.rules = self.rules;
+        o.command_line = Some(command_line);
         o
     }
 }

@@ -265,7 +265,7 @@ pub fn run(a: DemoArgs) -> Result<ExitCode> {
         relayed.samples as f64 / relayed.requests.max(1) as f64,
         relayed.samples
     )?;
-    crate::verdict::print_diff(
+    nflame_pipeline::diagnosis::write_change(
         &mut w,
         &relayed.profile,
         &direct.profile,

@@ -304,7 +304,7 @@ pub fn run(args: RecordArgs, verbosity: crate::Verbosity) -> Result<ExitCode> {
     let quiet = verbosity == crate::Verbosity::Quiet;
     let rec_opts = args.record_options();
     let mut fold_opts = args.fold_options();
-    let render_opts = args.render.into_options("On-CPU Flame Graph");
+    let render_opts = args.render.to_options("On-CPU Flame Graph");
     render_opts.validate()?;
     let mut docker = match args.docker_query() {
         Some(q) => Some(DockerTargets::discover(&q).context("finding the Docker targets")?),

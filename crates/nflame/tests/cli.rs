@@ -574,6 +574,72 @@ mod bad_input {
         assert!(stderr(&o).contains("/nonexistent-dir/x.svg"));
     }
 
+    /// Issue 12: an error names what failed and prints each cause once (it
+    /// printed the OS error twice: once in the message, once as its source).
+    #[test]
+    fn issue_12_each_cause_printed_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("in.folded");
+        std::fs::write(&input, "main;work 1\n").unwrap();
+        let missing = dir.path().join("missing.folded");
+        let unwritable = dir.path().join("no-such-dir/out.svg");
+        // The whole message: the operation, the path, the OS cause once.
+        let check = |o: &Output, path: &Path, verb: &str| {
+            assert_eq!(o.status.code(), Some(1), "{}", stderr(o));
+            assert_eq!(
+                stderr(o),
+                format!(
+                    "nflame: error: cannot {verb} {}: No such file or directory (os error 2)\n",
+                    path.display()
+                )
+            );
+        };
+        let o = run(nflame()
+            .arg("render")
+            .arg(&missing)
+            .arg("-o")
+            .arg(dir.path().join("x.svg")));
+        check(&o, &missing, "read");
+        let o = run(nflame()
+            .arg("render")
+            .arg(&input)
+            .arg("-o")
+            .arg(&unwritable));
+        check(&o, &unwritable, "write");
+        let o = run(nflame().arg("diff").arg(&input).arg(&missing));
+        check(&o, &missing, "read");
+        let o = run(nflame()
+            .arg("diff")
+            .arg(&input)
+            .arg(&input)
+            .arg("-o")
+            .arg(&unwritable));
+        check(&o, &unwritable, "write");
+        let o = run(nflame().arg("report").arg(&missing));
+        check(&o, &missing, "read");
+        let o = run(nflame()
+            .arg("report")
+            .arg(&input)
+            .arg("--html")
+            .arg(&unwritable));
+        check(&o, &unwritable, "write");
+        let rules = dir.path().join("missing.rules");
+        let o = run(nflame()
+            .arg("report")
+            .arg(&input)
+            .arg("--rules")
+            .arg(&rules));
+        check(&o, &rules, "read the rules file");
+        let o = run(nflame()
+            .arg("export")
+            .arg(&input)
+            .arg("-o")
+            .arg(&unwritable));
+        check(&o, &unwritable, "write");
+        let o = run(nflame().arg("collapse").arg(&missing));
+        check(&o, &missing, "read");
+    }
+
     #[test]
     fn failed_run_keeps_the_previous_output() {
         let dir = tempfile::tempdir().unwrap();

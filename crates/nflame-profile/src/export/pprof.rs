@@ -728,7 +728,7 @@ mod tests {
         let p = Profile::from_stacks([("a", 1)]);
         let e = write_pprof(&p, &ExportMeta::new("web"), Broken).unwrap_err();
         assert_eq!(
-            e.to_string(),
+            crate::error::chain(&e),
             "cannot write <pprof output of web>: disk on fire"
         );
     }
@@ -877,7 +877,10 @@ mod tests {
         assert!(matches!(e, Error::Gzip { .. }), "{e:?}");
         assert!(e.to_string().contains(READER_NAME), "{e}");
         let e = read_pprof(&b"\xff\xff\xff\xff"[..]).unwrap_err();
-        assert!(e.to_string().contains("not a pprof profile"), "{e}");
+        assert!(
+            crate::error::chain(&e).contains("not a pprof profile"),
+            "{e:?}"
+        );
         // A sample pointing at a location that does not exist.
         let m = proto::Profile {
             string_table: vec![String::new()],
@@ -889,7 +892,10 @@ mod tests {
             ..Default::default()
         };
         let e = read_pprof(&m.encode_to_vec()[..]).unwrap_err();
-        assert!(e.to_string().contains("missing location 9"), "{e}");
+        assert!(
+            crate::error::chain(&e).contains("missing location 9"),
+            "{e:?}"
+        );
         // Negative values and out-of-range string indices.
         let mut m2 = m.clone();
         m2.sample[0] = proto::Sample {
@@ -898,11 +904,14 @@ mod tests {
             label: vec![],
         };
         let e = read_pprof(&m2.encode_to_vec()[..]).unwrap_err();
-        assert!(e.to_string().contains("negative count -1"), "{e}");
+        assert!(
+            crate::error::chain(&e).contains("negative count -1"),
+            "{e:?}"
+        );
         m2.comment = vec![];
         m2.sample_type = vec![proto::ValueType { r#type: 5, unit: 0 }];
         let e = read_pprof(&m2.encode_to_vec()[..]).unwrap_err();
-        assert!(e.to_string().contains("string index 5"), "{e}");
+        assert!(crate::error::chain(&e).contains("string index 5"), "{e:?}");
         // No bytes at all is a valid, empty profile; as a file it is an error.
         assert!(read_pprof(&b""[..]).unwrap().is_empty());
         let dir = tempfile::tempdir().unwrap();

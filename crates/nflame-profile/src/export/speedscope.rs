@@ -197,7 +197,7 @@ mod tests {
         let p = Profile::from_stacks([("a", 1)]);
         let e = write_speedscope(&p, &ExportMeta::new("web"), Broken).unwrap_err();
         assert_eq!(
-            e.to_string(),
+            crate::error::chain(&e),
             "cannot write <speedscope output of web>: no space left"
         );
     }

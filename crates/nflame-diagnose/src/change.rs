@@ -1,4 +1,4 @@
-//! [`DiffReport`]: two [`Report`]s side by side, the change of every category and a
+//! [`ChangeReport`]: two [`CategoryReport`]s side by side, the change of every category and a
 //! verdict on what changed.
 //!
 //! The reports are built independently (each with its own units of work), so a
@@ -12,7 +12,7 @@
 
 use serde::Serialize;
 
-use crate::report::{pct, Report, Verdict, VerdictKind, FIX_NONE};
+use crate::report::{pct, CategoryReport, Verdict, VerdictKind, FIX_NONE};
 
 /// How one category changed.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -40,21 +40,21 @@ pub struct CategoryChange {
 /// Two reports and what changed. Serializes as
 /// `{"before": <report>, "after": <report>, "changes": [...], "verdict": {...}}`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct DiffReport {
+pub struct ChangeReport {
     /// The first profile's report.
-    pub before: Report,
+    pub before: CategoryReport,
     /// The second profile's report.
-    pub after: Report,
+    pub after: CategoryReport,
     /// Every category of either report, in report order.
     pub changes: Vec<CategoryChange>,
     /// What changed, in plain language.
     pub verdict: Verdict,
 }
 
-impl DiffReport {
+impl ChangeReport {
     /// Compares two reports (built with the same rules for the comparison to make
     /// sense; categories of only one side count 0 on the other).
-    pub fn new(before: Report, after: Report) -> DiffReport {
+    pub fn new(before: CategoryReport, after: CategoryReport) -> ChangeReport {
         let both_per = before.per.is_some() && after.per.is_some();
         let mut names: Vec<&str> = before.categories.iter().map(|c| c.name.as_str()).collect();
         for c in &after.categories {
@@ -81,8 +81,8 @@ impl DiffReport {
                 }
             })
             .collect();
-        let verdict = diff_verdict(&before, &after);
-        DiffReport {
+        let verdict = change_verdict(&before, &after);
+        ChangeReport {
             before,
             after,
             changes,
@@ -97,7 +97,7 @@ impl DiffReport {
 }
 
 /// The evidence of `kind` in one report, e.g. `userland-proxy 44.0% of the serving path`.
-fn evidence(r: &Report, kind: VerdictKind) -> String {
+fn evidence(r: &CategoryReport, kind: VerdictKind) -> String {
     let s = |n: &str| pct(r.serving_share_of(r.samples(n)));
     match kind {
         VerdictKind::UserlandProxy => {
@@ -121,7 +121,7 @@ fn describe(kind: VerdictKind) -> &'static str {
 }
 
 /// Per-unit cost change of the serving path, when both sides have units of work.
-fn per_unit_sentence(before: &Report, after: &Report) -> Option<String> {
+fn per_unit_sentence(before: &CategoryReport, after: &CategoryReport) -> Option<String> {
     let (b, a) = (before.serving_per_unit()?, after.serving_per_unit()?);
     if b <= 0.0 {
         return None;
@@ -136,7 +136,7 @@ fn per_unit_sentence(before: &Report, after: &Report) -> Option<String> {
     ))
 }
 
-fn diff_verdict(before: &Report, after: &Report) -> Verdict {
+fn change_verdict(before: &CategoryReport, after: &CategoryReport) -> Verdict {
     let (bk, ak) = (before.verdict.kind, after.verdict.kind);
     let per = per_unit_sentence(before, after).unwrap_or_default();
     let none = VerdictKind::None;
@@ -219,17 +219,17 @@ fn diff_verdict(before: &Report, after: &Report) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::ReportOptions;
+    use crate::report::CategoryReportOptions;
     use crate::rules::Rules;
     use nflame_profile::Profile;
 
-    fn report(stacks: &[(&str, u64)], per: Option<f64>) -> Report {
+    fn report(stacks: &[(&str, u64)], per: Option<f64>) -> CategoryReport {
         let p = Profile::from_stacks(stacks.iter().copied());
-        let opts = ReportOptions {
+        let opts = CategoryReportOptions {
             per,
-            ..ReportOptions::default()
+            ..CategoryReportOptions::default()
         };
-        Report::new(&p, &Rules::default(), &opts).unwrap()
+        CategoryReport::new(&p, &Rules::default(), &opts).unwrap()
     }
 
     const APP: &str = "nginx;ngx_http_lua_content_handler";
@@ -238,7 +238,7 @@ mod tests {
 
     #[test]
     fn proxy_removed() {
-        let d = DiffReport::new(
+        let d = ChangeReport::new(
             report(&[(APP, 600), (PROXY, 400)], Some(100.0)),
             report(&[(APP, 600)], Some(120.0)),
         );
@@ -271,15 +271,15 @@ mod tests {
         let host = report(&[(APP, 1000)], None);
         let proxy = report(&[(APP, 600), (PROXY, 400)], None);
         let nat = report(&[(APP, 900), (BRIDGE, 100)], None);
-        let d = DiffReport::new(host.clone(), proxy.clone());
+        let d = ChangeReport::new(host.clone(), proxy.clone());
         assert_eq!(d.verdict.kind, VerdictKind::UserlandProxy);
         assert!(d.verdict.summary.starts_with("A regression"));
-        let d = DiffReport::new(proxy.clone(), proxy.clone());
+        let d = ChangeReport::new(proxy.clone(), proxy.clone());
         assert!(d.verdict.summary.starts_with("Not fixed"));
-        let d = DiffReport::new(proxy, nat.clone());
+        let d = ChangeReport::new(proxy, nat.clone());
         assert_eq!(d.verdict.kind, VerdictKind::BridgeNat);
         assert!(d.verdict.summary.starts_with("The change replaced"));
-        let d = DiffReport::new(host.clone(), host);
+        let d = ChangeReport::new(host.clone(), host);
         assert_eq!(d.verdict.kind, VerdictKind::None);
         assert!(d.change("bridge").unwrap().before_per_unit.is_none());
     }

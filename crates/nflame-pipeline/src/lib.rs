@@ -1,0 +1,35 @@
+//! nflame-pipeline: nflame's subcommands as library calls.
+//!
+//! The CLI parses its arguments into the plain option structs of this crate
+//! and makes one call; the libraries below do the work, this crate only
+//! orders it. [`compare()`] is `nflame diff`: it reads the two profiles side by
+//! side, builds their tree of stacks once, and from it draws the differential
+//! graph (and its reverse view) while it builds the frame-share report and the
+//! category change report; outputs are created before anything is read, so an
+//! unwritable destination fails first. [`diagnose()`] is `nflame report`: the
+//! category report of one profile or the change report of two, and the
+//! one-file HTML page ([`page`]). [`diagnosis`] also holds the glue every
+//! subcommand that gives a verdict shares: loading classification rules and
+//! building category and change reports. Printing is the caller's: the results
+//! write themselves as text or JSON to any writer. Nothing here parses command
+//! lines or reads the process's arguments; the command line stored in SVGs
+//! and on the page is an option.
+
+pub mod compare;
+pub mod diagnosis;
+mod error;
+pub mod page;
+
+pub use compare::{compare, CompareOptions, Comparison};
+pub use diagnosis::{diagnose, Diagnosis, DiagnosisOptions};
+pub use error::Error;
+
+use nflame_profile::embed::Context as SvgContext;
+
+/// The context every SVG carries: nflame's version, the kind of graph
+/// (`profile`, `diff`) and, when given, the command line that made it.
+pub fn svg_context(kind: &str, command_line: Option<&str>) -> SvgContext {
+    let mut c = SvgContext::new(nflame_render::VERSION, kind);
+    c.command = command_line.map(str::to_owned);
+    c
+}
