@@ -722,6 +722,8 @@ fn unwritable_output_fails_before_recording() {
         "it recorded first"
     );
     assert!(err.contains("/nonexistent/x.svg"), "{err}");
+    // The OS's reason, once.
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
     assert!(!err.contains("recording ended"), "{err}");
     assert!(!Path::new("/nonexistent/x.svg").exists());
     assert_eq!(
