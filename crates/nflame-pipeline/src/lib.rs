@@ -16,13 +16,18 @@
 //! and on the page is an option.
 
 pub mod compare;
+pub mod convert;
+pub mod demo;
 pub mod diagnosis;
 mod error;
 pub mod page;
+pub mod record;
+pub mod workload;
 
 pub use compare::{compare, CompareOptions, Comparison};
 pub use diagnosis::{diagnose, Diagnosis, DiagnosisOptions};
 pub use error::Error;
+pub use record::{record, RecordEvents, RecordJob, RecordOutcome};
 
 use nflame_profile::embed::Context as SvgContext;
 

@@ -24,7 +24,12 @@
 //!   deduplicated and mapped to (file, offset); each distinct file is
 //!   symbolized once for all processes, files in parallel with rayon and one
 //!   [`SymbolCache`] (a blazesym `Symbolizer`, which is not `Send`) per task;
-//!   each distinct stack is written once.
+//!   each distinct stack is written once. [`Roots`] puts a label at the root
+//!   of chosen processes' stacks (Docker roles) and decides, by pid, which
+//!   stacks of the others are kept; no folded text is parsed again.
+//!
+//! It reads the recording (`nflame-recording`) and process facts
+//! (`nflame-procfs`), not the sampler: it needs no perf-event plumbing.
 //!
 //! A user stack that ends in an address outside every executable mapping
 //! (a frame-pointer walk through code without frame pointers ends in

@@ -3,7 +3,6 @@
 mod args;
 mod demo;
 mod record;
-mod workload;
 
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -14,8 +13,6 @@ use clap::Parser;
 use args::{Cli, Command};
 use nflame_profile::embed::Context as SvgContext;
 use nflame_profile::filter::FrameFilter;
-use nflame_profile::io::{Input, Output};
-use nflame_profile::{folded, Profile};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -91,22 +88,7 @@ fn render(a: args::Render) -> Result<ExitCode> {
     let mut ctx = svg_context("profile");
     ctx.inputs = a.inputs.iter().map(|p| p.display().to_string()).collect();
     opts.context = Some(ctx);
-    opts.validate()?;
-    let mut out = Output::create(&a.output)?;
-    if opts.flamechart {
-        let mut lines = Vec::new();
-        for path in &a.inputs {
-            let mut input = Input::open(path)?;
-            lines.extend(folded::read_ordered_lines(&mut input)?);
-        }
-        nflame_render::render_lines(lines.iter().map(String::as_str), &opts, out.writer())
-            .with_context(|| format!("rendering {}", a.output.display()))?;
-    } else {
-        let profile = Profile::from_paths(&a.inputs)?;
-        nflame_render::render_profile(&profile, &opts, out.writer())
-            .with_context(|| format!("rendering {}", a.output.display()))?;
-    }
-    out.commit()?;
+    nflame_pipeline::convert::render(&a.inputs, &a.output, &opts)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -127,18 +109,12 @@ fn diff(a: args::DiffArgs) -> Result<ExitCode> {
 }
 
 fn export(a: args::Export) -> Result<ExitCode> {
-    use nflame_profile::export::{export_file, ExportMeta, Format};
+    use nflame_profile::export::{ExportMeta, Format};
     let format: Format = a.format.parse()?;
-    let profile = Profile::from_path(&a.input)?;
-    let mut meta = ExportMeta::new(
-        a.input
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "profile".into()),
-    );
+    let mut meta = ExportMeta::new(String::new());
     meta.event = a.event;
     meta.period_ns = a.period_ns;
-    export_file(&profile, &meta, format, &a.output)?;
+    nflame_pipeline::convert::export(&a.input, &a.output, format, &meta)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -174,29 +150,11 @@ fn report(a: args::ReportArgs) -> Result<ExitCode> {
 }
 
 fn collapse(a: args::Collapse, verbosity: Verbosity) -> Result<ExitCode> {
-    let opts = a.options();
-    let mut out = Output::create(&a.output)?;
-    let mut input = Input::open(&a.input)?;
-    if input.starts_like_svg()? {
-        // An nflame SVG carries its folded profile: write it back out.
-        let profile = Profile::from_input(&mut input)?;
-        profile
-            .write_folded(out.writer())
-            .map_err(|e| out.write_error(e))?;
-        out.commit()?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    let (profile, stats) = nflame_profile::perf_script::collapse(&mut input, &opts)?;
-    profile
-        .write_folded(out.writer())
-        .map_err(|e| out.write_error(e))?;
-    out.commit()?;
+    let done = nflame_pipeline::convert::collapse(&a.input, &a.output, &a.options())?;
     if verbosity == Verbosity::Verbose {
         eprintln!(
             "nflame: {} samples, {} distinct stacks, {} samples of other events skipped",
-            stats.samples,
-            profile.len(),
-            stats.skipped_other_events
+            done.stats.samples, done.stacks, done.stats.skipped_other_events
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -207,10 +165,7 @@ fn filter(a: args::Filter, verbosity: Verbosity) -> Result<ExitCode> {
         anyhow::bail!("give at least one --include or --exclude pattern");
     }
     let f = FrameFilter::new(&a.include, &a.exclude)?;
-    let mut out = Output::create(&a.output)?;
-    let mut input = Input::open(&a.input)?;
-    let stats = f.filter_folded(&mut input, &mut out)?;
-    out.commit()?;
+    let stats = nflame_pipeline::convert::filter(&a.input, &a.output, &f)?;
     if stats.kept_lines == 0 && verbosity != Verbosity::Quiet {
         eprintln!(
             "nflame: warning: no stack matched; {} is empty",

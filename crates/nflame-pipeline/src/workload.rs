@@ -1,7 +1,7 @@
 //! The built-in workload of `nflame demo`: a loopback HTTP server, a userland
 //! relay in front of it (what docker-proxy does for a published port), and a
-//! keep-alive load client. Each runs as its own process (`nflame __worker …`),
-//! so a recording sees three processes with their own names, as it would see
+//! keep-alive load client. Each runs as its own process (`nflame __worker …`,
+//! [`Role`]), so a recording sees three processes with their own names, as it would see
 //! nginx, docker-proxy and wrk.
 //!
 //! Only 127.0.0.1 is used; every loop is bounded by a deadline.
@@ -182,5 +182,65 @@ pub fn load(target: SocketAddr, connections: usize, duration: Duration) -> io::R
     match first_err {
         Some(e) if n == 0 => Err(e),
         _ => Ok(n),
+    }
+}
+
+/// One role of the demo workload, run in a process of its own.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Role {
+    /// Serve HTTP on 127.0.0.1 (prints the address) for `secs` seconds.
+    Server {
+        /// How long.
+        secs: f64,
+    },
+    /// Relay 127.0.0.1 connections to `upstream` (prints the address) for
+    /// `secs` seconds.
+    Relay {
+        /// Where to relay to.
+        upstream: SocketAddr,
+        /// How long.
+        secs: f64,
+    },
+    /// Load `target` with `connections` connections for `secs` seconds;
+    /// prints the requests done.
+    Load {
+        /// The server or relay.
+        target: SocketAddr,
+        /// Concurrent keep-alive connections.
+        connections: usize,
+        /// How long.
+        secs: f64,
+    },
+}
+
+/// Runs one worker role until its deadline, naming the process after it
+/// (`nflame-server`, `nflame-relay`, `nflame-load`).
+pub fn run_role(role: &Role) -> io::Result<()> {
+    let deadline = |secs: f64| Instant::now() + Duration::from_secs_f64(secs.clamp(0.1, 3600.0));
+    match *role {
+        Role::Server { secs } => {
+            set_process_name("nflame-server");
+            serve(deadline(secs))
+        }
+        Role::Relay { upstream, secs } => {
+            set_process_name("nflame-relay");
+            relay(upstream, deadline(secs))
+        }
+        Role::Load {
+            target,
+            connections,
+            secs,
+        } => {
+            set_process_name("nflame-load");
+            let n = load(
+                target,
+                connections,
+                Duration::from_secs_f64(secs.clamp(0.1, 3600.0)),
+            )?;
+            let mut out = io::stdout().lock();
+            writeln!(out, "{n}")?;
+            out.flush()
+        }
     }
 }

@@ -1,0 +1,104 @@
+//! The subcommands that turn one profile into another form: `nflame render`
+//! (folded profiles → SVG), `nflame collapse` (`perf script` text → folded),
+//! `nflame filter` (folded → fewer stacks) and `nflame export` (pprof,
+//! speedscope). Each creates its output before reading (an unwritable path
+//! fails first) and writes it atomically.
+
+use std::path::PathBuf;
+
+use nflame_profile::export::{ExportMeta, Format as ExportFormat};
+use nflame_profile::filter::{FilterStats, FrameFilter};
+use nflame_profile::io::{Input, Output};
+use nflame_profile::perf_script::{CollapseOptions, CollapseStats};
+use nflame_profile::{folded, Profile};
+use nflame_render::RenderOptions;
+
+use crate::Error;
+
+/// Draws `inputs` (merged; in input order for a flame chart) as one SVG at
+/// `output`. `opts.context` should say what made it.
+pub fn render(inputs: &[PathBuf], output: &PathBuf, opts: &RenderOptions) -> Result<(), Error> {
+    opts.validate()?;
+    let mut out = Output::create(output)?;
+    if opts.flamechart {
+        let mut lines = Vec::new();
+        for path in inputs {
+            let mut input = Input::open(path)?;
+            lines.extend(folded::read_ordered_lines(&mut input)?);
+        }
+        nflame_render::render_lines(lines.iter().map(String::as_str), opts, out.writer())?;
+    } else {
+        let profile = Profile::from_paths(inputs)?;
+        nflame_render::render_profile(&profile, opts, out.writer())?;
+    }
+    out.commit()?;
+    Ok(())
+}
+
+/// What `nflame collapse` did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Collapsed {
+    /// The collapser's counts (default for an nflame SVG read back).
+    pub stats: CollapseStats,
+    /// Distinct stacks written.
+    pub stacks: usize,
+}
+
+/// `perf script` text at `input` (or the profile an nflame SVG carries) to
+/// folded stacks at `output`.
+pub fn collapse(
+    input: &PathBuf,
+    output: &PathBuf,
+    opts: &CollapseOptions,
+) -> Result<Collapsed, Error> {
+    let mut out = Output::create(output)?;
+    let mut input = Input::open(input)?;
+    let (profile, stats) = if input.starts_like_svg()? {
+        // An nflame SVG carries its folded profile: write it back out.
+        (Profile::from_input(&mut input)?, CollapseStats::default())
+    } else {
+        nflame_profile::perf_script::collapse(&mut input, opts)?
+    };
+    profile
+        .write_folded(out.writer())
+        .map_err(|e| out.write_error(e))?;
+    out.commit()?;
+    Ok(Collapsed {
+        stats,
+        stacks: profile.len(),
+    })
+}
+
+/// Keeps the stacks of `input` that `filter` keeps, streaming them to `output`.
+pub fn filter(
+    input: &PathBuf,
+    output: &PathBuf,
+    filter: &FrameFilter,
+) -> Result<FilterStats, Error> {
+    let mut out = Output::create(output)?;
+    let mut input = Input::open(input)?;
+    let stats = filter.filter_folded(&mut input, &mut out)?;
+    out.commit()?;
+    Ok(stats)
+}
+
+/// The profile at `input` exported in `format` to `output`; `meta.name`
+/// defaults to the input's file name.
+pub fn export(
+    input: &PathBuf,
+    output: &PathBuf,
+    format: ExportFormat,
+    meta: &ExportMeta,
+) -> Result<(), Error> {
+    let profile = Profile::from_path(input)?;
+    let mut meta = meta.clone();
+    if meta.name.is_empty() {
+        meta.name = input
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "profile".into());
+    }
+    nflame_profile::export::export_file(&profile, &meta, format, output)?;
+    Ok(())
+}
