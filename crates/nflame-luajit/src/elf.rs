@@ -212,3 +212,13 @@ impl Reader<'_> {
         }
     }
 }
+
+impl Elf<'_> {
+    /// The virtual address of file offset `off` (in a loaded segment).
+    pub(crate) fn vaddr_of_offset(&self, off: u64) -> Option<u64> {
+        self.file.segments().find_map(|seg| {
+            let (start, size) = seg.file_range();
+            (off >= start && off < start + size).then(|| seg.address() + (off - start))
+        })
+    }
+}

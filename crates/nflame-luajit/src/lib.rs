@@ -6,8 +6,14 @@
 mod elf;
 pub mod error;
 pub mod layout;
+mod probe;
+mod process;
+mod record;
 #[doc(hidden)]
 pub mod testing;
 
 pub use error::{LuaError, NotReadable};
 pub use layout::{Layout, Variant};
+pub use probe::{LuaProbe, ProbeOptions, ProbeStats, MAX_FRAMES};
+pub use process::LuaProcessInfo;
+pub use record::{RawFrame, RawLuaStack, StackMatcher, VmState, WalkStatus};
