@@ -132,9 +132,9 @@ impl ProtoLayout {
     const GC64_21: Self = Self {
         size: 0x68,
         sizebc: 0x0c,
-        sizekgc: 0x1c,
+        sizekgc: 0x30,
         k: 0x20,
-        sizeuv: 0x12,
+        sizeuv: 0x3c,
         chunkname: 0x40,
         firstline: 0x48,
         numline: 0x4c,

@@ -113,12 +113,6 @@ impl ProcMem {
         self.read(addr, &mut b).then(|| u32::from_le_bytes(b))
     }
 
-    #[allow(dead_code)] // used by the namer
-    pub(crate) fn u8(&self, addr: u64) -> Option<u8> {
-        let mut b = [0; 1];
-        self.read(addr, &mut b).then_some(b[0])
-    }
-
     pub(crate) fn gcref(&self, addr: u64) -> Option<u64> {
         self.u64(addr).map(|v| v & GCPTR_MASK)
     }

@@ -1,0 +1,47 @@
+//! Samples a process for a few seconds and prints its Lua stacks, folded,
+//! with counts (development aid): `lua_stacks PID [SECONDS] [--lines]`.
+use std::collections::BTreeMap;
+use std::os::fd::AsFd;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let pid: u32 = args[0].parse().expect("pid");
+    let secs: u64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(2);
+    let lines = args.iter().any(|a| a == "--lines");
+    let mut probe = nflame_luajit::LuaProbe::load().unwrap();
+    let info = probe.add_process(pid).unwrap();
+    let mut namer = nflame_luajit::Namer::new();
+    namer.add_process(&info).unwrap();
+    let counters: Vec<_> = nflame_luajit::testing::threads(pid)
+        .into_iter()
+        .map(|t| nflame_luajit::testing::open_cpu_clock(t, 999).unwrap())
+        .collect();
+    for c in &counters {
+        probe.attach(c.as_fd()).unwrap();
+    }
+    let t0 = std::time::Instant::now();
+    let mut folded: BTreeMap<String, u64> = BTreeMap::new();
+    let (mut n, mut complete) = (0u64, 0u64);
+    while t0.elapsed().as_secs() < secs {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        namer.new_round();
+        probe.drain(|raw| {
+            let s = namer.resolve(&raw);
+            n += 1;
+            complete += u64::from(s.complete);
+            let mut parts: Vec<String> = s
+                .frames
+                .iter()
+                .map(|f| f.folded(lines).unwrap_or_else(|| format!("{:?}", f.kind)))
+                .collect();
+            parts.push(format!("[{}]", s.vmstate.label()));
+            *folded.entry(parts.join(";")).or_default() += 1;
+        });
+    }
+    let mut v: Vec<_> = folded.into_iter().collect();
+    v.sort_by_key(|e| std::cmp::Reverse(e.1));
+    for (k, c) in v.iter().take(30) {
+        println!("{c:6} {k}");
+    }
+    eprintln!("{n} samples, {complete} complete, {:?}", probe.stats());
+}
