@@ -125,7 +125,7 @@ pub struct LuaProbe {
     procs: HashMap<MapData, u32, ProcConfig>,
     events: RingBuf<MapData>,
     stats: PerCpuArray<MapData, u64>,
-    layouts: FxHashMap<(u64, String), Arc<Layout>>,
+    layouts: FxHashMap<(u64, String), Option<Arc<Layout>>>,
     registered: StdHashMap<u32, LuaProcessInfo>,
     max_frames: u32,
 }

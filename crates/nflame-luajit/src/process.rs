@@ -150,10 +150,11 @@ fn read_binary(pid: u32, m: &MapLine) -> Result<Vec<u8>, NotReadable> {
 }
 
 /// Finds LuaJIT in process `pid` and reads its layout; `layouts` caches
-/// layouts by (inode, path) so that workers of one binary decode it once.
+/// layouts by (inode, path) so that workers of one binary decode it once,
+/// and executables without LuaJIT are read once.
 pub(crate) fn inspect(
     pid: u32,
-    layouts: &mut rustc_hash::FxHashMap<(u64, String), Arc<Layout>>,
+    layouts: &mut rustc_hash::FxHashMap<(u64, String), Option<Arc<Layout>>>,
 ) -> Result<LuaProcessInfo, NotReadable> {
     let maps_text =
         std::fs::read_to_string(format!("/proc/{pid}/maps")).map_err(proc_err(pid, "maps"))?;
@@ -161,20 +162,24 @@ pub(crate) fn inspect(
     let lj = luajit_mapping(pid, &maps);
     let first = lj.first().ok_or(NotReadable::NoLuaJit)?;
     let key = (first.inode, first.path.clone());
-    let data = read_binary(pid, first)?;
     let layout = match layouts.get(&key) {
-        Some(l) => l.clone(),
+        Some(Some(l)) => l.clone(),
+        // An executable already found not to contain LuaJIT.
+        Some(None) => return Err(NotReadable::NoLuaJit),
         None => {
+            let data = read_binary(pid, first)?;
             let l = match Layout::from_elf(&data) {
                 Err(NotReadable::MissingSymbol { .. }) if !first.path.contains("luajit") => {
-                    return Err(NotReadable::NoLuaJit)
+                    layouts.insert(key, None);
+                    return Err(NotReadable::NoLuaJit);
                 }
                 r => Arc::new(r?),
             };
-            layouts.insert(key, l.clone());
+            layouts.insert(key, Some(l.clone()));
             l
         }
     };
+    let data = read_binary(pid, first)?;
     // Load bias from the executable mapping.
     let elf = Elf::parse(&data)?;
     let text = lj

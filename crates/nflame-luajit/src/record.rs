@@ -69,6 +69,46 @@ impl VmState {
     }
 }
 
+/// Samples per VM state of one process: what `lj-vm-states` showed
+/// (interpreted, compiled, C, GC, trace exits, recording/optimising/assembling).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VmStateCounts {
+    counts: [u64; 9],
+}
+
+impl VmStateCounts {
+    const ORDER: [&'static str; 9] = [
+        "interpreted",
+        "compiled",
+        "C",
+        "GC",
+        "trace exit",
+        "trace recording",
+        "trace optimizing",
+        "trace assembling",
+        "unknown",
+    ];
+
+    /// Counts one sample.
+    pub fn add(&mut self, s: VmState) {
+        let i = Self::ORDER
+            .iter()
+            .position(|&l| l == s.label())
+            .unwrap_or(8);
+        self.counts[i] += 1;
+    }
+
+    /// Samples counted.
+    pub fn total(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    /// (label, samples) for every state, in a fixed order.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        Self::ORDER.iter().copied().zip(self.counts.iter().copied())
+    }
+}
+
 /// How the BPF walk ended (`lua_sample.status`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -314,6 +354,26 @@ mod tests {
         assert_eq!(s.frames.len(), 2);
         assert!(s.frames[0].link_is_lua() && !s.frames[1].link_is_lua());
         assert!(RawLuaStack::parse(&record(9, 100, &[(1, 2)])[..80]).is_none());
+    }
+
+    #[test]
+    fn counts_vm_states() {
+        let mut c = VmStateCounts::default();
+        for v in [-1, 3, 4, -2, -3, -5] {
+            c.add(VmState::from_raw(v));
+        }
+        let m: Vec<_> = c.iter().filter(|(_, n)| *n > 0).collect();
+        assert_eq!(
+            m,
+            [
+                ("interpreted", 1),
+                ("compiled", 2),
+                ("C", 1),
+                ("GC", 1),
+                ("trace recording", 1)
+            ]
+        );
+        assert_eq!(c.total(), 6);
     }
 
     #[test]
