@@ -8,7 +8,9 @@ fn main() {
     let pid: u32 = args[0].parse().expect("pid");
     let secs: u64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(2);
     let lines = args.iter().any(|a| a == "--lines");
-    let mut probe = nflame_luajit::LuaProbe::load().unwrap();
+    let mut opts = nflame_luajit::ProbeOptions::default();
+    opts.measure_cost = true;
+    let mut probe = nflame_luajit::LuaProbe::load_with(&opts).unwrap();
     let info = probe.add_process(pid).unwrap();
     let mut namer = nflame_luajit::Namer::new();
     namer.add_process(&info).unwrap();
@@ -22,11 +24,14 @@ fn main() {
     let t0 = std::time::Instant::now();
     let mut folded: BTreeMap<String, u64> = BTreeMap::new();
     let (mut n, mut complete) = (0u64, 0u64);
+    let mut naming = std::time::Duration::ZERO;
     while t0.elapsed().as_secs() < secs {
         std::thread::sleep(std::time::Duration::from_millis(100));
         namer.new_round();
         probe.drain(|raw| {
+            let t = std::time::Instant::now();
             let s = namer.resolve(&raw);
+            naming += t.elapsed();
             n += 1;
             complete += u64::from(s.complete);
             let mut parts: Vec<String> = s
@@ -43,5 +48,11 @@ fn main() {
     for (k, c) in v.iter().take(30) {
         println!("{c:6} {k}");
     }
-    eprintln!("{n} samples, {complete} complete, {:?}", probe.stats());
+    let st = probe.stats();
+    eprintln!("{n} samples, {complete} complete, {st:?}");
+    eprintln!(
+        "BPF walk: {} ns per run; naming: {:.2} us per sample",
+        st.run_time_ns / st.runs.max(1),
+        naming.as_secs_f64() * 1e6 / n.max(1) as f64
+    );
 }

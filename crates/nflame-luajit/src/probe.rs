@@ -40,6 +40,9 @@ pub struct ProbeOptions {
     /// Ring buffer size in bytes (a power of two, at least a page).
     /// Default is 4 MiB: about 2,000 samples of 128 frames, 20,000 of 8.
     pub ring_bytes: u32,
+    /// Have the kernel measure the program's run time (BPF_ENABLE_STATS,
+    /// while the probe lives), reported in [`ProbeStats`]. Default is false.
+    pub measure_cost: bool,
 }
 
 impl Default for ProbeOptions {
@@ -47,6 +50,7 @@ impl Default for ProbeOptions {
         Self {
             max_frames: MAX_FRAMES,
             ring_bytes: 4 << 20,
+            measure_cost: false,
         }
     }
 }
@@ -117,6 +121,11 @@ pub struct ProbeStats {
     pub ring_full: u64,
     /// Samples where no VM was found.
     pub no_vm: u64,
+    /// Runs of the program (every sample of every attached counter), when
+    /// [`ProbeOptions::measure_cost`] is set.
+    pub runs: u64,
+    /// Their total run time in nanoseconds (same condition).
+    pub run_time_ns: u64,
 }
 
 /// The loaded Lua stack program. One per recording.
@@ -128,6 +137,8 @@ pub struct LuaProbe {
     layouts: FxHashMap<(u64, String), Option<Arc<Layout>>>,
     registered: StdHashMap<u32, LuaProcessInfo>,
     max_frames: u32,
+    /// Keeps the kernel's BPF run-time statistics on while open.
+    stats_fd: Option<std::os::fd::OwnedFd>,
 }
 
 impl std::fmt::Debug for LuaProbe {
@@ -224,6 +235,11 @@ impl LuaProbe {
             layouts: FxHashMap::default(),
             registered: StdHashMap::new(),
             max_frames: opts.max_frames.clamp(1, MAX_FRAMES),
+            stats_fd: if opts.measure_cost {
+                enable_stats()
+            } else {
+                None
+            },
         })
     }
 
@@ -306,13 +322,43 @@ impl LuaProbe {
     /// The program's counters.
     pub fn stats(&self) -> ProbeStats {
         let sum = |i: u32| self.stats.get(&i, 0).map(|v| v.iter().sum()).unwrap_or(0);
+        let (runs, run_time_ns) = self.run_stats().unwrap_or((0, 0));
         ProbeStats {
             seen: sum(0),
             sent: sum(1),
             ring_full: sum(2),
             no_vm: sum(3),
+            runs,
+            run_time_ns,
         }
     }
+
+    /// run_cnt and run_time_ns of the program, from its fd's fdinfo.
+    fn run_stats(&self) -> Option<(u64, u64)> {
+        self.stats_fd.as_ref()?;
+        let prog: &PerfEvent = self.ebpf.program("lua_stack")?.try_into().ok()?;
+        let fd = prog.fd().ok()?.as_fd().as_raw_fd();
+        let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).ok()?;
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|l| l.strip_prefix(name)?.trim().parse::<u64>().ok())
+        };
+        Some((field("run_cnt:")?, field("run_time_ns:")?))
+    }
+}
+
+/// Turns on the kernel's BPF run-time statistics for as long as the
+/// returned fd is open (BPF_ENABLE_STATS, Linux >= 5.8).
+fn enable_stats() -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    const BPF_ENABLE_STATS: libc::c_long = 32;
+    // union bpf_attr for BPF_ENABLE_STATS: { u32 type }, BPF_STATS_RUN_TIME = 0.
+    let attr = [0u64; 16];
+    // SAFETY: the bpf syscall reads `size` bytes of a zeroed attribute union
+    // and returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_bpf, BPF_ENABLE_STATS, attr.as_ptr(), 8u32) };
+    // SAFETY: a fresh fd owned by nobody else.
+    (fd >= 0).then(|| unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
 }
 
 /// The ring buffer's fd: readable when Lua stacks are waiting (poll it with
