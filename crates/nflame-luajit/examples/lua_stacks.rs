@@ -1,5 +1,6 @@
 //! Samples a process for a few seconds and prints its Lua stacks, folded,
-//! with counts (development aid): `lua_stacks PID [SECONDS] [--lines]`.
+//! with counts, and what walking and naming cost:
+//! `lua_stacks PID [SECONDS] [--lines] [--no-probe]`.
 use std::collections::BTreeMap;
 use std::os::fd::AsFd;
 
@@ -8,6 +9,8 @@ fn main() {
     let pid: u32 = args[0].parse().expect("pid");
     let secs: u64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(2);
     let lines = args.iter().any(|a| a == "--lines");
+    // --no-probe: the same counters and loop without the program (a baseline).
+    let attach = !args.iter().any(|a| a == "--no-probe");
     let mut opts = nflame_luajit::ProbeOptions::default();
     opts.measure_cost = true;
     let mut probe = nflame_luajit::LuaProbe::load_with(&opts).unwrap();
@@ -18,7 +21,7 @@ fn main() {
         .into_iter()
         .map(|t| nflame_luajit::testing::open_cpu_clock(t, 999).unwrap())
         .collect();
-    for c in &counters {
+    for c in counters.iter().filter(|_| attach) {
         probe.attach(c.as_fd()).unwrap();
     }
     let t0 = std::time::Instant::now();
