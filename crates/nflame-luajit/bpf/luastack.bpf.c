@@ -7,7 +7,8 @@
 // reads the VM state and the running lua_State, walks that Lua stack (GC64
 // frame layout) and writes one record per sample to the `lua_events` ring
 // buffer: tgid, tid, CLOCK_MONOTONIC time, VM state, and the raw frames
-// (GCfunc address and frame link word), leaf first. All interpretation
+// (GCfunc address, frame link word, the function's bytecode or C address
+// and header), leaf first. All interpretation
 // (names, lines, frame kinds) is left to user space.
 //
 // Every offset comes from user space (read from the LuaJIT binary and checked
@@ -79,6 +80,8 @@ struct lua_proc_cfg {
 	__u32 trace_startpt; // GCtrace.startpt
 	__u32 trace_startpc; // GCtrace.startpc
 	__u32 max_frames; // walk at most this many frames (<= MAX_FRAMES)
+	__u32 func_pc;    // GCfunc.pc (a Lua function's bytecode)
+	__u32 func_cfunc; // GCfunc.f (a C function's address)
 	__u32 pad;
 };
 
@@ -100,9 +103,14 @@ struct lua_sample {
 	__u8 status;
 };
 
+// A frame, with what identifies its function read now: short-lived
+// closures are often freed before user space could read them.
 struct lua_frame {
 	__u64 func; // GCfunc address
 	__u64 link; // frame link: PC of the caller (Lua frame) or size|type
+	__u64 code; // GCfunc.pc (Lua function) or GCfunc.f (C function)
+	__u32 hdr;  // the GCfunc's bytes 8..11: marked, gct, ffid, nupvalues
+	__u32 pad;
 };
 
 struct scratch {
@@ -191,6 +199,8 @@ struct walk {
 	__u64 base;
 	__u64 stack;
 	__u32 n;
+	__u32 func_pc;
+	__u32 func_cfunc;
 	__u8 flags;
 	__u8 status;
 };
@@ -217,8 +227,23 @@ static long walk_frame(__u32 i, struct walk *w)
 		return 1;
 	}
 	__u64 link = slot[1];
-	s->frames[i & (MAX_FRAMES - 1)].func = slot[0] & GCPTR_MASK;
-	s->frames[i & (MAX_FRAMES - 1)].link = link;
+	__u64 func = slot[0] & GCPTR_MASK;
+	__u32 hdr = 0;
+	__u64 code = 0;
+	if (bpf_probe_read_user(&hdr, sizeof(hdr), (const void *)(func + 8)) == 0) {
+		__u8 ffid = hdr >> 16;
+		// ffid 0: Lua function (its bytecode), 1: C function; else a builtin.
+		if (ffid == 0)
+			bpf_probe_read_user(&code, sizeof(code), (const void *)(func + w->func_pc));
+		else if (ffid == 1)
+			bpf_probe_read_user(&code, sizeof(code), (const void *)(func + w->func_cfunc));
+	}
+	struct lua_frame *fr = &s->frames[i & (MAX_FRAMES - 1)];
+	fr->func = func;
+	fr->link = link;
+	fr->code = code & GCPTR_MASK;
+	fr->hdr = hdr;
+	fr->pad = 0;
 	w->n = i + 1;
 	__u64 delta;
 	if ((link & 3) == 0) {
@@ -326,8 +351,9 @@ int lua_stack(struct bpf_perf_event_data *ctx)
 		goto out;
 	}
 
-	if (vmstate >= 0 && jit_base) {
-		// Running compiled code: the frame the trace was entered in.
+	if (vmstate >= 0 && jit_base > stack && jit_base <= maxstack) {
+		// Running compiled code: the frame the trace was entered in (when
+		// it lies in the running thread's stack).
 		base = jit_base;
 		h->flags |= F_BASE_JIT;
 		if (cfg->trace_arr) {
@@ -348,7 +374,12 @@ int lua_stack(struct bpf_perf_event_data *ctx)
 		h->flags |= F_BASE_REG;
 	}
 
-	struct walk w = {.base = base, .stack = stack};
+	struct walk w = {
+		.base = base,
+		.stack = stack,
+		.func_pc = cfg->func_pc,
+		.func_cfunc = cfg->func_cfunc,
+	};
 	__u32 max = cfg->max_frames;
 	if (max > MAX_FRAMES || max == 0)
 		max = MAX_FRAMES;

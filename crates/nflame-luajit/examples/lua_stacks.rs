@@ -35,6 +35,21 @@ fn main() {
             let t = std::time::Instant::now();
             let s = namer.resolve(&raw);
             naming += t.elapsed();
+            if std::env::var_os("LUA_STACKS_DEBUG").is_some()
+                && s.frames
+                    .iter()
+                    .any(|f| f.kind == nflame_luajit::LuaFrameKind::Unreadable)
+            {
+                eprintln!("unreadable: {raw:x?}");
+                if let Ok(f) = std::fs::File::open(format!("/proc/{pid}/mem")) {
+                    use std::os::unix::fs::FileExt;
+                    for fr in &raw.frames {
+                        let mut b = [0u8; 0x30];
+                        let r = f.read_at(&mut b, fr.func);
+                        eprintln!("  {:x}: {r:?} {b:02x?}", fr.func);
+                    }
+                }
+            }
             n += 1;
             complete += u64::from(s.complete);
             let mut parts: Vec<String> = s

@@ -27,7 +27,7 @@ use crate::bytecode::{call_name, Opcodes, ProtoView};
 use crate::error::NotReadable;
 use crate::layout::Layout;
 use crate::process::{LuaProcessInfo, ProcMem, GCPTR_MASK};
-use crate::record::{RawLuaStack, VmState, WalkStatus};
+use crate::record::{RawFrame, RawLuaStack, VmState, WalkStatus};
 
 /// GC object type bytes (`gct` = `~LJ_T*`, e.g. `~LJ_TSTR` = 4).
 const GCT_STR: u8 = 4;
@@ -301,6 +301,21 @@ impl ProcNames {
         s
     }
 
+    /// A function as the probe read it at sample time.
+    fn frame_func(&self, f: &RawFrame) -> Option<Func> {
+        if f.gct != GCT_FUNC {
+            return None;
+        }
+        match f.ffid {
+            0 => Some(Func::Lua(
+                f.code.checked_sub(u64::from(self.layout.proto.size))?,
+            )),
+            1 => Some(Func::C(f.code)),
+            ff => Some(Func::Fast(ff)),
+        }
+    }
+
+    /// A function read now (for the VM's library tables).
     fn func(&self, addr: u64) -> Option<Func> {
         let l = &self.layout;
         let mut b = [0u8; 0x30];
@@ -675,7 +690,7 @@ impl Namer {
         }
         // Logical frames: a vararg function's frame and its original frame
         // below are one call; the original's link is the call's.
-        let mut logical: Vec<(u64, u64)> = Vec::with_capacity(raw.frames.len());
+        let mut logical: Vec<(RawFrame, u64)> = Vec::with_capacity(raw.frames.len());
         let mut merge = false;
         for f in &raw.frames {
             if merge {
@@ -685,10 +700,10 @@ impl Namer {
                 merge = f.link & 7 == 3;
                 continue;
             }
-            logical.push((f.func, f.link));
+            logical.push((*f, f.link));
             merge = f.link & 7 == 3;
         }
-        let funcs: Vec<Option<Func>> = logical.iter().map(|(f, _)| p.func(*f)).collect();
+        let funcs: Vec<Option<Func>> = logical.iter().map(|(f, _)| p.frame_func(f)).collect();
         let protos: Vec<Option<(u64, Arc<Proto>)>> = funcs
             .iter()
             .map(|f| match f {

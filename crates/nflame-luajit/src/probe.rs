@@ -75,11 +75,13 @@ struct ProcConfig {
     trace_startpt: u32,
     trace_startpc: u32,
     max_frames: u32,
+    func_pc: u32,
+    func_cfunc: u32,
     pad: u32,
 }
 
 // SAFETY: ProcConfig is repr(C), made of integers only, with no padding
-// (3 u64 then 14 u32), so every bit pattern is valid and it can be copied
+// (3 u64 then 16 u32), so every bit pattern is valid and it can be copied
 // to and from the kernel as bytes.
 unsafe impl aya::Pod for ProcConfig {}
 
@@ -104,6 +106,8 @@ impl ProcConfig {
             trace_startpt: l.trace_startpt,
             trace_startpc: l.trace_startpc,
             max_frames,
+            func_pc: l.func_pc,
+            func_cfunc: l.func_cfunc,
             pad: 0,
         }
     }

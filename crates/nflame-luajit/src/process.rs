@@ -204,9 +204,22 @@ pub(crate) fn inspect(
         });
     }
     let mem = ProcMem::open(pid)?;
-    let g = find_g(&mem, &maps, &layout);
-    if let Some(g) = g {
-        check_live(&mem, &layout, g, &vm)?;
+    // The first candidate the live checks accept: a heap can hold other
+    // pairs of pointers that look like a lua_State and its G.
+    let mut rejected = None;
+    let g = find_g(&mem, &maps, &layout, |g| {
+        match check_live(&mem, &layout, g, &vm) {
+            Ok(()) => true,
+            Err(e) => {
+                rejected.get_or_insert(e);
+                false
+            }
+        }
+    });
+    if g.is_none() {
+        if let Some(e) = rejected {
+            return Err(e);
+        }
     }
     Ok(LuaProcessInfo {
         pid,
@@ -220,8 +233,13 @@ pub(crate) fn inspect(
 
 /// The main VM's global_State: the one X in writable private memory with
 /// `*(X + glref) = G`, `0 < G - X <= 0x100` (GG_State: the main lua_State
-/// then G) and `*(G + mainthref) = X`.
-pub(crate) fn find_g(mem: &ProcMem, maps: &[MapLine], layout: &Layout) -> Option<u64> {
+/// then G) and `*(G + mainthref) = X`, that `accept` agrees with.
+pub(crate) fn find_g(
+    mem: &ProcMem,
+    maps: &[MapLine],
+    layout: &Layout,
+    mut accept: impl FnMut(u64) -> bool,
+) -> Option<u64> {
     let mut regions: Vec<&MapLine> = maps
         .iter()
         .filter(|m| m.perms[0] == b'r' && m.perms[1] == b'w' && m.perms[3] == b'p')
@@ -249,6 +267,7 @@ pub(crate) fn find_g(mem: &ProcMem, maps: &[MapLine], layout: &Layout) -> Option
                 if g > x
                     && g - x <= 0x100
                     && mem.gcref(g + u64::from(layout.g_mainthref)) == Some(x)
+                    && accept(g)
                 {
                     return Some(g);
                 }

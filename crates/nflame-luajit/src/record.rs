@@ -11,7 +11,7 @@ use rustc_hash::FxHashMap;
 /// Size of the record header (`struct lua_sample` in the BPF program).
 pub(crate) const HEADER_SIZE: usize = 72;
 /// Size of one frame (`struct lua_frame`).
-pub(crate) const FRAME_SIZE: usize = 16;
+pub(crate) const FRAME_SIZE: usize = 32;
 
 /// What the VM was doing when the sample was taken (`G->vmstate`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -153,7 +153,9 @@ pub(crate) mod flags {
     pub const TRUNCATED: u8 = 32;
 }
 
-/// One raw Lua frame: the function slot and the frame link, as in the stack.
+/// One raw Lua frame: the function slot and the frame link, as in the
+/// stack, and what identifies the function, read at sample time (a
+/// short-lived closure may be freed before user space could read it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RawFrame {
     /// The GCfunc address.
@@ -161,6 +163,14 @@ pub struct RawFrame {
     /// The frame link: the caller's PC (low 2 bits clear: a Lua frame), or
     /// a size and frame type (C, continuation, vararg, pcall).
     pub link: u64,
+    /// A Lua function's bytecode address (`GCfunc.pc`), a C function's
+    /// address (`GCfunc.f`), else 0.
+    pub code: u64,
+    /// The GCfunc's object type (`gct`: 8 for a function; anything else
+    /// means the slot did not hold a live function).
+    pub gct: u8,
+    /// Its fast-function id: 0 Lua, 1 C, else a builtin.
+    pub ffid: u8,
 }
 
 impl RawFrame {
@@ -214,9 +224,13 @@ impl RawLuaStack {
         let mut frames = Vec::with_capacity(nframes);
         for i in 0..nframes {
             let o = HEADER_SIZE + i * FRAME_SIZE;
+            let hdr = u32_at(o + 24)?;
             frames.push(RawFrame {
                 func: u64_at(o)?,
                 link: u64_at(o + 8)?,
+                code: u64_at(o + 16)?,
+                gct: (hdr >> 8) as u8,
+                ffid: (hdr >> 16) as u8,
             });
         }
         let (tp, tpc) = (u64_at(48)?, u64_at(56)?);
@@ -340,6 +354,9 @@ mod tests {
         for (f, l) in frames {
             b.extend_from_slice(&f.to_le_bytes());
             b.extend_from_slice(&l.to_le_bytes());
+            b.extend_from_slice(&0x5000u64.to_le_bytes());
+            b.extend_from_slice(&0x0000_0800u32.to_le_bytes()); // gct 8, ffid 0
+            b.extend_from_slice(&0u32.to_le_bytes());
         }
         b
     }
@@ -353,7 +370,11 @@ mod tests {
         assert!(s.reached_bottom() && s.leaf_from_trace() && !s.leaf_from_registers());
         assert_eq!(s.frames.len(), 2);
         assert!(s.frames[0].link_is_lua() && !s.frames[1].link_is_lua());
-        assert!(RawLuaStack::parse(&record(9, 100, &[(1, 2)])[..80]).is_none());
+        assert_eq!(
+            (s.frames[0].code, s.frames[0].gct, s.frames[0].ffid),
+            (0x5000, 8, 0)
+        );
+        assert!(RawLuaStack::parse(&record(9, 100, &[(1, 2)])[..96]).is_none());
     }
 
     #[test]
