@@ -19,6 +19,7 @@ use nflame_luajit::{LuaFrameKind, LuaProbe, LuaStack, Namer, VmState};
 
 const WORK_LUA: &str = include_str!("lua/work.lua");
 const TWO_LUA: &str = include_str!("lua/two.lua");
+const MORE_LUA: &str = include_str!("lua/more.lua");
 
 /// Holds the machine-wide lock for tests that start servers.
 struct HeavyLock(Option<std::fs::File>);
@@ -230,6 +231,7 @@ fn start_nginx(dir: &Path, init: &str) -> Nginx {
     std::fs::create_dir_all(dir.join("logs")).unwrap();
     std::fs::create_dir_all(dir.join("lua")).unwrap();
     std::fs::write(dir.join("lua/work.lua"), WORK_LUA).unwrap();
+    std::fs::write(dir.join("lua/more.lua"), MORE_LUA).unwrap();
     let port = free_port();
     let d = dir.display();
     let conf = format!(
@@ -255,6 +257,14 @@ http {{
             content_by_lua_block {{
                 local work = require("work")
                 ngx.say(work.handler(20000))
+            }}
+        }}
+        location /more {{
+            default_type text/plain;
+            content_by_lua_block {{
+                local more = require("more")
+                ngx.say(more.tail_caller(20000), " ", more.in_coroutine(20000), " ",
+                        more.with_ffi(2000), " ", more.with_format(300))
             }}
         }}
     }}
@@ -318,13 +328,13 @@ fn worker_of(master: u32) -> u32 {
         .unwrap()
 }
 
-fn wrk(port: u16, secs: u64) -> Child {
+fn wrk(port: u16, path: &str, secs: u64) -> Child {
     Command::new("wrk")
         .args([
             "-t1",
             "-c8",
             &format!("-d{secs}s"),
-            &format!("http://127.0.0.1:{port}/"),
+            &format!("http://127.0.0.1:{port}{path}"),
         ])
         .stdout(Stdio::null())
         .spawn()
@@ -339,7 +349,7 @@ fn run_nginx(jit: bool) {
         .unwrap();
     let nginx = start_nginx(dir.path(), if jit { "" } else { "jit.off()" });
     let worker = worker_of(nginx.master);
-    let mut load = wrk(nginx.port, 5);
+    let mut load = wrk(nginx.port, "/", 5);
     std::thread::sleep(Duration::from_millis(300)); // let wrk connect; sampling copes either way
     let (stacks, info) = sample(worker, Duration::from_secs(3));
     let _ = load.wait();
@@ -415,4 +425,127 @@ fn nginx_lua_jit_on() {
 #[test]
 fn nginx_lua_jit_off() {
     run_nginx(false);
+}
+
+/// Samples `pid` for `dur` with an existing probe and namer.
+fn sample_with(probe: &mut LuaProbe, namer: &mut Namer, pid: u32, dur: Duration) -> Vec<LuaStack> {
+    let counters: Vec<_> = nflame_luajit::testing::threads(pid)
+        .into_iter()
+        .map(|t| nflame_luajit::testing::open_cpu_clock(t, 999).unwrap())
+        .collect();
+    for c in &counters {
+        probe.attach(c.as_fd()).unwrap();
+    }
+    let mut out = Vec::new();
+    let t0 = Instant::now();
+    while t0.elapsed() < dur {
+        std::thread::sleep(Duration::from_millis(50));
+        namer.new_round();
+        probe.drain(|raw| out.push(namer.resolve(&raw)));
+    }
+    drop(counters);
+    probe.drain(|raw| out.push(namer.resolve(&raw)));
+    out.retain(|s| s.tgid == pid);
+    out
+}
+
+/// A reload (HUP) makes a new VM in new workers: they are found, read and
+/// named like the first. And frame kinds: a tail call (named as LuaJIT names
+/// it: by the caller's call site, with the callee's prototype), a coroutine
+/// body (its own stack, called from C: no call-site name), a builtin.
+#[test]
+fn nginx_lua_reload_and_frame_kinds() {
+    let _lock = heavy_lock();
+    let dir = tempfile::Builder::new()
+        .prefix("nflame-luajit-nginx")
+        .tempdir()
+        .unwrap();
+    let nginx = start_nginx(dir.path(), "");
+    let more = format!("{}/lua/more.lua", nginx.dir.display());
+    let mut probe = LuaProbe::load().unwrap();
+    let mut namer = Namer::new();
+
+    let w1 = worker_of(nginx.master);
+    let info1 = probe.add_process(w1).unwrap();
+    namer.add_process(&info1).unwrap();
+    let mut load = wrk(nginx.port, "/", 2);
+    let before = sample_with(&mut probe, &mut namer, w1, Duration::from_millis(1500));
+    let _ = load.wait();
+    let g1 = probe.current_g(w1);
+    assert!(g1.is_some());
+
+    // Reload: wait for a worker other than w1.
+    // SAFETY: signalling the master we started.
+    unsafe { libc::kill(nginx.master as i32, libc::SIGHUP) };
+    let t0 = Instant::now();
+    let w2 = loop {
+        let kids =
+            std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", nginx.master)).unwrap();
+        if let Some(w) = kids
+            .split_whitespace()
+            .filter_map(|w| w.parse::<u32>().ok())
+            .find(|&w| w != w1)
+        {
+            break w;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "no new worker after HUP"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let t0 = Instant::now();
+    let info2 = loop {
+        match probe.add_process(w2) {
+            Ok(i) if i.g.is_some() => break i,
+            r => assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "new worker not readable: {r:?}"
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    namer.add_process(&info2).unwrap();
+    assert_ne!(info2.g, g1, "a reload makes a new global_State");
+    let mut load = wrk(nginx.port, "/more", 4);
+    std::thread::sleep(Duration::from_millis(200));
+    let after = sample_with(&mut probe, &mut namer, w2, Duration::from_secs(3));
+    let _ = load.wait();
+    print_top(&before);
+    print_top(&after);
+
+    let named =
+        |v: &[LuaStack], f: &dyn Fn(&str) -> bool| v.iter().any(|s| folded(s).iter().any(|x| f(x)));
+    assert!(
+        named(&before, &|x| x.starts_with("compute_a@")),
+        "worker 1 named"
+    );
+    // Tail call: leaf_tail's prototype (line 7) under the name the caller used.
+    assert!(
+        named(&after, &|x| x
+            .starts_with(&format!("tail_caller@{more}:7_[l"))),
+        "tail call"
+    );
+    // The coroutine body (line 18) is the bottom of its own stack.
+    let bottom = |s: &LuaStack| {
+        s.frames
+            .first()
+            .and_then(|f| f.folded(false))
+            .unwrap_or_default()
+    };
+    assert!(
+        after
+            .iter()
+            .any(|s| bottom(s).starts_with(&format!("?@{more}:18_[l"))),
+        "coroutine body"
+    );
+    // A builtin by its library name, under the interpreted with_format.
+    assert!(
+        after.iter().any(|s| {
+            let f = folded(s);
+            f.iter().any(|x| x == &format!("with_format@{more}:32_[l]"))
+                && f.last().is_some_and(|x| x == "string.format_[l]")
+        }),
+        "string.format under with_format"
+    );
 }
