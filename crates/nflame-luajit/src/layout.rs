@@ -24,13 +24,19 @@
 //!   `BC_JLOOP`'s handler loads `J->trace`, the trace's `mcode`, and stores
 //!   BASE into `G->jit_base`.
 //!
-//! What no exported function touches (GCproto, GCstr, GCtrace fields) comes
-//! from the GC64 object layout shared by LuaJIT 2.1 and luajit2 and is
-//! checked against the live process before use (`process`, `namer`).
+//! - `lua_getinfo` (`lj_debug_getinfo`) turns `GCfunc->pc` into the
+//!   prototype (`sub P, sizeof(GCproto)`) and reads `chunkname` and
+//!   `firstline` relative to the bytecode: a build whose GCproto differs from
+//!   the GC64 2.1 layout is refused.
+//!
+//! The remaining GCproto, GCstr, GCtab and GCtrace fields come from the GC64
+//! object layout shared by LuaJIT 2.1 and luajit2 and are checked against
+//! the live process before use (object type bytes, bytecode headers, NUL
+//! after strings, trace start prototypes: `process`, `namer`).
 
 use std::ops::Range;
 
-use iced_x86::{Decoder, DecoderOptions, Instruction, Mnemonic, OpKind, Register};
+use iced_x86::{Decoder, DecoderOptions, Instruction, MemorySize, Mnemonic, OpKind, Register};
 
 use crate::elf::Elf;
 use crate::error::NotReadable;
@@ -85,8 +91,13 @@ pub struct Layout {
     pub func_ffid: u32,
     /// The bytecode number of `BC_FUNCC` (selects the opcode table).
     pub bc_funcc: u8,
-    /// GCproto fields (GC64 2.1 object layout: checked live).
+    /// GCproto fields (GC64 2.1 object layout: size, chunkname and
+    /// firstline confirmed in `lua_getinfo`'s code when it has the usual
+    /// shape, the rest checked live).
     pub proto: ProtoLayout,
+    /// Whether `sizeof(GCproto)`, `chunkname` and `firstline` were read in
+    /// the machine code (else they are only checked live).
+    pub proto_from_code: bool,
     /// GCtrace `startpt` / `startpc` (GC64 2.1 object layout: checked live).
     pub trace_startpt: u32,
     /// See `trace_startpt`.
@@ -144,6 +155,61 @@ impl ProtoLayout {
         str_data: 0x18,
         str_len: 0x14,
     };
+}
+
+/// What `lj_debug_getinfo` says of GCproto: `mov P, [F + func_pc]`, loads
+/// `[P - d]`, then `sub P, S` (or `lea Q, [P - S]`): S is sizeof(GCproto)
+/// and the loads are fields at `S - d` (with their widths).
+fn read_proto_fields(code: &[Instruction], func_pc: u32) -> Option<(u32, Vec<(u32, u8)>)> {
+    let mut sizes = Vec::new();
+    let mut fields = Vec::new();
+    for (i, ins) in code.iter().enumerate() {
+        if ins.mnemonic() != Mnemonic::Mov || ins.memory_size() != MemorySize::UInt64 {
+            continue;
+        }
+        let (Some(p), Some((_, d))) = (reg(ins, 0), mem(ins, 1)) else {
+            continue;
+        };
+        if d != i64::from(func_pc) {
+            continue;
+        }
+        let mut loads = Vec::new();
+        for n in code[i + 1..].iter().take(6) {
+            let size = match (n.mnemonic(), reg(n, 0), mem(n, 1), imm(n, 1)) {
+                (Mnemonic::Sub, Some(r), _, Some(x)) if r == p => Some(x as i64),
+                (Mnemonic::Lea, Some(_), Some((b, d)), _) if b == p && d < 0 => Some(-d),
+                _ => None,
+            };
+            if let Some(size) = size {
+                sizes.push(size);
+                for (d, w) in loads.drain(..) {
+                    fields.push((size + d, w));
+                }
+                break;
+            }
+            if n.mnemonic() == Mnemonic::Mov {
+                if let (Some(_), Some((b, d))) = (reg(n, 0), mem(n, 1)) {
+                    let w = match n.memory_size() {
+                        MemorySize::UInt64 | MemorySize::Int64 => 8,
+                        MemorySize::UInt32 | MemorySize::Int32 => 4,
+                        _ => 0,
+                    };
+                    if b == p && d < 0 && w > 0 {
+                        loads.push((d, w));
+                    }
+                }
+            }
+        }
+    }
+    let size = *sizes.first()?;
+    if sizes.iter().any(|&s| s != size) || !(0x20..0x400).contains(&size) {
+        return None;
+    }
+    let fields = fields
+        .into_iter()
+        .filter_map(|(o, w)| Some((u32::try_from(o).ok()?, w)))
+        .collect();
+    Some((size as u32, fields))
 }
 
 /// Instructions decoded from `addr`, following unconditional jumps, at most `max`.
@@ -343,6 +409,7 @@ impl Layout {
         let close = sym("lua_close")?;
         let checkstack = sym("lua_checkstack")?;
         let tocfunction = sym("lua_tocfunction")?;
+        let getinfo = elf.symbol("lua_getinfo");
         let variant = if elf.symbol("lua_setexdata").is_some() {
             Variant::OpenRestyLuajit2
         } else {
@@ -545,6 +612,34 @@ impl Layout {
             None => (None, None, None),
         };
 
+        // lua_getinfo -> lj_debug_getinfo: sizeof(GCproto), chunkname, firstline.
+        let proto = ProtoLayout::GC64_21;
+        let mut proto_from_code = false;
+        // The body lua_getinfo jumps to, decoded whole (its FDE's extent).
+        let body = getinfo
+            .map(|a| {
+                // A tail jump into the shared body (lua_getinfo -> lj_debug_getinfo).
+                decode(&elf, a, 4)
+                    .iter()
+                    .find(|i| i.mnemonic() == Mnemonic::Jmp && i.op0_kind() == OpKind::NearBranch64)
+                    .map_or(a, |i| i.near_branch_target())
+            })
+            .and_then(|a| elf.fde_range(a))
+            .filter(|(s, e)| e - s < 1 << 16)
+            .map(|(s, e)| decode_linear(&elf, s, e));
+        if let Some((size, fields)) = body.and_then(|code| read_proto_fields(&code, func_pc)) {
+            if size != proto.size {
+                return Err(NotReadable::Inconsistent {
+                    why: format!(
+                        "GCproto is {size:#x} bytes, not the {:#x} of LuaJIT 2.1's GC64 layout",
+                        proto.size
+                    ),
+                });
+            }
+            proto_from_code =
+                fields.contains(&(proto.chunkname, 8)) && fields.contains(&(proto.firstline, 4));
+        }
+
         let layout = Layout {
             variant,
             l_glref,
@@ -564,7 +659,8 @@ impl Layout {
             func_cfunc,
             func_ffid: 0x0a,
             bc_funcc,
-            proto: ProtoLayout::GC64_21,
+            proto,
+            proto_from_code,
             trace_startpt: 0x40,
             trace_startpc: 0x48,
             vm: vs..ve,
@@ -650,6 +746,7 @@ mod tests {
             (0xfa8, Some(0x460), Some(0x58))
         );
         assert_eq!((l.func_pc, l.func_cfunc, l.bc_funcc), (0x20, 0x28, 95));
+        assert!(l.proto_from_code);
         assert!(l.vm.end - l.vm.start > 0x1000);
     }
 
@@ -673,6 +770,7 @@ mod tests {
             (0xf80, Some(0x458), Some(0x58))
         );
         assert_eq!((l.func_pc, l.func_cfunc, l.bc_funcc), (0x20, 0x28, 95));
+        assert!(l.proto_from_code);
     }
 
     #[test]
