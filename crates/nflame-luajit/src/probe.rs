@@ -372,3 +372,26 @@ impl AsRawFd for LuaProbe {
         self.events.as_raw_fd()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn load_errors_say_why() {
+        let perm = classify(std::io::Error::from_raw_os_error(libc::EPERM));
+        assert!(matches!(perm, LuaError::NotPermitted { .. }), "{perm:?}");
+        assert!(perm.to_string().contains("CAP_BPF"));
+        let nosys = classify(std::io::Error::from_raw_os_error(libc::ENOSYS));
+        assert!(matches!(nosys, LuaError::Unsupported { .. }), "{nosys:?}");
+        // Wrapped errors are looked through.
+        let wrapped = classify(aya::maps::MapError::SyscallError(aya::sys::SyscallError {
+            call: "bpf_map_create",
+            io_error: std::io::Error::from_raw_os_error(libc::EACCES),
+        }));
+        assert!(
+            matches!(wrapped, LuaError::NotPermitted { .. }),
+            "{wrapped:?}"
+        );
+    }
+}

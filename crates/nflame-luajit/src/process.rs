@@ -45,6 +45,21 @@ pub struct LuaProcessInfo {
     pub g: Option<u64>,
 }
 
+/// A summary line: `LuaJIT (OpenResty luajit2) in /usr/lib/…/libluajit-5.1.so.2.1.0`.
+impl std::fmt::Display for LuaProcessInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let variant = match self.layout.variant {
+            crate::layout::Variant::OpenRestyLuajit2 => "OpenResty luajit2",
+            crate::layout::Variant::Upstream => "LuaJIT 2.1",
+        };
+        write!(f, "{variant} in {}", self.binary.display())?;
+        if self.g.is_none() {
+            write!(f, " (VM not created yet)")?;
+        }
+        Ok(())
+    }
+}
+
 /// One line of `/proc/PID/maps`.
 #[derive(Debug, Clone)]
 pub(crate) struct MapLine {
