@@ -82,7 +82,7 @@ struct lua_proc_cfg {
 	__u32 max_frames; // walk at most this many frames (<= MAX_FRAMES)
 	__u32 func_pc;    // GCfunc.pc (a Lua function's bytecode)
 	__u32 func_cfunc; // GCfunc.f (a C function's address)
-	__u32 pad;
+	__u32 l_cframe;   // lua_State.cframe
 };
 
 // Header of one ring-buffer record (LuaSampleHeader in Rust); `nframes`
@@ -133,6 +133,7 @@ struct scratch {
 #define S_READ_FRAME 3  // a frame slot could not be read
 #define S_BAD_FRAME 4   // a frame slot did not hold a function
 #define S_BAD_LINK 5    // a frame link led outside the stack
+#define S_NOT_RUNNING 6 // the thread is not running Lua (no C frame of the VM)
 
 // lua_stats indexes
 #define ST_SEEN 0
@@ -346,8 +347,17 @@ int lua_stack(struct bpf_perf_event_data *ctx)
 	__u64 stack = read_u64(l + cfg->l_stack, &err) & GCPTR_MASK;
 	__u64 maxstack = read_u64(l + cfg->l_maxstack, &err) & GCPTR_MASK;
 	__u64 base = read_u64(l + cfg->l_base, &err) & GCPTR_MASK;
+	__u64 cframe = read_u64(l + cfg->l_cframe, &err);
 	if (err) {
 		h->status = S_READ_VM;
+		goto out;
+	}
+	// Outside a trace, a thread runs Lua (or a C function Lua called) only
+	// under a C frame of the VM: G->cur_L keeps pointing at a coroutine
+	// that yielded, or at the main thread once lua_pcall returned, while
+	// the process runs its own C code (e.g. nginx's event loop).
+	if (vmstate < 0 && (cframe & ~3ULL) == 0) {
+		h->status = S_NOT_RUNNING;
 		goto out;
 	}
 

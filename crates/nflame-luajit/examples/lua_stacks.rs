@@ -57,7 +57,15 @@ fn main() {
                 .iter()
                 .map(|f| f.folded(lines).unwrap_or_else(|| format!("{:?}", f.kind)))
                 .collect();
-            parts.push(format!("[{}]", s.vmstate.label()));
+            parts.push(format!(
+                "[{}{}]",
+                s.vmstate.label(),
+                if raw.status == nflame_luajit::WalkStatus::NotRunning {
+                    " not running Lua"
+                } else {
+                    ""
+                }
+            ));
             *folded.entry(parts.join(";")).or_default() += 1;
         });
     }

@@ -77,7 +77,7 @@ struct ProcConfig {
     max_frames: u32,
     func_pc: u32,
     func_cfunc: u32,
-    pad: u32,
+    l_cframe: u32,
 }
 
 // SAFETY: ProcConfig is repr(C), made of integers only, with no padding
@@ -108,7 +108,7 @@ impl ProcConfig {
             max_frames,
             func_pc: l.func_pc,
             func_cfunc: l.func_cfunc,
-            pad: 0,
+            l_cframe: l.l_cframe,
         }
     }
 }

@@ -125,6 +125,9 @@ pub enum WalkStatus {
     BadFrame,
     /// A frame link pointed outside the stack.
     BadLink,
+    /// The VM's current thread was not running Lua: the process was in its
+    /// own C code (a coroutine that yielded, or after `lua_pcall` returned).
+    NotRunning,
     /// A status this version does not know.
     Other(u8),
 }
@@ -138,6 +141,7 @@ impl WalkStatus {
             3 => WalkStatus::FrameUnreadable,
             4 => WalkStatus::BadFrame,
             5 => WalkStatus::BadLink,
+            6 => WalkStatus::NotRunning,
             n => WalkStatus::Other(n),
         }
     }
