@@ -55,6 +55,9 @@ static void *(*bpf_get_current_task_btf)(void) = (void *)158;
 static void *(*bpf_task_pt_regs)(void *task) = (void *)175;
 static long (*bpf_loop)(__u32 n, void *callback, void *ctx, __u64 flags) = (void *)181;
 
+// How far above the stack pointer the VM's C frame may be.
+#define MAX_C_STACK (256ULL << 20)
+
 // Maximum number of frames walked and recorded per sample (a power of two).
 #define MAX_FRAMES 128
 
@@ -294,9 +297,10 @@ int lua_stack(struct bpf_perf_event_data *ctx)
 	h->flags = 0;
 	h->status = S_OK;
 
-	__u64 ip, r14, rdx, rbx;
+	__u64 ip, sp, r14, rdx, rbx;
 	if (ctx->regs.cs & 3) {
 		ip = ctx->regs.ip;
+		sp = ctx->regs.sp;
 		r14 = ctx->regs.r14;
 		rdx = ctx->regs.dx;
 		rbx = ctx->regs.bx;
@@ -307,6 +311,7 @@ int lua_stack(struct bpf_perf_event_data *ctx)
 		h->flags |= F_KERNEL;
 		bpf_probe_read_kernel(&u, sizeof(u), bpf_task_pt_regs(bpf_get_current_task_btf()));
 		ip = u.ip;
+		sp = u.sp;
 		r14 = u.r14;
 		rdx = u.dx;
 		rbx = u.bx;
@@ -352,11 +357,14 @@ int lua_stack(struct bpf_perf_event_data *ctx)
 		h->status = S_READ_VM;
 		goto out;
 	}
-	// Outside a trace, a thread runs Lua (or a C function Lua called) only
-	// under a C frame of the VM: G->cur_L keeps pointing at a coroutine
-	// that yielded, or at the main thread once lua_pcall returned, while
-	// the process runs its own C code (e.g. nginx's event loop).
-	if (vmstate < 0 && (cframe & ~3ULL) == 0) {
+	// A thread runs Lua (or a C function Lua called, or a trace) only under
+	// a C frame of the VM, on the sampled thread's own stack: above its
+	// stack pointer. G->cur_L keeps pointing at a coroutine that yielded,
+	// or at the main thread once lua_pcall returned, while the process runs
+	// its own C code (e.g. nginx's event loop): cframe is NULL then. A VM
+	// run by another thread has its cframe on another stack.
+	cframe &= ~3ULL;
+	if (cframe < sp || cframe - sp > MAX_C_STACK) {
 		h->status = S_NOT_RUNNING;
 		goto out;
 	}

@@ -125,8 +125,9 @@ pub enum WalkStatus {
     BadFrame,
     /// A frame link pointed outside the stack.
     BadLink,
-    /// The VM's current thread was not running Lua: the process was in its
-    /// own C code (a coroutine that yielded, or after `lua_pcall` returned).
+    /// The VM's current thread was not running Lua on the sampled thread:
+    /// the process was in its own C code (a coroutine that yielded, or after
+    /// `lua_pcall` returned), or another thread runs that VM.
     NotRunning,
     /// A status this version does not know.
     Other(u8),
