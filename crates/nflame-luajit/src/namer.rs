@@ -136,6 +136,11 @@ pub struct LuaStack {
     pub time_ns: u64,
     /// What the VM was doing.
     pub vmstate: VmState,
+    /// How the walk ended ([`WalkStatus::NotRunning`]: the thread was in
+    /// the process's own C code, so there are no Lua frames).
+    pub status: WalkStatus,
+    /// The user instruction pointer of the sample.
+    pub ip: u64,
     /// Frames, outermost first.
     pub frames: Vec<LuaFrame>,
     /// Whether the walk reached the bottom of the Lua stack and every frame
@@ -672,6 +677,8 @@ impl Namer {
             tid: raw.tid,
             time_ns: raw.time_ns,
             vmstate: raw.vmstate,
+            status: raw.status,
+            ip: raw.ip,
             frames: Vec::new(),
             complete: false,
         };

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use nflame_luajit::{LuaFrameKind, LuaProbe, LuaStack, Namer, VmState};
+use nflame_luajit::{LuaFrameKind, LuaProbe, LuaStack, Namer, VmState, WalkStatus};
 
 const WORK_LUA: &str = include_str!("lua/work.lua");
 const TWO_LUA: &str = include_str!("lua/two.lua");
@@ -257,6 +257,12 @@ http {{
             content_by_lua_block {{
                 local work = require("work")
                 ngx.say(work.handler(20000))
+            }}
+        }}
+        location /sleep {{
+            default_type text/plain;
+            content_by_lua_block {{
+                ngx.say(require("more").napper())
             }}
         }}
         location /more {{
@@ -548,4 +554,49 @@ fn nginx_lua_reload_and_frame_kinds() {
         }),
         "string.format under with_format"
     );
+}
+
+/// While a request's coroutine waits (ngx.sleep yields), nginx runs its own
+/// C code with G->cur_L still pointing at the yielded coroutine: those
+/// samples must carry no Lua frames.
+#[test]
+fn nginx_event_loop_has_no_lua_frames() {
+    let _lock = heavy_lock();
+    let dir = tempfile::Builder::new()
+        .prefix("nflame-luajit-nginx")
+        .tempdir()
+        .unwrap();
+    let nginx = start_nginx(dir.path(), "");
+    let worker = worker_of(nginx.master);
+    let mut load = Command::new("wrk")
+        .args([
+            "-t1",
+            "-c100",
+            "-d4s",
+            &format!("http://127.0.0.1:{}/sleep", nginx.port),
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("run wrk");
+    std::thread::sleep(Duration::from_millis(300));
+    let (stacks, _) = sample(worker, Duration::from_secs(3));
+    let _ = load.wait();
+    print_top(&stacks);
+    let idle = stacks
+        .iter()
+        .filter(|s| s.status == WalkStatus::NotRunning)
+        .count();
+    eprintln!("{} samples, {idle} in nginx's own code", stacks.len());
+    assert!(stacks.len() > 200, "too few samples: {}", stacks.len());
+    assert!(
+        idle * 5 > stacks.len(),
+        "event loop samples: {idle} of {}",
+        stacks.len()
+    );
+    assert!(stacks
+        .iter()
+        .filter(|s| s.status == WalkStatus::NotRunning)
+        .all(|s| s.frames.is_empty()));
+    // (Samples in LuaJIT code keep their frames: the other nginx tests
+    // assert that 95% of them reach the entry chunk.)
 }

@@ -34,6 +34,11 @@ function _M.with_format(n)
   for i = 1, n do t[#t + 1] = string.format("%d:%x", i, i) end
   return #t
 end
+function _M.napper()
+  for _ = 1, 3 do ngx.sleep(0.0005) end -- yields: nginx runs its event loop
+  return "z"
+end
+
 -- Keep with_format interpreted, so string.format runs as a builtin frame.
 jit.off(_M.with_format, true)
 
