@@ -27,8 +27,15 @@
 //!   through G's main thread) or the last known G, reads the VM state and
 //!   `G->cur_L`, and walks that thread's frames (GC64 layout) from the
 //!   interpreter's BASE register, `G->jit_base` in a trace, or `L->base`,
-//!   leaf first, at most 128 frames with `bpf_loop`. It emits raw records
-//!   ([`RawLuaStack`]) to a ring buffer.
+//!   leaf first, at most 128 frames with `bpf_loop`, reading each frame's
+//!   function (its bytecode or C address, its builtin id) there and then:
+//!   short-lived closures are often freed before user space could. It emits
+//!   raw records ([`RawLuaStack`]) to a ring buffer. When the thread's
+//!   `L->cframe` (the VM's C frame) is not on the sampled thread's stack,
+//!   the process is running its own C code (nginx's event loop while a
+//!   request's coroutine waits, after `lua_pcall` returned, or another
+//!   thread's VM): the record says [`WalkStatus::NotRunning`] and carries no
+//!   frames.
 //! - `record`: the record format, the VM state ([`VmState`]), and
 //!   [`StackMatcher`], which pairs Lua stacks with perf samples.
 //! - `namer` ([`Namer`]): turns raw frames into [`LuaFrame`]s, reading
@@ -101,6 +108,13 @@
 //!   (in OpenResty, the request's coroutine, whose bottom is the entry chunk).
 //! - Non-GC64 builds (LuaJIT 2.0, 2.1 built without GC64) and other
 //!   architectures: [`NotReadable`] says so.
+//! - The leaf's line in compiled code (a trace gives the function, not the
+//!   line), and after a C helper the interpreter called left `L->base`
+//!   stale (rare: the leaf frame can then be missing).
+//!
+//! It needs Linux >= 5.17 (`bpf_loop`, ring buffers, `bpf_task_pt_regs`)
+//! and root, or `CAP_BPF` with `CAP_PERFMON`; [`LuaError`] says which is
+//! missing.
 
 mod bytecode;
 mod elf;
