@@ -7,7 +7,7 @@
 use super::grammar::{
     basename, classify, module_kind, trim_str_end, FrameLine, Header, Line, ModuleKind,
 };
-use super::names::{inline_separators, split_arguments, Demangler};
+use super::names::{self, inline_separators, split_arguments, Demangler};
 use super::{CollapseStats, Config, EventFilter, Outcome, SkippedLine, MAX_SKIPPED_EXAMPLES};
 use crate::{ParseErrorKind, Profile, JIT_SUFFIX, KERNEL_SUFFIX};
 
@@ -38,6 +38,14 @@ impl Frames {
         self.last_unknown = unknown;
     }
 
+    /// Pushes `name` as it is (it holds no `;`), then `suffix`.
+    fn push_plain(&mut self, name: &str, suffix: &str) {
+        let start = self.text.len();
+        self.text.push_str(name);
+        self.text.push_str(suffix);
+        self.end(start, false);
+    }
+
     /// Pushes a named frame: `name` (argument list removed, `;` made `:`),
     /// then `suffix`.
     fn push_named(&mut self, name: &str, suffix: &str, strip_java_l: bool) {
@@ -47,7 +55,9 @@ impl Frames {
         }
         let start = self.text.len();
         push_tidy(&mut self.text, head);
-        push_tidy(&mut self.text, tail);
+        if !tail.is_empty() {
+            push_tidy(&mut self.text, tail);
+        }
         self.text.push_str(suffix);
         self.end(start, false);
     }
@@ -231,6 +241,11 @@ impl<'c> Collapser<'c> {
         let symbol = frame.symbol;
         if symbol.is_empty() || symbol == UNKNOWN {
             self.push_unnamed(frame.addr, module, suffix);
+            return;
+        }
+        if !jit && !self.is_java && names::is_plain(symbol) {
+            // Most names: nothing to demangle, strip or replace.
+            self.frames.push_plain(symbol, suffix);
             return;
         }
         let name = self.demangler.demangle(symbol).unwrap_or(symbol);

@@ -47,10 +47,20 @@ impl Demangler {
     }
 }
 
+/// Whether `symbol` is a frame name as it is: nothing to demangle, no
+/// argument list to remove, no `;` to replace. One pass for most names.
+pub(super) fn is_plain(symbol: &str) -> bool {
+    let b = symbol.as_bytes();
+    memchr::memchr3(b'(', b'$', b';', b).is_none()
+        && !b.starts_with(b"_Z")
+        && !b.starts_with(b"_R")
+        && !ends_with_rust_hash(b)
+}
+
 /// A cheap test that rules out almost every name perf already demangled.
 fn looks_mangled(symbol: &str) -> bool {
     let b = symbol.as_bytes();
-    if b.len() > 2 && b[0] == b'_' && (b[1] == b'Z' || b[1] == b'R') {
+    if b.len() > 2 && (b.starts_with(b"_Z") || b.starts_with(b"_R")) {
         return true;
     }
     has_rust_escape(b) || ends_with_rust_hash(b)
@@ -127,11 +137,8 @@ fn demangle_uncached(symbol: &str) -> Option<String> {
 /// `f(int)::Local`.
 pub(super) fn split_arguments(name: &str) -> (&str, &str) {
     let whole = (name, "");
-    let bytes = name.as_bytes();
-    let Some(&last) = bytes.last() else {
-        return whole;
-    };
-    if !matches!(last, b')' | b't' | b'e' | b'&' | b']') {
+    // Most names hold no parenthesis at all.
+    if memchr::memchr(b'(', name.as_bytes()).is_none() {
         return whole;
     }
     // GCC clone suffixes, possibly several: `f(int) [clone .isra.0] [clone .cold]`.
