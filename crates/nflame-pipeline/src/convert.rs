@@ -46,7 +46,8 @@ pub struct Collapsed {
 }
 
 /// `perf script` text at `input` (or the profile an nflame SVG carries) to
-/// folded stacks at `output`.
+/// folded stacks at `output`. Lines that are not `perf script` output are
+/// skipped and reported in the stats ([`CollapseStats::warning`] words them).
 pub fn collapse(
     input: &PathBuf,
     output: &PathBuf,

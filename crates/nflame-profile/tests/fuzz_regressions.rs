@@ -74,6 +74,8 @@ fn perf_script() {
         if flags & 32 != 0 {
             opts.event = Some("cpu-clock".into());
         }
+        opts.include_addrs = flags & 64 != 0;
+        opts.fold_unknown_runs = flags & 128 == 0;
         opts.threads = 1;
         let r = collapse(&mut input(text), &opts);
         eprintln!(

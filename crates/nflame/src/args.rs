@@ -233,6 +233,13 @@ pub struct Collapse {
     /// Do not suffix kernel frames with `_[k]` and JIT frames with `_[j]`.
     #[arg(long)]
     pub no_annotate: bool,
+    /// Name frames without a symbol after their address: `[libc.so.6+0x1d6a4]`
+    /// (an address in that file), or `0x7f3a5c0e1d2b` when the module is unknown too.
+    #[arg(long)]
+    pub addrs: bool,
+    /// Keep runs of consecutive `[unknown]` frames (by default each run becomes one frame).
+    #[arg(long)]
+    pub keep_unknown_runs: bool,
 }
 
 impl Collapse {
@@ -244,6 +251,8 @@ impl Collapse {
         o.event = self.event.clone();
         o.annotate_kernel = !self.no_annotate;
         o.annotate_jit = !self.no_annotate;
+        o.include_addrs = self.addrs;
+        o.fold_unknown_runs = !self.keep_unknown_runs;
         o
     }
 }

@@ -151,10 +151,17 @@ fn report(a: args::ReportArgs) -> Result<ExitCode> {
 
 fn collapse(a: args::Collapse, verbosity: Verbosity) -> Result<ExitCode> {
     let done = nflame_pipeline::convert::collapse(&a.input, &a.output, &a.options())?;
+    let stats = &done.stats;
+    if verbosity != Verbosity::Quiet {
+        if let Some(warning) = stats.warning(verbosity == Verbosity::Verbose) {
+            eprintln!("nflame: warning: {warning}");
+        }
+    }
     if verbosity == Verbosity::Verbose {
         eprintln!(
-            "nflame: {} samples, {} distinct stacks, {} samples of other events skipped",
-            done.stats.samples, done.stacks, done.stats.skipped_other_events
+            "nflame: {} samples, {} distinct stacks, {} samples of other events skipped, \
+             {} lines of perf's other output skipped (side-band records, source lines)",
+            stats.samples, done.stacks, stats.skipped_other_events, stats.skipped_lines
         );
     }
     Ok(ExitCode::SUCCESS)

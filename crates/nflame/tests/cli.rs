@@ -373,6 +373,99 @@ mod collapse {
         let o = ok(nflame().arg("collapse").arg(&input).arg("--period"));
         assert!(sum_counts(&stdout(&o)) > 1000 * sum_counts(&folded));
     }
+
+    /// Issue 15: lines that are neither headers nor frames were dropped
+    /// silently. They are skipped with a warning naming their count and the
+    /// first one as FILE:LINE; `-v` lists more, `-q` says nothing.
+    #[test]
+    fn unreadable_lines_are_warned_about() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("odd.perf.txt");
+        std::fs::write(
+            &input,
+            "a 1 1.0: 1 cpu-clock:\n\tffff f (/bin/a)\nnot a perf line\n\
+             a 1 1.1: 1 cpu-clock:\n\tTHIS_IS_A_WEIRD_LINE\n\tffff g (/bin/a)\n",
+        )
+        .unwrap();
+        let o = ok(nflame().arg("collapse").arg(&input));
+        assert_eq!(stdout(&o), "a;f 1\na;g 1\n");
+        let name = input.display().to_string();
+        assert_eq!(
+            stderr(&o),
+            format!(
+                "nflame: warning: 2 lines of {name} are not `perf script` sample headers or \
+                 frames and were skipped; the first: {name}:3: \"not a perf line\"\n"
+            )
+        );
+        let o = ok(nflame().arg("-v").arg("collapse").arg(&input));
+        let err = stderr(&o);
+        assert!(
+            err.contains(&format!("\n  {name}:5: \"\\tTHIS_IS_A_WEIRD_LINE\"\n")),
+            "{err}"
+        );
+        assert!(
+            err.contains("nflame: 2 samples, 2 distinct stacks"),
+            "{err}"
+        );
+        let o = ok(nflame().arg("-q").arg("collapse").arg(&input));
+        assert_eq!(stderr(&o), "");
+        // Text without a single sample header is an error, not an empty profile.
+        let folded = fixture("folded/sort-gzip.folded.gz");
+        let o = run(nflame().arg("collapse").arg(&folded));
+        assert_eq!(o.status.code(), Some(1));
+        assert!(
+            stderr(&o).contains("sort-gzip.folded.gz:1: not `perf script` output"),
+            "{}",
+            stderr(&o)
+        );
+    }
+
+    /// Shapes of `perf script` text other tools accept: real output without a
+    /// call graph (frames on the header line, `dd` as a command name), frames
+    /// without indentation, a blank line after a header.
+    #[test]
+    fn perf_script_shapes_from_the_field() {
+        let o = ok(nflame()
+            .arg("collapse")
+            .arg(fixture("perf-script/no-callgraph.perf.txt.gz")));
+        let folded = stdout(&o);
+        assert_eq!(sum_counts(&folded), 475);
+        assert!(folded.lines().any(|l| l.starts_with("dd;")));
+        assert_eq!(stderr(&o), "");
+        for (file, want) in [
+            ("shapes/unindented.txt", 2),
+            ("shapes/blank-after-header.txt", 2),
+        ] {
+            let o = ok(nflame()
+                .arg("collapse")
+                .arg(fixture(&format!("perf-script/{file}"))));
+            assert_eq!(sum_counts(&stdout(&o)), want, "{file}");
+            assert_eq!(stderr(&o), "", "{file}");
+        }
+    }
+
+    /// `--addrs` keeps the addresses of unnamed frames; `--keep-unknown-runs`
+    /// keeps the towers of `[unknown]` frames that are folded by default.
+    #[test]
+    fn addrs_and_unknown_runs() {
+        let input = fixture("perf-script/nginx-lua.perf.txt.gz");
+        let folded = stdout(&ok(nflame().arg("collapse").arg(&input)));
+        assert!(!folded.contains("[unknown];[unknown]"));
+        let kept = stdout(&ok(nflame()
+            .arg("collapse")
+            .arg(&input)
+            .arg("--keep-unknown-runs")));
+        assert!(kept.contains("[unknown];[unknown];[unknown]"));
+        assert_eq!(sum_counts(&kept), sum_counts(&folded));
+        let addrs = stdout(&ok(nflame().arg("collapse").arg(&input).arg("--addrs")));
+        assert_eq!(sum_counts(&addrs), sum_counts(&folded));
+        assert!(
+            addrs.contains(";[libluajit-5.1.so.2.1.0+0x"),
+            "file offsets"
+        );
+        assert!(addrs.contains(";0x"), "addresses of unknown modules");
+        assert!(!addrs.contains("[unknown]"));
+    }
 }
 
 mod filter {
