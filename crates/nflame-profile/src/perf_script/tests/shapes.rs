@@ -207,7 +207,10 @@ fn side_band_records_and_source_lines() {
 #[test]
 fn weird_stack_line() {
     let (p, s) = default_of("shapes/weird-line.txt");
-    assert_eq!(to_vec(&p), stacks(&[("tally", 1), ("tally;count_words", 1)]));
+    assert_eq!(
+        to_vec(&p),
+        stacks(&[("tally", 1), ("tally;count_words", 1)])
+    );
     assert_eq!(s.unreadable_lines, 1);
     assert_eq!(
         s.unreadable[0],
