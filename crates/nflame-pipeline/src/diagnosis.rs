@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use nflame_diagnose::{CategoryReport, CategoryReportOptions, ChangeReport, Rules};
 use nflame_profile::io::Output;
 use nflame_profile::tree::StackTree;
-use nflame_profile::Profile;
+use nflame_profile::{Profile, ReadOptions, SkippedLines};
 
 use crate::Error;
 
@@ -109,6 +109,9 @@ pub struct DiagnosisOptions {
     /// The command line shown on the page and stored in its differential
     /// graph. Default is `None`.
     pub command_line: Option<String>,
+    /// How the inputs are read (e.g. skipping unreadable lines). Default is
+    /// [`ReadOptions::default`]: one unreadable line is an error.
+    pub read: ReadOptions,
 }
 
 impl DiagnosisOptions {
@@ -152,12 +155,26 @@ impl Diagnosis {
 
 /// Runs `nflame report`: reads the profile(s), builds the report and, with
 /// [`DiagnosisOptions::html`], writes the page (created before anything is
-/// read, so an unwritable page fails first).
+/// read, so an unwritable page fails first). Two profiles must be of one unit.
 pub fn diagnose(opts: &DiagnosisOptions) -> Result<Diagnosis, Error> {
+    diagnose_inputs(opts).map(|(d, _)| d)
+}
+
+/// [`diagnose`], and the lines skipped as unreadable while reading the inputs
+/// ([`ReadOptions::skip_bad_lines`]).
+pub fn diagnose_inputs(opts: &DiagnosisOptions) -> Result<(Diagnosis, Vec<SkippedLines>), Error> {
     let rules = load_rules(opts.rules.as_deref())?;
     let mut html = opts.html.as_ref().map(Output::create).transpose()?;
-    let profile = Profile::from_path(&opts.profile)?;
-    let after = opts.after.as_ref().map(Profile::from_path).transpose()?;
+    let (profile, after, skipped) = match &opts.after {
+        None => {
+            let (p, s) = Profile::from_path_with(&opts.profile, &opts.read)?;
+            (p, None, s.into_iter().collect())
+        }
+        Some(after) => {
+            let (b, a, s) = crate::compare::read_pair(&opts.profile, after, &opts.read)?;
+            (b, Some(a), s)
+        }
+    };
     let diagnosis = match &after {
         None => Diagnosis::Profile(category_report(&profile, &rules, opts.per)?),
         Some(after) => Diagnosis::Change(change_report(
@@ -182,5 +199,5 @@ pub fn diagnose(opts: &DiagnosisOptions) -> Result<Diagnosis, Error> {
         nflame_render::html::write_html(&page, out.writer()).map_err(|e| out.write_error(e))?;
         out.commit()?;
     }
-    Ok(diagnosis)
+    Ok((diagnosis, skipped))
 }

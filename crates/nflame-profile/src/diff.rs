@@ -10,10 +10,23 @@
 //! such a graph; [`Diff::removed_lines`] gives the reverse view (widths from
 //! BEFORE) and [`FrameShareReport::removed`](crate::frame_shares::FrameShareReport::removed)
 //! lists them.
+//!
+//! Both profiles must be in one unit (samples, or time): comparing samples
+//! with microseconds is an error naming both units, since a folded file does
+//! not say how long a sample stood for (the frequency, the event's period,
+//! the samples lost), so a conversion would be a guess. Counts with
+//! different decimals are brought to the larger number of decimals first.
+//!
+//! Every number the graph and the reports show comes from the exact counts:
+//! a frame's inclusive counts are sums of raw counts, shares are their ratio
+//! to the raw totals, and only the value shown for a frame is scaled (and
+//! rounded) once ([`Diff::shown`]). The per-stack rounding of
+//! [`Diff::scale_counts`] feeds only widths, never a number.
 
 use serde::Serialize;
 
 use crate::tree::StackTree;
+use crate::unit::{pow10, Measure};
 use crate::{Error, Profile};
 
 /// How two profiles are compared.
@@ -84,6 +97,22 @@ impl Diff {
         };
         check("--scale-before", opts.scale_before)?;
         check("--scale-after", opts.scale_after)?;
+        let (mut before, mut after) = (before, after);
+        if before.unit() != after.unit() && !before.is_empty() && !after.is_empty() {
+            return Err(Error::UnitMismatch {
+                what: "comparing profiles".into(),
+                first: "before".into(),
+                first_unit: before.unit(),
+                second: "after".into(),
+                second_unit: after.unit(),
+            });
+        }
+        let decimals = before.decimals().max(after.decimals());
+        if !(before.set_decimals(decimals) && after.set_decimals(decimals)) {
+            return Err(Error::InvalidOption(format!(
+                "the profiles' totals overflow a 64-bit counter when stored with {decimals} decimals"
+            )));
+        }
         let (scaling, fb, fa, mult) = if opts.scale_before.is_some() || opts.scale_after.is_some() {
             let sb = opts.scale_before.unwrap_or(1.0);
             let sa = opts.scale_after.unwrap_or(1.0);
@@ -119,7 +148,45 @@ impl Diff {
     /// The factor a renderer multiplies graph counts by to show real values
     /// (e.g. 1e-6 for per-unit graphs, whose counts are fixed-point).
     pub fn display_factor(&self) -> f64 {
-        1.0 / self.graph_multiplier
+        1.0 / self.graph_multiplier / pow10(self.before.decimals()) as f64
+    }
+
+    /// The unit of both profiles and the decimals of their stored counts.
+    pub fn measure(&self) -> Measure {
+        let p = if self.before.is_empty() {
+            &self.after
+        } else {
+            &self.before
+        };
+        p.measure()
+    }
+
+    /// The value a graph shows for `raw`, a sum of stored counts of BEFORE
+    /// (`after` false) or AFTER: scaled like the graph (normalised, or per
+    /// unit of work) in the profiles' unit. Scaled once, from exact counts.
+    pub fn shown(&self, raw: u64, after: bool) -> f64 {
+        let factor = if after {
+            self.factor_after
+        } else {
+            self.factor_before
+        };
+        raw as f64 * factor / pow10(self.before.decimals()) as f64
+    }
+
+    /// [`Diff::shown`] as text: four decimals per unit of work, whole counts
+    /// otherwise (or the profiles' decimals, if they have fractions).
+    pub fn format_shown(&self, raw: u64, after: bool) -> String {
+        let v = self.shown(raw, after);
+        if self.scaling == Scaling::PerUnit {
+            format!("{v:.4}")
+        } else {
+            format!("{v:.prec$}", prec = usize::from(self.before.decimals()))
+        }
+    }
+
+    /// The per-unit factors of BEFORE and AFTER (1 unless per unit of work).
+    pub fn factors(&self) -> (f64, f64) {
+        (self.factor_before, self.factor_after)
     }
 
     fn scaled(&self, count: u64, factor: f64) -> u64 {

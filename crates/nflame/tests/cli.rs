@@ -443,7 +443,7 @@ mod bad_input {
             (
                 "total-overflow.folded",
                 b"a 18446744073709551615\nb 1\n",
-                ":2: sample count",
+                ":2: the total overflows a 64-bit counter when this line's count (1) is added",
             ),
             (
                 "empty-stack.folded",
