@@ -212,7 +212,15 @@ pub fn compare(opts: &CompareOptions) -> Result<Comparison, Error> {
         || {
             rayon::join(
                 || diff.frame_shares_from(&tree),
-                || change_report_from_tree(&tree, &rules, scale_before, scale_after),
+                || {
+                    change_report_from_tree(
+                        &tree,
+                        diff.measure(),
+                        &rules,
+                        scale_before,
+                        scale_after,
+                    )
+                },
             )
         },
     );

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use nflame_diagnose::{CategoryReport, CategoryReportOptions, ChangeReport, Rules};
 use nflame_profile::io::Output;
 use nflame_profile::tree::StackTree;
-use nflame_profile::{Profile, ReadOptions, SkippedLines};
+use nflame_profile::{Measure, Profile, ReadOptions, SkippedLines};
 
 use crate::Error;
 
@@ -57,10 +57,12 @@ pub fn change_report(
 }
 
 /// The change report of the two columns of a diff's tree (see
-/// [`nflame_profile::diff::Diff::tree`]): the same as [`change_report`] of its
-/// profiles, with each distinct stack classified once.
+/// [`nflame_profile::diff::Diff::tree`]), whose counts read as `measure`: the
+/// same as [`change_report`] of its profiles, with each distinct stack
+/// classified once.
 pub fn change_report_from_tree(
     tree: &StackTree<'_>,
+    measure: Measure,
     rules: &Rules,
     per_before: Option<f64>,
     per_after: Option<f64>,
@@ -69,7 +71,7 @@ pub fn change_report_from_tree(
     ob.per = per_before;
     let mut oa = CategoryReportOptions::default();
     oa.per = per_after;
-    let [b, a] = CategoryReport::pair_from_tree(tree, rules, [&ob, &oa])?;
+    let [b, a] = CategoryReport::pair_from_tree(tree, measure, rules, [&ob, &oa])?;
     Ok(ChangeReport::new(b, a))
 }
 
