@@ -201,14 +201,22 @@ impl Diff {
 
     /// `stack AFTER BEFORE` lines: the reverse view, with widths from BEFORE, in
     /// which stacks that disappeared are visible. Render it with negated
-    /// differentials so red still means "grew".
+    /// differentials so red still means "grew". Normalised, the widths are
+    /// BEFORE's own counts and AFTER is scaled to BEFORE's total (as
+    /// FlameGraph's `difffolded.pl -n after before` does), so the view's counts
+    /// and shares are the report's.
     pub fn removed_lines(&self) -> Vec<String> {
         self.union_lines(true)
     }
 
     fn union_lines(&self, reverse: bool) -> Vec<String> {
-        let mut lines: Vec<String> = self
-            .scaled_stacks()
+        let stacks = if reverse && self.scaling == Scaling::Normalized {
+            let to_before = self.before.total() as f64 / self.after.total().max(1) as f64;
+            self.stacks_scaled(1.0, to_before)
+        } else {
+            self.scaled_stacks()
+        };
+        let mut lines: Vec<String> = stacks
             .into_iter()
             .map(|(s, b, a)| {
                 let (x, y) = if reverse { (a, b) } else { (b, a) };
@@ -233,14 +241,18 @@ impl Diff {
     /// Every stack of either side with its scaled BEFORE and AFTER counts (in
     /// graph units: see [`Diff::display_factor`]), in no particular order.
     pub fn scaled_stacks(&self) -> Vec<(&str, u64, u64)> {
+        self.stacks_scaled(self.factor_before, self.factor_after)
+    }
+
+    fn stacks_scaled(&self, factor_before: f64, factor_after: f64) -> Vec<(&str, u64, u64)> {
         let mut out: Vec<(&str, u64, u64)> = self
             .before
             .iter()
             .map(|(s, b)| {
                 (
                     s,
-                    self.scaled(b, self.factor_before),
-                    self.scaled(self.after.get(s), self.factor_after),
+                    self.scaled(b, factor_before),
+                    self.scaled(self.after.get(s), factor_after),
                 )
             })
             .collect();
@@ -248,7 +260,7 @@ impl Diff {
             self.after
                 .iter()
                 .filter(|(s, _)| self.before.get(s) == 0)
-                .map(|(s, a)| (s, 0, self.scaled(a, self.factor_after))),
+                .map(|(s, a)| (s, 0, self.scaled(a, factor_after))),
         );
         out
     }
@@ -284,7 +296,8 @@ mod tests {
         let d = Diff::new(before, after, &DiffOptions::default()).unwrap();
         assert_eq!(d.scaling(), Scaling::Normalized);
         assert_eq!(d.lines(), vec!["a;b 20 30", "a;c 20 0", "a;d 0 10"]);
-        assert_eq!(d.removed_lines(), vec!["a;b 30 20", "a;c 0 20", "a;d 10 0"]);
+        // The reverse view: BEFORE's own counts, AFTER scaled to BEFORE's total.
+        assert_eq!(d.removed_lines(), vec!["a;b 15 10", "a;c 0 10", "a;d 5 0"]);
     }
 
     #[test]

@@ -313,9 +313,11 @@ pub fn render_diff_with<W: Write>(
     Ok(())
 }
 
-/// Draws the reverse view of a diff: widths from BEFORE, so stacks that
-/// vanished are visible; colours keep their meaning (red grew, blue shrank),
-/// by FlameGraph's convention (change of each frame's own samples).
+/// Draws the reverse view of a diff: widths from BEFORE (its own counts, so
+/// the view's counts and shares are the report's), so stacks that vanished
+/// are visible; colours keep their meaning (red grew, blue shrank), by
+/// FlameGraph's convention (change of each stack's own samples, with AFTER
+/// scaled to BEFORE's total stack by stack).
 pub fn render_removed<W: Write>(diff: &Diff, opts: &RenderOptions, writer: W) -> Result<(), Error> {
     let (svg, meta) = rayon::join(
         || -> Result<Vec<u8>, Error> {

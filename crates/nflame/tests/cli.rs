@@ -310,6 +310,170 @@ mod diff {
         assert!(row["before"]["inclusive_per_unit"].as_f64().is_some());
     }
 
+    /// One box of the differential graph, from its tooltip:
+    /// `NAME (before P% N, after Q% M, inclusive ±D pp)` or
+    /// `NAME (gone: before P% N, after 0)`.
+    #[derive(Debug)]
+    struct DiffBox {
+        name: String,
+        before_pct: String,
+        before: String,
+        after_pct: String,
+        after: String,
+        delta_pp: String,
+    }
+
+    fn diff_boxes(svg: &str) -> Vec<DiffBox> {
+        let mut boxes = Vec::new();
+        for part in svg.split("<title>").skip(1) {
+            let title = &part[..part.find("</title>").unwrap()];
+            let open = title.rfind(" (").unwrap();
+            let (name, rest) = (&title[..open], &title[open + 2..title.len() - 1]);
+            if name == "all" {
+                continue;
+            }
+            let words: Vec<&str> = rest.split([' ', ',']).filter(|w| !w.is_empty()).collect();
+            let b = match words.as_slice() {
+                ["before", bp, b, "after", ap, a, "inclusive", d, "pp"] => DiffBox {
+                    name: name.into(),
+                    before_pct: bp.to_string(),
+                    before: b.to_string(),
+                    after_pct: ap.to_string(),
+                    after: a.to_string(),
+                    delta_pp: d.to_string(),
+                },
+                ["gone:", "before", bp, b, "after", "0"] => DiffBox {
+                    name: name.into(),
+                    before_pct: bp.to_string(),
+                    before: b.to_string(),
+                    after_pct: "0.00%".into(),
+                    after: "0".into(),
+                    delta_pp: format!("-{}", bp.trim_end_matches('%')),
+                },
+                _ => panic!("unexpected tooltip {title:?}"),
+            };
+            boxes.push(b);
+        }
+        boxes
+    }
+
+    /// Issue 15, section 4: on inferno's own before/after fixture the graph
+    /// drifted from the report (scaled BEFORE total 81 instead of 80, "before
+    /// 46.91% 38" where the report says 47.69%, +3.81 pp against +4.13 pp).
+    /// Every tooltip of the graph and of its reverse view must give the
+    /// numbers of `diff --json`.
+    #[test]
+    fn issue_15_graph_tooltips_agree_with_the_json_report() {
+        let dir = tempfile::tempdir().unwrap();
+        let (svg, rev) = (dir.path().join("d.svg"), dir.path().join("r.svg"));
+        let o = ok(nflame()
+            .arg("diff")
+            .arg(fixture("folded/inferno/before.txt"))
+            .arg(fixture("folded/inferno/after.txt"))
+            .args(["--json", "--top", "1000", "--min-width", "0", "-o"])
+            .arg(&svg)
+            .arg("--removed")
+            .arg(&rev));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let frames = &v["frames"];
+        let (tb, ta) = (
+            frames["before_total"].as_u64().unwrap(),
+            frames["after_total"].as_u64().unwrap(),
+        );
+        assert_eq!((tb, ta), (65, 80));
+        // Frames whose share did not change are not listed: all of these did.
+        let rows: std::collections::HashMap<String, &serde_json::Value> = frames["by_inclusive"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let name = r["frame"].as_str().unwrap();
+                (name.trim_end_matches("_[k]").to_string(), r)
+            })
+            .collect();
+        let graph = std::fs::read_to_string(&svg).unwrap();
+        assert!(
+            graph.contains("<title>all (before 100.00% 80, after 100.00% 80)</title>"),
+            "BEFORE normalised to AFTER's total is AFTER's total"
+        );
+        assert!(graph.contains(
+            "<title>read (before 47.69% 38, after 40.00% 32, inclusive -7.69 pp)</title>"
+        ));
+        assert!(graph
+            .contains("<title>[dd] (before 4.62% 4, after 8.75% 7, inclusive +4.13 pp)</title>"));
+        let boxes = diff_boxes(&graph);
+        let mut by_name: std::collections::HashMap<&str, Vec<&DiffBox>> = Default::default();
+        for b in &boxes {
+            by_name.entry(&b.name).or_default().push(b);
+        }
+        let pct = |x: &serde_json::Value| format!("{:.2}%", x.as_f64().unwrap());
+        let count = |x: &serde_json::Value| x.as_u64().unwrap();
+        let mut checked = 0;
+        for (name, boxes) in &by_name {
+            let Some(row) = rows.get(*name) else {
+                // Not listed: its share did not change.
+                assert!(boxes.iter().all(|b| b.delta_pp == "+0.00"), "{name}");
+                continue;
+            };
+            let (bi, ai) = (
+                count(&row["before"]["inclusive"]),
+                count(&row["after"]["inclusive"]),
+            );
+            if let [b] = boxes.as_slice() {
+                // One box: its numbers are the report's.
+                assert_eq!(b.before_pct, pct(&row["before"]["inclusive_pct"]), "{name}");
+                assert_eq!(b.after_pct, pct(&row["after"]["inclusive_pct"]), "{name}");
+                let d = row["inclusive_delta_pct"].as_f64().unwrap();
+                assert_eq!(b.delta_pp, format!("{d:+.2}"), "{name}");
+                // BEFORE normalised to AFTER's total, rounded once.
+                let normalised = (bi as f64 * ta as f64 / tb as f64).round();
+                assert_eq!(b.before, format!("{normalised:.0}"), "{name}");
+                assert_eq!(b.after, ai.to_string(), "{name}");
+                checked += 1;
+            } else {
+                // Several boxes (no frame here calls itself): they split the
+                // frame's counts.
+                let after: u64 = boxes.iter().map(|b| b.after.parse::<u64>().unwrap()).sum();
+                assert_eq!(after, ai, "{name}");
+                let share: f64 = boxes
+                    .iter()
+                    .map(|b| b.before_pct.trim_end_matches('%').parse::<f64>().unwrap())
+                    .sum();
+                let want = row["before"]["inclusive_pct"].as_f64().unwrap();
+                assert!(
+                    (share - want).abs() <= 0.005 * boxes.len() as f64,
+                    "{name}: {share} {want}"
+                );
+            }
+        }
+        assert!(checked >= 8, "{checked} frames with one box");
+        // The reverse view has BEFORE's widths: BEFORE's own counts and shares.
+        let rev = std::fs::read_to_string(&rev).unwrap();
+        assert!(
+            rev.contains("<title>all (65 samples, 100%)</title>"),
+            "{rev}"
+        );
+        assert!(rev.contains("<title>read (31 samples, 47.69%;"));
+        for part in rev.split("<title>").skip(1) {
+            let title = &part[..part.find("</title>").unwrap()];
+            let open = title.rfind(" (").unwrap();
+            let name = &title[..open];
+            if name == "all" || by_name.get(name).is_none_or(|b| b.len() != 1) {
+                continue;
+            }
+            let Some(row) = rows.get(name) else { continue };
+            if count(&row["before"]["inclusive"]) == 0 {
+                continue;
+            }
+            let want = format!(
+                "{name} ({} samples, {}",
+                count(&row["before"]["inclusive"]),
+                pct(&row["before"]["inclusive_pct"])
+            );
+            assert!(title.starts_with(&want), "{title} / {want}");
+        }
+    }
+
     #[test]
     fn real_profiles_diff() {
         let dir = tempfile::tempdir().unwrap();
