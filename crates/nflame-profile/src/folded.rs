@@ -29,12 +29,13 @@
 //! A profile whose counts are not samples starts with one comment line naming
 //! its unit, `# unit: microseconds`; a profile of samples has none, so every
 //! existing folded file is a profile of samples. FlameGraph's `flamegraph.pl`
-//! counts the header among the "Ignored 1 lines with invalid format" it warns
-//! about and draws the rest; `difffolded.pl` warns about an uninitialised
-//! value and adds a zero count for an empty stack, which draws nothing;
-//! inferno's `inferno-flamegraph` and `inferno-diff-folded` skip it with the
-//! same kind of warning. (Give them `--countname µs` for the tooltips.) nflame
-//! reads the header back; a header after samples must name their unit.
+//! warns "Ignored 1 lines with invalid format" and draws the rest;
+//! `difffolded.pl` warns "Use of uninitialized value" and writes a zero-count
+//! line for an empty stack, which draws nothing; inferno's
+//! `inferno-flamegraph` skips it with the same "Ignored 1 lines" warning and
+//! `inferno-diff-folded` with "Unable to parse line". (Give them `--countname
+//! us` for the tooltips.) nflame reads the header back; a header after samples
+//! must name their unit.
 
 use std::io::Write;
 

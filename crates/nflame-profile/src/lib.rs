@@ -9,7 +9,7 @@
 //!   atomically (temporary file + rename, gzip by extension);
 //! - [`folded`]: the line parser and the streaming reader with precise errors;
 //! - [`Profile`]: merged stacks, totals, sorted output, in one [`Unit`]
-//!   (samples, or time: see [`unit`], which also says how fractional
+//!   (samples, or time: see [`mod@unit`], which also says how fractional
 //!   counts are kept exactly);
 //! - [`filter`]: keep or drop stacks by frame regex;
 //! - [`diff`]: two profiles compared: normalisation and per-unit scaling;

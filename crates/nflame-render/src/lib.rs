@@ -407,6 +407,53 @@ mod tests {
     }
 
     #[test]
+    fn units_and_exact_fractions_in_tooltips() {
+        use nflame_profile::unit::Count;
+        let mut p = Profile::with_unit(nflame_profile::Unit::Microseconds);
+        p.add("main;read", 1500);
+        p.add("main;poll", 500);
+        let o = RenderOptions {
+            deterministic: true,
+            ..Default::default()
+        };
+        let s = svg(&p, &o);
+        assert!(s.contains("<title>read (1,500 µs, 75.00%)</title>"), "{s}");
+        assert!(s.contains("<title>all (2,000 µs, 100%)</title>"));
+        let e = nflame_profile::embed::extract(&s, std::path::Path::new("t.svg")).unwrap();
+        assert_eq!(e.get("profile").unwrap(), &p);
+        assert_eq!(e.context.unwrap().measure(), p.measure());
+        // Fractions: inferno would round 1.5 to 2 (and 40% to 53.33%).
+        let mut f = Profile::new();
+        f.add_count(
+            "main;a",
+            Count {
+                value: 15,
+                decimals: 1,
+            },
+        )
+        .unwrap();
+        f.add_count("main;b", Count::whole(1234)).unwrap();
+        f.add_count("main;c", Count::whole(1)).unwrap();
+        let s = svg(&f, &o);
+        assert!(s.contains("<title>a (1.5 samples, 0.12%)</title>"), "{s}");
+        assert!(s.contains("<title>b (1,234 samples, 99.80%)</title>"));
+        assert!(s.contains("<title>all (1,236.5 samples, 100%)</title>"));
+        // A flame chart of such lines too.
+        let mut input = nflame_profile::io::Input::from_reader(
+            "t.folded".into(),
+            std::io::Cursor::new(b"x;y 0.25\nx;z 0.75\nx;y 1\n".to_vec()),
+        )
+        .unwrap();
+        let (lines, _) =
+            nflame_profile::folded::read_ordered_lines(&mut input, &Default::default()).unwrap();
+        let mut out = Vec::new();
+        render_ordered(&lines, &o, &mut out).unwrap();
+        let s = String::from_utf8(out).unwrap();
+        assert!(s.contains("<title>z (0.75 samples, 37.50%)</title>"), "{s}");
+        assert!(s.contains("<title>y (1 samples, 50.00%)</title>"), "{s}");
+    }
+
+    #[test]
     fn unknown_palette_is_an_error() {
         let o = RenderOptions {
             palette: "neon".into(),

@@ -983,3 +983,271 @@ mod polish {
         assert_eq!(o.status.code(), Some(2));
     }
 }
+
+/// Issue 14, item 3: the unit travels with the profile.
+mod units {
+    use super::*;
+
+    const OFF_CPU: &str = "# unit: microseconds\n\
+        nginx;ngx_process_events_and_timers;epoll_wait_[k] 2500000\n\
+        nginx;ngx_http_lua_content_handler;os_execute;wait4_[k] 400000\n\
+        docker-proxy;[docker-proxy];__x64_sys_splice_[k] 600000\n";
+
+    fn off_cpu(dir: &Path) -> PathBuf {
+        let p = dir.join("off.folded");
+        std::fs::write(&p, OFF_CPU).unwrap();
+        p
+    }
+
+    #[test]
+    fn time_in_every_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = off_cpu(dir.path());
+        // render: tooltips and the stored context in µs, the profile with its unit.
+        let svg = dir.path().join("off.svg");
+        ok(nflame().arg("render").arg(&input).arg("-o").arg(&svg));
+        let text = std::fs::read_to_string(&svg).unwrap();
+        assert!(
+            text.contains("<title>all (3,500,000 µs, 100%)</title>"),
+            "tooltips say µs"
+        );
+        assert!(!text.contains(" samples"), "nothing says samples");
+        assert!(
+            text.contains("\"unit\":\"microseconds\""),
+            "the context names the unit"
+        );
+        // The SVG is the profile again, unit included, and filter keeps the header.
+        let back = ok(nflame().arg("collapse").arg(&svg));
+        assert!(
+            stdout(&back).starts_with("# unit: microseconds\n"),
+            "{}",
+            stdout(&back)
+        );
+        let kept = ok(nflame()
+            .arg("filter")
+            .arg(&svg)
+            .args(["--include", "^nginx$", "-o", "-"]));
+        assert_eq!(
+            stdout(&kept),
+            "# unit: microseconds\n\
+             nginx;ngx_http_lua_content_handler;os_execute;wait4_[k] 400000\n\
+             nginx;ngx_process_events_and_timers;epoll_wait_[k] 2500000\n"
+        );
+        let streamed =
+            ok(nflame()
+                .arg("filter")
+                .arg(&input)
+                .args(["--exclude", "^nginx$", "-o", "-"]));
+        assert_eq!(
+            stdout(&streamed),
+            "# unit: microseconds\ndocker-proxy;[docker-proxy];__x64_sys_splice_[k] 600000\n"
+        );
+        // report: text and JSON.
+        let o = ok(nflame().arg("report").arg(&input));
+        assert!(
+            stdout(&o).starts_with("3500000 µs, serving path"),
+            "{}",
+            stdout(&o)
+        );
+        let o = ok(nflame().arg("report").arg(&svg).arg("--json"));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["unit"], "microseconds");
+        assert_eq!(v["total_samples"], 3_500_000);
+        // diff of two time profiles: the graph and the report in µs.
+        let d = dir.path().join("d.svg");
+        let o = ok(nflame().arg("diff").arg(&input).arg(&svg).arg("-o").arg(&d));
+        assert!(stdout(&o).contains("before: 3500000 µs"), "{}", stdout(&o));
+        let graph = std::fs::read_to_string(&d).unwrap();
+        assert!(
+            graph.contains(
+                "<title>all (before 100.00% 3500000 µs, after 100.00% 3500000 µs)</title>"
+            ),
+            "the differential graph says µs"
+        );
+        assert!(graph.contains("(3500000 µs) → "), "the subtitle says µs");
+        let o = ok(nflame().arg("diff").arg(&input).arg(&svg).arg("--json"));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["frames"]["unit"], "microseconds");
+        assert_eq!(v["before"]["unit"], "microseconds");
+        // Exports: pprof's sample type and speedscope's unit.
+        let ss = dir.path().join("off.speedscope.json");
+        ok(nflame()
+            .arg("export")
+            .arg(&input)
+            .args(["--format", "speedscope", "-o"])
+            .arg(&ss));
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&ss).unwrap()).unwrap();
+        assert_eq!(v["profiles"][0]["unit"], "microseconds");
+        assert_eq!(v["profiles"][0]["endValue"], 3_500_000);
+        let pb = dir.path().join("off.pb.gz");
+        ok(nflame().arg("export").arg(&input).arg("-o").arg(&pb));
+        let mut raw = Vec::new();
+        std::io::Read::read_to_end(
+            &mut flate2::read::MultiGzDecoder::new(std::fs::File::open(&pb).unwrap()),
+            &mut raw,
+        )
+        .unwrap();
+        assert!(
+            raw.windows(12).any(|w| w == b"microseconds"),
+            "pprof names the unit"
+        );
+        let o = run(nflame()
+            .arg("export")
+            .arg(&input)
+            .args(["--period-ns", "1001001", "-o"])
+            .arg(dir.path().join("p.pb.gz")));
+        assert_eq!(o.status.code(), Some(1));
+        assert!(
+            stderr(&o).contains("in microseconds already"),
+            "{}",
+            stderr(&o)
+        );
+    }
+
+    #[test]
+    fn different_units_are_an_error_naming_both() {
+        let dir = tempfile::tempdir().unwrap();
+        let time = off_cpu(dir.path());
+        let samples = fixture("folded/nginx-lua.folded.gz");
+        let out = dir.path().join("x.svg");
+        for cmd in [
+            vec![
+                "diff".into(),
+                samples.clone(),
+                time.clone(),
+                "-o".into(),
+                out.clone(),
+            ],
+            vec!["report".into(), samples.clone(), time.clone()],
+            vec![
+                "render".into(),
+                samples.clone(),
+                time.clone(),
+                "-o".into(),
+                out.clone(),
+            ],
+        ] {
+            let o = run(nflame().args(&cmd));
+            assert_eq!(o.status.code(), Some(1), "{cmd:?}");
+            let err = stderr(&o);
+            assert!(
+                err.contains("nginx-lua.folded.gz is in samples and")
+                    && err.contains("off.folded in microseconds"),
+                "{cmd:?}: {err}"
+            );
+            assert!(!out.exists());
+        }
+        // A header after samples of another unit: the input mixes units.
+        let mixed = dir.path().join("mixed.folded");
+        std::fs::write(&mixed, "a 1\n# unit: microseconds\nb 2\n").unwrap();
+        let o = run(nflame().arg("report").arg(&mixed));
+        assert_eq!(o.status.code(), Some(1));
+        assert!(
+            stderr(&o).contains(
+                "mixed.folded:2: a `# unit: microseconds` header after samples in samples"
+            ),
+            "{}",
+            stderr(&o)
+        );
+    }
+
+    /// Issue 15, section 3: decimal counts, exact totals, and skipping bad lines.
+    #[test]
+    fn issue_15_decimal_counts_and_skipping_bad_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let frac = fixture("folded/inferno/before_fractionals.txt");
+        let out = dir.path().join("f.svg");
+        // inferno's fixture has a count with 19 decimals: an error saying how to fix it.
+        let o = run(nflame().arg("render").arg(&frac).arg("-o").arg(&out));
+        assert_eq!(o.status.code(), Some(1));
+        assert!(
+            stderr(&o).contains("before_fractionals.txt:2: sample count \"14.2343983248722834234\" has more than 9 decimals"),
+            "{}",
+            stderr(&o)
+        );
+        assert!(!out.exists());
+        // Skipped with a warning naming how many and the first.
+        let o = ok(nflame()
+            .arg("render")
+            .arg(&frac)
+            .arg("--skip-bad-lines")
+            .arg("-o")
+            .arg(&out));
+        let warning = stderr(&o);
+        assert!(
+            warning.starts_with("nflame: warning: skipped 1 unreadable line of ")
+                && warning.contains("before_fractionals.txt; the first: ")
+                && warning.contains("before_fractionals.txt:2: sample count"),
+            "{warning}"
+        );
+        // The rest is exact: 3 + 11.98 + 6.2 + 1.0 + 20. + 3.11 + 7.56.
+        let svg = std::fs::read_to_string(&out).unwrap();
+        assert!(
+            svg.contains("<title>all (52.85 samples, 100%)</title>"),
+            "exact total"
+        );
+        assert!(
+            svg.contains("__fdget_pos (11.98 samples, 22.67%)"),
+            "exact counts"
+        );
+        let o = ok(nflame()
+            .arg("report")
+            .arg(&frac)
+            .args(["--skip-bad-lines", "--json"]));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["total_samples"], 52.85);
+        // -q silences the warning, not the skipping.
+        let o = ok(nflame().args(["-q", "filter"]).arg(&frac).args([
+            "--skip-bad-lines",
+            "--include",
+            "write",
+            "-o",
+            "-",
+        ]));
+        assert_eq!(stderr(&o), "");
+        assert!(stdout(&o).contains("vfs_write_[k];rw_verify_area_[k] 3.11\n"));
+        // Decimals without fractions are whole counts: `31.0` and `6.`.
+        let whole = dir.path().join("whole.folded");
+        std::fs::write(&whole, "a;b 31.0\na;c 6.\n").unwrap();
+        let o = ok(nflame()
+            .arg("filter")
+            .arg(&whole)
+            .args(["--include", "a", "-o", "-"]));
+        assert_eq!(stdout(&o), "a;b 31\na;c 6\n");
+        // Every reading command takes the option.
+        let bad = dir.path().join("bad.folded");
+        std::fs::write(&bad, "main;a 1\nmain;b 1x\nmain;c\nmain;d 4\n").unwrap();
+        for cmd in [
+            vec![
+                "render".into(),
+                bad.clone(),
+                "-o".into(),
+                dir.path().join("b.svg"),
+            ],
+            vec!["diff".into(), bad.clone(), bad.clone()],
+            vec!["report".into(), bad.clone()],
+            vec!["filter".into(), bad.clone(), "--include".into(), "a".into()],
+            vec![
+                "export".into(),
+                bad.clone(),
+                "-o".into(),
+                dir.path().join("b.pb.gz"),
+            ],
+        ] {
+            let o = run(nflame().args(&cmd));
+            assert_eq!(o.status.code(), Some(1), "{cmd:?}");
+            assert!(
+                stderr(&o).contains("bad.folded:2: sample count \"1x\""),
+                "{cmd:?}"
+            );
+            let o = ok(nflame().args(&cmd).arg("--skip-bad-lines"));
+            assert!(
+                stderr(&o).contains("skipped 2 unreadable lines of")
+                    && stderr(&o).contains("bad.folded:2:"),
+                "{cmd:?}: {}",
+                stderr(&o)
+            );
+        }
+    }
+}
