@@ -184,11 +184,6 @@ impl Diff {
         }
     }
 
-    /// The per-unit factors of BEFORE and AFTER (1 unless per unit of work).
-    pub fn factors(&self) -> (f64, f64) {
-        (self.factor_before, self.factor_after)
-    }
-
     fn scaled(&self, count: u64, factor: f64) -> u64 {
         (count as f64 * factor * self.graph_multiplier).round() as u64
     }

@@ -152,6 +152,14 @@ impl Profile {
     /// counts with more decimals first if it needs them.
     pub fn add_count(&mut self, stack: &str, count: Count) -> Result<(), ParseErrorKind> {
         let overflow = || ParseErrorKind::TotalOverflow(folded::count_text(count));
+        if count.decimals == self.decimals {
+            // Whole counts in a profile of whole counts: the usual case.
+            return if self.add(stack, count.value) {
+                Ok(())
+            } else {
+                Err(overflow())
+            };
+        }
         if count.decimals > self.decimals && !self.set_decimals(count.decimals) {
             return Err(overflow());
         }
@@ -313,27 +321,27 @@ impl Profile {
         opts: &ReadOptions,
     ) -> Result<Option<SkippedLines>, Error> {
         let mut reader = LineReader::new(input.name(), opts);
-        // The unit of the samples read into this profile so far, if any.
-        let mut unit: Option<Unit> = (!self.is_empty()).then_some(self.unit);
+        // The input's unit is fixed by its first sample (a later header must
+        // repeat it): check it against this profile's once.
+        let mut unit_checked = false;
         input.for_each_line_checked(|line_no, line| {
             let Some((stack, count)) = reader.line(line_no, line)? else {
                 return Ok(());
             };
-            match unit {
-                None => {
-                    unit = Some(reader.unit());
-                    self.unit = reader.unit();
-                }
-                Some(u) if u != reader.unit() => {
+            if !unit_checked {
+                unit_checked = true;
+                let unit = reader.unit();
+                if self.is_empty() && self.total == 0 {
+                    self.unit = unit;
+                } else if self.unit != unit {
                     return Err(reader.error(
                         line_no,
                         ParseErrorKind::MixedUnits {
-                            earlier: u,
-                            header: reader.unit(),
+                            earlier: self.unit,
+                            header: unit,
                         },
-                    ))
+                    ));
                 }
-                Some(_) => {}
             }
             match self.add_count(stack, count) {
                 Ok(()) => Ok(()),
