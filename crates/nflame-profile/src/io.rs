@@ -39,6 +39,15 @@ impl std::fmt::Debug for Input {
 /// The name shown for `-`.
 pub const STDIN_NAME: &str = "<stdin>";
 
+/// How messages name the input at `path` (`-` is [`STDIN_NAME`]).
+pub fn display_name(path: &Path) -> String {
+    if path == Path::new("-") {
+        STDIN_NAME.to_string()
+    } else {
+        path.display().to_string()
+    }
+}
+
 impl Input {
     /// Opens `path` (`-` for standard input), decompressing gzip transparently.
     pub fn open(path: impl AsRef<Path>) -> Result<Input, Error> {
@@ -123,16 +132,27 @@ impl Input {
     where
         F: FnMut(u64, &str) -> Result<(), Error>,
     {
+        let name = self.path.display().to_string();
+        self.for_each_line_checked(|line_no, line| match line {
+            Ok(line) => f(line_no, line),
+            Err(kind) => Err(Error::Parse(ParseError {
+                source_name: name.clone(),
+                line: line_no,
+                kind,
+            })),
+        })
+    }
+
+    /// Like [`Input::for_each_line`], but a line that is not UTF-8 is handed
+    /// to `f` as `Err(`[`ParseErrorKind::InvalidUtf8`]`)`, for `f` to decide.
+    pub fn for_each_line_checked<F>(&mut self, mut f: F) -> Result<(), Error>
+    where
+        F: FnMut(u64, Result<&str, ParseErrorKind>) -> Result<(), Error>,
+    {
         let Input { path, gzip, reader } = self;
         let mut line_no = 0u64;
-        fn decode<'b>(bytes: &'b [u8], path: &Path, line_no: u64) -> Result<&'b str, Error> {
-            std::str::from_utf8(trim_line_end(bytes)).map_err(|_| {
-                Error::Parse(ParseError {
-                    source_name: path.display().to_string(),
-                    line: line_no,
-                    kind: ParseErrorKind::InvalidUtf8,
-                })
-            })
+        fn decode(bytes: &[u8]) -> Result<&str, ParseErrorKind> {
+            std::str::from_utf8(trim_line_end(bytes)).map_err(|_| ParseErrorKind::InvalidUtf8)
         }
         // The start of a line that continues in the next read.
         let mut carry: Vec<u8> = Vec::new();
@@ -146,7 +166,7 @@ impl Input {
             if n == 0 {
                 if !carry.is_empty() {
                     line_no += 1;
-                    f(line_no, decode(&carry, path, line_no)?)?;
+                    f(line_no, decode(&carry))?;
                 }
                 return Ok(());
             }
@@ -160,7 +180,7 @@ impl Input {
                 let end = memchr::memchr(b'\n', buf).expect("a newline");
                 carry.extend_from_slice(&buf[..end]);
                 line_no += 1;
-                f(line_no, decode(&carry, path, line_no)?)?;
+                f(line_no, decode(&carry))?;
                 carry.clear();
                 start = end + 1;
             }
@@ -172,7 +192,7 @@ impl Input {
                     for end in memchr::memchr_iter(b'\n', lines) {
                         line_no += 1;
                         let line = &text[from..end];
-                        f(line_no, line.strip_suffix('\r').unwrap_or(line))?;
+                        f(line_no, Ok(line.strip_suffix('\r').unwrap_or(line)))?;
                         from = end + 1;
                     }
                 }
@@ -180,7 +200,7 @@ impl Input {
                     let mut from = 0;
                     for end in memchr::memchr_iter(b'\n', lines) {
                         line_no += 1;
-                        f(line_no, decode(&lines[from..end], path, line_no)?)?;
+                        f(line_no, decode(&lines[from..end]))?;
                         from = end + 1;
                     }
                 }

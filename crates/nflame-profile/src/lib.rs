@@ -8,7 +8,9 @@
 //! - [`io`]: opening inputs (plain, gzip, or `-` for stdin) and writing outputs
 //!   atomically (temporary file + rename, gzip by extension);
 //! - [`folded`]: the line parser and the streaming reader with precise errors;
-//! - [`Profile`]: merged stacks, totals, sorted output;
+//! - [`Profile`]: merged stacks, totals, sorted output, in one [`Unit`]
+//!   (samples, or time: see [`mod@unit`], which also says how fractional
+//!   counts are kept exactly);
 //! - [`filter`]: keep or drop stacks by frame regex;
 //! - [`diff`]: two profiles compared: normalisation and per-unit scaling;
 //! - [`frame_shares`]: the frames whose share changed most between two profiles;
@@ -30,9 +32,12 @@ pub mod io;
 pub mod perf_script;
 mod profile;
 pub mod tree;
+pub mod unit;
 
 pub use error::{Error, ParseError, ParseErrorKind};
-pub use profile::Profile;
+pub use folded::{ReadOptions, SkippedLines};
+pub use profile::{MergeError, Profile};
+pub use unit::{Measure, Unit};
 
 /// The suffix that marks kernel frames, as `stackcollapse-perf.pl --all` writes it.
 pub const KERNEL_SUFFIX: &str = "_[k]";

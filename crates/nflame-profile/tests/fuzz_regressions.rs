@@ -55,7 +55,7 @@ fn folded_read() {
         eprintln!("{}: {:?}", path.display(), r.map(|()| p.total()));
         let r = Profile::from_input(&mut input(&bytes));
         eprintln!("{}: {:?}", path.display(), r.map(|p| p.total()));
-        let _ = folded::read_ordered_lines(&mut input(&bytes));
+        let _ = folded::read_ordered_lines(&mut input(&bytes), &Default::default());
     }
 }
 

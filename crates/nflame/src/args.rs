@@ -50,6 +50,21 @@ pub enum Command {
     Filter(Filter),
 }
 
+/// How the commands that read folded profiles treat unreadable lines.
+#[derive(Debug, Args)]
+pub struct ReadArgs {
+    /// Skip lines that cannot be read (a malformed count, no stack, invalid UTF-8) with a
+    /// warning naming how many and the first (file:line), instead of rejecting the input.
+    #[arg(long)]
+    pub skip_bad_lines: bool,
+}
+
+impl ReadArgs {
+    pub fn options(&self) -> nflame_profile::ReadOptions {
+        nflame_profile::ReadOptions::skipping(self.skip_bad_lines)
+    }
+}
+
 /// Options shared by the commands that draw SVGs.
 #[derive(Debug, Args)]
 pub struct RenderArgs {
@@ -78,9 +93,9 @@ pub struct RenderArgs {
     /// Draw a flame chart: stacks in input order (time), not merged.
     #[arg(long)]
     pub flamechart: bool,
-    /// What a count is called in tooltips.
-    #[arg(long, default_value = "samples")]
-    pub count_name: String,
+    /// What a count is called in tooltips (default: the profile's unit, `samples` or `µs`).
+    #[arg(long)]
+    pub count_name: Option<String>,
     /// Colour by a hash of the frame name: the same input gives a byte-identical SVG.
     #[arg(long)]
     pub deterministic: bool,
@@ -117,6 +132,8 @@ pub struct Render {
     pub output: PathBuf,
     #[command(flatten)]
     pub render: RenderArgs,
+    #[command(flatten)]
+    pub read: ReadArgs,
 }
 
 #[derive(Debug, Args)]
@@ -152,6 +169,8 @@ pub struct DiffArgs {
     pub rules: Option<PathBuf>,
     #[command(flatten)]
     pub render: RenderArgs,
+    #[command(flatten)]
+    pub read: ReadArgs,
 }
 
 #[derive(Debug, Args)]
@@ -177,6 +196,8 @@ pub struct ReportArgs {
     /// `CATEGORY KIND PATTERN` (see the README, "Classification rules").
     #[arg(long, value_name = "FILE")]
     pub rules: Option<PathBuf>,
+    #[command(flatten)]
+    pub read: ReadArgs,
 }
 
 impl DiffArgs {
@@ -192,6 +213,7 @@ impl DiffArgs {
         o.render = self.render.to_options("Differential Flame Graph");
         o.rules = self.rules;
         o.command_line = Some(command_line);
+        o.read = self.read.options();
         o
     }
 }
@@ -206,6 +228,7 @@ impl ReportArgs {
         o.per_after = self.per_after;
         o.rules = self.rules;
         o.command_line = Some(command_line);
+        o.read = self.read.options();
         o
     }
 }
@@ -270,6 +293,8 @@ pub struct Filter {
     /// Drop stacks with a frame matching this regex (repeatable).
     #[arg(long, value_name = "REGEX")]
     pub exclude: Vec<String>,
+    #[command(flatten)]
+    pub read: ReadArgs,
 }
 
 #[derive(Debug, Args)]
@@ -282,12 +307,15 @@ pub struct Export {
     /// Where to write (pprof is gzip-compressed profile.proto, e.g. OUT.pb.gz; - for stdout).
     #[arg(short, long)]
     pub output: PathBuf,
-    /// Sampling period in nanoseconds (e.g. 1001001 for 999 Hz cpu-clock): adds CPU time values.
+    /// Sampling period in nanoseconds (e.g. 1001001 for 999 Hz cpu-clock): adds CPU time values
+    /// (profiles of samples only: a profile of time is exported in its microseconds).
     #[arg(long, value_name = "NS")]
     pub period_ns: Option<u64>,
     /// The event the samples come from (stored as a comment).
     #[arg(long)]
     pub event: Option<String>,
+    #[command(flatten)]
+    pub read: ReadArgs,
 }
 
 #[derive(Debug, Args)]
