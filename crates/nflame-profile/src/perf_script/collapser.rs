@@ -324,10 +324,7 @@ impl<'c> Collapser<'c> {
         }
         stats.samples += 1;
         if !profile.add(&self.stack, self.weight) {
-            return Err(ParseErrorKind::CountOverflow(format!(
-                "{} (the total of all samples)",
-                self.weight
-            )));
+            return Err(ParseErrorKind::TotalOverflow(self.weight.to_string()));
         }
         Ok(())
     }
