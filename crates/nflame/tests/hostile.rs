@@ -29,6 +29,7 @@
 //! | compressed `.debug_info` claiming 128 TiB | `compressed_debug_info_claiming_128_tib` |
 //! | zlib bomb in `.debug_info` | `zlib_bomb_in_debug_info` |
 //! | sparse ELF: 256 MiB `.eh_frame` and `.gopclntab` | `sparse_elf_with_huge_sections` |
+//! | (not in the issue) sparse ELF whose `.symtab` claims 512 MiB | `sparse_elf_with_a_huge_symtab` |
 //! | map /app/lib.elf, run, unmap, replace with a symlink to a host-only ELF | `mapped_file_replaced_by_a_symlink_to_a_host_file` |
 //! | `.gnu_debuglink` resolving to a FIFO (absolute, from a container) | `debuglink_to_a_host_fifo_from_a_container` |
 //! | `.gnu_debuglink` resolving to a FIFO beside nobody's binary | `debuglink_to_a_fifo_beside_the_binary` |
@@ -331,6 +332,16 @@ fn sparse_elf_with_huge_sections() {
     out.assert_complete();
     assert_skipped(&run.stderr, &["hostile-sparse", ".eh_frame"]);
     assert_skipped(&run.stderr, &["hostile-sparse", ".gopclntab"]);
+}
+
+#[test]
+fn sparse_elf_with_a_huge_symtab() {
+    let _s = serial();
+    let p = Proc::start(&bins().sparse_symtab, &["spin", "0"], true);
+    let (run, out) = record(p.pid());
+    run.assert_ok();
+    out.assert_complete();
+    assert_skipped(&run.stderr, &["hostile-sparse-symtab", ".symtab"]);
 }
 
 #[test]

@@ -197,6 +197,9 @@ pub struct Bins {
     /// Stripped, its `.eh_frame` and an added `.gopclntab` each 256 MiB of
     /// holes past the end of the real file.
     pub sparse: PathBuf,
+    /// With its symbols, but `.symtab` claims 512 MiB of holes past the end
+    /// of the real file (a symbol table is read for every file).
+    pub sparse_symtab: PathBuf,
     /// `lib.c` built with `guest_only_symbol`, and with `hostx_only_symbol`,
     /// and the file offset of that function (the same in both).
     pub lib_guest: PathBuf,
@@ -205,6 +208,7 @@ pub struct Bins {
 }
 
 const SPARSE_SECTION: u64 = 256 << 20;
+const SPARSE_SYMTAB: u64 = 512 << 20;
 
 pub fn bins() -> &'static Bins {
     static BINS: OnceLock<Bins> = OnceLock::new();
@@ -297,6 +301,12 @@ pub fn bins() -> &'static Bins {
         let sparse = dir.join("hostile-sparse");
         elf.write(&sparse, Some(hole + 2 * SPARSE_SECTION));
 
+        let mut elf = Elf::read(&plain);
+        let hole = (elf.bytes.len() as u64).next_multiple_of(4096);
+        elf.set_section(".symtab", hole, SPARSE_SYMTAB);
+        let sparse_symtab = dir.join("hostile-sparse-symtab");
+        elf.write(&sparse_symtab, Some(hole + SPARSE_SYMTAB));
+
         let lib_guest = dir.join("lib-guest.elf");
         let lib_host = dir.join("lib-host.elf");
         for (out, name) in [
@@ -329,6 +339,7 @@ pub fn bins() -> &'static Bins {
             dwarf_claim,
             dwarf_bomb,
             sparse,
+            sparse_symtab,
             lib_guest,
             lib_host,
             lib_offset,
