@@ -115,15 +115,26 @@ impl SymbolCache {
         &self.inner
     }
 
-    /// The path blazesym reads `file` at, keeping the file open for as long
-    /// as this cache lives; an error when blazesym may not read it (see
-    /// [`Opened::readable`]).
+    /// The file this cache knows by `file`'s identity, from now on: the
+    /// first one given. Everything read of a file (its headers, its debug
+    /// file, its Go table, blazesym's parse) is then reused when another
+    /// process's symbolizer opens the same inode again, and the file stays
+    /// open as long as this cache lives, so that no `/proc/self/fd/N` path
+    /// blazesym remembers ever names another file.
+    fn hold(&self, file: &Arc<Opened>) -> Arc<Opened> {
+        Arc::clone(
+            self.held
+                .borrow_mut()
+                .entry(file.id())
+                .or_insert_with(|| Arc::clone(file)),
+        )
+    }
+
+    /// The path blazesym reads `file` at (see [`Self::hold`]); an error when
+    /// blazesym may not read it (see [`Opened::readable`]).
     fn path_for(&self, file: &Arc<Opened>, skips: &mut Skips) -> Result<PathBuf, Option<String>> {
-        let path = file.readable(skips)?.to_path_buf();
-        self.held
-            .borrow_mut()
-            .entry(file.id())
-            .or_insert_with(|| Arc::clone(file));
+        let held = self.hold(file);
+        let path = held.readable(skips)?.to_path_buf();
         Ok(path)
     }
 }
@@ -590,6 +601,7 @@ pub(crate) fn symbolize_file(
         (0..out.len()).filter(|&i| out[i].is_none()).collect()
     };
     let mut out: FileFrames = vec![None; offsets.len()];
+    let file = &cache.hold(file);
     let path = match cache.path_for(file, skips) {
         Ok(p) => p,
         Err(why) => {
