@@ -482,6 +482,18 @@ pub fn open_mapped(pid: u32, live: bool, mapping: &Mapping) -> Result<TargetFile
     root.open(path, &OpenPolicy::no_links()).and_then(identity)
 }
 
+/// Opens `path` (nflame's own choice of path: links followed as usual) for
+/// reading the way a target's file is opened: `O_PATH`, a regular file
+/// (`fstat`), then the reopen with `O_NONBLOCK | O_NOCTTY`.
+pub(crate) fn open_regular(path: &Path) -> io::Result<File> {
+    let fd = open_path(None, path, 0)?;
+    match checked(fd, &OpenPolicy::default(), false) {
+        Ok(f) => Ok(f.file),
+        Err(FileError::Io(e)) => Err(e),
+        Err(e) => Err(io::Error::new(io::ErrorKind::InvalidInput, e.to_string())),
+    }
+}
+
 /// Whether process `pid` shares our mount namespace (`false` when unknown).
 pub fn same_mount_namespace(pid: u32) -> bool {
     static OURS: OnceLock<Option<(u64, u64)>> = OnceLock::new();
