@@ -153,7 +153,11 @@ impl RenderOptions {
 
 /// Draws folded lines (`stack COUNT` or `stack BEFORE AFTER`) that are already
 /// sorted by stack, or in time order for a flame chart.
-pub fn render_lines<'a, I, W>(lines: I, opts: &RenderOptions, writer: W) -> Result<(), Error>
+///
+/// Frame names, titles and notes may come from profiled processes: control
+/// characters in the SVG are replaced by spaces ([`clean_svg`]), so that it
+/// is well-formed XML whatever a process called itself.
+pub fn render_lines<'a, I, W>(lines: I, opts: &RenderOptions, mut writer: W) -> Result<(), Error>
 where
     I: IntoIterator<Item = &'a str>,
     W: Write,
@@ -164,7 +168,10 @@ where
     if lines.peek().is_none() {
         return Err(Error::Empty);
     }
-    flamegraph::from_lines(&mut o, lines, writer)?;
+    let mut svg = Vec::with_capacity(1 << 20);
+    flamegraph::from_lines(&mut o, lines, &mut svg)?;
+    clean_svg(&mut svg);
+    writer.write_all(&svg)?;
     Ok(())
 }
 
@@ -196,6 +203,26 @@ pub fn render_ordered<W: Write>(
     render_lines(texts.iter().map(String::as_str), &o, &mut svg)?;
     titles::write_exact(&svg, lines.measure, &o, writer)?;
     Ok(())
+}
+
+/// Replaces control characters (C0 but tab and line breaks, DEL, C1) in an
+/// SVG (UTF-8) by spaces, byte for byte: XML 1.0 forbids most of them, and
+/// a terminal showing the file would obey them.
+pub fn clean_svg(svg: &mut [u8]) {
+    let mut i = 0;
+    while i < svg.len() {
+        match svg[i] {
+            b'\t' | b'\n' | b'\r' => {}
+            0..=0x1f | 0x7f => svg[i] = b' ',
+            0xc2 if matches!(svg.get(i + 1), Some(0x80..=0x9f)) => {
+                svg[i] = b' ';
+                svg[i + 1] = b' ';
+                i += 1;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
 }
 
 /// Draws a profile. The SVG carries the profile and its context (see
@@ -263,15 +290,22 @@ fn with_context_subtitle(opts: &RenderOptions, context: &Context) -> RenderOptio
     o
 }
 
+/// The profile as inferno's lines, to be sorted. inferno trims each line
+/// before checking the order, so a stack is trimmed here too (one whose
+/// first frame starts with a blank would sort otherwise on each side).
 fn itoa_line_buffer(profile: &Profile) -> Vec<String> {
     profile
         .iter()
-        .map(|(s, c)| {
+        .filter_map(|(s, c)| {
+            let s = s.trim_start();
+            if s.is_empty() {
+                return None;
+            }
             let mut line = String::with_capacity(s.len() + 12);
             line.push_str(s);
             line.push(' ');
             line.push_str(&c.to_string());
-            line
+            Some(line)
         })
         .collect()
 }
@@ -404,6 +438,31 @@ mod tests {
             &s[..2000.min(s.len())]
         );
         assert_eq!(s, svg(&p, &o), "deterministic output differs");
+    }
+
+    /// Names from targets: control characters never reach the SVG, and a
+    /// stack starting with a blank sorts as inferno sorts it (issue 17).
+    #[test]
+    fn control_characters_and_leading_blanks() {
+        let p = Profile::from_stacks([
+            ("a\x1b[31m<b>x</b>;f\u{9b}g", 3),
+            (" zzz;main", 2),
+            ("aaa;main", 1),
+        ]);
+        let o = RenderOptions {
+            subtitle: Some("pid 1 (a\x1bb\x7f)".into()),
+            deterministic: true,
+            ..Default::default()
+        };
+        let s = svg(&p, &o);
+        assert!(!s.contains(|c: char| c.is_control() && !"\n\r\t".contains(c)));
+        assert!(s.contains("a [31m&lt;b&gt;x&lt;/b&gt;"), "{s}");
+        assert!(s.contains("zzz"));
+        let d = Diff::new(p.clone(), p, &DiffOptions::default()).unwrap();
+        let mut out = Vec::new();
+        render_diff(&d, &o, &mut out).unwrap();
+        let s = String::from_utf8(out).unwrap();
+        assert!(!s.contains(|c: char| c.is_control() && !"\n\r\t".contains(c)));
     }
 
     #[test]
