@@ -1045,7 +1045,7 @@ fn truncate(s: &str, max: usize) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::{Cursor, Write};
+    use std::io::Cursor;
     use std::path::{Path, PathBuf};
 
     fn input(name: &str, text: impl Into<Vec<u8>>) -> Input {
@@ -1593,35 +1593,5 @@ a 1 1.1: 1 cpu-clock:\r\n\tffff f+0x2 (/bin/a)";
         let per_event = headers_per_event(&fixture_text("python-multi-event"));
         assert_eq!(per_event[1], ("cpu-clock:".to_string(), cpu.total()));
         assert!(frames_of(&cpu).contains("_PyEval_EvalFrameDefault"));
-    }
-
-    /// Not a test: collapses `$NFLAME_COLLAPSE_INPUT` into
-    /// `$NFLAME_COLLAPSE_OUTPUT` (default: discard), for timing against
-    /// `inferno-collapse-perf` (see fixtures/README.md). `NFLAME_PERIOD=1`
-    /// weights by period, `NFLAME_THREADS=N` sets the threads.
-    #[test]
-    #[ignore]
-    fn collapse_file_from_env() {
-        let Some(path) = std::env::var_os("NFLAME_COLLAPSE_INPUT") else {
-            return;
-        };
-        let opts = CollapseOptions {
-            period: std::env::var_os("NFLAME_PERIOD").is_some(),
-            threads: std::env::var("NFLAME_THREADS")
-                .ok()
-                .and_then(|t| t.parse().ok())
-                .unwrap_or(0),
-            ..CollapseOptions::default()
-        };
-        let (p, s) = collapse(&mut Input::open(path).unwrap(), &opts).unwrap();
-        match std::env::var_os("NFLAME_COLLAPSE_OUTPUT") {
-            Some(out) => crate::io::write_atomically(out, |w| p.write_folded(w)).unwrap(),
-            None => {
-                let mut sink = std::io::sink();
-                p.write_folded(&mut sink).unwrap();
-                sink.flush().unwrap();
-            }
-        }
-        eprintln!("{} samples, {} stacks, {s:?}", s.samples, p.len());
     }
 }
