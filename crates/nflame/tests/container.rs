@@ -17,7 +17,7 @@
 //!   cgroup, its stacks are rooted `[container NAME]`, the calltree
 //!   functions are named from the binary inside the container, at least 95%
 //!   of its user stacks reach `main` although it has no frame pointers, and
-//!   work_a/work_b/work_c keep their 60/30/10 shares within 10 points.
+//!   work_a/work_b/work_c keep their 60/30/10 shares within a quarter.
 //! - `--pid` of the same process names the same functions.
 //! - `--docker-port 18093` while wrk loads the published port: dockerd's
 //!   own docker-proxy is found, its stacks are rooted
@@ -26,7 +26,8 @@
 //!   `[container nflame-test-web]`.
 //!
 //! Needs root, docker.io, busybox-static, gcc and wrk
-//! (`scripts/install-deps.sh`). Takes about 20 s.
+//! (`scripts/install-deps.sh`); `NFLAME_SKIP=docker` or `wrk` (scripts/test.sh)
+//! leaves it out. Takes about 20 s.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -271,11 +272,15 @@ fn check_calltree(stacks: &[(Vec<String>, u64)], root: Option<&str>, what: &str)
         }
     }
     let work: u64 = by_fn.values().sum();
+    // Within a quarter of the expected share, at most 10 points (the shares
+    // come from loop counts, so load does not move them).
     for (w, expected) in [("work_a", 60.0), ("work_b", 30.0), ("work_c", 10.0)] {
         let share = 100.0 * *by_fn.get(w).unwrap_or(&0) as f64 / work.max(1) as f64;
+        let tolerance = f64::min(expected / 4.0, 10.0);
         assert!(
-            (share - expected).abs() <= 10.0,
-            "{what}: {w} has {share:.1}% of the work, expected {expected}%: {by_fn:?}"
+            (share - expected).abs() <= tolerance,
+            "{what}: {w} has {share:.1}% of the work, expected {expected}% ± {tolerance}: \
+             {by_fn:?}"
         );
     }
     eprintln!(
@@ -284,214 +289,225 @@ fn check_calltree(stacks: &[(Vec<String>, u64)], root: Option<&str>, what: &str)
     total
 }
 
-#[test]
-fn real_containers_are_found_named_and_unwound() {
-    let dir = tempfile::tempdir().unwrap();
-    let rootfs = build_rootfs(dir.path());
-    let dockerd = Dockerd::start();
+mod needs_docker_wrk {
+    use super::*;
 
-    // The image, from the directory, without a registry.
-    let mut tar = Command::new("tar")
-        .arg("-C")
-        .arg(&rootfs)
-        .args(["-c", "."])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("tar runs");
-    let import = docker(&["import", "-", IMAGE])
-        .stdin(tar.stdout.take().unwrap())
-        .output()
-        .expect("docker import runs");
-    assert!(tar.wait().unwrap().success(), "tar failed");
-    assert!(
-        import.status.success(),
-        "docker import: {}",
-        text(&import.stderr)
-    );
+    #[test]
+    fn real_containers_are_found_named_and_unwound() {
+        let dir = tempfile::tempdir().unwrap();
+        let rootfs = build_rootfs(dir.path());
+        let dockerd = Dockerd::start();
 
-    // 1. A container running a binary the host does not have.
-    assert!(!Path::new("/bin/calltree").exists());
-    let limit = Duration::from_secs(60);
-    ok(
-        docker(&["run", "-d", "--name", WORKLOAD, "--network", "none", IMAGE]).args([
-            "/bin/calltree",
-            "tree",
-            "60",
-        ]),
-        limit,
-    );
-    let host_pid: u32 = ok(
-        &mut docker(&["inspect", "-f", "{{.State.Pid}}", WORKLOAD]),
-        limit,
-    )
-    .trim()
-    .parse()
-    .expect("container pid");
-    assert!(pid_alive(host_pid));
-    let by_name = dir.path().join("container.folded");
-    let out = run(
-        nflame()
-            .args(["record", "--container", WORKLOAD, "-d", "3", "-o"])
-            .arg(&by_name),
-        limit,
-    );
-    let err = text(&out.stderr);
-    assert!(out.status.success(), "record --container: {err}");
-    assert!(
-        err.contains(&format!("container {WORKLOAD}")) && err.contains(&host_pid.to_string()),
-        "the container's process is not listed: {err}"
-    );
-    let root = format!("[container {WORKLOAD}]");
-    check_calltree(&folded(&by_name), Some(&root), "--container");
-
-    let by_pid = dir.path().join("pid.folded");
-    let out = run(
-        nflame()
-            .args(["record", "--pid", &host_pid.to_string(), "-d", "3", "-o"])
-            .arg(&by_pid),
-        limit,
-    );
-    assert!(out.status.success(), "record --pid: {}", text(&out.stderr));
-    check_calltree(&folded(&by_pid), None, "--pid");
-
-    // 2. A published port: dockerd starts its docker-proxy.
-    ok(
-        docker(&[
-            "network", "create", "--driver", "bridge", "--subnet", SUBNET,
-        ])
-        .args([
-            "-o",
-            &format!("com.docker.network.bridge.name={BRIDGE}"),
-            NETWORK,
-        ]),
-        limit,
-    );
-    let publish = format!("127.0.0.1:{PORT}:8080");
-    ok(
-        docker(&[
-            "run",
-            "-d",
-            "--name",
-            WEB,
-            "--network",
-            NETWORK,
-            "-p",
-            &publish,
-        ])
-        .args([
-            IMAGE,
-            "/bin/busybox",
-            "httpd",
-            "-f",
-            "-p",
-            "8080",
-            "-h",
-            "/www",
-        ]),
-        limit,
-    );
-    let url = format!("http://127.0.0.1:{PORT}/");
-    let start = Instant::now();
-    while !Command::new("wrk")
-        .args(["-t1", "-c1", "-d1s", &url])
-        .output()
-        .is_ok_and(|o| {
-            text(&o.stdout).contains("Requests/sec") && !text(&o.stdout).contains("Non-2xx")
-        })
-    {
+        // The image, from the directory, without a registry.
+        let mut tar = Command::new("tar")
+            .arg("-C")
+            .arg(&rootfs)
+            .args(["-c", "."])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("tar runs");
+        let import = docker(&["import", "-", IMAGE])
+            .stdin(tar.stdout.take().unwrap())
+            .output()
+            .expect("docker import runs");
+        assert!(tar.wait().unwrap().success(), "tar failed");
         assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "{url} does not answer"
+            import.status.success(),
+            "docker import: {}",
+            text(&import.stderr)
         );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let load = Command::new("timeout")
-        .args(["20", "wrk", "-t1", "-c8", "-d6s", &url])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("wrk runs");
-    std::thread::sleep(Duration::from_millis(500));
-    let web = dir.path().join("web.folded");
-    let out = run(
-        nflame()
-            .args([
-                "record",
-                "--docker-port",
-                &PORT.to_string(),
-                "-d",
-                "4",
-                "-o",
+
+        // 1. A container running a binary the host does not have.
+        assert!(!Path::new("/bin/calltree").exists());
+        let limit = Duration::from_secs(60);
+        ok(
+            docker(&["run", "-d", "--name", WORKLOAD, "--network", "none", IMAGE]).args([
+                "/bin/calltree",
+                "tree",
+                "60",
+            ]),
+            limit,
+        );
+        let host_pid: u32 = ok(
+            &mut docker(&["inspect", "-f", "{{.State.Pid}}", WORKLOAD]),
+            limit,
+        )
+        .trim()
+        .parse()
+        .expect("container pid");
+        assert!(pid_alive(host_pid));
+        let by_name = dir.path().join("container.folded");
+        let out = run(
+            nflame()
+                .args(["record", "--container", WORKLOAD, "-d", "3", "-o"])
+                .arg(&by_name),
+            limit,
+        );
+        let err = text(&out.stderr);
+        assert!(out.status.success(), "record --container: {err}");
+        assert!(
+            err.contains(&format!("container {WORKLOAD}")) && err.contains(&host_pid.to_string()),
+            "the container's process is not listed: {err}"
+        );
+        let root = format!("[container {WORKLOAD}]");
+        check_calltree(&folded(&by_name), Some(&root), "--container");
+
+        let by_pid = dir.path().join("pid.folded");
+        let out = run(
+            nflame()
+                .args(["record", "--pid", &host_pid.to_string(), "-d", "3", "-o"])
+                .arg(&by_pid),
+            limit,
+        );
+        assert!(out.status.success(), "record --pid: {}", text(&out.stderr));
+        check_calltree(&folded(&by_pid), None, "--pid");
+
+        // 2. A published port: dockerd starts its docker-proxy.
+        ok(
+            docker(&[
+                "network", "create", "--driver", "bridge", "--subnet", SUBNET,
             ])
-            .arg(&web),
-        limit,
-    );
-    let wrk = finish(load, Duration::from_secs(30), "wrk");
-    let err = text(&out.stderr);
-    assert!(out.status.success(), "record --docker-port: {err}");
-    let wrk_out = text(&wrk.stdout);
-    assert!(wrk_out.contains("Requests/sec"), "wrk: {wrk_out}");
-    let stacks = folded(&web);
-    let proxy_root = format!("[docker-proxy :{PORT}]");
-    let mut proxy_samples = 0;
-    let (mut user_frames, mut named) = (0u64, 0u64);
-    for (f, n) in stacks.iter().filter(|(f, _)| f[0] == proxy_root) {
-        proxy_samples += n;
-        assert_eq!(f[1], "docker-proxy", "{f:?}");
-        for x in f.iter().skip(2).filter(|x| is_user(x)) {
-            user_frames += n;
-            if !x.starts_with('[') {
-                named += n;
+            .args([
+                "-o",
+                &format!("com.docker.network.bridge.name={BRIDGE}"),
+                NETWORK,
+            ]),
+            limit,
+        );
+        let publish = format!("127.0.0.1:{PORT}:8080");
+        ok(
+            docker(&[
+                "run",
+                "-d",
+                "--name",
+                WEB,
+                "--network",
+                NETWORK,
+                "-p",
+                &publish,
+            ])
+            .args([
+                IMAGE,
+                "/bin/busybox",
+                "httpd",
+                "-f",
+                "-p",
+                "8080",
+                "-h",
+                "/www",
+            ]),
+            limit,
+        );
+        let url = format!("http://127.0.0.1:{PORT}/");
+        let start = Instant::now();
+        while !Command::new("wrk")
+            .args(["-t1", "-c1", "-d1s", &url])
+            .output()
+            .is_ok_and(|o| {
+                text(&o.stdout).contains("Requests/sec") && !text(&o.stdout).contains("Non-2xx")
+            })
+        {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "{url} does not answer"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let load = Command::new("timeout")
+            .args(["20", "wrk", "-t1", "-c8", "-d6s", &url])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("wrk runs");
+        std::thread::sleep(Duration::from_millis(500));
+        let web = dir.path().join("web.folded");
+        let out = run(
+            nflame()
+                .args([
+                    "record",
+                    "--docker-port",
+                    &PORT.to_string(),
+                    "-d",
+                    "4",
+                    "-o",
+                ])
+                .arg(&web),
+            limit,
+        );
+        let wrk = finish(load, Duration::from_secs(30), "wrk");
+        let err = text(&out.stderr);
+        assert!(out.status.success(), "record --docker-port: {err}");
+        let wrk_out = text(&wrk.stdout);
+        assert!(wrk_out.contains("Requests/sec"), "wrk: {wrk_out}");
+        let stacks = folded(&web);
+        let proxy_root = format!("[docker-proxy :{PORT}]");
+        let mut proxy_samples = 0;
+        let (mut user_frames, mut named) = (0u64, 0u64);
+        for (f, n) in stacks.iter().filter(|(f, _)| f[0] == proxy_root) {
+            proxy_samples += n;
+            assert_eq!(f[1], "docker-proxy", "{f:?}");
+            for x in f.iter().skip(2).filter(|x| is_user(x)) {
+                user_frames += n;
+                if !x.starts_with('[') {
+                    named += n;
+                }
             }
         }
-    }
-    assert!(
-        proxy_samples > 100,
-        "{proxy_samples} docker-proxy samples: {err}"
-    );
-    assert!(
-        named * 100 >= user_frames * 99,
-        "{named} of {user_frames} docker-proxy user frames named"
-    );
-    let relay = stacks
-        .iter()
-        .filter(|(f, _)| f[0] == proxy_root && f.iter().any(|x| x.contains("TCPProxy")))
-        .map(|(_, n)| n)
-        .sum::<u64>();
-    assert!(
-        relay > 0,
-        "no docker-proxy relay frames (main.(*TCPProxy)…)"
-    );
-    let web_root = format!("[container {WEB}]");
-    let web_samples: u64 = stacks
-        .iter()
-        .filter(|(f, _)| f[0] == web_root)
-        .map(|(_, n)| n)
-        .sum();
-    assert!(web_samples > 0, "no samples of the web container: {err}");
-    eprintln!(
-        "--docker-port: docker-proxy {proxy_samples} samples, {named}/{user_frames} user \
-         frames named; web container {web_samples} samples; {}",
-        wrk_out
-            .lines()
-            .find(|l| l.contains("Requests/sec"))
-            .unwrap_or("")
-    );
+        assert!(
+            proxy_samples > 100,
+            "{proxy_samples} docker-proxy samples: {err}"
+        );
+        assert!(
+            named * 100 >= user_frames * 99,
+            "{named} of {user_frames} docker-proxy user frames named"
+        );
+        let relay = stacks
+            .iter()
+            .filter(|(f, _)| f[0] == proxy_root && f.iter().any(|x| x.contains("TCPProxy")))
+            .map(|(_, n)| n)
+            .sum::<u64>();
+        // Relaying is what docker-proxy does here: most of its samples are in
+        // its copy loop (the rest is the Go runtime: scheduler, netpoller, GC).
+        assert!(
+            relay * 2 >= proxy_samples,
+            "{relay} of {proxy_samples} docker-proxy samples relay (main.(*TCPProxy)…)"
+        );
+        let web_root = format!("[container {WEB}]");
+        let web_samples: u64 = stacks
+            .iter()
+            .filter(|(f, _)| f[0] == web_root)
+            .map(|(_, n)| n)
+            .sum();
+        // The server answers every request the proxy relays: a real part of the
+        // served work, not a stray sample.
+        assert!(
+            web_samples * 10 >= proxy_samples + web_samples,
+            "{web_samples} samples of the web container, {proxy_samples} of docker-proxy: {err}"
+        );
+        eprintln!(
+            "--docker-port: docker-proxy {proxy_samples} samples ({relay} relaying), \
+             {named}/{user_frames} user frames named; web container {web_samples} samples; {}",
+            wrk_out
+                .lines()
+                .find(|l| l.contains("Requests/sec"))
+                .unwrap_or("")
+        );
 
-    // 3. Nothing is left behind.
-    drop(dockerd);
-    assert!(dockerd_pid().is_none());
-    assert!(!Path::new(DATA_DIR).exists() && !Path::new(RUN_DIR).exists());
-    assert!(!Path::new(&format!("/sys/class/net/{BRIDGE}")).exists());
-    assert!(
-        !text(
-            &Command::new("ps")
-                .args(["-eo", "args"])
-                .output()
-                .unwrap()
-                .stdout
-        )
-        .contains(&format!("-host-port {PORT}")),
-        "a docker-proxy for port {PORT} is still running"
-    );
+        // 3. Nothing is left behind.
+        drop(dockerd);
+        assert!(dockerd_pid().is_none());
+        assert!(!Path::new(DATA_DIR).exists() && !Path::new(RUN_DIR).exists());
+        assert!(!Path::new(&format!("/sys/class/net/{BRIDGE}")).exists());
+        assert!(
+            !text(
+                &Command::new("ps")
+                    .args(["-eo", "args"])
+                    .output()
+                    .unwrap()
+                    .stdout
+            )
+            .contains(&format!("-host-port {PORT}")),
+            "a docker-proxy for port {PORT} is still running"
+        );
+    }
 }

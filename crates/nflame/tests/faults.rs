@@ -528,7 +528,15 @@ fn unprivileged_user_with_paranoid_2() {
         "kernel frames at paranoid 2"
     );
     assert!(p.iter().any(|(s, _)| s.contains(";work_a;spin")), "{p:?}");
-    assert!(err.to_lowercase().contains("kernel"), "{err}");
+    // The summary says the kernel was left out, and why.
+    assert!(
+        err.contains(
+            "note: kernel frames excluded: kernel.perf_event_paranoid is 2 and this user has \
+             neither root nor CAP_PERFMON"
+        ),
+        "{err}"
+    );
+    assert!(err.contains(", kernel excluded)"), "{err}");
 
     let all = dir.path().join("all.folded");
     let out = run_bounded(

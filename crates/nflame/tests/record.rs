@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{serial, wait_attached, workload_bin};
+use common::{default_event, serial, wait_attached, workload_bin};
 
 const FREQ: u64 = 999;
 
@@ -141,13 +141,20 @@ fn share_with(p: &BTreeMap<String, u64>, frame: &str) -> f64 {
     n as f64 / total(p).max(1) as f64
 }
 
+/// `frame`'s share is `expected` within a quarter of it (at most 10 points):
+/// work_a 60 ± 10%, work_b 30 ± 7.5%, work_c 10 ± 2.5%. The shares are set
+/// by the workload's loop counts, not by time, so a busy machine does not
+/// move them; a thousand samples put 2.5 points at about three standard
+/// deviations for a 10% share.
 fn assert_share(p: &BTreeMap<String, u64>, frame: &str, expected: f64) {
     let got = share_with(p, frame);
+    let tolerance = (expected / 4.0).min(0.10);
     assert!(
-        (got - expected).abs() <= 0.10,
-        "{frame}: {:.1}% of samples, expected {:.0}% ± 10 points\n{p:#?}",
+        (got - expected).abs() <= tolerance,
+        "{frame}: {:.1}% of samples, expected {:.0}% ± {:.1} points\n{p:#?}",
         got * 100.0,
-        expected * 100.0
+        expected * 100.0,
+        tolerance * 100.0
     );
 }
 
@@ -219,19 +226,28 @@ fn by_pid_known_shares_and_sample_count() {
     let p = folded(&folded_path);
     assert_tree_profile(&p, cpu);
 
-    // The summary.
+    // The summary: how it ended, nothing lost, the machine's default event,
+    // and names for (nearly) every user frame (the workload has symbols),
+    // kernel frames named from kallsyms.
+    let event = default_event();
     for want in [
-        "targets exited",
-        "samples ",
-        "lost       0 (0.00%)",
-        "event      cpu-clock at 999 Hz",
-        "duration",
-        "named      ",
-        "user ",
-        "kernel ",
+        "nflame: recording ended (targets exited)".to_string(),
+        format!("  samples    {}\n", total(&p)),
+        "  lost       0 (0.00%)".to_string(),
+        format!("  event      {event} at 999 Hz"),
     ] {
-        assert!(err.contains(want), "summary lacks {want:?}:\n{err}");
+        assert!(err.contains(&want), "summary lacks {want:?}:\n{err}");
     }
+    let named = err
+        .lines()
+        .find_map(|l| l.strip_prefix("  named      "))
+        .unwrap_or_else(|| panic!("no named line:\n{err}"));
+    let pct_after = |label: &str| -> f64 {
+        let rest = &named[named.find(label).unwrap_or_else(|| panic!("{named}")) + label.len()..];
+        rest[..rest.find('%').unwrap()].parse().unwrap()
+    };
+    assert!(pct_after("(user ") >= 99.0, "{named}");
+    assert!(pct_after(", kernel ") >= 90.0, "{named}");
     // The gzip output is the same profile.
     let mut text = String::new();
     use std::io::Read;
@@ -250,7 +266,7 @@ fn by_pid_known_shares_and_sample_count() {
     let ctx = &svg[ctx_start..];
     let ctx = &ctx[ctx.find('{').unwrap()..ctx.find("]]>").unwrap()];
     let ctx: serde_json::Value = serde_json::from_str(ctx).unwrap();
-    assert_eq!(ctx["event"], "cpu-clock");
+    assert_eq!(ctx["event"], event);
     assert_eq!(ctx["frequency"], 999);
     assert_eq!(ctx["samples"], total(&p));
     assert_eq!(ctx["lost"], 0);
@@ -478,117 +494,123 @@ fn target_exiting_mid_recording_keeps_named_samples() {
     assert!(p.keys().any(|s| s.contains(";work_a;spin")), "{p:#?}");
 }
 
-/// Compares nflame with `perf record -g` recording the same workload at the
-/// same time.
-///
-/// Method: both recorders attach to the same waiting process (`perf record -e
-/// cpu-clock -F 999 -g -p PID` and `nflame record --pid PID`); the workload
-/// then runs `tree` mode for 2 s and both end with it. perf's recording goes
-/// through `perf script` and `nflame collapse` (one count per sample). Each
-/// stack is then projected onto the workload's own frames (main, tree, work_a,
-/// work_b, work_c, spin; the process name, libc and kernel frames are
-/// dropped, so stacks differ only in what both tools unwind from the
-/// workload's frame pointers), and each profile is normalised to shares of
-/// its own total. The agreement is the overlap of the two distributions,
-/// Σ over projected stacks of min(share_nflame, share_perf): 1 when they are
-/// identical, and ≥ 0.9 means at least 90% of samples fall on identical stacks.
-#[test]
-fn agrees_with_perf_record_on_the_same_workload() {
-    let _s = serial();
-    if Command::new("perf").arg("--version").output().is_err() {
-        panic!("perf is not installed");
+mod needs_perf {
+    use super::*;
+
+    /// Compares nflame with `perf record -g` recording the same workload at the
+    /// same time.
+    ///
+    /// Method: both recorders attach to the same waiting process (`perf record -e
+    /// cpu-clock -F 999 -g -p PID` and `nflame record --pid PID`); the workload
+    /// then runs `tree` mode for 2 s and both end with it. perf's recording goes
+    /// through `perf script` and `nflame collapse` (one count per sample). Each
+    /// stack is then projected onto the workload's own frames (main, tree, work_a,
+    /// work_b, work_c, spin; the process name, libc and kernel frames are
+    /// dropped, so stacks differ only in what both tools unwind from the
+    /// workload's frame pointers), and each profile is normalised to shares of
+    /// its own total. The agreement is the overlap of the two distributions,
+    /// Σ over projected stacks of min(share_nflame, share_perf): 1 when they are
+    /// identical, and ≥ 0.9 means at least 90% of samples fall on identical stacks.
+    #[test]
+    fn agrees_with_perf_record_on_the_same_workload() {
+        let _s = serial();
+        assert!(
+            Command::new("perf").arg("--version").output().is_ok(),
+            "perf is missing: install linux-perf (scripts/install-deps.sh), or leave this test \
+             out with NFLAME_SKIP=perf (scripts/test.sh)"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let w = Workload::waiting("tree", 2.0);
+        let perf_data = dir.path().join("perf.data");
+        let perf = Command::new("perf")
+            .args([
+                "record",
+                "-q",
+                "-e",
+                "cpu-clock",
+                "-F",
+                &FREQ.to_string(),
+                "-g",
+            ])
+            .args(["-p", &w.pid().to_string(), "-o"])
+            .arg(&perf_data)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("perf runs");
+        let nflame_folded = dir.path().join("n.folded");
+        let rec = nflame()
+            .args([
+                "record",
+                "--pid",
+                &w.pid().to_string(),
+                "-F",
+                &FREQ.to_string(),
+                "-o",
+            ])
+            .arg(&nflame_folded)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_attached(perf.id());
+        wait_attached(rec.id());
+        w.start();
+        w.finish();
+        finish_recorder(rec);
+        let perf_out = perf.wait_with_output().unwrap();
+        assert!(perf_out.status.success(), "perf: {}", stderr(&perf_out));
+
+        let script = Command::new("perf")
+            .args(["script", "-i"])
+            .arg(&perf_data)
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(script.status.success());
+        let script_path = dir.path().join("perf.txt");
+        std::fs::write(&script_path, &script.stdout).unwrap();
+        let perf_folded = dir.path().join("p.folded");
+        let out = nflame()
+            .arg("collapse")
+            .arg(&script_path)
+            .arg("-o")
+            .arg(&perf_folded)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+
+        let own = ["main", "tree", "work_a", "work_b", "work_c", "spin"];
+        let project = |p: &BTreeMap<String, u64>| -> BTreeMap<String, f64> {
+            let mut m = BTreeMap::new();
+            let t = total(p) as f64;
+            for (s, &n) in p {
+                let key: Vec<&str> = s.split(';').filter(|f| own.contains(f)).collect();
+                *m.entry(key.join(";")).or_insert(0.0) += n as f64 / t;
+            }
+            m
+        };
+        let ours = folded(&nflame_folded);
+        let theirs = folded(&perf_folded);
+        let (a, b) = (project(&ours), project(&theirs));
+        let overlap: f64 = a
+            .iter()
+            .map(|(k, &x)| x.min(b.get(k).copied().unwrap_or(0.0)))
+            .sum();
+        eprintln!(
+            "nflame {} samples, perf {} samples, overlap {:.3}\nnflame {a:#?}\nperf {b:#?}",
+            total(&ours),
+            total(&theirs),
+            overlap
+        );
+        assert!(overlap >= 0.9, "overlap {overlap:.3}");
+        let (n_ours, n_theirs) = (total(&ours) as f64, total(&theirs) as f64);
+        assert!(
+            (n_ours - n_theirs).abs() <= 0.2 * n_theirs,
+            "sample counts: nflame {n_ours}, perf {n_theirs}"
+        );
     }
-    let dir = tempfile::tempdir().unwrap();
-    let w = Workload::waiting("tree", 2.0);
-    let perf_data = dir.path().join("perf.data");
-    let perf = Command::new("perf")
-        .args([
-            "record",
-            "-q",
-            "-e",
-            "cpu-clock",
-            "-F",
-            &FREQ.to_string(),
-            "-g",
-        ])
-        .args(["-p", &w.pid().to_string(), "-o"])
-        .arg(&perf_data)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("perf runs");
-    let nflame_folded = dir.path().join("n.folded");
-    let rec = nflame()
-        .args([
-            "record",
-            "--pid",
-            &w.pid().to_string(),
-            "-F",
-            &FREQ.to_string(),
-            "-o",
-        ])
-        .arg(&nflame_folded)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_attached(perf.id());
-    wait_attached(rec.id());
-    w.start();
-    w.finish();
-    finish_recorder(rec);
-    let perf_out = perf.wait_with_output().unwrap();
-    assert!(perf_out.status.success(), "perf: {}", stderr(&perf_out));
-
-    let script = Command::new("perf")
-        .args(["script", "-i"])
-        .arg(&perf_data)
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(script.status.success());
-    let script_path = dir.path().join("perf.txt");
-    std::fs::write(&script_path, &script.stdout).unwrap();
-    let perf_folded = dir.path().join("p.folded");
-    let out = nflame()
-        .arg("collapse")
-        .arg(&script_path)
-        .arg("-o")
-        .arg(&perf_folded)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-
-    let own = ["main", "tree", "work_a", "work_b", "work_c", "spin"];
-    let project = |p: &BTreeMap<String, u64>| -> BTreeMap<String, f64> {
-        let mut m = BTreeMap::new();
-        let t = total(p) as f64;
-        for (s, &n) in p {
-            let key: Vec<&str> = s.split(';').filter(|f| own.contains(f)).collect();
-            *m.entry(key.join(";")).or_insert(0.0) += n as f64 / t;
-        }
-        m
-    };
-    let ours = folded(&nflame_folded);
-    let theirs = folded(&perf_folded);
-    let (a, b) = (project(&ours), project(&theirs));
-    let overlap: f64 = a
-        .iter()
-        .map(|(k, &x)| x.min(b.get(k).copied().unwrap_or(0.0)))
-        .sum();
-    eprintln!(
-        "nflame {} samples, perf {} samples, overlap {:.3}\nnflame {a:#?}\nperf {b:#?}",
-        total(&ours),
-        total(&theirs),
-        overlap
-    );
-    assert!(overlap >= 0.9, "overlap {overlap:.3}");
-    let (n_ours, n_theirs) = (total(&ours) as f64, total(&theirs) as f64);
-    assert!(
-        (n_ours - n_theirs).abs() <= 0.2 * n_theirs,
-        "sample counts: nflame {n_ours}, perf {n_theirs}"
-    );
 }
 
 #[test]
@@ -793,10 +815,16 @@ fn missing_container_is_explained() {
         "{err}"
     );
     assert!(err.contains("config.v2.json"), "{err}");
-    assert!(
-        err.contains("dockerd is not running") || err.contains("docker ps"),
-        "{err}"
-    );
+    // What to do depends on whether a dockerd runs here.
+    let dockerd = std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+        std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim() == "dockerd")
+    });
+    if dockerd {
+        assert!(err.contains("docker ps -a"), "{err}");
+    } else {
+        assert!(err.contains("dockerd is not running"), "{err}");
+        assert!(!err.contains("docker ps"), "{err}");
+    }
 }
 
 /// Docker targets combine with each other but not with other kinds of target.

@@ -95,6 +95,25 @@ pub fn finish(child: Child, limit: Duration, what: &str) -> Output {
     }
 }
 
+/// The event `nflame record` samples by default on this machine: `cycles`
+/// where the kernel lists a hardware PMU with a cycles event, else the
+/// software `cpu-clock` (VMs without a virtual PMU).
+pub fn default_event() -> &'static str {
+    let pmu = std::fs::read_dir("/sys/bus/event_source/devices")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|d| {
+            let events = d.path().join("events");
+            events.join("cpu-cycles").exists() || events.join("cpu_cycles").exists()
+        });
+    if pmu {
+        "cycles"
+    } else {
+        "cpu-clock"
+    }
+}
+
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
