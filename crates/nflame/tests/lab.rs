@@ -6,8 +6,9 @@
 //!
 //! One test does it all, because the lab is one set of machine-wide objects
 //! (a network namespace, a bridge, iptables chains, fixed ports 18080-18082):
-//! `up`, then for each mode `host`, `nat`, `proxy` a 4 s recording in the
-//! middle of a 6 s `lab.sh load MODE 6`, the verdicts, then
+//! `up`, then for each mode `host`, `nat`, `proxy` a 4 s recording under a
+//! `lab.sh load MODE 10` (started once the servers are busy, and checked to
+//! end before the load does), the verdicts, then
 //! `nflame record --docker-port --call-graph fp` against the lab's
 //! standalone docker-proxy, and `down` at the end, also when an assertion
 //! fails (a guard's `Drop`).
@@ -17,7 +18,7 @@
 //! same time. Every mode records the same processes (both nginx instances and
 //! the docker-proxy), as an operator records the same service before and
 //! after a change. Each step is bounded in time; the whole test takes about
-//! 40 s on two idle CPUs.
+//! 50 s on two idle CPUs.
 //!
 //! Verdicts checked: proxy → `userland-proxy`; nat → `bridge-nat` (the
 //! thresholds are in `crates/nflame-diagnose/src/report.rs`, tuned on the
@@ -32,11 +33,13 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{finish, run, text};
+use common::{finish, run, text, wait_busy};
 
 const FREQ: u64 = 999;
 const RECORD_SECS: u64 = 4;
-const LOAD_SECS: u64 = 6;
+/// The load outlasts the recording, however long the load takes to reach
+/// the servers (checked: the load still runs when the recording ends).
+const LOAD_SECS: u64 = 10;
 const STATE: &str = "/run/nflame-lab";
 const PORT_PROXY: u16 = 18082;
 
@@ -140,6 +143,16 @@ fn start_load(mode: &str, secs: u64) -> Child {
         .expect("lab.sh load starts")
 }
 
+/// Fails when the load ended before the recording did: then the recording
+/// was not all under load.
+fn assert_still_loading(load: &mut Child, mode: &str) {
+    assert!(
+        load.try_wait().unwrap().is_none(),
+        "lab.sh load {mode} {LOAD_SECS} ended before the recording: the machine is too slow \
+         for this test's timing"
+    );
+}
+
 fn load_result(load: Child, mode: &str) -> String {
     let out = finish(load, Duration::from_secs(60), "lab.sh load");
     assert!(
@@ -210,15 +223,17 @@ mod needs_docker_nginx_wrk {
         let started = Instant::now();
         let dir = tempfile::tempdir().unwrap();
         let lab_guard = Lab::up();
-        let pids: Vec<String> = lab_guard.server_pids().iter().map(u32::to_string).collect();
+        let server_pids = lab_guard.server_pids();
+        let pids: Vec<String> = server_pids.iter().map(u32::to_string).collect();
         let pid_list = pids.join(",");
 
         let mut rows = Vec::new();
         for mode in ["host", "nat", "proxy"] {
             let out_path = dir.path().join(format!("{mode}.folded"));
-            let load = start_load(mode, LOAD_SECS);
-            // Record the middle of the load: wrk has connected, and stops after.
-            std::thread::sleep(Duration::from_millis(1000));
+            let mut load = start_load(mode, LOAD_SECS);
+            // Record under load: once the servers are busy, and while the
+            // load still runs.
+            wait_busy(&server_pids, 0.1, Duration::from_secs(60));
             let rec = run(
                 nflame()
                     .args(["record", "--pid", &pid_list, "-d"])
@@ -227,6 +242,7 @@ mod needs_docker_nginx_wrk {
                     .arg(&out_path),
                 Duration::from_secs(60),
             );
+            assert_still_loading(&mut load, mode);
             let line = load_result(load, mode);
             let err = text(&rec.stderr);
             assert!(rec.status.success(), "record {mode} failed: {err}");
@@ -305,8 +321,8 @@ mod needs_docker_nginx_wrk {
 
         // Docker-aware recording: the lab's standalone docker-proxy by its port.
         let docker_path = dir.path().join("docker.folded");
-        let load = start_load("proxy", 5);
-        std::thread::sleep(Duration::from_millis(1000));
+        let mut load = start_load("proxy", LOAD_SECS);
+        wait_busy(&server_pids, 0.1, Duration::from_secs(60));
         let rec = run(
             nflame()
                 .args([
@@ -323,6 +339,7 @@ mod needs_docker_nginx_wrk {
                 .arg(&docker_path),
             Duration::from_secs(60),
         );
+        assert_still_loading(&mut load, "proxy");
         load_result(load, "proxy");
         let err = text(&rec.stderr);
         assert!(rec.status.success(), "record --docker-port failed: {err}");
