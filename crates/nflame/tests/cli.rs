@@ -197,6 +197,33 @@ mod render {
         assert_ne!(purple, svg_with(&["--palette", "hot", "--deterministic"]));
     }
 
+    /// `--min-width` is in pixels of the drawing: at 1200 pixels (1180 of
+    /// frames), a 1% frame is 11.8 pixels wide.
+    #[test]
+    fn min_width_omits_frames_narrower_than_that_many_pixels() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("in.folded");
+        std::fs::write(&input, "main;big 990\nmain;small 10\n").unwrap();
+        let titles = |min_width: &str| {
+            let out = dir.path().join("o.svg");
+            ok(nflame()
+                .arg("render")
+                .arg(&input)
+                .args(["--width", "1200", "--min-width", min_width, "-o"])
+                .arg(&out));
+            let svg = std::fs::read_to_string(&out).unwrap();
+            ["main (", "big (", "small ("]
+                .into_iter()
+                .filter(|t| svg.contains(&format!("<title>{t}")))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(titles("0.1"), ["main (", "big (", "small ("]);
+        assert_eq!(titles("10"), ["main (", "big (", "small ("]);
+        assert_eq!(titles("15"), ["main (", "big ("]);
+        assert_eq!(titles("1000"), ["main (", "big ("]);
+        assert_eq!(titles("1190"), Vec::<&str>::new());
+    }
+
     #[test]
     fn unknown_palette_fails_before_writing() {
         let dir = tempfile::tempdir().unwrap();
@@ -351,6 +378,106 @@ mod diff {
         assert!(std::fs::read_to_string(&svg)
             .unwrap()
             .contains("Differential"));
+    }
+}
+
+mod report {
+    use super::*;
+
+    /// `--per N`: cost per unit of work, in the table and the JSON.
+    #[test]
+    fn per_unit_of_work() {
+        let input = fixture("folded/lab-proxy.folded.gz");
+        let o = ok(nflame().arg("report").arg(&input).args(["--per", "100000"]));
+        let text = stdout(&o);
+        assert!(
+            text.contains("100000 units of work: 0.09243 samples per unit"),
+            "{text}"
+        );
+        assert!(text.contains("per unit"), "{text}");
+        let o = ok(nflame()
+            .arg("report")
+            .arg(&input)
+            .args(["--per", "100000", "--json"]));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        for (name, c) in v["categories"].as_object().unwrap() {
+            let samples = c["samples"].as_f64().unwrap();
+            let per_unit = c["per_unit"].as_f64().unwrap();
+            assert!(
+                (per_unit - samples / 100_000.0).abs() < 1e-12,
+                "{name}: {c}"
+            );
+        }
+        // Without --per there is no cost per unit.
+        let o = ok(nflame().arg("report").arg(&input).arg("--json"));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert!(v["categories"]["app"].get("per_unit").is_none(), "{v}");
+        let o = run(nflame().arg("report").arg(&input).args(["--per", "0"]));
+        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    }
+
+    /// `--rules FILE` replaces the built-in rules; a bad rule names its line.
+    #[test]
+    fn rules_replace_the_built_in_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = fixture("folded/lab-proxy.folded.gz");
+        let json = |args: &[&str]| -> serde_json::Value {
+            let o = ok(nflame().arg("report").arg(&input).arg("--json").args(args));
+            serde_json::from_slice(&o.stdout).unwrap()
+        };
+        let built_in = json(&[]);
+        assert_eq!(built_in["verdict"]["kind"], "userland-proxy");
+        let proxy = built_in["categories"]["userland-proxy"]["samples"].clone();
+        // One rule: docker-proxy is the application.
+        let rules = dir.path().join("app.rules");
+        std::fs::write(
+            &rules,
+            "# docker-proxy serves\napp owns-process ^docker-proxy$\n",
+        )
+        .unwrap();
+        let custom = json(&["--rules", rules.to_str().unwrap()]);
+        assert_eq!(custom["categories"]["userland-proxy"]["samples"], 0);
+        assert_eq!(custom["categories"]["app"]["samples"], proxy, "{custom}");
+        assert_eq!(custom["total_samples"], built_in["total_samples"]);
+        assert_eq!(custom["verdict"]["kind"], "none");
+
+        let bad = dir.path().join("bad.rules");
+        std::fs::write(&bad, "app owns-process ^x$\nbridge sometimes foo\n").unwrap();
+        let o = run(nflame().arg("report").arg(&input).arg("--rules").arg(&bad));
+        assert_eq!(o.status.code(), Some(1));
+        assert!(
+            stderr(&o).contains("bad.rules:2: unknown kind \"sometimes\""),
+            "{}",
+            stderr(&o)
+        );
+        assert!(stdout(&o).is_empty());
+    }
+}
+
+/// Exit status 0 when the reader of standard output goes away (README,
+/// "Exit codes"), with nothing on standard error.
+mod reader_gone {
+    use super::*;
+    use std::io::Read;
+
+    #[test]
+    fn offline_command_exits_0() {
+        // About 840 KB of folded stacks: far more than a pipe holds.
+        let mut child = nflame()
+            .arg("collapse")
+            .arg(fixture("perf-script/lab-proxy.perf.txt.gz"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut head = [0u8; 100];
+        child.stdout.take().unwrap().read_exact(&mut head).unwrap();
+        // The reader is gone (dropped above).
+        let o = child.wait_with_output().unwrap();
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        assert_eq!(stderr(&o), "");
+        assert!(String::from_utf8_lossy(&head).contains(';'));
     }
 }
 

@@ -403,6 +403,139 @@ fn syscalls_show_kernel_frames_under_their_user_frame() {
     );
 }
 
+/// Runs `nflame record ARGS -o OUT -- calltree MODE SECONDS` (the workload
+/// as the command: sampled from its exec, no readiness needed) and returns
+/// the profile and the summary.
+fn record_command(args: &[&str], mode: &str, secs: &str) -> (BTreeMap<String, u64>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let out_path = dir.path().join("c.folded");
+    let out = common::run(
+        nflame()
+            .arg("record")
+            .args(args)
+            .arg("-o")
+            .arg(&out_path)
+            .arg("--")
+            .arg(workload_bin())
+            .args([mode, secs]),
+        Duration::from_secs(120),
+    );
+    let err = stderr(&out);
+    assert!(out.status.success(), "record {args:?}: {err}");
+    (folded(&out_path), err)
+}
+
+/// `--user-only` and `--kernel-only` on a workload that spends most of its
+/// time in read(2) from a function of its own.
+#[test]
+fn user_only_and_kernel_only() {
+    let _s = serial();
+    let (p, err) = record_command(&["--user-only"], "syscall", "1");
+    assert!(p.keys().all(|s| !s.contains("_[k]")), "{p:#?}");
+    assert!(share_with(&p, "pull_zeros") > 0.9, "{p:#?}");
+    assert!(err.contains(", kernel excluded)"), "{err}");
+
+    let (p, err) = record_command(&["--kernel-only"], "syscall", "1");
+    // The process name, then kernel frames only: no main, no pull_zeros.
+    let user_frames: Vec<&String> = p
+        .keys()
+        .filter(|s| s.split(';').skip(1).any(|f| !f.ends_with("_[k]")))
+        .collect();
+    assert!(user_frames.is_empty(), "user frames: {user_frames:#?}");
+    assert!(p.keys().all(|s| s.starts_with("calltree;")), "{p:#?}");
+    let in_read: u64 = p
+        .iter()
+        .filter(|(s, _)| s.contains("read_[k]"))
+        .map(|(_, n)| n)
+        .sum();
+    assert!(
+        in_read * 2 >= total(&p),
+        "{in_read} of {} in read: {p:#?}",
+        total(&p)
+    );
+    assert!(err.contains("(user excluded, kernel "), "{err}");
+
+    let out = nflame()
+        .args(["record", "--user-only", "--kernel-only", "--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
+
+/// `--inline`: the function inlined into the hot loop gets a frame of its
+/// own (from the workload's debug info), and only with the option.
+#[test]
+fn inline_expands_inlined_functions() {
+    let _s = serial();
+    let (plain, _) = record_command(&[], "inline", "1");
+    assert!(share_with(&plain, "blend") > 0.9, "{plain:#?}");
+    assert_eq!(share_with(&plain, "mix"), 0.0, "{plain:#?}");
+    let (expanded, _) = record_command(&["--inline"], "inline", "1");
+    assert!(share_with(&expanded, "blend") > 0.9, "{expanded:#?}");
+    // mix is the loop's arithmetic: a good part of the samples.
+    assert!(share_with(&expanded, "mix") > 0.1, "{expanded:#?}");
+    assert!(
+        expanded
+            .keys()
+            .filter(|s| s.split(';').any(|f| f == "mix"))
+            .all(|s| s.contains(";main;blend;mix")),
+        "mix is always right under blend: {expanded:#?}"
+    );
+}
+
+/// `--event`: cpu-clock anywhere; cycles where the CPU has it, else a clear
+/// error and no output.
+#[test]
+fn event_choice() {
+    let _s = serial();
+    let (p, err) = record_command(&["--event", "cpu-clock"], "tree", "0.5");
+    assert!(err.contains("  event      cpu-clock at 999 Hz"), "{err}");
+    assert!(total(&p) > 100, "{p:#?}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let out_path = dir.path().join("c.folded");
+    let out = common::run(
+        nflame()
+            .args(["record", "--event", "cycles", "-o"])
+            .arg(&out_path)
+            .arg("--")
+            .arg(workload_bin())
+            .args(["tree", "0.5"]),
+        Duration::from_secs(120),
+    );
+    let err = stderr(&out);
+    if default_event() == "cycles" {
+        assert!(out.status.success(), "{err}");
+        assert!(err.contains("  event      cycles at 999 Hz"), "{err}");
+    } else {
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains("cycles"), "{err}");
+        assert!(!out_path.exists());
+    }
+}
+
+/// The exit status is 0 when the reader of standard output goes away
+/// before the recording is written (README, "Exit codes").
+#[test]
+fn reader_of_standard_output_gone() {
+    let _s = serial();
+    let mut child = nflame()
+        .args(["record", "-o", "-", "--"])
+        .arg(workload_bin())
+        .args(["tree", "0.5"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reader goes away before anything is written.
+    drop(child.stdout.take());
+    let out = common::finish(child, Duration::from_secs(120), "nflame record -o -");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("recording ended (targets exited)"), "{err}");
+    assert!(!err.contains("error"), "{err}");
+}
+
 #[test]
 fn thread_started_after_attaching_is_sampled() {
     let _s = serial();
