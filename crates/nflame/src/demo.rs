@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, ExitCode, Stdio};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context as _, Result};
@@ -53,7 +53,9 @@ pub enum Role {
     Server { secs: f64 },
     /// Relay 127.0.0.1 connections to UPSTREAM (prints the address) for SECS seconds.
     Relay { upstream: SocketAddr, secs: f64 },
-    /// Load TARGET with CONNECTIONS connections for SECS seconds; prints the requests done.
+    /// Load TARGET with CONNECTIONS connections for SECS seconds, from the
+    /// first line read on standard input (the recorder samples by then);
+    /// prints the requests done.
     Load {
         target: SocketAddr,
         connections: usize,
@@ -79,6 +81,10 @@ pub fn worker(args: WorkerArgs) -> Result<ExitCode> {
             secs,
         } => {
             workload::set_process_name("nflame-load");
+            let mut go = String::new();
+            std::io::stdin()
+                .read_line(&mut go)
+                .context("waiting for the go line")?;
             let n = workload::load(
                 target,
                 connections,
@@ -98,11 +104,15 @@ struct Worker {
 
 impl Worker {
     fn spawn(args: &[String]) -> Result<Worker> {
+        Worker::spawn_with(args, Stdio::null())
+    }
+
+    fn spawn_with(args: &[String], stdin: Stdio) -> Result<Worker> {
         let exe = std::env::current_exe().context("finding nflame's own executable")?;
         let mut child = Command::new(exe)
             .arg("__worker")
             .args(args)
-            .stdin(Stdio::null())
+            .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -140,6 +150,9 @@ impl Drop for Worker {
 struct Run {
     profile: Profile,
     requests: u64,
+    /// How long the load ran (its own clock): requests/s.
+    load_secs: f64,
+    /// How long the recording ran.
     secs: f64,
     samples: u64,
     lost: u64,
@@ -148,24 +161,39 @@ struct Run {
 
 fn record_run(name: &str, target: SocketAddr, extra_pids: &[u32], a: &DemoArgs) -> Result<Run> {
     let secs = a.duration;
-    let mut load = Worker::spawn(&[
-        "load".into(),
-        target.to_string(),
-        a.connections.to_string(),
-        secs.to_string(),
-    ])?;
+    // The load starts when sampling does (the first progress call comes from
+    // the recording loop, once every counter is enabled): on a loaded
+    // machine, opening the counters can outlast a load started beforehand.
+    let mut load = Worker::spawn_with(
+        &[
+            "load".into(),
+            target.to_string(),
+            a.connections.to_string(),
+            secs.to_string(),
+        ],
+        Stdio::piped(),
+    )?;
+    let mut go = load.child.stdin.take();
     let mut pids = extra_pids.to_vec();
     pids.push(load.pid());
     let mut opts = RecordOptions::new(Target::Pids(pids));
     opts.frequency = a.freq;
-    opts.duration = Some(Duration::from_secs_f64(secs));
+    // Ended when the load is done (below); this only bounds it.
+    opts.duration = Some(Duration::from_secs_f64(secs + 60.0));
     let stop = AtomicBool::new(false);
     eprintln!(
         "nflame demo: recording {name} for {secs} s ({} connections)…",
         a.connections
     );
-    let recording = nflame_sampler::record(&opts, &stop, |_| {})
-        .with_context(|| format!("recording the {name} run"))?;
+    let recording = nflame_sampler::record(&opts, &stop, |_| {
+        if let Some(mut w) = go.take() {
+            // A load that is gone already shows in its request count.
+            let _ = w.write_all(b"go\n");
+        } else if load.child.try_wait().is_ok_and(|s| s.is_some()) {
+            stop.store(true, Ordering::Relaxed);
+        }
+    })
+    .with_context(|| format!("recording the {name} run"))?;
     let requests: u64 = load
         .line()?
         .parse()
@@ -179,6 +207,7 @@ fn record_run(name: &str, target: SocketAddr, extra_pids: &[u32], a: &DemoArgs) 
         samples: profile.total(),
         profile,
         requests,
+        load_secs: secs,
         secs: recording.duration.as_secs_f64(),
         lost: recording.lost,
         event: recording.event.clone(),
@@ -250,7 +279,7 @@ pub fn run(a: DemoArgs) -> Result<ExitCode> {
 
     let stdout = std::io::stdout();
     let mut w = stdout.lock();
-    let rps = |r: &Run| r.requests as f64 / r.secs.max(1e-9);
+    let rps = |r: &Run| r.requests as f64 / r.load_secs.max(1e-9);
     writeln!(
         w,
         "direct:  {:>9.0} requests/s, {:.4} samples per request ({} samples)",
