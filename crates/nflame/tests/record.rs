@@ -50,14 +50,21 @@ struct Workload {
 impl Workload {
     /// Starts `calltree -w MODE SECONDS`, waiting for SIGUSR1 to work.
     fn waiting(mode: &str, seconds: f64) -> Workload {
-        Workload::spawn(workload_bin(), mode, seconds)
+        Workload::spawn(workload_bin(), &[], mode, seconds)
     }
 
-    fn spawn(bin: &Path, mode: &str, seconds: f64) -> Workload {
+    /// Starts `calltree -w -c MODE SECONDS`: SECONDS of CPU time, however
+    /// long a busy machine takes to give them.
+    fn waiting_cpu(mode: &str, seconds: f64) -> Workload {
+        Workload::spawn(workload_bin(), &["-c"], mode, seconds)
+    }
+
+    fn spawn(bin: &Path, flags: &[&str], mode: &str, seconds: f64) -> Workload {
         let dir = tempfile::tempdir().unwrap();
         let report = dir.path().join("report");
         let child = Command::new(bin)
             .arg("-w")
+            .args(flags)
             .arg("-r")
             .arg(&report)
             .arg(mode)
@@ -203,7 +210,7 @@ fn assert_tree_profile(p: &BTreeMap<String, u64>, cpu_secs: f64) {
 fn by_pid_known_shares_and_sample_count() {
     let _s = serial();
     let dir = tempfile::tempdir().unwrap();
-    let w = Workload::waiting("tree", 1.5);
+    let w = Workload::waiting_cpu("tree", 1.5);
     let pid = w.pid();
     let folded_path = dir.path().join("p.folded");
     let svg = dir.path().join("p.svg");
@@ -296,15 +303,18 @@ fn by_name_known_shares_and_sample_count() {
     let name = format!("nfct{}", std::process::id() % 1_000_000);
     let bin = dir.path().join(&name);
     std::fs::copy(workload_bin(), &bin).unwrap();
-    let w = Workload::spawn(&bin, "tree", 1.5);
+    let w = Workload::spawn(&bin, &["-c"], "tree", 1.5);
     let folded_path = dir.path().join("n.folded");
+    // A recording by name ends on its duration or a signal: the signal,
+    // once the workload is done (the duration only bounds it).
     let rec = start_recording(
         nflame()
-            .args(["record", "--name", &name, "-d", "2.5", "-o"])
+            .args(["record", "--name", &name, "-d", "600", "-o"])
             .arg(&folded_path),
     );
     w.start();
     let cpu = w.finish();
+    rec.signal(libc::SIGINT);
     let out = finish_recorder(rec);
     eprintln!("{}", stderr(&out));
     let mut p = folded(&folded_path);
@@ -332,7 +342,7 @@ fn by_command_known_shares_and_sample_count() {
         .arg(&folded_path)
         .arg("--")
         .arg(workload_bin())
-        .arg("-r")
+        .args(["-c", "-r"])
         .arg(&report)
         .args(["tree", "1.5"])
         .output()
@@ -698,7 +708,7 @@ mod needs_perf {
              out with NFLAME_SKIP=perf (scripts/test.sh)"
         );
         let dir = tempfile::tempdir().unwrap();
-        let w = Workload::waiting("tree", 2.0);
+        let w = Workload::waiting_cpu("tree", 2.0);
         let perf_data = dir.path().join("perf.data");
         // perf starts with its events disabled (-D -1) and enables them when
         // told on its control FIFO, answering `ack`: its readiness signal.
