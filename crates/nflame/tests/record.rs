@@ -414,8 +414,9 @@ fn syscalls_show_kernel_frames_under_their_user_frame() {
 }
 
 /// Runs `nflame record ARGS -o OUT -- calltree MODE SECONDS` (the workload
-/// as the command: sampled from its exec, no readiness needed) and returns
-/// the profile and the summary.
+/// as the command: sampled from its exec, no readiness needed; MODE may
+/// start with calltree's flags, `-c tree`) and returns the profile and the
+/// summary.
 fn record_command(args: &[&str], mode: &str, secs: &str) -> (BTreeMap<String, u64>, String) {
     let dir = tempfile::tempdir().unwrap();
     let out_path = dir.path().join("c.folded");
@@ -427,7 +428,8 @@ fn record_command(args: &[&str], mode: &str, secs: &str) -> (BTreeMap<String, u6
             .arg(&out_path)
             .arg("--")
             .arg(workload_bin())
-            .args([mode, secs]),
+            .args(mode.split(' '))
+            .arg(secs),
         Duration::from_secs(120),
     );
     let err = stderr(&out);
@@ -435,17 +437,21 @@ fn record_command(args: &[&str], mode: &str, secs: &str) -> (BTreeMap<String, u6
     (folded(&out_path), err)
 }
 
-/// `--user-only` and `--kernel-only` on a workload that spends most of its
-/// time in read(2) from a function of its own.
+/// `--user-only` on a workload in user space, `--kernel-only` on one that
+/// spends most of its time in read(2) from a function of its own (samples
+/// are taken only in the part recorded: user mode, resp. kernel mode). Both
+/// run for a second of CPU time.
 #[test]
 fn user_only_and_kernel_only() {
     let _s = serial();
-    let (p, err) = record_command(&["--user-only"], "syscall", "1");
+    let (p, err) = record_command(&["--user-only"], "-c tree", "1");
+    assert!(total(&p) >= 500, "{p:#?}");
     assert!(p.keys().all(|s| !s.contains("_[k]")), "{p:#?}");
-    assert!(share_with(&p, "pull_zeros") > 0.9, "{p:#?}");
+    assert!(share_with(&p, "spin") > 0.9, "{p:#?}");
     assert!(err.contains(", kernel excluded)"), "{err}");
 
-    let (p, err) = record_command(&["--kernel-only"], "syscall", "1");
+    let (p, err) = record_command(&["--kernel-only"], "-c syscall", "1");
+    assert!(total(&p) >= 500, "{p:#?}");
     // The process name, then kernel frames only: no main, no pull_zeros.
     let user_frames: Vec<&String> = p
         .keys()
@@ -477,10 +483,10 @@ fn user_only_and_kernel_only() {
 #[test]
 fn inline_expands_inlined_functions() {
     let _s = serial();
-    let (plain, _) = record_command(&[], "inline", "1");
+    let (plain, _) = record_command(&[], "-c inline", "1");
     assert!(share_with(&plain, "blend") > 0.9, "{plain:#?}");
     assert_eq!(share_with(&plain, "mix"), 0.0, "{plain:#?}");
-    let (expanded, _) = record_command(&["--inline"], "inline", "1");
+    let (expanded, _) = record_command(&["--inline"], "-c inline", "1");
     assert!(share_with(&expanded, "blend") > 0.9, "{expanded:#?}");
     // mix is the loop's arithmetic: a good part of the samples.
     assert!(share_with(&expanded, "mix") > 0.1, "{expanded:#?}");
@@ -498,7 +504,7 @@ fn inline_expands_inlined_functions() {
 #[test]
 fn event_choice() {
     let _s = serial();
-    let (p, err) = record_command(&["--event", "cpu-clock"], "tree", "1");
+    let (p, err) = record_command(&["--event", "cpu-clock"], "-c tree", "1");
     assert!(err.contains("  event      cpu-clock at 999 Hz"), "{err}");
     assert!(share_with(&p, "spin") > 0.9, "{p:#?}");
 
