@@ -582,13 +582,18 @@ fn zombie_pid_is_reported_as_exited() {
 fn all_target_stops_on_flag_with_valid_output() {
     let _s = serial();
     let child = busy_sh();
-    // Half a second of sampling (from the enabling of the counters, however
-    // long opening them took), then the flag.
+    // The flag, once the busy loop has had 0.3 s of CPU while sampled (from
+    // the first progress call: every counter is enabled), however long a
+    // loaded machine takes to give it that.
     let stop = AtomicBool::new(false);
     let mut progress_calls = 0;
-    let r = record(&RecordOptions::new(Target::All), &stop, |p| {
+    let mut cpu0 = None;
+    let mut o = RecordOptions::new(Target::All);
+    o.duration = Some(Duration::from_secs(120));
+    let r = record(&o, &stop, |_| {
         progress_calls += 1;
-        if p.elapsed >= Duration::from_millis(500) {
+        let cpu = cpu_seconds(child.pid());
+        if cpu - *cpu0.get_or_insert(cpu) >= 0.3 {
             stop.store(true, Ordering::Relaxed);
         }
     })

@@ -71,8 +71,8 @@ pub struct Recorder {
     child: Child,
     /// Receives once when the first status line arrives.
     ready: mpsc::Receiver<()>,
-    /// The sample count of the latest status line.
-    samples: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// The latest status line.
+    latest: std::sync::Arc<Mutex<Option<Status>>>,
     reader: Option<std::thread::JoinHandle<Vec<u8>>>,
 }
 
@@ -123,8 +123,8 @@ impl Recorder {
         // ends once nflame has exited.
         cmd.stderr(Stdio::null());
         let (tx, ready) = mpsc::channel();
-        let samples = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let latest = std::sync::Arc::clone(&samples);
+        let latest = std::sync::Arc::new(Mutex::new(None));
+        let shared = std::sync::Arc::clone(&latest);
         let reader = std::thread::spawn(move || {
             let mut file = std::fs::File::from(master);
             let (mut all, mut buf, mut told) = (Vec::new(), [0u8; 4096], false);
@@ -136,7 +136,7 @@ impl Recorder {
                     let _ = tx.send(());
                 }
                 if let Some(s) = status_lines(&all).last() {
-                    latest.store(s.samples, std::sync::atomic::Ordering::Relaxed);
+                    *shared.lock().unwrap() = Some(*s);
                 }
             }
             all
@@ -144,7 +144,7 @@ impl Recorder {
         Recorder {
             child,
             ready,
-            samples,
+            latest,
             reader: Some(reader),
         }
     }
@@ -174,13 +174,23 @@ impl Recorder {
     /// long that takes depends on the CPU the targets get). Fails when
     /// `limit` passes first.
     pub fn wait_samples(&mut self, n: u64, limit: Duration) {
+        self.wait_status(limit, |s| s.samples >= n);
+    }
+
+    /// Waits for a status line for which `cond` holds, and returns it. Fails
+    /// when `limit` passes first.
+    pub fn wait_status(&mut self, limit: Duration, cond: impl Fn(&Status) -> bool) -> Status {
         let start = Instant::now();
-        while self.samples.load(std::sync::atomic::Ordering::Relaxed) < n {
+        loop {
+            if let Some(s) = self.latest.lock().unwrap().filter(&cond) {
+                return s;
+            }
             if start.elapsed() > limit {
+                let last = *self.latest.lock().unwrap();
                 let _ = self.child.kill();
                 let out = self.finish(Duration::from_secs(10));
                 panic!(
-                    "nflame record did not reach {n} samples within {limit:?}: {}",
+                    "nflame record's status did not get there within {limit:?} (last: {last:?}): {}",
                     text(&out.stderr)
                 );
             }
