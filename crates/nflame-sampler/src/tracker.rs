@@ -186,6 +186,14 @@ impl<S: ProcSource> Tracker<S> {
         self.unwinder = Some(unwinder);
     }
 
+    /// Stack bytes samples now ask for (`Auto` copying less, or nothing:
+    /// samples without a copy use the frame-pointer chain).
+    pub(crate) fn set_stack_request(&mut self, bytes: usize) {
+        if let StackMode::Auto { requested } = &mut self.mode {
+            *requested = bytes;
+        }
+    }
+
     /// Marks the mappings of `pid` changed.
     fn touch(&mut self, pid: u32) {
         let gen = self.next_gen;

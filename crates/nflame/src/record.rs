@@ -129,7 +129,8 @@ pub struct RecordArgs {
     /// and unwinds it with the binaries' DWARF call-frame information (like `perf record
     /// --call-graph dwarf`), which code built without frame pointers needs (most
     /// distribution binaries: nginx, libc, LuaJIT); `auto` does both and keeps the
-    /// longer stack.
+    /// longer stack, and on every CPU (`-a`, `--name`, Docker targets) copies less, or
+    /// nothing, when the recorder cannot keep up (the summary says so).
     #[arg(long, value_name = "MODE", default_value = "auto", value_parser = parse_call_graph)]
     pub call_graph: CallGraph,
     /// Only user-space frames (and samples).

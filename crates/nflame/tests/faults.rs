@@ -7,7 +7,8 @@
 //!   half, the previous file untouched);
 //! - an output directory that is read-only, or that fills up (a small tmpfs);
 //! - sample loss forced by stopping the recorder while a small ring buffer
-//!   fills, reported as lost;
+//!   fills, reported as lost; the default call graph dropping its stack
+//!   copies on every CPU when the recorder falls behind;
 //! - an unprivileged user with `perf_event_paranoid` at 2;
 //! - memory staying bounded during a system-wide recording at 999 Hz while
 //!   programs come and go (600 of them here; `scripts/soak.sh` runs the
@@ -518,6 +519,57 @@ fn forced_sample_loss_is_reported() {
         .unwrap_or_else(|| panic!("unreadable: {lost_line}"));
     eprintln!("{err}");
     assert!(lost > 0, "nothing lost with an 8-page ring: {err}");
+    assert!(Profile::from_path(&folded).unwrap().total() > 0);
+}
+
+/// The default call graph (`auto`) on every CPU copies 8 KiB of user stack
+/// into each sample; when the recorder falls behind (here: stopped for 3 s
+/// while a CPU is busy, which overflows its 16 MiB ring: 3,000 samples of
+/// 8.7 KiB), it must stop copying by itself and say so, after which the same
+/// stall loses at most 1% (3,000 frame-pointer samples of a few hundred
+/// bytes fit). Losses are read from the status line, which counts the kernel's
+/// loss records as they are read; the second stall's are the difference.
+#[test]
+fn auto_call_graph_stops_copying_stacks_when_the_recorder_falls_behind() {
+    let _s = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let folded = dir.path().join("auto.folded");
+    let _busy = Workload::start("tree", 120.0);
+    let mut rec = Recorder::spawn(
+        nflame()
+            .args(["record", "-a", "-d", "120", "-o"])
+            .arg(&folded),
+    );
+    rec.wait_ready(Duration::from_secs(60));
+    let limit = Duration::from_secs(120);
+    let stall = |rec: &mut Recorder| {
+        let before = rec.wait_status(limit, |_| true);
+        signal(rec.pid(), libc::SIGSTOP);
+        std::thread::sleep(Duration::from_secs(3));
+        signal(rec.pid(), libc::SIGCONT);
+        // Read on until a second of one busy CPU's samples came after it.
+        rec.wait_status(limit, |s| s.samples >= before.samples + 4_000)
+    };
+    let first = stall(&mut rec);
+    let second = stall(&mut rec);
+    rec.signal(libc::SIGINT);
+    let out = rec.finish(limit);
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    eprintln!("{err}");
+    let note = err
+        .lines()
+        .find(|l| l.contains("note: call graph auto:"))
+        .unwrap_or_else(|| panic!("the summary does not say what auto chose: {err}"));
+    assert!(
+        note.contains("so frame-pointer chains only") && note.contains("8192-byte stack copies"),
+        "auto did not stop copying stacks: {note}"
+    );
+    let (lost, samples) = (second.lost - first.lost, second.samples - first.samples);
+    assert!(
+        lost * 100 <= samples,
+        "the second stall lost {lost} samples (of {samples} kept): more than 1%"
+    );
     assert!(Profile::from_path(&folded).unwrap().total() > 0);
 }
 
