@@ -38,6 +38,9 @@ struct Proc {
     samples: u64,
     /// Changes whenever `info.mappings` does (for the unwinder's modules).
     map_gen: u64,
+    /// Indices in [`Tracker::samples`] of this process's entries, until it
+    /// exits (see [`Tracker::compact`]).
+    entries: Vec<usize>,
 }
 
 /// How user stacks of samples are chosen (see [`crate::CallGraph`]).
@@ -242,6 +245,7 @@ impl<S: ProcSource> Tracker<S> {
             explicit,
             samples: 0,
             map_gen: 0,
+            entries: Vec::new(),
         });
         p.target = true;
         p.explicit |= explicit;
@@ -281,6 +285,7 @@ impl<S: ProcSource> Tracker<S> {
             explicit: false,
             samples: 0,
             map_gen: 0,
+            entries: Vec::new(),
         })
     }
 
@@ -443,6 +448,9 @@ impl<S: ProcSource> Tracker<S> {
                     }
                     std::collections::hash_map::Entry::Vacant(e) => {
                         e.insert(self.samples.len());
+                        if let Some(p) = self.procs.get_mut(&pid) {
+                            p.entries.push(self.samples.len());
+                        }
                         self.samples.push(RawSample {
                             pid,
                             tid,
@@ -483,6 +491,8 @@ impl<S: ProcSource> Tracker<S> {
                 // when they exit so memory follows the live process count.
                 if unsampled && self.filter == Filter::All {
                     self.procs.remove(&pid);
+                } else {
+                    self.compact(pid);
                 }
             }
             Event::Mmap {
@@ -627,9 +637,51 @@ impl<S: ProcSource> Tracker<S> {
                 explicit: false,
                 samples: 0,
                 map_gen: 0,
+                entries: Vec::new(),
             },
         );
         self.touch(pid);
+    }
+
+    /// Shrinks what is kept of `pid`, which exited, to what naming its
+    /// samples needs: the mappings its user addresses fall in (the address
+    /// and, for return addresses, the one before it, which the symbolizer
+    /// looks up) and the names of its sampled threads. A process that had
+    /// samples costs a few hundred bytes from then on instead of its whole
+    /// map (6-15 KiB for a small program), so a system-wide recording does
+    /// not grow with every program that came and went. Samples that still
+    /// arrive for it (from another CPU's buffer) are kept as usual.
+    fn compact(&mut self, pid: u32) {
+        let Some(p) = self.procs.get_mut(&pid) else {
+            return;
+        };
+        let entries = std::mem::take(&mut p.entries);
+        let mut used = vec![false; p.info.mappings.len()];
+        let mut tids = FxHashSet::default();
+        let mut mark = |a: u64| {
+            let i = p.info.mappings.partition_point(|m| m.start <= a);
+            if let Some(i) = i.checked_sub(1) {
+                if a < p.info.mappings[i].end {
+                    used[i] = true;
+                }
+            }
+        };
+        for &e in &entries {
+            let Some(s) = self.samples.get(e) else {
+                continue;
+            };
+            tids.insert(s.tid);
+            for (k, &a) in s.user.iter().enumerate() {
+                mark(a);
+                if k > 0 {
+                    mark(a.wrapping_sub(1));
+                }
+            }
+        }
+        let mut used = used.into_iter();
+        p.info.mappings.retain(|_| used.next().unwrap_or(false));
+        p.info.mappings.shrink_to_fit();
+        p.info.threads.retain(|tid, _| tids.contains(tid));
     }
 
     /// Target processes not known to have exited.
@@ -930,7 +982,8 @@ mod tests {
                 inode: Some(7)
             }]
         );
-        assert_eq!(child.threads.len(), 2);
+        // Once exited, only the sampled thread's name is kept.
+        assert_eq!(child.threads.keys().copied().collect::<Vec<_>>(), vec![200]);
         assert_eq!(out.processes[&100].mappings.len(), 1);
     }
 
@@ -1063,6 +1116,68 @@ mod tests {
         assert_eq!(p.threads[&601], "worker");
         assert_eq!(p.mappings.len(), 1);
         assert_eq!(p.mappings[0].path, PathBuf::from("/usr/bin/python3"));
+    }
+
+    /// A sampled process that exits keeps only the mappings its user
+    /// addresses need (a return address at a mapping's start is looked up
+    /// in the one before) and its sampled threads' names.
+    #[test]
+    fn exit_keeps_only_what_naming_the_samples_needs() {
+        let src = FakeProc::default().with(
+            900,
+            "cc1",
+            "/usr/lib/cc1",
+            &[
+                (0x1000, 0x2000, "/usr/lib/cc1"),
+                (0x2000, 0x3000, "/lib/libm.so.6"),
+                (0x3000, 0x4000, "/lib/libc.so.6"),
+                (0x5000, 0x6000, "/lib/ld.so"),
+                (0x7000, 0x8000, "/lib/libz.so"),
+            ],
+        );
+        let mut t = Tracker::new(Filter::All, src, 1);
+        // Leaf in cc1; a return address at libc's first byte: the call is
+        // the last instruction of libm.
+        t.handle(sample(900, 900, 1, &[], &[0x1010, 0x3000]));
+        t.handle(sample(900, 900, 2, &[], &[0x1010, 0x3000]));
+        t.handle(Event::Fork {
+            pid: 900,
+            ppid: 900,
+            tid: 901,
+            time: 3,
+        });
+        t.handle(sample(900, 902, 4, &[0xffff], &[0x5500]));
+        assert_eq!(t.procs[&900].info.mappings.len(), 5);
+        assert_eq!(t.procs[&900].info.threads.len(), 3);
+        t.handle(Event::Exit {
+            pid: 900,
+            tid: 900,
+            time: 5,
+        });
+        let p = &t.procs[&900];
+        let kept: Vec<&str> = p
+            .info
+            .mappings
+            .iter()
+            .map(|m| m.path.to_str().unwrap())
+            .collect();
+        assert_eq!(
+            kept,
+            vec![
+                "/usr/lib/cc1",
+                "/lib/libm.so.6",
+                "/lib/libc.so.6",
+                "/lib/ld.so"
+            ]
+        );
+        assert_eq!(
+            p.info.threads.keys().copied().collect::<Vec<_>>(),
+            vec![900, 902]
+        );
+        assert!(p.entries.is_empty());
+        let out = t.finish();
+        assert_eq!(out.samples.iter().map(|s| s.count).sum::<u64>(), 3);
+        assert!(out.processes[&900].exited);
     }
 
     #[test]
