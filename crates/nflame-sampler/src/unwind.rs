@@ -52,7 +52,7 @@ type Bytes = Arc<[u8]>;
 const MAX_FRAMES: usize = 1024;
 
 /// Section bytes kept for files no live process maps.
-pub(crate) const IDLE_BYTES: usize = 32 << 20;
+pub(crate) const IDLE_BYTES: usize = 16 << 20;
 /// Files kept that no live process maps.
 pub(crate) const IDLE_FILES: usize = 1024;
 
