@@ -11,10 +11,12 @@
 //! copies, measured here, loses samples with 2 KiB ones too). Samples are lost
 //! only once a ring buffer is full, and the kernel says so only when the
 //! recorder reads again, so falling behind is a warning too: when the
-//! oldest sample of two drains in a row is older than half the time a ring
+//! oldest sample of two reads in a row is older than half the time a ring
 //! holds at the current copy size, the copy is quartered before anything is
-//! lost (one slow drain is not enough: the first ones also read every
-//! binary's unwind tables).
+//! lost (one slow read is not enough: the first ones also wait for every
+//! binary's unwind tables to be read); older than all a ring holds, a busy
+//! CPU's ring overflowed, whatever the kernel has said so far, and copying
+//! stops.
 //! It only decides;
 //! the recording loop reopens the counters, and the summary gets
 //! [`StackCopy::note`]. Pure: no syscalls, no clock.
@@ -42,8 +44,9 @@ pub(crate) struct Change {
     /// The window that decided it: samples kept and lost.
     pub(crate) kept: u64,
     pub(crate) lost: u64,
-    /// Or, with nothing lost yet, how far behind the recorder was.
-    pub(crate) behind: Option<Duration>,
+    /// Or, with nothing lost yet, how far behind the recorder was, and
+    /// how long a ring holds a busy CPU's samples.
+    pub(crate) behind: Option<(Duration, Duration)>,
 }
 
 /// The stack copy size of an `Auto` system-wide recording.
@@ -105,8 +108,10 @@ impl StackCopy {
         }
         let k = kept.saturating_sub(self.base_kept);
         let l = lost.saturating_sub(self.base_lost);
-        let slow = behind > self.lag_limit();
-        let late = slow && self.was_late;
+        let limit = self.lag_limit();
+        let slow = behind > limit;
+        let overflowed = behind > limit.saturating_mul(2);
+        let late = (slow && self.was_late) || overflowed;
         self.was_late = slow;
         if !late && k.saturating_add(l) < WINDOW_EVENTS {
             return None;
@@ -122,7 +127,7 @@ impl StackCopy {
             return None;
         }
         let quarter = (self.bytes / 4) & !7;
-        let to = if share >= SHRINK_SHARE || quarter < MIN_BYTES {
+        let to = if share >= SHRINK_SHARE || overflowed || quarter < MIN_BYTES {
             0
         } else {
             quarter
@@ -133,7 +138,7 @@ impl StackCopy {
             to,
             kept: k,
             lost: l,
-            behind: (share < SHRINK_SHARE).then_some(behind),
+            behind: (share < SHRINK_SHARE).then_some((behind, limit.saturating_mul(2))),
         });
         self.bytes = to;
         Some(to)
@@ -170,9 +175,10 @@ impl StackCopy {
                     format!("{}-byte copies", c.from)
                 };
                 let why = match c.behind {
-                    Some(b) => format!(
-                        "put the recorder {:.2} s behind (half of what a ring holds)",
-                        b.as_secs_f64()
+                    Some((b, holds)) => format!(
+                        "put the recorder {:.2} s behind (a ring holds {:.2} s of them)",
+                        b.as_secs_f64(),
+                        holds.as_secs_f64()
                     ),
                     None => format!(
                         "lost {} of {} samples ({:.1}%)",
@@ -215,8 +221,8 @@ mod tests {
         // 4 MiB hold 0.48 s of 8.7 KiB samples at 999 Hz: 0.24 s behind is
         // the limit.
         assert_eq!(a.observe(secs(1), 50, 0, ms(200)), None);
-        // One slow drain is not enough, two in a row are.
-        assert_eq!(a.observe(secs(2), 60, 0, ms(700)), None);
+        // One slow read is not enough, two in a row are.
+        assert_eq!(a.observe(secs(2), 60, 0, ms(400)), None);
         assert_eq!(a.observe(secs(2), 60, 0, ms(100)), None);
         assert_eq!(a.observe(secs(2), 60, 0, ms(300)), None);
         assert_eq!(a.observe(secs(2), 60, 0, ms(300)), Some(2048));
@@ -225,6 +231,7 @@ mod tests {
         assert_eq!(a.observe(secs(3), 70, 0, ms(300)), None);
         assert_eq!(a.observe(secs(4), 80, 0, ms(900)), None);
         assert_eq!(a.observe(secs(4), 80, 0, ms(900)), Some(0));
+        assert_eq!(a.changes().len(), 2);
         let note = a.note();
         assert!(
             note.contains("at 2.0 s 8192-byte stack copies put the recorder 0.30 s behind"),
@@ -279,6 +286,13 @@ mod tests {
             note.contains("; at 2.0 s 2048-byte copies lost 100 of 1080"),
             "{note}"
         );
+    }
+
+    #[test]
+    fn falling_behind_by_more_than_a_ring_holds_stops_copying_at_once() {
+        let mut a = StackCopy::new(8192, 4 << 20, 999);
+        assert_eq!(a.observe(secs(1), 50, 0, ms(500)), Some(0));
+        assert!(a.note().contains("put the recorder 0.50 s behind"));
     }
 
     #[test]

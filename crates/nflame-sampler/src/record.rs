@@ -210,16 +210,19 @@ pub fn record(
                 hung[i] = true;
             }
         }
-        let oldest = drain_all(&counters, &mut batch, &mut tracker);
+        let oldest = read_all(&counters, &mut batch);
         if let Some(a) = adapt.as_mut() {
-            let (kept, lost) = (tracker.sample_count(), tracker.lost());
+            // How far behind the recorder is as it reads, before it handles
+            // what it read: the counters are replaced before the backlog is
+            // worked off.
             let behind =
                 Duration::from_nanos(oldest.map_or(0, |t| sys::monotonic_ns().saturating_sub(t)));
+            let (kept, lost) = (tracker.sample_count(), tracker.lost());
             if let Some(bytes) = a.observe(start.elapsed(), kept, lost, behind) {
                 match session.reopen_cpus(bytes) {
                     Ok(new) => {
-                        // The old counters stop, the new start, then the
-                        // old ones' last records are read with the old mode.
+                        // The old counters stop, the new start; the old
+                        // ones' last records are handled with the old mode.
                         for c in &counters {
                             let _ = c.disable();
                         }
@@ -229,7 +232,10 @@ pub fn record(
                                 source,
                             })?;
                         }
-                        drain_all(&counters, &mut batch, &mut tracker);
+                        let mut rest = Vec::new();
+                        read_all(&counters, &mut rest);
+                        batch.append(&mut rest);
+                        handle_all(&mut batch, &mut tracker);
                         retired_lost += counters.iter().filter_map(PerfCounter::lost).sum::<u64>();
                         counters = new;
                         tracker.set_stack_request(bytes as usize);
@@ -237,12 +243,16 @@ pub fn record(
                         hung = vec![false; fds.len()];
                     }
                     Err(e) => {
-                        notes.push(format!("call graph auto: could not reopen the counters with smaller stack copies: {e}"));
+                        notes.push(format!(
+                            "call graph auto: could not reopen the counters with smaller stack \
+                             copies: {e}"
+                        ));
                         adapt = None;
                     }
                 }
             }
         }
+        handle_all(&mut batch, &mut tracker);
 
         if attached {
             if let Some(child) = child.as_mut() {
@@ -380,13 +390,19 @@ fn progress_of<S: ProcSource>(t: &Tracker<S>, start: Instant, event: PerfEvent) 
 
 /// Drains every buffer, then handles the records in timestamp order so that a
 /// COMM or FORK seen on one CPU precedes the samples it explains on another.
-/// Returns the time of the oldest sample read.
 fn drain_all<S: ProcSource>(
     counters: &[PerfCounter],
     batch: &mut Vec<Event>,
     tracker: &mut Tracker<S>,
-) -> Option<u64> {
+) {
     batch.clear();
+    read_all(counters, batch);
+    handle_all(batch, tracker);
+}
+
+/// Drains every buffer into `batch`. Returns the time of the oldest sample
+/// read.
+fn read_all(counters: &[PerfCounter], batch: &mut Vec<Event>) -> Option<u64> {
     for c in counters {
         c.drain(|r| {
             if let Some(ev) = Event::from_record(r) {
@@ -394,15 +410,19 @@ fn drain_all<S: ProcSource>(
             }
         });
     }
-    batch.sort_by_key(Event::time);
-    let oldest = batch
+    batch
         .iter()
-        .find(|e| matches!(e, Event::Sample { .. }))
-        .map(Event::time);
+        .filter(|e| matches!(e, Event::Sample { .. }))
+        .map(Event::time)
+        .min()
+}
+
+/// Handles `batch` (emptied) in timestamp order.
+fn handle_all<S: ProcSource>(batch: &mut Vec<Event>, tracker: &mut Tracker<S>) {
+    batch.sort_by_key(Event::time);
     for ev in batch.drain(..) {
         tracker.handle(ev);
     }
-    oldest
 }
 
 /// Opening counters, with the event fallback and error explanations.
