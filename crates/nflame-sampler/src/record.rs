@@ -199,6 +199,10 @@ pub fn record(
         if let Some(d) = opts.duration {
             timeout = timeout.min(d.saturating_sub(elapsed));
         }
+        if !batch.is_empty() {
+            // A backlog is waiting: read what came meanwhile, no waiting.
+            timeout = Duration::ZERO;
+        }
         let live_idx: Vec<usize> = (0..fds.len()).filter(|&i| !hung[i]).collect();
         let live_fds: Vec<i32> = live_idx.iter().map(|&i| fds[i]).collect();
         sys::poll_fds(&live_fds, timeout, &mut ready).map_err(|source| Error::Io {
@@ -222,7 +226,7 @@ pub fn record(
                 match session.reopen_cpus(bytes) {
                     Ok(new) => {
                         // The old counters stop, the new start; the old
-                        // ones' last records are handled with the old mode.
+                        // ones' last records join the backlog.
                         for c in &counters {
                             let _ = c.disable();
                         }
@@ -232,10 +236,7 @@ pub fn record(
                                 source,
                             })?;
                         }
-                        let mut rest = Vec::new();
-                        read_all(&counters, &mut rest);
-                        batch.append(&mut rest);
-                        handle_all(&mut batch, &mut tracker);
+                        read_all(&counters, &mut batch);
                         retired_lost += counters.iter().filter_map(PerfCounter::lost).sum::<u64>();
                         counters = new;
                         tracker.set_stack_request(bytes as usize);
@@ -252,7 +253,7 @@ pub fn record(
                 }
             }
         }
-        handle_all(&mut batch, &mut tracker);
+        handle_some(&mut batch, &mut tracker, POLL_INTERVAL);
 
         if attached {
             if let Some(child) = child.as_mut() {
@@ -395,13 +396,12 @@ fn drain_all<S: ProcSource>(
     batch: &mut Vec<Event>,
     tracker: &mut Tracker<S>,
 ) {
-    batch.clear();
     read_all(counters, batch);
     handle_all(batch, tracker);
 }
 
-/// Drains every buffer into `batch`. Returns the time of the oldest sample
-/// read.
+/// Drains every buffer into `batch` (after what it holds). Returns the time
+/// of the oldest sample in it.
 fn read_all(counters: &[PerfCounter], batch: &mut Vec<Event>) -> Option<u64> {
     for c in counters {
         c.drain(|r| {
@@ -423,6 +423,29 @@ fn handle_all<S: ProcSource>(batch: &mut Vec<Event>, tracker: &mut Tracker<S>) {
     for ev in batch.drain(..) {
         tracker.handle(ev);
     }
+}
+
+/// Handles `batch` in timestamp order for about `budget`, leaving the rest
+/// in it: a backlog (a busy machine, the first unwind tables read) is worked
+/// off over several turns of the loop, which keeps reading the buffers and
+/// seeing how far behind it is.
+fn handle_some<S: ProcSource>(batch: &mut Vec<Event>, tracker: &mut Tracker<S>, budget: Duration) {
+    batch.sort_by_key(Event::time);
+    let began = Instant::now();
+    let mut rest = Vec::new();
+    {
+        let mut events = batch.drain(..);
+        let mut n = 0u32;
+        while let Some(ev) = events.next() {
+            tracker.handle(ev);
+            n += 1;
+            if n % 64 == 0 && began.elapsed() >= budget {
+                rest.extend(events);
+                break;
+            }
+        }
+    }
+    *batch = rest;
 }
 
 /// Opening counters, with the event fallback and error explanations.
