@@ -152,7 +152,7 @@ pub struct RecordArgs {
     #[arg(long)]
     pub keep_unknown_runs: bool,
     /// Ring buffer size per CPU, in pages (rounded down to a power of two, at
-    /// least 8; DWARF unwinding raises it to 1024). Advanced: small rings lose
+    /// least 8; DWARF unwinding raises it to 4096). Advanced: small rings lose
     /// samples under load.
     #[arg(long, value_name = "N", hide = true)]
     pub ring_pages: Option<usize>,
