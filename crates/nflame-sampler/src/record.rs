@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::adapt::StackCopy;
 use crate::error::Error;
 use crate::event::Event;
 use crate::options::{EventChoice, Progress, RecordOptions, Target};
@@ -21,7 +22,7 @@ use nflame_recording::{Recording, StopReason};
 /// Total ring-buffer memory we allow before shrinking per-counter buffers.
 const RING_BUDGET: usize = 64 << 20;
 /// Ring buffer pages per counter at least, when samples carry stack copies.
-const DWARF_RING_PAGES: usize = 1024;
+const DWARF_RING_PAGES: usize = 4096;
 /// Longest time between two drains.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// How often `/proc` is checked for targets whose EXIT record we missed.
@@ -91,6 +92,8 @@ pub fn record(
         event: settled_event(opts.event),
         counters: Vec::new(),
         buffer_of_cpu: Vec::new(),
+        stack_bytes: opts.call_graph.stack_bytes(),
+        cpu_ring_exp: None,
     };
 
     let own = sys::own_pid();
@@ -113,7 +116,7 @@ pub fn record(
         }
     };
     let event = session.event.unwrap_or(PerfEvent::CpuClock);
-    let counters = std::mem::take(&mut session.counters);
+    let mut counters = std::mem::take(&mut session.counters);
 
     let mut tracker = Tracker::new(filter, Procfs, own);
     let stack_bytes = if opts.user {
@@ -121,6 +124,15 @@ pub fn record(
     } else {
         0
     };
+    // Every CPU, stacks copied because `Auto` chose it: fewer bytes, or
+    // none, when samples are lost (see `adapt`).
+    let mut adapt =
+        (system_wide && opts.call_graph == CallGraph::Auto && stack_bytes > 0).then(|| {
+            let ring = sys::page_size() << session.cpu_ring_exp.unwrap_or(0);
+            StackCopy::new(stack_bytes, ring as u64, opts.frequency)
+        });
+    // Lost counts of counters replaced by `adapt`.
+    let mut retired_lost = 0u64;
     if stack_bytes > 0 {
         let requested = stack_bytes as usize;
         let mode = match opts.call_graph {
@@ -168,11 +180,7 @@ pub fn record(
     }
 
     // The loop.
-    let fds: Vec<i32> = counters
-        .iter()
-        .filter(|c| c.has_buffer())
-        .map(PerfCounter::raw_fd)
-        .collect();
+    let mut fds: Vec<i32> = buffer_fds(&counters);
     let mut hung = vec![false; fds.len()];
     let mut ready: Vec<Ready> = Vec::new();
     let mut batch: Vec<Event> = Vec::new();
@@ -191,6 +199,10 @@ pub fn record(
         if let Some(d) = opts.duration {
             timeout = timeout.min(d.saturating_sub(elapsed));
         }
+        if !batch.is_empty() {
+            // A backlog is waiting: read what came meanwhile, no waiting.
+            timeout = Duration::ZERO;
+        }
         let live_idx: Vec<usize> = (0..fds.len()).filter(|&i| !hung[i]).collect();
         let live_fds: Vec<i32> = live_idx.iter().map(|&i| fds[i]).collect();
         sys::poll_fds(&live_fds, timeout, &mut ready).map_err(|source| Error::Io {
@@ -202,7 +214,46 @@ pub fn record(
                 hung[i] = true;
             }
         }
-        drain_all(&counters, &mut batch, &mut tracker);
+        let oldest = read_all(&counters, &mut batch);
+        if let Some(a) = adapt.as_mut() {
+            // How far behind the recorder is as it reads, before it handles
+            // what it read: the counters are replaced before the backlog is
+            // worked off.
+            let behind =
+                Duration::from_nanos(oldest.map_or(0, |t| sys::monotonic_ns().saturating_sub(t)));
+            let (kept, lost) = (tracker.sample_count(), tracker.lost());
+            if let Some(bytes) = a.observe(start.elapsed(), kept, lost, behind) {
+                match session.reopen_cpus(bytes) {
+                    Ok(new) => {
+                        // The old counters stop, the new start; the old
+                        // ones' last records join the backlog.
+                        for c in &counters {
+                            let _ = c.disable();
+                        }
+                        for c in &new {
+                            c.enable().map_err(|source| Error::Io {
+                                op: "enabling a perf counter".into(),
+                                source,
+                            })?;
+                        }
+                        read_all(&counters, &mut batch);
+                        retired_lost += counters.iter().filter_map(PerfCounter::lost).sum::<u64>();
+                        counters = new;
+                        tracker.set_stack_request(bytes as usize);
+                        fds = buffer_fds(&counters);
+                        hung = vec![false; fds.len()];
+                    }
+                    Err(e) => {
+                        notes.push(format!(
+                            "call graph auto: could not reopen the counters with smaller stack \
+                             copies: {e}"
+                        ));
+                        adapt = None;
+                    }
+                }
+            }
+        }
+        handle_some(&mut batch, &mut tracker, POLL_INTERVAL);
 
         if attached {
             if let Some(child) = child.as_mut() {
@@ -236,7 +287,7 @@ pub fn record(
         command_status = child.terminate(Duration::from_secs(1));
     }
     drain_all(&counters, &mut batch, &mut tracker);
-    let stat_lost: u64 = counters.iter().filter_map(PerfCounter::lost).sum();
+    let stat_lost: u64 = retired_lost + counters.iter().filter_map(PerfCounter::lost).sum::<u64>();
     progress(&progress_of(&tracker, start, event));
     drop(counters);
 
@@ -254,6 +305,9 @@ pub fn record(
              consider a lower frequency",
             out.throttled
         ));
+    }
+    if let Some(a) = &adapt {
+        notes.push(a.note());
     }
     let lost = out.lost.max(stat_lost);
     if lost > 0 {
@@ -279,6 +333,15 @@ pub fn record(
         call_graph: opts.call_graph,
         stack_bytes,
     })
+}
+
+/// The fds of the counters that own a ring buffer.
+fn buffer_fds(counters: &[PerfCounter]) -> Vec<i32> {
+    counters
+        .iter()
+        .filter(|c| c.has_buffer())
+        .map(PerfCounter::raw_fd)
+        .collect()
 }
 
 fn validate(opts: &RecordOptions) -> Result<(), Error> {
@@ -333,7 +396,13 @@ fn drain_all<S: ProcSource>(
     batch: &mut Vec<Event>,
     tracker: &mut Tracker<S>,
 ) {
-    batch.clear();
+    read_all(counters, batch);
+    handle_all(batch, tracker);
+}
+
+/// Drains every buffer into `batch` (after what it holds). Returns the time
+/// of the oldest sample in it.
+fn read_all(counters: &[PerfCounter], batch: &mut Vec<Event>) -> Option<u64> {
     for c in counters {
         c.drain(|r| {
             if let Some(ev) = Event::from_record(r) {
@@ -341,10 +410,42 @@ fn drain_all<S: ProcSource>(
             }
         });
     }
+    batch
+        .iter()
+        .filter(|e| matches!(e, Event::Sample { .. }))
+        .map(Event::time)
+        .min()
+}
+
+/// Handles `batch` (emptied) in timestamp order.
+fn handle_all<S: ProcSource>(batch: &mut Vec<Event>, tracker: &mut Tracker<S>) {
     batch.sort_by_key(Event::time);
     for ev in batch.drain(..) {
         tracker.handle(ev);
     }
+}
+
+/// Handles `batch` in timestamp order for about `budget`, leaving the rest
+/// in it: a backlog (a busy machine, the first unwind tables read) is worked
+/// off over several turns of the loop, which keeps reading the buffers and
+/// seeing how far behind it is.
+fn handle_some<S: ProcSource>(batch: &mut Vec<Event>, tracker: &mut Tracker<S>, budget: Duration) {
+    batch.sort_by_key(Event::time);
+    let began = Instant::now();
+    let mut rest = Vec::new();
+    {
+        let mut events = batch.drain(..);
+        let mut n = 0u32;
+        while let Some(ev) = events.next() {
+            tracker.handle(ev);
+            n += 1;
+            if n % 64 == 0 && began.elapsed() >= budget {
+                rest.extend(events);
+                break;
+            }
+        }
+    }
+    *batch = rest;
 }
 
 /// Opening counters, with the event fallback and error explanations.
@@ -359,6 +460,10 @@ struct Session<'a> {
     counters: Vec<PerfCounter>,
     /// For per-task counters: CPU → index of the counter owning its buffer.
     buffer_of_cpu: Vec<(u32, usize)>,
+    /// User stack bytes copied into each sample (0: none).
+    stack_bytes: u32,
+    /// Ring buffer size of the per-CPU counters, once opened.
+    cpu_ring_exp: Option<u8>,
 }
 
 impl Session<'_> {
@@ -370,16 +475,17 @@ impl Session<'_> {
             kernel: self.kernel,
             ring_exp,
             user_chain: self.opts.call_graph.wants_frame_pointers(),
-            stack_bytes: self.opts.call_graph.stack_bytes(),
+            stack_bytes: self.stack_bytes,
         }
     }
 
     /// Ring exponent for `n` counters.
     fn ring_exp(&self, n: usize) -> u8 {
         let mut pages = self.opts.ring_pages.max(8);
-        if self.privileged && self.opts.user && self.opts.call_graph.stack_bytes() > 0 {
-            // Every sample carries its stack copy: 4 MiB holds half a
-            // second of 8 KiB samples at 999 Hz.
+        if self.privileged && self.opts.user && self.stack_bytes > 0 {
+            // Every sample carries its stack copy: 16 MiB hold two
+            // seconds of 8 KiB samples at 999 Hz (the recorder, one more
+            // task on a busy machine, reads the first unwind tables).
             pages = pages.max(DWARF_RING_PAGES);
         }
         pages = 1 << (usize::BITS - 1 - pages.leading_zeros());
@@ -474,13 +580,26 @@ impl Session<'_> {
 
     /// One counter per online CPU, every task.
     fn open_cpus(&mut self) -> Result<(), Error> {
-        let exp = self.ring_exp(self.cpus.len());
+        let exp = match self.cpu_ring_exp {
+            Some(exp) => exp,
+            None => self.ring_exp(self.cpus.len()),
+        };
+        self.cpu_ring_exp = Some(exp);
         for cpu in self.cpus.clone() {
             self.open(Scope::Cpu { cpu }, exp, &|| {
                 format!("a system-wide perf counter on CPU {cpu}")
             })?;
         }
         Ok(())
+    }
+
+    /// New per-CPU counters, disabled, like the first ones (same ring size)
+    /// but copying `stack_bytes` of user stack.
+    fn reopen_cpus(&mut self, stack_bytes: u32) -> Result<Vec<PerfCounter>, Error> {
+        self.stack_bytes = stack_bytes;
+        let opened = self.open_cpus();
+        let new = std::mem::take(&mut self.counters);
+        opened.map(|()| new)
     }
 
     /// One inherited counter per (thread, CPU) of each process. Returns the
