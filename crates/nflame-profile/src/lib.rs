@@ -15,7 +15,9 @@
 //! - [`embed`]: the context and profiles stored inside nflame's SVGs;
 //! - [`perf_script`]: `perf script` text to folded stacks (nflame's collapser);
 //! - [`tree`]: the stacks of one or two profiles as a prefix tree of interned
-//!   frames, for analyses of every frame of every stack.
+//!   frames, for analyses of every frame of every stack;
+//! - [`lua`]: the markers of Lua frames and the LuaJIT VM's state read back
+//!   from a stack.
 //!
 //! Rendering lives in `nflame-render`; the recorder in `nflame-sampler`.
 
@@ -27,6 +29,7 @@ pub mod filter;
 pub mod folded;
 pub mod frame_shares;
 pub mod io;
+pub mod lua;
 pub mod perf_script;
 mod profile;
 pub mod tree;
