@@ -62,7 +62,7 @@
 //! for fd in counters() {
 //!     probe.attach(fd.as_fd())?; // the sampler's own sampling counters
 //! }
-//! let mut matcher = StackMatcher::new(1_000_000);
+//! let mut matcher = StackMatcher::new(200_000);
 //! // In the drain loop (poll the probe's fd with the perf rings):
 //! namer.new_round();
 //! probe.drain(|raw| matcher.push(raw)); // before the perf rings
@@ -76,9 +76,10 @@
 //!
 //! The BPF program runs when the counter overflows, before the kernel writes
 //! the perf sample, so per thread the Lua stacks arrive in the order of the
-//! perf samples, each a few microseconds earlier (both `CLOCK_MONOTONIC`:
-//! open the perf counters with `use_clockid`). The program returns 1: the
-//! perf sample is written as before.
+//! perf samples, each within microseconds of its sample's timestamp (both
+//! `CLOCK_MONOTONIC`: open the perf counters with `use_clockid`; Linux 6.1
+//! stamps the sample just before the program runs). The program returns 1:
+//! the perf sample is written as before.
 //!
 //! # Frames and their marker
 //!
@@ -131,5 +132,5 @@ pub use error::{LuaError, NotReadable};
 pub use layout::{Layout, Variant};
 pub use namer::{LuaFrame, LuaFrameKind, LuaStack, Namer};
 pub use probe::{LuaProbe, ProbeOptions, ProbeStats, MAX_FRAMES};
-pub use process::LuaProcessInfo;
+pub use process::{has_luajit, LuaProcessInfo};
 pub use record::{RawFrame, RawLuaStack, StackMatcher, VmState, VmStateCounts, WalkStatus};
