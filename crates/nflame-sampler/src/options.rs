@@ -78,6 +78,15 @@ pub struct RecordOptions {
     /// get at least 1024 pages (4 MiB) each, as every sample carries the
     /// copied stack.
     pub call_graph: CallGraph,
+    /// Read the Lua stack of LuaJIT processes at each sample (a BPF program
+    /// on the sampling counters; see `nflame-luajit`) into
+    /// [`RawSample::lua`](nflame_recording::RawSample::lua). Default is
+    /// `true`; without BPF the recording goes on without them and says why
+    /// in [`crate::Recording::notes`]. Needs user frames.
+    pub lua: bool,
+    /// Name Lua frames with the line being run (` line N`), splitting a
+    /// function by line. Default is `false`.
+    pub lua_lines: bool,
 }
 
 impl Default for RecordOptions {
@@ -92,6 +101,8 @@ impl Default for RecordOptions {
             ring_pages: 128,
             progress_interval: Duration::from_millis(250),
             call_graph: CallGraph::Auto,
+            lua: true,
+            lua_lines: false,
         }
     }
 }

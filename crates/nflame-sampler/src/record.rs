@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::Error;
 use crate::event::Event;
+use crate::lua::LuaSide;
 use crate::options::{EventChoice, Progress, RecordOptions, Target};
 use crate::sys::{self, Child, CounterConfig, OpenError, PerfCounter, PerfEvent, Ready, Scope};
 use crate::tracker::{name_matches, Filter, StackMode, Tracker};
@@ -118,6 +119,12 @@ pub fn record(
     };
     let event = session.event.unwrap_or(PerfEvent::CpuClock);
     let counters = std::mem::take(&mut session.counters);
+    // Lua stacks are read by a program on these same counters.
+    let mut lua =
+        (opts.lua && opts.user).then(|| LuaSide::new(opts.lua_lines, own, opts.frequency));
+    if let Some(l) = lua.as_mut() {
+        l.attach(counters.iter().map(PerfCounter::fd));
+    }
 
     let mut tracker = Tracker::new(filter, Procfs, own);
     let stack_bytes = if opts.user {
@@ -170,6 +177,14 @@ pub fn record(
             }
         }
     }
+    if let Some(l) = lua.as_mut() {
+        for pid in tracker.live_targets() {
+            l.check(pid);
+        }
+        for (pid, code) in l.vm_code_changes() {
+            tracker.set_vm_code(pid, &code);
+        }
+    }
 
     // The loop.
     let fds: Vec<i32> = counters
@@ -206,7 +221,7 @@ pub fn record(
                 hung[i] = true;
             }
         }
-        drain_all(&counters, &mut batch, &mut tracker);
+        drain_all(&counters, &mut batch, &mut tracker, &mut lua);
 
         if attached {
             if let Some(child) = child.as_mut() {
@@ -239,12 +254,15 @@ pub fn record(
     if let Some(mut child) = child.take() {
         command_status = child.terminate(Duration::from_secs(1));
     }
-    drain_all(&counters, &mut batch, &mut tracker);
+    drain_all(&counters, &mut batch, &mut tracker, &mut lua);
     let stat_lost: u64 = counters.iter().filter_map(PerfCounter::lost).sum();
     progress(&progress_of(&tracker, start, event));
     drop(counters);
 
-    let out = tracker.finish();
+    let mut out = tracker.finish();
+    if let Some(l) = lua {
+        l.finish(&mut out.processes, &mut notes);
+    }
     if let Target::Names(names) = &opts.target {
         if !out.ever_matched {
             return Err(Error::NoProcessMatched {
@@ -331,11 +349,16 @@ fn progress_of<S: ProcSource>(t: &Tracker<S>, start: Instant, event: PerfEvent) 
 
 /// Drains every buffer, then handles the records in timestamp order so that a
 /// COMM or FORK seen on one CPU precedes the samples it explains on another.
+/// The Lua stacks' ring goes first: each perf sample then finds its stack.
 fn drain_all<S: ProcSource>(
     counters: &[PerfCounter],
     batch: &mut Vec<Event>,
     tracker: &mut Tracker<S>,
+    lua: &mut Option<LuaSide>,
 ) {
+    if let Some(l) = lua.as_mut() {
+        l.drain();
+    }
     batch.clear();
     for c in counters {
         c.drain(|r| {
@@ -346,7 +369,14 @@ fn drain_all<S: ProcSource>(
     }
     batch.sort_by_key(Event::time);
     for ev in batch.drain(..) {
-        tracker.handle(ev);
+        let mut stack = None;
+        if let Some(l) = lua.as_mut() {
+            stack = l.on_event(&ev);
+            for (pid, code) in l.vm_code_changes() {
+                tracker.set_vm_code(pid, &code);
+            }
+        }
+        tracker.handle_with(ev, stack);
     }
 }
 

@@ -14,7 +14,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use crate::event::{Event, UserRegs};
 use crate::unwind::{Outcome as Unwound, StackSample, StackUnwinder};
 use nflame_procfs::process::{ProcSource, Snapshot};
-use nflame_recording::{Mapping, ProcessInfo, RawSample, UnwindMethod};
+use nflame_recording::{LuaStack, Mapping, ProcessInfo, RawSample, UnwindMethod};
 
 /// Which samples belong to the recording.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,9 +63,10 @@ pub(crate) struct Outcome {
 }
 
 /// Identity of a [`RawSample`] entry: pid, tid, user stack, whether it is
-/// truncated, kernel stack. Interned stacks are told apart by address: the
-/// tracker's intern set keeps every one alive until the end.
-type SampleKey = (u32, u32, usize, bool, usize);
+/// truncated, kernel stack, Lua stack (0: none). Interned stacks are told
+/// apart by address: the tracker's intern set (the Lua side's, for Lua
+/// stacks) keeps every one alive until the end.
+type SampleKey = (u32, u32, usize, bool, usize, usize);
 
 pub(crate) struct Tracker<S: ProcSource> {
     filter: Filter,
@@ -91,6 +92,9 @@ pub(crate) struct Tracker<S: ProcSource> {
     next_gen: u64,
     /// Scratch space for unwound stacks.
     unwound: Vec<u64>,
+    /// Per process, the native code of its LuaJIT VM (see
+    /// [`crate::unwind::StackSample::jit_like`]).
+    vm_code: FxHashMap<u32, Vec<std::ops::Range<u64>>>,
 }
 
 impl<S: ProcSource + std::fmt::Debug> std::fmt::Debug for Tracker<S> {
@@ -175,6 +179,7 @@ impl<S: ProcSource> Tracker<S> {
             unwinder: None,
             next_gen: 1,
             unwound: Vec::new(),
+            vm_code: FxHashMap::default(),
         }
     }
 
@@ -182,6 +187,15 @@ impl<S: ProcSource> Tracker<S> {
     pub(crate) fn set_unwinding(&mut self, mode: StackMode, unwinder: Box<dyn StackUnwinder>) {
         self.mode = mode;
         self.unwinder = Some(unwinder);
+    }
+
+    /// Says where the LuaJIT VM's native code of `pid` lies (empty: none).
+    pub(crate) fn set_vm_code(&mut self, pid: u32, code: &[std::ops::Range<u64>]) {
+        if code.is_empty() {
+            self.vm_code.remove(&pid);
+        } else {
+            self.vm_code.insert(pid, code.to_vec());
+        }
     }
 
     /// Marks the mappings of `pid` changed.
@@ -346,6 +360,7 @@ impl<S: ProcSource> Tracker<S> {
             regs,
             stack,
             requested,
+            jit_like: self.vm_code.get(&pid).map_or(&[][..], Vec::as_slice),
         };
         let outcome = unwinder.unwind(sample, &mut dwarf);
         let mappings = &p.info.mappings;
@@ -393,6 +408,11 @@ impl<S: ProcSource> Tracker<S> {
     }
 
     pub(crate) fn handle(&mut self, ev: Event) {
+        self.handle_with(ev, None);
+    }
+
+    /// [`Tracker::handle`], with the Lua stack taken with a sample.
+    pub(crate) fn handle_with(&mut self, ev: Event, lua: Option<Arc<LuaStack>>) {
         match ev {
             Event::Sample {
                 pid,
@@ -423,6 +443,7 @@ impl<S: ProcSource> Tracker<S> {
                     user.as_ptr() as usize,
                     user_truncated,
                     kernel.as_ptr() as usize,
+                    lua.as_ref().map_or(0, |l| Arc::as_ptr(l) as usize),
                 );
                 match self.sample_index.entry(key) {
                     std::collections::hash_map::Entry::Occupied(e) => {
@@ -443,6 +464,7 @@ impl<S: ProcSource> Tracker<S> {
                             kernel,
                             user,
                             user_truncated,
+                            lua,
                         });
                     }
                 }
@@ -599,6 +621,7 @@ impl<S: ProcSource> Tracker<S> {
                 threads: BTreeMap::from([(pid, parent.comm)]),
                 exited: false,
                 unwind: Default::default(),
+                lua: None,
             },
             None => {
                 // Attached mode, parent not seen yet (its records were lost).
@@ -856,6 +879,37 @@ mod tests {
             PathBuf::from("/bin/busy")
         );
         assert!(!p.exited);
+    }
+
+    /// Samples with the same C stacks but other Lua stacks are other entries;
+    /// the same Lua stack (interned) counts in one.
+    #[test]
+    fn lua_stacks_split_sample_entries() {
+        let src = FakeProc::default().with(100, "nginx", "/usr/sbin/nginx", &[]);
+        let mut t = Tracker::new(Filter::Attached, src, 1);
+        t.add_target(100);
+        let lua = |f: &str| {
+            Some(Arc::new(LuaStack {
+                frames: vec![nflame_recording::LuaFrame::Named(f.into())],
+                ..LuaStack::default()
+            }))
+        };
+        let (a, b) = (lua("a@x.lua:1_[l]"), lua("b@x.lua:5_[l]"));
+        t.handle_with(sample(100, 100, 1, &[], &[0x10]), a.clone());
+        t.handle_with(sample(100, 100, 2, &[], &[0x10]), a.clone());
+        t.handle_with(sample(100, 100, 3, &[], &[0x10]), b);
+        t.handle(sample(100, 100, 4, &[], &[0x10]));
+        let out = t.finish();
+        let counts: Vec<(u64, bool)> = out
+            .samples
+            .iter()
+            .map(|s| (s.count, s.lua.is_some()))
+            .collect();
+        assert_eq!(counts, vec![(2, true), (1, true), (1, false)]);
+        assert!(Arc::ptr_eq(
+            out.samples[0].lua.as_ref().unwrap(),
+            a.as_ref().unwrap()
+        ));
     }
 
     #[test]
