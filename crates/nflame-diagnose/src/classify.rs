@@ -156,7 +156,7 @@ pub fn strip_annotation(frame: &str) -> &str {
 
 /// Whether `frame` is an annotation that precedes the process frame: bracketed,
 /// not `[unknown]`.
-fn is_role_annotation(frame: &str) -> bool {
+pub(crate) fn is_role_annotation(frame: &str) -> bool {
     frame.len() > 2 && frame.starts_with('[') && frame.ends_with(']') && frame != "[unknown]"
 }
 

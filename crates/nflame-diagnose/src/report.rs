@@ -43,7 +43,7 @@ use serde::Serialize;
 
 use nflame_profile::tree::StackTree;
 
-use crate::classify::{strip_annotation, Classifier, UNKNOWN_FRAME};
+use crate::classify::{is_role_annotation, strip_annotation, Classifier, UNKNOWN_FRAME};
 use crate::rules::Rules;
 use crate::Error;
 
@@ -177,7 +177,8 @@ pub struct Verdict {
 }
 
 /// Per-category costs of one profile and a verdict. Serializes as
-/// `{"total_samples", "serving_samples", "per"?, "categories": {name: {...}}, "verdict"}`.
+/// `{"total_samples", "serving_samples", "per"?, "categories": {name: {...}}, "verdict",
+/// "lua_vm"?}`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CategoryReport {
     /// All samples of the profile.
@@ -192,6 +193,106 @@ pub struct CategoryReport {
     pub categories: Vec<CategoryRow>,
     /// The verdict.
     pub verdict: Verdict,
+    /// The LuaJIT VM's own view per process with Lua frames, most samples
+    /// first (see [`LuaVmView`]); absent from JSON when empty.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub lua_vm: Vec<LuaVmView>,
+}
+
+/// What the LuaJIT VM of one process was doing, read back from the Lua
+/// frames of its stacks (`nflame_profile::lua::vm_state`): the share of its
+/// samples with Lua frames interpreted, in compiled code, in C functions
+/// called from Lua, in the garbage collector, exiting or recording traces.
+/// Serializes as `{"process", "samples", "states": {state: {"samples", "share"}}}`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LuaVmView {
+    /// The process frame, without annotation.
+    pub process: String,
+    /// Its samples with Lua frames.
+    pub samples: u64,
+    /// Samples per state, in `nflame_profile::lua::VM_STATES` order; states
+    /// without samples are left out.
+    #[serde(serialize_with = "states_as_map")]
+    pub states: Vec<(String, u64)>,
+}
+
+impl LuaVmView {
+    /// The share (0..1) of the process's Lua samples in `state`.
+    pub fn share(&self, state: &str) -> f64 {
+        let n = self
+            .states
+            .iter()
+            .find(|(s, _)| s == state)
+            .map_or(0, |(_, n)| *n);
+        share(n, self.samples)
+    }
+}
+
+fn states_as_map<S: Serializer>(states: &[(String, u64)], s: S) -> Result<S::Ok, S::Error> {
+    #[derive(Serialize)]
+    struct Entry {
+        samples: u64,
+        share: f64,
+    }
+    let total: u64 = states.iter().map(|(_, n)| n).sum();
+    let mut map = s.serialize_map(Some(states.len()))?;
+    for (state, n) in states {
+        map.serialize_entry(
+            state,
+            &Entry {
+                samples: *n,
+                share: share(*n, total),
+            },
+        )?;
+    }
+    map.end()
+}
+
+/// Samples per (process, VM state) of stacks with Lua frames.
+#[derive(Debug, Default)]
+struct LuaTally<'s> {
+    counts: FxHashMap<(&'s str, &'static str), u64>,
+}
+
+impl<'s> LuaTally<'s> {
+    fn add(&mut self, stack: &'s str, count: u64) {
+        if count == 0 || !stack.contains("_[l") {
+            return;
+        }
+        let Some(state) = nflame_profile::lua::vm_state(stack) else {
+            return;
+        };
+        let process = stack
+            .split(';')
+            .find(|f| !is_role_annotation(f))
+            .map_or("", strip_annotation);
+        *self.counts.entry((process, state)).or_insert(0) += count;
+    }
+
+    fn views(self) -> Vec<LuaVmView> {
+        let mut by_process: FxHashMap<&str, LuaVmView> = FxHashMap::default();
+        for ((process, state), n) in self.counts {
+            let v = by_process.entry(process).or_insert_with(|| LuaVmView {
+                process: process.to_string(),
+                samples: 0,
+                states: Vec::new(),
+            });
+            v.samples += n;
+            v.states.push((state.to_string(), n));
+        }
+        let order = |s: &str| {
+            nflame_profile::lua::VM_STATES
+                .iter()
+                .position(|x| *x == s)
+                .unwrap_or(usize::MAX)
+        };
+        let mut views: Vec<LuaVmView> = by_process.into_values().collect();
+        for v in &mut views {
+            v.states.sort_by_key(|(s, _)| order(s));
+        }
+        views.sort_by(|a, b| b.samples.cmp(&a.samples).then(a.process.cmp(&b.process)));
+        views
+    }
 }
 
 fn categories_as_map<S: Serializer>(cats: &[CategoryRow], s: S) -> Result<S::Ok, S::Error> {
@@ -245,6 +346,7 @@ struct Tally<'s> {
     relay: Vec<u64>,
     frames: Vec<FxHashMap<&'s str, u64>>,
     procs: Vec<FxHashMap<&'s str, u64>>,
+    lua: LuaTally<'s>,
 }
 
 impl<'s> Tally<'s> {
@@ -254,6 +356,7 @@ impl<'s> Tally<'s> {
             relay: vec![0; ncat],
             frames: vec![FxHashMap::default(); ncat],
             procs: vec![FxHashMap::default(); ncat],
+            lua: LuaTally::default(),
         }
     }
 }
@@ -271,6 +374,7 @@ impl CategoryReport {
         let mut t = Tally::new(rules.categories().len());
         let mut classifier = Classifier::new(rules);
         for (stack, count) in profile.iter() {
+            t.lua.add(stack, count);
             let c = classifier.classify(stack);
             t.samples[c.category] += count;
             if c.in_relay_syscall {
@@ -326,6 +430,9 @@ impl CategoryReport {
         };
         let tally = |col: usize| {
             let mut t = Tally::new(ncat);
+            for stack in tree.stacks() {
+                t.lua.add(stack.text, stack.counts[col]);
+            }
             for c in 0..ncat {
                 t.samples[c] = samples[c][col];
                 t.relay[c] = relay[c][col];
@@ -382,6 +489,7 @@ impl CategoryReport {
             total_samples: total,
             serving_samples: serving,
             per: opts.per,
+            lua_vm: t.lua.views(),
             categories,
             verdict: Verdict {
                 kind: VerdictKind::None,
