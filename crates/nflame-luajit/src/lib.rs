@@ -90,7 +90,9 @@
 //! (`compute_a@/srv/app/work.lua:6`). A main chunk is its chunk name exactly
 //! as given (`=content_by_lua(nginx.conf:20)`, `@/srv/app/main.lua`). A fast
 //! function (builtin) is its library name (`string.format`), read from the
-//! VM's own `package.loaded`. A C function called from Lua is left as an
+//! VM's own `package.loaded` and global tables (OpenResty's `ngx`). A C
+//! function called from Lua is named the same way when such a table holds
+//! it (`ngx.say`), else left as an
 //! address ([`LuaFrameKind::CFunction`]) for the symbolizer. With
 //! `--lua-lines` a frame gets ` line N` (the line being run).
 //!

@@ -346,7 +346,7 @@ impl LuaSide {
         let mut frames = Vec::with_capacity(named.frames.len());
         for f in &named.frames {
             frames.push(match f.kind {
-                LuaFrameKind::CFunction { addr } => LuaFrame::C(addr),
+                LuaFrameKind::CFunction { addr, name: None } => LuaFrame::C(addr),
                 _ => {
                     let text = f.folded(self.lines).unwrap_or_default();
                     LuaFrame::Named(self.text(text))
