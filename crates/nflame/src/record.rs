@@ -33,7 +33,9 @@ const EXIT_INTERRUPTED: u8 = 130;
 /// Give exactly one kind of target: `--pid`, `--name`, `-a`, a command
 /// after `--`, or Docker targets (`--docker-port`, `--container`, which can
 /// be combined). Stacks read, root first: process name (with `--per-pid`,
-/// `--per-thread`), user frames, kernel frames suffixed `_[k]`.
+/// `--per-thread`), user frames, kernel frames suffixed `_[k]`. In LuaJIT
+/// processes (OpenResty's nginx, luajit) the Lua frames, suffixed `_[l]`
+/// (`_[lj]` when compiled), stand in place of the VM's own frames (`--lua`).
 ///
 /// Without `-o`, the folded stacks go to standard output (so
 /// `nflame record ... | nflame render - -o x.svg` works); with `-- CMD`, the
