@@ -10,18 +10,22 @@
 //! gained (a regression), or the cost both share (not fixed). `none` when neither
 //! report has one.
 
-use serde::Serialize;
+use nflame_profile::unit::Amount;
+use nflame_profile::Unit;
+use serde::ser::SerializeStruct;
+use serde::{Serialize, Serializer};
 
-use crate::report::{pct, CategoryReport, Verdict, VerdictKind, FIX_NONE};
+use crate::report::{noun, pct, CategoryReport, Verdict, VerdictKind, FIX_NONE};
 
-/// How one category changed.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// How one category changed (serialized by the [`ChangeReport`], with each
+/// side's counts in its unit).
+#[derive(Debug, Clone, PartialEq)]
 pub struct CategoryChange {
     /// The category.
     pub name: String,
-    /// Samples before.
+    /// Samples before (stored counts of the before report's measure).
     pub before_samples: u64,
-    /// Samples after.
+    /// Samples after (stored counts of the after report's measure).
     pub after_samples: u64,
     /// Share of all samples before (0..1).
     pub before_share: f64,
@@ -30,16 +34,29 @@ pub struct CategoryChange {
     /// `after_share - before_share`.
     pub share_delta: f64,
     /// Samples per unit before, when both reports have units of work.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub before_per_unit: Option<f64>,
     /// Samples per unit after, when both reports have units of work.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub after_per_unit: Option<f64>,
+}
+
+/// The JSON of a [`CategoryChange`].
+#[derive(Serialize)]
+struct ChangeJson<'a> {
+    name: &'a str,
+    before_samples: Amount,
+    after_samples: Amount,
+    before_share: f64,
+    after_share: f64,
+    share_delta: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    before_per_unit: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    after_per_unit: Option<f64>,
 }
 
 /// Two reports and what changed. Serializes as
 /// `{"before": <report>, "after": <report>, "changes": [...], "verdict": {...}}`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ChangeReport {
     /// The first profile's report.
     pub before: CategoryReport,
@@ -49,6 +66,31 @@ pub struct ChangeReport {
     pub changes: Vec<CategoryChange>,
     /// What changed, in plain language.
     pub verdict: Verdict,
+}
+
+impl Serialize for ChangeReport {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let changes: Vec<ChangeJson<'_>> = self
+            .changes
+            .iter()
+            .map(|c| ChangeJson {
+                name: &c.name,
+                before_samples: Amount::of(c.before_samples, self.before.measure),
+                after_samples: Amount::of(c.after_samples, self.after.measure),
+                before_share: c.before_share,
+                after_share: c.after_share,
+                share_delta: c.share_delta,
+                before_per_unit: c.before_per_unit,
+                after_per_unit: c.after_per_unit,
+            })
+            .collect();
+        let mut st = s.serialize_struct("ChangeReport", 4)?;
+        st.serialize_field("before", &self.before)?;
+        st.serialize_field("after", &self.after)?;
+        st.serialize_field("changes", &changes)?;
+        st.serialize_field("verdict", &self.verdict)?;
+        st.end()
+    }
 }
 
 impl ChangeReport {
@@ -127,8 +169,12 @@ fn per_unit_sentence(before: &CategoryReport, after: &CategoryReport) -> Option<
         return None;
     }
     let change = (a - b) / b;
+    let what = match after.measure.unit {
+        Unit::Samples => "samples".to_string(),
+        unit => format!("{} ({})", noun(unit), unit.symbol()),
+    };
     Some(format!(
-        " Serving-path samples per unit of work went from {} to {} ({}{:.0}%).",
+        " Serving-path {what} per unit of work went from {} to {} ({}{:.0}%).",
         crate::text::num(b),
         crate::text::num(a),
         if change >= 0.0 { "+" } else { "" },

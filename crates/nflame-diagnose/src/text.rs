@@ -56,11 +56,13 @@ impl CategoryReport {
     /// Writes the report as text: totals, the category table, the top frames of
     /// each non-empty category, the verdict.
     pub fn write_text<W: Write + ?Sized>(&self, w: &mut W) -> io::Result<()> {
+        let m = self.measure;
+        let symbol = m.unit.symbol();
         write!(
             w,
-            "{} samples, serving path {} ({})",
-            self.total_samples,
-            self.serving_samples,
+            "{}, serving path {} ({})",
+            self.amount(self.total_samples),
+            m.format(self.serving_samples),
             pct(if self.total_samples == 0 {
                 0.0
             } else {
@@ -72,7 +74,7 @@ impl CategoryReport {
         {
             write!(
                 w,
-                "; {} units of work: {} samples per unit, {} in the serving path",
+                "; {} units of work: {} {symbol} per unit, {} in the serving path",
                 num(per),
                 num(t),
                 num(s)
@@ -90,7 +92,7 @@ impl CategoryReport {
         write!(
             w,
             "{:<name_w$}  {:>10}  {:>6}  {:>7}",
-            "category", "samples", "share", "serving"
+            "category", symbol, "share", "serving"
         )?;
         if self.per.is_some() {
             write!(w, "  {:>10}", "per unit")?;
@@ -101,7 +103,7 @@ impl CategoryReport {
                 w,
                 "{:<name_w$}  {:>10}  {:>6}  {:>7}",
                 c.name,
-                c.samples,
+                m.format(c.samples),
                 pct(c.share),
                 c.serving_share.map_or("-".to_string(), pct)
             )?;
@@ -111,12 +113,18 @@ impl CategoryReport {
             writeln!(w)?;
         }
         writeln!(w)?;
-        writeln!(w, "top frames (share of all samples)")?;
+        writeln!(w, "top frames (share of all {})", self.noun())?;
         for c in self.categories.iter().filter(|c| c.samples > 0) {
             let frames = c
                 .top_frames
                 .iter()
-                .map(|f| format!("{} {}", f.frame, pct(f.share)))
+                .map(|f| {
+                    format!(
+                        "{} {}",
+                        nflame_profile::text::clean_text(&f.frame),
+                        pct(f.share)
+                    )
+                })
                 .collect::<Vec<_>>()
                 .join(", ");
             let indent = " ".repeat(name_w + 4);
@@ -172,10 +180,20 @@ impl ChangeReport {
             .unwrap_or(8)
             .max(8);
         let per = self.changes.iter().any(|c| c.before_per_unit.is_some());
+        // A profile of time says its unit in the header; samples never did.
+        let column = |side: &str, r: &CategoryReport| match r.measure.unit {
+            nflame_profile::Unit::Samples => side.to_string(),
+            unit => format!("{side} {}", unit.symbol()),
+        };
         write!(
             w,
             "{:<name_w$}  {:>10}  {:>6}  {:>10}  {:>6}  {:>8}",
-            "category", "before", "share", "after", "share", "change"
+            "category",
+            column("before", &self.before),
+            "share",
+            column("after", &self.after),
+            "share",
+            "change"
         )?;
         if per {
             write!(
@@ -190,9 +208,9 @@ impl ChangeReport {
                 w,
                 "{:<name_w$}  {:>10}  {:>6}  {:>10}  {:>6}  {:>8}",
                 c.name,
-                c.before_samples,
+                self.before.measure.format(c.before_samples),
                 pct(c.before_share),
-                c.after_samples,
+                self.after.measure.format(c.after_samples),
                 pct(c.after_share),
                 format!("{:+.1}pp", 100.0 * c.share_delta)
             )?;
@@ -209,7 +227,11 @@ impl ChangeReport {
         write!(
             w,
             "{:<name_w$}  {:>10}  {:>6}  {:>10}  {:>6}",
-            "total", self.before.total_samples, "", self.after.total_samples, ""
+            "total",
+            self.before.measure.format(self.before.total_samples),
+            "",
+            self.after.measure.format(self.after.total_samples),
+            ""
         )?;
         writeln!(w)?;
         writeln!(w)?;
@@ -267,6 +289,7 @@ mod tests {
         let tree = nflame_profile::tree::StackTree::of_two(&p, &empty);
         let [a, b] = CategoryReport::pair_from_tree(
             &tree,
+            p.measure(),
             &Rules::default(),
             [&CategoryReportOptions::default(); 2],
         )
@@ -328,6 +351,45 @@ mod tests {
         assert!(
             out.contains("\n  app                ngx_http_lua_content_handler 60.0%\n"),
             "{out}"
+        );
+    }
+
+    #[test]
+    fn time_reports_say_microseconds() {
+        let mut p = Profile::with_unit(nflame_profile::Unit::Microseconds);
+        p.add("nginx;ngx_http_lua_content_handler", 600_000);
+        p.add("docker-proxy;[docker-proxy];__x64_sys_splice_[k]", 400_000);
+        let opts = CategoryReportOptions {
+            per: Some(1000.0),
+            ..CategoryReportOptions::default()
+        };
+        let r = CategoryReport::new(&p, &Rules::default(), &opts).unwrap();
+        let mut out = Vec::new();
+        r.write_text(&mut out).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert!(
+            out.starts_with(
+                "1000000 µs, serving path 1000000 (100.0%); 1000 units of work: 1000 µs per unit"
+            ),
+            "{out}"
+        );
+        assert!(out.contains("        µs   share  serving"), "{out}");
+        assert!(out.contains("top frames (share of all time)"), "{out}");
+        let d = ChangeReport::new(r.clone(), r);
+        let mut out = Vec::new();
+        d.write_text(&mut out).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert!(
+            out.contains("userland-proxy         400000   40.0%      400000"),
+            "{out}"
+        );
+        assert!(out.contains(" before µs   share    after µs"), "{out}");
+        assert!(
+            d.verdict
+                .summary
+                .contains("Serving-path time (µs) per unit of work went from 1000 to 1000"),
+            "{}",
+            d.verdict.summary
         );
     }
 

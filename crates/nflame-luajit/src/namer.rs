@@ -90,6 +90,50 @@ pub enum LuaFrameKind {
     Unreadable,
 }
 
+/// Longest chunk name shown.
+const MAX_CHUNK_SHOWN: usize = 200;
+
+/// A chunk name as shown, like LuaJIT's `lj_debug_shortsrc`: a file
+/// (`@path`) or a name the program chose (`=content_by_lua(nginx.conf:20)`)
+/// as given (the start of a long one cut, with `...`), source code loaded
+/// from a string as `[string "its first line..."]`.
+fn short_chunk(chunk: &str) -> String {
+    let cut = |s: &str, max: usize| -> (String, bool) {
+        let mut end = s.len().min(max);
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        (s[..end].to_string(), end < s.len())
+    };
+    match chunk.as_bytes().first() {
+        Some(b'@') | Some(b'=') => {
+            if chunk.len() <= MAX_CHUNK_SHOWN {
+                return chunk.to_string();
+            }
+            // Keep the end of a path (the file), the start of a name.
+            if chunk.starts_with('@') {
+                let mut start = chunk.len() - (MAX_CHUNK_SHOWN - 4);
+                while !chunk.is_char_boundary(start) {
+                    start += 1;
+                }
+                format!("@...{}", &chunk[start..])
+            } else {
+                format!("{}...", cut(chunk, MAX_CHUNK_SHOWN).0)
+            }
+        }
+        _ => {
+            let first = chunk.lines().next().unwrap_or("");
+            let (line, more) = cut(first, 40);
+            let dots = if more || first.len() < chunk.trim_end().len() {
+                "..."
+            } else {
+                ""
+            };
+            format!("[string \"{line}{dots}\"]")
+        }
+    }
+}
+
 impl LuaFrame {
     /// The frame as a folded-stack frame: `name@chunk:firstline_[l]`
     /// (`_[lj]` when compiled), with `lines` ` line N` before the marker;
@@ -104,10 +148,11 @@ impl LuaFrame {
                 firstline,
                 ..
             } => {
+                let shown = short_chunk(chunk);
                 if *firstline == 0 {
-                    chunk.to_string()
+                    shown
                 } else {
-                    let file = chunk.strip_prefix('@').unwrap_or(chunk);
+                    let file = shown.strip_prefix('@').unwrap_or(&shown);
                     format!("{}@{file}:{firstline}", name.as_deref().unwrap_or("?"))
                 }
             }
@@ -929,6 +974,26 @@ mod tests {
             line: None,
         };
         assert_eq!(say.folded(false).as_deref(), Some("ngx.say_[l]"));
+    }
+
+    #[test]
+    fn chunk_names_are_shown_short() {
+        assert_eq!(short_chunk("@/srv/app.lua"), "@/srv/app.lua");
+        assert_eq!(
+            short_chunk("=content_by_lua(nginx.conf:20)"),
+            "=content_by_lua(nginx.conf:20)"
+        );
+        assert_eq!(
+            short_chunk("local x = 1; return x\nmore"),
+            "[string \"local x = 1; return x...\"]"
+        );
+        assert_eq!(short_chunk("return 1"), "[string \"return 1\"]");
+        let long = format!("@/{}/app.lua", "d".repeat(500));
+        let s = short_chunk(&long);
+        assert!(
+            s.starts_with("@...") && s.ends_with("/app.lua") && s.len() <= 200,
+            "{s}"
+        );
     }
 
     #[test]

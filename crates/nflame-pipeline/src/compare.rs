@@ -13,8 +13,8 @@ use std::path::PathBuf;
 use nflame_diagnose::ChangeReport;
 use nflame_profile::diff::{Diff, DiffOptions, Scaling};
 use nflame_profile::frame_shares::FrameShareReport;
-use nflame_profile::io::Output;
-use nflame_profile::Profile;
+use nflame_profile::io::{display_name, Output};
+use nflame_profile::{Profile, ReadOptions, SkippedLines};
 use nflame_render::RenderOptions;
 
 use crate::diagnosis::{change_report_from_tree, load_rules};
@@ -45,6 +45,9 @@ pub struct CompareOptions {
     pub rules: Option<PathBuf>,
     /// The command line stored in the graphs. Default is `None`.
     pub command_line: Option<String>,
+    /// How the inputs are read (e.g. skipping unreadable lines). Default is
+    /// [`ReadOptions::default`]: one unreadable line is an error.
+    pub read: ReadOptions,
 }
 
 impl Default for CompareOptions {
@@ -60,6 +63,7 @@ impl Default for CompareOptions {
             render,
             rules: None,
             command_line: None,
+            read: ReadOptions::default(),
         }
     }
 }
@@ -86,6 +90,8 @@ pub struct Comparison {
     pub frame_shares: FrameShareReport,
     /// The categories' change and the verdict.
     pub changes: ChangeReport,
+    /// Lines skipped as unreadable ([`ReadOptions::skip_bad_lines`]), input by input.
+    pub skipped: Vec<SkippedLines>,
 }
 
 impl Comparison {
@@ -108,12 +114,37 @@ impl Comparison {
 }
 
 /// How the graph's counts were scaled, in words.
-fn scaling_text(diff: &Diff) -> &'static str {
+fn scaling_text(diff: &Diff) -> String {
     match diff.scaling() {
-        Scaling::None => "raw counts",
-        Scaling::Normalized => "before normalised to after's total",
-        Scaling::PerUnit => "samples per unit of work",
+        Scaling::None => "raw counts".into(),
+        Scaling::Normalized => "before normalised to after's total".into(),
+        Scaling::PerUnit => format!("{} per unit of work", diff.measure().unit.symbol()),
     }
+}
+
+/// Two profiles read side by side, checked to be of one unit (an error naming
+/// both files and units otherwise).
+pub(crate) fn read_pair(
+    before: &std::path::Path,
+    after: &std::path::Path,
+    read: &ReadOptions,
+) -> Result<(Profile, Profile, Vec<SkippedLines>), Error> {
+    let (b, a) = rayon::join(
+        || Profile::from_path_with(before, read),
+        || Profile::from_path_with(after, read),
+    );
+    let ((b, sb), (a, sa)) = (b?, a?);
+    if b.unit() != a.unit() {
+        return Err(nflame_profile::Error::UnitMismatch {
+            what: "comparing profiles".into(),
+            first: display_name(before),
+            first_unit: b.unit(),
+            second: display_name(after),
+            second_unit: a.unit(),
+        }
+        .into());
+    }
+    Ok((b, a, sb.into_iter().chain(sa).collect()))
 }
 
 /// Runs `nflame diff`: writes the graphs asked for and returns the reports.
@@ -126,11 +157,8 @@ pub fn compare(opts: &CompareOptions) -> Result<Comparison, Error> {
         .as_ref()
         .map(Output::create)
         .transpose()?;
-    let (before, after) = rayon::join(
-        || Profile::from_path(&opts.before),
-        || Profile::from_path(&opts.after),
-    );
-    let diff = Diff::new(before?, after?, &opts.diff)?;
+    let (before, after, skipped) = read_pair(&opts.before, &opts.after, &opts.read)?;
+    let diff = Diff::new(before, after, &opts.diff)?;
     let rules = load_rules(opts.rules.as_deref())?;
     let mut ctx = svg_context("diff", opts.command_line.as_deref());
     ctx.inputs = vec![
@@ -140,12 +168,13 @@ pub fn compare(opts: &CompareOptions) -> Result<Comparison, Error> {
     let mut o = opts.render.clone();
     o.context = Some(ctx);
     if o.subtitle.is_none() {
+        let m = diff.measure();
         o.subtitle = Some(format!(
-            "{} ({} samples) → {} ({} samples), {}",
+            "{} ({}) → {} ({}), {}",
             opts.before.display(),
-            diff.before.total(),
+            m.with_symbol(diff.before.total()),
             opts.after.display(),
-            diff.after.total(),
+            m.with_symbol(diff.after.total()),
             scaling_text(&diff)
         ));
     }
@@ -183,7 +212,15 @@ pub fn compare(opts: &CompareOptions) -> Result<Comparison, Error> {
         || {
             rayon::join(
                 || diff.frame_shares_from(&tree),
-                || change_report_from_tree(&tree, &rules, scale_before, scale_after),
+                || {
+                    change_report_from_tree(
+                        &tree,
+                        diff.measure(),
+                        &rules,
+                        scale_before,
+                        scale_after,
+                    )
+                },
             )
         },
     );
@@ -202,5 +239,6 @@ pub fn compare(opts: &CompareOptions) -> Result<Comparison, Error> {
         diff,
         frame_shares,
         changes,
+        skipped,
     })
 }

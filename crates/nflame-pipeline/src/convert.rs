@@ -8,31 +8,49 @@ use std::path::PathBuf;
 
 use nflame_profile::export::{ExportMeta, Format as ExportFormat};
 use nflame_profile::filter::{FilterStats, FrameFilter};
+use nflame_profile::folded::OrderedLines;
 use nflame_profile::io::{Input, Output};
 use nflame_profile::perf_script::{CollapseOptions, CollapseStats};
-use nflame_profile::{folded, Profile};
+use nflame_profile::{Profile, ReadOptions, SkippedLines};
 use nflame_render::RenderOptions;
 
 use crate::Error;
 
 /// Draws `inputs` (merged; in input order for a flame chart) as one SVG at
-/// `output`. `opts.context` should say what made it.
-pub fn render(inputs: &[PathBuf], output: &PathBuf, opts: &RenderOptions) -> Result<(), Error> {
+/// `output`, in their unit (inputs of different units are an error).
+/// `opts.context` should say what made it. Returns the lines skipped as
+/// unreadable (with [`ReadOptions::skip_bad_lines`]), input by input.
+pub fn render(
+    inputs: &[PathBuf],
+    output: &PathBuf,
+    opts: &RenderOptions,
+    read: &ReadOptions,
+) -> Result<Vec<SkippedLines>, Error> {
     opts.validate()?;
     let mut out = Output::create(output)?;
-    if opts.flamechart {
-        let mut lines = Vec::new();
+    let skipped = if opts.flamechart {
+        let mut lines = OrderedLines::new();
+        let mut skipped = Vec::new();
         for path in inputs {
             let mut input = Input::open(path)?;
-            lines.extend(folded::read_ordered_lines(&mut input)?);
+            let before = lines.lines.len();
+            skipped.extend(lines.read(&mut input, read)?);
+            if lines.lines.len() == before {
+                return Err(nflame_profile::Error::Empty {
+                    path: input.path().to_path_buf(),
+                }
+                .into());
+            }
         }
-        nflame_render::render_lines(lines.iter().map(String::as_str), opts, out.writer())?;
+        nflame_render::render_ordered(&lines, opts, out.writer())?;
+        skipped
     } else {
-        let profile = Profile::from_paths(inputs)?;
+        let (profile, skipped) = Profile::from_paths_with(inputs, read)?;
         nflame_render::render_profile(&profile, opts, out.writer())?;
-    }
+        skipped
+    };
     out.commit()?;
-    Ok(())
+    Ok(skipped)
 }
 
 /// What `nflame collapse` did.
@@ -46,7 +64,8 @@ pub struct Collapsed {
 }
 
 /// `perf script` text at `input` (or the profile an nflame SVG carries) to
-/// folded stacks at `output`.
+/// folded stacks at `output`. Lines that are not `perf script` output are
+/// skipped and reported in the stats ([`CollapseStats::warning`] words them).
 pub fn collapse(
     input: &PathBuf,
     output: &PathBuf,
@@ -70,28 +89,31 @@ pub fn collapse(
     })
 }
 
-/// Keeps the stacks of `input` that `filter` keeps, streaming them to `output`.
+/// Keeps the stacks of `input` that `filter` keeps, streaming them to
+/// `output` (with the input's unit header); the stats say what was skipped.
 pub fn filter(
     input: &PathBuf,
     output: &PathBuf,
     filter: &FrameFilter,
+    read: &ReadOptions,
 ) -> Result<FilterStats, Error> {
     let mut out = Output::create(output)?;
     let mut input = Input::open(input)?;
-    let stats = filter.filter_folded(&mut input, &mut out)?;
+    let stats = filter.filter_folded_with(&mut input, &mut out, read)?;
     out.commit()?;
     Ok(stats)
 }
 
-/// The profile at `input` exported in `format` to `output`; `meta.name`
-/// defaults to the input's file name.
+/// The profile at `input` exported in `format` to `output`, in its unit;
+/// `meta.name` defaults to the input's file name. Returns the lines skipped.
 pub fn export(
     input: &PathBuf,
     output: &PathBuf,
     format: ExportFormat,
     meta: &ExportMeta,
-) -> Result<(), Error> {
-    let profile = Profile::from_path(input)?;
+    read: &ReadOptions,
+) -> Result<Option<SkippedLines>, Error> {
+    let (profile, skipped) = Profile::from_path_with(input, read)?;
     let mut meta = meta.clone();
     if meta.name.is_empty() {
         meta.name = input
@@ -100,5 +122,5 @@ pub fn export(
             .unwrap_or_else(|| "profile".into());
     }
     nflame_profile::export::export_file(&profile, &meta, format, output)?;
-    Ok(())
+    Ok(skipped)
 }

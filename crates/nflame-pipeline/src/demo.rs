@@ -307,7 +307,7 @@ pub fn run<W: Write + ?Sized>(o: &DemoOptions, w: &mut W) -> Result<(), DemoErro
     let diff = Diff::new(relayed.profile.clone(), direct.profile.clone(), &dopts)?;
     let mut ro = render.clone();
     ro.title = "nflame demo: relayed → direct, CPU per request".into();
-    ro.count_name = "samples per request".into();
+    ro.count_name = Some("samples per request".into());
     ro.context = Some(crate::svg_context("diff", command_line));
     let mut out = Output::create(o.output.join("diff.svg"))?;
     nflame_render::render_diff(&diff, &ro, out.writer())?;

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use nflame_diagnose::{CategoryReport, CategoryReportOptions, ChangeReport, Rules};
 use nflame_profile::io::Output;
 use nflame_profile::tree::StackTree;
-use nflame_profile::Profile;
+use nflame_profile::{Measure, Profile, ReadOptions, SkippedLines};
 
 use crate::Error;
 
@@ -57,10 +57,12 @@ pub fn change_report(
 }
 
 /// The change report of the two columns of a diff's tree (see
-/// [`nflame_profile::diff::Diff::tree`]): the same as [`change_report`] of its
-/// profiles, with each distinct stack classified once.
+/// [`nflame_profile::diff::Diff::tree`]), whose counts read as `measure`: the
+/// same as [`change_report`] of its profiles, with each distinct stack
+/// classified once.
 pub fn change_report_from_tree(
     tree: &StackTree<'_>,
+    measure: Measure,
     rules: &Rules,
     per_before: Option<f64>,
     per_after: Option<f64>,
@@ -69,7 +71,7 @@ pub fn change_report_from_tree(
     ob.per = per_before;
     let mut oa = CategoryReportOptions::default();
     oa.per = per_after;
-    let [b, a] = CategoryReport::pair_from_tree(tree, rules, [&ob, &oa])?;
+    let [b, a] = CategoryReport::pair_from_tree(tree, measure, rules, [&ob, &oa])?;
     Ok(ChangeReport::new(b, a))
 }
 
@@ -109,6 +111,9 @@ pub struct DiagnosisOptions {
     /// The command line shown on the page and stored in its differential
     /// graph. Default is `None`.
     pub command_line: Option<String>,
+    /// How the inputs are read (e.g. skipping unreadable lines). Default is
+    /// [`ReadOptions::default`]: one unreadable line is an error.
+    pub read: ReadOptions,
 }
 
 impl DiagnosisOptions {
@@ -152,12 +157,26 @@ impl Diagnosis {
 
 /// Runs `nflame report`: reads the profile(s), builds the report and, with
 /// [`DiagnosisOptions::html`], writes the page (created before anything is
-/// read, so an unwritable page fails first).
+/// read, so an unwritable page fails first). Two profiles must be of one unit.
 pub fn diagnose(opts: &DiagnosisOptions) -> Result<Diagnosis, Error> {
+    diagnose_inputs(opts).map(|(d, _)| d)
+}
+
+/// [`diagnose`], and the lines skipped as unreadable while reading the inputs
+/// ([`ReadOptions::skip_bad_lines`]).
+pub fn diagnose_inputs(opts: &DiagnosisOptions) -> Result<(Diagnosis, Vec<SkippedLines>), Error> {
     let rules = load_rules(opts.rules.as_deref())?;
     let mut html = opts.html.as_ref().map(Output::create).transpose()?;
-    let profile = Profile::from_path(&opts.profile)?;
-    let after = opts.after.as_ref().map(Profile::from_path).transpose()?;
+    let (profile, after, skipped) = match &opts.after {
+        None => {
+            let (p, s) = Profile::from_path_with(&opts.profile, &opts.read)?;
+            (p, None, s.into_iter().collect())
+        }
+        Some(after) => {
+            let (b, a, s) = crate::compare::read_pair(&opts.profile, after, &opts.read)?;
+            (b, Some(a), s)
+        }
+    };
     let diagnosis = match &after {
         None => Diagnosis::Profile(category_report(&profile, &rules, opts.per)?),
         Some(after) => Diagnosis::Change(Box::new(change_report(
@@ -182,5 +201,5 @@ pub fn diagnose(opts: &DiagnosisOptions) -> Result<Diagnosis, Error> {
         nflame_render::html::write_html(&page, out.writer()).map_err(|e| out.write_error(e))?;
         out.commit()?;
     }
-    Ok(diagnosis)
+    Ok((diagnosis, skipped))
 }

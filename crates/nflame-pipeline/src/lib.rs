@@ -35,7 +35,7 @@ pub mod record;
 pub mod workload;
 
 pub use compare::{compare, CompareOptions, Comparison};
-pub use diagnosis::{diagnose, Diagnosis, DiagnosisOptions};
+pub use diagnosis::{diagnose, diagnose_inputs, Diagnosis, DiagnosisOptions};
 pub use error::Error;
 pub use record::{record, RecordEvents, RecordJob, RecordOutcome};
 

@@ -66,19 +66,31 @@ pub fn html_page(
             });
             blocks.push(Block::Heading("Before".into()));
             blocks.push(Block::Svg {
-                caption: format!("{} ({} samples)", name(&opts.profile), before.total()),
+                caption: format!(
+                    "{} ({})",
+                    name(&opts.profile),
+                    before.measure().with_symbol(before.total())
+                ),
                 svg: graph(before, &opts.profile)?,
             });
             blocks.push(Block::Heading("After".into()));
             blocks.push(Block::Svg {
-                caption: format!("{} ({} samples)", name(after_path), after.total()),
+                caption: format!(
+                    "{} ({})",
+                    name(after_path),
+                    after.measure().with_symbol(after.total())
+                ),
                 svg: graph(after, after_path)?,
             });
         }
         _ => {
             blocks.push(Block::Heading("Flame graph".into()));
             blocks.push(Block::Svg {
-                caption: format!("{} ({} samples)", name(&opts.profile), before.total()),
+                caption: format!(
+                    "{} ({})",
+                    name(&opts.profile),
+                    before.measure().with_symbol(before.total())
+                ),
                 svg: graph(before, &opts.profile)?,
             });
         }

@@ -10,10 +10,23 @@
 //! such a graph; [`Diff::removed_lines`] gives the reverse view (widths from
 //! BEFORE) and [`FrameShareReport::removed`](crate::frame_shares::FrameShareReport::removed)
 //! lists them.
+//!
+//! Both profiles must be in one unit (samples, or time): comparing samples
+//! with microseconds is an error naming both units, since a folded file does
+//! not say how long a sample stood for (the frequency, the event's period,
+//! the samples lost), so a conversion would be a guess. Counts with
+//! different decimals are brought to the larger number of decimals first.
+//!
+//! Every number the graph and the reports show comes from the exact counts:
+//! a frame's inclusive counts are sums of raw counts, shares are their ratio
+//! to the raw totals, and only the value shown for a frame is scaled (and
+//! rounded) once ([`Diff::shown`]). The per-stack rounding of
+//! [`Diff::scale_counts`] feeds only widths, never a number.
 
 use serde::Serialize;
 
 use crate::tree::StackTree;
+use crate::unit::{pow10, Measure};
 use crate::{Error, Profile};
 
 /// How two profiles are compared.
@@ -84,6 +97,22 @@ impl Diff {
         };
         check("--scale-before", opts.scale_before)?;
         check("--scale-after", opts.scale_after)?;
+        let (mut before, mut after) = (before, after);
+        if before.unit() != after.unit() && !before.is_empty() && !after.is_empty() {
+            return Err(Error::UnitMismatch {
+                what: "comparing profiles".into(),
+                first: "before".into(),
+                first_unit: before.unit(),
+                second: "after".into(),
+                second_unit: after.unit(),
+            });
+        }
+        let decimals = before.decimals().max(after.decimals());
+        if !(before.set_decimals(decimals) && after.set_decimals(decimals)) {
+            return Err(Error::InvalidOption(format!(
+                "the profiles' totals overflow a 64-bit counter when stored with {decimals} decimals"
+            )));
+        }
         let (scaling, fb, fa, mult) = if opts.scale_before.is_some() || opts.scale_after.is_some() {
             let sb = opts.scale_before.unwrap_or(1.0);
             let sa = opts.scale_after.unwrap_or(1.0);
@@ -119,7 +148,40 @@ impl Diff {
     /// The factor a renderer multiplies graph counts by to show real values
     /// (e.g. 1e-6 for per-unit graphs, whose counts are fixed-point).
     pub fn display_factor(&self) -> f64 {
-        1.0 / self.graph_multiplier
+        1.0 / self.graph_multiplier / pow10(self.before.decimals()) as f64
+    }
+
+    /// The unit of both profiles and the decimals of their stored counts.
+    pub fn measure(&self) -> Measure {
+        let p = if self.before.is_empty() {
+            &self.after
+        } else {
+            &self.before
+        };
+        p.measure()
+    }
+
+    /// The value a graph shows for `raw`, a sum of stored counts of BEFORE
+    /// (`after` false) or AFTER: scaled like the graph (normalised, or per
+    /// unit of work) in the profiles' unit. Scaled once, from exact counts.
+    pub fn shown(&self, raw: u64, after: bool) -> f64 {
+        let factor = if after {
+            self.factor_after
+        } else {
+            self.factor_before
+        };
+        raw as f64 * factor / pow10(self.before.decimals()) as f64
+    }
+
+    /// [`Diff::shown`] as text: four decimals per unit of work, whole counts
+    /// otherwise (or the profiles' decimals, if they have fractions).
+    pub fn format_shown(&self, raw: u64, after: bool) -> String {
+        let v = self.shown(raw, after);
+        if self.scaling == Scaling::PerUnit {
+            format!("{v:.4}")
+        } else {
+            format!("{v:.prec$}", prec = usize::from(self.before.decimals()))
+        }
     }
 
     fn scaled(&self, count: u64, factor: f64) -> u64 {
@@ -134,14 +196,22 @@ impl Diff {
 
     /// `stack AFTER BEFORE` lines: the reverse view, with widths from BEFORE, in
     /// which stacks that disappeared are visible. Render it with negated
-    /// differentials so red still means "grew".
+    /// differentials so red still means "grew". Normalised, the widths are
+    /// BEFORE's own counts and AFTER is scaled to BEFORE's total (as
+    /// FlameGraph's `difffolded.pl -n after before` does), so the view's counts
+    /// and shares are the report's.
     pub fn removed_lines(&self) -> Vec<String> {
         self.union_lines(true)
     }
 
     fn union_lines(&self, reverse: bool) -> Vec<String> {
-        let mut lines: Vec<String> = self
-            .scaled_stacks()
+        let stacks = if reverse && self.scaling == Scaling::Normalized {
+            let to_before = self.before.total() as f64 / self.after.total().max(1) as f64;
+            self.stacks_scaled(1.0, to_before)
+        } else {
+            self.scaled_stacks()
+        };
+        let mut lines: Vec<String> = stacks
             .into_iter()
             .map(|(s, b, a)| {
                 let (x, y) = if reverse { (a, b) } else { (b, a) };
@@ -166,14 +236,18 @@ impl Diff {
     /// Every stack of either side with its scaled BEFORE and AFTER counts (in
     /// graph units: see [`Diff::display_factor`]), in no particular order.
     pub fn scaled_stacks(&self) -> Vec<(&str, u64, u64)> {
+        self.stacks_scaled(self.factor_before, self.factor_after)
+    }
+
+    fn stacks_scaled(&self, factor_before: f64, factor_after: f64) -> Vec<(&str, u64, u64)> {
         let mut out: Vec<(&str, u64, u64)> = self
             .before
             .iter()
             .map(|(s, b)| {
                 (
                     s,
-                    self.scaled(b, self.factor_before),
-                    self.scaled(self.after.get(s), self.factor_after),
+                    self.scaled(b, factor_before),
+                    self.scaled(self.after.get(s), factor_after),
                 )
             })
             .collect();
@@ -181,7 +255,7 @@ impl Diff {
             self.after
                 .iter()
                 .filter(|(s, _)| self.before.get(s) == 0)
-                .map(|(s, a)| (s, 0, self.scaled(a, self.factor_after))),
+                .map(|(s, a)| (s, 0, self.scaled(a, factor_after))),
         );
         out
     }
@@ -217,7 +291,8 @@ mod tests {
         let d = Diff::new(before, after, &DiffOptions::default()).unwrap();
         assert_eq!(d.scaling(), Scaling::Normalized);
         assert_eq!(d.lines(), vec!["a;b 20 30", "a;c 20 0", "a;d 0 10"]);
-        assert_eq!(d.removed_lines(), vec!["a;b 30 20", "a;c 0 20", "a;d 10 0"]);
+        // The reverse view: BEFORE's own counts, AFTER scaled to BEFORE's total.
+        assert_eq!(d.removed_lines(), vec!["a;b 15 10", "a;c 0 10", "a;d 5 0"]);
     }
 
     #[test]

@@ -6,13 +6,20 @@
 //! keeps the field names and percent values it has always had
 //! (`inclusive_pct`, `self_delta_pct`, `pct`…): percent is how the report is
 //! shown, in JSON as in text. The graph's scaling is [`crate::diff`]'s.
+//!
+//! Counts are the profiles' stored counts ([`crate::Profile::decimals`]); the
+//! report carries their [`Measure`], and text and JSON show them in their unit:
+//! JSON adds `"unit"` when it is not samples, and gives fractional counts as
+//! decimal numbers.
 
 use std::cmp::Ordering;
 
+use serde::ser::SerializeStruct;
 use serde::{Serialize, Serializer};
 
 use crate::diff::{Diff, Scaling};
 use crate::tree::StackTree;
+use crate::unit::{Amount, Measure, Unit};
 
 impl Diff {
     /// The frame-share report.
@@ -26,28 +33,18 @@ impl Diff {
         let ta = self.after.total();
         let per_unit = self.scaling == Scaling::PerUnit;
         let totals = FrameTotals::of(tree);
-        let side = |inc: u64, slf: u64, total: u64, factor: f64| SideValues {
+        let side = |inc: u64, slf: u64, total: u64, after: bool| SideValues {
             inclusive: inc,
             inclusive_share: share(inc, total),
             self_samples: slf,
             self_share: share(slf, total),
-            inclusive_per_unit: per_unit.then_some(inc as f64 * factor),
-            self_per_unit: per_unit.then_some(slf as f64 * factor),
+            inclusive_per_unit: per_unit.then(|| self.shown(inc, after)),
+            self_per_unit: per_unit.then(|| self.shown(slf, after)),
         };
         let names = tree.frames();
         let row = |i: usize| {
-            let before = side(
-                totals.inclusive[i][0],
-                totals.self_[i][0],
-                tb,
-                self.factor_before,
-            );
-            let after = side(
-                totals.inclusive[i][1],
-                totals.self_[i][1],
-                ta,
-                self.factor_after,
-            );
+            let before = side(totals.inclusive[i][0], totals.self_[i][0], tb, false);
+            let after = side(totals.inclusive[i][1], totals.self_[i][1], ta, true);
             FrameRow {
                 frame: names[i].to_string(),
                 inclusive_share_change: after.inclusive_share - before.inclusive_share,
@@ -116,6 +113,7 @@ impl Diff {
         };
         FrameShareReport {
             scaling: self.scaling,
+            measure: self.measure(),
             before_total: tb,
             after_total: ta,
             before_units: per_unit.then(|| 1.0 / self.factor_before),
@@ -134,11 +132,6 @@ fn share(part: u64, total: u64) -> f64 {
     } else {
         part as f64 / total as f64
     }
-}
-
-/// Serializes a fraction as a percentage (the JSON's unit).
-fn as_percent<S: Serializer>(fraction: &f64, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_f64(fraction * 100.0)
 }
 
 /// Inclusive and self samples of every frame of a tree, by frame id, per column.
@@ -180,30 +173,26 @@ impl FrameTotals {
     }
 }
 
-/// One side's values for a frame.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// One side's values for a frame, in stored counts.
+#[derive(Debug, Clone, PartialEq)]
 pub struct SideValues {
-    /// Samples of stacks containing the frame.
+    /// Counts of the stacks containing the frame.
     pub inclusive: u64,
     /// `inclusive` as a fraction of the side's total (JSON: `inclusive_pct`, in percent).
-    #[serde(rename = "inclusive_pct", serialize_with = "as_percent")]
     pub inclusive_share: f64,
-    /// Samples in which the frame is the leaf.
-    #[serde(rename = "self")]
+    /// Counts of the stacks of which the frame is the leaf (JSON: `self`).
     pub self_samples: u64,
     /// `self` as a fraction of the side's total (JSON: `self_pct`, in percent).
-    #[serde(rename = "self_pct", serialize_with = "as_percent")]
     pub self_share: f64,
-    /// Inclusive samples per unit of work (per-unit comparisons only).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Inclusive value per unit of work, in the profiles' unit (per-unit
+    /// comparisons only).
     pub inclusive_per_unit: Option<f64>,
-    /// Self samples per unit of work (per-unit comparisons only).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Self value per unit of work (per-unit comparisons only).
     pub self_per_unit: Option<f64>,
 }
 
 /// A frame and how its share changed.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct FrameRow {
     /// The frame's name.
     pub frame: String,
@@ -213,54 +202,53 @@ pub struct FrameRow {
     pub after: SideValues,
     /// Change of the inclusive share, as a difference of fractions (JSON:
     /// `inclusive_delta_pct`, in percentage points).
-    #[serde(rename = "inclusive_delta_pct", serialize_with = "as_percent")]
     pub inclusive_share_change: f64,
     /// Change of the self share, as a difference of fractions (JSON:
     /// `self_delta_pct`, in percentage points).
-    #[serde(rename = "self_delta_pct", serialize_with = "as_percent")]
     pub self_share_change: f64,
 }
 
-/// A stack and its samples.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// A stack and its count.
+#[derive(Debug, Clone, PartialEq)]
 pub struct StackRow {
     /// The stack, root first.
     pub stack: String,
-    /// Its samples.
+    /// Its stored count (JSON: `samples`, in the report's unit).
     pub samples: u64,
     /// Its share of its side's total, a fraction (JSON: `pct`, in percent).
-    #[serde(rename = "pct", serialize_with = "as_percent")]
     pub share: f64,
 }
 
 /// The stacks found on one side only.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StackList {
     /// How many distinct stacks.
     pub stacks: usize,
-    /// Their samples.
+    /// Their stored counts (JSON: `samples`).
     pub samples: u64,
     /// Their share of their side's total, a fraction (JSON: `pct`, in percent).
-    #[serde(rename = "pct", serialize_with = "as_percent")]
     pub share: f64,
     /// The largest of them.
     pub top: Vec<StackRow>,
 }
 
-/// What changed between two profiles, frame by frame.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// What changed between two profiles, frame by frame. Serializes as
+/// `{"scaling", "unit"? (when not samples), "before_total", "after_total",
+/// "before_units"?, "after_units"?, "by_inclusive", "by_self", "removed",
+/// "added"}`, shares in percent.
+#[derive(Debug, Clone, PartialEq)]
 pub struct FrameShareReport {
     /// How the graph was scaled.
     pub scaling: Scaling,
-    /// Samples in BEFORE.
+    /// The profiles' unit and the decimals of the counts below.
+    pub measure: Measure,
+    /// The total of BEFORE, in stored counts.
     pub before_total: u64,
-    /// Samples in AFTER.
+    /// The total of AFTER.
     pub after_total: u64,
     /// Units of work of BEFORE (per-unit comparisons).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub before_units: Option<f64>,
     /// Units of work of AFTER (per-unit comparisons).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub after_units: Option<f64>,
     /// Frames with the largest change of inclusive share.
     pub by_inclusive: Vec<FrameRow>,
@@ -272,15 +260,124 @@ pub struct FrameShareReport {
     pub added: StackList,
 }
 
+impl Serialize for FrameShareReport {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let m = self.measure;
+        let amount = |raw| Amount::of(raw, m);
+        fn side(v: &SideValues, m: Measure) -> SideJson {
+            SideJson {
+                inclusive: Amount::of(v.inclusive, m),
+                inclusive_pct: v.inclusive_share * 100.0,
+                self_: Amount::of(v.self_samples, m),
+                self_pct: v.self_share * 100.0,
+                inclusive_per_unit: v.inclusive_per_unit,
+                self_per_unit: v.self_per_unit,
+            }
+        }
+        fn rows(rows: &[FrameRow], m: Measure) -> Vec<FrameJson<'_>> {
+            rows.iter()
+                .map(|r| FrameJson {
+                    frame: &r.frame,
+                    before: side(&r.before, m),
+                    after: side(&r.after, m),
+                    inclusive_delta_pct: r.inclusive_share_change * 100.0,
+                    self_delta_pct: r.self_share_change * 100.0,
+                })
+                .collect()
+        }
+        fn list(l: &StackList, m: Measure) -> StackListJson<'_> {
+            StackListJson {
+                stacks: l.stacks,
+                samples: Amount::of(l.samples, m),
+                pct: l.share * 100.0,
+                top: l
+                    .top
+                    .iter()
+                    .map(|r| StackJson {
+                        stack: &r.stack,
+                        samples: Amount::of(r.samples, m),
+                        pct: r.share * 100.0,
+                    })
+                    .collect(),
+            }
+        }
+        let unit = m.unit != Unit::Samples;
+        let n = 7
+            + usize::from(unit)
+            + usize::from(self.before_units.is_some())
+            + usize::from(self.after_units.is_some());
+        let mut st = s.serialize_struct("FrameShareReport", n)?;
+        st.serialize_field("scaling", &self.scaling)?;
+        if unit {
+            st.serialize_field("unit", m.unit.name())?;
+        }
+        st.serialize_field("before_total", &amount(self.before_total))?;
+        st.serialize_field("after_total", &amount(self.after_total))?;
+        if let Some(u) = self.before_units {
+            st.serialize_field("before_units", &u)?;
+        }
+        if let Some(u) = self.after_units {
+            st.serialize_field("after_units", &u)?;
+        }
+        st.serialize_field("by_inclusive", &rows(&self.by_inclusive, m))?;
+        st.serialize_field("by_self", &rows(&self.by_self, m))?;
+        st.serialize_field("removed", &list(&self.removed, m))?;
+        st.serialize_field("added", &list(&self.added, m))?;
+        st.end()
+    }
+}
+
+/// The JSON of [`SideValues`].
+#[derive(Serialize)]
+struct SideJson {
+    inclusive: Amount,
+    inclusive_pct: f64,
+    #[serde(rename = "self")]
+    self_: Amount,
+    self_pct: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    inclusive_per_unit: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    self_per_unit: Option<f64>,
+}
+
+/// The JSON of [`FrameRow`].
+#[derive(Serialize)]
+struct FrameJson<'a> {
+    frame: &'a str,
+    before: SideJson,
+    after: SideJson,
+    inclusive_delta_pct: f64,
+    self_delta_pct: f64,
+}
+
+/// The JSON of [`StackRow`].
+#[derive(Serialize)]
+struct StackJson<'a> {
+    stack: &'a str,
+    samples: Amount,
+    pct: f64,
+}
+
+/// The JSON of [`StackList`].
+#[derive(Serialize)]
+struct StackListJson<'a> {
+    stacks: usize,
+    samples: Amount,
+    pct: f64,
+    top: Vec<StackJson<'a>>,
+}
+
 impl FrameShareReport {
     /// Writes the report as aligned text.
     pub fn write_text<W: std::io::Write + ?Sized>(&self, w: &mut W) -> std::io::Result<()> {
+        let m = self.measure;
         writeln!(
             w,
-            "before: {} samples{}   after: {} samples{}   scaling: {}",
-            self.before_total,
+            "before: {}{}   after: {}{}   scaling: {}",
+            m.with_symbol(self.before_total),
             units(self.before_units),
-            self.after_total,
+            m.with_symbol(self.after_total),
             units(self.after_units),
             match self.scaling {
                 Scaling::None => "raw counts",
@@ -338,8 +435,8 @@ impl FrameShareReport {
                     )
                 };
                 let (d, b, a) = (d * 100.0, b * 100.0, a * 100.0);
-                let b = format!("{b:.2}% ({bs})");
-                let a = format!("{a:.2}% ({as_})");
+                let b = format!("{b:.2}% ({})", m.format(bs));
+                let a = format!("{a:.2}% ({})", m.format(as_));
                 if per_unit {
                     let pu = format!("{:.4}→{:.4}", bu.unwrap_or(0.0), au.unwrap_or(0.0));
                     writeln!(w, "  {d:>+7.2}pp  {b:>18}  {a:>18}  {pu:>22}  {}", r.frame)?;
@@ -354,14 +451,19 @@ impl FrameShareReport {
         ] {
             writeln!(
                 w,
-                "\n{title}: {} stacks, {} samples ({:.2}%)",
+                "\n{title}: {} stacks, {} ({:.2}%)",
                 list.stacks,
-                list.samples,
+                m.with_symbol(list.samples),
                 list.share * 100.0
             )?;
             for s in &list.top {
                 let pct = s.share * 100.0;
-                writeln!(w, "  {:>8} {pct:>6.2}%  {}", s.samples, elide(&s.stack))?;
+                writeln!(
+                    w,
+                    "  {:>8} {pct:>6.2}%  {}",
+                    m.format(s.samples),
+                    elide(&s.stack)
+                )?;
             }
         }
         Ok(())

@@ -8,7 +8,9 @@
 //! - [`io`]: opening inputs (plain, gzip, or `-` for stdin) and writing outputs
 //!   atomically (temporary file + rename, gzip by extension);
 //! - [`folded`]: the line parser and the streaming reader with precise errors;
-//! - [`Profile`]: merged stacks, totals, sorted output;
+//! - [`Profile`]: merged stacks, totals, sorted output, in one [`Unit`]
+//!   (samples, or time: see [`mod@unit`], which also says how fractional
+//!   counts are kept exactly);
 //! - [`filter`]: keep or drop stacks by frame regex;
 //! - [`diff`]: two profiles compared: normalisation and per-unit scaling;
 //! - [`frame_shares`]: the frames whose share changed most between two profiles;
@@ -16,6 +18,8 @@
 //! - [`perf_script`]: `perf script` text to folded stacks (nflame's collapser);
 //! - [`tree`]: the stacks of one or two profiles as a prefix tree of interned
 //!   frames, for analyses of every frame of every stack;
+//! - [`text`]: names from targets made safe to show (control characters,
+//!   surrounding blanks);
 //! - [`lua`]: the markers of Lua frames and the LuaJIT VM's state read back
 //!   from a stack.
 //!
@@ -32,10 +36,14 @@ pub mod io;
 pub mod lua;
 pub mod perf_script;
 mod profile;
+pub mod text;
 pub mod tree;
+pub mod unit;
 
 pub use error::{Error, ParseError, ParseErrorKind};
-pub use profile::Profile;
+pub use folded::{ReadOptions, SkippedLines};
+pub use profile::{MergeError, Profile};
+pub use unit::{Measure, Unit};
 
 /// The suffix that marks kernel frames, as `stackcollapse-perf.pl --all` writes it.
 pub const KERNEL_SUFFIX: &str = "_[k]";

@@ -236,6 +236,31 @@ impl LuaSide {
         self.changes.drain(..)
     }
 
+    /// Registers `pid`, forked by the registered `parent`, as a copy of it
+    /// (no memory scan: forks come in bursts, nginx's workers at start and
+    /// at each reload); checked from scratch when that fails.
+    fn forked(&mut self, pid: u32, parent: u32) {
+        let Some(found) = self.probe.as_mut().and_then(|p| p.add_forked(pid, parent)) else {
+            self.check(pid);
+            return;
+        };
+        if self.namer.add_process(&found).is_err() {
+            if let Some(p) = self.probe.as_mut() {
+                p.remove_process(pid);
+            }
+            self.check(pid);
+            return;
+        }
+        let mut info = LuaProcess {
+            build: found.to_string(),
+            vm_code: found.vm_code(),
+            ..LuaProcess::default()
+        };
+        info.vm_code.sort_by_key(|r| r.start);
+        self.changes.push((pid, info.vm_code.clone()));
+        self.procs.insert(pid, Checked::Lua { info, active: true });
+    }
+
     /// Stops following `pid` (it exited, or is about to be re-checked);
     /// what was counted for it is kept.
     fn retire(&mut self, pid: u32) {
@@ -280,11 +305,10 @@ impl LuaSide {
             }
             Event::Fork { pid, ppid, .. } if pid != ppid => {
                 // A worker forked by a LuaJIT master runs the same VM.
-                if matches!(
-                    self.procs.get(ppid),
-                    Some(Checked::Lua { active: true, .. } | Checked::SeenWithoutProbe)
-                ) {
-                    self.check(*pid);
+                match self.procs.get(ppid) {
+                    Some(Checked::Lua { active: true, .. }) => self.forked(*pid, *ppid),
+                    Some(Checked::SeenWithoutProbe) => self.check(*pid),
+                    _ => {}
                 }
                 None
             }

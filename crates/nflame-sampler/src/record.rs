@@ -297,6 +297,7 @@ pub fn record(
         throttled: out.throttled,
         command_status,
         notes,
+        skipped: out.skipped,
         call_graph: opts.call_graph,
         stack_bytes,
     })

@@ -50,6 +50,21 @@ pub enum Command {
     Filter(Filter),
 }
 
+/// How the commands that read folded profiles treat unreadable lines.
+#[derive(Debug, Args)]
+pub struct ReadArgs {
+    /// Skip lines that cannot be read (a malformed count, no stack, invalid UTF-8) with a
+    /// warning naming how many and the first (file:line), instead of rejecting the input.
+    #[arg(long)]
+    pub skip_bad_lines: bool,
+}
+
+impl ReadArgs {
+    pub fn options(&self) -> nflame_profile::ReadOptions {
+        nflame_profile::ReadOptions::skipping(self.skip_bad_lines)
+    }
+}
+
 /// Options shared by the commands that draw SVGs.
 #[derive(Debug, Args)]
 pub struct RenderArgs {
@@ -79,9 +94,9 @@ pub struct RenderArgs {
     /// Draw a flame chart: stacks in input order (time), not merged.
     #[arg(long)]
     pub flamechart: bool,
-    /// What a count is called in tooltips.
-    #[arg(long, default_value = "samples")]
-    pub count_name: String,
+    /// What a count is called in tooltips (default: the profile's unit, `samples` or `µs`).
+    #[arg(long)]
+    pub count_name: Option<String>,
     /// Colour by a hash of the frame name: the same input gives a byte-identical SVG.
     #[arg(long)]
     pub deterministic: bool,
@@ -118,6 +133,8 @@ pub struct Render {
     pub output: PathBuf,
     #[command(flatten)]
     pub render: RenderArgs,
+    #[command(flatten)]
+    pub read: ReadArgs,
 }
 
 #[derive(Debug, Args)]
@@ -153,6 +170,8 @@ pub struct DiffArgs {
     pub rules: Option<PathBuf>,
     #[command(flatten)]
     pub render: RenderArgs,
+    #[command(flatten)]
+    pub read: ReadArgs,
 }
 
 #[derive(Debug, Args)]
@@ -178,6 +197,8 @@ pub struct ReportArgs {
     /// `CATEGORY KIND PATTERN` (see the README, "Classification rules").
     #[arg(long, value_name = "FILE")]
     pub rules: Option<PathBuf>,
+    #[command(flatten)]
+    pub read: ReadArgs,
 }
 
 impl DiffArgs {
@@ -193,6 +214,7 @@ impl DiffArgs {
         o.render = self.render.to_options("Differential Flame Graph");
         o.rules = self.rules;
         o.command_line = Some(command_line);
+        o.read = self.read.options();
         o
     }
 }
@@ -207,6 +229,7 @@ impl ReportArgs {
         o.per_after = self.per_after;
         o.rules = self.rules;
         o.command_line = Some(command_line);
+        o.read = self.read.options();
         o
     }
 }
@@ -234,6 +257,13 @@ pub struct Collapse {
     /// Do not suffix kernel frames with `_[k]` and JIT frames with `_[j]`.
     #[arg(long)]
     pub no_annotate: bool,
+    /// Name frames without a symbol after their address: `[libc.so.6+0x1d6a4]`
+    /// (an address in that file), or `0x7f3a5c0e1d2b` when the module is unknown too.
+    #[arg(long)]
+    pub addrs: bool,
+    /// Keep runs of consecutive `[unknown]` frames (by default each run becomes one frame).
+    #[arg(long)]
+    pub keep_unknown_runs: bool,
 }
 
 impl Collapse {
@@ -245,6 +275,8 @@ impl Collapse {
         o.event = self.event.clone();
         o.annotate_kernel = !self.no_annotate;
         o.annotate_jit = !self.no_annotate;
+        o.include_addrs = self.addrs;
+        o.fold_unknown_runs = !self.keep_unknown_runs;
         o
     }
 }
@@ -262,6 +294,8 @@ pub struct Filter {
     /// Drop stacks with a frame matching this regex (repeatable).
     #[arg(long, value_name = "REGEX")]
     pub exclude: Vec<String>,
+    #[command(flatten)]
+    pub read: ReadArgs,
 }
 
 #[derive(Debug, Args)]
@@ -274,12 +308,15 @@ pub struct Export {
     /// Where to write (pprof is gzip-compressed profile.proto, e.g. OUT.pb.gz; - for stdout).
     #[arg(short, long)]
     pub output: PathBuf,
-    /// Sampling period in nanoseconds (e.g. 1001001 for 999 Hz cpu-clock): adds CPU time values.
+    /// Sampling period in nanoseconds (e.g. 1001001 for 999 Hz cpu-clock): adds CPU time values
+    /// (profiles of samples only: a profile of time is exported in its microseconds).
     #[arg(long, value_name = "NS")]
     pub period_ns: Option<u64>,
     /// The event the samples come from (stored as a comment).
     #[arg(long)]
     pub event: Option<String>,
+    #[command(flatten)]
+    pub read: ReadArgs,
 }
 
 #[derive(Debug, Args)]

@@ -53,12 +53,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
     };
     match cli.command {
         Command::Record(a) => record::run(a, verbosity),
-        Command::Render(a) => render(a),
-        Command::Diff(a) => diff(a),
-        Command::Report(a) => report(a),
+        Command::Render(a) => render(a, verbosity),
+        Command::Diff(a) => diff(a, verbosity),
+        Command::Report(a) => report(a, verbosity),
         Command::Demo(a) => demo::run(a),
         Command::Worker(a) => demo::worker(a),
-        Command::Export(a) => export(a),
+        Command::Export(a) => export(a, verbosity),
         Command::Completions(a) => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(a.shell, &mut cmd, "nflame", &mut io::stdout());
@@ -83,18 +83,33 @@ pub(crate) fn svg_context(kind: &str) -> SvgContext {
     nflame_pipeline::svg_context(kind, Some(&command_line()))
 }
 
-fn render(a: args::Render) -> Result<ExitCode> {
+/// Warns about the lines skipped while reading inputs (`--skip-bad-lines`).
+fn warn_skipped<'a>(
+    skipped: impl IntoIterator<Item = &'a nflame_profile::SkippedLines>,
+    verbosity: Verbosity,
+) {
+    if verbosity == Verbosity::Quiet {
+        return;
+    }
+    for s in skipped {
+        eprintln!("nflame: warning: {s}");
+    }
+}
+
+fn render(a: args::Render, verbosity: Verbosity) -> Result<ExitCode> {
     let mut opts = a.render.to_options("Flame Graph");
     let mut ctx = svg_context("profile");
     ctx.inputs = a.inputs.iter().map(|p| p.display().to_string()).collect();
     opts.context = Some(ctx);
-    nflame_pipeline::convert::render(&a.inputs, &a.output, &opts)?;
+    let skipped = nflame_pipeline::convert::render(&a.inputs, &a.output, &opts, &a.read.options())?;
+    warn_skipped(&skipped, verbosity);
     Ok(ExitCode::SUCCESS)
 }
 
-fn diff(a: args::DiffArgs) -> Result<ExitCode> {
+fn diff(a: args::DiffArgs, verbosity: Verbosity) -> Result<ExitCode> {
     let json = a.json;
     let comparison = nflame_pipeline::compare(&a.into_options(command_line()))?;
+    warn_skipped(&comparison.skipped, verbosity);
     let stdout = io::stdout();
     let mut w = io::BufWriter::new(stdout.lock());
     if json {
@@ -108,13 +123,15 @@ fn diff(a: args::DiffArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn export(a: args::Export) -> Result<ExitCode> {
+fn export(a: args::Export, verbosity: Verbosity) -> Result<ExitCode> {
     use nflame_profile::export::{ExportMeta, Format};
     let format: Format = a.format.parse()?;
     let mut meta = ExportMeta::new(String::new());
     meta.event = a.event;
     meta.period_ns = a.period_ns;
-    nflame_pipeline::convert::export(&a.input, &a.output, format, &meta)?;
+    let skipped =
+        nflame_pipeline::convert::export(&a.input, &a.output, format, &meta, &a.read.options())?;
+    warn_skipped(&skipped, verbosity);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -135,9 +152,10 @@ fn man(a: args::Man) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn report(a: args::ReportArgs) -> Result<ExitCode> {
+fn report(a: args::ReportArgs, verbosity: Verbosity) -> Result<ExitCode> {
     let json = a.json;
-    let diagnosis = nflame_pipeline::diagnose(&a.into_options(command_line()))?;
+    let (diagnosis, skipped) = nflame_pipeline::diagnose_inputs(&a.into_options(command_line()))?;
+    warn_skipped(&skipped, verbosity);
     let stdout = io::stdout();
     let mut w = io::BufWriter::new(stdout.lock());
     if json {
@@ -151,10 +169,17 @@ fn report(a: args::ReportArgs) -> Result<ExitCode> {
 
 fn collapse(a: args::Collapse, verbosity: Verbosity) -> Result<ExitCode> {
     let done = nflame_pipeline::convert::collapse(&a.input, &a.output, &a.options())?;
+    let stats = &done.stats;
+    if verbosity != Verbosity::Quiet {
+        if let Some(warning) = stats.warning(verbosity == Verbosity::Verbose) {
+            eprintln!("nflame: warning: {warning}");
+        }
+    }
     if verbosity == Verbosity::Verbose {
         eprintln!(
-            "nflame: {} samples, {} distinct stacks, {} samples of other events skipped",
-            done.stats.samples, done.stacks, done.stats.skipped_other_events
+            "nflame: {} samples, {} distinct stacks, {} samples of other events skipped, \
+             {} lines of perf's other output skipped (side-band records, source lines)",
+            stats.samples, done.stacks, stats.skipped_other_events, stats.skipped_lines
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -165,7 +190,8 @@ fn filter(a: args::Filter, verbosity: Verbosity) -> Result<ExitCode> {
         anyhow::bail!("give at least one --include or --exclude pattern");
     }
     let f = FrameFilter::new(&a.include, &a.exclude)?;
-    let stats = nflame_pipeline::convert::filter(&a.input, &a.output, &f)?;
+    let stats = nflame_pipeline::convert::filter(&a.input, &a.output, &f, &a.read.options())?;
+    warn_skipped(&stats.skipped, verbosity);
     if stats.kept_lines == 0 && verbosity != Verbosity::Quiet {
         eprintln!(
             "nflame: warning: no stack matched; {} is empty",
@@ -173,9 +199,13 @@ fn filter(a: args::Filter, verbosity: Verbosity) -> Result<ExitCode> {
         );
     }
     if verbosity == Verbosity::Verbose {
+        let m = stats.measure;
         eprintln!(
-            "nflame: kept {} samples in {} stacks, dropped {} samples in {} stacks",
-            stats.kept_samples, stats.kept_lines, stats.dropped_samples, stats.dropped_lines
+            "nflame: kept {} in {} stacks, dropped {} in {} stacks",
+            m.with_symbol(stats.kept_samples),
+            stats.kept_lines,
+            m.with_symbol(stats.dropped_samples),
+            stats.dropped_lines
         );
     }
     Ok(ExitCode::SUCCESS)

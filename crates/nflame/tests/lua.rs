@@ -651,6 +651,62 @@ fn upstream_luajit_names_and_shares() {
     }
 }
 
+/// System-wide (`-a`) and by name (`--name`): a LuaJIT process found at its
+/// first sample gets its Lua frames too.
+#[test]
+fn system_wide_and_by_name_find_luajit() {
+    let _lock = heavy_lock();
+    let (_dir, script) = two_lua();
+    let root = upstream_root();
+    let mut luajit = Command::new(root.join("usr/bin/luajit"))
+        .arg(&script)
+        .arg("30")
+        .env("LD_LIBRARY_PATH", root.join("usr/lib/x86_64-linux-gnu"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut ready = [0u8; 6];
+    luajit
+        .stdout
+        .as_mut()
+        .unwrap()
+        .read_exact(&mut ready)
+        .unwrap();
+    let s = script.display();
+    // -a copies no user stacks (frame pointers): a busy machine would fill
+    // the rings otherwise; the Lua frames come from the Lua stack anyway.
+    for args in [
+        vec!["-a", "--call-graph", "fp", "-d", "3"],
+        vec!["--name", "luajit", "-d", "3"],
+    ] {
+        let out_dir = tempfile::tempdir().unwrap();
+        let out = out_dir.path().join("sys.folded");
+        let res = run(
+            nflame().arg("record").args(&args).arg("-o").arg(&out),
+            Duration::from_secs(180),
+        );
+        let summary = text(&res.stderr);
+        eprintln!("{summary}");
+        assert!(res.status.success(), "{summary}");
+        let p = folded(&out);
+        let named: u64 = p
+            .iter()
+            .filter(|(k, _)| {
+                k.starts_with("luajit;") && k.contains(&format!("driver@{s}:13_[l];work_"))
+            })
+            .map(|(_, n)| n)
+            .sum();
+        assert!(
+            named > 100,
+            "{args:?}: {named} named samples\n{}",
+            top(&p, 8)
+        );
+        assert!(summary.contains("(luajit): LuaJIT 2.1 in "), "{summary}");
+    }
+    let _ = luajit.kill();
+    let _ = luajit.wait();
+}
+
 /// `--lua off`: C-level stacks, no Lua lines. `--lua-only`: Lua-land stacks
 /// only. `--lua-lines`: functions split by line.
 #[test]

@@ -10,8 +10,8 @@ use std::sync::mpsc;
 use std::sync::Mutex;
 
 use super::collapser::Collapser;
-use super::grammar::{parse_header, trim_line_end};
-use super::{CollapseOptions, CollapseStats, Config, EventFilter, Outcome};
+use super::grammar::{classify, trim_line_end, trim_str_end, Line};
+use super::{CollapseOptions, CollapseStats, Config, EventFilter, Outcome, MAX_SKIPPED_EXAMPLES};
 use crate::io::Input;
 use crate::{Error, ParseError, ParseErrorKind, Profile};
 
@@ -53,6 +53,7 @@ pub(super) fn collapse_in_chunks(
         EventFilter::Only(e) => e,
         EventFilter::Undecided => None,
     };
+    stats.source_name = name.clone();
     // Samples whose periods are all 0 (with `period`) weigh nothing: the
     // profile is as empty as without samples.
     if profile.total() == 0 {
@@ -67,6 +68,18 @@ pub(super) fn collapse_in_chunks(
                     .collect::<Vec<_>>()
                     .join(", ")
             )));
+        }
+        if let (0, Some(first)) = (stats.samples, stats.unreadable.first()) {
+            return Err(Error::Parse(ParseError {
+                source_name: name,
+                line: first.line,
+                kind: ParseErrorKind::Other(format!(
+                    "not `perf script` output: none of its {} lines is a sample header \
+                     (expected `COMM PID/TID [CPU] TIME: PERIOD EVENT:`), and {} are \
+                     unreadable, the first: {:?}",
+                    stats.lines, stats.unreadable_lines, first.text
+                )),
+            }));
         }
         return Err(Error::Empty {
             path: input.path().to_path_buf(),
@@ -116,8 +129,8 @@ fn read_chunk(
             return Ok(Some(cut));
         }
         if buf.len() >= MAX_CHUNK {
-            // Not perf script text (no blank line, no header in 64 MiB): cut at
-            // a line end and let the parser report what it finds.
+            // Not perf script text (no sample header in 64 MiB): cut at a line
+            // end and let the parser report what it finds.
             return Ok(Some(
                 memchr::memrchr(b'\n', buf).map_or(buf.len(), |i| i + 1),
             ));
@@ -126,27 +139,39 @@ fn read_chunk(
     }
 }
 
-/// The last position in `buf` where a sample starts: just after a blank line,
-/// or at a line that starts with neither a blank nor `#` (a header). Only
-/// complete lines are considered. `None` if there is none (or only at 0).
+/// The last position in `buf` where a sample starts: the start of a line that
+/// is a sample header or a side-band record (which ends the sample before it),
+/// as [`classify`] tells them. Only complete lines are considered. `None` if
+/// there is none (or only at 0).
 pub(super) fn sample_boundary(buf: &[u8]) -> Option<usize> {
     // `end` is the start of the line after the last complete line.
     let mut end = memchr::memrchr(b'\n', buf)? + 1;
     loop {
         // The line [start, end) ends with '\n'.
         let start = memchr::memrchr(b'\n', &buf[..end - 1]).map_or(0, |i| i + 1);
-        let line = &buf[start..end - 1];
-        if line.is_empty() || line == b"\r" {
-            return (end > 0).then_some(end);
-        }
-        if !matches!(line[0], b' ' | b'\t' | b'#') && start > 0 {
-            return Some(start);
-        }
         if start == 0 {
             return None;
         }
+        if starts_sample(&buf[start..end - 1]) {
+            return Some(start);
+        }
         end = start;
     }
+}
+
+fn starts_sample(line: &[u8]) -> bool {
+    // Blank lines, common, are told apart at once.
+    let body = line.trim_ascii_start();
+    if body.is_empty() {
+        return false;
+    }
+    let Ok(line) = std::str::from_utf8(line) else {
+        return false;
+    };
+    matches!(
+        classify(trim_str_end(line)),
+        Line::Header(_) | Line::Sideband
+    )
 }
 
 fn collapse_sequential(
@@ -164,7 +189,7 @@ fn collapse_sequential(
         let chunk = collapser.run(&buf[..cut], filter, &mut profile);
         total.profile = profile;
         let lines_before = total.stats.lines;
-        add_stats(&mut total.stats, &chunk.stats);
+        add_stats(&mut total.stats, chunk.stats, lines_before);
         if let Some((line, kind)) = chunk.error {
             total.error = Some((lines_before + line, kind));
             return Ok(total);
@@ -207,7 +232,7 @@ impl Merger {
                 continue;
             }
             let lines_before = self.total.stats.lines;
-            add_stats(&mut self.total.stats, &outcome.stats);
+            add_stats(&mut self.total.stats, outcome.stats, lines_before);
             if let Some((line, kind)) = outcome.error {
                 self.total.error = Some((lines_before + line, kind));
             }
@@ -326,33 +351,42 @@ fn collapse_parallel(
     Ok(total)
 }
 
-fn add_stats(total: &mut CollapseStats, chunk: &CollapseStats) {
+/// Adds a chunk's counts to the total; the chunk's line numbers start after
+/// `lines_before`.
+fn add_stats(total: &mut CollapseStats, chunk: CollapseStats, lines_before: u64) {
     total.samples += chunk.samples;
     total.skipped_other_events += chunk.skipped_other_events;
     total.lines += chunk.lines;
     total.skipped_lines += chunk.skipped_lines;
-    for e in &chunk.other_events {
-        if !total.other_events.contains(e) {
-            total.other_events.push(e.clone());
+    total.unreadable_lines += chunk.unreadable_lines;
+    for mut l in chunk.unreadable {
+        if total.unreadable.len() >= MAX_SKIPPED_EXAMPLES {
+            break;
+        }
+        l.line += lines_before;
+        total.unreadable.push(l);
+    }
+    for e in chunk.other_events {
+        if !total.other_events.contains(&e) {
+            total.other_events.push(e);
         }
     }
 }
 
-/// Fixes the event filter from the first header of the input, if not yet done.
-/// A chunk whose first sample line is malformed leaves it undecided: the
-/// chunk's worker reports the error.
+/// Fixes the event filter from the first sample header of the input, if not
+/// yet done. Lines before it (unreadable or not) do not decide; invalid UTF-8
+/// stops the search (the chunk's worker reports it).
 fn decide_event(filter: &mut EventFilter, chunk: &[u8]) {
     if !matches!(filter, EventFilter::Undecided) {
         return;
     }
     for line in chunk.split(|&b| b == b'\n') {
-        let line = trim_line_end(line);
-        if line.is_empty() || line[0] == b'#' {
-            continue;
-        }
-        if let Some(header) = std::str::from_utf8(line).ok().and_then(parse_header) {
+        let Ok(line) = std::str::from_utf8(trim_line_end(line)) else {
+            return;
+        };
+        if let Line::Header(header) = classify(line) {
             *filter = EventFilter::Only(header.event.map(str::to_owned));
+            return;
         }
-        return;
     }
 }

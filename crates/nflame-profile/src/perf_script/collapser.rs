@@ -1,26 +1,77 @@
 //! Naming frames and assembling stacks: the collapser turns one chunk's
-//! samples (headers and frame lines, parsed by [`super::grammar`]) into folded
-//! stacks, root first, with frame names as `stackcollapse-perf.pl --all` writes
-//! them (see the parent module). Its buffers are reused from sample to sample.
+//! lines (classified by [`super::grammar`]) into folded stacks, root first,
+//! with frame names as `stackcollapse-perf.pl --all` writes them, demangled and
+//! with argument lists removed by [`super::names`] (see the parent module for
+//! the differences). Its buffers are reused from sample to sample.
 
 use super::grammar::{
-    basename, is_jit_module, is_kernel_module, parse_frame, parse_header, trim_str_end, FrameLine,
-    Header,
+    basename, classify, module_kind, trim_str_end, FrameLine, Header, Line, ModuleKind,
 };
-use super::{CollapseStats, Config, EventFilter, Outcome};
+use super::names::{self, inline_separators, split_arguments, Demangler};
+use super::{CollapseStats, Config, EventFilter, Outcome, SkippedLine, MAX_SKIPPED_EXAMPLES};
 use crate::{ParseErrorKind, Profile, JIT_SUFFIX, KERNEL_SUFFIX};
+
+/// The frame name of an unnamed frame in an unknown module.
+const UNKNOWN: &str = "[unknown]";
+
+/// The current sample's frames, leaf first.
+#[derive(Debug, Default)]
+struct Frames {
+    /// Frame names back to back.
+    text: String,
+    /// `text` ranges of the frames.
+    spans: Vec<(u32, u32)>,
+    /// Whether the frame pushed last is `[unknown]`.
+    last_unknown: bool,
+}
+
+impl Frames {
+    fn clear(&mut self) {
+        self.text.clear();
+        self.spans.clear();
+        self.last_unknown = false;
+    }
+
+    /// Ends the frame that started at `start` in `text`.
+    fn end(&mut self, start: usize, unknown: bool) {
+        self.spans.push((start as u32, self.text.len() as u32));
+        self.last_unknown = unknown;
+    }
+
+    /// Pushes `name` as it is (it holds no `;`), then `suffix`.
+    fn push_plain(&mut self, name: &str, suffix: &str) {
+        let start = self.text.len();
+        self.text.push_str(name);
+        self.text.push_str(suffix);
+        self.end(start, false);
+    }
+
+    /// Pushes a named frame: `name` (argument list removed, `;` made `:`),
+    /// then `suffix`.
+    fn push_named(&mut self, name: &str, suffix: &str, strip_java_l: bool) {
+        let (mut head, tail) = split_arguments(name);
+        if strip_java_l && head.starts_with('L') && head.contains('/') {
+            head = &head[1..];
+        }
+        let start = self.text.len();
+        push_tidy(&mut self.text, head);
+        if !tail.is_empty() {
+            push_tidy(&mut self.text, tail);
+        }
+        self.text.push_str(suffix);
+        self.end(start, false);
+    }
+}
 
 /// Collapses chunks; its buffers are reused from sample to sample.
 pub(super) struct Collapser<'c> {
     config: &'c Config,
-    /// Frame names of the current sample, leaf first, back to back.
-    frames: String,
-    /// `frames` ranges of the current sample's frames.
-    spans: Vec<(u32, u32)>,
+    frames: Frames,
     /// The current sample's root frame.
     root: String,
     /// The stack being assembled.
     stack: String,
+    demangler: Demangler,
     in_sample: bool,
     keep: bool,
     weight: u64,
@@ -31,10 +82,14 @@ impl<'c> Collapser<'c> {
     pub(super) fn new(config: &'c Config) -> Collapser<'c> {
         Collapser {
             config,
-            frames: String::with_capacity(4096),
-            spans: Vec::with_capacity(128),
+            frames: Frames {
+                text: String::with_capacity(4096),
+                spans: Vec::with_capacity(128),
+                last_unknown: false,
+            },
             root: String::with_capacity(64),
             stack: String::with_capacity(4096),
+            demangler: Demangler::default(),
             in_sample: false,
             keep: false,
             weight: 1,
@@ -42,7 +97,8 @@ impl<'c> Collapser<'c> {
         }
     }
 
-    /// Collapses one chunk (which starts at a sample boundary) into `profile`.
+    /// Collapses one chunk (which starts at a sample header, or at the start
+    /// of the input) into `profile`.
     pub(super) fn run(
         &mut self,
         chunk: &[u8],
@@ -75,7 +131,7 @@ impl<'c> Collapser<'c> {
             rest = next;
             line_no += 1;
             let line = trim_str_end(raw);
-            if let Err(kind) = self.line(line, &mut filter, profile, &mut out.stats) {
+            if let Err(kind) = self.line(line, line_no, &mut filter, profile, &mut out.stats) {
                 out.stats.lines = line_no;
                 out.error = Some((line_no, kind));
                 return out;
@@ -91,44 +147,37 @@ impl<'c> Collapser<'c> {
     fn line(
         &mut self,
         line: &str,
+        line_no: u64,
         filter: &mut EventFilter,
         profile: &mut Profile,
         stats: &mut CollapseStats,
     ) -> Result<(), ParseErrorKind> {
-        let Some(&first) = line.as_bytes().first() else {
-            return self.finish_sample(profile, stats);
-        };
-        if first == b'#' {
-            return Ok(());
-        }
-        let indented = first == b' ' || first == b'\t';
-        if self.in_sample && indented {
-            if self.keep {
-                match parse_frame(line.trim_start_matches([' ', '\t'])) {
-                    Some(frame) => self.push_frame(frame),
-                    None => stats.skipped_lines += 1,
+        match classify(line) {
+            // A blank line inside a sample (even right after its header) does
+            // not end it: only the next header or side-band record does.
+            Line::Blank | Line::Comment => {}
+            Line::Frame(frame) => {
+                if !self.in_sample {
+                    // Before any header: the input starts inside a sample.
+                    unreadable(stats, line_no, line);
+                } else if self.keep {
+                    self.push_frame(frame);
                 }
             }
-            return Ok(());
+            Line::Header(header) => {
+                self.finish_sample(profile, stats)?;
+                self.start_sample(&header, filter, stats);
+                if let (true, Some(frame)) = (self.keep, header.frame) {
+                    self.push_frame(frame);
+                }
+            }
+            Line::Sideband => {
+                self.finish_sample(profile, stats)?;
+                stats.skipped_lines += 1;
+            }
+            Line::Annotation => stats.skipped_lines += 1,
+            Line::Unreadable => unreadable(stats, line_no, line),
         }
-        // A header: after a blank line, or right after a sample's frames.
-        self.finish_sample(profile, stats)?;
-        let trimmed = line.trim_start_matches([' ', '\t']);
-        if indented && parse_frame(trimmed).is_some() {
-            return Err(ParseErrorKind::Other(
-                "a stack frame line with no sample header before it \
-                 (expected `COMM PID/TID [CPU] TIME: PERIOD EVENT:`)"
-                    .into(),
-            ));
-        }
-        let Some(header) = parse_header(trimmed) else {
-            return Err(ParseErrorKind::Other(format!(
-                "cannot parse the sample header {:?} \
-                 (expected `COMM PID/TID [CPU] TIME: PERIOD EVENT:`)",
-                truncate(trimmed, 120)
-            )));
-        };
-        self.start_sample(&header, filter, stats);
         Ok(())
     }
 
@@ -139,7 +188,6 @@ impl<'c> Collapser<'c> {
         stats: &mut CollapseStats,
     ) {
         self.in_sample = true;
-        self.spans.clear();
         self.frames.clear();
         self.keep = match filter {
             EventFilter::Only(e) => e.as_deref() == h.event,
@@ -169,7 +217,7 @@ impl<'c> Collapser<'c> {
             _ => None,
         });
         if self.root.is_empty() {
-            self.root.push_str("[unknown]");
+            self.root.push_str(UNKNOWN);
         }
         if self.config.include_pid {
             self.root.push('-');
@@ -182,60 +230,81 @@ impl<'c> Collapser<'c> {
     }
 
     fn push_frame(&mut self, frame: FrameLine<'_>) {
-        let module = frame.module.unwrap_or("[unknown]");
-        let suffix = if self.config.annotate_kernel && is_kernel_module(module) {
-            KERNEL_SUFFIX
-        } else if self.config.annotate_jit && is_jit_module(module) {
-            JIT_SUFFIX
-        } else {
-            ""
+        let module = frame.module.unwrap_or(UNKNOWN);
+        let kind = module_kind(module);
+        let jit = kind == ModuleKind::Jit;
+        let suffix = match kind {
+            ModuleKind::Kernel if self.config.annotate_kernel => KERNEL_SUFFIX,
+            ModuleKind::Jit if self.config.annotate_jit => JIT_SUFFIX,
+            _ => "",
         };
         let symbol = frame.symbol;
-        if symbol.is_empty() || symbol == "[unknown]" {
-            let start = self.frames.len();
-            if module == "[unknown]" {
-                self.frames.push_str("[unknown]");
-            } else {
-                let base = basename(module);
-                if base.starts_with('[') && base.ends_with(']') {
-                    self.frames.push_str(base);
-                } else {
-                    self.frames.push('[');
-                    push_tidy(&mut self.frames, base);
-                    self.frames.push(']');
+        if symbol.is_empty() || symbol == UNKNOWN {
+            self.push_unnamed(frame.addr, module, suffix);
+            return;
+        }
+        if !jit && !self.is_java && names::is_plain(symbol) {
+            // Most names: nothing to demangle, strip or replace.
+            self.frames.push_plain(symbol, suffix);
+            return;
+        }
+        let name = self.demangler.demangle(symbol).unwrap_or(symbol);
+        if jit {
+            if let Some(first) = inline_separators(name).next() {
+                // Java inlining (perf-map-agent): outer->inner->…, leaf last.
+                // Frames are stored leaf first, so push them in reverse.
+                let mut parts = vec![&name[..first]];
+                let mut from = first + 2;
+                for sep in inline_separators(name).skip(1) {
+                    parts.push(&name[from..sep]);
+                    from = sep + 2;
                 }
+                parts.push(&name[from..]);
+                for (i, part) in parts.iter().enumerate().rev() {
+                    let s = if i == 0 { suffix } else { "_[i]" };
+                    self.frames.push_named(part, s, self.is_java);
+                }
+                return;
             }
-            self.frames.push_str(suffix);
-            self.spans.push((start as u32, self.frames.len() as u32));
-            return;
         }
-        if has_arrow(symbol) {
-            // Java inlining (perf-map-agent): outer->inner->…, leaf last. Frames
-            // are stored leaf first, so push them in reverse.
-            let parts: Vec<&str> = symbol.split("->").collect();
-            for (i, part) in parts.iter().enumerate().rev() {
-                let s = if i == 0 { suffix } else { "_[i]" };
-                self.push_symbol(part, s);
-            }
-            return;
-        }
-        self.push_symbol(symbol, suffix);
+        self.frames.push_named(name, suffix, self.is_java);
     }
 
-    fn push_symbol(&mut self, symbol: &str, suffix: &str) {
-        let mut name = tidy_arguments(symbol);
-        if self.is_java && name.starts_with('L') && name.contains('/') {
-            name = &name[1..];
+    /// A frame without a symbol: named after its module (`[libc.so.6]`), or
+    /// `[unknown]` (a run of them folded into one unless asked otherwise);
+    /// with addresses kept, `[libc.so.6+0x1234]` or `0x7f…`.
+    fn push_unnamed(&mut self, addr: &str, module: &str, suffix: &str) {
+        let frames = &mut self.frames;
+        let start = frames.text.len();
+        if module == UNKNOWN {
+            if self.config.include_addrs {
+                frames.text.push_str("0x");
+                frames.text.push_str(addr);
+            } else {
+                if self.config.fold_unknown_runs && frames.last_unknown {
+                    return;
+                }
+                frames.text.push_str(UNKNOWN);
+                frames.text.push_str(suffix);
+                frames.end(start, true);
+                return;
+            }
+        } else {
+            let base = basename(module);
+            let bare = base
+                .strip_prefix('[')
+                .and_then(|b| b.strip_suffix(']'))
+                .unwrap_or(base);
+            frames.text.push('[');
+            push_tidy(&mut frames.text, bare);
+            if self.config.include_addrs {
+                frames.text.push_str("+0x");
+                frames.text.push_str(addr);
+            }
+            frames.text.push(']');
         }
-        if name.is_empty() {
-            // A name that is all argument list, like `(foo)`: perf's process
-            // name lines; stackcollapse-perf.pl skips them too.
-            return;
-        }
-        let start = self.frames.len();
-        push_tidy(&mut self.frames, name);
-        self.frames.push_str(suffix);
-        self.spans.push((start as u32, self.frames.len() as u32));
+        frames.text.push_str(suffix);
+        frames.end(start, false);
     }
 
     fn finish_sample(
@@ -248,41 +317,28 @@ impl<'c> Collapser<'c> {
         }
         self.stack.clear();
         self.stack.push_str(&self.root);
-        for &(a, b) in self.spans.iter().rev() {
+        for &(a, b) in self.frames.spans.iter().rev() {
             self.stack.push(';');
-            self.stack.push_str(&self.frames[a as usize..b as usize]);
+            self.stack
+                .push_str(&self.frames.text[a as usize..b as usize]);
         }
         stats.samples += 1;
         if !profile.add(&self.stack, self.weight) {
-            return Err(ParseErrorKind::CountOverflow(format!(
-                "{} (the total of all samples)",
-                self.weight
-            )));
+            return Err(ParseErrorKind::TotalOverflow(self.weight.to_string()));
         }
         Ok(())
     }
 }
 
-/// Whether `symbol` contains `->` (a Java inline chain).
-fn has_arrow(symbol: &str) -> bool {
-    let bytes = symbol.as_bytes();
-    memchr::memchr_iter(b'>', bytes).any(|i| i > 0 && bytes[i - 1] == b'-')
-}
-
-/// Removes a C++ argument list: everything from the first `(` that does not
-/// open a Go receiver (`pkg.(*T).M`) or `(anonymous namespace)`.
-fn tidy_arguments(symbol: &str) -> &str {
-    let bytes = symbol.as_bytes();
-    let mut from = 0;
-    while let Some(i) = memchr::memchr(b'(', &bytes[from..]).map(|i| i + from) {
-        let go_receiver = i > 0 && bytes[i - 1] == b'.';
-        let anonymous = symbol[i..].starts_with("(anonymous namespace)");
-        if !go_receiver && !anonymous {
-            return &symbol[..i];
-        }
-        from = i + 1;
+/// Counts an unreadable line, keeping the first few.
+fn unreadable(stats: &mut CollapseStats, line_no: u64, line: &str) {
+    stats.unreadable_lines += 1;
+    if stats.unreadable.len() < MAX_SKIPPED_EXAMPLES {
+        stats.unreadable.push(SkippedLine {
+            line: line_no,
+            text: truncate(line, 200).to_owned(),
+        });
     }
-    symbol
 }
 
 /// Appends `name` with `;` replaced by `:` (a `;` would split the frame).

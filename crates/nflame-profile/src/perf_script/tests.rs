@@ -1,7 +1,10 @@
-//! Tests of the collapser, stage by stage and end to end on fixtures.
+//! Tests of the collapser, stage by stage and end to end on fixtures; the
+//! shapes of `perf script` text found in the field are in `shapes`.
+
+mod shapes;
 
 use super::chunks::{collapse_in_chunks, sample_boundary};
-use super::grammar::{parse_header, Header};
+use super::grammar::{classify, parse_header, Header, HeaderLine, Line};
 use super::*;
 use std::io::{Cursor, Write};
 use std::path::{Path, PathBuf};
@@ -136,12 +139,16 @@ fn header_variants() {
     }
 }
 
+fn header(line: &str) -> Header<'_> {
+    match parse_header(line) {
+        Some(HeaderLine::Sample(h)) => h,
+        other => panic!("{line:?}: {other:?}"),
+    }
+}
+
 #[test]
 fn parse_header_fields() {
-    let h = parse_header(
-        "V8 WorkerThread 24636/25607 [000] 94564.109216:   250000 cpu-clock:ppp: extra",
-    )
-    .unwrap();
+    let h = header("V8 WorkerThread 24636/25607 [000] 94564.109216:   250000 cpu-clock:ppp: extra");
     assert_eq!(
         h,
         Header {
@@ -150,15 +157,29 @@ fn parse_header_fields() {
             tid: "25607",
             period: Some(250000),
             event: Some("cpu-clock:ppp"),
+            frame: None,
         }
     );
-    let h = parse_header("perf 1 [000] 1.5: sched:sched_switch: prev_comm=x prev_pid=1").unwrap();
+    let h = header("perf 1 [000] 1.5: sched:sched_switch: prev_comm=x prev_pid=1");
     assert_eq!(h.event, Some("sched:sched_switch"));
     assert_eq!(h.period, None);
-    let h = parse_header("sleep 42 1.0:").unwrap();
+    let h = header("sleep 42 1.0:");
     assert_eq!((h.pid, h.tid, h.event), (None, "42", None));
+    // No time but an event (FlameGraph's perf-java-stacks-02 shape).
+    let h = header("java 19983 cycles:");
+    assert_eq!((h.comm, h.tid, h.event), ("java", "19983", Some("cycles")));
     assert_eq!(parse_header("no pid here: cpu-clock:"), None);
     assert_eq!(parse_header("1234 [000] 1.0: cpu-clock:"), None);
+    // Neither a time nor an event: a folded line is not a header.
+    assert_eq!(parse_header("main;f 12"), None);
+    assert_eq!(parse_header("java 19983"), None);
+    // Side-band records.
+    for line in [
+        "sh 10465  2996.896079: PERF_RECORD_FORK(10470:10470):(10465:10465)",
+        "perf-exec     0     0.000000: PERF_RECORD_COMM: perf-exec:10465/10465",
+    ] {
+        assert_eq!(parse_header(line), Some(HeaderLine::Sideband), "{line}");
+    }
 }
 
 #[test]
@@ -311,38 +332,115 @@ fn error_of(text: impl Into<Vec<u8>>, threads: usize, chunk: usize) -> String {
 }
 
 #[test]
-fn errors_name_file_and_line() {
+fn invalid_utf8_is_an_error_naming_file_and_line() {
     let good = "a 1 1.0: 1 cpu-clock:\n\tffff f (/bin/a)\n\n";
     for threads in [1, 3] {
         for chunk in [1, 7, 1 << 20] {
-            let e = error_of(format!("{good}\tffff f (/bin/a)\n"), threads, chunk);
-            assert_eq!(
-                e,
-                "bad.perf:4: a stack frame line with no sample header before it \
-                 (expected `COMM PID/TID [CPU] TIME: PERIOD EVENT:`)"
-            );
-            let e = error_of(
-                format!("{good}{good}garbage here\n\tffff f (/bin/a)\n"),
-                threads,
-                chunk,
-            );
-            assert!(
-                e.starts_with("bad.perf:7: cannot parse the sample header \"garbage here\""),
-                "{e}"
-            );
             let mut bytes = format!("{good}{good}").into_bytes();
             bytes.extend_from_slice(b"a 1 1.0: 1 cpu-clock:\n\tffff f\xff\xfe (/bin/a)\n\n");
             let e = error_of(bytes, threads, chunk);
             assert_eq!(e, "bad.perf:8: the line is not valid UTF-8");
-            // The first error of the input wins, whatever chunk finishes first.
-            let text = format!(
-                "{}x\n{}\tffff f (/bin/a)\n",
-                good.repeat(50),
-                good.repeat(50)
-            );
-            let e = error_of(text, threads, chunk);
-            assert!(e.starts_with("bad.perf:151: cannot parse"), "{e}");
         }
+    }
+}
+
+/// Issue 15: a line that is neither a header nor a frame was dropped
+/// silently, a frame with no header before it rejected the whole file. Both
+/// are now skipped, counted, and the first ones kept with their line numbers,
+/// whatever the chunking.
+#[test]
+fn unreadable_lines_are_counted_and_located() {
+    let good = "a 1 1.0: 1 cpu-clock:\n\tffff f (/bin/a)\n\n";
+    let text = format!(
+        "\tffff orphan (/bin/a)\n{}garbage here\n{}a 1 1.0: 1 cpu-clock:\n\tTHIS_IS_A_WEIRD_LINE\n\tffff g (/bin/a)\n",
+        good.repeat(50),
+        good.repeat(50)
+    );
+    let mut want = None;
+    for threads in [1, 3] {
+        for chunk in [1, 7, 100, 1 << 20] {
+            let opts = CollapseOptions {
+                threads,
+                ..CollapseOptions::default()
+            };
+            let (p, s) = collapse_in_chunks(&mut input("bad.perf", text.clone()), &opts, chunk)
+                .unwrap_or_else(|e| panic!("threads {threads} chunk {chunk}: {e}"));
+            assert_eq!(p.get("a;f"), 100);
+            assert_eq!(
+                p.get("a;g"),
+                1,
+                "the sample around the weird line keeps its frames"
+            );
+            assert_eq!(s.unreadable_lines, 3);
+            let lines: Vec<(u64, &str)> = s
+                .unreadable
+                .iter()
+                .map(|l| (l.line, l.text.as_str()))
+                .collect();
+            assert_eq!(
+                lines,
+                vec![
+                    (1, "\tffff orphan (/bin/a)"),
+                    (152, "garbage here"),
+                    (304, "\tTHIS_IS_A_WEIRD_LINE"),
+                ],
+                "threads {threads} chunk {chunk}"
+            );
+            match &want {
+                None => want = Some((p, s)),
+                Some((wp, ws)) => {
+                    assert_eq!(&p, wp);
+                    assert_eq!(&s, ws);
+                }
+            }
+        }
+    }
+    let (_, s) = want.unwrap();
+    assert_eq!(
+        s.warning(false).unwrap(),
+        "3 lines of bad.perf are not `perf script` sample headers or frames and were \
+         skipped; the first: bad.perf:1: \"\\tffff orphan (/bin/a)\""
+    );
+    assert_eq!(
+        s.warning(true).unwrap().lines().skip(1).collect::<Vec<_>>(),
+        vec![
+            "  bad.perf:152: \"garbage here\"",
+            "  bad.perf:304: \"\\tTHIS_IS_A_WEIRD_LINE\"",
+        ]
+    );
+}
+
+#[test]
+fn unreadable_examples_are_capped_and_the_rest_counted() {
+    let good = "a 1 1.0: 1 cpu-clock:\n\tffff f (/bin/a)\n";
+    let text = format!("{good}{}", "?\n".repeat(25));
+    let (_, s) = run_with(&text, &CollapseOptions::default()).unwrap();
+    assert_eq!(s.unreadable_lines, 25);
+    assert_eq!(s.unreadable.len(), 10);
+    assert_eq!(s.unreadable[9].line, 12);
+    let all = s.warning(true).unwrap();
+    assert_eq!(all.lines().count(), 11, "{all}");
+    assert!(all.ends_with("and 15 more"), "{all}");
+    // Nothing unreadable, nothing to say.
+    let (_, s) = run_with(good, &CollapseOptions::default()).unwrap();
+    assert_eq!(s.warning(true), None);
+}
+
+/// A file with no sample header at all is not `perf script` output: an
+/// error at its first line, not a profile of nothing.
+#[test]
+fn input_without_any_header_is_an_error_at_its_first_line() {
+    for text in [
+        "main;f 12\nmain;g 3\n",
+        "\tffff f (/bin/a)\n\tffff g (/bin/a)\n",
+    ] {
+        let e = error_of(text, 1, 1 << 20);
+        assert!(
+            e.starts_with(
+                "bad.perf:1: not `perf script` output: none of its 2 lines is a sample header"
+            ),
+            "{e}"
+        );
     }
 }
 
@@ -366,9 +464,21 @@ fn sample_boundaries() {
         sample_boundary(b"a 1 1.0: x:\n\tf\nb 1 1.0: x:\n\tg\n"),
         Some(15)
     );
+    // A blank line is not a boundary: the frames after it may still belong
+    // to the sample before it.
+    assert_eq!(sample_boundary(b"a 1 1.0: x:\r\n\tf\r\n\r\n\tg\n"), None);
+    // Headers are found by their grammar, not their indentation.
     assert_eq!(
-        sample_boundary(b"a 1 1.0: x:\r\n\tf\r\n\r\n\tg\n"),
-        Some(19)
+        sample_boundary(b"  dd 1 1.0: x:\n\tf\n  dd 1 1.0: x:  ffff g (/bin/dd)\n\tf\n"),
+        Some(18)
+    );
+    assert_eq!(
+        sample_boundary(b"a 1 1.0: x:\nffff f (/bin/a)\nffff g (/bin/a)\n"),
+        None
+    );
+    assert_eq!(
+        sample_boundary(b"a 1 1.0: x:\n\tf\n\nsh 1 2.0: PERF_RECORD_EXIT(1:1):(0:0)\n"),
+        Some(16)
     );
     assert_eq!(sample_boundary(b"no newline"), None);
 }
@@ -554,7 +664,8 @@ fn fixture_python_multi_event() {
 /// Not a test: collapses `$NFLAME_COLLAPSE_INPUT` into
 /// `$NFLAME_COLLAPSE_OUTPUT` (default: discard), for timing against
 /// `inferno-collapse-perf` (see fixtures/README.md). `NFLAME_PERIOD=1`
-/// weights by period, `NFLAME_THREADS=N` sets the threads.
+/// weights by period, `NFLAME_KEEP_UNKNOWN_RUNS=1` keeps runs of `[unknown]`
+/// frames, `NFLAME_THREADS=N` sets the threads.
 #[test]
 #[ignore]
 fn collapse_file_from_env() {
@@ -563,6 +674,7 @@ fn collapse_file_from_env() {
     };
     let opts = CollapseOptions {
         period: std::env::var_os("NFLAME_PERIOD").is_some(),
+        fold_unknown_runs: std::env::var_os("NFLAME_KEEP_UNKNOWN_RUNS").is_none(),
         threads: std::env::var("NFLAME_THREADS")
             .ok()
             .and_then(|t| t.parse().ok())

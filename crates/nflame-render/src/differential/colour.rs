@@ -1,8 +1,15 @@
 //! The colour scale: each frame's fill from the change of its inclusive share
 //! (or cost per unit) relative to the largest change, its tooltip with both
 //! sides, and the legend's scale.
+//!
+//! Every number comes from the frame's exact inclusive counts (sums of
+//! stored counts) and the profiles' exact totals, as the frame-share report's
+//! do, so a tooltip and the report agree: the same shares, the same change in
+//! percentage points, and the count scaled once ([`Diff::shown`]), not a sum
+//! of counts rounded stack by stack.
 
 use nflame_profile::diff::{Diff, Scaling};
+use nflame_profile::Unit;
 use rustc_hash::FxHashMap;
 
 use super::layout::Node;
@@ -22,14 +29,20 @@ pub(super) fn colour(
     svg: &mut Vec<u8>,
 ) {
     let per_unit = diff.scaling() == Scaling::PerUnit;
-    let factor = diff.display_factor();
-    let root = nodes.get(&(0, 0)).copied().unwrap_or_default();
+    let (total_before, total_after) = (diff.before.total(), diff.after.total());
+    // Per unit of work, changes are relative to the larger side's total cost.
+    let larger = diff
+        .shown(total_after, true)
+        .max(diff.shown(total_before, false));
     let change = |n: &Node| -> f64 {
         if per_unit {
-            let scale = root.after.max(root.before).max(1) as f64;
-            (n.after as f64 - n.before as f64) / scale
+            if larger > 0.0 {
+                (diff.shown(n.after, true) - diff.shown(n.before, false)) / larger
+            } else {
+                0.0
+            }
         } else {
-            share(n.after, root.after) - share(n.before, root.before)
+            share(n.after, total_after) - share(n.before, total_before)
         }
     };
     let max_change = nodes
@@ -44,23 +57,43 @@ pub(super) fn colour(
     };
     let raw = raw.replacen(SCALE_TOKEN, &scale, 1);
 
-    let fmt_count = |c: u64| -> String {
-        if factor == 1.0 {
-            c.to_string()
-        } else {
-            format!("{:.4}", c as f64 * factor)
+    let unit = diff.measure().unit;
+    let fmt_count = |c: u64, after: bool| -> String {
+        let mut s = diff.format_shown(c, after);
+        if unit != Unit::Samples {
+            s.push(' ');
+            s.push_str(unit.symbol());
         }
+        s
     };
-    let recolour = |depth: u32, x: u64, name: &str| -> Option<(String, String)> {
+    let recolour = |depth: u32, x: u64, name: &str| -> Option<(Option<String>, String)> {
+        if depth == 0 {
+            // `all` is as wide as AFTER plus the stacks gone after: say what
+            // the totals are, not the sum of widths inferno would.
+            let title = if per_unit {
+                format!(
+                    "{name} (before {} per unit, after {} per unit)",
+                    fmt_count(total_before, false),
+                    fmt_count(total_after, true)
+                )
+            } else {
+                format!(
+                    "{name} (before 100.00% {}, after 100.00% {})",
+                    fmt_count(total_before, false),
+                    fmt_count(total_after, true)
+                )
+            };
+            return Some((None, title));
+        }
         let n = nodes.get(&(depth, x))?;
-        let pb = share(n.before, root.before) * 100.0;
-        let pa = share(n.after, root.after) * 100.0;
+        let pb = share(n.before, total_before) * 100.0;
+        let pa = share(n.after, total_after) * 100.0;
         if n.after == 0 {
             let title = format!(
                 "{name} (gone: before {pb:.2}% {}, after 0)",
-                fmt_count(n.before)
+                fmt_count(n.before, false)
             );
-            return Some((GONE_FILL.to_string(), title));
+            return Some((Some(GONE_FILL.to_string()), title));
         }
         let d = change(n);
         let t = if max_change > 0.0 {
@@ -79,19 +112,19 @@ pub(super) fn colour(
         let title = if per_unit {
             format!(
                 "{name} (before {} per unit, after {} per unit, change {:+.2}% of the larger total)",
-                fmt_count(n.before),
-                fmt_count(n.after),
+                fmt_count(n.before, false),
+                fmt_count(n.after, true),
                 d * 100.0
             )
         } else {
             format!(
                 "{name} (before {pb:.2}% {}, after {pa:.2}% {}, inclusive {:+.2} pp)",
-                fmt_count(n.before),
-                fmt_count(n.after),
+                fmt_count(n.before, false),
+                fmt_count(n.after, true),
                 d * 100.0
             )
         };
-        Some((fill, title))
+        Some((Some(fill), title))
     };
     rewrite(&raw, inverted, &recolour, svg);
 }

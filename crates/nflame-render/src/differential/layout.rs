@@ -6,7 +6,8 @@ use rustc_hash::FxHashMap;
 
 use super::lines::Lines;
 
-/// Inclusive values of one frame of the layout.
+/// Inclusive values of one frame of the layout: sums of the stored counts of
+/// its stacks, exact.
 #[derive(Debug, Clone, Copy, Default)]
 pub(super) struct Node {
     pub(super) after: u64,
@@ -61,8 +62,8 @@ pub(super) fn layout(
             kept.push(false);
         }
         let leaf = open.last_mut().expect("a frame");
-        leaf.node.before += l.before;
-        leaf.node.after += l.after;
+        leaf.node.before += l.raw[0];
+        leaf.node.after += l.raw[1];
         time += l.width;
     });
     close(&mut open, 0, time, &mut kept);

@@ -9,9 +9,11 @@ use super::order::{LineOrder, ALL, STACK};
 
 /// A line as inferno will see it, with what the layout needs of it.
 pub(super) struct Line<'a> {
-    /// Graph units.
+    /// BEFORE in graph units (the line's text).
     pub(super) before: u64,
-    pub(super) after: u64,
+    /// The stack's stored counts, before and after.
+    pub(super) raw: [u64; 2],
+    /// Its width in graph units.
     pub(super) width: u64,
     /// Its frames, `all` not counted.
     pub(super) depth: usize,
@@ -41,15 +43,17 @@ pub(super) fn cuttable(frame: &str, depth: usize) -> bool {
 /// The lines of a tree's stacks, in [`LineOrder`].
 pub(super) struct TreeLines<'t, 'a> {
     pub(super) tree: &'t StackTree<'a>,
+    pub(super) diff: &'t Diff,
     pub(super) order: LineOrder,
     /// Per frame id: whether a cut after it is fine at depth 1, and deeper.
     pub(super) cuttable: Vec<[bool; 2]>,
 }
 
 impl<'t, 'a> TreeLines<'t, 'a> {
-    pub(super) fn new(tree: &'t StackTree<'a>, diff: &Diff) -> TreeLines<'t, 'a> {
+    pub(super) fn new(tree: &'t StackTree<'a>, diff: &'t Diff) -> TreeLines<'t, 'a> {
         TreeLines {
             tree,
+            diff,
             order: LineOrder::new(tree, diff),
             cuttable: tree
                 .frames()
@@ -83,8 +87,8 @@ impl Lines for TreeLines<'_, '_> {
             if item.id & STACK != 0 {
                 let shared = prev.iter().zip(&frames).take_while(|(a, b)| a == b).count();
                 f(&Line {
-                    before: item.before,
-                    after: item.after,
+                    before: self.diff.scale_counts(item.raw[0], 0).0,
+                    raw: item.raw,
                     width: item.width,
                     depth: frames.len() - 1,
                     shared,
@@ -111,14 +115,15 @@ impl Lines for TreeLines<'_, '_> {
 /// The lines of a tree's stacks reversed (leaf first), sorted as text: they
 /// share few prefixes, so a tree of them would be as large as their frames.
 pub(super) struct SortedLines {
-    /// `stack BEFORE WIDTH`, the stack's length, before, after, width; sorted.
-    pub(super) rows: Vec<(String, usize, u64, u64, u64)>,
+    /// `stack BEFORE WIDTH`, the stack's length, before (graph units), the
+    /// stored counts, width; sorted.
+    pub(super) rows: Vec<(String, usize, u64, [u64; 2], u64)>,
     pub(super) total: u64,
 }
 
 impl SortedLines {
     pub(super) fn new(tree: &StackTree<'_>, diff: &Diff) -> SortedLines {
-        let mut rows: Vec<(String, usize, u64, u64, u64)> = tree
+        let mut rows: Vec<(String, usize, u64, [u64; 2], u64)> = tree
             .stacks()
             .iter()
             .filter_map(|s| {
@@ -133,7 +138,7 @@ impl SortedLines {
                 line.push_str(itoa::Buffer::new().format(before));
                 line.push(' ');
                 line.push_str(itoa::Buffer::new().format(width));
-                Some((line, len, before, after, width))
+                Some((line, len, before, s.counts, width))
             })
             .collect();
         {
@@ -150,7 +155,7 @@ impl Lines for SortedLines {
         let mut prev: Vec<&str> = Vec::new();
         let mut frames: Vec<&str> = Vec::new();
         let mut cuts = vec![Some(0)];
-        for (index, (line, len, before, after, width)) in self.rows.iter().enumerate() {
+        for (index, (line, len, before, raw, width)) in self.rows.iter().enumerate() {
             frames.clear();
             cuts.truncate(1);
             let mut end = 0;
@@ -167,7 +172,7 @@ impl Lines for SortedLines {
             };
             f(&Line {
                 before: *before,
-                after: *after,
+                raw: *raw,
                 width: *width,
                 depth: frames.len(),
                 shared,

@@ -110,6 +110,9 @@ fn diff_options(diff: &Diff, opts: &RenderOptions) -> RenderOptions {
     let mut o = opts.clone();
     o.reverse = false;
     o.factor *= diff.display_factor();
+    if o.count_name.is_none() {
+        o.count_name = Some(diff.measure().unit.symbol().into());
+    }
     let legend = format!(
         "colour = change of inclusive {}: red grew, blue shrank (full colour {SCALE_TOKEN}); hatched = gone after (drawn at its before width); widths = after",
         if per_unit { "cost per unit" } else { "share" },

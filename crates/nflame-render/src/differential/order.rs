@@ -20,9 +20,10 @@ pub(super) struct Item {
     pub(super) frame: u32,
     /// The node id, or the stack index with [`STACK`] set.
     pub(super) id: u32,
-    /// Graph units of a stack: before, after, width.
-    pub(super) before: u64,
-    pub(super) after: u64,
+    /// A stack's stored counts, before and after (exact: the numbers shown
+    /// come from them).
+    pub(super) raw: [u64; 2],
+    /// A stack's width in graph units.
     pub(super) width: u64,
 }
 
@@ -109,19 +110,23 @@ impl LineOrder {
         let keys = FrameKeys::new(names);
         // Graph units of each stack: widths from AFTER or, for stacks gone
         // after, from BEFORE. Stacks without width are not drawn.
-        let scaled: Vec<(u64, u64, u64)> = stacks
+        let widths: Vec<u64> = stacks
             .iter()
             .map(|s| {
                 let (b, a) = diff.scale_counts(s.counts[0], s.counts[1]);
-                (b, a, if a > 0 { a } else { b })
+                if a > 0 {
+                    a
+                } else {
+                    b
+                }
             })
             .collect();
         let mut first = vec![0u32; nodes.len() + 1];
         for n in &nodes[1..] {
             first[n.parent as usize + 1] += 1;
         }
-        for (s, r) in stacks.iter().zip(&scaled) {
-            if r.2 > 0 {
+        for (s, &w) in stacks.iter().zip(&widths) {
+            if w > 0 {
                 first[s.node as usize + 1] += 1;
             }
         }
@@ -141,7 +146,7 @@ impl LineOrder {
             };
             *f += 1;
         }
-        for (i, (s, &(before, after, width))) in stacks.iter().zip(&scaled).enumerate() {
+        for (i, (s, &width)) in stacks.iter().zip(&widths).enumerate() {
             if width > 0 {
                 total += width;
                 let f = &mut fill[s.node as usize];
@@ -149,8 +154,7 @@ impl LineOrder {
                     rank: keys.stack_rank[s.leaf as usize],
                     frame: s.leaf,
                     id: i as u32 | STACK,
-                    before,
-                    after,
+                    raw: s.counts,
                     width,
                 };
                 *f += 1;
@@ -174,7 +178,9 @@ impl LineOrder {
                     .any(|it| is_stack(it) && keys.counts_matter[it.frame as usize])
                 {
                     g.sort_unstable_by(|a, b| {
-                        let tail = |it: &Item| is_stack(it).then_some((it.before, it.width));
+                        let tail = |it: &Item| {
+                            is_stack(it).then(|| (diff.scale_counts(it.raw[0], 0).0, it.width))
+                        };
                         compare_keys(
                             names[a.frame as usize],
                             tail(a),

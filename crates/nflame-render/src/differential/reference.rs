@@ -12,8 +12,21 @@ pub(super) fn draw(diff: &Diff, opts: &RenderOptions, svg: &mut Vec<u8>) -> Resu
             "a flame chart (time order) of a differential profile".into(),
         ));
     }
+    // Every stack of either side with its stored counts.
+    let mut stacks: Vec<(&str, u64, u64)> = diff
+        .before
+        .iter()
+        .map(|(s, b)| (s, b, diff.after.get(s)))
+        .collect();
+    stacks.extend(
+        diff.after
+            .iter()
+            .filter(|(s, _)| diff.before.get(s) == 0)
+            .map(|(s, a)| (s, 0, a)),
+    );
     let mut rows: Vec<(String, usize, u64, u64)> = Vec::new();
-    for (stack, before, after) in diff.scaled_stacks() {
+    for (stack, raw_before, raw_after) in stacks {
+        let (before, after) = diff.scale_counts(raw_before, raw_after);
         let width = if after > 0 { after } else { before };
         if width == 0 {
             continue;
@@ -29,7 +42,8 @@ pub(super) fn draw(diff: &Diff, opts: &RenderOptions, svg: &mut Vec<u8>) -> Resu
         line.push_str(itoa::Buffer::new().format(before));
         line.push(' ');
         line.push_str(itoa::Buffer::new().format(width));
-        rows.push((line, len, before, after));
+        // Nodes sum the stored counts.
+        rows.push((line, len, raw_before, raw_after));
     }
     if rows.is_empty() {
         return Err(Error::Empty);

@@ -8,11 +8,12 @@ pub(super) const GONE_FILL: &str = "url(#nflame-gone)";
 pub(super) const GONE_PATTERN: &str = "<defs><pattern id=\"nflame-gone\" patternUnits=\"userSpaceOnUse\" width=\"6\" height=\"6\" patternTransform=\"rotate(45)\"><rect width=\"6\" height=\"6\" fill=\"rgb(205,214,238)\"/><line x1=\"0\" y1=\"0\" x2=\"0\" y2=\"6\" stroke=\"rgb(70,90,170)\" stroke-width=\"2.5\"/></pattern></defs>\n";
 
 /// What a frame at (depth, x) with this name gets instead: (fill, tooltip),
-/// or `None` to keep inferno's.
-pub(super) type Recolour<'a> = dyn Fn(u32, u64, &str) -> Option<(String, String)> + 'a;
+/// a fill of `None` keeping inferno's; or `None` to keep both.
+pub(super) type Recolour<'a> = dyn Fn(u32, u64, &str) -> Option<(Option<String>, String)> + 'a;
 
 /// Copies inferno's SVG, replacing each frame's fill and tooltip with what
-/// `recolour(depth, x, name)` says, and adds the hatch pattern.
+/// `recolour(depth, x, name)` says (depth 0 is the `all` frame), and adds the
+/// hatch pattern.
 pub(super) fn rewrite(raw: &str, inverted: bool, recolour: &Recolour<'_>, out: &mut Vec<u8>) {
     // The `all` frame (fg:x 0, widest) gives the y of depth 0.
     let frames: Vec<FrameRef<'_>> = FrameRef::scan(raw);
@@ -36,18 +37,19 @@ pub(super) fn rewrite(raw: &str, inverted: bool, recolour: &Recolour<'_>, out: &
             Some(i) => &f.title[..i],
             None => f.title,
         };
-        let Some((fill, title)) = (if depth == 0 {
-            None
-        } else {
-            recolour(depth, f.x, name)
-        }) else {
+        let Some((fill, title)) = recolour(depth, f.x, name) else {
             continue;
         };
         out.extend_from_slice(&raw.as_bytes()[last..f.title_start]);
         out.extend_from_slice(title.as_bytes());
-        out.extend_from_slice(&raw.as_bytes()[f.title_end..f.fill_start]);
-        out.extend_from_slice(fill.as_bytes());
-        last = f.fill_end;
+        match fill {
+            Some(fill) => {
+                out.extend_from_slice(&raw.as_bytes()[f.title_end..f.fill_start]);
+                out.extend_from_slice(fill.as_bytes());
+                last = f.fill_end;
+            }
+            None => last = f.title_end,
+        }
     }
     if last <= defs_at && defs_at > 0 {
         out.extend_from_slice(&raw.as_bytes()[last..defs_at]);
