@@ -160,12 +160,28 @@ fn luajit_mapping(pid: u32, maps: &[MapLine]) -> Vec<&MapLine> {
         .collect()
 }
 
-/// Opens the binary behind `m` as the process sees it.
+/// Opens the binary behind `m` as the process sees it: the target's file
+/// is hostile input, so it is opened the hardened way (`nflame-procfs`: the
+/// mapped file itself through `map_files`, else its path inside the
+/// process's root without following links, a regular file, the inode that
+/// was mapped).
 fn open_binary(pid: u32, m: &MapLine) -> Result<File, NotReadable> {
-    let via_map_files = format!("/proc/{pid}/map_files/{:x}-{:x}", m.start, m.end);
-    File::open(&via_map_files)
-        .or_else(|_| File::open(format!("/proc/{pid}/root{}", m.path)))
-        .map_err(proc_err(pid, "map_files"))
+    let mapping = nflame_recording::Mapping {
+        start: m.start,
+        end: m.end,
+        offset: m.offset,
+        path: PathBuf::from(&m.path),
+        dev: None,
+        inode: Some(m.inode).filter(|&i| i != 0),
+    };
+    let opened = nflame_procfs::files::open_mapped(pid, true, &mapping).map_err(|e| {
+        NotReadable::Proc {
+            pid,
+            what: "map_files",
+            source: std::io::Error::other(e.to_string()),
+        }
+    })?;
+    opened.file().try_clone().map_err(proc_err(pid, "map_files"))
 }
 
 /// Whether the executable behind `m` exports LuaJIT's API (`lua_pcall` in
