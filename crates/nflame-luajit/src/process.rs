@@ -174,14 +174,16 @@ fn open_binary(pid: u32, m: &MapLine) -> Result<File, NotReadable> {
         dev: None,
         inode: Some(m.inode).filter(|&i| i != 0),
     };
-    let opened = nflame_procfs::files::open_mapped(pid, true, &mapping).map_err(|e| {
-        NotReadable::Proc {
+    let opened =
+        nflame_procfs::files::open_mapped(pid, true, &mapping).map_err(|e| NotReadable::Proc {
             pid,
             what: "map_files",
             source: std::io::Error::other(e.to_string()),
-        }
-    })?;
-    opened.file().try_clone().map_err(proc_err(pid, "map_files"))
+        })?;
+    opened
+        .file()
+        .try_clone()
+        .map_err(proc_err(pid, "map_files"))
 }
 
 /// Whether the executable behind `m` exports LuaJIT's API (`lua_pcall` in

@@ -211,8 +211,10 @@ impl LuaSide {
                 }
             },
             Err(NotReadable::NoLuaJit) => Checked::NoLuaJit,
-            // Gone, or /proc refused: nothing to say about its LuaJIT.
-            Err(NotReadable::Proc { .. }) if info.lua_samples() == 0 => Checked::NoLuaJit,
+            // Gone before its maps were read: nothing to say about it.
+            Err(NotReadable::Proc { what: "maps", .. }) if info.lua_samples() == 0 => {
+                Checked::NoLuaJit
+            }
             Err(e) => {
                 info.off = Some(reason(&e));
                 Checked::Lua {
