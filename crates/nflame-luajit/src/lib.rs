@@ -63,9 +63,10 @@
 //!     probe.attach(fd.as_fd())?; // the sampler's own sampling counters
 //! }
 //! let mut matcher = StackMatcher::new(200_000);
-//! // In the drain loop (poll the probe's fd with the perf rings):
+//! // In the drain loop: read the perf rings, then the probe's ring (a
+//! // stack is written before its perf sample: every sample read has its own).
 //! namer.new_round();
-//! probe.drain(|raw| matcher.push(raw)); // before the perf rings
+//! probe.drain(|raw| matcher.push(raw));
 //! // for each perf sample (tid, time): the Lua stack taken at that sample
 //! if let Some(raw) = matcher.take(pid, 42) {
 //!     let stack = namer.resolve(&raw);

@@ -324,9 +324,10 @@ impl LuaProbe {
         Ok(())
     }
 
-    /// Calls `f` with every Lua stack written since the last call. Drain
-    /// this before the perf ring buffers so every perf sample finds its
-    /// stack (see [`StackMatcher`](crate::StackMatcher)).
+    /// Calls `f` with every Lua stack written since the last call. A stack
+    /// is written before its perf sample: drained after the perf rings were
+    /// read, every perf sample read finds its stack (see
+    /// [`StackMatcher`](crate::StackMatcher)).
     pub fn drain(&mut self, mut f: impl FnMut(RawLuaStack)) -> usize {
         let mut n = 0;
         while let Some(item) = self.events.next() {

@@ -198,7 +198,7 @@ pub struct RawLuaStack {
     pub tgid: u32,
     /// Thread.
     pub tid: u32,
-    /// CLOCK_MONOTONIC nanoseconds, taken just before the perf sample's.
+    /// CLOCK_MONOTONIC nanoseconds, within microseconds of the perf sample's.
     pub time_ns: u64,
     /// The global_State of the VM walked (0 when none).
     pub g: u64,
@@ -294,8 +294,9 @@ impl RawLuaStack {
 /// the Lua stacks and the perf samples come in the same order, each Lua
 /// stack within microseconds of its sample (Linux 6.1 stamps the perf sample
 /// a few microseconds *before* the program runs; the pairing accepts either
-/// order). Drain the BPF ring before the perf rings, [`push`](Self::push)
-/// every stack, then [`take`](Self::take) one per perf sample.
+/// order). Read the perf rings, then drain the BPF ring (each perf sample
+/// read then has its stack), [`push`](Self::push) every stack, then
+/// [`take`](Self::take) one per perf sample.
 #[derive(Debug, Default)]
 pub struct StackMatcher {
     by_tid: FxHashMap<u32, VecDeque<RawLuaStack>>,

@@ -7,9 +7,10 @@
 //! then any process at its first sample, a child forked by a LuaJIT process
 //! at its FORK record, a process that maps `libluajit*.so`), forgets them at
 //! EXIT and re-checks them after `exec`. In the drain loop it reads the
-//! program's ring buffer *before* the perf rings (the program runs before the
-//! kernel writes the perf sample, so every perf sample then finds its Lua
-//! stack), pairs each perf sample with its Lua stack by thread and time,
+//! program's ring buffer after the perf rings and before their records are
+//! handled (the program runs before the kernel writes the perf sample, so
+//! every perf sample read then finds its Lua stack), pairs each perf sample
+//! with its Lua stack by thread and time,
 //! names the frames while the process lives (cached per function by the
 //! `Namer`), and hands the tracker an interned [`LuaStack`].
 //!
@@ -278,7 +279,8 @@ impl LuaSide {
         }
     }
 
-    /// Reads the program's ring buffer: call before draining the perf rings.
+    /// Reads the program's ring buffer: call after draining the perf rings
+    /// and before handling their records.
     pub(crate) fn drain(&mut self) {
         let Some(probe) = self.probe.as_mut() else {
             return;

@@ -350,16 +350,15 @@ fn progress_of<S: ProcSource>(t: &Tracker<S>, start: Instant, event: PerfEvent) 
 
 /// Drains every buffer, then handles the records in timestamp order so that a
 /// COMM or FORK seen on one CPU precedes the samples it explains on another.
-/// The Lua stacks' ring goes first: each perf sample then finds its stack.
+/// The Lua stacks' ring is read after the perf rings, before any record is
+/// handled: a Lua stack is written before its perf sample, so every sample
+/// read then finds its stack.
 fn drain_all<S: ProcSource>(
     counters: &[PerfCounter],
     batch: &mut Vec<Event>,
     tracker: &mut Tracker<S>,
     lua: &mut Option<LuaSide>,
 ) {
-    if let Some(l) = lua.as_mut() {
-        l.drain();
-    }
     batch.clear();
     for c in counters {
         c.drain(|r| {
@@ -367,6 +366,9 @@ fn drain_all<S: ProcSource>(
                 batch.push(ev);
             }
         });
+    }
+    if let Some(l) = lua.as_mut() {
+        l.drain();
     }
     batch.sort_by_key(Event::time);
     for ev in batch.drain(..) {
