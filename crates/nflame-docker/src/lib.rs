@@ -1055,7 +1055,14 @@ Local:
         assert!(e.contains("no docker-proxy is running"), "{e}");
         assert!(e.contains("dockerd is not running"), "{e}");
         let env = DockerEnv::from_parts(&procs, Some(r#"{"userland-proxy": false}"#));
-        assert!(no_proxy_explanation(1, &procs, &env).contains("--container"));
+        let e = no_proxy_explanation(1, &procs, &env);
+        assert!(e.contains("userland proxy off"), "{e}");
+        assert!(e.contains("iptables DNAT"), "{e}");
+        assert!(
+            e.contains("record the container with --container NAME"),
+            "{e}"
+        );
+        assert!(!e.contains("docker ps"), "{e}");
     }
 
     fn targets() -> DockerTargets {

@@ -161,7 +161,12 @@ impl RenderOptions {
         o.title = self.title.clone();
         o.subtitle = self.subtitle.clone();
         o.image_width = self.width;
-        o.min_width = self.min_width;
+        // inferno takes a percentage of the whole (`--minwidth`: "omit
+        // functions smaller than <FLOAT> percent"); nflame's is in pixels of
+        // the frames' area: the image (1200 pixels when fluid) less inferno's
+        // two 10-pixel margins.
+        let frames_px = self.width.unwrap_or(1200).saturating_sub(20).max(1) as f64;
+        o.min_width = self.min_width * 100.0 / frames_px;
         o.direction = if self.inverted {
             Direction::Inverted
         } else {

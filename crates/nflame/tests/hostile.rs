@@ -63,11 +63,11 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{serial, wait_attached};
+use common::serial;
 use kit::{
     as_nobody, assert_skipped, bins, chmod, chown_nobody, mknod_char, parse_svg, root_only_dir,
-    root_only_file, signal, spawn, token, Container, Fifo, Finished, OpenWatch, Outputs, Proc, Pty,
-    RemoveOnDrop, Stage, DEADLINE, JIT_ADDR,
+    root_only_file, signal, spawn, token, wait_attached, Container, Fifo, Finished, OpenWatch,
+    Outputs, Proc, Pty, RemoveOnDrop, Stage, DEADLINE, JIT_ADDR,
 };
 
 /// Records `pid` for 2 seconds into fresh outputs.

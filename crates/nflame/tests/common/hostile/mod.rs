@@ -1087,3 +1087,28 @@ pub fn assert_skipped(stderr: &str, fragments: &[&str]) {
         "no summary line `skipped …` naming {fragments:?}:\n{stderr}"
     );
 }
+
+/// Waits until `nflame record` (pid `pid`) samples: it holds perf event
+/// descriptors and its main thread waits in `poll(2)`, which it does only
+/// in its drain loop, after every counter is enabled.
+pub fn wait_attached(pid: u32) {
+    let start = Instant::now();
+    loop {
+        let has_counters = std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|dir| {
+            dir.flatten().any(|e| {
+                std::fs::read_link(e.path())
+                    .is_ok_and(|l| l.to_string_lossy().contains("perf_event"))
+            })
+        });
+        let polling =
+            std::fs::read_to_string(format!("/proc/{pid}/wchan")).is_ok_and(|w| w.contains("poll"));
+        if has_counters && polling {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "nflame (pid {pid}) did not start sampling"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
