@@ -5,10 +5,15 @@
 //! running a script; a reload during a recording; a LuaJIT nflame cannot
 //! read; no BPF; `--lua off`, `--lua-only`, `--lua-lines`.
 //!
-//! Needs root (perf events, BPF). Every test takes the machine-wide lock
-//! `/tmp/nflame-heavy.lock` itself; set `NFLAME_HEAVY_LOCKED=1` when the
-//! caller already holds it (e.g. under `flock`). Shares, not counts: the
-//! tests hold on a busy machine.
+//! Needs root (perf events, BPF), gcc, util-linux's setpriv and the
+//! unpacked upstream luajit (`scripts/install-deps.sh`); the tests in
+//! `needs_nginx_wrk` also need nginx, libnginx-mod-http-lua and wrk. A
+//! missing tool fails the test that needs it; `NFLAME_SKIP=nginx` or `wrk`
+//! (scripts/test.sh) leaves those out on purpose. Every test takes the
+//! machine-wide lock `/tmp/nflame-heavy.lock` itself; set
+//! `NFLAME_HEAVY_LOCKED=1` when the caller already holds it (e.g. under
+//! `flock`). Shares, not counts, and recordings that last until the targets
+//! have used enough CPU: the tests hold on a busy machine.
 
 mod common;
 
@@ -18,10 +23,10 @@ use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{finish, run, text, wait_attached, wait_until};
+use common::{run, text, wait_busy, wait_until, Recorder};
 
 const APP_LUA: &str = include_str!("lua/app.lua");
 /// First lines of app.lua's functions.
@@ -250,7 +255,10 @@ http {{
             .arg("-e")
             .arg(dir.join("logs/error.log"))
             .status()
-            .expect("run nginx (scripts/install-deps.sh installs it)");
+            .expect(
+                "run nginx (install nginx and libnginx-mod-http-lua with scripts/install-deps.sh, \
+                 or leave this test out with NFLAME_SKIP=nginx)",
+            );
         assert!(
             status.success(),
             "nginx failed: {}",
@@ -299,18 +307,31 @@ http {{
         format!("{}/lua/app.lua", self.dir.display())
     }
 
-    /// `wrk` on `path` for `secs`.
-    fn load(&self, path: &str, secs: u64) -> Child {
-        Command::new("wrk")
-            .args([
-                "-t1",
-                "-c8",
-                &format!("-d{secs}s"),
-                &format!("http://127.0.0.1:{}{path}", self.port),
-            ])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("run wrk")
+    /// `wrk` on `path` until the returned guard is dropped (at most 10
+    /// minutes).
+    fn load(&self, path: &str) -> Load {
+        Load(
+            Command::new("wrk")
+                .args([
+                    "-t1",
+                    "-c8",
+                    "-d600s",
+                    &format!("http://127.0.0.1:{}{path}", self.port),
+                ])
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("run wrk (install wrk, or leave this test out with NFLAME_SKIP=wrk)"),
+        )
+    }
+}
+
+/// A running wrk, stopped when dropped.
+struct Load(Child);
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
@@ -321,31 +342,34 @@ fn nginx_dir() -> tempfile::TempDir {
         .unwrap()
 }
 
-/// Records master and worker for `secs` under wrk on `path`.
+/// Records master and worker under wrk on `path` until the worker has used
+/// `cpu` seconds of CPU time since sampling started.
 fn record_nginx(
     nginx: &Nginx,
     path: &str,
-    secs: u64,
+    cpu: f64,
     extra: &[&str],
 ) -> (BTreeMap<String, u64>, String) {
     let out_dir = tempfile::tempdir().unwrap();
     let out = out_dir.path().join("nginx.folded");
+    let workers = nginx.workers();
     let pids: Vec<String> = std::iter::once(nginx.master)
-        .chain(nginx.workers())
+        .chain(workers.iter().copied())
         .map(|p| p.to_string())
         .collect();
-    let mut load = nginx.load(path, secs + 3);
-    std::thread::sleep(Duration::from_millis(300));
-    let res = run(
+    let mut rec = Recorder::spawn(
         nflame()
-            .args(["record", "--pid", &pids.join(","), "-d", &secs.to_string()])
+            .args(["record", "--pid", &pids.join(","), "-d", "600"])
             .args(extra)
             .arg("-o")
             .arg(&out),
-        Duration::from_secs(secs + 120),
     );
-    let _ = load.kill();
-    let _ = load.wait();
+    rec.wait_ready(Duration::from_secs(60));
+    let load = nginx.load(path);
+    wait_busy(&workers, cpu, Duration::from_secs(300));
+    rec.signal(libc::SIGINT);
+    let res = rec.finish(Duration::from_secs(120));
+    drop(load);
     let summary = text(&res.stderr);
     assert!(res.status.success(), "nflame record failed: {summary}");
     eprintln!("{summary}");
@@ -362,7 +386,7 @@ fn nginx_known_costs(jit: bool) {
     let _lock = heavy_lock();
     let dir = nginx_dir();
     let nginx = Nginx::start(dir.path(), if jit { "" } else { "jit.off()" });
-    let (p, summary) = record_nginx(&nginx, "/", 4, &[]);
+    let (p, summary) = record_nginx(&nginx, "/", 3.0, &[]);
     let chunk = nginx.chunk("/");
     let module = nginx.module();
 
@@ -443,137 +467,169 @@ fn nginx_known_costs(jit: bool) {
     );
 }
 
-#[test]
-fn nginx_lua_known_costs_jit_on() {
-    nginx_known_costs(true);
-}
+/// The tests that run nginx (+ libnginx-mod-http-lua) under wrk.
+mod needs_nginx_wrk {
+    use super::*;
 
-#[test]
-fn nginx_lua_known_costs_jit_off() {
-    nginx_known_costs(false);
-}
+    #[test]
+    fn nginx_lua_known_costs_jit_on() {
+        nginx_known_costs(true);
+    }
 
-/// A tail call, a coroutine, an FFI call, a builtin and an ngx API call,
-/// each where it should be.
-#[test]
-fn nginx_lua_frame_kinds() {
-    let _lock = heavy_lock();
-    let dir = nginx_dir();
-    let nginx = Nginx::start(dir.path(), "");
-    let (p, _) = record_nginx(&nginx, "/more", 4, &[]);
-    let chunk = nginx.chunk("/more");
-    let m = nginx.module();
-    let has = |what: &str, f: &dyn Fn(&[&str]) -> bool| {
-        assert!(p.keys().any(|s| f(&frames(s))), "no {what}");
-    };
-    let at = |f: &[&str], i: usize, prefix: &str| f.get(i).is_some_and(|x| x.starts_with(prefix));
-    let pos = |f: &[&str], prefix: &str| f.iter().position(|x| x.starts_with(prefix));
-    // Tail call: leaf_tail's prototype under the name its caller used.
-    let tail = format!("tail_caller@{m}:{LEAF_TAIL}_[l");
-    has("tail call", &|f| {
-        pos(f, &tail).is_some_and(|i| i > 0 && at(f, i - 1, &format!("{chunk}_[l]")))
-    });
-    // The coroutine's body is the bottom of its own Lua stack, under the C
-    // entry that resumed it.
-    let body = format!("?@{m}:{CO_BODY}_[l");
-    has("coroutine body", &|f| {
-        pos(f, &body).is_some_and(|i| i > 0 && f[i - 1] == "ngx_http_lua_run_thread")
-    });
-    // FFI: the C function, called from with_ffi.
-    let ffi = format!("with_ffi@{m}:{WITH_FFI}_[l");
-    has("FFI call", &|f| {
-        pos(f, &ffi).is_some_and(|i| f[i + 1..].iter().any(|x| x.contains("getpid")))
-    });
-    // A builtin by its library name, under the function calling it.
-    let fmt = format!("with_format@{m}:{WITH_FORMAT}_[l]");
-    has("string.format", &|f| {
-        pos(f, &fmt).is_some_and(|i| f.get(i + 1) == Some(&"string.format_[l]"))
-    });
-    // An ngx API call: ngx.md5 under with_ngx (with lua-resty-core, its Lua
-    // wrapper inlined into with_ngx's trace calls ngx_http_lua_ffi_md5).
-    let ngx = format!("with_ngx@{m}:{WITH_NGX}_[l");
-    has("ngx.md5", &|f| {
-        pos(f, &ngx).is_some_and(|i| f[i + 1..].iter().any(|x| x.contains("md5")))
-    });
-}
+    #[test]
+    fn nginx_lua_known_costs_jit_off() {
+        nginx_known_costs(false);
+    }
 
-/// A reload (HUP) during a recording: the new worker's Lua frames are named.
-#[test]
-fn nginx_reload_during_recording_names_the_new_worker() {
-    let _lock = heavy_lock();
-    let dir = nginx_dir();
-    let nginx = Nginx::start(dir.path(), "");
-    let old = nginx.workers();
-    let out_dir = tempfile::tempdir().unwrap();
-    let out = out_dir.path().join("reload.folded");
-    let pids: Vec<String> = std::iter::once(nginx.master)
-        .chain(old.iter().copied())
-        .map(|p| p.to_string())
-        .collect();
-    let mut load = nginx.load("/", 12);
-    let rec = nflame()
-        .args([
-            "record",
-            "--per-pid",
-            "--pid",
-            &pids.join(","),
-            "-d",
-            "7",
-            "-o",
-        ])
-        .arg(&out)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_attached(rec.id());
-    std::thread::sleep(Duration::from_secs(1));
-    // SAFETY: signalling the master we started.
-    unsafe { libc::kill(nginx.master as i32, libc::SIGHUP) };
-    let mut new = Vec::new();
-    wait_until(Duration::from_secs(10), || {
-        new = nginx
-            .workers()
-            .into_iter()
-            .filter(|w| !old.contains(w))
+    /// A tail call, a coroutine, an FFI call, a builtin and an ngx API call,
+    /// each where it should be.
+    #[test]
+    fn nginx_lua_frame_kinds() {
+        let _lock = heavy_lock();
+        let dir = nginx_dir();
+        let nginx = Nginx::start(dir.path(), "");
+        let (p, _) = record_nginx(&nginx, "/more", 3.0, &[]);
+        let chunk = nginx.chunk("/more");
+        let m = nginx.module();
+        let has = |what: &str, f: &dyn Fn(&[&str]) -> bool| {
+            assert!(p.keys().any(|s| f(&frames(s))), "no {what}");
+        };
+        let at =
+            |f: &[&str], i: usize, prefix: &str| f.get(i).is_some_and(|x| x.starts_with(prefix));
+        let pos = |f: &[&str], prefix: &str| f.iter().position(|x| x.starts_with(prefix));
+        // Tail call: leaf_tail's prototype under the name its caller used.
+        let tail = format!("tail_caller@{m}:{LEAF_TAIL}_[l");
+        has("tail call", &|f| {
+            pos(f, &tail).is_some_and(|i| i > 0 && at(f, i - 1, &format!("{chunk}_[l]")))
+        });
+        // The coroutine's body is the bottom of its own Lua stack, under the C
+        // entry that resumed it.
+        let body = format!("?@{m}:{CO_BODY}_[l");
+        has("coroutine body", &|f| {
+            pos(f, &body).is_some_and(|i| i > 0 && f[i - 1] == "ngx_http_lua_run_thread")
+        });
+        // FFI: the C function, called from with_ffi.
+        let ffi = format!("with_ffi@{m}:{WITH_FFI}_[l");
+        has("FFI call", &|f| {
+            pos(f, &ffi).is_some_and(|i| f[i + 1..].iter().any(|x| x.contains("getpid")))
+        });
+        // A builtin by its library name, under the function calling it.
+        let fmt = format!("with_format@{m}:{WITH_FORMAT}_[l]");
+        has("string.format", &|f| {
+            pos(f, &fmt).is_some_and(|i| f.get(i + 1) == Some(&"string.format_[l]"))
+        });
+        // An ngx API call: ngx.md5 under with_ngx (with lua-resty-core, its Lua
+        // wrapper inlined into with_ngx's trace calls ngx_http_lua_ffi_md5).
+        let ngx = format!("with_ngx@{m}:{WITH_NGX}_[l");
+        has("ngx.md5", &|f| {
+            pos(f, &ngx).is_some_and(|i| f[i + 1..].iter().any(|x| x.contains("md5")))
+        });
+    }
+
+    /// A reload (HUP) during a recording: the new worker's Lua frames are named.
+    #[test]
+    fn nginx_reload_during_recording_names_the_new_worker() {
+        let _lock = heavy_lock();
+        let dir = nginx_dir();
+        let nginx = Nginx::start(dir.path(), "");
+        let old = nginx.workers();
+        let out_dir = tempfile::tempdir().unwrap();
+        let out = out_dir.path().join("reload.folded");
+        let pids: Vec<String> = std::iter::once(nginx.master)
+            .chain(old.iter().copied())
+            .map(|p| p.to_string())
             .collect();
-        !new.is_empty()
-    });
-    let res: Output = finish(rec, Duration::from_secs(120), "nflame record");
-    let _ = load.kill();
-    let _ = load.wait();
-    let summary = text(&res.stderr);
-    eprintln!("{summary}");
-    assert!(res.status.success(), "{summary}");
-    let p = folded(&out);
-    let module = nginx.module();
-    let named = |pid: u32| {
-        p.iter()
-            .filter(|(s, _)| {
-                s.starts_with(&format!("nginx-{pid};"))
-                    && s.contains(&format!("compute_a@{module}:{COMPUTE_A}_[l"))
-            })
-            .map(|(_, n)| n)
-            .sum::<u64>()
-    };
-    let fresh: u64 = new.iter().map(|&w| named(w)).sum();
-    assert!(
-        fresh > 50,
-        "new worker {new:?}: {fresh} named samples\n{}",
-        top(&p, 10)
-    );
-    assert!(
-        old.iter().map(|&w| named(w)).sum::<u64>() > 0,
-        "old worker named"
-    );
+        let mut rec = Recorder::spawn(
+            nflame()
+                .args([
+                    "record",
+                    "--per-pid",
+                    "--pid",
+                    &pids.join(","),
+                    "-d",
+                    "600",
+                    "-o",
+                ])
+                .arg(&out),
+        );
+        rec.wait_ready(Duration::from_secs(60));
+        let load = nginx.load("/");
+        wait_busy(&old, 1.0, Duration::from_secs(300));
+        // SAFETY: signalling the master we started.
+        unsafe { libc::kill(nginx.master as i32, libc::SIGHUP) };
+        let mut new = Vec::new();
+        wait_until(Duration::from_secs(30), || {
+            new = nginx
+                .workers()
+                .into_iter()
+                .filter(|w| !old.contains(w))
+                .collect();
+            !new.is_empty()
+        });
+        wait_busy(&new, 1.5, Duration::from_secs(300));
+        rec.signal(libc::SIGINT);
+        let res = rec.finish(Duration::from_secs(120));
+        drop(load);
+        let summary = text(&res.stderr);
+        eprintln!("{summary}");
+        assert!(res.status.success(), "{summary}");
+        let p = folded(&out);
+        let module = nginx.module();
+        let named = |pid: u32| {
+            p.iter()
+                .filter(|(s, _)| {
+                    s.starts_with(&format!("nginx-{pid};"))
+                        && s.contains(&format!("compute_a@{module}:{COMPUTE_A}_[l"))
+                })
+                .map(|(_, n)| n)
+                .sum::<u64>()
+        };
+        let total = |pids: &[u32]| -> u64 {
+            p.iter()
+                .filter(|(s, _)| pids.iter().any(|w| s.starts_with(&format!("nginx-{w};"))))
+                .map(|(_, n)| n)
+                .sum()
+        };
+        // compute_a runs about 60% of a worker's time under this load; the new
+        // worker's share shows its frames are read and named like the old one's.
+        let (fresh, fresh_all) = (new.iter().map(|&w| named(w)).sum::<u64>(), total(&new));
+        assert!(
+            fresh_all >= 300 && fresh * 100 >= fresh_all * 30,
+            "new worker {new:?}: {fresh} of {fresh_all} samples in compute_a\n{}",
+            top(&p, 10)
+        );
+        let (stale, stale_all) = (old.iter().map(|&w| named(w)).sum::<u64>(), total(&old));
+        assert!(
+            stale * 100 >= stale_all * 30,
+            "old worker {old:?}: {stale} of {stale_all} samples in compute_a"
+        );
+    }
 }
 
 // ---------------------------------------------------------------- luajit
 
+/// Where scripts/install-deps.sh unpacked Debian's upstream luajit
+/// (`NFLAME_UPSTREAM_LUAJIT` to use another); fails when it is missing.
 fn upstream_root() -> PathBuf {
-    std::env::var_os("NFLAME_UPSTREAM_LUAJIT")
+    let root = std::env::var_os("NFLAME_UPSTREAM_LUAJIT")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/opt/nflame-test/luajit-upstream"))
+        .unwrap_or_else(|| PathBuf::from("/opt/nflame-test/luajit-upstream"));
+    assert!(
+        root.join("usr/bin/luajit").is_file(),
+        "{}/usr/bin/luajit is missing: run scripts/install-deps.sh as root",
+        root.display()
+    );
+    root
+}
+
+/// A running process, killed when dropped.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// The script, in a directory anyone can read (for the unprivileged test).
@@ -658,53 +714,69 @@ fn system_wide_and_by_name_find_luajit() {
     let _lock = heavy_lock();
     let (_dir, script) = two_lua();
     let root = upstream_root();
-    let mut luajit = Command::new(root.join("usr/bin/luajit"))
-        .arg(&script)
-        .arg("30")
-        .env("LD_LIBRARY_PATH", root.join("usr/lib/x86_64-linux-gnu"))
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut luajit = Running(
+        Command::new(root.join("usr/bin/luajit"))
+            .arg(&script)
+            .arg("600")
+            .env("LD_LIBRARY_PATH", root.join("usr/lib/x86_64-linux-gnu"))
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let mut ready = [0u8; 6];
     luajit
+        .0
         .stdout
         .as_mut()
         .unwrap()
         .read_exact(&mut ready)
         .unwrap();
+    let pid = luajit.0.id();
     let s = script.display();
     // -a copies no user stacks (frame pointers): a busy machine would fill
     // the rings otherwise; the Lua frames come from the Lua stack anyway.
     for args in [
-        vec!["-a", "--call-graph", "fp", "-d", "3"],
-        vec!["--name", "luajit", "-d", "3"],
+        vec!["-a", "--call-graph", "fp", "--per-pid"],
+        vec!["--name", "luajit", "--per-pid"],
     ] {
         let out_dir = tempfile::tempdir().unwrap();
         let out = out_dir.path().join("sys.folded");
-        let res = run(
-            nflame().arg("record").args(&args).arg("-o").arg(&out),
-            Duration::from_secs(180),
+        let mut rec = Recorder::spawn(
+            nflame()
+                .arg("record")
+                .args(&args)
+                .args(["-d", "600", "-o"])
+                .arg(&out),
         );
+        rec.wait_ready(Duration::from_secs(60));
+        wait_busy(&[pid], 2.0, Duration::from_secs(300));
+        rec.signal(libc::SIGINT);
+        let res = rec.finish(Duration::from_secs(180));
         let summary = text(&res.stderr);
         eprintln!("{summary}");
         assert!(res.status.success(), "{summary}");
         let p = folded(&out);
+        let root = format!("luajit-{pid};");
         let named: u64 = p
             .iter()
             .filter(|(k, _)| {
-                k.starts_with("luajit;") && k.contains(&format!("driver@{s}:13_[l];work_"))
+                k.starts_with(&root) && k.contains(&format!("driver@{s}:13_[l];work_"))
             })
             .map(|(_, n)| n)
             .sum();
+        let all: u64 = p
+            .iter()
+            .filter(|(k, _)| k.starts_with(&root))
+            .map(|(_, n)| n)
+            .sum();
+        // Nearly all of the script's time is in work_a and work_b.
         assert!(
-            named > 100,
-            "{args:?}: {named} named samples\n{}",
+            named >= 300 && named * 100 >= all * 80,
+            "{args:?}: {named} of {all} luajit samples named\n{}",
             top(&p, 8)
         );
         assert!(summary.contains("(luajit): LuaJIT 2.1 in "), "{summary}");
     }
-    let _ = luajit.kill();
-    let _ = luajit.wait();
 }
 
 /// `--lua off`: C-level stacks, no Lua lines. `--lua-only`: Lua-land stacks
