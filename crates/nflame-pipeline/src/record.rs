@@ -738,7 +738,7 @@ fn lua_summary(rec: &Recording, stats: &FoldStats) -> String {
     if stats.lua_unplaced > 0 {
         let _ = writeln!(
             s,
-            "  note: Lua frames of {} samples left out: their C stack showed no VM frame to put them in place of",
+            "  note: Lua frames of {} samples left out: their C stack reached its thread's start without a VM frame to put them in place of",
             stats.lua_unplaced
         );
     }

@@ -757,9 +757,10 @@ fn lua_of<'a>(info: Option<&'a ProcessInfo>, opts: &FoldOptions) -> Option<&'a L
 /// Where a sample's Lua frames go in its C stack (root first): the C frames
 /// before the first native VM frame (where the VM was entered) and those
 /// after the last (what the Lua code called). Without a VM frame, a
-/// truncated stack gives the Lua frames at its cut (all its frames were
-/// called from Lua); a complete one gives `None`: its Lua frames are left
-/// out rather than put in a guessed place.
+/// truncated stack, or one that stops short of its thread's start, gives
+/// the Lua frames at its cut (all its frames were called from Lua); a
+/// complete one gives `None`: its Lua frames are left out rather than put in
+/// a guessed place.
 fn splice<'n, 'a>(
     root_first: &'n [&'a Named],
     truncated: bool,
@@ -971,9 +972,17 @@ fn fold_process(
             // Root first from here.
             let root_first: Vec<&Named> = frames.iter().rev().copied().collect();
             let mut no_stack = false;
+            // The C stack stops short of its thread's start (a frame-pointer
+            // chain broken by code without frame pointers, a helper a trace
+            // called): cut where it stops, like a truncated one.
+            let cut = !truncated && !root_first.iter().take(3).any(|n| n.outermost);
+            let mut at_cut = false;
             let (entry, called, lua) = match lua {
-                Some(l) => match splice(&root_first, truncated) {
-                    Some((entry, called)) => (entry, called, Some(l)),
+                Some(l) => match splice(&root_first, truncated || cut) {
+                    Some((entry, called)) => {
+                        at_cut = cut && !root_first.iter().any(|n| n.vm);
+                        (entry, called, Some(l))
+                    }
                     None => {
                         stats.lua_unplaced += count;
                         (&root_first[..], &root_first[..0], None)
@@ -990,7 +999,7 @@ fn fold_process(
                 }
                 None => (&root_first[..], &root_first[..0], None),
             };
-            if truncated {
+            if truncated || at_cut {
                 push(crate::frame::TRUNCATED);
                 stats.truncated_stacks += count;
             }
@@ -1321,24 +1330,85 @@ ffffffff81000600 T net_tx_action
         assert_eq!(stats.lua_stacks, 0);
     }
 
+    /// This test process's executable mapping holding `main` (a thread's
+    /// outermost frame), and `main`'s address in it.
+    fn own_main() -> (Mapping, u64) {
+        use object::{Object, ObjectSegment, ObjectSymbol};
+        let path = std::fs::read_link("/proc/self/exe").unwrap();
+        let data = std::fs::read(&path).unwrap();
+        let file = object::File::parse(&*data).unwrap();
+        let main = file
+            .symbols()
+            .find(|s| s.name() == Ok("main"))
+            .expect("the test executable has a main")
+            .address();
+        let seg = file
+            .segments()
+            .find(|s| (s.address()..s.address() + s.size()).contains(&main))
+            .expect("main in a segment");
+        let file_offset = main - seg.address() + seg.file_range().0;
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        maps.lines()
+            .find_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                let (range, perms, offset) = (f[0], f[1], u64::from_str_radix(f[2], 16).ok()?);
+                let (start, end) = range.split_once('-')?;
+                let (start, end) = (
+                    u64::from_str_radix(start, 16).ok()?,
+                    u64::from_str_radix(end, 16).ok()?,
+                );
+                let here = f.get(5).is_some_and(|p| std::path::Path::new(p) == path)
+                    && perms.contains('x')
+                    && (offset..offset + (end - start)).contains(&file_offset);
+                here.then(|| {
+                    let m = Mapping {
+                        start,
+                        end,
+                        offset,
+                        path: path.clone(),
+                        ..Mapping::default()
+                    };
+                    (m, start + file_offset - offset)
+                })
+            })
+            .expect("main's mapping in /proc/self/maps")
+    }
+
     /// A Lua stack is never put in a guessed place: a complete C stack
-    /// without VM frames leaves it out; a truncated one gets it at its cut.
+    /// without VM frames leaves it out; a truncated one, or one that stops
+    /// short of its thread's start, gets it at its cut.
     #[test]
     fn lua_frames_without_vm_frames() {
         let lua = lua_stack(LuaVmState::C, &[named("f@/a.lua:3_[l]")]);
+        // This process, with nginx's and LuaJIT's (unreadable) mappings and
+        // its own executable, so that a frame is named `main`.
+        let (exe, main) = own_main();
+        let mut worker = lua_worker();
+        worker.pid = std::process::id();
+        worker.exited = false;
+        worker.mappings.push(exe);
+        worker.mappings.sort_by_key(|m| m.start);
+        let pid = worker.pid;
         let rec = Recording {
             samples: vec![
+                // Complete: from main to nginx code, no VM frame.
                 RawSample {
                     lua: lua.clone(),
-                    ..sample(7, kstack(&[]), &[0x3000, 0x2000])
+                    ..sample(pid, kstack(&[]), &[0x3000, main + 4])
                 },
                 RawSample {
                     lua,
                     user_truncated: true,
-                    ..sample(7, kstack(&[]), &[0x3100, 0x2100])
+                    ..sample(pid, kstack(&[]), &[0x3100, 0x2100])
+                },
+                // Stopped short of the thread's start (a helper a trace
+                // called, frame pointers lost): no VM frame, not complete.
+                RawSample {
+                    lua: lua_stack(LuaVmState::C, &[named("g@/a.lua:9_[lj]")]),
+                    ..sample(pid, kstack(&[]), &[0x3200])
                 },
             ],
-            processes: [(7, lua_worker())].into(),
+            processes: [(pid, worker)].into(),
             user: true,
             ..Recording::default()
         };
@@ -1346,10 +1416,12 @@ ffffffff81000600 T net_tx_action
         assert_eq!(
             lines,
             vec![
-                "nginx;[nginx];[nginx] 1",
                 "nginx;[truncated];f@/a.lua:3_[l];[nginx];[nginx] 1",
+                "nginx;[truncated];g@/a.lua:9_[lj];[nginx] 1",
+                "nginx;main;[nginx] 1",
             ]
         );
-        assert_eq!((stats.lua_stacks, stats.lua_unplaced), (1, 1));
+        assert_eq!((stats.lua_stacks, stats.lua_unplaced), (2, 1));
+        assert_eq!(stats.truncated_stacks, 2);
     }
 }
