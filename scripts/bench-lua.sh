@@ -28,6 +28,8 @@ if [[ ! -x $nflame ]]; then
 fi
 nflame=$(realpath "$nflame")
 tmp=$(mktemp -d /tmp/nflame-bench-lua.XXXXXX)
+# nginx's workers run as nobody: they read the Lua module from here.
+chmod 755 "$tmp"
 dir=$tmp/nginx-host
 mkdir -p "$dir/logs" "$dir/lua"
 cp crates/nflame/tests/lua/app.lua "$dir/lua/"
@@ -78,11 +80,12 @@ trap 'stop_nginx; rm -rf "$tmp"' EXIT
 
 start_nginx() {
     nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/logs/error.log"
-    for _ in $(seq 50); do
+    for _ in $(seq 300); do
         curl -sf "http://127.0.0.1:$port/" >/dev/null && return 0
         sleep 0.1
     done
-    echo "nginx did not answer" >&2
+    echo "nginx did not answer on 127.0.0.1:$port within 30 s:" >&2
+    cat "$dir/logs/error.log" >&2
     exit 1
 }
 

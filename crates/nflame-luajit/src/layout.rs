@@ -733,35 +733,43 @@ fn decode_linear(elf: &Elf<'_>, start: u64, end: u64) -> Vec<Instruction> {
 mod tests {
     use super::*;
 
-    /// Debian's libluajit2-5.1-2 (OpenResty luajit2), what nginx's Lua module uses.
-    const DEBIAN_LUAJIT2: &str = "/usr/lib/x86_64-linux-gnu/libluajit-5.1.so.2.1.0";
+    /// Debian's luajit2 comes with libnginx-mod-http-lua (NFLAME_SKIP=nginx
+    /// leaves it uninstalled).
+    mod needs_nginx {
+        use super::*;
 
-    #[test]
-    fn reads_debian_luajit2() {
-        let data = std::fs::read(DEBIAN_LUAJIT2)
-            .expect("libluajit2-5.1-2 is installed (scripts/install-deps.sh)");
-        let l = Layout::from_elf(&data).unwrap();
-        // Confirmed in a live nginx worker (see the crate docs).
-        assert_eq!(l.variant, Variant::OpenRestyLuajit2);
-        assert_eq!(
-            (l.l_glref, l.l_base, l.l_stack, l.l_cframe),
-            (0x10, 0x20, 0x38, 0x50)
-        );
-        assert_eq!(
-            (l.g_vmstate, l.g_mainthref, l.g_cur_l, l.g_jit_base),
-            (0xb8, 0xc0, 0x170, Some(0x178))
-        );
-        assert_eq!(
-            (l.g2disp, l.g_trace_arr, l.trace_mcode),
-            (0xfa8, Some(0x460), Some(0x58))
-        );
-        assert_eq!((l.func_pc, l.func_cfunc, l.bc_funcc), (0x20, 0x28, 95));
-        assert!(l.proto_from_code);
-        assert!(l.vm.end - l.vm.start > 0x1000);
-        // lj_vm_ffi_call follows the interpreter (readelf: 0xde92..0xdf32).
-        let ffi = l.vm_ffi_call.clone().expect("lj_vm_ffi_call");
-        assert_eq!(ffi.start, l.vm.end);
-        assert!(ffi.end - ffi.start < 0x400, "{ffi:x?}");
+        /// Debian's libluajit2-5.1-2 (OpenResty luajit2), what nginx's Lua module uses.
+        const DEBIAN_LUAJIT2: &str = "/usr/lib/x86_64-linux-gnu/libluajit-5.1.so.2.1.0";
+
+        #[test]
+        fn reads_debian_luajit2() {
+            let data = std::fs::read(DEBIAN_LUAJIT2)
+                .expect(
+                "libluajit2-5.1-2 is installed (with libnginx-mod-http-lua: scripts/install-deps.sh)",
+            );
+            let l = Layout::from_elf(&data).unwrap();
+            // Confirmed in a live nginx worker (see the crate docs).
+            assert_eq!(l.variant, Variant::OpenRestyLuajit2);
+            assert_eq!(
+                (l.l_glref, l.l_base, l.l_stack, l.l_cframe),
+                (0x10, 0x20, 0x38, 0x50)
+            );
+            assert_eq!(
+                (l.g_vmstate, l.g_mainthref, l.g_cur_l, l.g_jit_base),
+                (0xb8, 0xc0, 0x170, Some(0x178))
+            );
+            assert_eq!(
+                (l.g2disp, l.g_trace_arr, l.trace_mcode),
+                (0xfa8, Some(0x460), Some(0x58))
+            );
+            assert_eq!((l.func_pc, l.func_cfunc, l.bc_funcc), (0x20, 0x28, 95));
+            assert!(l.proto_from_code);
+            assert!(l.vm.end - l.vm.start > 0x1000);
+            // lj_vm_ffi_call follows the interpreter (readelf: 0xde92..0xdf32).
+            let ffi = l.vm_ffi_call.clone().expect("lj_vm_ffi_call");
+            assert_eq!(ffi.start, l.vm.end);
+            assert!(ffi.end - ffi.start < 0x400, "{ffi:x?}");
+        }
     }
 
     #[test]
