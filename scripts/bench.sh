@@ -17,7 +17,10 @@
 #   4. scripts/bench-overhead.py nginx requests/s kept while nflame (auto, dwarf), perf -g or
 #      perf with no call graph (the floor) records its workers, as medians of per-round
 #      ratios over 2 s windows, plus nginx's CPU per request (OVERHEAD_ROUNDS, default 20).
-#   5. criterion benches: profile parse/merge/diff, symbolization, rendering (quick mode).
+#   5. scripts/bench-lua.sh      Lua frames on nginx + LuaJIT: share of samples in Lua code
+#      reaching the entry chunk (JIT on and off), known shares, requests/s and recorder CPU
+#      with Lua frames against --lua off (LUA_ROUNDS, default 20).
+#   6. criterion benches: profile parse/merge/diff, symbolization, rendering (quick mode).
 #
 # Needs root, perf, gcc, nginx + libnginx-mod-http-lua, wrk (scripts/install-deps.sh),
 # python3, and inferno's binaries (installed with `cargo install inferno` into
@@ -60,6 +63,7 @@ section() { # title, command...
   section "Recording: nflame vs perf record + perf script + inferno" "$here/bench-record.sh" "$work/record"
   section "DWARF unwinding" "$here/bench-dwarf.sh"
   section "Recording overhead on nginx (per-round ratios)" bash -c "'$root/scripts/lab.sh' up >/dev/null && python3 '$here/bench-overhead.py' ${OVERHEAD_ROUNDS:-20} none,auto,dwarf,perf,perfip"
+  section "Lua frames on nginx + LuaJIT" "$here/bench-lua.sh" "${LUA_ROUNDS:-20}"
   section "Criterion (quick)" bash -c "cd '$root' && cargo bench --quiet -p nflame-profile -p nflame-render -p nflame-symbolizer --bench '*' -- --quick 2>&1 | grep -E -B1 -A1 'time:' | grep -v '^--$' "
 } | tee "$work/bench.md"
 mv "$work/bench.md" "$out"
