@@ -20,7 +20,7 @@
 #             the CPU of a recording all in vs perf record + perf script + collapse.
 #   overhead  scripts/bench-overhead.py: nginx requests/s kept while nflame or perf records
 #             its workers, medians of per-round ratios (OVERHEAD_ROUNDS, default 20).
-#   lua       scripts/bench-lua.sh (when present): Lua frames: entry-chunk coverage,
+#   lua       scripts/bench-lua.sh (when present): Lua frames on nginx + LuaJIT: entry-chunk coverage (LUA_ROUNDS),
 #             requests/s and recorder CPU with Lua frames on and off.
 #   offcpu    scripts/bench-offcpu.sh (when present): off-CPU recording: requests/s kept,
 #             on + off-CPU time against wall time, a context-switch stress run.

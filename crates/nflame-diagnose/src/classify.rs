@@ -14,9 +14,10 @@
 //!    relay that work would not exist.
 //! 2. `owns-frame`: the innermost frame matching such a rule claims the whole stack.
 //! 3. `frame`: walking from the leaf towards the root, the first frame matching a
-//!    `frame` rule decides (the innermost subsystem owns the sample: `tcp_sendmsg`
-//!    calling into the bridge is bridge cost, the bridge handing a packet up to
-//!    `ip_rcv` is TCP/IP cost).
+//!    `frame` rule (or, for a frame read from a Lua stack, a `lua-frame` rule)
+//!    decides (the innermost subsystem owns the sample: `tcp_sendmsg` calling into
+//!    the bridge is bridge cost, the bridge handing a packet up to `ip_rcv` is
+//!    TCP/IP cost; a Lua function's own time is the application's).
 //! 4. `frame-weak`: if no `frame` rule matched, the innermost `frame-weak` match.
 //! 5. `process`: the first such rule matching a process frame.
 //! 6. otherwise `other`.
@@ -137,8 +138,14 @@ pub struct Classifier<'r> {
     processes: FxHashMap<Box<str>, (Option<usize>, Option<usize>)>,
 }
 
-/// A frame name without the collapser's annotation (`_[k]`, `_[j]`, `_[i]`, `_[w]`).
+/// A frame name without the collapser's annotation (`_[k]`, `_[j]`, `_[i]`,
+/// `_[w]`) or the Lua marker (`_[l]`, `_[lj]`).
 pub fn strip_annotation(frame: &str) -> &str {
+    if frame.len() > 5 {
+        if let Some(name) = frame.strip_suffix(nflame_profile::lua::LUA_COMPILED_SUFFIX) {
+            return name;
+        }
+    }
     let b = frame.as_bytes();
     if b.len() > 4 && b[b.len() - 4..b.len() - 2] == *b"_[" && b[b.len() - 1] == b']' {
         &frame[..frame.len() - 4]
@@ -149,7 +156,7 @@ pub fn strip_annotation(frame: &str) -> &str {
 
 /// Whether `frame` is an annotation that precedes the process frame: bracketed,
 /// not `[unknown]`.
-fn is_role_annotation(frame: &str) -> bool {
+pub(crate) fn is_role_annotation(frame: &str) -> bool {
     frame.len() > 2 && frame.starts_with('[') && frame.ends_with(']') && frame != "[unknown]"
 }
 
@@ -180,9 +187,13 @@ impl<'r> Classifier<'r> {
 
     fn match_frame(&self, frame: &str) -> FrameMatch {
         let name = strip_annotation(frame);
+        let lua = nflame_profile::lua::is_lua_frame(frame);
         FrameMatch {
             owns: self.rules.first_match(RuleKind::OwnsFrame, name),
-            strong: self.rules.first_match(RuleKind::Frame, name),
+            strong: self.rules.first_match(RuleKind::Frame, name).or_else(|| {
+                lua.then(|| self.rules.first_match(RuleKind::LuaFrame, name))
+                    .flatten()
+            }),
             weak: self.rules.first_match(RuleKind::FrameWeak, name),
             relay: self.relay.is_match(name),
         }
@@ -365,10 +376,46 @@ mod tests {
         assert_eq!((c.as_str(), f.as_str()), (want_cat, want_frame), "{stack}");
     }
 
+    /// Lua frames are the application, in any process; what the Lua code
+    /// called into keeps its own category.
+    #[test]
+    fn lua_frames_are_the_application() {
+        let r = Rules::default();
+        let lua = "myhost;main;lua_pcall;@/srv/main.lua_[l];work@/srv/a.lua:3";
+        check(&r, &format!("{lua}_[l]"), "app", "work@/srv/a.lua:3");
+        check(
+            &r,
+            &format!("{lua}_[lj];[libluajit-5.1.so.2.1.0]"),
+            "app",
+            "work@/srv/a.lua:3",
+        );
+        check(
+            &r,
+            &format!("{lua}_[l];[LuaJIT GC]_[l]"),
+            "app",
+            "[LuaJIT GC]",
+        );
+        check(
+            &r,
+            &format!("{lua}_[l];send;tcp_sendmsg_[k]"),
+            "tcp-ip",
+            "tcp_sendmsg",
+        );
+        // Without the marker the same name is nobody's.
+        check(
+            &r,
+            "myhost;main;work@/srv/a.lua:3",
+            "other",
+            "work@/srv/a.lua:3",
+        );
+    }
+
     #[test]
     fn strips_annotations() {
         assert_eq!(strip_annotation("tcp_sendmsg_[k]"), "tcp_sendmsg");
         assert_eq!(strip_annotation("lj_vm_[j]"), "lj_vm");
+        assert_eq!(strip_annotation("f@/a.lua:3_[lj]"), "f@/a.lua:3");
+        assert_eq!(strip_annotation("string.format_[l]"), "string.format");
         assert_eq!(strip_annotation("foo"), "foo");
         assert_eq!(strip_annotation("_[k]"), "_[k]");
         assert_eq!(strip_annotation("[docker-proxy]"), "[docker-proxy]");

@@ -19,7 +19,9 @@
 //! - [`tree`]: the stacks of one or two profiles as a prefix tree of interned
 //!   frames, for analyses of every frame of every stack;
 //! - [`text`]: names from targets made safe to show (control characters,
-//!   surrounding blanks).
+//!   surrounding blanks);
+//! - [`lua`]: the markers of Lua frames and the LuaJIT VM's state read back
+//!   from a stack.
 //!
 //! Rendering lives in `nflame-render`; the recorder in `nflame-sampler`.
 
@@ -31,6 +33,7 @@ pub mod filter;
 pub mod folded;
 pub mod frame_shares;
 pub mod io;
+pub mod lua;
 pub mod perf_script;
 mod profile;
 pub mod text;

@@ -50,11 +50,41 @@ pub enum Error {
     Write(#[from] std::io::Error),
 }
 
-/// The palettes inferno offers, by name.
+/// The palettes inferno offers, by name, and nflame's `lua`: `hot` for C and
+/// kernel frames, greens for frames read from a Lua stack (`_[l]`) and aquas
+/// for the functions compiled traces ran (`_[lj]`).
 pub const PALETTES: &[&str] = &[
     "hot", "mem", "io", "wakeup", "java", "js", "perl", "python", "rust", "red", "green", "blue",
-    "aqua", "yellow", "purple", "orange",
+    "aqua", "yellow", "purple", "orange", "lua",
 ];
+
+/// The `lua` palette's colour for a Lua frame (`None` for other frames):
+/// from a hash of its name, so one function keeps its colour.
+fn lua_colour(frame: &str) -> Option<flamegraph::color::Color> {
+    use nflame_profile::lua::{LUA_COMPILED_SUFFIX, LUA_SUFFIX};
+    let compiled = frame.ends_with(LUA_COMPILED_SUFFIX);
+    if !compiled && !frame.ends_with(LUA_SUFFIX) {
+        return None;
+    }
+    // FNV-1a.
+    let h = frame.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    let v = |shift: u32, span: u64| (h >> shift) as u8 % span as u8;
+    Some(if compiled {
+        flamegraph::color::Color {
+            r: 40 + v(0, 50),
+            g: 170 + v(8, 60),
+            b: 170 + v(16, 60),
+        }
+    } else {
+        flamegraph::color::Color {
+            r: 40 + v(0, 60),
+            g: 170 + v(8, 70),
+            b: 40 + v(16, 60),
+        }
+    })
+}
 
 /// How to draw a flame graph.
 #[derive(Debug, Clone, PartialEq)]
@@ -117,8 +147,13 @@ impl Default for RenderOptions {
 }
 
 impl RenderOptions {
-    fn to_inferno(&self) -> Result<flamegraph::Options<'static>, Error> {
-        let palette: Palette = self.palette.parse().map_err(|_| Error::Palette {
+    fn to_inferno<'a>(&self) -> Result<flamegraph::Options<'a>, Error> {
+        let name = if self.palette == "lua" {
+            "hot"
+        } else {
+            &self.palette
+        };
+        let palette: Palette = name.parse().map_err(|_| Error::Palette {
             name: self.palette.clone(),
         })?;
         let mut o = flamegraph::Options::default();
@@ -174,7 +209,25 @@ where
         return Err(Error::Empty);
     }
     let mut svg = Vec::with_capacity(1 << 20);
-    flamegraph::from_lines(&mut o, lines, &mut svg)?;
+    if opts.palette == "lua" {
+        // The `lua` palette: Lua frames' colours chosen first, the rest hot.
+        let lines: Vec<&str> = lines.collect();
+        let mut map = flamegraph::color::PaletteMap::default();
+        for line in &lines {
+            let stack = line.rsplit_once(' ').map_or(*line, |(s, _)| s);
+            for frame in stack.split(';') {
+                if map.get(frame).is_none() {
+                    if let Some(c) = lua_colour(frame) {
+                        map.insert(frame, c);
+                    }
+                }
+            }
+        }
+        o.palette_map = Some(&mut map);
+        flamegraph::from_lines(&mut o, lines, &mut svg)?;
+    } else {
+        flamegraph::from_lines(&mut o, lines, &mut svg)?;
+    }
     clean_svg(&mut svg);
     writer.write_all(&svg)?;
     Ok(())
@@ -443,6 +496,41 @@ mod tests {
             &s[..2000.min(s.len())]
         );
         assert_eq!(s, svg(&p, &o), "deterministic output differs");
+    }
+
+    /// The `lua` palette: Lua frames green (aqua when compiled), one
+    /// colour per function; the rest as `hot`.
+    #[test]
+    fn lua_palette_colours_lua_frames() {
+        let p = Profile::from_stacks([
+            ("nginx;ngx_http_lua_run_thread;f@/a.lua:3_[l]", 50),
+            ("nginx;ngx_http_lua_run_thread;g@/a.lua:9_[lj]", 50),
+        ]);
+        let o = RenderOptions {
+            palette: "lua".into(),
+            deterministic: true,
+            ..Default::default()
+        };
+        let mut svg = Vec::new();
+        render_profile(&p, &o, &mut svg).unwrap();
+        let svg = String::from_utf8(svg).unwrap();
+        let fill_of = |frame: &str| {
+            let at = svg.find(&format!("<title>{frame} ")).unwrap();
+            let fill = &svg[at..][svg[at..].find("fill=\"rgb(").unwrap() + 10..];
+            let nums: Vec<u8> = fill[..fill.find(')').unwrap()]
+                .split(',')
+                .map(|n| n.trim().parse().unwrap())
+                .collect();
+            (nums[0], nums[1], nums[2])
+        };
+        let c = lua_colour("f@/a.lua:3_[l]").unwrap();
+        assert_eq!(fill_of("f@/a.lua:3_[l]"), (c.r, c.g, c.b));
+        let (r, g, b) = fill_of("g@/a.lua:9_[lj]");
+        assert!(g >= 170 && b >= 170 && r < 90, "{r},{g},{b}");
+        // C frames keep the hot palette's reds and yellows.
+        let (r, _, b) = fill_of("ngx_http_lua_run_thread");
+        assert!(r > 200 && b < 60, "{r},{b}");
+        assert!(lua_colour("ngx_http_lua_run_thread").is_none());
     }
 
     /// Names from targets: control characters never reach the SVG, and a

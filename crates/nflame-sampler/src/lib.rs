@@ -90,6 +90,7 @@ mod error;
 mod event;
 #[doc(hidden)]
 pub mod fuzzing;
+mod lua;
 mod options;
 mod record;
 mod sys;
@@ -98,8 +99,9 @@ mod unwind;
 
 pub use error::Error;
 pub use nflame_recording::{
-    CallGraph, Mapping, ParseCallGraphError, ProcessInfo, RawSample, Recording, StopReason,
-    UnwindMethod, UnwindStats, DEFAULT_STACK_BYTES, MAX_STACK_BYTES,
+    CallGraph, LuaFrame, LuaProcess, LuaStack, LuaVmState, Mapping, ParseCallGraphError,
+    ProcessInfo, RawSample, Recording, StopReason, UnwindMethod, UnwindStats, DEFAULT_STACK_BYTES,
+    MAX_STACK_BYTES,
 };
 pub use options::{EventChoice, Progress, RecordOptions, Target};
 pub use record::record;

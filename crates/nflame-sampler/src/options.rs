@@ -79,6 +79,15 @@ pub struct RecordOptions {
     /// every sample carries the copied stack; recording every CPU, `Auto`
     /// copies less, or nothing, when the recorder falls behind.
     pub call_graph: CallGraph,
+    /// Read the Lua stack of LuaJIT processes at each sample (a BPF program
+    /// on the sampling counters; see `nflame-luajit`) into
+    /// [`RawSample::lua`](nflame_recording::RawSample::lua). Default is
+    /// `true`; without BPF the recording goes on without them and says why
+    /// in [`crate::Recording::notes`]. Needs user frames.
+    pub lua: bool,
+    /// Name Lua frames with the line being run (` line N`), splitting a
+    /// function by line. Default is `false`.
+    pub lua_lines: bool,
 }
 
 impl Default for RecordOptions {
@@ -93,6 +102,8 @@ impl Default for RecordOptions {
             ring_pages: 128,
             progress_interval: Duration::from_millis(250),
             call_graph: CallGraph::Auto,
+            lua: true,
+            lua_lines: false,
         }
     }
 }

@@ -5,11 +5,13 @@
 use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::adapt::StackCopy;
 use crate::error::Error;
 use crate::event::Event;
+use crate::lua::LuaSide;
 use crate::options::{EventChoice, Progress, RecordOptions, Target};
 use crate::sys::{self, Child, CounterConfig, OpenError, PerfCounter, PerfEvent, Ready, Scope};
 use crate::tracker::{name_matches, Filter, StackMode, Tracker};
@@ -17,7 +19,7 @@ use crate::unwind::DwarfUnwinder;
 use nflame_procfs::process::{self as procfs, ProcSource, Procfs};
 use nflame_procfs::system;
 use nflame_recording::CallGraph;
-use nflame_recording::{Recording, StopReason};
+use nflame_recording::{LuaStack, Recording, StopReason};
 
 /// Total ring-buffer memory we allow before shrinking per-counter buffers.
 const RING_BUDGET: usize = 64 << 20;
@@ -117,6 +119,12 @@ pub fn record(
     };
     let event = session.event.unwrap_or(PerfEvent::CpuClock);
     let mut counters = std::mem::take(&mut session.counters);
+    // Lua stacks are read by a program on these same counters.
+    let mut lua =
+        (opts.lua && opts.user).then(|| LuaSide::new(opts.lua_lines, own, opts.frequency));
+    if let Some(l) = lua.as_mut() {
+        l.attach(counters.iter().map(PerfCounter::fd));
+    }
 
     let mut tracker = Tracker::new(filter, Procfs, own);
     let stack_bytes = if opts.user {
@@ -178,12 +186,21 @@ pub fn record(
             }
         }
     }
+    if let Some(l) = lua.as_mut() {
+        for pid in tracker.live_targets() {
+            l.check(pid);
+        }
+        for (pid, code) in l.vm_code_changes() {
+            tracker.set_vm_code(pid, &code);
+        }
+    }
 
     // The loop.
     let mut fds: Vec<i32> = buffer_fds(&counters);
     let mut hung = vec![false; fds.len()];
     let mut ready: Vec<Ready> = Vec::new();
-    let mut batch: Vec<Event> = Vec::new();
+    let mut batch: Pending = Vec::new();
+    let mut fresh: Vec<Event> = Vec::new();
     let mut last_progress = start;
     let mut last_liveness = start;
     let attached = matches!(opts.target, Target::Pids(_) | Target::Command(_));
@@ -214,7 +231,7 @@ pub fn record(
                 hung[i] = true;
             }
         }
-        let oldest = read_all(&counters, &mut batch);
+        let oldest = read_all(&counters, &mut batch, &mut fresh, &mut tracker, &mut lua);
         if let Some(a) = adapt.as_mut() {
             // How far behind the recorder is as it reads, before it handles
             // what it read: the counters are replaced before the backlog is
@@ -230,13 +247,16 @@ pub fn record(
                         for c in &counters {
                             let _ = c.disable();
                         }
+                        if let Some(l) = lua.as_mut() {
+                            l.attach(new.iter().map(PerfCounter::fd));
+                        }
                         for c in &new {
                             c.enable().map_err(|source| Error::Io {
                                 op: "enabling a perf counter".into(),
                                 source,
                             })?;
                         }
-                        read_all(&counters, &mut batch);
+                        read_all(&counters, &mut batch, &mut fresh, &mut tracker, &mut lua);
                         retired_lost += counters.iter().filter_map(PerfCounter::lost).sum::<u64>();
                         counters = new;
                         tracker.set_stack_request(bytes as usize);
@@ -286,12 +306,15 @@ pub fn record(
     if let Some(mut child) = child.take() {
         command_status = child.terminate(Duration::from_secs(1));
     }
-    drain_all(&counters, &mut batch, &mut tracker);
+    drain_all(&counters, &mut batch, &mut fresh, &mut tracker, &mut lua);
     let stat_lost: u64 = retired_lost + counters.iter().filter_map(PerfCounter::lost).sum::<u64>();
     progress(&progress_of(&tracker, start, event));
     drop(counters);
 
-    let out = tracker.finish();
+    let mut out = tracker.finish();
+    if let Some(l) = lua {
+        l.finish(&mut out.processes, &mut notes);
+    }
     if let Target::Names(names) = &opts.target {
         if !out.ever_matched {
             return Err(Error::NoProcessMatched {
@@ -389,55 +412,78 @@ fn progress_of<S: ProcSource>(t: &Tracker<S>, start: Instant, event: PerfEvent) 
     }
 }
 
-/// Drains every buffer, then handles the records in timestamp order so that a
-/// COMM or FORK seen on one CPU precedes the samples it explains on another.
+/// Records read but not yet handled, each sample with the Lua stack taken
+/// with it.
+type Pending = Vec<(Event, Option<Arc<LuaStack>>)>;
+
+/// Drains every buffer, then handles every record in timestamp order so that
+/// a COMM or FORK seen on one CPU precedes the samples it explains on
+/// another.
 fn drain_all<S: ProcSource>(
     counters: &[PerfCounter],
-    batch: &mut Vec<Event>,
+    batch: &mut Pending,
+    fresh: &mut Vec<Event>,
     tracker: &mut Tracker<S>,
+    lua: &mut Option<LuaSide>,
 ) {
-    read_all(counters, batch);
-    handle_all(batch, tracker);
+    read_all(counters, batch, fresh, tracker, lua);
+    handle_some(batch, tracker, Duration::MAX);
 }
 
-/// Drains every buffer into `batch` (after what it holds). Returns the time
-/// of the oldest sample in it.
-fn read_all(counters: &[PerfCounter], batch: &mut Vec<Event>) -> Option<u64> {
+/// Drains every buffer into `batch` (after what it holds). The Lua stacks'
+/// ring is read after the perf rings: a Lua stack is written before its perf
+/// sample, so every sample read then finds its stack, and it is paired with
+/// it here, as it is read (a backlog handled later keeps its stacks).
+/// Returns the time of the oldest sample in `batch`.
+fn read_all<S: ProcSource>(
+    counters: &[PerfCounter],
+    batch: &mut Pending,
+    fresh: &mut Vec<Event>,
+    tracker: &mut Tracker<S>,
+    lua: &mut Option<LuaSide>,
+) -> Option<u64> {
+    fresh.clear();
     for c in counters {
         c.drain(|r| {
             if let Some(ev) = Event::from_record(r) {
-                batch.push(ev);
+                fresh.push(ev);
             }
         });
     }
+    if let Some(l) = lua.as_mut() {
+        l.drain();
+    }
+    fresh.sort_by_key(Event::time);
+    for ev in fresh.drain(..) {
+        let mut stack = None;
+        if let Some(l) = lua.as_mut() {
+            stack = l.on_event(&ev);
+            for (pid, code) in l.vm_code_changes() {
+                tracker.set_vm_code(pid, &code);
+            }
+        }
+        batch.push((ev, stack));
+    }
     batch
         .iter()
-        .filter(|e| matches!(e, Event::Sample { .. }))
-        .map(Event::time)
+        .filter(|(e, _)| matches!(e, Event::Sample { .. }))
+        .map(|(e, _)| e.time())
         .min()
-}
-
-/// Handles `batch` (emptied) in timestamp order.
-fn handle_all<S: ProcSource>(batch: &mut Vec<Event>, tracker: &mut Tracker<S>) {
-    batch.sort_by_key(Event::time);
-    for ev in batch.drain(..) {
-        tracker.handle(ev);
-    }
 }
 
 /// Handles `batch` in timestamp order for about `budget`, leaving the rest
 /// in it: a backlog (a busy machine, the first unwind tables read) is worked
 /// off over several turns of the loop, which keeps reading the buffers and
 /// seeing how far behind it is.
-fn handle_some<S: ProcSource>(batch: &mut Vec<Event>, tracker: &mut Tracker<S>, budget: Duration) {
-    batch.sort_by_key(Event::time);
+fn handle_some<S: ProcSource>(batch: &mut Pending, tracker: &mut Tracker<S>, budget: Duration) {
+    batch.sort_by_key(|(e, _)| e.time());
     let began = Instant::now();
     let mut rest = Vec::new();
     {
         let mut events = batch.drain(..);
         let mut n = 0u32;
-        while let Some(ev) = events.next() {
-            tracker.handle(ev);
+        while let Some((ev, stack)) = events.next() {
+            tracker.handle_with(ev, stack);
             n += 1;
             if n % 64 == 0 && began.elapsed() >= budget {
                 rest.extend(events);

@@ -14,7 +14,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use crate::event::{Event, UserRegs};
 use crate::unwind::{Outcome as Unwound, StackSample, StackUnwinder};
 use nflame_procfs::process::{ProcSource, Snapshot};
-use nflame_recording::{Mapping, ProcessInfo, RawSample, UnwindMethod};
+use nflame_recording::{LuaFrame, LuaStack, Mapping, ProcessInfo, RawSample, UnwindMethod};
 
 /// Which samples belong to the recording.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,9 +77,10 @@ const CANON_START: u64 = 1 << 56;
 const CANON_STRIDE: u64 = 1 << 36;
 
 /// Identity of a [`RawSample`] entry: pid, tid, user stack, whether it is
-/// truncated, kernel stack. Interned stacks are told apart by address: the
-/// tracker's intern set keeps every one alive until the end.
-type SampleKey = (u32, u32, usize, bool, usize);
+/// truncated, kernel stack, Lua stack (0: none). Interned stacks are told
+/// apart by address: the tracker's intern set (the Lua side's, for Lua
+/// stacks) keeps every one alive until the end.
+type SampleKey = (u32, u32, usize, bool, usize, usize);
 
 pub(crate) struct Tracker<S: ProcSource> {
     filter: Filter,
@@ -113,6 +114,13 @@ pub(crate) struct Tracker<S: ProcSource> {
     /// mappings exited processes are moved to (see [`Tracker::compact`]).
     canon: FxHashMap<(PathBuf, Option<u64>, Option<u64>), u64>,
     next_canon: u64,
+    /// Per process, the native code of its LuaJIT VM (see
+    /// [`crate::unwind::StackSample::jit_like`]).
+    vm_code: FxHashMap<u32, Vec<std::ops::Range<u64>>>,
+    /// Processes that ran a LuaJIT VM: their addresses are named with what
+    /// the Lua side records at the end (VM code, C functions), so they are
+    /// never moved to canonical addresses.
+    lua_pids: FxHashSet<u32>,
 }
 
 impl<S: ProcSource + std::fmt::Debug> std::fmt::Debug for Tracker<S> {
@@ -201,6 +209,8 @@ impl<S: ProcSource> Tracker<S> {
             clock: 0,
             canon: FxHashMap::default(),
             next_canon: CANON_START,
+            vm_code: FxHashMap::default(),
+            lua_pids: FxHashSet::default(),
         }
     }
 
@@ -215,6 +225,16 @@ impl<S: ProcSource> Tracker<S> {
     pub(crate) fn set_stack_request(&mut self, bytes: usize) {
         if let StackMode::Auto { requested } = &mut self.mode {
             *requested = bytes;
+        }
+    }
+
+    /// Says where the LuaJIT VM's native code of `pid` lies (empty: none).
+    pub(crate) fn set_vm_code(&mut self, pid: u32, code: &[std::ops::Range<u64>]) {
+        if code.is_empty() {
+            self.vm_code.remove(&pid);
+        } else {
+            self.lua_pids.insert(pid);
+            self.vm_code.insert(pid, code.to_vec());
         }
     }
 
@@ -382,6 +402,7 @@ impl<S: ProcSource> Tracker<S> {
             regs,
             stack,
             requested,
+            jit_like: self.vm_code.get(&pid).map_or(&[][..], Vec::as_slice),
         };
         let outcome = unwinder.unwind(sample, &mut dwarf);
         let mappings = &p.info.mappings;
@@ -429,6 +450,11 @@ impl<S: ProcSource> Tracker<S> {
     }
 
     pub(crate) fn handle(&mut self, ev: Event) {
+        self.handle_with(ev, None);
+    }
+
+    /// [`Tracker::handle`], with the Lua stack taken with a sample.
+    pub(crate) fn handle_with(&mut self, ev: Event, lua: Option<Arc<LuaStack>>) {
         self.clock = self.clock.max(ev.time());
         while let Some(&(at, pid)) = self.exits.front() {
             if at.saturating_add(SETTLE_NS) > self.clock {
@@ -469,6 +495,7 @@ impl<S: ProcSource> Tracker<S> {
                     user.as_ptr() as usize,
                     user_truncated,
                     kernel.as_ptr() as usize,
+                    lua.as_ref().map_or(0, |l| Arc::as_ptr(l) as usize),
                 );
                 match self.sample_index.entry(key) {
                     std::collections::hash_map::Entry::Occupied(e) => {
@@ -492,6 +519,7 @@ impl<S: ProcSource> Tracker<S> {
                             kernel,
                             user,
                             user_truncated,
+                            lua,
                         });
                     }
                 }
@@ -650,6 +678,7 @@ impl<S: ProcSource> Tracker<S> {
                 threads: BTreeMap::from([(pid, parent.comm)]),
                 exited: false,
                 unwind: Default::default(),
+                lua: None,
             },
             None => {
                 // Attached mode, parent not seen yet (its records were lost).
@@ -686,6 +715,7 @@ impl<S: ProcSource> Tracker<S> {
     /// costs a few hundred bytes of its own from then on instead of its
     /// whole map (6-15 KiB for a small program) and a copy of every stack.
     fn compact(&mut self, pid: u32) {
+        self.vm_code.remove(&pid);
         self.prune(pid);
         self.canonicalize(pid);
     }
@@ -716,6 +746,11 @@ impl<S: ProcSource> Tracker<S> {
                     mark(a.wrapping_sub(1));
                 }
             }
+            for f in s.lua.iter().flat_map(|l| &l.frames) {
+                if let LuaFrame::C(a) = *f {
+                    mark(a);
+                }
+            }
         }
         let mut used = used.into_iter();
         p.info.mappings.retain(|_| used.next().unwrap_or(false));
@@ -737,6 +772,7 @@ impl<S: ProcSource> Tracker<S> {
             stacks,
             canon,
             next_canon,
+            lua_pids,
             ..
         } = self;
         let Some(p) = procs.get_mut(&pid) else {
@@ -751,8 +787,14 @@ impl<S: ProcSource> Tracker<S> {
                     s.user.as_ptr() as usize,
                     s.user_truncated,
                     s.kernel.as_ptr() as usize,
+                    s.lua.as_ref().map_or(0, |l| Arc::as_ptr(l) as usize),
                 ));
             }
+        }
+        if lua_pids.remove(&pid) {
+            // Its VM code and Lua C functions are named at their own
+            // addresses: left where they are.
+            return;
         }
         // (old start, old end, new start) of each moved mapping.
         let mut moves: Vec<(u64, u64, u64)> = Vec::new();
@@ -1059,6 +1101,37 @@ mod tests {
             PathBuf::from("/bin/busy")
         );
         assert!(!p.exited);
+    }
+
+    /// Samples with the same C stacks but other Lua stacks are other entries;
+    /// the same Lua stack (interned) counts in one.
+    #[test]
+    fn lua_stacks_split_sample_entries() {
+        let src = FakeProc::default().with(100, "nginx", "/usr/sbin/nginx", &[]);
+        let mut t = Tracker::new(Filter::Attached, src, 1);
+        t.add_target(100);
+        let lua = |f: &str| {
+            Some(Arc::new(LuaStack {
+                frames: vec![nflame_recording::LuaFrame::Named(f.into())],
+                ..LuaStack::default()
+            }))
+        };
+        let (a, b) = (lua("a@x.lua:1_[l]"), lua("b@x.lua:5_[l]"));
+        t.handle_with(sample(100, 100, 1, &[], &[0x10]), a.clone());
+        t.handle_with(sample(100, 100, 2, &[], &[0x10]), a.clone());
+        t.handle_with(sample(100, 100, 3, &[], &[0x10]), b);
+        t.handle(sample(100, 100, 4, &[], &[0x10]));
+        let out = t.finish();
+        let counts: Vec<(u64, bool)> = out
+            .samples
+            .iter()
+            .map(|s| (s.count, s.lua.is_some()))
+            .collect();
+        assert_eq!(counts, vec![(2, true), (1, true), (1, false)]);
+        assert!(Arc::ptr_eq(
+            out.samples[0].lua.as_ref().unwrap(),
+            a.as_ref().unwrap()
+        ));
     }
 
     #[test]

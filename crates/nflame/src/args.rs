@@ -75,7 +75,8 @@ pub struct RenderArgs {
     #[arg(long)]
     pub subtitle: Option<String>,
     /// Colour palette: hot, mem, io, wakeup, java, js, perl, python, rust, red, green, blue,
-    /// aqua, yellow, purple, orange.
+    /// aqua, yellow, purple, orange, or lua (hot, with Lua frames green and the functions
+    /// compiled traces ran aqua).
     #[arg(long, default_value = "hot")]
     pub palette: String,
     /// Width in pixels (default: fluid, fills the browser window).
