@@ -17,7 +17,8 @@
 //! - [`embed`]: the context and profiles stored inside nflame's SVGs;
 //! - [`perf_script`]: `perf script` text to folded stacks (nflame's collapser);
 //! - [`tree`]: the stacks of one or two profiles as a prefix tree of interned
-//!   frames, for analyses of every frame of every stack.
+//!   frames, for analyses of every frame of every stack;
+//! - [`shapes`]: seeded synthetic profiles in the shapes benchmarks measure.
 //!
 //! Rendering lives in `nflame-render`; the recorder in `nflame-sampler`.
 
@@ -31,6 +32,7 @@ pub mod frame_shares;
 pub mod io;
 pub mod perf_script;
 mod profile;
+pub mod shapes;
 pub mod tree;
 pub mod unit;
 
