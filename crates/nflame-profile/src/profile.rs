@@ -329,6 +329,15 @@ impl Profile {
         self.entries.iter().map(|e| (self.text.get(e), e.count))
     }
 
+    /// Stack `i` of [`Profile::iter`]'s order and its count.
+    ///
+    /// # Panics
+    /// If `i` is not below [`Profile::len`].
+    pub fn stack_at(&self, i: usize) -> (&str, u64) {
+        let e = &self.entries[i];
+        (self.text.get(e), e.count)
+    }
+
     /// The stacks sorted by their text, as flame graph renderers want them.
     pub fn sorted(&self) -> Vec<(&str, u64)> {
         let mut v: Vec<(&str, u64)> = self.iter().collect();
