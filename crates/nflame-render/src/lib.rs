@@ -12,6 +12,7 @@
 //! recomputed on the diff's tree of stacks, the colour scale, and the
 //! rewriting of inferno's SVG; [`html`] writes the one-file HTML page.
 
+mod cut;
 mod differential;
 pub mod html;
 mod titles;
@@ -25,6 +26,8 @@ use nflame_profile::folded::OrderedLines;
 use nflame_profile::tree::StackTree;
 use nflame_profile::unit::pow10;
 use nflame_profile::{Measure, Profile};
+
+use cut::{min_samples, Row, SortedRows, Teed};
 
 /// nflame's version, as stored in every SVG.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -93,6 +96,11 @@ pub struct RenderOptions {
     /// `<metadata>` (with the profile itself) and, when `subtitle` is `None`,
     /// shown as the subtitle. Default is a context naming only nflame's version.
     pub context: Option<Context>,
+    /// The most bytes of encoded profiles the SVG embeds (all of its profiles
+    /// together); larger ones are written beside it or left out (see
+    /// [`nflame_profile::embed`]). `None` embeds any size. Default is
+    /// [`embed::DEFAULT_EMBED_LIMIT`] (128 MiB).
+    pub embed_limit: Option<u64>,
 }
 
 impl Default for RenderOptions {
@@ -112,6 +120,7 @@ impl Default for RenderOptions {
             factor: 1.0,
             negate_differentials: false,
             context: None,
+            embed_limit: Some(embed::DEFAULT_EMBED_LIMIT),
         }
     }
 }
@@ -200,36 +209,263 @@ pub fn render_ordered<W: Write>(
 
 /// Draws a profile. The SVG carries the profile and its context (see
 /// [`nflame_profile::embed`]), so it can be read back as a profile. Tooltips
-/// and the summary give counts in the profile's unit (`µs` for time).
+/// and the summary give counts in the profile's unit (`µs` for time). A
+/// profile over [`RenderOptions::embed_limit`] is left out, with a note.
 pub fn render_profile<W: Write>(
     profile: &Profile,
     opts: &RenderOptions,
-    mut writer: W,
+    writer: W,
 ) -> Result<(), Error> {
-    let mut buf = itoa_line_buffer(profile);
-    {
-        use rayon::slice::ParallelSliceMut;
-        buf.par_sort_unstable();
+    render_profile_with(profile, opts, None, writer).map(|_| ())
+}
+
+/// What an SVG carries of its profiles, and what the caller must write
+/// beside it.
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct Carried {
+    /// Profiles over [`RenderOptions::embed_limit`], by role, with the file
+    /// name the SVG gives them (in its directory) and their gzip folded text,
+    /// which the caller writes there ([`embed::Compressed::write_gzip`]).
+    pub beside: Vec<(String, String, embed::Compressed)>,
+    /// Profiles over the limit that were left out, by role, with their
+    /// compressed size in bytes.
+    pub omitted: Vec<(String, u64)>,
+}
+
+/// Where one profile of an SVG goes.
+enum Placement {
+    Embedded,
+    Beside(String),
+    Omitted,
+}
+
+/// The profiles `compressed` (role, data) of one SVG, placed as
+/// [`RenderOptions::embed_limit`] allows: all embedded if they fit `limit`
+/// together, otherwise each beside the SVG as `SIDECAR.ROLE.folded.gz` if
+/// `sidecar` names the SVG's file, or left out.
+struct Placed<'r> {
+    profiles: Vec<(&'r str, Placement, embed::Compressed)>,
+}
+
+impl<'r> Placed<'r> {
+    fn new(
+        compressed: Vec<(&'r str, embed::Compressed)>,
+        limit: Option<u64>,
+        sidecar: Option<&str>,
+    ) -> Placed<'r> {
+        let size: u64 = compressed.iter().map(|(_, c)| c.base64_len()).sum();
+        let fits = limit.is_none_or(|l| size <= l);
+        let profiles = compressed
+            .into_iter()
+            .map(|(role, c)| {
+                let p = match (fits, sidecar) {
+                    (true, _) => Placement::Embedded,
+                    (false, Some(name)) => Placement::Beside(format!("{name}.{role}.folded.gz")),
+                    (false, None) => Placement::Omitted,
+                };
+                (role, p, c)
+            })
+            .collect();
+        Placed { profiles }
     }
+
+    /// Writes the `<metadata>` elements of `context` and the profiles.
+    fn write_metadata(&self, w: &mut dyn Write, context: &Context) -> std::io::Result<()> {
+        let list: Vec<(&str, embed::Carried<'_>)> = self
+            .profiles
+            .iter()
+            .map(|(role, p, c)| {
+                let how = match p {
+                    Placement::Embedded => embed::Carried::Embedded(c),
+                    Placement::Beside(name) => embed::Carried::Beside(name, c),
+                    Placement::Omitted => embed::Carried::Omitted(c),
+                };
+                (*role, how)
+            })
+            .collect();
+        embed::write_metadata(w, context, &list)
+    }
+
+    fn into_carried(self) -> Carried {
+        let mut carried = Carried::default();
+        for (role, p, c) in self.profiles {
+            match p {
+                Placement::Embedded => {}
+                Placement::Beside(name) => carried.beside.push((role.to_string(), name, c)),
+                Placement::Omitted => carried.omitted.push((role.to_string(), c.len())),
+            }
+        }
+        carried
+    }
+}
+
+/// Writes the metadata of an SVG.
+type MetadataWriter<'a> = &'a dyn Fn(&mut dyn Write) -> std::io::Result<()>;
+
+/// A writer that passes an SVG through to `inner`, with metadata written
+/// right after its opening `<svg …>` tag: the SVG is never held whole.
+struct WithMetadata<'a, W: Write> {
+    inner: W,
+    /// The start of the SVG, until the tag's end is seen.
+    head: Vec<u8>,
+    metadata: Option<MetadataWriter<'a>>,
+}
+
+impl<'a, W: Write> WithMetadata<'a, W> {
+    fn new(inner: W, metadata: MetadataWriter<'a>) -> WithMetadata<'a, W> {
+        WithMetadata {
+            inner,
+            head: Vec::new(),
+            metadata: Some(metadata),
+        }
+    }
+
+    /// Writes what is pending: without an `<svg` tag, the metadata first.
+    fn finish(mut self) -> std::io::Result<()> {
+        if let Some(m) = self.metadata.take() {
+            m(&mut self.inner)?;
+            self.inner.write_all(&self.head)?;
+        }
+        self.inner.flush()
+    }
+}
+
+impl<W: Write> Write for WithMetadata<'_, W> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let Some(m) = self.metadata else {
+            return self.inner.write(data);
+        };
+        self.head.extend_from_slice(data);
+        if let Some(at) = embed::svg_open_end(&self.head) {
+            self.inner.write_all(&self.head[..at])?;
+            self.inner.write_all(b"\n")?;
+            m(&mut self.inner)?;
+            self.inner.write_all(&self.head[at..])?;
+            self.head = Vec::new();
+            self.metadata = None;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.metadata.is_none() {
+            self.inner.flush()?;
+        }
+        Ok(())
+    }
+}
+
+/// [`render_profile`], and when the profile is over
+/// [`RenderOptions::embed_limit`] and `sidecar` names the SVG's file, the SVG
+/// names the file `SIDECAR.profile.folded.gz` beside it, whose content is in
+/// the result: the caller writes it.
+pub fn render_profile_with<W: Write>(
+    profile: &Profile,
+    opts: &RenderOptions,
+    sidecar: Option<&str>,
+    writer: W,
+) -> Result<Carried, Error> {
     let measure = profile.measure();
     let context = context_for(opts, "profile", profile.total(), measure);
     let o = for_measure(&with_context_subtitle(opts, &context), measure);
-    let (svg, meta) = rayon::join(
-        || -> Result<Vec<u8>, Error> {
-            let mut svg = Vec::with_capacity(1 << 20);
-            render_lines(buf.iter().map(String::as_str), &o, &mut svg)?;
-            if measure.decimals > 0 {
-                // inferno shows whole counts: put the exact ones in.
-                let mut exact = Vec::with_capacity(svg.len() + svg.len() / 16);
-                titles::write_exact(&svg, measure, &o, &mut exact)?;
-                svg = exact;
-            }
-            Ok(svg)
-        },
-        || embed::metadata_xml(&context, &[("profile", profile)]),
+    o.validate()?;
+    if opts.flamechart {
+        // Sorted stacks drawn as a flame chart (a library caller's choice):
+        // inferno takes every line as it comes.
+        let mut sorted = profile.sorted();
+        sorted.retain(|(_, c)| *c > 0);
+        let lines: Vec<String> = sorted.iter().map(|(s, c)| format!("{s} {c}")).collect();
+        let mut svg = Vec::with_capacity(1 << 20);
+        render_lines(lines.iter().map(String::as_str), &o, &mut svg)?;
+        return finish_profile(profile, &o, measure, svg, &context, sidecar, writer);
+    }
+    // inferno's lines, in its order, cut to the frames it draws.
+    let reversed: Vec<String>;
+    let rows: Vec<Row<'_>> = if opts.reverse {
+        // inferno reverses each line and trims it.
+        reversed = profile
+            .iter()
+            .map(|(s, _)| {
+                let r = s.rsplit(';').collect::<Vec<_>>().join(";");
+                r.trim_start().to_string()
+            })
+            .collect();
+        reversed
+            .iter()
+            .zip(profile.iter())
+            .map(|(r, (_, c))| Row::single(r, c))
+            .collect()
+    } else {
+        profile.iter().map(|(s, c)| Row::single(s, c)).collect()
+    };
+    let sorted = SortedRows::new(rows, false);
+    if sorted.total == 0 {
+        return Err(Error::Empty);
+    }
+    // The layout and the profile's compression, side by side. Sorted text
+    // compresses better: embed the stacks in the graph's order, copied as the
+    // layout reads them.
+    let min = min_samples(o.min_width, sorted.total);
+    let (lines, compressed) = if opts.reverse {
+        rayon::join(
+            || cut::layout(&sorted, min).1,
+            || embed::compress_profile(profile),
+        )
+    } else {
+        embed::compress_while(measure, |push| {
+            let mut each = |r: &Row<'_>| push(r.text, r.raw[1]);
+            cut::layout(&Teed::new(&sorted, &mut each), min).1
+        })
+    };
+    drop(sorted);
+    let mut oc = o.clone();
+    // The cut lines are in inferno's order but no longer sorted: a flame
+    // chart takes them as they come (after reversing them), with no other
+    // difference to the graph.
+    oc.flamechart = true;
+    oc.reverse = false;
+    let placed = Placed::new(vec![("profile", compressed)], o.embed_limit, sidecar);
+    let metadata = |w: &mut dyn Write| placed.write_metadata(w, &context);
+    let mut out = WithMetadata::new(writer, &metadata);
+    if measure.decimals > 0 {
+        // inferno shows whole counts: put the exact ones in.
+        let mut svg = Vec::with_capacity(1 << 20);
+        render_lines(lines.iter().rev().map(String::as_str), &oc, &mut svg)?;
+        titles::write_exact(&svg, measure, &o, &mut out)?;
+    } else {
+        render_lines(lines.iter().rev().map(String::as_str), &oc, &mut out)?;
+    }
+    out.finish()?;
+    Ok(placed.into_carried())
+}
+
+/// Writes the SVG of a profile drawn from all its lines, with its metadata.
+fn finish_profile<W: Write>(
+    profile: &Profile,
+    o: &RenderOptions,
+    measure: Measure,
+    mut svg: Vec<u8>,
+    context: &Context,
+    sidecar: Option<&str>,
+    mut writer: W,
+) -> Result<Carried, Error> {
+    if measure.decimals > 0 {
+        let mut exact = Vec::with_capacity(svg.len() + svg.len() / 16);
+        titles::write_exact(&svg, measure, o, &mut exact)?;
+        svg = exact;
+    }
+    let placed = Placed::new(
+        vec![("profile", embed::compress_profile(profile))],
+        o.embed_limit,
+        sidecar,
     );
-    embed::write_with_metadata(&mut writer, &svg?, &meta)?;
-    Ok(())
+    let at = embed::svg_open_end(&svg).unwrap_or(0);
+    writer.write_all(&svg[..at])?;
+    writer.write_all(b"\n")?;
+    placed.write_metadata(&mut writer, context)?;
+    writer.write_all(&svg[at..])?;
+    Ok(placed.into_carried())
 }
 
 /// The context to store: the caller's, or one naming nflame's version only;
@@ -261,19 +497,6 @@ fn with_context_subtitle(opts: &RenderOptions, context: &Context) -> RenderOptio
         o.subtitle = Some(context.summary());
     }
     o
-}
-
-fn itoa_line_buffer(profile: &Profile) -> Vec<String> {
-    profile
-        .iter()
-        .map(|(s, c)| {
-            let mut line = String::with_capacity(s.len() + 12);
-            line.push_str(s);
-            line.push(' ');
-            line.push_str(&c.to_string());
-            line
-        })
-        .collect()
 }
 
 /// Draws a differential flame graph: widths from AFTER, every frame coloured by
@@ -386,6 +609,103 @@ mod tests {
         let mut out = Vec::new();
         render_profile(p, o, &mut out).unwrap();
         String::from_utf8(out).unwrap()
+    }
+
+    /// The SVG without its embedded profiles.
+    fn frames_only(svg: &str) -> String {
+        let mut out = String::new();
+        let mut rest = svg;
+        while let Some(i) = rest.find("<metadata id=\"nflame-profile-") {
+            out.push_str(&rest[..i]);
+            let end = rest[i..].find("</metadata>\n").expect("closed") + i;
+            rest = &rest[end + "</metadata>\n".len()..];
+        }
+        out.push_str(rest);
+        out
+    }
+
+    #[test]
+    fn cut_lines_draw_the_graph_of_all_lines() {
+        // inferno given every line, sorted (how nflame drew before cutting).
+        let reference = |p: &Profile, o: &RenderOptions| -> String {
+            let measure = p.measure();
+            let context = context_for(o, "profile", p.total(), measure);
+            let oo = for_measure(&with_context_subtitle(o, &context), measure);
+            let mut lines: Vec<String> = p.iter().map(|(s, c)| format!("{s} {c}")).collect();
+            lines.sort();
+            let mut raw = Vec::new();
+            let mut oo = oo.to_inferno().unwrap();
+            oo.no_sort = !o.reverse;
+            flamegraph::from_lines(&mut oo, lines.iter().map(String::as_str), &mut raw).unwrap();
+            let mut out = Vec::new();
+            let meta = embed::metadata_xml(&context, &[("profile", p)]);
+            embed::write_with_metadata(&mut out, &raw, &meta).unwrap();
+            frames_only(&String::from_utf8(out).unwrap())
+        };
+        let (before, after) = crate::differential::tests::tricky();
+        for stacks in [before, after] {
+            // A folded file cannot hold a stack whose last frame ends in a
+            // number after a blank (it reads as a differential line); inferno
+            // reads a reversed stack ending so as one too.
+            let readable = |s: &str| {
+                let reversed = s.rsplit(';').collect::<Vec<_>>().join(";");
+                [s, reversed.as_str()].iter().all(|s| {
+                    matches!(
+                        nflame_profile::folded::parse_line(&format!("{s} 1")),
+                        Ok(nflame_profile::folded::Line::Sample(..))
+                    )
+                })
+            };
+            let p = Profile::from_stacks(
+                stacks
+                    .iter()
+                    .filter(|(s, _)| readable(s))
+                    .map(|(s, c)| (s.as_str(), *c)),
+            );
+            let base = RenderOptions {
+                deterministic: true,
+                ..RenderOptions::default()
+            };
+            for o in [
+                base.clone(),
+                RenderOptions {
+                    min_width: 0.0,
+                    ..base.clone()
+                },
+                RenderOptions {
+                    min_width: 2.0,
+                    ..base.clone()
+                },
+                RenderOptions {
+                    min_width: 0.01,
+                    width: Some(3000),
+                    ..base.clone()
+                },
+                RenderOptions {
+                    inverted: true,
+                    ..base.clone()
+                },
+                RenderOptions {
+                    reverse: true,
+                    ..base.clone()
+                },
+            ] {
+                let new = frames_only(&svg(&p, &o));
+                let old = reference(&p, &o);
+                if new != old {
+                    let at = new
+                        .bytes()
+                        .zip(old.bytes())
+                        .position(|(a, b)| a != b)
+                        .unwrap_or(new.len().min(old.len()));
+                    panic!(
+                        "graphs differ at byte {at} ({o:?}):\n new: {}\n old: {}",
+                        &new[at.saturating_sub(200)..(at + 200).min(new.len())],
+                        &old[at.saturating_sub(200)..(at + 200).min(old.len())]
+                    );
+                }
+            }
+        }
     }
 
     #[test]

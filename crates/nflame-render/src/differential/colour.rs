@@ -12,8 +12,8 @@ use nflame_profile::diff::{Diff, Scaling};
 use nflame_profile::Unit;
 use rustc_hash::FxHashMap;
 
-use super::layout::Node;
 use super::svg::{rewrite, GONE_FILL};
+use crate::cut::Node;
 
 /// Stands for the colour scale in the legend until the layout gives it.
 pub(super) const SCALE_TOKEN: &str = "NFLAME_COLOUR_SCALE";

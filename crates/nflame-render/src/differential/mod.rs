@@ -21,30 +21,29 @@
 //!   (sibling keys ranked once, never whole lines compared);
 //! - `lines`: the drawn stacks walked in that order (or, reversed, sorted
 //!   as text), with where each may be cut;
-//! - `layout`: inferno's layout recomputed from those lines: each frame's
-//!   inclusive BEFORE and AFTER, and the lines cut to the frames drawn;
+//! - [`crate::cut`]: inferno's layout recomputed from those lines: each
+//!   frame's inclusive BEFORE and AFTER, and the lines cut to the frames drawn;
 //! - `colour`: the colour scale and tooltips, from the change of each
 //!   frame's inclusive share (or cost per unit);
 //! - `svg`: rewriting inferno's SVG text with those fills and tooltips and
 //!   the hatch pattern.
 
 mod colour;
-mod layout;
 mod lines;
 mod order;
 #[cfg(test)]
 mod reference;
 mod svg;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use nflame_profile::diff::{Diff, Scaling};
 use nflame_profile::tree::StackTree;
 
+use crate::cut::{layout, min_samples, SortedRows};
 use crate::{render_lines, Error, RenderOptions};
 use colour::{colour, SCALE_TOKEN};
-use layout::layout;
-use lines::{SortedLines, TreeLines};
+use lines::{reversed_rows, reversed_texts, TreeLines};
 
 /// Draws the honest differential graph of `diff` into `svg` (no metadata);
 /// the subtitle carries the legend. `tree` is `diff.tree()` when the caller
@@ -68,15 +67,11 @@ pub(crate) fn draw(
             &own
         }
     };
-    // inferno omits frames narrower than `min_width` pixels: they need no
-    // colour. Keep every frame at least half that wide on the widest canvas.
-    let min_samples = |total: u64| {
-        let canvas = opts.width.unwrap_or(1200).max(1200) as f64;
-        ((opts.min_width * 0.5 / canvas) * total as f64).floor() as u64
-    };
+    let min_samples = |total: u64| min_samples(opts.min_width, total);
     let (nodes, lines) = if opts.reverse {
         // Reversed stacks (leaf first) share little: sort them as text.
-        let lines = SortedLines::new(tree, diff);
+        let texts = reversed_texts(tree);
+        let lines = SortedRows::new(reversed_rows(tree, diff, &texts), true);
         if lines.total == 0 {
             return Err(Error::Empty);
         }

@@ -1,7 +1,8 @@
 //! The tree's graph checked against the reference, and the line order against sorted lines.
 
-use super::lines::{Lines, TreeLines};
+use super::lines::TreeLines;
 use super::*;
+use crate::cut::Lines;
 use nflame_profile::diff::DiffOptions;
 use nflame_profile::Profile;
 
@@ -35,11 +36,11 @@ fn both(before: &[(&str, u64)], after: &[(&str, u64)], opts: &RenderOptions, dop
     }
 }
 
-type Stacks = Vec<(String, u64)>;
+pub(crate) type Stacks = Vec<(String, u64)>;
 
 /// Stacks whose sorted lines are not sorted stacks, frames that extend
 /// sibling names, blanks, recursion, single frames, gone and new stacks.
-fn tricky() -> (Stacks, Stacks) {
+pub(crate) fn tricky() -> (Stacks, Stacks) {
     let names = [
         "a",
         "a ",
@@ -115,7 +116,10 @@ fn line_order_is_sorted_lines() {
     let tree = d.tree();
     let lines = TreeLines::new(&tree, &d);
     let mut walked = Vec::new();
-    lines.walk(&mut |l| walked.push(format!("{} {} {}", lines.text(l.index), l.before, l.width)));
+    lines.walk(&mut |l| {
+        let (before, width) = lines.numbers(l.index);
+        walked.push(format!("{} {before} {width}", lines.text(l.index)))
+    });
     let mut sorted = walked.clone();
     sorted.sort();
     for (i, (w, s)) in walked.iter().zip(&sorted).enumerate() {

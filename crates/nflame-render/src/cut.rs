@@ -1,0 +1,606 @@
+//! Handing inferno only what it draws.
+//!
+//! inferno sorts its lines, merges them into frames, and then omits every
+//! frame narrower than `min_width`: with a million distinct stacks, most of
+//! its time and memory go to frames it never draws. This module computes the
+//! same layout first, in one pass over the lines in inferno's order: every
+//! frame's start and inclusive values, and which frames are wide enough to
+//! be drawn. Each stack is then cut after its last drawn frame and
+//! consecutive equal cuts are merged, so inferno gets a few thousand lines
+//! that give the same graph, byte for byte.
+//!
+//! - [`cmp_lines`] and [`SortedRows`]: stacks in the order of inferno's
+//!   sorted lines (`stack COUNT`, or `stack BEFORE WIDTH` for a differential
+//!   graph), walked with how many frames each shares with the one before;
+//! - [`layout`]: the frames and the cut lines.
+//!
+//! It owns no drawing: the flame graph and the differential graph both feed
+//! it and give its lines to inferno in flame chart mode (taken as they
+//! come), since cut lines are no longer sorted.
+
+use std::cmp::Ordering;
+
+use rustc_hash::FxHashMap;
+
+/// A line as inferno will see it, with what the layout needs of it.
+pub(crate) struct Line<'a> {
+    /// The stack's stored counts, before and after (a flame graph's in `[1]`).
+    pub(crate) raw: [u64; 2],
+    /// Its width in graph units.
+    pub(crate) width: u64,
+    /// Its frames, `all` not counted.
+    pub(crate) depth: usize,
+    /// How many leading frames (`all` counted) it shares with the previous line.
+    pub(crate) shared: usize,
+    /// `cuttable[d]`, for `d` from 1 to `depth - 1` (at least): whether
+    /// inferno can take the stack cut after its frame `d` (see [`cuttable`]).
+    pub(crate) cuttable: &'a [bool],
+    /// Which line, for [`Lines::text`].
+    pub(crate) index: usize,
+}
+
+/// The drawn stacks, in the order of inferno's sorted lines.
+pub(crate) trait Lines {
+    /// Calls `f` with every line, in order.
+    fn walk(&self, f: &mut dyn FnMut(&Line<'_>));
+    /// The stack of line `index`.
+    fn text(&self, index: usize) -> &str;
+    /// BEFORE and the width of line `index` (BEFORE is 0 for a flame graph).
+    fn numbers(&self, index: usize) -> (u64, u64);
+    /// Whether the lines are differential (`stack BEFORE WIDTH`).
+    fn differential(&self) -> bool;
+}
+
+/// Whether inferno can take a stack cut after `frame`, its frame `depth`:
+/// inferno trims lines and skips empty ones and `# ` comments; and in a line
+/// of one count (`one_count`), a last frame ending in a blank and a number
+/// would be read as a second count, a differential line.
+pub(crate) fn cuttable(frame: &str, depth: usize, one_count: bool) -> bool {
+    let ends_blank = match frame.as_bytes().last() {
+        None => false,
+        Some(&b) if b.is_ascii() => b.is_ascii_whitespace() || b == 0x0b,
+        Some(_) => frame.ends_with(char::is_whitespace),
+    };
+    let ends_number = one_count
+        && frame.rfind(' ').is_some_and(|i| {
+            let word = &frame.as_bytes()[i + 1..];
+            !word.is_empty() && word.iter().all(|&b| b.is_ascii_digit() || b == b'.')
+        });
+    !ends_blank && !ends_number && !(depth == 1 && (frame.is_empty() || frame == "#"))
+}
+
+/// Compares line `a` (stack `a` followed by ` N` for each of `na`) with line
+/// `b`, as inferno's sort compares the lines' bytes.
+pub(crate) fn cmp_lines(a: &str, na: &[u64], b: &str, nb: &[u64]) -> Ordering {
+    let (x, y) = (a.as_bytes(), b.as_bytes());
+    let m = x.len().min(y.len());
+    let i = common_prefix(&x[..m], &y[..m]);
+    if i < m {
+        return x[i].cmp(&y[i]);
+    }
+    // One stack starts the other: the byte after the shorter one is a blank.
+    let next = |s: &[u8]| s.get(m).copied().unwrap_or(b' ');
+    match next(x).cmp(&next(y)) {
+        Ordering::Equal => {}
+        o => return o,
+    }
+    let tail = |s: &[u8], n: &[u64]| -> Vec<u8> {
+        let mut t = s[m..].to_vec();
+        for v in n {
+            t.push(b' ');
+            t.extend_from_slice(itoa::Buffer::new().format(*v).as_bytes());
+        }
+        t
+    };
+    tail(x, na).cmp(&tail(y, nb))
+}
+
+/// The length of the common prefix of `a` and `b`, eight bytes at a time.
+pub(crate) fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    let n = a.len().min(b.len());
+    let mut i = 0;
+    while i + 8 <= n {
+        let x = u64::from_le_bytes(a[i..i + 8].try_into().expect("8 bytes"));
+        let y = u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
+        if x != y {
+            return i + ((x ^ y).trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while i < n && a[i] == b[i] {
+        i += 1;
+    }
+    i
+}
+
+/// A stack to draw and what its line says.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Row<'t> {
+    /// The line's first eight bytes, big-endian, zero-padded: most
+    /// comparisons end here, without reading the text.
+    key: u64,
+    /// The stack, root first.
+    pub(crate) text: &'t str,
+    /// BEFORE in graph units (differential lines only).
+    pub(crate) before: u64,
+    /// Its width in graph units.
+    pub(crate) width: u64,
+    /// Its stored counts, before and after.
+    pub(crate) raw: [u64; 2],
+}
+
+impl<'t> Row<'t> {
+    /// A row of a flame graph: `stack COUNT`.
+    pub(crate) fn single(text: &'t str, count: u64) -> Row<'t> {
+        Row {
+            key: 0,
+            text,
+            before: 0,
+            width: count,
+            raw: [0, count],
+        }
+    }
+
+    /// A row of a differential graph: `stack BEFORE WIDTH`.
+    pub(crate) fn differential(text: &'t str, before: u64, width: u64, raw: [u64; 2]) -> Row<'t> {
+        Row {
+            key: 0,
+            text,
+            before,
+            width,
+            raw,
+        }
+    }
+
+    fn numbers(&self, differential: bool) -> ([u64; 2], usize) {
+        if differential {
+            ([self.before, self.width], 2)
+        } else {
+            ([self.width, 0], 1)
+        }
+    }
+
+    fn set_key(&mut self, differential: bool) {
+        let mut key = [0u8; 8];
+        let t = self.text.as_bytes();
+        let n = t.len().min(8);
+        key[..n].copy_from_slice(&t[..n]);
+        if n < 8 {
+            let mut line = Vec::with_capacity(32);
+            let (nums, k) = self.numbers(differential);
+            for v in &nums[..k] {
+                line.push(b' ');
+                line.extend_from_slice(itoa::Buffer::new().format(*v).as_bytes());
+            }
+            let m = line.len().min(8 - n);
+            key[n..n + m].copy_from_slice(&line[..m]);
+        }
+        self.key = u64::from_be_bytes(key);
+    }
+}
+
+/// How many rows ahead [`SortedRows`]'s walk asks for the text it will read.
+const PREFETCH_AHEAD: usize = 16;
+
+/// Asks the CPU to bring the start of `bytes` into the cache (a hint: it
+/// changes no result).
+#[inline]
+fn prefetch(bytes: &[u8]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let p = bytes.as_ptr().cast::<i8>();
+        // SAFETY: a prefetch is a hint that never faults, whatever the address;
+        // SSE, which it needs, is part of every x86_64 CPU.
+        #[allow(unused_unsafe)]
+        unsafe {
+            _mm_prefetch::<_MM_HINT_T0>(p);
+            if bytes.len() > 64 {
+                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(64));
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = bytes;
+}
+
+/// Rows in the order of inferno's sorted lines, walked as [`Lines`].
+pub(crate) struct SortedRows<'t> {
+    rows: Vec<Row<'t>>,
+    differential: bool,
+    /// The sum of the widths.
+    pub(crate) total: u64,
+}
+
+impl<'t> SortedRows<'t> {
+    /// Sorts `rows` (in parallel) as inferno sorts their lines; rows
+    /// without width are dropped (inferno draws nothing for them).
+    pub(crate) fn new(mut rows: Vec<Row<'t>>, differential: bool) -> SortedRows<'t> {
+        use rayon::prelude::*;
+        rows.retain(|r| r.width > 0);
+        rows.par_iter_mut().for_each(|r| r.set_key(differential));
+        rows.par_sort_unstable_by(|a, b| {
+            a.key.cmp(&b.key).then_with(|| {
+                let (na, ka) = a.numbers(differential);
+                let (nb, kb) = b.numbers(differential);
+                cmp_lines(a.text, &na[..ka], b.text, &nb[..kb])
+            })
+        });
+        let total = rows.iter().map(|r| r.width).sum();
+        SortedRows {
+            rows,
+            differential,
+            total,
+        }
+    }
+}
+
+/// The frames of one row of [`SortedRows`] from byte `from` on: where they
+/// end, appended to `ends`.
+fn frame_ends(text: &[u8], from: usize, ends: &mut Vec<usize>) {
+    let mut start = from;
+    loop {
+        // Frames are short: a plain loop finds their ends fastest.
+        let end = text[start..]
+            .iter()
+            .position(|&b| b == b';')
+            .map_or(text.len(), |i| start + i);
+        ends.push(end);
+        if end == text.len() {
+            break;
+        }
+        start = end + 1;
+    }
+}
+
+impl Lines for SortedRows<'_> {
+    fn walk(&self, f: &mut dyn FnMut(&Line<'_>)) {
+        let mut prev: &[u8] = b"";
+        // Where each frame of the previous stack ends, and whether it can be
+        // cut after (`all` first).
+        let mut ends: Vec<usize> = Vec::new();
+        let mut cut = vec![false];
+        for (index, row) in self.rows.iter().enumerate() {
+            // Sorted rows point all over the profile's text: ask for a later
+            // row's text now, so it is in the cache when its turn comes.
+            if let Some(ahead) = self.rows.get(index + PREFETCH_AHEAD) {
+                prefetch(ahead.text.as_bytes());
+            }
+            let text = row.text.as_bytes();
+            // Frames shared with the previous stack: those ending before the
+            // first byte that differs, and the one ending there if it ends
+            // there in both.
+            let shared = if index == 0 {
+                0
+            } else {
+                let p = common_prefix(prev, text);
+                let mut n = ends.partition_point(|&e| e < p);
+                if n < ends.len() && ends[n] == p && text.get(p).is_none_or(|&c| c == b';') {
+                    n += 1;
+                }
+                n
+            };
+            ends.truncate(shared);
+            cut.truncate(shared + 1);
+            let mut start = ends.last().map_or(0, |&e| e + 1);
+            frame_ends(text, start, &mut ends);
+            for (d, &end) in ends.iter().enumerate().skip(shared) {
+                cut.push(cuttable(&row.text[start..end], d + 1, !self.differential));
+                start = end + 1;
+            }
+            f(&Line {
+                raw: row.raw,
+                width: row.width,
+                depth: ends.len(),
+                shared: if index == 0 { 0 } else { shared + 1 },
+                cuttable: &cut,
+                index,
+            });
+            prev = text;
+        }
+    }
+
+    fn text(&self, index: usize) -> &str {
+        self.rows[index].text
+    }
+
+    fn numbers(&self, index: usize) -> (u64, u64) {
+        let r = &self.rows[index];
+        (r.before, r.width)
+    }
+
+    fn differential(&self) -> bool {
+        self.differential
+    }
+}
+
+/// [`SortedRows`] whose walk also hands each row to `each`, when the walk
+/// has just read its text ([`layout`] walks once).
+pub(crate) struct Teed<'r, 't> {
+    rows: &'r SortedRows<'t>,
+    each: std::cell::RefCell<&'r mut dyn FnMut(&Row<'t>)>,
+}
+
+impl<'r, 't> Teed<'r, 't> {
+    pub(crate) fn new(rows: &'r SortedRows<'t>, each: &'r mut dyn FnMut(&Row<'t>)) -> Self {
+        Teed {
+            rows,
+            each: std::cell::RefCell::new(each),
+        }
+    }
+}
+
+impl Lines for Teed<'_, '_> {
+    fn walk(&self, f: &mut dyn FnMut(&Line<'_>)) {
+        let mut each = self.each.borrow_mut();
+        self.rows.walk(&mut |l| {
+            each(&self.rows.rows[l.index]);
+            f(l)
+        })
+    }
+
+    fn text(&self, index: usize) -> &str {
+        self.rows.text(index)
+    }
+
+    fn numbers(&self, index: usize) -> (u64, u64) {
+        self.rows.numbers(index)
+    }
+
+    fn differential(&self) -> bool {
+        self.rows.differential()
+    }
+}
+
+/// Inclusive values of one frame of the layout: sums of the stored counts of
+/// its stacks, exact.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Node {
+    pub(crate) after: u64,
+    pub(crate) before: u64,
+}
+
+/// One frame being laid out.
+#[derive(Debug, Clone, Copy)]
+struct Open {
+    start: u64,
+    node: Node,
+    seq: u32,
+}
+
+/// Flags of an opened frame: drawn, and whether inferno can take a line cut
+/// after it.
+const KEPT: u8 = 1;
+const CUTTABLE: u8 = 2;
+
+/// The layout inferno computes from the sorted lines: every frame at least
+/// `min_samples` wide keyed by (depth, start offset), depth 0 being the `all`
+/// frame, with its inclusive BEFORE and AFTER values (for a differential
+/// graph; empty otherwise); and the lines to give inferno, in order: each
+/// stack cut to the frames it will draw, consecutive equal ones merged.
+/// Frames narrower than `min_samples` are too narrow for inferno to draw, so
+/// the graph is the same, from a fraction of the lines.
+///
+/// The lines' text is read once: the walk records what the cutting needs
+/// (frames shared and frames of each line, flags of each frame opened).
+pub(crate) fn layout(
+    lines: &dyn Lines,
+    min_samples: u64,
+) -> (FxHashMap<(u32, u64), Node>, Vec<String>) {
+    let differential = lines.differential();
+    let mut nodes: FxHashMap<(u32, u64), Node> = FxHashMap::default();
+    // Per frame, numbered as opened.
+    let mut flags: Vec<u8> = Vec::new();
+    // Per line: frames shared with the previous one (`all` counted), frames,
+    // index.
+    let mut shape: Vec<(u32, u32, u32)> = Vec::new();
+    let mut open: Vec<Open> = Vec::new();
+    let mut time = 0u64;
+    let mut close = |open: &mut Vec<Open>, keep: usize, time: u64, flags: &mut Vec<u8>| {
+        while open.len() > keep {
+            let o = open.pop().expect("open frame");
+            if let Some(p) = open.last_mut() {
+                p.node.before += o.node.before;
+                p.node.after += o.node.after;
+            }
+            let depth = open.len();
+            if depth == 0 || time - o.start >= min_samples {
+                if differential {
+                    nodes.insert((depth as u32, o.start), o.node);
+                }
+                flags[o.seq as usize] |= KEPT;
+            }
+        }
+    };
+    lines.walk(&mut |l| {
+        close(&mut open, l.shared, time, &mut flags);
+        for d in open.len()..=l.depth {
+            open.push(Open {
+                start: time,
+                node: Node::default(),
+                seq: u32::try_from(flags.len()).expect("fewer than 2^32 frames"),
+            });
+            flags.push(if d > 0 && l.cuttable.get(d).copied().unwrap_or(false) {
+                CUTTABLE
+            } else {
+                0
+            });
+        }
+        let leaf = open.last_mut().expect("a frame");
+        leaf.node.before += l.raw[0];
+        leaf.node.after += l.raw[1];
+        time += l.width;
+        shape.push((l.shared as u32, l.depth as u32, l.index as u32));
+    });
+    close(&mut open, 0, time, &mut flags);
+    drop(open);
+
+    // Second pass, on the records: cut each stack after its last kept frame
+    // (kept frames have kept parents), unless inferno cannot take it cut
+    // there: then it gets the whole stack, whose extra frames are as narrow as
+    // the first one cut.
+    let mut out: Vec<String> = Vec::new();
+    // Of the open frames' prefix, by depth: kept frames, and each frame's number.
+    let mut prefix_kept: Vec<usize> = Vec::new();
+    let mut path: Vec<u32> = Vec::new();
+    let mut seq = 0u32;
+    // The line being merged: line index, frames to keep (None: all), before, width.
+    type Pending = (usize, Option<usize>, u64, u64);
+    let mut pending: Option<Pending> = None;
+    let flush = |out: &mut Vec<String>, p: Pending| {
+        let text = lines.text(p.0);
+        let text = match p.1 {
+            Some(frames) => {
+                let end = text
+                    .bytes()
+                    .enumerate()
+                    .filter(|&(_, b)| b == b';')
+                    .nth(frames - 1)
+                    .map_or(text.len(), |(i, _)| i);
+                &text[..end]
+            }
+            None => text,
+        };
+        let mut buf = itoa::Buffer::new();
+        let mut line = String::with_capacity(text.len() + 24);
+        line.push_str(text);
+        if differential {
+            line.push(' ');
+            line.push_str(buf.format(p.2));
+        }
+        line.push(' ');
+        line.push_str(buf.format(p.3));
+        out.push(line);
+    };
+    let mut pending_depth = 0usize;
+    for &(shared, depth, index) in &shape {
+        let (shared, depth, index) = (shared as usize, depth as usize, index as usize);
+        prefix_kept.truncate(shared);
+        path.truncate(shared);
+        for d in prefix_kept.len()..=depth {
+            let k = if d == 0 {
+                0
+            } else if flags[seq as usize] & KEPT != 0 && prefix_kept[d - 1] == d - 1 {
+                d
+            } else {
+                prefix_kept[d - 1]
+            };
+            prefix_kept.push(k);
+            path.push(seq);
+            seq += 1;
+        }
+        let mut cut_depth = prefix_kept[depth].max(1);
+        if cut_depth < depth && flags[path[cut_depth] as usize] & CUTTABLE == 0 {
+            cut_depth = depth;
+        }
+        let cut = (cut_depth < depth).then_some(cut_depth);
+        let (before, width) = lines.numbers(index);
+        match &mut pending {
+            Some(p) if pending_depth == cut_depth && shared > cut_depth => {
+                p.2 += before;
+                p.3 += width;
+            }
+            _ => {
+                if let Some(p) = pending.take() {
+                    flush(&mut out, p);
+                }
+                pending = Some((index, cut, before, width));
+                pending_depth = cut_depth;
+            }
+        }
+    }
+    if let Some(p) = pending.take() {
+        flush(&mut out, p);
+    }
+    (nodes, out)
+}
+
+/// The fewest counts a frame needs to be kept by [`layout`] for a graph of
+/// `total` counts: inferno omits every frame narrower than `min_width`
+/// percent of the total (its `minwidth_time`, computed here as inferno does),
+/// whatever the width of the image.
+pub(crate) fn min_samples(min_width: f64, total: u64) -> u64 {
+    let widthpertime_pct = 100.0 / total as f64;
+    let minwidth_time = min_width / widthpertime_pct;
+    // inferno keeps a frame of `w` counts when `w as f64 >= minwidth_time`:
+    // every such `w` is at least the floor.
+    if minwidth_time.is_finite() && minwidth_time > 0.0 {
+        minwidth_time.floor() as u64
+    } else {
+        0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_compare_as_text() {
+        let cases: &[(&str, &[u64])] = &[
+            ("a", &[5]),
+            ("a", &[10]),
+            ("a b", &[3]),
+            ("a 1x", &[7]),
+            ("a;b", &[1]),
+            ("a\tb", &[2]),
+            ("ab", &[1]),
+            ("a", &[1, 2]),
+            ("a b", &[1, 20]),
+            ("", &[4]),
+        ];
+        let text = |(s, n): &(&str, &[u64])| {
+            let mut t = s.to_string();
+            for v in *n {
+                t.push_str(&format!(" {v}"));
+            }
+            t
+        };
+        for a in cases {
+            for b in cases {
+                assert_eq!(
+                    cmp_lines(a.0, a.1, b.0, b.1),
+                    text(a).cmp(&text(b)),
+                    "{a:?} {b:?}"
+                );
+            }
+        }
+        assert_eq!(common_prefix(b"abcdefghij", b"abcdefghiX"), 9);
+        assert_eq!(common_prefix(b"abc", b"abcdef"), 3);
+        assert_eq!(common_prefix(b"xbc", b"abc"), 0);
+    }
+
+    #[test]
+    fn walk_shares_frames_with_the_previous_stack() {
+        let rows = ["a;b;c", "a;b", "a;bc;d", "a;;x", "a;", "b 1", "a;b;c;d"]
+            .iter()
+            .map(|s| Row::single(s, 1))
+            .collect();
+        let sorted = SortedRows::new(rows, false);
+        let mut seen = Vec::new();
+        sorted.walk(&mut |l| {
+            let text = sorted.text(l.index);
+            seen.push((text.to_string(), l.depth, l.shared, l.cuttable.to_vec()));
+        });
+        let expect = |t: &str, shared: usize| {
+            let frames: Vec<&str> = t.split(';').collect();
+            let mut cuts = vec![false];
+            for (i, f) in frames.iter().enumerate() {
+                cuts.push(cuttable(f, i + 1, true));
+            }
+            (t.to_string(), frames.len(), shared, cuts)
+        };
+        assert_eq!(
+            seen,
+            vec![
+                expect("a;", 0),
+                expect("a;;x", 3),
+                expect("a;b", 2),
+                expect("a;b;c", 3),
+                expect("a;b;c;d", 4),
+                expect("a;bc;d", 2),
+                expect("b 1", 1),
+            ]
+        );
+    }
+}
