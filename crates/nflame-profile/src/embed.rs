@@ -38,8 +38,6 @@ use std::path::Path;
 
 use base64::Engine as _;
 use flate2::read::MultiGzDecoder;
-use flate2::write::GzEncoder;
-use flate2::Compression;
 use serde::{Deserialize, Serialize};
 
 use crate::folded::{LineReader, ReadOptions};
@@ -315,6 +313,20 @@ impl Compressed {
     }
 }
 
+/// One gzip member of `text`: a header, the deflate stream (miniz_oxide at
+/// level 1, fast and fair on folded text, where zlib-rs's fastest level
+/// compresses it a third worse, more slowly), CRC-32 and length.
+fn gzip_member(text: &[u8]) -> Vec<u8> {
+    let deflated = miniz_oxide::deflate::compress_to_vec(text, 1);
+    let mut out = Vec::with_capacity(deflated.len() + 18);
+    // Magic, deflate, no flags, no time, fastest, unknown system.
+    out.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 4, 0xff]);
+    out.extend_from_slice(&deflated);
+    out.extend_from_slice(&crc32fast::hash(text).to_le_bytes());
+    out.extend_from_slice(&(text.len() as u32).to_le_bytes());
+    out
+}
+
 /// Compresses the folded text of the stacks `stack(0)`, …, `stack(n - 1)`
 /// (`None` skips one), after the unit header of `measure`, with counts of its
 /// decimals. Members are compressed in parallel (gzip level 1: embedding must
@@ -355,9 +367,7 @@ where
                     let _ = crate::folded::write_line(&mut text, s, c, measure.decimals);
                 }
             }
-            let mut gz = GzEncoder::new(Vec::with_capacity(text.len() / 2), Compression::new(1));
-            let _ = gz.write_all(&text);
-            (gz.finish().unwrap_or_default(), text.len() as u64)
+            (gzip_member(&text), text.len() as u64)
         })
         .collect();
     Compressed {
@@ -376,49 +386,77 @@ pub fn compress_while<R: Send>(
     measure: Measure,
     produce: impl FnOnce(&mut dyn FnMut(&str, u64)) -> R + Send,
 ) -> (R, Compressed) {
+    let (r, mut c) = compress_each_while(&[measure], |push| {
+        produce(&mut |stack, count| push(0, stack, count))
+    });
+    (r, c.pop().expect("one profile"))
+}
+
+/// [`compress_while`] for several profiles at once: `produce` hands each
+/// stack with the index of its profile in `measures`.
+pub fn compress_each_while<R: Send>(
+    measures: &[Measure],
+    produce: impl FnOnce(&mut dyn FnMut(usize, &str, u64)) -> R + Send,
+) -> (R, Vec<Compressed>) {
     use std::sync::Mutex;
-    let done: Mutex<Vec<(usize, Vec<u8>, u64)>> = Mutex::new(Vec::new());
-    let mut stacks = 0u64;
-    let compress = |slot: usize, text: Vec<u8>| {
-        let mut gz = GzEncoder::new(Vec::with_capacity(text.len() / 2), Compression::new(1));
-        // Writing into a Vec cannot fail.
-        let _ = gz.write_all(&text);
-        let member = gz.finish().unwrap_or_default();
-        done.lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push((slot, member, text.len() as u64));
+    /// A member compressed: profile, member, gzip bytes, text bytes.
+    type Member = (usize, usize, Vec<u8>, u64);
+    let done: Mutex<Vec<Member>> = Mutex::new(Vec::new());
+    let mut stacks = vec![0u64; measures.len()];
+    let compress = |profile: usize, slot: usize, text: Vec<u8>| {
+        let member = gzip_member(&text);
+        done.lock().unwrap_or_else(|e| e.into_inner()).push((
+            profile,
+            slot,
+            member,
+            text.len() as u64,
+        ));
     };
     let result = rayon::scope(|scope| {
         let new_buffer = || Vec::with_capacity(MEMBER_TEXT + MEMBER_TEXT / 8);
-        let mut text = new_buffer();
-        let _ = crate::folded::write_header(&mut text, measure.unit);
-        let mut slot = 0;
+        // Per profile: the text being filled, and members started.
+        let mut texts: Vec<(Vec<u8>, usize)> = measures
+            .iter()
+            .map(|m| {
+                let mut text = new_buffer();
+                let _ = crate::folded::write_header(&mut text, m.unit);
+                (text, 0)
+            })
+            .collect();
         let compress = &compress;
-        let mut push = |stack: &str, count: u64| {
-            let _ = crate::folded::write_line(&mut text, stack, count, measure.decimals);
-            stacks += 1;
+        let mut push = |profile: usize, stack: &str, count: u64| {
+            let (text, slot) = &mut texts[profile];
+            let _ = crate::folded::write_line(text, stack, count, measures[profile].decimals);
+            stacks[profile] += 1;
             if text.len() >= MEMBER_TEXT {
-                let full = std::mem::replace(&mut text, new_buffer());
-                let s = slot;
-                slot += 1;
-                scope.spawn(move |_| compress(s, full));
+                let full = std::mem::replace(text, new_buffer());
+                let s = *slot;
+                *slot += 1;
+                scope.spawn(move |_| compress(profile, s, full));
             }
         };
         let result = produce(&mut push);
-        if !text.is_empty() || slot == 0 {
-            let s = slot;
-            scope.spawn(move |_| compress(s, text));
+        for (profile, (text, slot)) in texts.into_iter().enumerate() {
+            if !text.is_empty() || slot == 0 {
+                scope.spawn(move |_| compress(profile, slot, text));
+            }
         }
         result
     });
     let mut done = done.into_inner().unwrap_or_else(|e| e.into_inner());
-    done.sort_unstable_by_key(|m| m.0);
-    let compressed = Compressed {
-        text_bytes: done.iter().map(|m| m.2).sum(),
-        members: done.into_iter().map(|m| m.1).collect(),
-        stacks,
-    };
-    (result, compressed)
+    done.sort_unstable_by_key(|m| (m.0, m.1));
+    let mut out: Vec<Compressed> = stacks
+        .iter()
+        .map(|&n| Compressed {
+            stacks: n,
+            ..Compressed::default()
+        })
+        .collect();
+    for (profile, _, member, text) in done {
+        out[profile].text_bytes += text;
+        out[profile].members.push(member);
+    }
+    (result, out)
 }
 
 /// A profile's folded text, compressed (see [`compress_stacks`]), stacks in

@@ -315,18 +315,23 @@ impl Profile {
 
     /// The count of one stack (0 if absent).
     pub fn get(&self, stack: &str) -> u64 {
+        self.index_of(stack).map_or(0, |i| self.entries[i].count)
+    }
+
+    /// The stacks, in the order they were first added.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, u64)> + Clone + '_ {
+        self.entries.iter().map(|e| (self.text.get(e), e.count))
+    }
+
+    /// Where `stack` is in [`Profile::iter`]'s order, if present.
+    pub fn index_of(&self, stack: &str) -> Option<usize> {
         let hash = hash_of(stack);
         self.table
             .find(table_hash(hash), |&i| {
                 let e = &self.entries[i as usize];
                 e.hash == hash && self.text.get(e) == stack
             })
-            .map_or(0, |&i| self.entries[i as usize].count)
-    }
-
-    /// The stacks, in the order they were first added.
-    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, u64)> + Clone + '_ {
-        self.entries.iter().map(|e| (self.text.get(e), e.count))
+            .map(|&i| i as usize)
     }
 
     /// Stack `i` of [`Profile::iter`]'s order and its count.
