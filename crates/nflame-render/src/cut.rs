@@ -20,8 +20,6 @@
 
 use std::cmp::Ordering;
 
-use rustc_hash::FxHashMap;
-
 /// A line as inferno will see it, with what the layout needs of it.
 pub(crate) struct Line<'a> {
     /// The stack's stored counts, before and after (a flame graph's in `[1]`).
@@ -113,70 +111,35 @@ pub(crate) fn common_prefix(a: &[u8], b: &[u8]) -> usize {
     i
 }
 
-/// A stack to draw and what its line says.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Row<'t> {
-    /// The line's first eight bytes, big-endian, zero-padded: most
-    /// comparisons end here, without reading the text.
-    key: u64,
-    /// The stack, root first.
-    pub(crate) text: &'t str,
-    /// BEFORE in graph units (differential lines only).
-    pub(crate) before: u64,
-    /// Its width in graph units.
-    pub(crate) width: u64,
-    /// Its stored counts, before and after.
-    pub(crate) raw: [u64; 2],
+/// Stacks to draw, by index, and what their lines say.
+pub(crate) trait RowSource: Sync {
+    /// How many rows.
+    fn len(&self) -> usize;
+    /// Row `i`'s stack, root first.
+    fn text(&self, i: usize) -> &str;
+    /// Its stored counts, before and after (a flame graph's in `[1]`).
+    fn raw(&self, i: usize) -> [u64; 2];
+    /// BEFORE in graph units (0 for a flame graph) and the width of its line.
+    fn numbers(&self, i: usize) -> (u64, u64);
 }
 
-impl<'t> Row<'t> {
-    /// A row of a flame graph: `stack COUNT`.
-    pub(crate) fn single(text: &'t str, count: u64) -> Row<'t> {
-        Row {
-            key: 0,
-            text,
-            before: 0,
-            width: count,
-            raw: [0, count],
+/// The line's first eight bytes, big-endian, zero-padded: most comparisons
+/// of lines end there, without reading the text.
+fn line_key(text: &str, numbers: &[u64]) -> u64 {
+    let mut key = [0u8; 8];
+    let t = text.as_bytes();
+    let n = t.len().min(8);
+    key[..n].copy_from_slice(&t[..n]);
+    if n < 8 {
+        let mut line = Vec::with_capacity(32);
+        for v in numbers {
+            line.push(b' ');
+            line.extend_from_slice(itoa::Buffer::new().format(*v).as_bytes());
         }
+        let m = line.len().min(8 - n);
+        key[n..n + m].copy_from_slice(&line[..m]);
     }
-
-    /// A row of a differential graph: `stack BEFORE WIDTH`.
-    pub(crate) fn differential(text: &'t str, before: u64, width: u64, raw: [u64; 2]) -> Row<'t> {
-        Row {
-            key: 0,
-            text,
-            before,
-            width,
-            raw,
-        }
-    }
-
-    fn numbers(&self, differential: bool) -> ([u64; 2], usize) {
-        if differential {
-            ([self.before, self.width], 2)
-        } else {
-            ([self.width, 0], 1)
-        }
-    }
-
-    fn set_key(&mut self, differential: bool) {
-        let mut key = [0u8; 8];
-        let t = self.text.as_bytes();
-        let n = t.len().min(8);
-        key[..n].copy_from_slice(&t[..n]);
-        if n < 8 {
-            let mut line = Vec::with_capacity(32);
-            let (nums, k) = self.numbers(differential);
-            for v in &nums[..k] {
-                line.push(b' ');
-                line.extend_from_slice(itoa::Buffer::new().format(*v).as_bytes());
-            }
-            let m = line.len().min(8 - n);
-            key[n..n + m].copy_from_slice(&line[..m]);
-        }
-        self.key = u64::from_be_bytes(key);
-    }
+    u64::from_be_bytes(key)
 }
 
 /// How many rows ahead [`SortedRows`]'s walk asks for the text it will read.
@@ -204,34 +167,103 @@ fn prefetch(bytes: &[u8]) {
     let _ = bytes;
 }
 
-/// Rows in the order of inferno's sorted lines, walked as [`Lines`].
-pub(crate) struct SortedRows<'t> {
-    rows: Vec<Row<'t>>,
+/// Rows in the order of inferno's sorted lines, walked as [`Lines`]. Rows
+/// without width are left out (inferno draws nothing for them).
+pub(crate) struct SortedRows<'s> {
+    source: &'s dyn RowSource,
+    /// Rows, in order.
+    order: Vec<u32>,
     differential: bool,
     /// The sum of the widths.
     pub(crate) total: u64,
 }
 
-impl<'t> SortedRows<'t> {
-    /// Sorts `rows` (in parallel) as inferno sorts their lines; rows
-    /// without width are dropped (inferno draws nothing for them).
-    pub(crate) fn new(mut rows: Vec<Row<'t>>, differential: bool) -> SortedRows<'t> {
-        use rayon::prelude::*;
-        rows.retain(|r| r.width > 0);
-        rows.par_iter_mut().for_each(|r| r.set_key(differential));
-        rows.par_sort_unstable_by(|a, b| {
-            a.key.cmp(&b.key).then_with(|| {
-                let (na, ka) = a.numbers(differential);
-                let (nb, kb) = b.numbers(differential);
-                cmp_lines(a.text, &na[..ka], b.text, &nb[..kb])
-            })
-        });
-        let total = rows.iter().map(|r| r.width).sum();
+impl<'s> SortedRows<'s> {
+    /// The numbers of row `i`'s line.
+    fn line_numbers(&self, i: usize) -> ([u64; 2], usize) {
+        let (before, width) = self.source.numbers(i);
+        if self.differential {
+            ([before, width], 2)
+        } else {
+            ([width, 0], 1)
+        }
+    }
+
+    fn cmp(&self, a: usize, b: usize) -> Ordering {
+        let (na, ka) = self.line_numbers(a);
+        let (nb, kb) = self.line_numbers(b);
+        cmp_lines(
+            self.source.text(a),
+            &na[..ka],
+            self.source.text(b),
+            &nb[..kb],
+        )
+    }
+
+    fn with_order(source: &'s dyn RowSource, differential: bool, order: Vec<u32>) -> Self {
+        let total = order.iter().map(|&i| source.numbers(i as usize).1).sum();
         SortedRows {
-            rows,
+            source,
+            order,
             differential,
             total,
         }
+    }
+
+    /// Sorts the rows of `source` (in parallel) as inferno sorts their lines.
+    pub(crate) fn sort(source: &'s dyn RowSource, differential: bool) -> SortedRows<'s> {
+        use rayon::prelude::*;
+        let mut rows = SortedRows::with_order(source, differential, Vec::new());
+        let mut keyed: Vec<(u64, u32)> = (0..source.len())
+            .into_par_iter()
+            .filter_map(|i| {
+                let (nums, k) = rows.line_numbers(i);
+                (nums[k - 1] > 0).then(|| (line_key(source.text(i), &nums[..k]), i as u32))
+            })
+            .collect();
+        keyed.par_sort_unstable_by(|a, b| {
+            a.0.cmp(&b.0)
+                .then_with(|| rows.cmp(a.1 as usize, b.1 as usize))
+        });
+        rows.order = keyed.into_iter().map(|(_, i)| i).collect();
+        rows.total = rows
+            .order
+            .iter()
+            .map(|&i| source.numbers(i as usize).1)
+            .sum();
+        rows
+    }
+
+    /// The rows of `source`, which are sorted by their stacks' text: that
+    /// is their lines' order but where a stack continues another with a
+    /// blank or a control character, which a stable sort puts right.
+    pub(crate) fn nearly_sorted(source: &'s dyn RowSource, differential: bool) -> SortedRows<'s> {
+        let order: Vec<u32> = (0..source.len() as u32)
+            .filter(|&i| source.numbers(i as usize).1 > 0)
+            .collect();
+        let mut rows = SortedRows::with_order(source, differential, order);
+        let mut sorted = true;
+        for w in 0..rows.order.len().saturating_sub(1) {
+            if let Some(&ahead) = rows.order.get(w + PREFETCH_AHEAD) {
+                prefetch(source.text(ahead as usize).as_bytes());
+            }
+            if rows.cmp(rows.order[w] as usize, rows.order[w + 1] as usize) == Ordering::Greater {
+                sorted = false;
+                break;
+            }
+        }
+        if !sorted {
+            let mut order = std::mem::take(&mut rows.order);
+            order.sort_by(|&a, &b| rows.cmp(a as usize, b as usize));
+            rows.order = order;
+        }
+        rows
+    }
+
+    /// The rows, in order.
+    #[cfg(test)]
+    pub(crate) fn order(&self) -> &[u32] {
+        &self.order
     }
 }
 
@@ -260,13 +292,15 @@ impl Lines for SortedRows<'_> {
         // cut after (`all` first).
         let mut ends: Vec<usize> = Vec::new();
         let mut cut = vec![false];
-        for (index, row) in self.rows.iter().enumerate() {
+        for (index, &row) in self.order.iter().enumerate() {
             // Sorted rows point all over the profile's text: ask for a later
             // row's text now, so it is in the cache when its turn comes.
-            if let Some(ahead) = self.rows.get(index + PREFETCH_AHEAD) {
-                prefetch(ahead.text.as_bytes());
+            if let Some(&ahead) = self.order.get(index + PREFETCH_AHEAD) {
+                prefetch(self.source.text(ahead as usize).as_bytes());
             }
-            let text = row.text.as_bytes();
+            let row = row as usize;
+            let stack = self.source.text(row);
+            let text = stack.as_bytes();
             // Frames shared with the previous stack: those ending before the
             // first byte that differs, and the one ending there if it ends
             // there in both.
@@ -285,12 +319,12 @@ impl Lines for SortedRows<'_> {
             let mut start = ends.last().map_or(0, |&e| e + 1);
             frame_ends(text, start, &mut ends);
             for (d, &end) in ends.iter().enumerate().skip(shared) {
-                cut.push(cuttable(&row.text[start..end], d + 1, !self.differential));
+                cut.push(cuttable(&stack[start..end], d + 1, !self.differential));
                 start = end + 1;
             }
             f(&Line {
-                raw: row.raw,
-                width: row.width,
+                raw: self.source.raw(row),
+                width: self.source.numbers(row).1,
                 depth: ends.len(),
                 shared: if index == 0 { 0 } else { shared + 1 },
                 cuttable: &cut,
@@ -301,12 +335,11 @@ impl Lines for SortedRows<'_> {
     }
 
     fn text(&self, index: usize) -> &str {
-        self.rows[index].text
+        self.source.text(self.order[index] as usize)
     }
 
     fn numbers(&self, index: usize) -> (u64, u64) {
-        let r = &self.rows[index];
-        (r.before, r.width)
+        self.source.numbers(self.order[index] as usize)
     }
 
     fn differential(&self) -> bool {
@@ -318,11 +351,12 @@ impl Lines for SortedRows<'_> {
 /// has just read its text ([`layout`] walks once).
 pub(crate) struct Teed<'r, 't> {
     rows: &'r SortedRows<'t>,
-    each: std::cell::RefCell<&'r mut dyn FnMut(&Row<'t>)>,
+    each: std::cell::RefCell<&'r mut dyn FnMut(usize)>,
 }
 
 impl<'r, 't> Teed<'r, 't> {
-    pub(crate) fn new(rows: &'r SortedRows<'t>, each: &'r mut dyn FnMut(&Row<'t>)) -> Self {
+    /// `each` gets the row's index in the source.
+    pub(crate) fn new(rows: &'r SortedRows<'t>, each: &'r mut dyn FnMut(usize)) -> Self {
         Teed {
             rows,
             each: std::cell::RefCell::new(each),
@@ -334,7 +368,7 @@ impl Lines for Teed<'_, '_> {
     fn walk(&self, f: &mut dyn FnMut(&Line<'_>)) {
         let mut each = self.each.borrow_mut();
         self.rows.walk(&mut |l| {
-            each(&self.rows.rows[l.index]);
+            each(self.rows.order[l.index] as usize);
             f(l)
         })
     }
@@ -360,6 +394,15 @@ pub(crate) struct Node {
     pub(crate) before: u64,
 }
 
+/// A frame the layout keeps (inferno draws it): depth (0 for `all`), start
+/// and inclusive values (for a differential graph).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Kept {
+    pub(crate) depth: u32,
+    pub(crate) start: u64,
+    pub(crate) node: Node,
+}
+
 /// One frame being laid out.
 #[derive(Debug, Clone, Copy)]
 struct Open {
@@ -374,21 +417,18 @@ const KEPT: u8 = 1;
 const CUTTABLE: u8 = 2;
 
 /// The layout inferno computes from the sorted lines: every frame at least
-/// `min_samples` wide keyed by (depth, start offset), depth 0 being the `all`
-/// frame, with its inclusive BEFORE and AFTER values (for a differential
-/// graph; empty otherwise); and the lines to give inferno, in order: each
-/// stack cut to the frames it will draw, consecutive equal ones merged.
+/// `min_samples` wide, in the order inferno writes them (as they close), with
+/// its inclusive BEFORE and AFTER values (for a differential graph; none
+/// otherwise); and the lines to give inferno, in order: each stack cut to
+/// the frames it will draw, consecutive equal ones merged.
 /// Frames narrower than `min_samples` are too narrow for inferno to draw, so
 /// the graph is the same, from a fraction of the lines.
 ///
 /// The lines' text is read once: the walk records what the cutting needs
 /// (frames shared and frames of each line, flags of each frame opened).
-pub(crate) fn layout(
-    lines: &dyn Lines,
-    min_samples: u64,
-) -> (FxHashMap<(u32, u64), Node>, Vec<String>) {
+pub(crate) fn layout(lines: &dyn Lines, min_samples: u64) -> (Vec<Kept>, Vec<String>) {
     let differential = lines.differential();
-    let mut nodes: FxHashMap<(u32, u64), Node> = FxHashMap::default();
+    let mut nodes: Vec<Kept> = Vec::new();
     // Per frame, numbered as opened.
     let mut flags: Vec<u8> = Vec::new();
     // Per line: frames shared with the previous one (`all` counted), frames,
@@ -396,7 +436,10 @@ pub(crate) fn layout(
     let mut shape: Vec<(u32, u32, u32)> = Vec::new();
     let mut open: Vec<Open> = Vec::new();
     let mut time = 0u64;
+    // inferno lists the frames a line closes from the shallowest to the
+    // deepest: they are popped the other way round, then reversed.
     let mut close = |open: &mut Vec<Open>, keep: usize, time: u64, flags: &mut Vec<u8>| {
+        let closed = nodes.len();
         while open.len() > keep {
             let o = open.pop().expect("open frame");
             if let Some(p) = open.last_mut() {
@@ -404,13 +447,18 @@ pub(crate) fn layout(
                 p.node.after += o.node.after;
             }
             let depth = open.len();
-            if depth == 0 || time - o.start >= min_samples {
+            if time - o.start >= min_samples {
                 if differential {
-                    nodes.insert((depth as u32, o.start), o.node);
+                    nodes.push(Kept {
+                        depth: depth as u32,
+                        start: o.start,
+                        node: o.node,
+                    });
                 }
                 flags[o.seq as usize] |= KEPT;
             }
         }
+        nodes[closed..].reverse();
     };
     lines.walk(&mut |l| {
         close(&mut open, l.shared, time, &mut flags);
@@ -517,15 +565,15 @@ pub(crate) fn layout(
 
 /// The fewest counts a frame needs to be kept by [`layout`] for a graph of
 /// `total` counts: inferno omits every frame narrower than `min_width`
-/// percent of the total (its `minwidth_time`, computed here as inferno does),
-/// whatever the width of the image.
+/// percent of the total, whatever the width of the image. This is its
+/// `minwidth_time`, computed as inferno does: the frames kept are exactly the
+/// frames it draws.
 pub(crate) fn min_samples(min_width: f64, total: u64) -> u64 {
     let widthpertime_pct = 100.0 / total as f64;
     let minwidth_time = min_width / widthpertime_pct;
-    // inferno keeps a frame of `w` counts when `w as f64 >= minwidth_time`:
-    // every such `w` is at least the floor.
+    // inferno keeps a frame of `w` counts when `w as f64 >= minwidth_time`.
     if minwidth_time.is_finite() && minwidth_time > 0.0 {
-        minwidth_time.floor() as u64
+        minwidth_time.ceil() as u64
     } else {
         0
     }
@@ -572,11 +620,35 @@ mod tests {
 
     #[test]
     fn walk_shares_frames_with_the_previous_stack() {
-        let rows = ["a;b;c", "a;b", "a;bc;d", "a;;x", "a;", "b 1", "a;b;c;d"]
-            .iter()
-            .map(|s| Row::single(s, 1))
-            .collect();
-        let sorted = SortedRows::new(rows, false);
+        struct Ones(Vec<&'static str>);
+        impl RowSource for Ones {
+            fn len(&self) -> usize {
+                self.0.len()
+            }
+            fn text(&self, i: usize) -> &str {
+                self.0[i]
+            }
+            fn raw(&self, _: usize) -> [u64; 2] {
+                [0, 1]
+            }
+            fn numbers(&self, _: usize) -> (u64, u64) {
+                (0, 1)
+            }
+        }
+        let rows = Ones(vec![
+            "a;b;c", "a;b", "a;bc;d", "a;;x", "a;", "b 1", "a;b;c;d",
+        ]);
+        let sorted = SortedRows::sort(&rows, false);
+        let mut again = rows.0.clone();
+        again.sort();
+        let again = Ones(again);
+        let nearly = SortedRows::nearly_sorted(&again, false);
+        let texts = |s: &SortedRows<'_>| -> Vec<String> {
+            (0..s.order().len())
+                .map(|i| s.text(i).to_string())
+                .collect()
+        };
+        assert_eq!(texts(&sorted), texts(&nearly));
         let mut seen = Vec::new();
         sorted.walk(&mut |l| {
             let text = sorted.text(l.index);

@@ -27,7 +27,7 @@ use nflame_profile::tree::StackTree;
 use nflame_profile::unit::pow10;
 use nflame_profile::{Measure, Profile};
 
-use cut::{min_samples, Row, SortedRows, Teed};
+use cut::{min_samples, RowSource, SortedRows, Teed};
 
 /// nflame's version, as stored in every SVG.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -71,7 +71,8 @@ pub struct RenderOptions {
     pub palette: String,
     /// Width in pixels; `None` (the default) gives a fluid width.
     pub width: Option<usize>,
-    /// Frames narrower than this many pixels are omitted. Default is 0.1.
+    /// Frames narrower than this percentage of the graph's width (of the
+    /// total) are omitted, as inferno's `min_width` does. Default is 0.1.
     pub min_width: f64,
     /// An icicle graph: root at the top. Default is false.
     pub inverted: bool,
@@ -245,12 +246,12 @@ enum Placement {
 /// together, otherwise each beside the SVG as `SIDECAR.ROLE.folded.gz` if
 /// `sidecar` names the SVG's file, or left out.
 struct Placed<'r> {
-    profiles: Vec<(&'r str, Placement, embed::Compressed)>,
+    profiles: Vec<(&'r str, Placement, &'r embed::Compressed)>,
 }
 
 impl<'r> Placed<'r> {
     fn new(
-        compressed: Vec<(&'r str, embed::Compressed)>,
+        compressed: Vec<(&'r str, &'r embed::Compressed)>,
         limit: Option<u64>,
         sidecar: Option<&str>,
     ) -> Placed<'r> {
@@ -292,7 +293,7 @@ impl<'r> Placed<'r> {
         for (role, p, c) in self.profiles {
             match p {
                 Placement::Embedded => {}
-                Placement::Beside(name) => carried.beside.push((role.to_string(), name, c)),
+                Placement::Beside(name) => carried.beside.push((role.to_string(), name, c.clone())),
                 Placement::Omitted => carried.omitted.push((role.to_string(), c.len())),
             }
         }
@@ -381,25 +382,8 @@ pub fn render_profile_with<W: Write>(
         return finish_profile(profile, &o, measure, svg, &context, sidecar, writer);
     }
     // inferno's lines, in its order, cut to the frames it draws.
-    let reversed: Vec<String>;
-    let rows: Vec<Row<'_>> = if opts.reverse {
-        // inferno reverses each line and trims it.
-        reversed = profile
-            .iter()
-            .map(|(s, _)| {
-                let r = s.rsplit(';').collect::<Vec<_>>().join(";");
-                r.trim_start().to_string()
-            })
-            .collect();
-        reversed
-            .iter()
-            .zip(profile.iter())
-            .map(|(r, (_, c))| Row::single(r, c))
-            .collect()
-    } else {
-        profile.iter().map(|(s, c)| Row::single(s, c)).collect()
-    };
-    let sorted = SortedRows::new(rows, false);
+    let rows = ProfileRows::new(profile, opts.reverse);
+    let sorted = SortedRows::sort(&rows, false);
     if sorted.total == 0 {
         return Err(Error::Empty);
     }
@@ -414,7 +398,10 @@ pub fn render_profile_with<W: Write>(
         )
     } else {
         embed::compress_while(measure, |push| {
-            let mut each = |r: &Row<'_>| push(r.text, r.raw[1]);
+            let mut each = |i: usize| {
+                let (stack, count) = rows.stacks[i];
+                push(stack, count);
+            };
             cut::layout(&Teed::new(&sorted, &mut each), min).1
         })
     };
@@ -425,7 +412,7 @@ pub fn render_profile_with<W: Write>(
     // difference to the graph.
     oc.flamechart = true;
     oc.reverse = false;
-    let placed = Placed::new(vec![("profile", compressed)], o.embed_limit, sidecar);
+    let placed = Placed::new(vec![("profile", &compressed)], o.embed_limit, sidecar);
     let metadata = |w: &mut dyn Write| placed.write_metadata(w, &context);
     let mut out = WithMetadata::new(writer, &metadata);
     if measure.decimals > 0 {
@@ -438,6 +425,52 @@ pub fn render_profile_with<W: Write>(
     }
     out.finish()?;
     Ok(placed.into_carried())
+}
+
+/// A profile's stacks as rows of a flame graph (`stack COUNT`), reversed
+/// (leaf first) as inferno reverses them (and trims the line) if asked. The
+/// stacks are listed (not looked up in the profile) so that the rows' text is
+/// one read away.
+struct ProfileRows<'p> {
+    stacks: Vec<(&'p str, u64)>,
+    reversed: Option<Vec<String>>,
+}
+
+impl<'p> ProfileRows<'p> {
+    fn new(profile: &'p Profile, reverse: bool) -> ProfileRows<'p> {
+        let stacks: Vec<(&str, u64)> = profile.iter().collect();
+        let reversed = reverse.then(|| {
+            stacks
+                .iter()
+                .map(|(s, _)| {
+                    let r = s.rsplit(';').collect::<Vec<_>>().join(";");
+                    r.trim_start().to_string()
+                })
+                .collect()
+        });
+        ProfileRows { stacks, reversed }
+    }
+}
+
+impl RowSource for ProfileRows<'_> {
+    fn len(&self) -> usize {
+        self.stacks.len()
+    }
+
+    fn text(&self, i: usize) -> &str {
+        match &self.reversed {
+            Some(r) => &r[i],
+            None => self.stacks[i].0,
+        }
+    }
+
+    fn raw(&self, i: usize) -> [u64; 2] {
+        [0, self.stacks[i].1]
+    }
+
+    fn numbers(&self, i: usize) -> (u64, u64) {
+        (0, self.stacks[i].1)
+    }
 }
 
 /// Writes the SVG of a profile drawn from all its lines, with its metadata.
@@ -455,11 +488,8 @@ fn finish_profile<W: Write>(
         titles::write_exact(&svg, measure, o, &mut exact)?;
         svg = exact;
     }
-    let placed = Placed::new(
-        vec![("profile", embed::compress_profile(profile))],
-        o.embed_limit,
-        sidecar,
-    );
+    let compressed = embed::compress_profile(profile);
+    let placed = Placed::new(vec![("profile", &compressed)], o.embed_limit, sidecar);
     let at = embed::svg_open_end(&svg).unwrap_or(0);
     writer.write_all(&svg[..at])?;
     writer.write_all(b"\n")?;
@@ -503,37 +533,54 @@ fn with_context_subtitle(opts: &RenderOptions, context: &Context) -> RenderOptio
 /// the change of its inclusive share (red grew, blue shrank), and stacks that
 /// exist only in BEFORE drawn hatched at their BEFORE width. The SVG carries
 /// both profiles.
-pub fn render_diff<W: Write>(
-    diff: &Diff,
-    opts: &RenderOptions,
-    mut writer: W,
-) -> Result<(), Error> {
-    let (svg, meta) = rayon::join(
-        || -> Result<Vec<u8>, Error> {
-            let mut svg = Vec::with_capacity(1 << 20);
-            differential::draw(diff, None, opts, &mut svg)?;
-            Ok(svg)
-        },
-        || diff_metadata(diff, opts),
-    );
-    embed::write_with_metadata(&mut writer, &svg?, &meta)?;
+pub fn render_diff<W: Write>(diff: &Diff, opts: &RenderOptions, writer: W) -> Result<(), Error> {
+    let tree = diff.tree();
+    render_diff_to(diff, &tree, opts, None, writer)?;
     Ok(())
 }
 
-/// [`render_diff`] with the diff's tree ([`Diff::tree`]) and the SVG's
-/// metadata ([`diff_metadata`]) computed by the caller, who may need them for
-/// other things or compute them alongside other work.
-pub fn render_diff_with<W: Write>(
+/// [`render_diff`] with the diff's tree ([`Diff::tree`]) given, which the
+/// caller may need for other things; profiles over
+/// [`RenderOptions::embed_limit`] go beside the SVG as
+/// `SIDECAR.before.folded.gz` and `SIDECAR.after.folded.gz` when `sidecar`
+/// names its file (the caller writes them). Returns what was set aside and
+/// both profiles compressed (for another graph of the diff). The SVG streams
+/// to `writer`: it is never held whole.
+pub fn render_diff_to<W: Write>(
     diff: &Diff,
     tree: &StackTree<'_>,
-    metadata: &str,
     opts: &RenderOptions,
-    mut writer: W,
-) -> Result<(), Error> {
-    let mut svg = Vec::with_capacity(1 << 20);
-    differential::draw(diff, Some(tree), opts, &mut svg)?;
-    embed::write_with_metadata(&mut writer, &svg, metadata)?;
-    Ok(())
+    sidecar: Option<&str>,
+    writer: W,
+) -> Result<(Carried, DiffProfiles), Error> {
+    let measure = diff.measure();
+    // The layout reads every stack: the profiles are compressed meanwhile.
+    let (laid, mut c) = embed::compress_each_while(&[measure, measure], |push| {
+        let mut each = |i: usize| {
+            let s = &tree.stacks()[i];
+            for side in 0..2 {
+                if s.counts[side] > 0 {
+                    push(side, s.text, s.counts[side]);
+                }
+            }
+        };
+        differential::lay_out(diff, tree, opts, Some(&mut each))
+    });
+    let laid = laid?;
+    let after = c.pop().expect("two profiles");
+    let before = c.pop().expect("two profiles");
+    let profiles = DiffProfiles { before, after };
+    let context = diff_context(diff, opts);
+    let placed = profiles.placed(opts, sidecar);
+    let head = |svg: &mut Vec<u8>| -> std::io::Result<()> {
+        let at = embed::svg_open_end(svg).unwrap_or(0);
+        let mut meta = vec![b'\n'];
+        placed.write_metadata(&mut meta, &context)?;
+        svg.splice(at..at, meta);
+        Ok(())
+    };
+    differential::draw(diff, &laid, opts, &head, writer)?;
+    Ok((placed.into_carried(), profiles))
 }
 
 /// Draws the reverse view of a diff: widths from BEFORE (its own counts, so
@@ -542,36 +589,76 @@ pub fn render_diff_with<W: Write>(
 /// FlameGraph's convention (change of each stack's own samples, with AFTER
 /// scaled to BEFORE's total stack by stack).
 pub fn render_removed<W: Write>(diff: &Diff, opts: &RenderOptions, writer: W) -> Result<(), Error> {
-    let (svg, meta) = rayon::join(
-        || -> Result<Vec<u8>, Error> {
-            let mut svg = Vec::with_capacity(1 << 20);
-            draw_removed(diff, opts, &mut svg)?;
-            Ok(svg)
-        },
-        || diff_metadata(diff, opts),
-    );
-    write_removed(writer, &svg?, &meta)
-}
-
-/// [`render_removed`] with the SVG's metadata ([`diff_metadata`]) computed by
-/// the caller.
-pub fn render_removed_with<W: Write>(
-    diff: &Diff,
-    metadata: &str,
-    opts: &RenderOptions,
-    writer: W,
-) -> Result<(), Error> {
-    let mut svg = Vec::with_capacity(1 << 20);
-    draw_removed(diff, opts, &mut svg)?;
-    write_removed(writer, &svg, metadata)
-}
-
-fn write_removed<W: Write>(mut writer: W, svg: &[u8], metadata: &str) -> Result<(), Error> {
-    embed::write_with_metadata(&mut writer, svg, metadata)?;
+    let tree = diff.tree();
+    let profiles = DiffProfiles::of(diff, &tree);
+    let svg = draw_removed(diff, opts)?;
+    profiles.write(writer, &svg, diff, opts, None)?;
     Ok(())
 }
 
-fn draw_removed(diff: &Diff, opts: &RenderOptions, svg: &mut Vec<u8>) -> Result<(), Error> {
+/// Both profiles of a diff, compressed for its SVGs (see
+/// [`nflame_profile::embed`]).
+#[derive(Debug, Clone)]
+pub struct DiffProfiles {
+    before: embed::Compressed,
+    after: embed::Compressed,
+}
+
+impl DiffProfiles {
+    /// Compresses both profiles of `diff`, whose tree is `tree`, in the
+    /// tree's order.
+    pub fn of(diff: &Diff, tree: &StackTree<'_>) -> DiffProfiles {
+        let measure = diff.measure();
+        let ((), mut c) = embed::compress_each_while(&[measure, measure], |push| {
+            for s in tree.stacks() {
+                for side in 0..2 {
+                    if s.counts[side] > 0 {
+                        push(side, s.text, s.counts[side]);
+                    }
+                }
+            }
+        });
+        let after = c.pop().expect("two profiles");
+        let before = c.pop().expect("two profiles");
+        DiffProfiles { before, after }
+    }
+
+    fn placed(&self, opts: &RenderOptions, sidecar: Option<&str>) -> Placed<'_> {
+        Placed::new(
+            vec![("before", &self.before), ("after", &self.after)],
+            opts.embed_limit,
+            sidecar,
+        )
+    }
+
+    /// Writes `svg`, a graph of `diff` drawn with `opts`, with the context
+    /// and both profiles, carried as [`RenderOptions::embed_limit`] allows
+    /// (beside the SVG as `SIDECAR.before.folded.gz` and
+    /// `SIDECAR.after.folded.gz` if `sidecar` names it).
+    pub fn write<W: Write>(
+        &self,
+        mut writer: W,
+        svg: &[u8],
+        diff: &Diff,
+        opts: &RenderOptions,
+        sidecar: Option<&str>,
+    ) -> Result<Carried, Error> {
+        let context = diff_context(diff, opts);
+        let placed = self.placed(opts, sidecar);
+        let at = embed::svg_open_end(svg).unwrap_or(0);
+        writer.write_all(&svg[..at])?;
+        writer.write_all(b"\n")?;
+        placed.write_metadata(&mut writer, &context)?;
+        writer.write_all(&svg[at..])?;
+        writer.flush()?;
+        Ok(placed.into_carried())
+    }
+}
+
+/// Draws the reverse view of `diff` (see [`render_removed`]), without its
+/// metadata.
+pub fn draw_removed(diff: &Diff, opts: &RenderOptions) -> Result<Vec<u8>, Error> {
+    let mut svg = Vec::with_capacity(1 << 20);
     let lines = diff.removed_lines();
     let mut o = opts.clone();
     if o.count_name.is_none() {
@@ -585,17 +672,23 @@ fn draw_removed(diff: &Diff, opts: &RenderOptions, svg: &mut Vec<u8>) -> Result<
                 .into(),
         );
     }
-    render_lines(lines.iter().map(String::as_str), &o, svg)
+    render_lines(lines.iter().map(String::as_str), &o, &mut svg)?;
+    Ok(svg)
 }
 
-/// The metadata of a diff SVG: its context and both profiles (see
-/// [`nflame_profile::embed`]).
-pub fn diff_metadata(diff: &Diff, opts: &RenderOptions) -> String {
+/// The context of a diff SVG.
+fn diff_context(diff: &Diff, opts: &RenderOptions) -> Context {
     let mut context = context_for(opts, "diff", diff.after.total(), diff.measure());
     context.samples = None;
     context.decimals = None;
+    context
+}
+
+/// The metadata of a diff SVG: its context and both profiles (see
+/// [`nflame_profile::embed`]), all embedded.
+pub fn diff_metadata(diff: &Diff, opts: &RenderOptions) -> String {
     embed::metadata_xml(
-        &context,
+        &diff_context(diff, opts),
         &[("before", &diff.before), ("after", &diff.after)],
     )
 }

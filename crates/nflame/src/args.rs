@@ -81,7 +81,7 @@ pub struct RenderArgs {
     /// Width in pixels (default: fluid, fills the browser window).
     #[arg(long)]
     pub width: Option<usize>,
-    /// Omit frames narrower than this many pixels.
+    /// Omit frames narrower than this percentage of the graph's width.
     #[arg(long, default_value_t = 0.1)]
     pub min_width: f64,
     /// Draw an icicle graph (root at the top).
@@ -99,6 +99,10 @@ pub struct RenderArgs {
     /// Colour by a hash of the frame name: the same input gives a byte-identical SVG.
     #[arg(long)]
     pub deterministic: bool,
+    /// Embed the profiles in the SVG up to this many MiB (encoded); larger ones are written
+    /// beside it as OUTPUT.ROLE.folded.gz, which reading the SVG back finds (0: always).
+    #[arg(long, value_name = "MIB", default_value_t = 128)]
+    pub embed_limit: u64,
 }
 
 impl RenderArgs {
@@ -118,6 +122,7 @@ impl RenderArgs {
         o.flamechart = self.flamechart;
         o.count_name = self.count_name.clone();
         o.deterministic = self.deterministic;
+        o.embed_limit = Some(self.embed_limit.saturating_mul(1 << 20));
         o
     }
 }

@@ -1,117 +1,56 @@
-//! The drawn stacks as inferno's lines, walked in its order: from the tree
-//! (in [`LineOrder`]) or, for reversed stacks, sorted as text; with how many
-//! frames each line shares with the previous one and where it may be cut
-//! ([`crate::cut`]).
+//! The drawn stacks as rows for [`crate::cut`]: the diff's tree's stacks
+//! (sorted by text, so nearly in the order of inferno's sorted lines), or
+//! reversed (leaf first), which are sorted again.
 
 use nflame_profile::diff::Diff;
-use nflame_profile::tree::{StackTree, ROOT};
+use nflame_profile::tree::StackTree;
 
-use super::order::{LineOrder, ALL, STACK};
-use crate::cut::{cuttable, Line, Lines, Row};
+use crate::cut::RowSource;
 
-/// The lines of a tree's stacks, in [`LineOrder`].
-pub(super) struct TreeLines<'t, 'a> {
-    pub(super) tree: &'t StackTree<'a>,
-    pub(super) diff: &'t Diff,
-    pub(super) order: LineOrder,
-    /// Per frame id: whether a cut after it is fine at depth 1, and deeper.
-    pub(super) cuttable: Vec<[bool; 2]>,
+/// The stacks of a diff's tree with their lines' numbers: `stack BEFORE
+/// WIDTH`, widths from AFTER or, for stacks gone after, from BEFORE.
+pub(crate) struct DiffRows<'t, 'a> {
+    tree: &'t StackTree<'a>,
+    diff: &'t Diff,
+    /// The stacks reversed, when drawn leaf first.
+    reversed: Option<Vec<String>>,
 }
 
-impl<'t, 'a> TreeLines<'t, 'a> {
-    pub(super) fn new(tree: &'t StackTree<'a>, diff: &'t Diff) -> TreeLines<'t, 'a> {
-        TreeLines {
+impl<'t, 'a> DiffRows<'t, 'a> {
+    pub(crate) fn new(tree: &'t StackTree<'a>, diff: &'t Diff, reverse: bool) -> Self {
+        let reversed = reverse.then(|| {
+            tree.stacks()
+                .iter()
+                .map(|s| s.text.rsplit(';').collect::<Vec<_>>().join(";"))
+                .collect()
+        });
+        DiffRows {
             tree,
             diff,
-            order: LineOrder::new(tree, diff),
-            cuttable: tree
-                .frames()
-                .iter()
-                .map(|f| [cuttable(f, 1, false), cuttable(f, 2, false)])
-                .collect(),
+            reversed,
         }
     }
 }
 
-impl Lines for TreeLines<'_, '_> {
-    fn walk(&self, f: &mut dyn FnMut(&Line<'_>)) {
-        let order = &self.order;
-        // The prefixes being walked, with their frames and cuts by depth.
-        let mut dfs: Vec<(u32, u32)> = vec![(ROOT, order.first[ROOT as usize])];
-        let mut frames = vec![ALL];
-        let mut cuts = vec![false];
-        let mut prev: Vec<u32> = Vec::new();
-        while let Some(top) = dfs.last_mut() {
-            let (node, pos) = *top;
-            if pos == order.first[node as usize + 1] {
-                dfs.pop();
-                frames.pop();
-                cuts.pop();
-                continue;
-            }
-            top.1 += 1;
-            let item = &order.items[pos as usize];
-            frames.push(item.frame);
-            if item.id & STACK != 0 {
-                let shared = prev.iter().zip(&frames).take_while(|(a, b)| a == b).count();
-                f(&Line {
-                    raw: item.raw,
-                    width: item.width,
-                    depth: frames.len() - 1,
-                    shared,
-                    cuttable: &cuts,
-                    index: (item.id & !STACK) as usize,
-                });
-                prev.clear();
-                prev.extend_from_slice(&frames);
-                frames.pop();
-            } else {
-                let depth = cuts.len();
-                let ok = self.cuttable[item.frame as usize][usize::from(depth > 1)];
-                cuts.push(ok);
-                dfs.push((item.id, order.first[item.id as usize]));
-            }
+impl RowSource for DiffRows<'_, '_> {
+    fn len(&self) -> usize {
+        self.tree.stacks().len()
+    }
+
+    fn text(&self, i: usize) -> &str {
+        match &self.reversed {
+            Some(r) => &r[i],
+            None => self.tree.stacks()[i].text,
         }
     }
 
-    fn text(&self, index: usize) -> &str {
-        self.tree.stacks()[index].text
+    fn raw(&self, i: usize) -> [u64; 2] {
+        self.tree.stacks()[i].counts
     }
 
-    fn numbers(&self, index: usize) -> (u64, u64) {
-        let s = &self.tree.stacks()[index];
-        let (before, after) = self.diff.scale_counts(s.counts[0], s.counts[1]);
+    fn numbers(&self, i: usize) -> (u64, u64) {
+        let c = self.tree.stacks()[i].counts;
+        let (before, after) = self.diff.scale_counts(c[0], c[1]);
         (before, if after > 0 { after } else { before })
     }
-
-    fn differential(&self) -> bool {
-        true
-    }
-}
-
-/// The stacks of a tree reversed (leaf first), as rows for
-/// [`crate::cut::SortedRows`] (they share few prefixes: sorting them as text
-/// costs less than a tree of them), and their texts, which the rows borrow.
-pub(super) fn reversed_texts(tree: &StackTree<'_>) -> Vec<String> {
-    tree.stacks()
-        .iter()
-        .map(|s| s.text.rsplit(';').collect::<Vec<_>>().join(";"))
-        .collect()
-}
-
-/// The rows of [`reversed_texts`].
-pub(super) fn reversed_rows<'t>(
-    tree: &StackTree<'_>,
-    diff: &Diff,
-    texts: &'t [String],
-) -> Vec<Row<'t>> {
-    tree.stacks()
-        .iter()
-        .zip(texts)
-        .map(|(s, text)| {
-            let (before, after) = diff.scale_counts(s.counts[0], s.counts[1]);
-            let width = if after > 0 { after } else { before };
-            Row::differential(text, before, width, s.counts)
-        })
-        .collect()
 }

@@ -1,8 +1,8 @@
 //! The tree's graph checked against the reference, and the line order against sorted lines.
 
-use super::lines::TreeLines;
+use super::lines::DiffRows;
 use super::*;
-use crate::cut::Lines;
+use crate::cut::{Lines, SortedRows};
 use nflame_profile::diff::DiffOptions;
 use nflame_profile::Profile;
 
@@ -15,7 +15,7 @@ fn both(before: &[(&str, u64)], after: &[(&str, u64)], opts: &RenderOptions, dop
     .unwrap();
     let mut new = Vec::new();
     let mut old = Vec::new();
-    let rn = draw(&d, None, opts, &mut new);
+    let rn = draw_to_vec(&d, opts, &mut new);
     let ro = reference::draw(&d, opts, &mut old);
     assert_eq!(rn.is_ok(), ro.is_ok(), "{rn:?} {ro:?}");
     let (new, old) = (
@@ -114,7 +114,8 @@ fn line_order_is_sorted_lines() {
     )
     .unwrap();
     let tree = d.tree();
-    let lines = TreeLines::new(&tree, &d);
+    let rows = DiffRows::new(&tree, &d, false);
+    let lines = SortedRows::nearly_sorted(&rows, true);
     let mut walked = Vec::new();
     lines.walk(&mut |l| {
         let (before, width) = lines.numbers(l.index);
@@ -122,6 +123,7 @@ fn line_order_is_sorted_lines() {
     });
     let mut sorted = walked.clone();
     sorted.sort();
+    assert!(walked.len() > 1000);
     for (i, (w, s)) in walked.iter().zip(&sorted).enumerate() {
         assert_eq!(w, s, "line {i}");
     }
