@@ -118,7 +118,13 @@ impl CategoryReport {
             let frames = c
                 .top_frames
                 .iter()
-                .map(|f| format!("{} {}", f.frame, pct(f.share)))
+                .map(|f| {
+                    format!(
+                        "{} {}",
+                        nflame_profile::text::clean_text(&f.frame),
+                        pct(f.share)
+                    )
+                })
                 .collect::<Vec<_>>()
                 .join(", ");
             let indent = " ".repeat(name_w + 4);

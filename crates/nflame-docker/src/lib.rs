@@ -21,6 +21,15 @@
 //!   id prefix also matches the ids seen in cgroups;
 //! - `dockerd` and `containerd`, whenever they run.
 //!
+//! A process is believed to be `dockerd` (its flags, its data root, asking
+//! `docker inspect`) or `containerd` only when it is what it claims:
+//! running as root from a root-owned executable in nflame's own mount and
+//! pid namespaces ([`procfs::daemon_trust`]); any user, and any
+//! container's root, can run a program named `dockerd`. Others are left
+//! out with a line in [`DockerTargets::skipped`] (and in the error, when
+//! discovery fails). Docker's files are read as root's files only, within
+//! bounds and without blocking ([`system::read_config`]).
+//!
 //! It does not record and knows no output format: the recorder samples every
 //! CPU and the symbolizer, while folding, puts [`DockerTargets::root_labels`]
 //! at the root of the chosen processes' stacks and keeps only the network
@@ -159,6 +168,19 @@ pub(crate) struct ProcFacts {
     pub(crate) args: Vec<String>,
     pub(crate) cgroup: String,
     pub(crate) netns: Option<u64>,
+    /// For a process named like a daemon (`dockerd`, `containerd`): why it
+    /// is not trusted as one, `None` when it is (or is no daemon).
+    pub(crate) untrusted: Option<String>,
+}
+
+/// Names of the daemons whose processes must prove what they are.
+const DAEMONS: [&str; 2] = ["dockerd", "containerd"];
+
+impl ProcFacts {
+    /// A daemon `name` that is trusted as such.
+    fn is_daemon(&self, name: &str) -> bool {
+        self.comm == name && self.untrusted.is_none()
+    }
 }
 
 /// The chosen processes and their labels.
@@ -170,6 +192,10 @@ pub struct DockerTargets {
     pub found: Vec<String>,
     /// Things the user should know (e.g. "dockerd is not running").
     pub notes: Vec<String>,
+    /// Processes claiming to be a daemon that were not trusted, a line each
+    /// (`dockerd pid 42: not trusted as the Docker daemon: runs as uid 65534,
+    /// not root`).
+    pub skipped: Vec<String>,
     query: DockerQuery,
     containers: Vec<ContainerRef>,
 }
@@ -181,20 +207,23 @@ impl DockerTargets {
         let env = DockerEnv::of(&procs);
         let mut containers = Vec::new();
         for want in &query.containers {
-            containers.push(resolve_container(want, &procs, &env)?);
+            containers
+                .push(resolve_container(want, &procs, &env).map_err(|e| with_skips(e, &env))?);
         }
         let mut t = DockerTargets {
             query: query.clone(),
             containers,
+            skipped: env.skipped.clone(),
             ..DockerTargets::default()
         };
         t.classify(&procs, &env);
         for &port in &query.ports {
             if !t.roles.values().any(|r| *r == Role::Proxy { port }) {
-                return Err(DockerError::NoProxy {
+                let e = DockerError::NoProxy {
                     port,
                     explanation: no_proxy_explanation(port, &procs, &env),
-                });
+                };
+                return Err(with_skips(e, &env));
             }
         }
         for (want, c) in query.containers.iter().zip(&t.containers) {
@@ -224,6 +253,11 @@ impl DockerTargets {
     pub fn refresh(&mut self) {
         let procs = scan();
         let env = DockerEnv::of(&procs);
+        for line in env.skipped.iter() {
+            if !self.skipped.contains(line) {
+                self.skipped.push(line.clone());
+            }
+        }
         self.classify(&procs, &env);
     }
 
@@ -263,19 +297,58 @@ fn short_id(id: &str) -> &str {
 }
 
 /// Every process in `/proc` (those that vanish while scanning are skipped).
+/// Names are cleaned of control characters: they are shown.
 fn scan() -> Vec<ProcFacts> {
     procfs::all_pids()
         .into_iter()
         .filter_map(|pid| {
+            let comm = procfs::comm(pid)?;
+            let untrusted = if DAEMONS.contains(&comm.as_str()) {
+                procfs::daemon_trust(pid).err()
+            } else {
+                None
+            };
             Some(ProcFacts {
                 pid,
-                comm: procfs::comm(pid)?,
+                comm: printable(&comm),
                 args: parse_cmdline(&procfs::cmdline(pid).unwrap_or_default()),
                 cgroup: procfs::cgroup(pid).unwrap_or_default(),
                 netns: procfs::netns(pid),
+                untrusted,
             })
         })
         .collect()
+}
+
+/// `text` with control characters replaced by spaces (it reaches the
+/// terminal).
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+/// The error, with the skipped daemons said after it (they may be why).
+fn with_skips(e: DockerError, env: &DockerEnv) -> DockerError {
+    if env.skipped.is_empty() {
+        return e;
+    }
+    let mut lines = String::new();
+    for l in &env.skipped {
+        lines.push_str("\n  skipped ");
+        lines.push_str(l);
+    }
+    match e {
+        DockerError::NoProxy { port, explanation } => DockerError::NoProxy {
+            port,
+            explanation: explanation + &lines,
+        },
+        DockerError::NoContainer { name, explanation } => DockerError::NoContainer {
+            name,
+            explanation: explanation + &lines,
+        },
+        other => other,
+    }
 }
 
 /// What is known about the Docker installation.
@@ -285,6 +358,8 @@ pub(crate) struct DockerEnv {
     pub(crate) data_root: PathBuf,
     /// `userland-proxy` is off (dockerd flag or daemon.json).
     pub(crate) userland_proxy_off: bool,
+    /// Processes named like a daemon that are not trusted, a line each.
+    pub(crate) skipped: Vec<String>,
 }
 
 impl DockerEnv {
@@ -294,7 +369,22 @@ impl DockerEnv {
     }
 
     pub(crate) fn from_parts(procs: &[ProcFacts], daemon_json: Option<&str>) -> DockerEnv {
-        let dockerd: Vec<&ProcFacts> = procs.iter().filter(|p| p.comm == "dockerd").collect();
+        let dockerd: Vec<&ProcFacts> = procs.iter().filter(|p| p.is_daemon("dockerd")).collect();
+        let skipped = procs
+            .iter()
+            .filter_map(|p| {
+                let why = p.untrusted.as_ref()?;
+                let what = if p.comm == "dockerd" {
+                    "the Docker daemon: its flags and files are not used"
+                } else {
+                    "a daemon"
+                };
+                Some(format!(
+                    "{} pid {}: not trusted as {what} ({why})",
+                    p.comm, p.pid
+                ))
+            })
+            .collect();
         let json: Option<serde_json::Value> =
             daemon_json.and_then(|t| serde_json::from_str(t).ok());
         let mut data_root = json
@@ -316,6 +406,7 @@ impl DockerEnv {
             dockerd: dockerd.iter().map(|p| p.pid).collect(),
             data_root: data_root.unwrap_or_else(|| PathBuf::from("/var/lib/docker")),
             userland_proxy_off: proxy_off,
+            skipped,
         }
     }
 }
@@ -508,8 +599,8 @@ pub(crate) fn classify(
         }
     }
 
-    // The daemons, whenever they run.
-    for p in procs {
+    // The daemons, whenever they run (and are what they claim).
+    for p in procs.iter().filter(|p| p.untrusted.is_none()) {
         let role = match p.comm.as_str() {
             "dockerd" => Role::Dockerd,
             "containerd" => Role::Containerd,
@@ -539,9 +630,10 @@ pub(crate) fn no_proxy_explanation(port: u16, procs: &[ProcFacts], env: &DockerE
     }
     if env.dockerd.is_empty() {
         s.push_str(&format!(
-            "dockerd is not running either (no process named dockerd): start Docker \
+            "dockerd is not running either ({}): start Docker \
              (`systemctl start docker`) and publish the port (`docker run -p {port}:80 …`), \
-             or record the serving process with --name or --pid."
+             or record the serving process with --name or --pid.",
+            no_dockerd(env)
         ));
     } else if env.userland_proxy_off {
         s.push_str(
@@ -558,6 +650,15 @@ pub(crate) fn no_proxy_explanation(port: u16, procs: &[ProcFacts], env: &DockerE
         ));
     }
     s
+}
+
+/// Why no dockerd counts: none runs, or none is trusted.
+fn no_dockerd(env: &DockerEnv) -> &'static str {
+    if env.skipped.iter().any(|l| l.starts_with("dockerd ")) {
+        "no process named dockerd is trusted as the Docker daemon"
+    } else {
+        "no process named dockerd"
+    }
 }
 
 /// Resolves a `--container` value to a container (see the module doc).
@@ -617,11 +718,12 @@ fn resolve_container(
     }
     let mut explanation = format!("looked for it {}. ", looked.join(", "));
     if env.dockerd.is_empty() {
-        explanation.push_str(
-            "dockerd is not running (no process named dockerd): start Docker (`systemctl start \
+        explanation.push_str(&format!(
+            "dockerd is not running ({}): start Docker (`systemctl start \
              docker`) and the container (`docker start NAME`), or record its processes with \
              --name or --pid.",
-        );
+            no_dockerd(env)
+        ));
     } else {
         explanation.push_str("List the containers with `docker ps -a`.");
     }
@@ -718,6 +820,7 @@ mod tests {
             args: args(cmd),
             cgroup: cgroup.into(),
             netns: Some(netns),
+            untrusted: None,
         }
     }
 
@@ -820,6 +923,40 @@ Local:
         assert!(!env.userland_proxy_off);
     }
 
+    /// A process named dockerd that is not root's is not believed: its
+    /// flags are not read, it gets no role, and it is said (issue 17).
+    #[test]
+    fn untrusted_daemons_are_skipped() {
+        let mut fake = proc(66, "dockerd", "/tmp/dockerd --data-root=/tmp/evil", "", 1);
+        fake.untrusted = Some("runs as uid 65534, not root".into());
+        let env = DockerEnv::from_parts(std::slice::from_ref(&fake), None);
+        assert!(env.dockerd.is_empty());
+        assert_eq!(env.data_root, PathBuf::from("/var/lib/docker"));
+        assert_eq!(
+            env.skipped,
+            [
+                "dockerd pid 66: not trusted as the Docker daemon: its flags and files are not \
+              used (runs as uid 65534, not root)"
+            ]
+        );
+        let found = classify(&[fake], &[], &[], &|_| None, &|_| Vec::new());
+        assert!(found.is_empty());
+        let e = with_skips(
+            DockerError::NoContainer {
+                name: "web".into(),
+                explanation: format!("dockerd is not running ({}).", no_dockerd(&env)),
+            },
+            &env,
+        )
+        .to_string();
+        assert!(e.contains("is trusted as the Docker daemon"), "{e}");
+        assert!(
+            e.lines()
+                .any(|l| l.trim_start().starts_with("skipped dockerd pid 66")),
+            "{e}"
+        );
+    }
+
     fn machine() -> Vec<ProcFacts> {
         let cg = format!("0::/system.slice/docker-{ID}.scope\n");
         vec![
@@ -918,7 +1055,14 @@ Local:
         assert!(e.contains("no docker-proxy is running"), "{e}");
         assert!(e.contains("dockerd is not running"), "{e}");
         let env = DockerEnv::from_parts(&procs, Some(r#"{"userland-proxy": false}"#));
-        assert!(no_proxy_explanation(1, &procs, &env).contains("--container"));
+        let e = no_proxy_explanation(1, &procs, &env);
+        assert!(e.contains("userland proxy off"), "{e}");
+        assert!(e.contains("iptables DNAT"), "{e}");
+        assert!(
+            e.contains("record the container with --container NAME"),
+            "{e}"
+        );
+        assert!(!e.contains("docker ps"), "{e}");
     }
 
     fn targets() -> DockerTargets {

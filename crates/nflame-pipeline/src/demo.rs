@@ -11,7 +11,7 @@ use std::io::{self, BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use nflame_profile::diff::{Diff, DiffOptions};
@@ -121,11 +121,15 @@ struct Worker {
 
 impl Worker {
     fn spawn(program: &Path, args: &[String]) -> Result<Worker, DemoError> {
+        Worker::spawn_with(program, args, Stdio::null())
+    }
+
+    fn spawn_with(program: &Path, args: &[String], stdin: Stdio) -> Result<Worker, DemoError> {
         let role = args.first().cloned().unwrap_or_default();
         let mut child = Command::new(program)
             .arg("__worker")
             .args(args)
-            .stdin(Stdio::null())
+            .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -179,6 +183,9 @@ impl Drop for Worker {
 struct Run {
     profile: Profile,
     requests: u64,
+    /// How long the load ran (its own clock): requests/s.
+    load_secs: f64,
+    /// How long the recording ran.
     secs: f64,
     samples: u64,
     lost: u64,
@@ -193,7 +200,10 @@ fn record_run(
     o: &DemoOptions,
 ) -> Result<Run, DemoError> {
     let secs = o.duration;
-    let mut load = Worker::spawn(
+    // The load starts when sampling does (the first progress call comes from
+    // the recording loop, once every counter is enabled): on a loaded
+    // machine, opening the counters can outlast a load started beforehand.
+    let mut load = Worker::spawn_with(
         program,
         &[
             "load".into(),
@@ -201,19 +211,29 @@ fn record_run(
             o.connections.to_string(),
             secs.to_string(),
         ],
+        Stdio::piped(),
     )?;
+    let mut go = load.child.stdin.take();
     let mut pids = extra_pids.to_vec();
     pids.push(load.pid());
     let mut opts = RecordOptions::new(Target::Pids(pids));
     opts.frequency = o.freq;
-    opts.duration = Some(Duration::from_secs_f64(secs));
+    // Ended when the load is done (below); this only bounds it.
+    opts.duration = Some(Duration::from_secs_f64(secs + 60.0));
     let stop = AtomicBool::new(false);
     eprintln!(
         "nflame demo: recording {name} for {secs} s ({} connections)…",
         o.connections
     );
-    let recording = nflame_sampler::record(&opts, &stop, |_| {})
-        .map_err(|source| DemoError::Record { run: name, source })?;
+    let recording = nflame_sampler::record(&opts, &stop, |_| {
+        if let Some(mut w) = go.take() {
+            // A load that is gone already shows in its request count.
+            let _ = w.write_all(b"go\n");
+        } else if load.child.try_wait().is_ok_and(|s| s.is_some()) {
+            stop.store(true, Ordering::Relaxed);
+        }
+    })
+    .map_err(|source| DemoError::Record { run: name, source })?;
     let requests: u64 = load.parsed("a request count")?;
     let (profile, _stats) = nflame_symbolizer::fold(&recording, &Default::default())
         .map_err(|source| DemoError::Fold { run: name, source })?;
@@ -224,6 +244,7 @@ fn record_run(
         samples: profile.total(),
         profile,
         requests,
+        load_secs: secs,
         secs: recording.duration.as_secs_f64(),
         lost: recording.lost,
         event: recording.event.clone(),
@@ -313,7 +334,7 @@ pub fn run<W: Write + ?Sized>(o: &DemoOptions, w: &mut W) -> Result<(), DemoErro
     nflame_render::render_diff(&diff, &ro, out.writer())?;
     out.commit()?;
 
-    let rps = |r: &Run| r.requests as f64 / r.secs.max(1e-9);
+    let rps = |r: &Run| r.requests as f64 / r.load_secs.max(1e-9);
     let line = |name: &str, r: &Run| {
         format!(
             "{name:<8} {:>9.0} requests/s, {:.4} samples per request ({} samples)",

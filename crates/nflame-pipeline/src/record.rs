@@ -22,6 +22,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use nflame_docker::{DockerQuery, DockerTargets};
 use nflame_profile::embed::Context;
 use nflame_profile::io::Output;
+use nflame_profile::text::clean_text;
 use nflame_profile::Profile;
 use nflame_render::RenderOptions;
 use nflame_sampler::{Progress, RecordOptions, Recording, StopReason, Target, UnwindStats};
@@ -224,6 +225,7 @@ pub fn record(
         // softirq part of every other task's stacks is kept.
         d.refresh();
         recording.notes.extend(d.notes.iter().cloned());
+        recording.skipped.extend(d.skipped.iter().cloned());
         fold_opts.roots = docker_roots(d);
     }
     events.symbolizing(recording.sample_count());
@@ -416,7 +418,12 @@ fn target_list(t: &Target, rec: &Recording) -> Vec<String> {
         Target::Pids(p) => p
             .iter()
             .map(|pid| match rec.processes.get(pid) {
-                Some(info) if !info.comm.is_empty() => format!("pid {pid} ({})", info.comm),
+                Some(info) if !info.comm.is_empty() => {
+                    format!(
+                        "pid {pid} ({})",
+                        nflame_profile::text::clean_name(&info.comm)
+                    )
+                }
                 _ => format!("pid {pid}"),
             })
             .collect(),
@@ -518,8 +525,13 @@ fn percent(part: u64, whole: u64) -> f64 {
     }
 }
 
+/// Most `skipped` lines a summary shows.
+const MAX_SKIPPED_LINES: usize = 20;
+
 impl RecordOutcome {
-    /// The summary printed on standard error after a recording.
+    /// The summary printed on standard error after a recording: what was
+    /// recorded, then notes, then one `skipped PATH (pid N): why` line per
+    /// file or section of a target that nflame refused to read.
     pub fn summary(&self) -> String {
         let rec = &self.recording;
         let stats = &self.stats;
@@ -594,6 +606,24 @@ impl RecordOutcome {
         }
         if let Some(e) = &stats.kernel_error {
             let _ = writeln!(s, "  note: kernel frames unnamed: {e}");
+        }
+        // What a target pointed nflame to and it refused (its names are the
+        // target's: cleaned of control characters).
+        let mut skipped: Vec<&String> = Vec::new();
+        for line in rec.skipped.iter().chain(&stats.skipped) {
+            if !skipped.contains(&line) {
+                skipped.push(line);
+            }
+        }
+        for line in skipped.iter().take(MAX_SKIPPED_LINES) {
+            let _ = writeln!(s, "  skipped {}", clean_text(line));
+        }
+        if skipped.len() > MAX_SKIPPED_LINES {
+            let _ = writeln!(
+                s,
+                "  skipped … and {} more",
+                skipped.len() - MAX_SKIPPED_LINES
+            );
         }
         if !stats.failed_modules.is_empty() {
             let _ = writeln!(

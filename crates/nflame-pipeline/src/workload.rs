@@ -202,8 +202,9 @@ pub enum Role {
         /// How long.
         secs: f64,
     },
-    /// Load `target` with `connections` connections for `secs` seconds;
-    /// prints the requests done.
+    /// Load `target` with `connections` connections for `secs` seconds,
+    /// starting when a line arrives on standard input; prints the requests
+    /// done.
     Load {
         /// The server or relay.
         target: SocketAddr,
@@ -233,6 +234,9 @@ pub fn run_role(role: &Role) -> io::Result<()> {
             secs,
         } => {
             set_process_name("nflame-load");
+            // The demo says "go" on standard input once it records.
+            let mut go = String::new();
+            io::stdin().read_line(&mut go)?;
             let n = load(
                 target,
                 connections,

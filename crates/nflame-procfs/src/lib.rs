@@ -6,9 +6,12 @@
 //! recorded) and the Docker discovery (command lines, cgroups, namespaces):
 //!
 //! - [`maps`]: the one `/proc/PID/maps` parser, into [`Mapping`]s;
-//! - [`files`]: where a target's mapped file is opened (its `map_files`
-//!   entry, its mount namespace through `/proc/PID/root`, the path), and our
-//!   own vDSO;
+//! - [`files`]: opening a target's files as it sees them, never outside its
+//!   root, never blocking ([`files::TargetFile`]): mapped files (its
+//!   `map_files` entry, its path inside its root, the path here after it
+//!   exited, each checked to be the mapped inode), and our own vDSO;
+//! - [`elf`]: a target's ELF file read within bounds: headers, and sections
+//!   within caps (compressed ones checked to inflate to what they claim);
 //! - [`process`]: comm, executable, threads, status fields (thread group,
 //!   namespace pid, owner), command line, cgroup, network namespace, liveness;
 //!   [`process::ProcSource`] for tests;
@@ -20,6 +23,7 @@
 //!
 //! It knows nothing of perf events, symbols or Docker.
 
+pub mod elf;
 pub mod files;
 pub mod maps;
 pub mod process;

@@ -28,13 +28,38 @@ pub fn parse_maps(text: &str) -> Vec<Mapping> {
     out
 }
 
-/// Reads the executable mappings of a live process, sorted by start address.
+/// Reads the executable mappings of a live process, sorted by start address,
+/// with paths as the process sees them ([`target_view`]).
 ///
 /// Errors if `/proc/PID/maps` cannot be read (the process is gone, or
 /// permission).
 pub fn read_maps(pid: u32) -> io::Result<Vec<Mapping>> {
     let text = crate::read::proc_text(pid, "maps", crate::read::MAPS_LIMIT)?;
-    Ok(parse_maps(&text))
+    let mut maps = parse_maps(&text);
+    if let Ok(root) = std::fs::read_link(format!("/proc/{pid}/root")) {
+        target_view(&root, &mut maps);
+    }
+    Ok(maps)
+}
+
+/// Rewrites paths read from `/proc/PID/maps` to the process's own view.
+///
+/// The kernel writes a mapped file's path as seen from the *reader's* root:
+/// for a process chrooted into `/srv/box`, nflame reads
+/// `/srv/box/usr/lib/libc.so.6` where the process (and the perf events it
+/// causes) say `/usr/lib/libc.so.6`. `root` is the process's root as we see
+/// it (`/proc/PID/root` read as a link); paths under it lose that prefix.
+/// Paths outside it are left alone: the process cannot name them, and
+/// nflame opens its files through `map_files` or checks their inode anyway.
+pub fn target_view(root: &Path, mappings: &mut [Mapping]) {
+    if root == Path::new("/") || !root.is_absolute() {
+        return;
+    }
+    for m in mappings {
+        if let Ok(rest) = m.path.strip_prefix(root) {
+            m.path = Path::new("/").join(rest);
+        }
+    }
 }
 
 /// One line: `start-end perms offset major:minor inode [path]`; fields are
@@ -178,6 +203,30 @@ ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsysca
     fn makedev_matches_glibc() {
         assert_eq!(makedev(8, 1), 0x801);
         assert_eq!(makedev(259, 3), 0x10303);
+    }
+
+    #[test]
+    fn paths_are_shown_as_the_process_sees_them() {
+        let mut m = parse_maps(
+            "1000-2000 r-xp 0 00:1c 3 /srv/box/app/hostile\n\
+             3000-4000 r-xp 0 00:1c 4 /srv/boxer/lib.so\n\
+             5000-6000 r-xp 0 08:01 5 /usr/lib/libc.so.6\n\
+             7000-8000 r-xp 0 00:00 0 [vdso]\n",
+        );
+        target_view(Path::new("/srv/box"), &mut m);
+        let paths: Vec<&Path> = m.iter().map(|m| m.path.as_path()).collect();
+        assert_eq!(
+            paths,
+            [
+                Path::new("/app/hostile"),
+                Path::new("/srv/boxer/lib.so"),
+                Path::new("/usr/lib/libc.so.6"),
+                Path::new("[vdso]")
+            ]
+        );
+        let before = m.clone();
+        target_view(Path::new("/"), &mut m);
+        assert_eq!(m, before);
     }
 
     #[test]

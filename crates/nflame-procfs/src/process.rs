@@ -135,6 +135,49 @@ pub fn uids(pid: u32) -> Option<(u32, u32)> {
     Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
 }
 
+/// Whether process `pid` is what a system daemon (`dockerd`) must be before
+/// nflame believes its command line and reads the files it names: running
+/// as root (real and effective user), from an executable owned by root and
+/// writable by nobody else, in our own mount and pid namespaces. A name is
+/// no proof: any user, and any container's root, can run a program called
+/// `dockerd`. `Err` says what failed.
+pub fn daemon_trust(pid: u32) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    match uids(pid) {
+        Some((0, 0)) => {}
+        Some((r, _)) if r != 0 => return Err(format!("runs as uid {r}, not root")),
+        Some((_, e)) => return Err(format!("runs with effective uid {e}, not root")),
+        None => return Err("its owner cannot be read".into()),
+    }
+    // The executable the kernel ran (a link /proc provides), not its path.
+    let exe = fs::metadata(format!("/proc/{pid}/exe"))
+        .map_err(|e| format!("its executable cannot be read: {e}"))?;
+    if exe.uid() != 0 {
+        return Err(format!(
+            "its executable is owned by uid {}, not root",
+            exe.uid()
+        ));
+    }
+    if exe.mode() & 0o022 != 0 {
+        return Err(format!(
+            "its executable is writable by others than root (mode {:o})",
+            exe.mode() & 0o7777
+        ));
+    }
+    if !crate::files::same_mount_namespace(pid) {
+        return Err("it runs in another mount namespace (a container)".into());
+    }
+    let ns = |who: &str| {
+        fs::metadata(format!("/proc/{who}/ns/pid"))
+            .ok()
+            .map(|m| (m.dev(), m.ino()))
+    };
+    if ns("self").is_none() || ns("self") != ns(&pid.to_string()) {
+        return Err("it runs in another pid namespace (a container)".into());
+    }
+    Ok(())
+}
+
 /// Thread ids of a process, sorted.
 pub fn tasks_of(pid: u32) -> Vec<u32> {
     numeric_entries(Path::new(&format!("/proc/{pid}/task")))
@@ -238,5 +281,15 @@ mod tests {
         // SAFETY: getuid has no preconditions.
         assert_eq!(ruid, unsafe { libc::getuid() });
         assert!(netns(me).is_some());
+        // Our own test binary is built by whoever runs the tests; as root,
+        // it is root's in our namespaces, and trusted as far as its owner
+        // and mode go.
+        let exe = fs::metadata("/proc/self/exe").unwrap();
+        use std::os::unix::fs::MetadataExt;
+        if ruid == 0 && exe.uid() == 0 && exe.mode() & 0o022 == 0 {
+            assert_eq!(daemon_trust(me), Ok(()));
+        } else {
+            assert!(daemon_trust(me).is_err());
+        }
     }
 }

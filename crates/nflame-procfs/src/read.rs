@@ -2,14 +2,16 @@
 //! configuration files of other programs (dockerd's `daemon.json`, a
 //! container's `config.v2.json`).
 //!
-//! Every read here is bounded and cannot block: the file is opened with
-//! `O_NONBLOCK | O_NOCTTY`, must be a regular file (a FIFO or a device is
-//! refused before anything is read), and reading stops with an error past a
-//! size limit. `/proc` files report size 0 and are read to their end.
+//! Every read here is bounded and cannot block: the file is first opened
+//! with `O_PATH` (neither a FIFO nor a device is really opened), must be a
+//! regular file, and only then is opened for reading with `O_NONBLOCK |
+//! O_NOCTTY` ([`crate::files`]); reading stops with an error past a size
+//! limit. `/proc` files report size 0 and are read to their end. The paths
+//! are nflame's own choice (`/proc/PID/…`, configuration files); a target's
+//! files go through [`crate::files::Root::open`].
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Read};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 /// Limit for `/proc/PID/maps` (a process with 100k mappings writes ~10 MB).
@@ -22,18 +24,7 @@ pub(crate) const FIB_LIMIT: u64 = 16 << 20;
 /// Opens `path` for reading without blocking and without becoming its
 /// controlling terminal, refusing anything but a regular file.
 pub fn open_regular(path: &Path) -> io::Result<File> {
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
-        .open(path)?;
-    let meta = file.metadata()?;
-    if !meta.file_type().is_file() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "not a regular file",
-        ));
-    }
-    Ok(file)
+    crate::files::open_regular(path)
 }
 
 /// The bytes of a regular file, at most `limit` of them (an error past it).

@@ -79,10 +79,20 @@ pub fn has_perfmon_capability() -> bool {
         .is_some_and(|caps| caps & (1 << CAP_PERFMON | 1 << CAP_SYS_ADMIN) != 0)
 }
 
-/// A small configuration file (`/etc/docker/daemon.json`, a container's
-/// `config.v2.json`): at most 1 MiB, a regular file, read without blocking.
+/// A small configuration file of a system daemon (`/etc/docker/daemon.json`,
+/// a container's `config.v2.json`): root's, at most 1 MiB, a regular file,
+/// read without blocking ([`crate::files::Root::open`]).
 pub fn read_config(path: &Path) -> Option<String> {
-    read_text_bounded(path, SMALL_LIMIT).ok()
+    let root = crate::files::Root::host().ok()?;
+    let policy = crate::files::OpenPolicy::confined()
+        .max_size(SMALL_LIMIT)
+        .owned_by(Vec::new());
+    let file = root.open(path, &policy).ok()?;
+    let bytes = file.read_all(SMALL_LIMIT).ok()?;
+    Some(match String::from_utf8(bytes) {
+        Ok(s) => s,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    })
 }
 
 /// The subdirectories of `dir`, by name, sorted (at most 100 000).

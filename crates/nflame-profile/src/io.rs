@@ -374,24 +374,27 @@ impl Output {
                 w.into_inner().map_err(|e| write_err(e.into_error()))?
             }
         };
+        set_default_mode(&file);
         file.sync_all().map_err(write_err)?;
         let temp = self.temp.expect("file outputs have a temporary path");
-        set_default_mode(&temp);
         temp.persist(&path).map_err(|e| write_err(e.error))?;
         Ok(())
     }
 }
 
+/// Gives the written file the usual mode. On the open file (`fchmod`), never
+/// by its path: whoever owns the destination's directory may have replaced
+/// the temporary file by a link to another file by now.
 #[cfg(unix)]
-fn set_default_mode(path: &Path) {
+fn set_default_mode(file: &File) {
     use std::os::unix::fs::PermissionsExt;
     // Temporary files are created 0600; give the result the usual 0644 (less umask
     // is not readable without a syscall dance, and 0644 is what editors produce).
-    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644));
+    let _ = file.set_permissions(std::fs::Permissions::from_mode(0o644));
 }
 
 #[cfg(not(unix))]
-fn set_default_mode(_path: &Path) {}
+fn set_default_mode(_file: &File) {}
 
 /// Writes `path` atomically with `f` producing the content.
 pub fn write_atomically<F>(path: impl AsRef<Path>, f: F) -> Result<(), Error>
@@ -490,6 +493,27 @@ mod tests {
                 "step {step}"
             );
         }
+    }
+
+    /// The temporary file swapped for a link to another file: committing
+    /// changes that file's mode not (issue 17).
+    #[cfg(unix)]
+    #[test]
+    fn mode_is_set_on_the_open_file_not_by_path() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let other = dir.path().join("other");
+        std::fs::write(&other, "mine").unwrap();
+        std::fs::set_permissions(&other, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let mut out = Output::create(dir.path().join("out.folded")).unwrap();
+        out.writer().write_all(b"a 1\n").unwrap();
+        let temp = out.temp.as_ref().unwrap().to_path_buf();
+        std::fs::remove_file(&temp).unwrap();
+        std::os::unix::fs::symlink(&other, &temp).unwrap();
+        let _ = out.commit();
+        let mode = std::fs::metadata(&other).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(std::fs::read_to_string(&other).unwrap(), "mine");
     }
 
     #[test]

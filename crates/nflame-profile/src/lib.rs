@@ -18,6 +18,8 @@
 //! - [`perf_script`]: `perf script` text to folded stacks (nflame's collapser);
 //! - [`tree`]: the stacks of one or two profiles as a prefix tree of interned
 //!   frames, for analyses of every frame of every stack;
+//! - [`text`]: names from targets made safe to show (control characters,
+//!   surrounding blanks);
 //! - [`shapes`]: seeded synthetic profiles in the shapes benchmarks measure.
 //!
 //! Rendering lives in `nflame-render`; the recorder in `nflame-sampler`.
@@ -33,6 +35,7 @@ pub mod io;
 pub mod perf_script;
 mod profile;
 pub mod shapes;
+pub mod text;
 pub mod tree;
 pub mod unit;
 

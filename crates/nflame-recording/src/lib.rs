@@ -206,6 +206,10 @@ pub struct Recording {
     pub command_status: Option<i32>,
     /// Things the user should know, e.g. "kernel frames excluded: …".
     pub notes: Vec<String>,
+    /// What was refused while recording, one line each (`PATH (pid N): why`):
+    /// a target's file or section nflame does not read (over a cap, not a
+    /// regular file, outside the target's root). Recording went on without it.
+    pub skipped: Vec<String>,
     /// How user stacks were requested (see [`ProcessInfo::unwind`] for what
     /// each process got).
     pub call_graph: CallGraph,

@@ -111,6 +111,19 @@ pub(crate) fn common_prefix(a: &[u8], b: &[u8]) -> usize {
     i
 }
 
+/// A stack as inferno reads its line: inferno trims each line, so a stack
+/// starting with a blank sorts and draws without it.
+pub(crate) fn inferno_text(stack: &str) -> &str {
+    stack.trim_start()
+}
+
+/// A stack reversed (leaf first) as inferno reverses its line: trimmed,
+/// frames in reverse order, trimmed again.
+pub(crate) fn reversed(stack: &str) -> String {
+    let r = stack.trim().rsplit(';').collect::<Vec<_>>().join(";");
+    r.trim_start().to_string()
+}
+
 /// Stacks to draw, by index, and what their lines say.
 pub(crate) trait RowSource: Sync {
     /// How many rows.

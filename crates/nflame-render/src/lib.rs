@@ -71,8 +71,7 @@ pub struct RenderOptions {
     pub palette: String,
     /// Width in pixels; `None` (the default) gives a fluid width.
     pub width: Option<usize>,
-    /// Frames narrower than this percentage of the graph's width (of the
-    /// total) are omitted, as inferno's `min_width` does. Default is 0.1.
+    /// Frames narrower than this many pixels are omitted. Default is 0.1.
     pub min_width: f64,
     /// An icicle graph: root at the top. Default is false.
     pub inverted: bool,
@@ -136,7 +135,7 @@ impl RenderOptions {
         o.title = self.title.clone();
         o.subtitle = self.subtitle.clone();
         o.image_width = self.width;
-        o.min_width = self.min_width;
+        o.min_width = self.min_width_percent();
         o.direction = if self.inverted {
             Direction::Inverted
         } else {
@@ -155,6 +154,15 @@ impl RenderOptions {
         Ok(o)
     }
 
+    /// [`RenderOptions::min_width`] as inferno takes it: a percentage of
+    /// the whole (`--minwidth`: "omit functions smaller than <FLOAT>
+    /// percent"), where nflame's is in pixels of the frames' area: the image
+    /// (1200 pixels when fluid) less inferno's two 10-pixel margins.
+    fn min_width_percent(&self) -> f64 {
+        let frames_px = self.width.unwrap_or(1200).saturating_sub(20).max(1) as f64;
+        self.min_width * 100.0 / frames_px
+    }
+
     /// Checks the options without drawing (e.g. before a long recording).
     pub fn validate(&self) -> Result<(), Error> {
         self.to_inferno().map(|_| ())
@@ -163,7 +171,11 @@ impl RenderOptions {
 
 /// Draws folded lines (`stack COUNT` or `stack BEFORE AFTER`) that are already
 /// sorted by stack, or in time order for a flame chart.
-pub fn render_lines<'a, I, W>(lines: I, opts: &RenderOptions, writer: W) -> Result<(), Error>
+///
+/// Frame names, titles and notes may come from profiled processes: control
+/// characters in the SVG are replaced by spaces ([`clean_svg`]), so that it
+/// is well-formed XML whatever a process called itself.
+pub fn render_lines<'a, I, W>(lines: I, opts: &RenderOptions, mut writer: W) -> Result<(), Error>
 where
     I: IntoIterator<Item = &'a str>,
     W: Write,
@@ -174,8 +186,59 @@ where
     if lines.peek().is_none() {
         return Err(Error::Empty);
     }
-    flamegraph::from_lines(&mut o, lines, writer)?;
+    let mut clean = Cleaning::new(&mut writer);
+    flamegraph::from_lines(&mut o, lines, &mut clean)?;
+    clean.finish()?;
     Ok(())
+}
+
+/// A writer that passes an SVG on with [`clean_svg`] applied as it goes (a
+/// C1 character cut between two writes is held back until the next).
+struct Cleaning<W: Write> {
+    inner: W,
+    buf: Vec<u8>,
+    /// The first byte of a two-byte character ended the last write.
+    held: bool,
+}
+
+impl<W: Write> Cleaning<W> {
+    fn new(inner: W) -> Cleaning<W> {
+        Cleaning {
+            inner,
+            buf: Vec::new(),
+            held: false,
+        }
+    }
+
+    /// Writes the byte held back, if any.
+    fn finish(mut self) -> std::io::Result<()> {
+        if self.held {
+            self.inner.write_all(&[0xc2])?;
+        }
+        self.inner.flush()
+    }
+}
+
+impl<W: Write> Write for Cleaning<W> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.clear();
+        if std::mem::take(&mut self.held) {
+            self.buf.push(0xc2);
+        }
+        self.buf.extend_from_slice(data);
+        // 0xc2 only ever starts a character: the next write completes it.
+        if self.buf.last() == Some(&0xc2) {
+            self.buf.pop();
+            self.held = true;
+        }
+        clean_svg(&mut self.buf);
+        self.inner.write_all(&self.buf)?;
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// `opts` for counts of `measure`: the unit's name in tooltips (unless the
@@ -206,6 +269,26 @@ pub fn render_ordered<W: Write>(
     render_lines(texts.iter().map(String::as_str), &o, &mut svg)?;
     titles::write_exact(&svg, lines.measure, &o, writer)?;
     Ok(())
+}
+
+/// Replaces control characters (C0 but tab and line breaks, DEL, C1) in an
+/// SVG (UTF-8) by spaces, byte for byte: XML 1.0 forbids most of them, and
+/// a terminal showing the file would obey them.
+pub fn clean_svg(svg: &mut [u8]) {
+    let mut i = 0;
+    while i < svg.len() {
+        match svg[i] {
+            b'\t' | b'\n' | b'\r' => {}
+            0..=0x1f | 0x7f => svg[i] = b' ',
+            0xc2 if matches!(svg.get(i + 1), Some(0x80..=0x9f)) => {
+                svg[i] = b' ';
+                svg[i + 1] = b' ';
+                i += 1;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
 }
 
 /// Draws a profile. The SVG carries the profile and its context (see
@@ -390,7 +473,7 @@ pub fn render_profile_with<W: Write>(
     // The layout and the profile's compression, side by side. Sorted text
     // compresses better: embed the stacks in the graph's order, copied as the
     // layout reads them.
-    let min = min_samples(o.min_width, sorted.total);
+    let min = min_samples(o.min_width_percent(), sorted.total);
     let (lines, compressed) = if opts.reverse {
         rayon::join(
             || cut::layout(&sorted, min).1,
@@ -402,7 +485,14 @@ pub fn render_profile_with<W: Write>(
                 let (stack, count) = rows.stacks[i];
                 push(stack, count);
             };
-            cut::layout(&Teed::new(&sorted, &mut each), min).1
+            let laid = cut::layout(&Teed::new(&sorted, &mut each), min).1;
+            // The stacks without width are not walked: embed them too.
+            for i in 0..rows.len() {
+                if rows.numbers(i).1 == 0 {
+                    each(i);
+                }
+            }
+            laid
         })
     };
     drop(sorted);
@@ -427,10 +517,10 @@ pub fn render_profile_with<W: Write>(
     Ok(placed.into_carried())
 }
 
-/// A profile's stacks as rows of a flame graph (`stack COUNT`), reversed
-/// (leaf first) as inferno reverses them (and trims the line) if asked. The
-/// stacks are listed (not looked up in the profile) so that the rows' text is
-/// one read away.
+/// A profile's stacks as rows of a flame graph (`stack COUNT`) as inferno
+/// reads their lines ([`cut::inferno_text`]), reversed (leaf first) if
+/// asked. The stacks are listed (not looked up in the profile) so that the
+/// rows' text is one read away.
 struct ProfileRows<'p> {
     stacks: Vec<(&'p str, u64)>,
     reversed: Option<Vec<String>>,
@@ -439,15 +529,7 @@ struct ProfileRows<'p> {
 impl<'p> ProfileRows<'p> {
     fn new(profile: &'p Profile, reverse: bool) -> ProfileRows<'p> {
         let stacks: Vec<(&str, u64)> = profile.iter().collect();
-        let reversed = reverse.then(|| {
-            stacks
-                .iter()
-                .map(|(s, _)| {
-                    let r = s.rsplit(';').collect::<Vec<_>>().join(";");
-                    r.trim_start().to_string()
-                })
-                .collect()
-        });
+        let reversed = reverse.then(|| stacks.iter().map(|(s, _)| cut::reversed(s)).collect());
         ProfileRows { stacks, reversed }
     }
 }
@@ -460,7 +542,7 @@ impl RowSource for ProfileRows<'_> {
     fn text(&self, i: usize) -> &str {
         match &self.reversed {
             Some(r) => &r[i],
-            None => self.stacks[i].0,
+            None => cut::inferno_text(self.stacks[i].0),
         }
     }
 
@@ -469,6 +551,10 @@ impl RowSource for ProfileRows<'_> {
     }
 
     fn numbers(&self, i: usize) -> (u64, u64) {
+        if self.text(i).is_empty() {
+            // inferno skips an empty line.
+            return (0, 0);
+        }
         (0, self.stacks[i].1)
     }
 }
@@ -817,6 +903,31 @@ mod tests {
             &s[..2000.min(s.len())]
         );
         assert_eq!(s, svg(&p, &o), "deterministic output differs");
+    }
+
+    /// Names from targets: control characters never reach the SVG, and a
+    /// stack starting with a blank sorts as inferno sorts it (issue 17).
+    #[test]
+    fn control_characters_and_leading_blanks() {
+        let p = Profile::from_stacks([
+            ("a\x1b[31m<b>x</b>;f\u{9b}g", 3),
+            (" zzz;main", 2),
+            ("aaa;main", 1),
+        ]);
+        let o = RenderOptions {
+            subtitle: Some("pid 1 (a\x1bb\x7f)".into()),
+            deterministic: true,
+            ..Default::default()
+        };
+        let s = svg(&p, &o);
+        assert!(!s.contains(|c: char| c.is_control() && !"\n\r\t".contains(c)));
+        assert!(s.contains("a [31m&lt;b&gt;x&lt;/b&gt;"), "{s}");
+        assert!(s.contains("zzz"));
+        let d = Diff::new(p.clone(), p, &DiffOptions::default()).unwrap();
+        let mut out = Vec::new();
+        render_diff(&d, &o, &mut out).unwrap();
+        let s = String::from_utf8(out).unwrap();
+        assert!(!s.contains(|c: char| c.is_control() && !"\n\r\t".contains(c)));
     }
 
     #[test]

@@ -88,11 +88,7 @@ pub fn record(
         privileged,
         kernel,
         cpus,
-        event: match opts.event {
-            EventChoice::CpuClock => Some(PerfEvent::CpuClock),
-            EventChoice::Cycles => Some(PerfEvent::Cycles),
-            _ => None,
-        },
+        event: settled_event(opts.event),
         counters: Vec::new(),
         buffer_of_cpu: Vec::new(),
     };
@@ -279,6 +275,7 @@ pub fn record(
         throttled: out.throttled,
         command_status,
         notes,
+        skipped: out.skipped,
         call_graph: opts.call_graph,
         stack_bytes,
     })
@@ -392,7 +389,8 @@ impl Session<'_> {
         pages.trailing_zeros() as u8
     }
 
-    /// Opens one counter; the first one decides the event under `Auto`.
+    /// Opens one counter; the first one decides the event under `Auto`
+    /// (the kernel's answer is the probe, [`fallback_event`] the decision).
     /// Per-task counters share one ring buffer per CPU.
     fn open(&mut self, scope: Scope, ring_exp: u8, what: &dyn Fn() -> String) -> Result<(), Error> {
         let event = self.event.unwrap_or(PerfEvent::Cycles);
@@ -413,19 +411,13 @@ impl Session<'_> {
                 self.counters.push(c);
                 Ok(())
             }
-            Err(e)
-                if self.event.is_none()
-                    && !e.mmap
-                    && !matches!(
-                        e.source.raw_os_error(),
-                        Some(libc::EACCES | libc::EPERM | libc::ESRCH | libc::EMFILE)
-                    ) =>
-            {
-                // No usable hardware PMU: fall back to the software clock.
-                self.event = Some(PerfEvent::CpuClock);
-                self.open(scope, ring_exp, what)
-            }
-            Err(e) => Err(self.explain(e, event, &what())),
+            Err(e) => match fallback_event(self.event, &e) {
+                Some(next) => {
+                    self.event = Some(next);
+                    self.open(scope, ring_exp, what)
+                }
+                None => Err(self.explain(e, event, &what())),
+            },
         }
     }
 
@@ -576,5 +568,97 @@ impl Session<'_> {
             }));
         }
         Ok(child)
+    }
+}
+
+/// The event `choice` settles before any counter is opened: `None` under
+/// `Auto`, where the first counter tries `cycles` and [`fallback_event`]
+/// decides what a refusal means.
+fn settled_event(choice: EventChoice) -> Option<PerfEvent> {
+    match choice {
+        EventChoice::CpuClock => Some(PerfEvent::CpuClock),
+        EventChoice::Cycles => Some(PerfEvent::Cycles),
+        _ => None,
+    }
+}
+
+/// The event to try after a counter failed to open, if any. Only while no
+/// event is settled (`Auto`, first counter), only when the counter itself
+/// was refused (not its ring buffer), and not for a refusal that any event
+/// would meet (no permission, no such process, no file descriptor left):
+/// then the CPU has no usable hardware `cycles` counter (no PMU, as in most
+/// VMs, or a PMU that cannot sample), and the software `cpu-clock` is used.
+fn fallback_event(settled: Option<PerfEvent>, failure: &OpenError) -> Option<PerfEvent> {
+    let refused_for_any_event = matches!(
+        failure.source.raw_os_error(),
+        Some(libc::EACCES | libc::EPERM | libc::ESRCH | libc::EMFILE)
+    );
+    (settled.is_none() && !failure.mmap && !refused_for_any_event).then_some(PerfEvent::CpuClock)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure(errno: i32, mmap: bool) -> OpenError {
+        OpenError {
+            mmap,
+            source: io::Error::from_raw_os_error(errno),
+        }
+    }
+
+    #[test]
+    fn auto_tries_cycles_first_and_explicit_choices_are_settled() {
+        assert_eq!(settled_event(EventChoice::Auto), None);
+        assert_eq!(settled_event(EventChoice::Cycles), Some(PerfEvent::Cycles));
+        assert_eq!(
+            settled_event(EventChoice::CpuClock),
+            Some(PerfEvent::CpuClock)
+        );
+    }
+
+    #[test]
+    fn auto_falls_back_to_cpu_clock_when_the_cpu_cannot_count_cycles() {
+        // No PMU (ENOENT), a PMU that cannot sample (EOPNOTSUPP), a busy or
+        // unsupported configuration (EINVAL, EBUSY, ENODEV).
+        for errno in [
+            libc::ENOENT,
+            libc::EOPNOTSUPP,
+            libc::EINVAL,
+            libc::EBUSY,
+            libc::ENODEV,
+        ] {
+            assert_eq!(
+                fallback_event(None, &failure(errno, false)),
+                Some(PerfEvent::CpuClock),
+                "errno {errno}"
+            );
+        }
+    }
+
+    #[test]
+    fn no_fallback_for_refusals_any_event_would_meet() {
+        for errno in [libc::EACCES, libc::EPERM, libc::ESRCH, libc::EMFILE] {
+            assert_eq!(
+                fallback_event(None, &failure(errno, false)),
+                None,
+                "errno {errno}"
+            );
+        }
+        // The counter opened; its ring buffer did not map.
+        assert_eq!(fallback_event(None, &failure(libc::ENOMEM, true)), None);
+        assert_eq!(fallback_event(None, &failure(libc::EPERM, true)), None);
+    }
+
+    #[test]
+    fn no_fallback_once_the_event_is_settled() {
+        // `--event cycles` on a machine without cycles is an error, and so is
+        // a later counter failing once the first one settled the event.
+        for settled in [PerfEvent::Cycles, PerfEvent::CpuClock] {
+            assert_eq!(
+                fallback_event(Some(settled), &failure(libc::ENOENT, false)),
+                None
+            );
+        }
     }
 }

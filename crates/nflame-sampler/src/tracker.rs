@@ -60,6 +60,8 @@ pub(crate) struct Outcome {
     pub(crate) lost_records: u64,
     pub(crate) throttled: u64,
     pub(crate) ever_matched: bool,
+    /// What the unwinder refused to read (see [`StackUnwinder::take_skipped`]).
+    pub(crate) skipped: Vec<String>,
 }
 
 /// Identity of a [`RawSample`] entry: pid, tid, user stack, whether it is
@@ -667,6 +669,11 @@ impl<S: ProcSource> Tracker<S> {
             }
         }
         self.samples.sort_by_key(|s| s.time);
+        let skipped = self
+            .unwinder
+            .as_mut()
+            .map(|u| u.take_skipped())
+            .unwrap_or_default();
         Outcome {
             samples: self.samples,
             processes,
@@ -674,6 +681,7 @@ impl<S: ProcSource> Tracker<S> {
             lost_records: self.lost_records,
             throttled: self.throttled,
             ever_matched: self.ever_matched,
+            skipped,
         }
     }
 }

@@ -18,14 +18,14 @@
 //! unwound stack is complete or was cut short. It does not decide which
 //! samples or processes are recorded ([`crate::tracker`] does).
 
-use std::fs::File;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use framehop::x86_64::{CacheX86_64, UnwindRegsX86_64, UnwinderX86_64};
 use framehop::{Error as UnwindError, ExplicitModuleSectionInfo, FrameAddress, Module, Unwinder};
-use object::read::ReadCache;
+use nflame_procfs::elf;
+use nflame_procfs::files::{self, FileError, TargetFile};
 use object::{Object, ObjectSection, ObjectSegment, SegmentFlags};
 use rustc_hash::FxHashMap;
 
@@ -75,6 +75,12 @@ pub(crate) trait StackUnwinder {
 
     /// Drops what is kept for `pid` (it exited).
     fn forget(&mut self, pid: u32);
+
+    /// What was refused so far (a target's file or section not read), a
+    /// line each; taken once, at the end of the recording.
+    fn take_skipped(&mut self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// The unwind sections of one binary, as read from its file.
@@ -90,19 +96,54 @@ struct FileSections {
 }
 
 impl FileSections {
-    fn read(path: &Path) -> Option<FileSections> {
-        let file = File::open(path).ok()?;
-        let cache = ReadCache::new(file);
-        let elf = object::File::parse(&cache).ok()?;
-        Self::from_object(&elf)
+    /// Reads the unwind sections of a target's ELF file, each within its
+    /// cap ([`nflame_procfs::elf::cap_of`]); a section over its cap (or
+    /// otherwise refused) is left out and said in `skipped`.
+    fn read(file: &TargetFile, shown: &str, skipped: &mut Vec<String>) -> Option<FileSections> {
+        let summary = elf::summarize(file).ok()?;
+        if !summary.x86_64 {
+            return None;
+        }
+        let mut section = |name: &str| {
+            let s = summary.section(name)?;
+            match elf::read_section(file, s) {
+                Ok(data) => Some((s.addr..s.addr.saturating_add(s.size), Bytes::from(data))),
+                Err(r) => {
+                    let line = format!("{shown}: {r}");
+                    if !skipped.contains(&line) {
+                        skipped.push(line);
+                    }
+                    None
+                }
+            }
+        };
+        let eh_frame = section(".eh_frame");
+        // The index is of no use without the table.
+        let eh_frame_hdr = eh_frame.as_ref().and_then(|_| section(".eh_frame_hdr"));
+        let debug_frame = section(".debug_frame").map(|(_, d)| d);
+        let range = |name: &str| {
+            summary
+                .section(name)
+                .map(|s| s.addr..s.addr.saturating_add(s.size))
+        };
+        let segments = summary
+            .segments
+            .iter()
+            .filter(|s| s.executable)
+            .map(|s| (s.offset, s.size, s.addr))
+            .collect();
+        Some(FileSections {
+            eh_frame,
+            eh_frame_hdr,
+            debug_frame,
+            text: range(".text"),
+            got: range(".got"),
+            segments,
+        })
     }
 
     fn from_bytes(data: &[u8]) -> Option<FileSections> {
         let elf = object::File::parse(data).ok()?;
-        Self::from_object(&elf)
-    }
-
-    fn from_object<'d, R: object::ReadRef<'d>>(elf: &object::File<'d, R>) -> Option<FileSections> {
         if elf.architecture() != object::Architecture::X86_64 {
             return None;
         }
@@ -187,6 +228,7 @@ pub(crate) struct DwarfUnwinder {
     files: FxHashMap<FileKey, Option<Arc<FileSections>>>,
     procs: FxHashMap<u32, ProcUnwinder>,
     cache: CacheX86_64,
+    skipped: Vec<String>,
 }
 
 impl std::fmt::Debug for DwarfUnwinder {
@@ -204,6 +246,7 @@ impl Default for DwarfUnwinder {
             files: FxHashMap::default(),
             procs: FxHashMap::default(),
             cache: CacheX86_64::new(),
+            skipped: Vec::new(),
         }
     }
 }
@@ -227,9 +270,23 @@ impl DwarfUnwinder {
             FileKey::Vdso => {
                 nflame_procfs::files::own_vdso().and_then(|v| FileSections::from_bytes(&v.image))
             }
-            // Not cached when the file cannot be opened: another process
-            // (another mount namespace) may reach it.
-            _ => FileSections::read(&nflame_procfs::files::mapped_file(pid, true, m)?),
+            // Opened as the process sees it (its map_files entry, its root),
+            // never blocking. Not cached when the file cannot be opened:
+            // another process (another mount namespace) may reach it.
+            _ => {
+                let shown = files::shown(pid, nflame_procfs::maps::clean_path(&m.path));
+                match files::open_mapped(pid, true, m) {
+                    Ok(file) => FileSections::read(&file, &shown, &mut self.skipped),
+                    Err(FileError::Refused(r)) => {
+                        let line = format!("{shown}: {r}");
+                        if !self.skipped.contains(&line) {
+                            self.skipped.push(line);
+                        }
+                        return None;
+                    }
+                    Err(_) => return None,
+                }
+            }
         }
         .map(Arc::new);
         self.files.insert(key, sections.clone());
@@ -477,6 +534,10 @@ impl StackUnwinder for DwarfUnwinder {
     fn forget(&mut self, pid: u32) {
         self.procs.remove(&pid);
     }
+
+    fn take_skipped(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.skipped)
+    }
 }
 
 #[cfg(test)]
@@ -561,7 +622,7 @@ mod tests {
             .1;
         let len = (end - sp).min(256 << 10) as usize;
         let mut stack = vec![0u8; len];
-        File::open("/proc/self/mem")
+        std::fs::File::open("/proc/self/mem")
             .unwrap()
             .read_exact_at(&mut stack, sp)
             .unwrap();

@@ -20,16 +20,15 @@ use nflame_recording::{Mapping, ProcessInfo, RawSample, Recording};
 use rayon::prelude::*;
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use std::path::PathBuf;
-
 use crate::frame::{sanitize, Frame, FrameKind};
 use crate::kernel::{symbolize_kernel_addrs, KernelSymbolizer};
 use crate::perf_map::PerfMap;
 use crate::prepare::Prepared;
 use crate::process::{
-    lookup_addr, symbolize_file, symbolize_vdso, FileId, ModuleFailure, Planned, ProcessSymbolizer,
-    SymbolCache, SymbolizeOptions,
+    lookup_addr, symbolize_file, symbolize_vdso, FileId, ModuleFailure, OpenFiles, Planned,
+    ProcessSymbolizer, SymbolCache, SymbolizeOptions,
 };
+use crate::target::Opened;
 use crate::Error;
 
 /// What a stack's count measures.
@@ -170,6 +169,12 @@ pub struct FoldStats {
     pub unique_addresses: u64,
     /// Modules that could not be read (each path once).
     pub failed_modules: Vec<ModuleFailure>,
+    /// What was refused, one line each (`PATH (pid N): why`): target files
+    /// and sections nflame does not read (outside the target's root, not a
+    /// regular file, over a cap, a lying compressed section, a perf map of
+    /// the wrong owner, …; see `nflame_symbolizer`'s crate docs). The
+    /// recording goes on without them.
+    pub skipped: Vec<String>,
     /// Why kernel frames are unnamed, if kernel symbols were unavailable.
     pub kernel_error: Option<String>,
     /// Samples whose user stack was cut short and rooted at `[truncated]`
@@ -279,6 +284,7 @@ pub fn fold_with(
     let by_pid: Vec<(u32, Vec<&RawSample>)> = grouped.into_iter().collect();
     let sym_opts = opts.symbolize_options();
 
+    let opened = OpenFiles::default();
     let ((kernel, kernel_error), (plans, files)) = rayon::join(
         || symbolize_kernel(&recording.samples, opts, prepared),
         || {
@@ -287,7 +293,8 @@ pub fn fold_with(
                 .map_init(
                     || Rc::new(SymbolCache::new(&sym_opts)),
                     |cache, (pid, samples)| {
-                        plan_user(cache, recording.processes.get(pid), *pid, samples, opts)
+                        let info = recording.processes.get(pid);
+                        plan_user(cache, &opened, info, *pid, samples, opts)
                     },
                 )
                 .collect();
@@ -311,20 +318,38 @@ pub fn fold_with(
             stats.failed_modules.push(f.clone());
         }
     }
+    let mut skipped: Vec<String> = Vec::new();
 
     let parts: Vec<Result<(Profile, FoldStats, u64), Error>> = by_pid
         .par_iter()
         .zip(plans.par_iter())
         .map(|((pid, samples), plan)| {
             let info = recording.processes.get(pid);
-            let user = resolve_user(info, plan, &files, opts);
+            let (user, skips) = resolve_user(info, plan, &files, opts);
             let unique = user.len() as u64;
-            fold_process(info, *pid, samples, &user, &kernel, opts).map(|(p, s)| (p, s, unique))
+            fold_process(info, *pid, samples, &user, &kernel, opts).map(|(p, mut s)| {
+                s.skipped = skips;
+                (p, s, unique)
+            })
         })
         .collect();
+    let skips = plans
+        .iter()
+        .flat_map(|p| &p.skipped)
+        .chain(files.values().flat_map(|f| &f.skipped));
+    for line in skips {
+        if !skipped.contains(line) {
+            skipped.push(line.clone());
+        }
+    }
     let mut profile = Profile::new();
     for part in parts {
         let (p, s, unique) = part?;
+        for line in s.skipped {
+            if !skipped.contains(&line) {
+                skipped.push(line);
+            }
+        }
         if !profile.merge(p) {
             return Err(Error::Overflow);
         }
@@ -341,6 +366,7 @@ pub fn fold_with(
         stats.user_stacks += s.user_stacks;
         stats.dropped_samples += s.dropped_samples;
     }
+    stats.skipped = skipped;
     Ok((profile, stats))
 }
 
@@ -436,10 +462,12 @@ struct UserPlan {
     /// Per address.
     planned: Vec<Planned>,
     failures: Vec<ModuleFailure>,
+    skipped: Vec<String>,
 }
 
 fn plan_user(
     cache: &Rc<SymbolCache>,
+    opened: &OpenFiles,
     info: Option<&ProcessInfo>,
     pid: u32,
     samples: &[&RawSample],
@@ -458,6 +486,7 @@ fn plan_user(
             addrs: Vec::new(),
             planned: Vec::new(),
             failures: Vec::new(),
+            skipped: Vec::new(),
         };
     }
     let mut addrs: Vec<u64> = lookups.into_iter().collect();
@@ -472,6 +501,7 @@ fn plan_user(
             ProcessSymbolizer::for_process(Rc::clone(cache), &info)
         }
     };
+    sym.share_files(opened);
     let planned = sym.plan(&addrs);
     UserPlan {
         pid,
@@ -479,6 +509,7 @@ fn plan_user(
         addrs,
         planned,
         failures: sym.failures().to_vec(),
+        skipped: sym.skipped().to_vec(),
     }
 }
 
@@ -490,12 +521,8 @@ enum FileKey {
 }
 
 /// One file's lookups, gathered from every process that maps it.
-#[derive(Default)]
 struct FileJob {
-    /// Paths to open, in order of preference (live paths first).
-    paths: Vec<PathBuf>,
-    /// Paths the processes mapped it at (placeholders, fallback).
-    modules: Vec<PathBuf>,
+    file: Option<Arc<Opened>>,
     offsets: Vec<u64>,
 }
 
@@ -506,6 +533,7 @@ struct FileNames {
     /// Per offset; `None`: unnamed (the module placeholder).
     frames: Vec<Option<Vec<Frame>>>,
     failure: Option<ModuleFailure>,
+    skipped: Vec<String>,
 }
 
 impl FileNames {
@@ -518,26 +546,24 @@ impl FileNames {
 /// Symbolizes every file the plans need, each once, files in parallel.
 fn symbolize_files(plans: &[UserPlan], opts: &SymbolizeOptions) -> FxHashMap<FileKey, FileNames> {
     let mut jobs: FxHashMap<FileKey, FileJob> = FxHashMap::default();
+    let job = |file: Option<Arc<Opened>>| FileJob {
+        file,
+        offsets: Vec::new(),
+    };
     for plan in plans {
         for p in &plan.planned {
             match p {
-                Planned::File {
-                    id,
-                    open,
-                    module,
-                    offset,
-                } => {
-                    let job = jobs.entry(FileKey::File(*id)).or_default();
-                    if !job.paths.contains(open) {
-                        job.paths.push(open.clone());
-                    }
-                    if !job.modules.contains(module) {
-                        job.modules.push(module.clone());
-                    }
-                    job.offsets.push(*offset);
+                Planned::File { file, offset, .. } => {
+                    jobs.entry(FileKey::File(file.id()))
+                        .or_insert_with(|| job(Some(Arc::clone(file))))
+                        .offsets
+                        .push(*offset);
                 }
                 Planned::Vdso(offset) => {
-                    jobs.entry(FileKey::Vdso).or_default().offsets.push(*offset);
+                    jobs.entry(FileKey::Vdso)
+                        .or_insert_with(|| job(None))
+                        .offsets
+                        .push(*offset);
                 }
                 Planned::Jit | Planned::Done(_) => {}
             }
@@ -554,16 +580,17 @@ fn symbolize_files(plans: &[UserPlan], opts: &SymbolizeOptions) -> FxHashMap<Fil
         .map_init(
             || SymbolCache::new(opts),
             |cache, (key, job)| {
-                let names = match key {
-                    FileKey::Vdso => FileNames {
+                let names = match job.file {
+                    None => FileNames {
                         frames: symbolize_vdso(cache, &job.offsets)
                             .into_iter()
                             .map(Some)
                             .collect(),
                         offsets: job.offsets,
                         failure: None,
+                        skipped: Vec::new(),
                     },
-                    FileKey::File(_) => symbolize_job(cache, job),
+                    Some(file) => symbolize_job(cache, &file, job.offsets),
                 };
                 (key, names)
             },
@@ -571,38 +598,25 @@ fn symbolize_files(plans: &[UserPlan], opts: &SymbolizeOptions) -> FxHashMap<Fil
         .collect()
 }
 
-/// Symbolizes one file: the first of its paths that can be read (a live
-/// process's `/proc/PID/map_files/…` may vanish when it exits: then another
-/// process's path, then the mapped path itself).
-fn symbolize_job(cache: &SymbolCache, job: FileJob) -> FileNames {
-    let fallbacks = job
-        .modules
-        .iter()
-        .filter(|m| !job.paths.contains(m) && m.is_file());
-    let mut last_error = None;
-    for path in job.paths.iter().chain(fallbacks) {
-        match symbolize_file(cache, path, &job.offsets) {
-            Ok(frames) => {
-                return FileNames {
-                    offsets: job.offsets,
-                    frames,
-                    failure: None,
-                }
-            }
-            Err(e) => last_error = Some(e),
-        }
-    }
-    let failure = ModuleFailure {
-        path: job.modules.first().cloned().unwrap_or_default(),
-        reason: last_error.map_or_else(
-            || "process exited and its file is not found".to_owned(),
-            |e| format!("{e:#}"),
-        ),
-    };
-    FileNames {
-        frames: vec![None; job.offsets.len()],
-        offsets: job.offsets,
-        failure: Some(failure),
+/// Symbolizes one file.
+fn symbolize_job(cache: &SymbolCache, file: &Arc<Opened>, offsets: Vec<u64>) -> FileNames {
+    let mut skipped = Vec::new();
+    match symbolize_file(cache, file, &offsets, &mut skipped) {
+        Ok(frames) => FileNames {
+            offsets,
+            frames,
+            failure: None,
+            skipped,
+        },
+        Err(reason) => FileNames {
+            frames: vec![None; offsets.len()],
+            offsets,
+            failure: reason.map(|reason| ModuleFailure {
+                path: file.module.clone(),
+                reason,
+            }),
+            skipped,
+        },
     }
 }
 
@@ -612,7 +626,8 @@ fn resolve_user(
     plan: &UserPlan,
     files: &FxHashMap<FileKey, FileNames>,
     opts: &FoldOptions,
-) -> FxHashMap<u64, Named> {
+) -> (FxHashMap<u64, Named>, Vec<String>) {
+    let mut skips = Vec::new();
     // Without recorded mappings nothing is known to lie outside code.
     let mappings = info.map(|i| i.mappings.as_slice()).unwrap_or_default();
     let mut perf_map: Option<Option<PerfMap>> = None;
@@ -622,8 +637,13 @@ fn resolve_user(
         let frames: &[Frame] = match p {
             Planned::Done(frame) => std::slice::from_ref(frame),
             Planned::File {
-                id, module, offset, ..
-            } => match files.get(&FileKey::File(*id)).and_then(|f| f.get(*offset)) {
+                file,
+                module,
+                offset,
+            } => match files
+                .get(&FileKey::File(file.id()))
+                .and_then(|f| f.get(*offset))
+            {
                 Some(frames) => frames,
                 None => {
                     looked_up = Frame::in_module(module, FrameKind::User);
@@ -640,7 +660,9 @@ fn resolve_user(
             Planned::Jit => {
                 let name = if opts.jit {
                     perf_map
-                        .get_or_insert_with(|| PerfMap::for_process(plan.pid, plan.live))
+                        .get_or_insert_with(|| {
+                            PerfMap::for_process(plan.pid, plan.live, &mut skips)
+                        })
                         .as_ref()
                         .and_then(|m| m.find(a))
                 } else {
@@ -658,7 +680,7 @@ fn resolve_user(
         named.in_code = mappings.is_empty() || jit || in_mappings(mappings, a);
         out.insert(a, named);
     }
-    out
+    (out, skips)
 }
 
 fn in_mappings(mappings: &[Mapping], addr: u64) -> bool {
@@ -666,16 +688,21 @@ fn in_mappings(mappings: &[Mapping], addr: u64) -> bool {
     i.checked_sub(1).is_some_and(|i| addr < mappings[i].end)
 }
 
-/// The process frame's text.
+/// The process frame's text: its name cleaned ([`sanitize`]), else its
+/// executable's, else `pid N`.
 fn process_label(info: Option<&ProcessInfo>, pid: u32) -> String {
-    let comm = info.map(|i| i.comm.as_str()).filter(|c| !c.is_empty());
+    let clean = |name: &str| {
+        let s = sanitize(name);
+        (s != crate::frame::UNKNOWN).then(|| s.into_owned())
+    };
+    let comm = info.and_then(|i| clean(&i.comm));
     let exe_name = info
         .and_then(|i| i.exe.as_deref())
         .and_then(|e| e.file_name())
-        .map(|n| n.to_string_lossy().into_owned());
+        .and_then(|n| clean(&n.to_string_lossy()));
     match (comm, exe_name) {
-        (Some(c), _) => sanitize(c).into_owned(),
-        (None, Some(e)) => sanitize(&e).into_owned(),
+        (Some(c), _) => c,
+        (None, Some(e)) => e,
         (None, None) if pid == 0 => "swapper".to_owned(),
         (None, None) => format!("pid {pid}"),
     }
@@ -691,9 +718,9 @@ fn fold_process(
     opts: &FoldOptions,
 ) -> Result<(Profile, FoldStats), Error> {
     type Key = (u32, (usize, usize), bool, (usize, usize));
-    let label = opts.roots.labels.get(&pid);
-    let kernel_from = match (&opts.roots.others, label) {
-        (OtherStacks::KernelFrom { functions, label }, None) => Some((functions, label)),
+    let label = opts.roots.labels.get(&pid).map(|l| sanitize(l));
+    let kernel_from = match (&opts.roots.others, &label) {
+        (OtherStacks::KernelFrom { functions, label }, None) => Some((functions, sanitize(label))),
         _ => None,
     };
     let with_user = opts.user && kernel_from.is_none();
@@ -742,7 +769,7 @@ fn fold_process(
             }
             line.push_str(text);
         };
-        if let Some((functions, label)) = kernel_from {
+        if let Some((functions, label)) = &kernel_from {
             // Another task: only its kernel part from the first listed function on.
             stats.samples += count;
             let names: Vec<&Named> = s
@@ -775,7 +802,7 @@ fn fold_process(
             }
             continue;
         }
-        if let Some(label) = label {
+        if let Some(label) = &label {
             push(label);
         }
         if opts.process_name {

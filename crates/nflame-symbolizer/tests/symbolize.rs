@@ -626,71 +626,77 @@ fn jit_code_is_named_from_the_perf_map() {
     assert_eq!(frames[1][0].name, "[unknown]");
 }
 
-/// `docker-proxy` (Debian's `docker.io`) is a stripped Go binary: perf shows
-/// `[unknown]`, `.gopclntab` names every function.
-#[test]
-fn stripped_go_binary_is_named_from_gopclntab() {
-    let exe = Path::new("/usr/sbin/docker-proxy");
-    if !exe.exists() {
-        eprintln!("skipped: {} not installed", exe.display());
-        return;
-    }
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    drop(listener);
-    // docker-proxy reports readiness on fd 3 and exits without it.
-    let mut child = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "exec {} -proto tcp -host-ip 127.0.0.1 -host-port {port} \
-             -container-ip 127.0.0.1 -container-port 9 3>/dev/null",
+mod needs_docker {
+    use super::*;
+
+    /// `docker-proxy` (Debian's `docker.io`) is a stripped Go binary: perf shows
+    /// `[unknown]`, `.gopclntab` names every function.
+    #[test]
+    fn stripped_go_binary_is_named_from_gopclntab() {
+        let exe = Path::new("/usr/sbin/docker-proxy");
+        assert!(
+            exe.exists(),
+            "{} is missing: install docker.io (scripts/install-deps.sh), or leave this test \
+             out with NFLAME_SKIP=docker (scripts/test.sh)",
             exe.display()
-        ))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let mut maps = Vec::new();
-    for _ in 0..100 {
-        maps = nflame_procfs::maps::read_maps(pid).unwrap();
-        if maps.iter().any(|m| m.path == exe) {
-            break;
+        );
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        // docker-proxy reports readiness on fd 3 and exits without it.
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "exec {} -proto tcp -host-ip 127.0.0.1 -host-port {port} \
+                 -container-ip 127.0.0.1 -container-port 9 3>/dev/null",
+                exe.display()
+            ))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let mut maps = Vec::new();
+        for _ in 0..100 {
+            maps = nflame_procfs::maps::read_maps(pid).unwrap();
+            if maps.iter().any(|m| m.path == exe) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        let text = maps
+            .iter()
+            .find(|m| m.path == exe)
+            .expect("docker-proxy text mapped")
+            .clone();
+        let addrs: Vec<u64> = (text.start..text.end).step_by(997).collect();
+        let mut sym = ProcessSymbolizer::new(pid, &maps);
+        let frames = sym.symbolize(&addrs);
+        assert!(sym.failures().is_empty(), "{:?}", sym.failures());
+        let _ = child.kill();
+        let _ = child.wait();
+        let named: Vec<&str> = frames
+            .iter()
+            .filter(|f| f[0].named)
+            .map(|f| f[0].name.as_str())
+            .collect();
+        assert!(
+            named.len() * 10 > addrs.len() * 9,
+            "{} of {} named",
+            named.len(),
+            addrs.len()
+        );
+        assert!(
+            named.iter().any(|n| n.starts_with("runtime.")),
+            "{:?}",
+            &named[..10]
+        );
+        assert!(
+            named.iter().any(|n| n.starts_with("main.")),
+            "no main.* among {} names",
+            named.len()
+        );
     }
-    let text = maps
-        .iter()
-        .find(|m| m.path == exe)
-        .expect("docker-proxy text mapped")
-        .clone();
-    let addrs: Vec<u64> = (text.start..text.end).step_by(997).collect();
-    let mut sym = ProcessSymbolizer::new(pid, &maps);
-    let frames = sym.symbolize(&addrs);
-    assert!(sym.failures().is_empty(), "{:?}", sym.failures());
-    let _ = child.kill();
-    let _ = child.wait();
-    let named: Vec<&str> = frames
-        .iter()
-        .filter(|f| f[0].named)
-        .map(|f| f[0].name.as_str())
-        .collect();
-    assert!(
-        named.len() * 10 > addrs.len() * 9,
-        "{} of {} named",
-        named.len(),
-        addrs.len()
-    );
-    assert!(
-        named.iter().any(|n| n.starts_with("runtime.")),
-        "{:?}",
-        &named[..10]
-    );
-    assert!(
-        named.iter().any(|n| n.starts_with("main.")),
-        "no main.* among {} names",
-        named.len()
-    );
 }
 
 #[test]

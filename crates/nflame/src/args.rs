@@ -81,7 +81,7 @@ pub struct RenderArgs {
     /// Width in pixels (default: fluid, fills the browser window).
     #[arg(long)]
     pub width: Option<usize>,
-    /// Omit frames narrower than this percentage of the graph's width.
+    /// Omit frames narrower than this many pixels.
     #[arg(long, default_value_t = 0.1)]
     pub min_width: f64,
     /// Draw an icicle graph (root at the top).

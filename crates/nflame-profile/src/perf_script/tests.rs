@@ -6,7 +6,7 @@ mod shapes;
 use super::chunks::{collapse_in_chunks, sample_boundary};
 use super::grammar::{classify, parse_header, Header, HeaderLine, Line};
 use super::*;
-use std::io::{Cursor, Write};
+use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
 fn input(name: &str, text: impl Into<Vec<u8>>) -> Input {
@@ -659,36 +659,4 @@ fn fixture_python_multi_event() {
     let per_event = headers_per_event(&fixture_text("python-multi-event"));
     assert_eq!(per_event[1], ("cpu-clock:".to_string(), cpu.total()));
     assert!(frames_of(&cpu).contains("_PyEval_EvalFrameDefault"));
-}
-
-/// Not a test: collapses `$NFLAME_COLLAPSE_INPUT` into
-/// `$NFLAME_COLLAPSE_OUTPUT` (default: discard), for timing against
-/// `inferno-collapse-perf` (see fixtures/README.md). `NFLAME_PERIOD=1`
-/// weights by period, `NFLAME_KEEP_UNKNOWN_RUNS=1` keeps runs of `[unknown]`
-/// frames, `NFLAME_THREADS=N` sets the threads.
-#[test]
-#[ignore]
-fn collapse_file_from_env() {
-    let Some(path) = std::env::var_os("NFLAME_COLLAPSE_INPUT") else {
-        return;
-    };
-    let opts = CollapseOptions {
-        period: std::env::var_os("NFLAME_PERIOD").is_some(),
-        fold_unknown_runs: std::env::var_os("NFLAME_KEEP_UNKNOWN_RUNS").is_none(),
-        threads: std::env::var("NFLAME_THREADS")
-            .ok()
-            .and_then(|t| t.parse().ok())
-            .unwrap_or(0),
-        ..CollapseOptions::default()
-    };
-    let (p, s) = collapse(&mut Input::open(path).unwrap(), &opts).unwrap();
-    match std::env::var_os("NFLAME_COLLAPSE_OUTPUT") {
-        Some(out) => crate::io::write_atomically(out, |w| p.write_folded(w)).unwrap(),
-        None => {
-            let mut sink = std::io::sink();
-            p.write_folded(&mut sink).unwrap();
-            sink.flush().unwrap();
-        }
-    }
-    eprintln!("{} samples, {} stacks, {s:?}", s.samples, p.len());
 }

@@ -5,7 +5,7 @@
 use nflame_profile::diff::Diff;
 use nflame_profile::tree::StackTree;
 
-use crate::cut::RowSource;
+use crate::cut::{inferno_text, reversed, RowSource};
 
 /// The stacks of a diff's tree with their lines' numbers: `stack BEFORE
 /// WIDTH`, widths from AFTER or, for stacks gone after, from BEFORE.
@@ -18,12 +18,7 @@ pub(crate) struct DiffRows<'t, 'a> {
 
 impl<'t, 'a> DiffRows<'t, 'a> {
     pub(crate) fn new(tree: &'t StackTree<'a>, diff: &'t Diff, reverse: bool) -> Self {
-        let reversed = reverse.then(|| {
-            tree.stacks()
-                .iter()
-                .map(|s| s.text.rsplit(';').collect::<Vec<_>>().join(";"))
-                .collect()
-        });
+        let reversed = reverse.then(|| tree.stacks().iter().map(|s| reversed(s.text)).collect());
         DiffRows {
             tree,
             diff,
@@ -40,7 +35,7 @@ impl RowSource for DiffRows<'_, '_> {
     fn text(&self, i: usize) -> &str {
         match &self.reversed {
             Some(r) => &r[i],
-            None => self.tree.stacks()[i].text,
+            None => inferno_text(self.tree.stacks()[i].text),
         }
     }
 
@@ -49,6 +44,10 @@ impl RowSource for DiffRows<'_, '_> {
     }
 
     fn numbers(&self, i: usize) -> (u64, u64) {
+        if self.text(i).is_empty() {
+            // inferno skips an empty line.
+            return (0, 0);
+        }
         let c = self.tree.stacks()[i].counts;
         let (before, after) = self.diff.scale_counts(c[0], c[1]);
         (before, if after > 0 { after } else { before })

@@ -76,7 +76,7 @@ pub(crate) fn lay_out(
     if lines.total == 0 {
         return Err(Error::Empty);
     }
-    let min = min_samples(opts.min_width, lines.total);
+    let min = min_samples(opts.min_width_percent(), lines.total);
     let (kept, lines) = match each {
         Some(each) => {
             // The stacks without width are not walked: hand them over too.
