@@ -264,9 +264,18 @@ pub(crate) fn write_graph(
     output.commit()?;
     let shown = display_name(&path);
     let mut notes = Vec::new();
+    // "the profile", "the before profile", "the after profile".
+    let what = |role: &str| {
+        if role == "profile" {
+            "the profile".to_string()
+        } else {
+            format!("the {role} profile")
+        }
+    };
     for (role, file, data) in &carried.beside {
         notes.push(format!(
-            "the {role} profile ({} stacks, {:.1} MB compressed) is over the embedding limit: written beside {shown} as {}, where reading the SVG finds it",
+            "{} ({} stacks, {:.1} MB compressed) is over the embedding limit: written beside {shown} as {}, where reading the SVG finds it",
+            what(role),
             data.stacks(),
             data.len() as f64 / 1e6,
             dir.join(file).display()
@@ -274,7 +283,8 @@ pub(crate) fn write_graph(
     }
     for (role, bytes) in &carried.omitted {
         notes.push(format!(
-            "the {role} profile ({:.1} MB compressed) is over the embedding limit and {shown} is standard output: it is not in the SVG",
+            "{} ({:.1} MB compressed) is over the embedding limit and {shown} is standard output: it is not in the SVG",
+            what(role),
             *bytes as f64 / 1e6
         ));
     }

@@ -8,6 +8,15 @@
 //! `DIR/SHAPE.after.folded` and `DIR/SHAPE.txt`, which says how the pair was
 //! made and what it holds. `LINES` (BEFORE's lines; default per shape) and
 //! `SEED` (default 1) in the environment change the input.
+//!
+//! ```text
+//! cargo run --release -p nflame-profile --example gen_shapes -- DIR --perf-script N
+//! ```
+//!
+//! writes `DIR/growing-N.perf.txt`: `perf script` text of N samples, one per
+//! stack of the first N lines of `DIR/random.before.folded` (written first
+//! if missing), so that its distinct stacks grow with its size (every sample
+//! a new stack), for measuring the collapser's memory.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
@@ -30,9 +39,67 @@ fn real_lines() -> Vec<(String, u64)> {
     out
 }
 
+/// Writes `DIR/growing-N.perf.txt` (see the module's documentation).
+fn perf_script(dir: &Path, samples: usize) {
+    let random = dir.join("random.before.folded");
+    if !random.exists() {
+        let lines = Shape::Random.default_lines().max(samples);
+        let mut before = BufWriter::new(File::create(&random).unwrap());
+        write_pair(
+            Shape::Random,
+            lines,
+            1,
+            &[],
+            &mut before,
+            &mut std::io::sink(),
+        )
+        .unwrap();
+        before.flush().unwrap();
+    }
+    let path = dir.join(format!("growing-{samples}.perf.txt"));
+    let mut out = BufWriter::with_capacity(1 << 20, File::create(&path).unwrap());
+    let input = BufReader::new(File::open(&random).unwrap());
+    let mut n = 0;
+    for line in input.lines().take(samples) {
+        let line = line.unwrap();
+        let (stack, _) = line.rsplit_once(' ').expect("a folded line");
+        let (pid, sec, usec) = (1000 + n % 7, 100 + n / 1000, (n % 1000) * 1000);
+        writeln!(
+            out,
+            "app {pid} [{:03}] {sec}.{usec:06}: 1001001 cpu-clock:",
+            n % 2
+        )
+        .unwrap();
+        for (depth, frame) in stack.rsplit(';').enumerate() {
+            let addr = 0x55d0_0000_0000u64 + (n as u64) * 64 + depth as u64;
+            writeln!(
+                out,
+                "\t    {addr:x} {frame}+0x{:x} (/usr/bin/app)",
+                depth * 16
+            )
+            .unwrap();
+        }
+        writeln!(out).unwrap();
+        n += 1;
+    }
+    out.flush().unwrap();
+    println!("{}: {n} samples, each a distinct stack", path.display());
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let dir = PathBuf::from(args.next().expect("usage: gen_shapes DIR [SHAPE…]"));
+    let rest: Vec<String> = args.collect();
+    if rest.first().map(String::as_str) == Some("--perf-script") {
+        let n = rest
+            .get(1)
+            .and_then(|n| n.parse().ok())
+            .expect("--perf-script N");
+        std::fs::create_dir_all(&dir).expect("creating DIR");
+        perf_script(&dir, n);
+        return;
+    }
+    let args = rest.into_iter();
     let mut shapes: Vec<Shape> = args
         .map(|a| Shape::from_name(&a).unwrap_or_else(|| panic!("unknown shape {a:?}")))
         .collect();

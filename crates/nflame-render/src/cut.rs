@@ -180,21 +180,32 @@ fn prefetch(bytes: &[u8]) {
     let _ = bytes;
 }
 
+/// One row of [`SortedRows`]: its text and width read once, so that sorting
+/// and walking the rows never go back to the source for them.
+#[derive(Clone, Copy)]
+struct Ranked<'s> {
+    /// The line's first eight bytes ([`line_key`]).
+    key: u64,
+    text: &'s str,
+    width: u64,
+    /// The row's index in the source.
+    index: u32,
+}
+
 /// Rows in the order of inferno's sorted lines, walked as [`Lines`]. Rows
 /// without width are left out (inferno draws nothing for them).
 pub(crate) struct SortedRows<'s> {
     source: &'s dyn RowSource,
     /// Rows, in order.
-    order: Vec<u32>,
+    order: Vec<Ranked<'s>>,
     differential: bool,
     /// The sum of the widths.
     pub(crate) total: u64,
 }
 
 impl<'s> SortedRows<'s> {
-    /// The numbers of row `i`'s line.
-    fn line_numbers(&self, i: usize) -> ([u64; 2], usize) {
-        let (before, width) = self.source.numbers(i);
+    /// The numbers of a line of BEFORE `before` and width `width`.
+    fn line_numbers(&self, before: u64, width: u64) -> ([u64; 2], usize) {
         if self.differential {
             ([before, width], 2)
         } else {
@@ -202,19 +213,57 @@ impl<'s> SortedRows<'s> {
         }
     }
 
-    fn cmp(&self, a: usize, b: usize) -> Ordering {
-        let (na, ka) = self.line_numbers(a);
-        let (nb, kb) = self.line_numbers(b);
-        cmp_lines(
-            self.source.text(a),
-            &na[..ka],
-            self.source.text(b),
-            &nb[..kb],
-        )
+    /// Compares two rows' lines: their text, and only when one stack
+    /// starts the other, their numbers (read from the source then).
+    fn cmp(&self, a: &Ranked<'_>, b: &Ranked<'_>) -> Ordering {
+        a.key.cmp(&b.key).then_with(|| {
+            let (x, y) = (a.text.as_bytes(), b.text.as_bytes());
+            let m = x.len().min(y.len());
+            let i = common_prefix(&x[..m], &y[..m]);
+            if i < m {
+                return x[i].cmp(&y[i]);
+            }
+            let before = |r: &Ranked<'_>| {
+                if self.differential {
+                    self.source.numbers(r.index as usize).0
+                } else {
+                    0
+                }
+            };
+            let (na, ka) = self.line_numbers(before(a), a.width);
+            let (nb, kb) = self.line_numbers(before(b), b.width);
+            cmp_lines(a.text, &na[..ka], b.text, &nb[..kb])
+        })
     }
 
-    fn with_order(source: &'s dyn RowSource, differential: bool, order: Vec<u32>) -> Self {
-        let total = order.iter().map(|&i| source.numbers(i as usize).1).sum();
+    /// The rows of `source` with width, in the source's order.
+    fn ranked(source: &'s dyn RowSource, differential: bool) -> Vec<Ranked<'s>> {
+        use rayon::prelude::*;
+        (0..source.len())
+            .into_par_iter()
+            .filter_map(|i| {
+                let (before, width) = source.numbers(i);
+                if width == 0 {
+                    return None;
+                }
+                let text = source.text(i);
+                let key = if differential {
+                    line_key(text, &[before, width])
+                } else {
+                    line_key(text, &[width])
+                };
+                Some(Ranked {
+                    key,
+                    text,
+                    width,
+                    index: i as u32,
+                })
+            })
+            .collect()
+    }
+
+    fn with_order(source: &'s dyn RowSource, differential: bool, order: Vec<Ranked<'s>>) -> Self {
+        let total = order.iter().map(|r| r.width).sum();
         SortedRows {
             source,
             order,
@@ -227,23 +276,10 @@ impl<'s> SortedRows<'s> {
     pub(crate) fn sort(source: &'s dyn RowSource, differential: bool) -> SortedRows<'s> {
         use rayon::prelude::*;
         let mut rows = SortedRows::with_order(source, differential, Vec::new());
-        let mut keyed: Vec<(u64, u32)> = (0..source.len())
-            .into_par_iter()
-            .filter_map(|i| {
-                let (nums, k) = rows.line_numbers(i);
-                (nums[k - 1] > 0).then(|| (line_key(source.text(i), &nums[..k]), i as u32))
-            })
-            .collect();
-        keyed.par_sort_unstable_by(|a, b| {
-            a.0.cmp(&b.0)
-                .then_with(|| rows.cmp(a.1 as usize, b.1 as usize))
-        });
-        rows.order = keyed.into_iter().map(|(_, i)| i).collect();
-        rows.total = rows
-            .order
-            .iter()
-            .map(|&i| source.numbers(i as usize).1)
-            .sum();
+        let mut order = SortedRows::ranked(source, differential);
+        order.par_sort_unstable_by(|a, b| rows.cmp(a, b));
+        rows.total = order.iter().map(|r| r.width).sum();
+        rows.order = order;
         rows
     }
 
@@ -251,32 +287,30 @@ impl<'s> SortedRows<'s> {
     /// is their lines' order but where a stack continues another with a
     /// blank or a control character, which a stable sort puts right.
     pub(crate) fn nearly_sorted(source: &'s dyn RowSource, differential: bool) -> SortedRows<'s> {
-        let order: Vec<u32> = (0..source.len() as u32)
-            .filter(|&i| source.numbers(i as usize).1 > 0)
-            .collect();
+        let order = SortedRows::ranked(source, differential);
         let mut rows = SortedRows::with_order(source, differential, order);
         let mut sorted = true;
         for w in 0..rows.order.len().saturating_sub(1) {
-            if let Some(&ahead) = rows.order.get(w + PREFETCH_AHEAD) {
-                prefetch(source.text(ahead as usize).as_bytes());
+            if let Some(ahead) = rows.order.get(w + PREFETCH_AHEAD) {
+                prefetch(ahead.text.as_bytes());
             }
-            if rows.cmp(rows.order[w] as usize, rows.order[w + 1] as usize) == Ordering::Greater {
+            if rows.cmp(&rows.order[w], &rows.order[w + 1]) == Ordering::Greater {
                 sorted = false;
                 break;
             }
         }
         if !sorted {
             let mut order = std::mem::take(&mut rows.order);
-            order.sort_by(|&a, &b| rows.cmp(a as usize, b as usize));
+            order.sort_by(|a, b| rows.cmp(a, b));
             rows.order = order;
         }
         rows
     }
 
-    /// The rows, in order.
+    /// The rows' indexes in the source, in order.
     #[cfg(test)]
-    pub(crate) fn order(&self) -> &[u32] {
-        &self.order
+    pub(crate) fn order(&self) -> Vec<u32> {
+        self.order.iter().map(|r| r.index).collect()
     }
 }
 
@@ -305,14 +339,13 @@ impl Lines for SortedRows<'_> {
         // cut after (`all` first).
         let mut ends: Vec<usize> = Vec::new();
         let mut cut = vec![false];
-        for (index, &row) in self.order.iter().enumerate() {
+        for (index, row) in self.order.iter().enumerate() {
             // Sorted rows point all over the profile's text: ask for a later
             // row's text now, so it is in the cache when its turn comes.
-            if let Some(&ahead) = self.order.get(index + PREFETCH_AHEAD) {
-                prefetch(self.source.text(ahead as usize).as_bytes());
+            if let Some(ahead) = self.order.get(index + PREFETCH_AHEAD) {
+                prefetch(ahead.text.as_bytes());
             }
-            let row = row as usize;
-            let stack = self.source.text(row);
+            let stack = row.text;
             let text = stack.as_bytes();
             // Frames shared with the previous stack: those ending before the
             // first byte that differs, and the one ending there if it ends
@@ -336,8 +369,12 @@ impl Lines for SortedRows<'_> {
                 start = end + 1;
             }
             f(&Line {
-                raw: self.source.raw(row),
-                width: self.source.numbers(row).1,
+                raw: if self.differential {
+                    self.source.raw(row.index as usize)
+                } else {
+                    [0, row.width]
+                },
+                width: row.width,
                 depth: ends.len(),
                 shared: if index == 0 { 0 } else { shared + 1 },
                 cuttable: &cut,
@@ -348,11 +385,16 @@ impl Lines for SortedRows<'_> {
     }
 
     fn text(&self, index: usize) -> &str {
-        self.source.text(self.order[index] as usize)
+        self.order[index].text
     }
 
     fn numbers(&self, index: usize) -> (u64, u64) {
-        self.source.numbers(self.order[index] as usize)
+        let row = &self.order[index];
+        if self.differential {
+            self.source.numbers(row.index as usize)
+        } else {
+            (0, row.width)
+        }
     }
 
     fn differential(&self) -> bool {
@@ -364,12 +406,16 @@ impl Lines for SortedRows<'_> {
 /// has just read its text ([`layout`] walks once).
 pub(crate) struct Teed<'r, 't> {
     rows: &'r SortedRows<'t>,
-    each: std::cell::RefCell<&'r mut dyn FnMut(usize)>,
+    each: std::cell::RefCell<&'r mut Each<'r>>,
 }
 
+/// What [`Teed`] hands each row to: its index in the source, its text and
+/// its width.
+pub(crate) type Each<'a> = dyn FnMut(usize, &str, u64) + 'a;
+
 impl<'r, 't> Teed<'r, 't> {
-    /// `each` gets the row's index in the source.
-    pub(crate) fn new(rows: &'r SortedRows<'t>, each: &'r mut dyn FnMut(usize)) -> Self {
+    /// `each` gets the row's index in the source, text and width.
+    pub(crate) fn new(rows: &'r SortedRows<'t>, each: &'r mut Each<'r>) -> Self {
         Teed {
             rows,
             each: std::cell::RefCell::new(each),
@@ -381,7 +427,8 @@ impl Lines for Teed<'_, '_> {
     fn walk(&self, f: &mut dyn FnMut(&Line<'_>)) {
         let mut each = self.each.borrow_mut();
         self.rows.walk(&mut |l| {
-            each(self.rows.order[l.index] as usize);
+            let row = &self.rows.order[l.index];
+            each(row.index as usize, row.text, row.width);
             f(l)
         })
     }

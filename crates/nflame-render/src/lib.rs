@@ -186,9 +186,14 @@ where
     if lines.peek().is_none() {
         return Err(Error::Empty);
     }
-    let mut clean = Cleaning::new(&mut writer);
+    // inferno writes an SVG in small pieces: they are cleaned (and passed
+    // on) a buffer at a time.
+    let mut clean = std::io::BufWriter::with_capacity(1 << 16, Cleaning::new(&mut writer));
     flamegraph::from_lines(&mut o, lines, &mut clean)?;
-    clean.finish()?;
+    clean
+        .into_inner()
+        .map_err(|e| Error::Write(e.into_error()))?
+        .finish()?;
     Ok(())
 }
 
@@ -481,15 +486,22 @@ pub fn render_profile_with<W: Write>(
         )
     } else {
         embed::compress_while(measure, |push| {
-            let mut each = |i: usize| {
-                let (stack, count) = rows.stacks[i];
-                push(stack, count);
+            // A row's text and width are its stack and count, but for the
+            // few stacks inferno reads trimmed.
+            let mut each = |i: usize, text: &str, width: u64| {
+                if rows.trimmed.binary_search(&(i as u32)).is_ok() {
+                    let (stack, count) = profile.stack_at(i);
+                    push(stack, count);
+                } else {
+                    push(text, width);
+                }
             };
             let laid = cut::layout(&Teed::new(&sorted, &mut each), min).1;
             // The stacks without width are not walked: embed them too.
             for i in 0..rows.len() {
                 if rows.numbers(i).1 == 0 {
-                    each(i);
+                    let (stack, count) = profile.stack_at(i);
+                    push(stack, count);
                 }
             }
             laid
@@ -522,40 +534,71 @@ pub fn render_profile_with<W: Write>(
 /// asked. The stacks are listed (not looked up in the profile) so that the
 /// rows' text is one read away.
 struct ProfileRows<'p> {
-    stacks: Vec<(&'p str, u64)>,
+    /// Each stack's text as inferno reads it (or reversed), and its count
+    /// (0 for a line inferno skips, empty once trimmed).
+    rows: Vec<(&'p str, u64)>,
     reversed: Option<Vec<String>>,
+    /// The rows (in order) whose text is not their stack's (trimmed).
+    trimmed: Vec<u32>,
 }
 
 impl<'p> ProfileRows<'p> {
     fn new(profile: &'p Profile, reverse: bool) -> ProfileRows<'p> {
-        let stacks: Vec<(&str, u64)> = profile.iter().collect();
-        let reversed = reverse.then(|| stacks.iter().map(|(s, _)| cut::reversed(s)).collect());
-        ProfileRows { stacks, reversed }
+        let line = |s: &'p str, c: u64| {
+            let t = cut::inferno_text(s);
+            (t, if t.is_empty() { 0 } else { c })
+        };
+        match reverse {
+            false => {
+                let rows: Vec<(&str, u64)> = profile.iter().map(|(s, c)| line(s, c)).collect();
+                let trimmed = profile
+                    .iter()
+                    .zip(&rows)
+                    .enumerate()
+                    .filter(|(_, ((s, _), (t, _)))| s.len() != t.len())
+                    .map(|(i, _)| i as u32)
+                    .collect();
+                ProfileRows {
+                    rows,
+                    reversed: None,
+                    trimmed,
+                }
+            }
+            true => {
+                let reversed: Vec<String> = profile.iter().map(|(s, _)| cut::reversed(s)).collect();
+                let rows = profile
+                    .iter()
+                    .zip(&reversed)
+                    .map(|((_, c), r)| ("", if r.is_empty() { 0 } else { c }))
+                    .collect();
+                ProfileRows {
+                    rows,
+                    reversed: Some(reversed),
+                    trimmed: Vec::new(),
+                }
+            }
+        }
     }
 }
 
 impl RowSource for ProfileRows<'_> {
     fn len(&self) -> usize {
-        self.stacks.len()
+        self.rows.len()
     }
 
     fn text(&self, i: usize) -> &str {
         match &self.reversed {
             Some(r) => &r[i],
-            None => cut::inferno_text(self.stacks[i].0),
+            None => self.rows[i].0,
         }
     }
 
     fn raw(&self, i: usize) -> [u64; 2] {
-        [0, self.stacks[i].1]
+        [0, self.rows[i].1]
     }
 
     fn numbers(&self, i: usize) -> (u64, u64) {
-        if self.text(i).is_empty() {
-            // inferno skips an empty line.
-            return (0, 0);
-        }
-        (0, self.stacks[i].1)
+        (0, self.rows[i].1)
     }
 }
 
@@ -903,6 +946,19 @@ mod tests {
             &s[..2000.min(s.len())]
         );
         assert_eq!(s, svg(&p, &o), "deterministic output differs");
+    }
+
+    /// The SVG is cleaned as it streams: a C1 character split between two
+    /// writes is cleaned too, and a lone lead byte at the end is kept.
+    #[test]
+    fn cleaning_across_writes() {
+        let mut out = Vec::new();
+        let mut w = Cleaning::new(&mut out);
+        for chunk in [&b"a\x1b\xc2"[..], b"\x9bb\xc2", b"\xa9c\xc2"] {
+            w.write_all(chunk).unwrap();
+        }
+        w.finish().unwrap();
+        assert_eq!(out, b"a   b\xc2\xa9c\xc2");
     }
 
     /// Names from targets: control characters never reach the SVG, and a

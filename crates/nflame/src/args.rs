@@ -100,7 +100,7 @@ pub struct RenderArgs {
     #[arg(long)]
     pub deterministic: bool,
     /// Embed the profiles in the SVG up to this many MiB (encoded); larger ones are written
-    /// beside it as OUTPUT.ROLE.folded.gz, which reading the SVG back finds (0: always).
+    /// beside it as OUTPUT.ROLE.folded.gz, which reading the SVG back finds (0: always beside).
     #[arg(long, value_name = "MIB", default_value_t = 128)]
     pub embed_limit: u64,
 }

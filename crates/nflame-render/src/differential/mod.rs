@@ -80,7 +80,8 @@ pub(crate) fn lay_out(
     let (kept, lines) = match each {
         Some(each) => {
             // The stacks without width are not walked: hand them over too.
-            let laid = layout(&Teed::new(&lines, &mut *each), min);
+            let mut by_index = |i: usize, _: &str, _: u64| each(i);
+            let laid = layout(&Teed::new(&lines, &mut by_index), min);
             for i in 0..rows.len() {
                 if rows.numbers(i).1 == 0 {
                     each(i);

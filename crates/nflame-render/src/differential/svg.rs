@@ -134,6 +134,8 @@ impl<'a> FrameRef<'a> {
 /// The text that opens a frame in inferno's SVG, and what closes it.
 const FRAME_OPEN: &[u8] = b"<g><title>";
 const FRAME_CLOSE: &[u8] = b"</g>";
+/// How many bytes [`Recolouring`] gathers before it rewrites them.
+const BATCH: usize = 1 << 16;
 /// What opens the frames' container, before which the hatch pattern goes.
 const FRAMES_OPEN: &[u8] = b"<svg id=\"frames\"";
 
@@ -176,6 +178,7 @@ impl<'a, W: Write> Recolouring<'a, W> {
 
     /// Writes what is left.
     pub(super) fn finish(mut self) -> io::Result<()> {
+        self.pass()?;
         if !self.in_frames {
             (self.head)(&mut self.buf)?;
         }
@@ -230,9 +233,26 @@ impl<'a, W: Write> Recolouring<'a, W> {
 impl<W: Write> Write for Recolouring<'_, W> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         self.buf.extend_from_slice(data);
+        if self.in_frames && self.buf.len() < BATCH {
+            // Frames are rewritten a batch at a time.
+            return Ok(data.len());
+        }
+        self.pass()?;
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<W: Write> Recolouring<'_, W> {
+    /// Writes what is buffered: the start of the SVG once the frames begin,
+    /// then every whole frame, rewritten, and what is between them.
+    fn pass(&mut self) -> io::Result<()> {
         if !self.in_frames {
             let Some(at) = memchr::memmem::find(&self.buf, FRAMES_OPEN) else {
-                return Ok(data.len());
+                return Ok(());
             };
             let mut head: Vec<u8> = self.buf.drain(..at).collect();
             (self.head)(&mut head)?;
@@ -264,10 +284,6 @@ impl<W: Write> Write for Recolouring<'_, W> {
             done += end;
         }
         self.buf.drain(..done);
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
 }
