@@ -403,6 +403,11 @@ pub fn compress_each_while<R: Send>(
     type Member = (usize, usize, Vec<u8>, u64);
     let done: Mutex<Vec<Member>> = Mutex::new(Vec::new());
     let mut stacks = vec![0u64; measures.len()];
+    // Members handed to other threads and not compressed yet: when the
+    // producer is faster than they are, it compresses the next one itself,
+    // so that the text waiting stays a few members, not the whole profile.
+    let pending = std::sync::atomic::AtomicUsize::new(0);
+    let most_pending = 2 * rayon::current_num_threads().max(1);
     let compress = |profile: usize, slot: usize, text: Vec<u8>| {
         let member = gzip_member(&text);
         done.lock().unwrap_or_else(|e| e.into_inner()).push((
@@ -432,7 +437,17 @@ pub fn compress_each_while<R: Send>(
                 let full = std::mem::replace(text, new_buffer());
                 let s = *slot;
                 *slot += 1;
-                scope.spawn(move |_| compress(profile, s, full));
+                use std::sync::atomic::Ordering::{AcqRel, Acquire};
+                if pending.load(Acquire) >= most_pending {
+                    compress(profile, s, full);
+                } else {
+                    pending.fetch_add(1, AcqRel);
+                    let pending = &pending;
+                    scope.spawn(move |_| {
+                        compress(profile, s, full);
+                        pending.fetch_sub(1, AcqRel);
+                    });
+                }
             }
         };
         let result = produce(&mut push);

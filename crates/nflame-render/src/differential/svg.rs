@@ -155,6 +155,16 @@ pub(super) struct Recolouring<'a, W: Write> {
     head: &'a dyn Fn(&mut Vec<u8>) -> io::Result<()>,
     frames: std::slice::Iter<'a, Kept>,
     style: &'a Style<'a>,
+    finders: Finders,
+}
+
+/// The searches [`Recolouring`] makes in every frame, prepared once.
+struct Finders {
+    open: memchr::memmem::Finder<'static>,
+    close: memchr::memmem::Finder<'static>,
+    title_close: memchr::memmem::Finder<'static>,
+    x: memchr::memmem::Finder<'static>,
+    fill: memchr::memmem::Finder<'static>,
 }
 
 impl<'a, W: Write> Recolouring<'a, W> {
@@ -173,6 +183,13 @@ impl<'a, W: Write> Recolouring<'a, W> {
             head,
             frames: frames.iter(),
             style,
+            finders: Finders {
+                open: memchr::memmem::Finder::new(FRAME_OPEN),
+                close: memchr::memmem::Finder::new(FRAME_CLOSE),
+                title_close: memchr::memmem::Finder::new(b"</title>"),
+                x: memchr::memmem::Finder::new(b" fg:x=\""),
+                fill: memchr::memmem::Finder::new(b" fill=\""),
+            },
         }
     }
 
@@ -190,22 +207,22 @@ impl<'a, W: Write> Recolouring<'a, W> {
     fn frame(&mut self, element: &[u8]) -> io::Result<()> {
         let text = std::str::from_utf8(element).map_err(io::Error::other)?;
         let title_start = FRAME_OPEN.len();
-        let (Some(te), Some(kept)) = (text.find("</title>"), self.frames.next()) else {
+        let f = &self.finders;
+        let (Some(te), Some(kept)) = (f.title_close.find(element), self.frames.next()) else {
             return self.out.write_all(element);
         };
-        let attr = |name: &str| -> Option<(usize, usize)> {
-            let key = format!(" {name}=\"");
-            let a = text[te..].find(&key)? + te + key.len();
-            let b = text[a..].find('"')? + a;
+        let attr = |key: &memchr::memmem::Finder<'_>| -> Option<(usize, usize)> {
+            let a = key.find(&element[te..])? + te + key.needle().len();
+            let b = memchr::memchr(b'"', &element[a..])? + a;
             Some((a, b))
         };
-        let x = attr("fg:x").and_then(|(a, b)| text[a..b].parse::<u64>().ok());
+        let x = attr(&f.x).and_then(|(a, b)| text[a..b].parse::<u64>().ok());
         debug_assert_eq!(
             x,
             Some(kept.start),
             "inferno's frames and the layout's differ"
         );
-        let (Some((fill_start, fill_end)), Some(x)) = (attr("fill"), x) else {
+        let (Some((fill_start, fill_end)), Some(x)) = (attr(&f.fill), x) else {
             return self.out.write_all(element);
         };
         if x != kept.start {
@@ -261,10 +278,11 @@ impl<W: Write> Recolouring<'_, W> {
             self.in_frames = true;
         }
         // Whole frames go out rewritten, and what is between them as it is.
+        let buf = std::mem::take(&mut self.buf);
         let mut done = 0;
         loop {
-            let rest = &self.buf[done..];
-            let Some(open) = memchr::memmem::find(rest, FRAME_OPEN) else {
+            let rest = &buf[done..];
+            let Some(open) = self.finders.open.find(rest) else {
                 // Keep what could be the start of a frame's opening.
                 let keep = FRAME_OPEN.len().min(rest.len());
                 let pass = rest.len() - keep;
@@ -272,17 +290,17 @@ impl<W: Write> Recolouring<'_, W> {
                 done += pass;
                 break;
             };
-            let Some(close) = memchr::memmem::find(&rest[open..], FRAME_CLOSE) else {
+            let Some(close) = self.finders.close.find(&rest[open..]) else {
                 self.out.write_all(&rest[..open])?;
                 done += open;
                 break;
             };
             let end = open + close + FRAME_CLOSE.len();
-            let element = rest[open..end].to_vec();
             self.out.write_all(&rest[..open])?;
-            self.frame(&element)?;
+            self.frame(&rest[open..end])?;
             done += end;
         }
+        self.buf = buf;
         self.buf.drain(..done);
         Ok(())
     }
