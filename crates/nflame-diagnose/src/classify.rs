@@ -24,7 +24,7 @@
 //!
 //! Within one frame, the first rule of the file wins.
 
-use nflame_profile::tree::StackTree;
+use nflame_profile::tree::{StackTree, TreeVisitor};
 use regex::Regex;
 use rustc_hash::FxHashMap;
 
@@ -223,7 +223,7 @@ impl<'r> Classifier<'r> {
         let frames = tree.frames();
         let matches: Vec<FrameMatch> = frames.iter().map(|f| self.match_frame(f)).collect();
         let mut processes: Vec<Option<(Option<usize>, Option<usize>)>> = vec![None; frames.len()];
-        let mut extend = |s: &PathState, frame: u32| -> PathState {
+        let extend = |s: &PathState, frame: u32| -> PathState {
             let f = frame as usize;
             let m = matches[f];
             let mut n = *s;
@@ -250,40 +250,75 @@ impl<'r> Classifier<'r> {
             }
             n
         };
-        let nodes = tree.nodes();
-        let mut states = Vec::with_capacity(nodes.len());
-        states.push(PathState::default());
-        for node in &nodes[1..] {
-            let s = extend(&states[node.parent as usize], node.frame);
-            states.push(s);
-        }
         let other = self.rules.other_index();
-        tree.stacks()
-            .iter()
-            .map(|stack| {
-                let s = extend(&states[stack.node as usize], stack.leaf);
-                let (category, frame, decision) = if let Some(c) = s.owns_process {
-                    (c, s.named, Decision::Rule(RuleKind::OwnsProcess))
-                } else if let Some(c) = s.owner {
-                    (c, s.named, Decision::Rule(RuleKind::OwnsFrame))
-                } else if let Some((c, f)) = s.strong {
-                    (c, f, Decision::Rule(RuleKind::Frame))
-                } else if let Some((c, f)) = s.weak {
-                    (c, f, Decision::Rule(RuleKind::FrameWeak))
-                } else if let Some(c) = s.process_fallback {
-                    (c, s.named, Decision::Rule(RuleKind::Process))
-                } else {
-                    (other, s.named, Decision::Fallback)
-                };
-                TreeClass {
-                    category,
-                    frame,
-                    process: s.process,
-                    decision,
-                    in_relay_syscall: s.relay,
-                }
-            })
-            .collect()
+        let decide = |s: &PathState| {
+            let (category, frame, decision) = if let Some(c) = s.owns_process {
+                (c, s.named, Decision::Rule(RuleKind::OwnsProcess))
+            } else if let Some(c) = s.owner {
+                (c, s.named, Decision::Rule(RuleKind::OwnsFrame))
+            } else if let Some((c, f)) = s.strong {
+                (c, f, Decision::Rule(RuleKind::Frame))
+            } else if let Some((c, f)) = s.weak {
+                (c, f, Decision::Rule(RuleKind::FrameWeak))
+            } else if let Some(c) = s.process_fallback {
+                (c, s.named, Decision::Rule(RuleKind::Process))
+            } else {
+                (other, s.named, Decision::Fallback)
+            };
+            TreeClass {
+                category,
+                frame,
+                process: s.process,
+                decision,
+                in_relay_syscall: s.relay,
+            }
+        };
+        // The states of the path's prefixes only (see StackTree::walk): memory
+        // for the depth of the stacks, not for every prefix.
+        struct Walk<'t, 'a, E, D> {
+            tree: &'t StackTree<'a>,
+            extend: E,
+            decide: D,
+            path: Vec<PathState>,
+            classes: Vec<TreeClass>,
+        }
+        impl<E, D> TreeVisitor for Walk<'_, '_, E, D>
+        where
+            E: FnMut(&PathState, u32) -> PathState,
+            D: Fn(&PathState) -> TreeClass,
+        {
+            fn enter(&mut self, node: u32) {
+                let frame = self.tree.nodes()[node as usize].frame;
+                let top = self.path.last().copied().unwrap_or_default();
+                let s = (self.extend)(&top, frame);
+                self.path.push(s);
+            }
+            fn leave(&mut self, _node: u32) {
+                self.path.pop();
+            }
+            fn stack(&mut self, index: usize) {
+                let leaf = self.tree.stacks()[index].leaf;
+                let top = self.path.last().copied().unwrap_or_default();
+                let s = (self.extend)(&top, leaf);
+                self.classes[index] = (self.decide)(&s);
+            }
+        }
+        let placeholder = TreeClass {
+            category: other,
+            frame: UNKNOWN_FRAME,
+            process: UNKNOWN_FRAME,
+            decision: Decision::Fallback,
+            in_relay_syscall: false,
+        };
+        let mut walk = Walk {
+            tree,
+            extend,
+            decide,
+            path: Vec::new(),
+            classes: vec![placeholder; tree.stacks().len()],
+        };
+        tree.walk(&mut walk);
+        walk.classes
     }
 
     /// Classifies one stack (`root;…;leaf`).

@@ -22,6 +22,7 @@
 //!   surrounding blanks);
 //! - [`lua`]: the markers of Lua frames and the LuaJIT VM's state read back
 //!   from a stack.
+//! - [`shapes`]: seeded synthetic profiles in the shapes benchmarks measure.
 //!
 //! Rendering lives in `nflame-render`; the recorder in `nflame-sampler`.
 
@@ -36,6 +37,7 @@ pub mod io;
 pub mod lua;
 pub mod perf_script;
 mod profile;
+pub mod shapes;
 pub mod text;
 pub mod tree;
 pub mod unit;
