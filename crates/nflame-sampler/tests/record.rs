@@ -124,6 +124,21 @@ fn spin(d: Duration) {
     }
 }
 
+/// Spins until this thread has used `d` of CPU time (the scheduler's own
+/// account, `/proc/thread-self/schedstat`), however busy the machine is.
+fn spin_cpu(d: Duration) {
+    let used = || {
+        std::fs::read_to_string("/proc/thread-self/schedstat")
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+            .map_or(Duration::ZERO, Duration::from_nanos)
+    };
+    let end = used() + d;
+    while used() < end {
+        spin(Duration::from_millis(2));
+    }
+}
+
 /// Not a test: the workload run by `spawn_helper` (does nothing otherwise).
 #[test]
 fn helper_main() {
@@ -141,7 +156,8 @@ fn helper_main() {
         }
         Ok("spin-exit") => {
             say_ready();
-            spin(Duration::from_millis(700));
+            // CPU time, not wall time: a busy machine gives it less CPU.
+            spin_cpu(Duration::from_millis(700));
         }
         // Two busy threads, running when it says ready, until killed.
         Ok("early-threads") => {
