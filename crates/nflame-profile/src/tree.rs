@@ -83,8 +83,9 @@ fn sort_key(text: &str) -> u64 {
     u64::from_be_bytes(key)
 }
 
-/// The length of the common prefix of `a` and `b`, eight bytes at a time.
-fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+/// The length of the common prefix of `a` and `b`, eight bytes at a time
+/// (sorted stacks share long prefixes; the renderer walks them too).
+pub fn common_prefix(a: &[u8], b: &[u8]) -> usize {
     let n = a.len().min(b.len());
     let mut i = 0;
     while i + 8 <= n {

@@ -93,23 +93,7 @@ pub(crate) fn cmp_lines(a: &str, na: &[u64], b: &str, nb: &[u64]) -> Ordering {
     tail(x, na).cmp(&tail(y, nb))
 }
 
-/// The length of the common prefix of `a` and `b`, eight bytes at a time.
-pub(crate) fn common_prefix(a: &[u8], b: &[u8]) -> usize {
-    let n = a.len().min(b.len());
-    let mut i = 0;
-    while i + 8 <= n {
-        let x = u64::from_le_bytes(a[i..i + 8].try_into().expect("8 bytes"));
-        let y = u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
-        if x != y {
-            return i + ((x ^ y).trailing_zeros() / 8) as usize;
-        }
-        i += 8;
-    }
-    while i < n && a[i] == b[i] {
-        i += 1;
-    }
-    i
-}
+pub(crate) use nflame_profile::tree::common_prefix;
 
 /// A stack as inferno reads its line: inferno trims each line, so a stack
 /// starting with a blank sorts and draws without it.
