@@ -99,5 +99,6 @@ pub use options::{
 };
 pub use record::record;
 pub use types::{
-    Mapping, ProcessInfo, RawSample, Recording, StopReason, UnwindMethod, UnwindStats,
+    Mapping, Measure, OffCpuInfo, ProcessInfo, RawSample, Recording, SampleKind, StopReason,
+    ThreadTimes, UnwindMethod, UnwindStats,
 };

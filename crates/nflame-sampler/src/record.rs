@@ -279,6 +279,7 @@ pub fn record(
         notes,
         call_graph: opts.call_graph,
         stack_bytes,
+        ..Recording::default()
     })
 }
 

@@ -13,7 +13,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::event::{Event, UserRegs};
 use crate::procfs::{ProcSource, Snapshot};
-use crate::types::{Mapping, ProcessInfo, RawSample, UnwindMethod};
+use crate::types::{Mapping, ProcessInfo, RawSample, SampleKind, UnwindMethod};
 use crate::unwind::{Outcome as Unwound, StackSample, StackUnwinder};
 
 /// Which samples belong to the recording.
@@ -441,6 +441,7 @@ impl<S: ProcSource> Tracker<S> {
                             cpu,
                             count: 1,
                             period,
+                            kind: SampleKind::OnCpu,
                             kernel,
                             user,
                             user_truncated,
@@ -600,6 +601,7 @@ impl<S: ProcSource> Tracker<S> {
                 threads: BTreeMap::from([(pid, parent.comm)]),
                 exited: false,
                 unwind: Default::default(),
+                times: Default::default(),
             },
             None => {
                 // Attached mode, parent not seen yet (its records were lost).
