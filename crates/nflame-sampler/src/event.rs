@@ -2,12 +2,14 @@
 //! to what the recorder uses, with plain integers and owned strings.
 //!
 //! The bytes are decoded by `perf-event-open`; this module only selects and
-//! normalises (timestamps, the kernel/user split of call chains, exec flags),
-//! so the bookkeeping in [`crate::tracker`] can be tested without a kernel.
+//! normalises (timestamps, the kernel/user split of call chains, exec flags,
+//! context-switch directions), so the bookkeeping in [`crate::tracker`] can
+//! be tested without a kernel.
 
 use std::ffi::CStr;
 use std::path::PathBuf;
 
+use perf_event_open::sample::record::ctx::Switch;
 use perf_event_open::sample::record::mmap::Info;
 use perf_event_open::sample::record::sample::{Abi, CallChain};
 use perf_event_open::sample::record::{Record, RecordId};
@@ -33,6 +35,17 @@ impl UserRegs {
     }
 }
 
+/// Which counter a ring buffer belongs to, so that its samples can be told apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// The on-CPU sampling event (`cpu-clock`, `cycles`).
+    OnCpu,
+    /// The `context-switches` event: a sample is a thread leaving the CPU.
+    Switch,
+    /// A counter of side-band records only (no samples).
+    SideBand,
+}
+
 /// A side-band or sample record, reduced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Event {
@@ -41,7 +54,11 @@ pub(crate) enum Event {
         tid: u32,
         time: u64,
         cpu: u32,
+        /// Event counts since the previous sample: nanoseconds for
+        /// `cpu-clock`, context switches for a switch sample.
         period: u64,
+        /// Taken as the thread left the CPU (a `context-switches` sample).
+        at_switch: bool,
         /// Leaf first.
         kernel: Vec<u64>,
         /// Leaf first: the kernel's frame-pointer chain (empty when not requested).
@@ -85,10 +102,23 @@ pub(crate) enum Event {
     Lost {
         time: u64,
         count: u64,
+        /// From the buffer of stacks at context switches: only stacks were
+        /// lost, not switch records.
+        stacks: bool,
     },
     /// Sampling was throttled by the kernel (`perf_cpu_time_max_percent`).
     Throttle {
         time: u64,
+    },
+    /// `PERF_RECORD_SWITCH(_CPU_WIDE)`: `tid` left the CPU (`out`) or came
+    /// back on it; `preempt`: it left while still runnable.
+    Switch {
+        pid: u32,
+        tid: u32,
+        time: u64,
+        cpu: u32,
+        out: bool,
+        preempt: bool,
     },
 }
 
@@ -102,12 +132,14 @@ impl Event {
             | Event::Exit { time, .. }
             | Event::Mmap { time, .. }
             | Event::Lost { time, .. }
+            | Event::Switch { time, .. }
             | Event::Throttle { time } => *time,
         }
     }
 
-    /// Reduces a decoded record; `None` for records we do not use.
-    pub(crate) fn from_record(record: Record) -> Option<Event> {
+    /// Reduces a decoded record from a buffer of `source`; `None` for
+    /// records we do not use.
+    pub(crate) fn from_record(record: Record, source: Source) -> Option<Event> {
         fn id_time(id: &Option<RecordId>) -> u64 {
             id.as_ref().and_then(|r| r.time).unwrap_or(0)
         }
@@ -136,6 +168,7 @@ impl Event {
                     time: s.record_id.time.unwrap_or(0),
                     cpu: s.record_id.cpu.unwrap_or(0),
                     period: s.period.unwrap_or(1),
+                    at_switch: source == Source::Switch,
                     kernel,
                     user,
                     regs,
@@ -185,12 +218,30 @@ impl Event {
             Record::LostRecords(l) => Event::Lost {
                 time: id_time(&l.record_id),
                 count: l.lost_records,
+                stacks: source == Source::Switch,
             },
             Record::LostSamples(l) => Event::Lost {
                 time: id_time(&l.record_id),
                 count: l.lost_samples,
+                stacks: source == Source::Switch,
             },
             Record::Throttle(t) => Event::Throttle { time: t.time },
+            Record::CtxSwitch(c) => {
+                let id = c.record_id.as_ref()?;
+                let task = id.task.as_ref()?;
+                let (out, preempt) = match c.info {
+                    Switch::OutTo { preempt, .. } => (true, preempt),
+                    Switch::InFrom(_) => (false, false),
+                };
+                Event::Switch {
+                    pid: task.pid,
+                    tid: task.tid,
+                    time: id.time.unwrap_or(0),
+                    cpu: id.cpu.unwrap_or(0),
+                    out,
+                    preempt,
+                }
+            }
             _ => return None,
         })
     }
@@ -212,6 +263,10 @@ mod tests {
     use perf_event_open::sample::record::Task;
 
     use super::*;
+
+    fn ev(r: Record) -> Option<Event> {
+        Event::from_record(r, Source::OnCpu)
+    }
 
     fn rid(pid: u32, tid: u32, time: u64, cpu: u32) -> RecordId {
         RecordId {
@@ -249,7 +304,7 @@ mod tests {
 
     #[test]
     fn sample_splits_kernel_and_user_leaf_first() {
-        let ev = Event::from_record(sample(vec![
+        let ev = ev(sample(vec![
             CallChain::Kernel(vec![0xffff_8000_0000_0010, 0xffff_8000_0000_0020]),
             CallChain::User(vec![0x401000, 0x402000, 0x403000]),
         ]))
@@ -262,6 +317,7 @@ mod tests {
                 time: 1234,
                 cpu: 1,
                 period: 1_001_001,
+                at_switch: false,
                 kernel: vec![0xffff_8000_0000_0010, 0xffff_8000_0000_0020],
                 user: vec![0x401000, 0x402000, 0x403000],
                 regs: None,
@@ -277,7 +333,7 @@ mod tests {
         };
         s.user_regs = Some((vec![0x7ffd_0100, 0x7ffd_0000, 0x401000], Abi::_64));
         s.user_stack = Some(vec![1, 2, 3, 4, 5, 6, 7, 8]);
-        let Some(Event::Sample { regs, stack, .. }) = Event::from_record(Record::Sample(s)) else {
+        let Some(Event::Sample { regs, stack, .. }) = ev(Record::Sample(s)) else {
             panic!("not a sample")
         };
         assert_eq!(
@@ -293,7 +349,7 @@ mod tests {
 
     #[test]
     fn sample_ignores_guest_and_unknown_contexts() {
-        let ev = Event::from_record(sample(vec![
+        let ev = ev(sample(vec![
             CallChain::Guest(vec![1]),
             CallChain::User(vec![2]),
             CallChain::Unknown(vec![3]),
@@ -308,7 +364,7 @@ mod tests {
 
     #[test]
     fn comm_fork_exit_lost() {
-        let c = Event::from_record(Record::Comm(Box::new(Comm {
+        let c = ev(Record::Comm(Box::new(Comm {
             record_id: Some(rid(5, 5, 77, 0)),
             by_execve: true,
             task: Task { pid: 5, tid: 5 },
@@ -324,7 +380,7 @@ mod tests {
                 exec: true
             })
         );
-        let f = Event::from_record(Record::Fork(Box::new(Fork {
+        let f = ev(Record::Fork(Box::new(Fork {
             record_id: None,
             task: Task { pid: 6, tid: 6 },
             parent_task: Task { pid: 5, tid: 5 },
@@ -339,7 +395,7 @@ mod tests {
                 time: 80
             })
         );
-        let e = Event::from_record(Record::Exit(Box::new(Exit {
+        let e = ev(Record::Exit(Box::new(Exit {
             record_id: None,
             task: Task { pid: 6, tid: 7 },
             parent_task: Task { pid: 5, tid: 5 },
@@ -353,7 +409,7 @@ mod tests {
                 time: 90
             })
         );
-        let l = Event::from_record(Record::LostRecords(Box::new(LostRecords {
+        let l = ev(Record::LostRecords(Box::new(LostRecords {
             record_id: Some(rid(0, 0, 95, 0)),
             id: 1,
             lost_records: 42,
@@ -362,14 +418,15 @@ mod tests {
             l,
             Some(Event::Lost {
                 time: 95,
-                count: 42
+                count: 42,
+                stacks: false
             })
         );
     }
 
     #[test]
     fn mmap2_carries_device_and_inode() {
-        let m = Event::from_record(Record::Mmap(Box::new(Mmap {
+        let m = ev(Record::Mmap(Box::new(Mmap {
             record_id: Some(rid(5, 5, 60, 0)),
             executable: true,
             task: Task { pid: 5, tid: 5 },

@@ -4,6 +4,8 @@
 use std::ffi::OsString;
 use std::time::Duration;
 
+use crate::types::Measure;
+
 /// What to record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -171,7 +173,26 @@ pub struct RecordOptions {
     /// get at least 1024 pages (4 MiB) each, as every sample carries the
     /// copied stack.
     pub call_graph: CallGraph,
+    /// What to measure: on-CPU samples, off-CPU time, or both (wall-clock
+    /// time, which needs the `cpu-clock` event: [`EventChoice::Auto`] then
+    /// means `cpu-clock`). Default is [`Measure::OnCpu`]. Off-CPU time needs
+    /// kernel sampling (root, `CAP_PERFMON`, or `perf_event_paranoid` ≤ 1).
+    pub measure: Measure,
+    /// Off-CPU intervals shorter than this give no sample (their time still
+    /// counts in the per-thread totals). Default is zero: every interval.
+    pub min_block: Duration,
+    /// Most stacks taken a second at context switches, per thread and CPU
+    /// (per CPU system-wide). Below this rate every switch gets a stack;
+    /// above it one in N does, N adapted every 200 ms (see
+    /// [`crate::OffCpuInfo::sampled`] for how the time of the others is
+    /// counted). Default is [`DEFAULT_SWITCH_RATE`].
+    pub switch_rate: u64,
 }
+
+/// Default of [`RecordOptions::switch_rate`]: 2000 stacks a second, about
+/// 16 MB/s of copied stack per busy thread with DWARF unwinding (what it
+/// costs is measured in [`crate::record()`]'s documentation).
+pub const DEFAULT_SWITCH_RATE: u64 = 2000;
 
 impl Default for RecordOptions {
     fn default() -> Self {
@@ -185,6 +206,9 @@ impl Default for RecordOptions {
             ring_pages: 128,
             progress_interval: Duration::from_millis(250),
             call_graph: CallGraph::Auto,
+            measure: Measure::OnCpu,
+            min_block: Duration::ZERO,
+            switch_rate: DEFAULT_SWITCH_RATE,
         }
     }
 }

@@ -1,32 +1,75 @@
 //! The recording loop: checks privileges, opens counters for the target,
 //! polls and drains their ring buffers, feeds the [`Tracker`] in timestamp
 //! order, and decides when to stop.
+//!
+//! # Off-CPU time
+//!
+//! With [`Measure::OffCpu`] or [`Measure::Wall`], every scope (thread and
+//! CPU, or CPU) also gets a counter of the `context-switches` software
+//! event with context-switch records (`context_switch`): the kernel takes a
+//! sample, with the kernel call chain and the user stack (frame-pointer
+//! chain or a DWARF stack copy, as for on-CPU samples), in the task that is
+//! leaving the CPU, then writes a switch-out record (flagged when the task
+//! was still runnable: preempted), and a switch-in record when a task comes
+//! back. [`crate::offcpu`] pairs them into intervals. Why this and not BPF on
+//! `sched_switch`: it needs nothing but perf events (no BPF, BTF or
+//! compiled program), and it reuses everything on-CPU sampling has: the
+//! targets, the side-band, the DWARF stack copy that is the only way to get
+//! complete stacks through nginx and LuaJIT (a BPF program could only ship
+//! the same copy), and the unwinder. In-kernel aggregation would save
+//! records, but stacks must be unwound in user space anyway.
+//!
+//! The switch records come from the counter that carries the side-band
+//! (the on-CPU one, or a `dummy` one), never disabled; the stacks from a
+//! counter of their own. Its cost is bounded by sampling the stacks, not
+//! the switches: it starts at every switch and [`RateControl`] lowers that
+//! to about [`RecordOptions::switch_rate`] stacks a second per counter at
+//! random periods (and, for copies of counters it cannot reach, enables
+//! the stack counters part of the time only). The switch records, 40 to 48
+//! bytes, are never sampled, so per-thread totals ([`crate::ThreadTimes`])
+//! stay exact; their cost is two records per switch. Records are handled
+//! in timestamp order across buffers, up to a watermark a little behind
+//! the time of each drain, so that a switch-out on one CPU is seen before
+//! the switch-in on another that follows it.
 
 use std::io;
 use std::path::PathBuf;
+
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::error::Error;
-use crate::event::Event;
+use crate::event::{Event, Source};
 use crate::options::{CallGraph, EventChoice, Progress, RecordOptions, Target};
 use crate::procfs::{self, ProcSource, Procfs};
+use crate::rate::{Mode, RateControl};
 use crate::sys::{self, Child, CounterConfig, OpenError, PerfCounter, PerfEvent, Ready, Scope};
+use crate::threadstate;
 use crate::tracker::{name_matches, Filter, StackMode, Tracker};
-use crate::types::{Recording, StopReason};
+use crate::types::{Measure, Recording, StopReason};
 use crate::unwind::DwarfUnwinder;
 
 /// Total ring-buffer memory we allow before shrinking per-counter buffers.
 const RING_BUDGET: usize = 64 << 20;
-/// Ring buffer pages per counter at least, when samples carry stack copies.
+/// Ring buffer pages per counter at least, when samples carry stack copies
+/// or context switches are recorded.
 const DWARF_RING_PAGES: usize = 1024;
 /// Longest time between two drains.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// How often `/proc` is checked for targets whose EXIT record we missed.
 const LIVENESS_INTERVAL: Duration = Duration::from_millis(200);
+/// Records newer than this before a drain wait for the next one: a record
+/// stamped just before the drain may still be being written on another CPU.
+const REORDER_WINDOW_NS: u64 = 20_000_000;
+/// How often the periods of the stack counters at context switches are set
+/// (the first rounds are shorter: 10 ms, doubling up to this, so that a
+/// fast-switching target is caught before it floods the buffers).
+const RATE_ROUND: Duration = Duration::from_millis(200);
 
-/// Records on-CPU samples of `opts.target` until the duration elapses, `stop`
-/// becomes true, or (for pids and commands) every target has exited.
+/// Records on-CPU samples (and/or off-CPU time, see [`Measure`]) of
+/// `opts.target` until the duration elapses, `stop` becomes true, or (for
+/// pids and commands) every target has exited.
 ///
 /// `progress` is called from this thread about every
 /// [`RecordOptions::progress_interval`], and once at the end.
@@ -68,6 +111,25 @@ pub fn record(
              has neither root nor CAP_PERFMON"
         ));
     }
+    if opts.measure.off_cpu() && !privileged && paranoid >= 2 {
+        return Err(Error::PermissionDenied {
+            what: "context-switch sampling (off-CPU time)".into(),
+            paranoid: paranoid.to_string(),
+            hint: "; off-CPU time needs kernel sampling even for your own processes, as the \
+                   context-switches event fires in the kernel",
+            source: io::Error::from_raw_os_error(libc::EACCES),
+        });
+    }
+    let mut switch_rate = opts.switch_rate;
+    if let Some(max) = procfs::max_sample_rate() {
+        if opts.measure.off_cpu() && switch_rate > max {
+            notes.push(format!(
+                "stacks at context switches capped at {max} a second \
+                 (kernel.perf_event_max_sample_rate) instead of {switch_rate}"
+            ));
+            switch_rate = max;
+        }
+    }
     let system_wide = matches!(opts.target, Target::All | Target::Names(_));
     if system_wide && !privileged && paranoid > 0 {
         return Err(Error::PermissionDenied {
@@ -89,10 +151,15 @@ pub fn record(
         event: match opts.event {
             EventChoice::CpuClock => Some(PerfEvent::CpuClock),
             EventChoice::Cycles => Some(PerfEvent::Cycles),
+            // Wall-clock time adds on-CPU periods to off-CPU nanoseconds.
+            _ if opts.measure == Measure::Wall => Some(PerfEvent::CpuClock),
             _ => None,
         },
         counters: Vec::new(),
         buffer_of_cpu: Vec::new(),
+        switch_counters: Vec::new(),
+        freq_counters: Vec::new(),
+        switch_rate,
     };
 
     let own = sys::own_pid();
@@ -114,8 +181,17 @@ pub fn record(
             (Filter::Names(names.clone()), None, Vec::new())
         }
     };
-    let event = session.event.unwrap_or(PerfEvent::CpuClock);
+    let event = if opts.measure.on_cpu() {
+        session.event.unwrap_or(PerfEvent::CpuClock)
+    } else {
+        PerfEvent::ContextSwitches
+    };
     let counters = std::mem::take(&mut session.counters);
+    let mut stacks = StackRate::new(
+        std::mem::take(&mut session.switch_counters),
+        std::mem::take(&mut session.freq_counters),
+        switch_rate,
+    );
 
     let mut tracker = Tracker::new(filter, Procfs, own);
     let stack_bytes = if opts.user {
@@ -132,6 +208,10 @@ pub fn record(
         tracker.set_unwinding(mode, Box::new(DwarfUnwinder::default()));
     }
     let start = Instant::now();
+    let start_ns = sys::monotonic_ns();
+    if opts.measure.off_cpu() {
+        tracker.record_off_cpu(start_ns, opts.min_block.as_nanos() as u64);
+    }
     if let Some(child) = child.as_mut() {
         // Counters enable themselves at the exec.
         if let Err(source) = child.release() {
@@ -143,7 +223,11 @@ pub fn record(
         let program = command_path(&opts.target);
         tracker.add_command(child.pid, &program);
     } else {
-        for c in &counters {
+        for (i, c) in counters.iter().enumerate() {
+            if stacks.freq.contains(&i) {
+                // The frequency-mode stack counters wait until needed.
+                continue;
+            }
             c.enable().map_err(|source| Error::Io {
                 op: "enabling a perf counter".into(),
                 source,
@@ -156,6 +240,7 @@ pub fn record(
             return Err(Error::ProcessExited { pid });
         }
     }
+    let mut matched = Vec::new();
     if let Target::Names(names) = &opts.target {
         for pid in procfs::all_pids() {
             if pid == own {
@@ -164,6 +249,24 @@ pub fn record(
             if let Some((comm, exe)) = Procfs.comm_and_exe(pid) {
                 if name_matches(names, &comm, exe.as_deref()) {
                     tracker.add_target(pid);
+                    matched.push(pid);
+                }
+            }
+        }
+    }
+    if opts.measure.off_cpu() {
+        // Threads already off the CPU give no switch-out: read where they are.
+        let existing = match &opts.target {
+            Target::Pids(_) => pids.clone(),
+            Target::Names(_) => matched,
+            Target::All => procfs::all_pids(),
+            _ => Vec::new(),
+        };
+        for pid in existing {
+            for tid in procfs::tasks_of(pid) {
+                let time = sys::monotonic_ns();
+                if let Some(state) = threadstate::read(pid, tid, stack_bytes as usize) {
+                    tracker.initial_thread(pid, tid, time, state);
                 }
             }
         }
@@ -178,8 +281,10 @@ pub fn record(
     let mut hung = vec![false; fds.len()];
     let mut ready: Vec<Ready> = Vec::new();
     let mut batch: Vec<Event> = Vec::new();
+    let mut next: Vec<Event> = Vec::new();
     let mut last_progress = start;
     let mut last_liveness = start;
+    stacks.round_start = Instant::now();
     let attached = matches!(opts.target, Target::Pids(_) | Target::Command(_));
     let stop_reason = loop {
         let elapsed = start.elapsed();
@@ -193,6 +298,9 @@ pub fn record(
         if let Some(d) = opts.duration {
             timeout = timeout.min(d.saturating_sub(elapsed));
         }
+        if let Some(t) = stacks.next_round() {
+            timeout = timeout.min(t.saturating_duration_since(Instant::now()));
+        }
         let live_idx: Vec<usize> = (0..fds.len()).filter(|&i| !hung[i]).collect();
         let live_fds: Vec<i32> = live_idx.iter().map(|&i| fds[i]).collect();
         sys::poll_fds(&live_fds, timeout, &mut ready).map_err(|source| Error::Io {
@@ -204,7 +312,16 @@ pub fn record(
                 hung[i] = true;
             }
         }
-        drain_all(&counters, &mut batch, &mut tracker);
+        let watermark = sys::monotonic_ns().saturating_sub(REORDER_WINDOW_NS);
+        drain_all(
+            &counters,
+            &mut batch,
+            &mut next,
+            &mut tracker,
+            watermark,
+            &mut stacks.counts,
+        );
+        stacks.control(&counters, Instant::now());
 
         if attached {
             if let Some(child) = child.as_mut() {
@@ -228,6 +345,7 @@ pub fn record(
         }
     };
     let duration = start.elapsed();
+    tracker.set_end(sys::monotonic_ns());
 
     for c in &counters {
         // A counter whose task is gone may refuse; its buffer is still readable.
@@ -237,8 +355,24 @@ pub fn record(
     if let Some(mut child) = child.take() {
         command_status = child.terminate(Duration::from_secs(1));
     }
-    drain_all(&counters, &mut batch, &mut tracker);
-    let stat_lost: u64 = counters.iter().filter_map(PerfCounter::lost).sum();
+    drain_all(
+        &counters,
+        &mut batch,
+        &mut next,
+        &mut tracker,
+        u64::MAX,
+        &mut stacks.counts,
+    );
+    let stat_lost: u64 = counters
+        .iter()
+        .filter(|c| c.source() != Source::Switch)
+        .filter_map(PerfCounter::lost)
+        .sum();
+    let stat_lost_stacks: u64 = counters
+        .iter()
+        .filter(|c| c.source() == Source::Switch)
+        .filter_map(PerfCounter::lost)
+        .sum();
     progress(&progress_of(&tracker, start, event));
     drop(counters);
 
@@ -263,11 +397,34 @@ pub fn record(
             "{lost} records lost (ring buffer full); consider more ring pages or a lower frequency"
         ));
     }
+    let mut off_cpu = out.off_cpu;
+    if opts.measure.off_cpu() {
+        off_cpu.max_rate = switch_rate;
+        off_cpu.min_block = opts.min_block;
+        off_cpu.lost_stacks = off_cpu.lost_stacks.max(stat_lost_stacks);
+        if off_cpu.lost_stacks > 0 {
+            notes.push(format!(
+                "{} stacks at context switches lost (ring buffer full); their switches \
+                 count without a stack",
+                off_cpu.lost_stacks
+            ));
+        }
+        if off_cpu.broken > 0 {
+            notes.push(format!(
+                "{} off-CPU intervals lost an end to lost records; their time is in no total",
+                off_cpu.broken
+            ));
+        }
+    }
     Ok(Recording {
         samples: out.samples,
         processes: out.processes,
         event: event.name().to_string(),
-        frequency: opts.frequency,
+        frequency: if opts.measure.on_cpu() {
+            opts.frequency
+        } else {
+            switch_rate
+        },
         duration,
         lost,
         lost_records: out.lost_records,
@@ -279,7 +436,8 @@ pub fn record(
         notes,
         call_graph: opts.call_graph,
         stack_bytes,
-        ..Recording::default()
+        measure: opts.measure,
+        off_cpu,
     })
 }
 
@@ -290,6 +448,18 @@ fn validate(opts: &RecordOptions) -> Result<(), Error> {
     }
     if !opts.user && !opts.kernel {
         return bad("user and kernel are both excluded; nothing to sample");
+    }
+    if opts.measure == Measure::Wall && opts.event == EventChoice::Cycles {
+        return bad(
+            "wall-clock time adds on-CPU time to off-CPU time, so it samples cpu-clock \
+             (nanoseconds), not cycles",
+        );
+    }
+    if opts.measure.off_cpu() && opts.switch_rate == 0 {
+        return bad("the rate of stacks at context switches must be at least 1 a second");
+    }
+    if !opts.measure.off_cpu() && !opts.min_block.is_zero() {
+        return bad("a minimum block time only applies to off-CPU time");
     }
     match &opts.target {
         Target::Pids(p) if p.is_empty() => bad("no pid given"),
@@ -328,24 +498,164 @@ fn progress_of<S: ProcSource>(t: &Tracker<S>, start: Instant, event: PerfEvent) 
     }
 }
 
-/// Drains every buffer, then handles the records in timestamp order so that a
-/// COMM or FORK seen on one CPU precedes the samples it explains on another.
+/// Drains every buffer, then handles the records up to `watermark` in
+/// timestamp order, so that a COMM or FORK seen on one CPU precedes the
+/// samples it explains on another, and a switch-out precedes the switch-in
+/// that ends it. Newer records wait in `batch` for the next call; `next` is
+/// scratch space. Switch-outs are counted by (tid, CPU) in `switches`.
 fn drain_all<S: ProcSource>(
     counters: &[PerfCounter],
     batch: &mut Vec<Event>,
+    next: &mut Vec<Event>,
     tracker: &mut Tracker<S>,
+    watermark: u64,
+    switches: &mut FxHashMap<(u32, u32), u64>,
 ) {
-    batch.clear();
     for c in counters {
+        let source = c.source();
         c.drain(|r| {
-            if let Some(ev) = Event::from_record(r) {
+            if let Some(ev) = Event::from_record(r, source) {
+                if let Event::Switch {
+                    tid,
+                    cpu,
+                    out: true,
+                    ..
+                } = ev
+                {
+                    *switches.entry((tid, cpu)).or_insert(0) += 1;
+                }
                 batch.push(ev);
             }
         });
     }
     batch.sort_by_key(Event::time);
+    let ready = batch.partition_point(|e| e.time() <= watermark);
+    next.extend(batch.drain(ready..));
     for ev in batch.drain(..) {
         tracker.handle(ev);
+    }
+    std::mem::swap(batch, next);
+}
+
+/// What a counter is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// On-CPU samples; carries the side-band and switch records.
+    OnCpu,
+    /// Side-band and switch records only (`dummy`), without on-CPU samples.
+    SideBand,
+    /// Stacks at context switches, at a period the recorder sets.
+    Stacks,
+    /// Stacks at context switches, at a frequency (see [`RateControl`]).
+    StacksFreq,
+}
+
+/// A stack counter at context switches with a period the recorder sets:
+/// the thread it was opened on (`None`: every thread of the CPU), its CPU,
+/// its index in the counters.
+#[derive(Debug, Clone, Copy)]
+struct SwitchCounter {
+    tid: Option<u32>,
+    cpu: u32,
+    index: usize,
+}
+
+/// The rate of stacks at context switches, kept near the cap (see
+/// [`RateControl`]): counts the switches of the threads of each counter
+/// from the switch records, sets new periods every round, and turns to
+/// the frequency-mode counters when threads out of reach switch too fast.
+struct StackRate {
+    counters: Vec<SwitchCounter>,
+    /// Indices of the frequency-mode counters (per-task recording only).
+    freq: Vec<usize>,
+    /// Threads with a counter of their own.
+    reached: FxHashSet<u32>,
+    periods: Vec<u64>,
+    control: RateControl,
+    mode: Mode,
+    /// Switches (switch-outs) since the round began, by (tid, CPU).
+    counts: FxHashMap<(u32, u32), u64>,
+    round_start: Instant,
+    round: Duration,
+}
+
+impl StackRate {
+    fn new(counters: Vec<SwitchCounter>, freq: Vec<usize>, cap: u64) -> StackRate {
+        StackRate {
+            reached: counters.iter().filter_map(|c| c.tid).collect(),
+            periods: vec![1; counters.len()],
+            control: RateControl::new(cap, sys::monotonic_ns()),
+            mode: Mode::Count,
+            counters,
+            freq,
+            counts: FxHashMap::default(),
+            round_start: Instant::now(),
+            round: Duration::from_millis(10),
+        }
+    }
+
+    /// When the loop must wake next for this.
+    fn next_round(&self) -> Option<Instant> {
+        (!self.counters.is_empty()).then(|| self.round_start + self.round)
+    }
+
+    /// Ends a round when it is due: new periods, and the mode.
+    fn control(&mut self, all: &[PerfCounter], now: Instant) {
+        if self.counters.is_empty() || now < self.round_start + self.round {
+            return;
+        }
+        let secs = now
+            .saturating_duration_since(self.round_start)
+            .as_secs_f64();
+        let mut per_cpu: FxHashMap<u32, u64> = FxHashMap::default();
+        let mut unreached = 0;
+        for (&(tid, cpu), &n) in &self.counts {
+            *per_cpu.entry(cpu).or_insert(0) += n;
+            if !self.reached.contains(&tid) {
+                unreached = unreached.max(n);
+            }
+        }
+        let switches: Vec<u64> = self
+            .counters
+            .iter()
+            .map(|c| match c.tid {
+                Some(tid) => self.counts.get(&(tid, c.cpu)).copied().unwrap_or(0),
+                None => per_cpu.get(&c.cpu).copied().unwrap_or(0),
+            })
+            .collect();
+        if self.freq.is_empty() {
+            // Per-CPU counters reach every thread.
+            unreached = 0;
+        }
+        let plan = self.control.plan(secs, &switches, unreached);
+        for ((c, old), new) in self
+            .counters
+            .iter()
+            .zip(&mut self.periods)
+            .zip(plan.periods)
+        {
+            if *old != new && all[c.index].set_period(new).is_ok() {
+                *old = new;
+            }
+        }
+        if plan.mode != self.mode {
+            self.mode = plan.mode;
+            let count = self.counters.iter().map(|c| c.index);
+            let (on, off): (Vec<usize>, Vec<usize>) = match plan.mode {
+                Mode::Count => (count.collect(), self.freq.clone()),
+                Mode::Freq => (self.freq.clone(), count.collect()),
+            };
+            // A counter whose thread is gone may refuse.
+            for i in off {
+                let _ = all[i].disable();
+            }
+            for i in on {
+                let _ = all[i].enable();
+            }
+        }
+        self.counts.clear();
+        self.round_start = now;
+        self.round = (self.round * 2).min(RATE_ROUND);
     }
 }
 
@@ -359,29 +669,74 @@ struct Session<'a> {
     /// Decided by the first counter when `Auto`.
     event: Option<PerfEvent>,
     counters: Vec<PerfCounter>,
-    /// For per-task counters: CPU → index of the counter owning its buffer.
-    buffer_of_cpu: Vec<(u32, usize)>,
+    /// For per-task counters: (event role, CPU) → index of the counter
+    /// owning its buffer.
+    buffer_of_cpu: Vec<(Role, u32, usize)>,
+    /// The stack counters at context switches with a period.
+    switch_counters: Vec<SwitchCounter>,
+    /// The stack counters at context switches at a frequency.
+    freq_counters: Vec<usize>,
+    /// Stacks a second per counter at most.
+    switch_rate: u64,
 }
 
 impl Session<'_> {
-    fn config(&self, event: PerfEvent, ring_exp: u8) -> CounterConfig {
+    fn config(&self, role: Role, event: PerfEvent, ring_exp: u8) -> CounterConfig {
+        // The on-CPU counter, or the dummy one, carries the side-band and
+        // the switch records; the stack counter starts at every switch.
+        let carrier = matches!(role, Role::OnCpu | Role::SideBand);
         CounterConfig {
             event,
-            frequency: self.opts.frequency,
+            frequency: match role {
+                Role::StacksFreq => self.switch_rate,
+                _ => self.opts.frequency,
+            },
+            count: match role {
+                Role::Stacks => Some(1),
+                Role::SideBand => Some(0),
+                Role::OnCpu | Role::StacksFreq => None,
+            },
             user: self.opts.user,
             kernel: self.kernel,
             ring_exp,
             user_chain: self.opts.call_graph.wants_frame_pointers(),
             stack_bytes: self.opts.call_graph.stack_bytes(),
+            side_band: carrier,
+            switches: carrier && self.opts.measure.off_cpu(),
         }
     }
 
-    /// Ring exponent for `n` counters.
+    /// The counters a scope gets, by role.
+    fn roles(&self, scope: Scope) -> Vec<Role> {
+        let mut v = Vec::new();
+        if self.opts.measure.on_cpu() {
+            v.push(Role::OnCpu);
+        } else {
+            v.push(Role::SideBand);
+        }
+        if self.opts.measure.off_cpu() {
+            v.push(Role::Stacks);
+            if let Scope::Task { .. } = scope {
+                v.push(Role::StacksFreq);
+            }
+        }
+        v
+    }
+
+    /// Ring exponent for `n` scopes, each with a buffer per role.
     fn ring_exp(&self, n: usize) -> u8 {
+        let most = Scope::Task {
+            tid: 0,
+            cpu: 0,
+            enable_on_exec: false,
+        };
+        let n = n * self.roles(most).len();
         let mut pages = self.opts.ring_pages.max(8);
-        if self.privileged && self.opts.user && self.opts.call_graph.stack_bytes() > 0 {
+        let copies = self.opts.user && self.opts.call_graph.stack_bytes() > 0;
+        if self.privileged && (copies || self.opts.measure.off_cpu()) {
             // Every sample carries its stack copy: 4 MiB holds half a
-            // second of 8 KiB samples at 999 Hz.
+            // second of 8 KiB samples at 999 Hz, or 80 ms of switch
+            // records at 500k switches a second.
             pages = pages.max(DWARF_RING_PAGES);
         }
         pages = 1 << (usize::BITS - 1 - pages.leading_zeros());
@@ -391,29 +746,73 @@ impl Session<'_> {
         pages.trailing_zeros() as u8
     }
 
-    /// Opens one counter; the first one decides the event under `Auto`.
-    /// Per-task counters share one ring buffer per CPU.
+    /// Opens the counters of every role for one scope.
     fn open(&mut self, scope: Scope, ring_exp: u8, what: &dyn Fn() -> String) -> Result<(), Error> {
-        let event = self.event.unwrap_or(PerfEvent::Cycles);
+        for role in self.roles(scope) {
+            let scope = match (role, scope) {
+                // Enabled when needed, not at the command's exec.
+                (Role::StacksFreq, Scope::Task { tid, cpu, .. }) => Scope::Task {
+                    tid,
+                    cpu,
+                    enable_on_exec: false,
+                },
+                _ => scope,
+            };
+            self.open_role(role, scope, ring_exp, what)?;
+        }
+        Ok(())
+    }
+
+    /// Opens one counter; the first on-CPU one decides the event under
+    /// `Auto`. Per-task counters of a role share one ring buffer per CPU.
+    fn open_role(
+        &mut self,
+        role: Role,
+        scope: Scope,
+        ring_exp: u8,
+        what: &dyn Fn() -> String,
+    ) -> Result<(), Error> {
+        let event = match role {
+            Role::OnCpu => self.event.unwrap_or(PerfEvent::Cycles),
+            Role::Stacks | Role::StacksFreq => PerfEvent::ContextSwitches,
+            Role::SideBand => PerfEvent::Dummy,
+        };
         let output = match scope {
             Scope::Task { cpu, .. } => self
                 .buffer_of_cpu
                 .iter()
-                .find(|&&(c, _)| c == cpu)
-                .map(|&(_, i)| &self.counters[i]),
+                .find(|&&(r, c, _)| r == role && c == cpu)
+                .map(|&(_, _, i)| &self.counters[i]),
             Scope::Cpu { .. } => None,
         };
-        match PerfCounter::open(&self.config(event, ring_exp), scope, output) {
+        match PerfCounter::open(&self.config(role, event, ring_exp), scope, output) {
             Ok(c) => {
-                self.event = Some(event);
+                if role == Role::OnCpu {
+                    self.event = Some(event);
+                }
                 if let (Scope::Task { cpu, .. }, true) = (scope, c.has_buffer()) {
-                    self.buffer_of_cpu.push((cpu, self.counters.len()));
+                    self.buffer_of_cpu.push((role, cpu, self.counters.len()));
+                }
+                if role == Role::Stacks {
+                    let (tid, cpu) = match scope {
+                        Scope::Task { tid, cpu, .. } => (Some(tid), cpu),
+                        Scope::Cpu { cpu } => (None, cpu),
+                    };
+                    self.switch_counters.push(SwitchCounter {
+                        tid,
+                        cpu,
+                        index: self.counters.len(),
+                    });
+                }
+                if role == Role::StacksFreq {
+                    self.freq_counters.push(self.counters.len());
                 }
                 self.counters.push(c);
                 Ok(())
             }
             Err(e)
-                if self.event.is_none()
+                if role == Role::OnCpu
+                    && self.event.is_none()
                     && !e.mmap
                     && !matches!(
                         e.source.raw_os_error(),
@@ -422,7 +821,7 @@ impl Session<'_> {
             {
                 // No usable hardware PMU: fall back to the software clock.
                 self.event = Some(PerfEvent::CpuClock);
-                self.open(scope, ring_exp, what)
+                self.open_role(role, scope, ring_exp, what)
             }
             Err(e) => Err(self.explain(e, event, &what())),
         }

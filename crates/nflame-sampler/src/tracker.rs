@@ -4,6 +4,9 @@
 //!
 //! It consumes [`Event`]s in timestamp order and asks a [`ProcSource`] (the
 //! real `/proc`, or a table in tests) about processes it has not seen yet.
+//! When off-CPU time is recorded, context-switch records and the samples
+//! taken at switches go to [`OffCpu`], whose closed intervals come back as
+//! samples of kind blocked or preempted.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -12,8 +15,9 @@ use std::sync::Arc;
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::event::{Event, UserRegs};
+use crate::offcpu::{Accounts, Initial, Interval, OffCpu, Stratum};
 use crate::procfs::{ProcSource, Snapshot};
-use crate::types::{Mapping, ProcessInfo, RawSample, SampleKind, UnwindMethod};
+use crate::types::{Mapping, OffCpuInfo, ProcessInfo, RawSample, SampleKind, UnwindMethod};
 use crate::unwind::{Outcome as Unwound, StackSample, StackUnwinder};
 
 /// Which samples belong to the recording.
@@ -60,12 +64,31 @@ pub(crate) struct Outcome {
     pub(crate) lost_records: u64,
     pub(crate) throttled: u64,
     pub(crate) ever_matched: bool,
+    pub(crate) off_cpu: OffCpuInfo,
 }
 
-/// Identity of a [`RawSample`] entry: pid, tid, user stack, whether it is
-/// truncated, kernel stack. Interned stacks are told apart by address: the
-/// tracker's intern set keeps every one alive until the end.
-type SampleKey = (u32, u32, usize, bool, usize);
+/// Identity of a [`RawSample`] entry: pid, tid, kind, user stack, whether it
+/// is truncated, kernel stack. Interned stacks are told apart by address:
+/// the tracker's intern set keeps every one alive until the end.
+type SampleKey = (u32, u32, SampleKind, usize, bool, usize);
+
+/// A stack as the tracker keeps it: kernel, user, user stack truncated.
+type Stack = (Arc<[u64]>, Arc<[u64]>, bool);
+
+/// How a thread was found at the start of the recording, as read from
+/// `/proc` (see [`Tracker::initial_thread`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum StartState {
+    /// On a CPU.
+    Running,
+    /// Off the CPU: runnable (`preempted`) or asleep, with the user
+    /// registers and stack bytes read from `/proc` and the process's memory.
+    Off {
+        preempted: bool,
+        regs: Option<UserRegs>,
+        stack: Vec<u8>,
+    },
+}
 
 pub(crate) struct Tracker<S: ProcSource> {
     filter: Filter,
@@ -83,6 +106,8 @@ pub(crate) struct Tracker<S: ProcSource> {
     stacks: FxHashSet<Arc<[u64]>>,
     lost: u64,
     lost_records: u64,
+    /// Stacks at context switches lost (their switches have records).
+    lost_stacks: u64,
     throttled: u64,
     ever_matched: bool,
     mode: StackMode,
@@ -91,6 +116,18 @@ pub(crate) struct Tracker<S: ProcSource> {
     next_gen: u64,
     /// Scratch space for unwound stacks.
     unwound: Vec<u64>,
+    /// Off-CPU bookkeeping, when off-CPU time is recorded.
+    off_cpu: Option<OffCpu<Stack>>,
+    /// Start of the recording (for off-CPU time).
+    start: u64,
+    /// For each entry of `samples` made of sampled off-CPU intervals: the
+    /// nanoseconds it has in each class of its thread's intervals, to be
+    /// scaled to the classes' totals at the end (empty for other entries).
+    entry_strata: Vec<Vec<(u8, u64)>>,
+    /// Classes of off-CPU intervals of threads that exited, by (pid, tid).
+    strata: FxHashMap<(u32, u32), Vec<Stratum>>,
+    /// Switch records after this time are ignored (the end of the recording).
+    end: u64,
 }
 
 impl<S: ProcSource + std::fmt::Debug> std::fmt::Debug for Tracker<S> {
@@ -169,12 +206,62 @@ impl<S: ProcSource> Tracker<S> {
             stacks: FxHashSet::default(),
             lost: 0,
             lost_records: 0,
+            lost_stacks: 0,
             throttled: 0,
             ever_matched: false,
             mode: StackMode::FramePointer,
             unwinder: None,
             next_gen: 1,
             unwound: Vec::new(),
+            off_cpu: None,
+            start: 0,
+            entry_strata: Vec::new(),
+            strata: FxHashMap::default(),
+            end: u64::MAX,
+        }
+    }
+
+    /// Records off-CPU time from context switches, for a recording that
+    /// started at `start` (`CLOCK_MONOTONIC` ns); intervals shorter than
+    /// `min_block` ns are not kept as samples.
+    pub(crate) fn record_off_cpu(&mut self, start: u64, min_block: u64) {
+        self.off_cpu = Some(OffCpu::new(start, min_block));
+        self.start = start;
+    }
+
+    /// The recording ended at `end`: later switch records are ignored.
+    pub(crate) fn set_end(&mut self, end: u64) {
+        self.end = end;
+    }
+
+    /// What `/proc` showed of thread `tid` of `pid` at `time`, just after
+    /// the recording started (off-CPU recording only).
+    pub(crate) fn initial_thread(&mut self, pid: u32, tid: u32, time: u64, state: StartState) {
+        if self.off_cpu.is_none() || !self.wants(pid) {
+            return;
+        }
+        self.ensure(pid);
+        let initial = match state {
+            StartState::Running => Initial::Running,
+            StartState::Off {
+                preempted,
+                regs,
+                stack,
+            } => {
+                let kind = if preempted {
+                    SampleKind::Preempted
+                } else {
+                    SampleKind::Blocked
+                };
+                let stack = regs.map(|r| {
+                    let (user, truncated) = self.user_stack(pid, Vec::new(), Some(r), &stack);
+                    (self.intern(Vec::new()), user, truncated)
+                });
+                Initial::Off { kind, stack }
+            }
+        };
+        if let Some(o) = self.off_cpu.as_mut() {
+            o.initial(pid, tid, time, initial);
         }
     }
 
@@ -393,6 +480,152 @@ impl<S: ProcSource> Tracker<S> {
         a
     }
 
+    /// Adds one sample (or `s.count` of them) to its entry; `stratum`: it
+    /// is a sampled off-CPU interval of that class.
+    fn add_sample(&mut self, s: RawSample, stratum: Option<u8>) {
+        self.sample_total += s.count;
+        if let Some(p) = self.procs.get_mut(&s.pid) {
+            p.samples += s.count;
+        }
+        let key = (
+            s.pid,
+            s.tid,
+            s.kind,
+            s.user.as_ptr() as usize,
+            s.user_truncated,
+            s.kernel.as_ptr() as usize,
+        );
+        let period = s.period;
+        let i = match self.sample_index.entry(key) {
+            std::collections::hash_map::Entry::Occupied(e) => {
+                let i = *e.get();
+                let e = &mut self.samples[i];
+                e.count += s.count;
+                e.period = e.period.saturating_add(s.period);
+                e.time = e.time.min(s.time);
+                i
+            }
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(self.samples.len());
+                self.samples.push(s);
+                self.samples.len() - 1
+            }
+        };
+        if let Some(key) = stratum {
+            if self.entry_strata.len() <= i {
+                self.entry_strata.resize_with(i + 1, Vec::new);
+            }
+            let v = &mut self.entry_strata[i];
+            match v.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, d)) => *d = d.saturating_add(period),
+                None => v.push((key, period)),
+            }
+        }
+    }
+
+    /// Turns closed off-CPU intervals into samples, and files the times of
+    /// threads that exited.
+    fn collect_off_cpu(&mut self) {
+        let Some(mut o) = self.off_cpu.take() else {
+            return;
+        };
+        for iv in o.take_intervals() {
+            self.add_interval(iv);
+        }
+        for accounts in o.take_finished() {
+            self.file_accounts(accounts);
+        }
+        self.off_cpu = Some(o);
+    }
+
+    fn file_accounts(&mut self, (pid, tid, times, strata): Accounts) {
+        if let Some(p) = self.procs.get_mut(&pid) {
+            // A thread id used twice (after an exit) has one entry.
+            p.info.times.entry(tid).or_default().add(&times);
+            let classes = self.strata.entry((pid, tid)).or_default();
+            for c in strata {
+                match classes.iter_mut().find(|x| x.key == c.key) {
+                    Some(x) => {
+                        x.total = x.total.saturating_add(c.total);
+                        x.sampled = x.sampled.saturating_add(c.sampled);
+                        x.intervals += c.intervals;
+                    }
+                    None => classes.push(c),
+                }
+            }
+        }
+    }
+
+    /// Scales the sampled off-CPU entries to their classes' exact totals,
+    /// and adds each class that has no sampled interval as a sample
+    /// without a stack.
+    fn scale_off_cpu(&mut self) {
+        let strata = std::mem::take(&mut self.strata);
+        let entries = std::mem::take(&mut self.entry_strata);
+        for (i, parts) in entries.into_iter().enumerate() {
+            if parts.is_empty() {
+                continue;
+            }
+            let s = &mut self.samples[i];
+            let classes = strata.get(&(s.pid, s.tid)).map_or(&[][..], Vec::as_slice);
+            let mut period = s.period;
+            for (key, d) in parts {
+                let scaled = match classes.iter().find(|c| c.key == key) {
+                    Some(c) => c.scale(d),
+                    None => d,
+                };
+                period = period.saturating_sub(d).saturating_add(scaled);
+            }
+            s.period = period;
+        }
+        let mut unsampled: Vec<(&(u32, u32), &Stratum)> = strata
+            .iter()
+            .flat_map(|(k, v)| v.iter().map(move |c| (k, c)))
+            .filter(|(_, c)| c.sampled == 0 && c.total > 0)
+            .collect();
+        unsampled.sort_unstable_by_key(|(k, c)| (**k, c.key));
+        let empty = self.intern(Vec::new());
+        for (&(pid, tid), c) in unsampled {
+            self.add_sample(
+                RawSample {
+                    pid,
+                    tid,
+                    time: self.start,
+                    cpu: 0,
+                    count: c.intervals.max(1),
+                    period: c.total,
+                    kind: c.kind(),
+                    kernel: Arc::clone(&empty),
+                    user: Arc::clone(&empty),
+                    user_truncated: false,
+                },
+                None,
+            );
+        }
+    }
+
+    fn add_interval(&mut self, iv: Interval<Stack>) {
+        let (kernel, user, user_truncated) = match iv.stack {
+            Some(s) => s,
+            None => (self.intern(Vec::new()), self.intern(Vec::new()), false),
+        };
+        self.add_sample(
+            RawSample {
+                pid: iv.pid,
+                tid: iv.tid,
+                time: iv.time,
+                cpu: iv.cpu,
+                count: 1,
+                period: iv.duration,
+                kind: iv.kind,
+                kernel,
+                user,
+                user_truncated,
+            },
+            iv.stratum,
+        );
+    }
+
     pub(crate) fn handle(&mut self, ev: Event) {
         match ev {
             Event::Sample {
@@ -401,53 +634,68 @@ impl<S: ProcSource> Tracker<S> {
                 time,
                 cpu,
                 period,
+                at_switch,
                 kernel,
                 user,
                 regs,
                 stack,
             } => {
-                if !self.wants(pid) {
+                if pid == 0 || !self.wants(pid) || (at_switch && self.off_cpu.is_none()) {
                     return;
                 }
                 let p = self.ensure(pid);
-                p.samples += 1;
                 if !p.info.threads.contains_key(&tid) {
                     let name = p.info.comm.clone();
                     p.info.threads.insert(tid, name);
                 }
                 let (user, user_truncated) = self.user_stack(pid, user, regs, &stack);
                 let kernel = self.intern(kernel);
-                self.sample_total += 1;
-                let key = (
+                if at_switch {
+                    // Its period (how many switches it stands for) is not
+                    // used: every switch's duration is known (see offcpu).
+                    if let Some(o) = self.off_cpu.as_mut() {
+                        o.sample(pid, tid, time, (kernel, user, user_truncated));
+                    }
+                    return;
+                }
+                let s = RawSample {
                     pid,
                     tid,
-                    user.as_ptr() as usize,
+                    time,
+                    cpu,
+                    count: 1,
+                    period,
+                    kind: SampleKind::OnCpu,
+                    kernel,
+                    user,
                     user_truncated,
-                    kernel.as_ptr() as usize,
-                );
-                match self.sample_index.entry(key) {
-                    std::collections::hash_map::Entry::Occupied(e) => {
-                        let s = &mut self.samples[*e.get()];
-                        s.count += 1;
-                        s.period = s.period.saturating_add(period);
-                        s.time = s.time.min(time);
-                    }
-                    std::collections::hash_map::Entry::Vacant(e) => {
-                        e.insert(self.samples.len());
-                        self.samples.push(RawSample {
-                            pid,
-                            tid,
-                            time,
-                            cpu,
-                            count: 1,
-                            period,
-                            kind: SampleKind::OnCpu,
-                            kernel,
-                            user,
-                            user_truncated,
-                        });
+                };
+                self.add_sample(s, None);
+            }
+            Event::Switch {
+                pid,
+                tid,
+                time,
+                cpu,
+                out,
+                preempt,
+            } => {
+                if pid == 0 || time > self.end || self.off_cpu.is_none() || !self.wants(pid) {
+                    return;
+                }
+                let p = self.ensure(pid);
+                if !p.info.threads.contains_key(&tid) {
+                    let name = p.info.comm.clone();
+                    p.info.threads.insert(tid, name);
+                }
+                if let Some(o) = self.off_cpu.as_mut() {
+                    if out {
+                        o.switch_out(pid, tid, time, cpu, preempt);
+                    } else {
+                        o.switch_in(pid, tid, time);
                     }
                 }
+                self.collect_off_cpu();
             }
             Event::Comm {
                 pid,
@@ -456,8 +704,24 @@ impl<S: ProcSource> Tracker<S> {
                 exec,
                 ..
             } => self.on_comm(pid, tid, comm, exec),
-            Event::Fork { pid, ppid, tid, .. } => self.on_fork(pid, ppid, tid),
-            Event::Exit { pid, tid, .. } => {
+            Event::Fork {
+                pid,
+                ppid,
+                tid,
+                time,
+            } => {
+                self.on_fork(pid, ppid, tid);
+                if self.off_cpu.is_some() && self.procs.get(&pid).is_some_and(|p| p.target) {
+                    if let Some(o) = self.off_cpu.as_mut() {
+                        o.created(pid, tid, time);
+                    }
+                }
+            }
+            Event::Exit { pid, tid, time } => {
+                if let Some(o) = self.off_cpu.as_mut() {
+                    o.exited(pid, tid, time);
+                    self.collect_off_cpu();
+                }
                 if pid != tid {
                     return;
                 }
@@ -475,6 +739,10 @@ impl<S: ProcSource> Tracker<S> {
                 // when they exit so memory follows the live process count.
                 if unsampled && self.filter == Filter::All {
                     self.procs.remove(&pid);
+                    if let Some(o) = self.off_cpu.as_mut() {
+                        o.forget_process(pid);
+                    }
+                    self.strata.retain(|k, _| k.0 != pid);
                 }
             }
             Event::Mmap {
@@ -508,6 +776,11 @@ impl<S: ProcSource> Tracker<S> {
                 );
                 self.touch(pid);
             }
+            Event::Lost {
+                count,
+                stacks: true,
+                ..
+            } => self.lost_stacks = self.lost_stacks.saturating_add(count),
             Event::Lost { count, .. } => {
                 self.lost = self.lost.saturating_add(count);
                 self.lost_records += 1;
@@ -662,6 +935,20 @@ impl<S: ProcSource> Tracker<S> {
 
     pub(crate) fn finish(mut self) -> Outcome {
         self.refresh_liveness();
+        let mut off_cpu = OffCpuInfo::default();
+        if let Some(o) = self.off_cpu.take() {
+            let end = self.end;
+            let done = o.finish(end);
+            off_cpu = done.info;
+            off_cpu.lost_stacks = self.lost_stacks;
+            for iv in done.intervals {
+                self.add_interval(iv);
+            }
+            for accounts in done.accounts {
+                self.file_accounts(accounts);
+            }
+            self.scale_off_cpu();
+        }
         let keep_all_targets = self.filter != Filter::All;
         let mut processes = BTreeMap::new();
         for (pid, p) in self.procs {
@@ -677,6 +964,7 @@ impl<S: ProcSource> Tracker<S> {
             lost_records: self.lost_records,
             throttled: self.throttled,
             ever_matched: self.ever_matched,
+            off_cpu,
         }
     }
 }
@@ -760,6 +1048,7 @@ mod tests {
             time,
             cpu: 0,
             period: 1_000_000,
+            at_switch: false,
             kernel: k.to_vec(),
             user: u.to_vec(),
             regs: None,
@@ -1013,8 +1302,13 @@ mod tests {
         t.handle(Event::Lost {
             time: 1,
             count: u64::MAX - 1,
+            stacks: false,
         });
-        t.handle(Event::Lost { time: 2, count: 5 });
+        t.handle(Event::Lost {
+            time: 2,
+            count: 5,
+            stacks: false,
+        });
         assert_eq!(t.lost(), u64::MAX);
         assert_eq!(t.finish().lost_records, 2);
     }
@@ -1032,8 +1326,22 @@ mod tests {
             exec: true,
         });
         t.handle(mmap(600, 0x9000, 0x1000, "/usr/bin/python3"));
-        t.handle(Event::Lost { time: 3, count: 5 });
-        t.handle(Event::Lost { time: 4, count: 2 });
+        t.handle(Event::Lost {
+            time: 3,
+            count: 5,
+            stacks: false,
+        });
+        t.handle(Event::Lost {
+            time: 4,
+            count: 2,
+            stacks: false,
+        });
+        // Lost stacks at switches are counted apart.
+        t.handle(Event::Lost {
+            time: 5,
+            count: 9,
+            stacks: true,
+        });
         // Thread rename (not exec) keeps the process name.
         t.handle(Event::Comm {
             pid: 600,
@@ -1045,6 +1353,7 @@ mod tests {
         let out = t.finish();
         assert_eq!(out.lost, 7);
         assert_eq!(out.lost_records, 2);
+        assert_eq!(out.off_cpu.lost_stacks, 0, "not recording off-CPU time");
         let p = &out.processes[&600];
         assert_eq!(p.comm, "python3");
         assert_eq!(p.threads[&601], "worker");
