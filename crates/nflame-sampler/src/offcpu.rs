@@ -371,6 +371,20 @@ impl<S: Clone> OffCpu<S> {
     pub(crate) fn exited(&mut self, pid: u32, tid: u32, time: u64) {
         self.latest = self.latest.max(time);
         let Some(t) = self.threads.get_mut(&tid) else {
+            // Unknown so far: remember it is gone, so that the switches it
+            // still makes on its way out are not taken for a new thread.
+            self.threads.insert(
+                tid,
+                Thread {
+                    pid,
+                    born: time,
+                    state: State::Dead { at: time },
+                    times: ThreadTimes::default(),
+                    strata: Vec::new(),
+                    pending: None,
+                    initial: None,
+                },
+            );
             return;
         };
         match t.state {
@@ -683,6 +697,9 @@ mod tests {
         o.exited(10, 6, 1300);
         // Its final switch-out (system-wide) is ignored.
         o.switch_out(10, 6, 1301, 0, false);
+        // 7: never seen before its exit; it still switches on its way out.
+        o.exited(10, 7, 1400);
+        o.switch_out(10, 7, 1401, 0, false);
         let f = o.finish(2000);
         let iv = rows(&f.intervals);
         assert!(iv.contains(&(1, SampleKind::Blocked, 400, Some("epoll_wait"), false)));

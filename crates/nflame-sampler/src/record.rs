@@ -62,6 +62,9 @@ const LIVENESS_INTERVAL: Duration = Duration::from_millis(200);
 /// Records newer than this before a drain wait for the next one: a record
 /// stamped just before the drain may still be being written on another CPU.
 const REORDER_WINDOW_NS: u64 = 20_000_000;
+/// Time spent reading where threads wait, between two drains, at the start
+/// (the loop then polls at most this long).
+const SNAPSHOT_BUDGET: Duration = Duration::from_millis(10);
 /// How often the periods of the stack counters at context switches are set
 /// (the first rounds are shorter: 10 ms, doubling up to this, so that a
 /// fast-switching target is caught before it floods the buffers).
@@ -254,15 +257,25 @@ pub fn record(
             }
         }
     }
-    if opts.measure.off_cpu() {
-        // Threads already off the CPU give no switch-out: read where they are.
-        let existing = match &opts.target {
+    // Threads already off the CPU give no switch-out: where they wait is
+    // read from /proc, a few at a time between drains (system-wide, that is
+    // hundreds of threads, and the buffers must not wait for them).
+    let mut waiting: Vec<u32> = if opts.measure.off_cpu() {
+        match &opts.target {
             Target::Pids(_) => pids.clone(),
             Target::Names(_) => matched,
             Target::All => procfs::all_pids(),
             _ => Vec::new(),
-        };
-        for pid in existing {
+        }
+    } else {
+        Vec::new()
+    };
+    waiting.reverse();
+    // Returns whether threads remain to be read.
+    let mut snapshot = |tracker: &mut Tracker<Procfs>, budget: Duration| {
+        let t0 = Instant::now();
+        while t0.elapsed() < budget {
+            let Some(pid) = waiting.pop() else { break };
             for tid in procfs::tasks_of(pid) {
                 let time = sys::monotonic_ns();
                 if let Some(state) = threadstate::read(pid, tid, stack_bytes as usize) {
@@ -270,7 +283,9 @@ pub fn record(
                 }
             }
         }
-    }
+        !waiting.is_empty()
+    };
+    let mut snapshots_left = true;
 
     // The loop.
     let fds: Vec<i32> = counters
@@ -301,6 +316,9 @@ pub fn record(
         if let Some(t) = stacks.next_round() {
             timeout = timeout.min(t.saturating_duration_since(Instant::now()));
         }
+        if snapshots_left {
+            timeout = timeout.min(SNAPSHOT_BUDGET);
+        }
         let live_idx: Vec<usize> = (0..fds.len()).filter(|&i| !hung[i]).collect();
         let live_fds: Vec<i32> = live_idx.iter().map(|&i| fds[i]).collect();
         sys::poll_fds(&live_fds, timeout, &mut ready).map_err(|source| Error::Io {
@@ -322,6 +340,9 @@ pub fn record(
             &mut stacks.counts,
         );
         stacks.control(&counters, Instant::now());
+        if snapshots_left {
+            snapshots_left = snapshot(&mut tracker, SNAPSHOT_BUDGET);
+        }
 
         if attached {
             if let Some(child) = child.as_mut() {

@@ -640,7 +640,8 @@ impl<S: ProcSource> Tracker<S> {
                 regs,
                 stack,
             } => {
-                if pid == 0 || !self.wants(pid) || (at_switch && self.off_cpu.is_none()) {
+                let gone = pid == u32::MAX || tid == u32::MAX;
+                if pid == 0 || gone || !self.wants(pid) || (at_switch && self.off_cpu.is_none()) {
                     return;
                 }
                 let p = self.ensure(pid);
@@ -680,7 +681,11 @@ impl<S: ProcSource> Tracker<S> {
                 out,
                 preempt,
             } => {
-                if pid == 0 || time > self.end || self.off_cpu.is_none() || !self.wants(pid) {
+                // The idle task; and a task past its exit, whose ids the
+                // kernel gives as -1 (its last switch-out).
+                let gone = pid == u32::MAX || tid == u32::MAX;
+                if pid == 0 || gone || time > self.end || self.off_cpu.is_none() || !self.wants(pid)
+                {
                     return;
                 }
                 let p = self.ensure(pid);
@@ -711,10 +716,12 @@ impl<S: ProcSource> Tracker<S> {
                 time,
             } => {
                 self.on_fork(pid, ppid, tid);
-                if self.off_cpu.is_some() && self.procs.get(&pid).is_some_and(|p| p.target) {
-                    if let Some(o) = self.off_cpu.as_mut() {
-                        o.created(pid, tid, time);
-                    }
+                // System-wide, a process started by one not seen yet is not
+                // in `procs`, but it was created now all the same.
+                let wanted =
+                    self.filter == Filter::All || self.procs.get(&pid).is_some_and(|p| p.target);
+                if let (Some(o), true) = (self.off_cpu.as_mut(), wanted) {
+                    o.created(pid, tid, time);
                 }
             }
             Event::Exit { pid, tid, time } => {
