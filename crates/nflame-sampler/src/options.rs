@@ -181,16 +181,20 @@ pub struct RecordOptions {
     /// Off-CPU intervals shorter than this give no sample (their time still
     /// counts in the per-thread totals). Default is zero: every interval.
     pub min_block: Duration,
-    /// Most stacks taken a second at context switches, per thread and CPU
-    /// (per CPU system-wide). Below this rate every switch gets a stack;
-    /// above it one in N does, N adapted every 200 ms (see
-    /// [`crate::OffCpuInfo::sampled`] for how the time of the others is
-    /// counted). Default is [`DEFAULT_SWITCH_RATE`].
+    /// Stacks taken a second at context switches, per CPU: while a CPU's
+    /// recorded threads switch less often, every switch gets a stack; above
+    /// it, the threads switching less than their share keep every switch
+    /// and the faster ones share the rest, one switch in N, N adapted every
+    /// 200 ms (see [`crate::OffCpuInfo::sampled`] for how the time of the
+    /// others is counted). Threads started during the recording that switch
+    /// faster than this, or a recorder falling behind, turn the stacks to
+    /// the kernel's frequency mode, where each thread gets up to this many
+    /// a second on each CPU. Default is [`DEFAULT_SWITCH_RATE`].
     pub switch_rate: u64,
 }
 
-/// Default of [`RecordOptions::switch_rate`]: 2000 stacks a second, about
-/// 16 MB/s of copied stack per busy thread with DWARF unwinding (what it
+/// Default of [`RecordOptions::switch_rate`]: 2000 stacks a second per CPU,
+/// about 16 MB/s of copied stack per CPU with DWARF unwinding (what it
 /// costs is measured in [`crate::record()`]'s documentation).
 pub const DEFAULT_SWITCH_RATE: u64 = 2000;
 

@@ -1,27 +1,32 @@
 //! How many context switches get a stack, free of syscalls.
 //!
 //! Each stack counter (`context-switches`, one per thread and CPU, or one
-//! per CPU system-wide) starts by sampling every switch (period 1). Every
-//! control round, the recorder hands over how many times the threads of
-//! each counter switched (from the switch records, which are complete) and
-//! this module answers with new periods: a counter whose switches come
-//! faster than the cap ([`crate::RecordOptions::switch_rate`]) samples one
-//! in N, N about rate / cap. N is drawn afresh each round between half and
-//! one and a half times that, so that a loop of a fixed number of switches
-//! (an event loop, a ping-pong: two switches a cycle) is not sampled at the
-//! same place of its cycle every time.
+//! per CPU system-wide) samples every switch (period 1) while its CPU's
+//! switches stay under the budget ([`crate::RecordOptions::switch_rate`]
+//! stacks a second per CPU). Every control round, the recorder hands over
+//! how many times the threads of each counter switched (from the switch
+//! records, which are complete) and this module answers with new periods,
+//! sharing each CPU's budget by water-filling: a counter switching less
+//! than its fair share keeps every switch, the faster ones get the rest in
+//! equal parts and sample one switch in N, N about their rate / their part.
+//! N is drawn afresh each round between half and one and a half times
+//! that, so that a loop of a fixed number of switches (an event loop, a
+//! ping-pong: two switches a cycle) is not sampled at the same place of its
+//! cycle every time.
 //!
-//! A thread started during the recording counts on a copy of its creator's
-//! counter, which the recorder cannot reach: the kernel applies a new
-//! period to the counter itself and to later copies only. When such a
-//! thread switches faster than the cap, the recorder turns to a second set
-//! of stack counters in frequency mode (the kernel adapts their period to
-//! the cap by itself, for every copy; enabling and disabling do reach the
-//! copies), and back once those threads have been quiet for a few rounds.
-//! Frequency mode alone is not used throughout because the kernel raises
-//! its period on a burst of switches and lowers it only slowly: a thread
-//! switching a few hundred times a second got a stack at 10 to 40% of its
-//! switches instead of all of them.
+//! This needs a recorder that keeps up, and counters it can reach. A
+//! thread started during the recording counts on a copy of its creator's
+//! counter: the kernel applies a new period to the counter itself and to
+//! later copies only. So the recorder starts with, and turns to, a second
+//! set of stack counters in frequency mode (the kernel adapts their period
+//! to the cap by itself, for every copy; enabling and disabling do reach
+//! the copies) when such a thread switches faster than the cap, or when
+//! records were lost (the recorder fell behind, its counts are short); and
+//! back to the counters with a period after a quiet round at the start,
+//! after a few quiet rounds later. Frequency mode is not used throughout
+//! because the kernel raises its period on a burst of switches and lowers
+//! it only slowly: a thread switching a few hundred times a second got a
+//! stack at 10 to 40% of its switches instead of all of them.
 
 /// Which set of stack counters is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,7 +48,7 @@ pub(crate) struct Plan {
 /// The controller.
 #[derive(Debug, Clone)]
 pub(crate) struct RateControl {
-    /// Stacks a second per counter.
+    /// Stacks a second per CPU.
     cap: u64,
     mode: Mode,
     /// Rounds in a row the unreachable threads stayed under half the cap.
@@ -54,13 +59,31 @@ pub(crate) struct RateControl {
 /// Quiet rounds before going back to [`Mode::Count`].
 const QUIET_ROUNDS: u32 = 5;
 
+/// The level L at which `rates` (sorted in place) share `budget`: the sum
+/// of min(rate, L) is the budget, or L is infinite when all fit.
+fn water_level(rates: &mut [f64], budget: f64) -> f64 {
+    rates.sort_unstable_by(f64::total_cmp);
+    let mut left = budget;
+    let mut k = rates.len();
+    for &r in rates.iter() {
+        let share = left / k as f64;
+        if r > share {
+            return share;
+        }
+        left -= r;
+        k -= 1;
+    }
+    f64::INFINITY
+}
+
 impl RateControl {
-    /// `cap` stacks a second per counter; `seed` for the random periods.
+    /// `cap` stacks a second per CPU; `seed` for the random periods.
     pub(crate) fn new(cap: u64, seed: u64) -> Self {
         RateControl {
             cap: cap.max(1),
-            mode: Mode::Count,
-            quiet: 0,
+            mode: Mode::Freq,
+            // One quiet round is enough at the start.
+            quiet: QUIET_ROUNDS - 1,
             rng: seed | 1,
         }
     }
@@ -87,9 +110,16 @@ impl RateControl {
     }
 
     /// Plans the next round from this one, `secs` long: `switches` made by
-    /// the threads of each counter the recorder reaches, and `unreached`:
-    /// the most switches one thread it cannot reach made on one CPU.
-    pub(crate) fn plan(&mut self, secs: f64, switches: &[u64], unreached: u64) -> Plan {
+    /// the threads of each counter the recorder reaches, with the counter's
+    /// CPU; `unreached`: the most switches one thread it cannot reach made
+    /// on one CPU; and whether records or stacks were `lost` in it.
+    pub(crate) fn plan(
+        &mut self,
+        secs: f64,
+        switches: &[(u32, u64)],
+        unreached: u64,
+        lost: bool,
+    ) -> Plan {
         if secs <= 0.0 {
             return Plan {
                 periods: vec![1; switches.len()],
@@ -97,12 +127,33 @@ impl RateControl {
             };
         }
         let cap = self.cap as f64;
+        // Each CPU's level: what a fast counter may take of its budget.
+        let mut cpus: Vec<u32> = switches.iter().map(|&(cpu, _)| cpu).collect();
+        cpus.sort_unstable();
+        cpus.dedup();
+        let levels: Vec<(u32, f64)> = cpus
+            .into_iter()
+            .map(|cpu| {
+                let mut rates: Vec<f64> = switches
+                    .iter()
+                    .filter(|&&(c, _)| c == cpu)
+                    .map(|&(_, n)| n as f64 / secs)
+                    .collect();
+                (cpu, water_level(&mut rates, cap))
+            })
+            .collect();
         let periods = switches
             .iter()
-            .map(|&n| self.period_for(n as f64 / secs / cap))
+            .map(|&(cpu, n)| {
+                let level = levels
+                    .iter()
+                    .find(|&&(c, _)| c == cpu)
+                    .map_or(cap, |&(_, l)| l);
+                self.period_for(n as f64 / secs / level)
+            })
             .collect();
         let peak = unreached as f64 / secs;
-        if peak > 1.5 * cap {
+        if lost || peak > 1.5 * cap {
             self.mode = Mode::Freq;
             self.quiet = 0;
         } else if self.mode == Mode::Freq {
@@ -126,8 +177,9 @@ mod tests {
     #[test]
     fn slow_counters_keep_every_switch() {
         let mut c = RateControl::new(2000, 7);
-        let plan = c.plan(0.2, &[100, 0, 400], 0);
+        let plan = c.plan(0.2, &[(0, 100), (0, 0), (1, 380)], 0, false);
         assert_eq!(plan.periods, vec![1, 1, 1]);
+        // One quiet round at the start is enough.
         assert_eq!(plan.mode, Mode::Count);
     }
 
@@ -138,7 +190,7 @@ mod tests {
         let mut parities = std::collections::BTreeSet::new();
         let mut sum = 0;
         for _ in 0..1000 {
-            let p = c.plan(0.1, &[10_000], 0).periods[0];
+            let p = c.plan(0.1, &[(0, 10_000)], 0, false).periods[0];
             assert!((25..=75).contains(&p), "{p}");
             parities.insert(p % 2);
             sum += p;
@@ -148,24 +200,70 @@ mod tests {
         assert_eq!(parities.len(), 2);
         assert!((45_000..=55_000).contains(&sum), "{sum}");
         // Quiet again: every switch.
-        assert_eq!(c.plan(0.1, &[10], 0).periods, vec![1]);
+        assert_eq!(c.plan(0.1, &[(0, 10)], 0, false).periods, vec![1]);
     }
 
     #[test]
     fn unreachable_fast_threads_turn_to_frequency_mode_and_back() {
         let mut c = RateControl::new(2000, 7);
+        assert_eq!(c.plan(0.2, &[], 0, false).mode, Mode::Count);
         // 4000 a second from a thread out of reach: over 1.5 times the cap.
-        assert_eq!(c.plan(0.2, &[], 800).mode, Mode::Freq);
+        assert_eq!(c.plan(0.2, &[], 800, false).mode, Mode::Freq);
         // Between half and 1.5 times the cap: stays.
         for _ in 0..10 {
-            assert_eq!(c.plan(0.2, &[], 300).mode, Mode::Freq);
+            assert_eq!(c.plan(0.2, &[], 300, false).mode, Mode::Freq);
         }
         // Quiet for a few rounds: back.
         for _ in 0..QUIET_ROUNDS - 1 {
-            assert_eq!(c.plan(0.2, &[], 10).mode, Mode::Freq);
+            assert_eq!(c.plan(0.2, &[], 10, false).mode, Mode::Freq);
         }
-        assert_eq!(c.plan(0.2, &[], 10).mode, Mode::Count);
+        assert_eq!(c.plan(0.2, &[], 10, false).mode, Mode::Count);
         // No time: nothing learned.
-        assert_eq!(c.plan(0.0, &[5], 1_000_000).mode, Mode::Count);
+        assert_eq!(c.plan(0.0, &[(0, 5)], 1_000_000, true).mode, Mode::Count);
+    }
+
+    #[test]
+    fn a_cpu_budget_is_shared_by_water_filling() {
+        let mut c = RateControl::new(2000, 7);
+        // On CPU 0: 500/s and 300/s fit whole; 20k/s and 40k/s share the
+        // remaining 1200/s, 600 each: periods about 33 and 67. CPU 1 has
+        // its own budget.
+        let mut sums = [0u64; 5];
+        for _ in 0..400 {
+            let p = c.plan(
+                1.0,
+                &[(0, 500), (0, 300), (0, 20_000), (0, 40_000), (1, 1900)],
+                0,
+                false,
+            );
+            for (s, p) in sums.iter_mut().zip(p.periods) {
+                *s += p;
+            }
+        }
+        assert_eq!(sums[0], 400);
+        assert_eq!(sums[1], 400);
+        assert!((12_400..14_300).contains(&sums[2]), "{}", sums[2]);
+        assert!((25_400..28_000).contains(&sums[3]), "{}", sums[3]);
+        assert_eq!(sums[4], 400);
+    }
+
+    #[test]
+    fn water_levels() {
+        assert_eq!(water_level(&mut [1.0, 2.0], 10.0), f64::INFINITY);
+        assert_eq!(water_level(&mut [100.0, 1.0, 100.0], 11.0), 5.0);
+        assert_eq!(water_level(&mut [], 10.0), f64::INFINITY);
+    }
+
+    #[test]
+    fn losing_records_turns_to_frequency_mode() {
+        let mut c = RateControl::new(2000, 7);
+        // Losses in the first round: stays in frequency mode.
+        assert_eq!(c.plan(0.01, &[(0, 10)], 0, true).mode, Mode::Freq);
+        assert_eq!(c.plan(0.02, &[(0, 10)], 0, false).mode, Mode::Freq);
+        for _ in 0..QUIET_ROUNDS - 2 {
+            assert_eq!(c.plan(0.2, &[(0, 10)], 0, false).mode, Mode::Freq);
+        }
+        assert_eq!(c.plan(0.2, &[(0, 10)], 0, false).mode, Mode::Count);
+        assert_eq!(c.plan(0.2, &[(0, 10)], 0, true).mode, Mode::Freq);
     }
 }

@@ -20,17 +20,18 @@
 //! records, but stacks must be unwound in user space anyway.
 //!
 //! The switch records come from the counter that carries the side-band
-//! (the on-CPU one, or a `dummy` one), never disabled; the stacks from a
-//! counter of their own. Its cost is bounded by sampling the stacks, not
-//! the switches: it starts at every switch and [`RateControl`] lowers that
-//! to about [`RecordOptions::switch_rate`] stacks a second per counter at
-//! random periods (and, for copies of counters it cannot reach, enables
-//! the stack counters part of the time only). The switch records, 40 to 48
-//! bytes, are never sampled, so per-thread totals ([`crate::ThreadTimes`])
-//! stay exact; their cost is two records per switch. Records are handled
-//! in timestamp order across buffers, up to a watermark a little behind
-//! the time of each drain, so that a switch-out on one CPU is seen before
-//! the switch-in on another that follows it.
+//! (the on-CPU one, or a `dummy` one), never disabled; the stacks from
+//! counters of their own. Their cost is bounded by sampling the stacks, not
+//! the switches: [`RateControl`] keeps them to about
+//! [`RecordOptions::switch_rate`] a second per CPU, with random periods on
+//! counters it can reach and the kernel's frequency mode otherwise (at the
+//! start, for threads started during the recording, or when records are
+//! lost). The switch records, 40 to 48 bytes, are never sampled, so
+//! per-thread totals ([`crate::ThreadTimes`]) stay exact; their cost is two
+//! records per switch. Records are handled in timestamp order across
+//! buffers, up to a watermark a little behind the time of each drain, so
+//! that a switch-out on one CPU is seen before the switch-in on another
+//! that follows it.
 
 use std::io;
 use std::path::PathBuf;
@@ -227,8 +228,8 @@ pub fn record(
         tracker.add_command(child.pid, &program);
     } else {
         for (i, c) in counters.iter().enumerate() {
-            if stacks.freq.contains(&i) {
-                // The frequency-mode stack counters wait until needed.
+            if stacks.counters.iter().any(|s| s.index == i) {
+                // Stacks start in frequency mode (see `RateControl`).
                 continue;
             }
             c.enable().map_err(|source| Error::Io {
@@ -337,7 +338,7 @@ pub fn record(
             &mut next,
             &mut tracker,
             watermark,
-            &mut stacks.counts,
+            &mut stacks,
         );
         stacks.control(&counters, Instant::now());
         if snapshots_left {
@@ -382,7 +383,7 @@ pub fn record(
         &mut next,
         &mut tracker,
         u64::MAX,
-        &mut stacks.counts,
+        &mut stacks,
     );
     let stat_lost: u64 = counters
         .iter()
@@ -523,27 +524,28 @@ fn progress_of<S: ProcSource>(t: &Tracker<S>, start: Instant, event: PerfEvent) 
 /// timestamp order, so that a COMM or FORK seen on one CPU precedes the
 /// samples it explains on another, and a switch-out precedes the switch-in
 /// that ends it. Newer records wait in `batch` for the next call; `next` is
-/// scratch space. Switch-outs are counted by (tid, CPU) in `switches`.
+/// scratch space. Switch-outs and losses are counted for `stacks`.
 fn drain_all<S: ProcSource>(
     counters: &[PerfCounter],
     batch: &mut Vec<Event>,
     next: &mut Vec<Event>,
     tracker: &mut Tracker<S>,
     watermark: u64,
-    switches: &mut FxHashMap<(u32, u32), u64>,
+    stacks: &mut StackRate,
 ) {
     for c in counters {
         let source = c.source();
         c.drain(|r| {
             if let Some(ev) = Event::from_record(r, source) {
-                if let Event::Switch {
-                    tid,
-                    cpu,
-                    out: true,
-                    ..
-                } = ev
-                {
-                    *switches.entry((tid, cpu)).or_insert(0) += 1;
+                match ev {
+                    Event::Switch {
+                        tid,
+                        cpu,
+                        out: true,
+                        ..
+                    } => *stacks.counts.entry((tid, cpu)).or_insert(0) += 1,
+                    Event::Lost { .. } => stacks.lost = true,
+                    _ => {}
                 }
                 batch.push(ev);
             }
@@ -587,7 +589,7 @@ struct SwitchCounter {
 /// the frequency-mode counters when threads out of reach switch too fast.
 struct StackRate {
     counters: Vec<SwitchCounter>,
-    /// Indices of the frequency-mode counters (per-task recording only).
+    /// Indices of the frequency-mode counters.
     freq: Vec<usize>,
     /// Threads with a counter of their own.
     reached: FxHashSet<u32>,
@@ -596,6 +598,8 @@ struct StackRate {
     mode: Mode,
     /// Switches (switch-outs) since the round began, by (tid, CPU).
     counts: FxHashMap<(u32, u32), u64>,
+    /// Records or stacks were lost since the round began.
+    lost: bool,
     round_start: Instant,
     round: Duration,
 }
@@ -606,7 +610,8 @@ impl StackRate {
             reached: counters.iter().filter_map(|c| c.tid).collect(),
             periods: vec![1; counters.len()],
             control: RateControl::new(cap, sys::monotonic_ns()),
-            mode: Mode::Count,
+            mode: Mode::Freq,
+            lost: false,
             counters,
             freq,
             counts: FxHashMap::default(),
@@ -636,19 +641,23 @@ impl StackRate {
                 unreached = unreached.max(n);
             }
         }
-        let switches: Vec<u64> = self
+        let switches: Vec<(u32, u64)> = self
             .counters
             .iter()
-            .map(|c| match c.tid {
-                Some(tid) => self.counts.get(&(tid, c.cpu)).copied().unwrap_or(0),
-                None => per_cpu.get(&c.cpu).copied().unwrap_or(0),
+            .map(|c| {
+                let n = match c.tid {
+                    Some(tid) => self.counts.get(&(tid, c.cpu)).copied().unwrap_or(0),
+                    None => per_cpu.get(&c.cpu).copied().unwrap_or(0),
+                };
+                (c.cpu, n)
             })
             .collect();
-        if self.freq.is_empty() {
+        if self.counters.iter().all(|c| c.tid.is_none()) {
             // Per-CPU counters reach every thread.
             unreached = 0;
         }
-        let plan = self.control.plan(secs, &switches, unreached);
+        let plan = self.control.plan(secs, &switches, unreached, self.lost);
+        self.lost = false;
         for ((c, old), new) in self
             .counters
             .iter()
@@ -728,7 +737,7 @@ impl Session<'_> {
     }
 
     /// The counters a scope gets, by role.
-    fn roles(&self, scope: Scope) -> Vec<Role> {
+    fn roles(&self) -> Vec<Role> {
         let mut v = Vec::new();
         if self.opts.measure.on_cpu() {
             v.push(Role::OnCpu);
@@ -737,21 +746,14 @@ impl Session<'_> {
         }
         if self.opts.measure.off_cpu() {
             v.push(Role::Stacks);
-            if let Scope::Task { .. } = scope {
-                v.push(Role::StacksFreq);
-            }
+            v.push(Role::StacksFreq);
         }
         v
     }
 
     /// Ring exponent for `n` scopes, each with a buffer per role.
     fn ring_exp(&self, n: usize) -> u8 {
-        let most = Scope::Task {
-            tid: 0,
-            cpu: 0,
-            enable_on_exec: false,
-        };
-        let n = n * self.roles(most).len();
+        let n = n * self.roles().len();
         let mut pages = self.opts.ring_pages.max(8);
         let copies = self.opts.user && self.opts.call_graph.stack_bytes() > 0;
         if self.privileged && (copies || self.opts.measure.off_cpu()) {
@@ -769,10 +771,10 @@ impl Session<'_> {
 
     /// Opens the counters of every role for one scope.
     fn open(&mut self, scope: Scope, ring_exp: u8, what: &dyn Fn() -> String) -> Result<(), Error> {
-        for role in self.roles(scope) {
+        for role in self.roles() {
             let scope = match (role, scope) {
-                // Enabled when needed, not at the command's exec.
-                (Role::StacksFreq, Scope::Task { tid, cpu, .. }) => Scope::Task {
+                // Enabled when the rate control says, not at the exec.
+                (Role::Stacks, Scope::Task { tid, cpu, .. }) => Scope::Task {
                     tid,
                     cpu,
                     enable_on_exec: false,

@@ -180,14 +180,14 @@ impl ThreadTimes {
 pub struct OffCpuInfo {
     /// Context switches (a thread leaving the CPU) of recorded threads.
     pub switches: u64,
-    /// Of those, the ones with a stack. Below [`OffCpuInfo::max_rate`]
-    /// switches a second per thread and CPU, every one; above it, about one
-    /// in N, N adapted to the rate. The time of the others is shared among
-    /// the intervals with a stack of the same kind and duration class, so
-    /// that the samples' time adds up to the threads' exact totals.
+    /// Of those, the ones with a stack. While a CPU switches less than
+    /// [`OffCpuInfo::max_rate`] times a second, every one; above it, about
+    /// one in N of the fast threads' switches, N adapted to the rate. The
+    /// time of the others is shared among the intervals with a stack of the
+    /// same kind and duration class, so that the samples' time adds up to
+    /// the threads' exact totals.
     pub sampled: u64,
-    /// The cap on stacks taken per second per thread and CPU (per CPU
-    /// system-wide).
+    /// The budget of stacks taken a second per CPU.
     pub max_rate: u64,
     /// Off-CPU intervals shorter than this are left out of the samples
     /// (not out of [`ProcessInfo::times`]).

@@ -255,9 +255,14 @@ fn wall_clock_shares_and_thread_totals() {
             want * 100.0
         );
     }
-    // Spinning is on the CPU (or preempted), never blocked.
+    // Spinning is on the CPU, or preempted on a busy machine; not blocked.
     let spin_on = weight_in(&rec, pid, "do_spin", |k| k == SampleKind::OnCpu);
-    assert!(spin_on > 0.5 * r["spin"], "do_spin on CPU {spin_on:.0} ns");
+    let spin_blocked = weight_in(&rec, pid, "do_spin", |k| k == SampleKind::Blocked);
+    assert!(spin_on > 0.0, "do_spin never on the CPU");
+    assert!(
+        spin_blocked < 0.05 * r["spin"],
+        "do_spin blocked {spin_blocked:.0} ns"
+    );
     // Before the signal, the main thread waited in wait_for_go.
     assert!(weight_in(&rec, pid, "wait_for_go", |k| k == SampleKind::Blocked) > 0.0);
     // Every thread's time is accounted for: on-CPU samples and off-CPU

@@ -156,8 +156,8 @@ pub struct RecordArgs {
     /// the per-thread totals.
     #[arg(long, value_name = "DURATION", value_parser = parse_min_block)]
     pub min_block: Option<Duration>,
-    /// With --off-cpu or --wall, most stacks taken a second at context
-    /// switches per thread and CPU; above it, one switch in N gets a stack.
+    /// With --off-cpu or --wall, stacks taken a second at context switches
+    /// per CPU; above it, fast threads get a stack at one switch in N.
     #[arg(long, value_name = "N", hide = true, value_parser = clap::value_parser!(u64).range(1..))]
     pub switch_rate: Option<u64>,
     /// How user stacks are collected: `fp` walks frame pointers (like `perf record -g`,
@@ -898,7 +898,7 @@ fn print_summary(rec: &Recording, stats: &FoldStats, profile: &Profile, written:
         let o = &rec.off_cpu;
         let _ = writeln!(
             s,
-            "  switches   {} ({} with a stack, at most {} a second per thread and CPU)",
+            "  switches   {} ({} with a stack, at most {} a second per CPU)",
             o.switches, o.sampled, o.max_rate
         );
     }
