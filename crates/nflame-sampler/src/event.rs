@@ -46,36 +46,60 @@ pub(crate) enum Source {
     SideBand,
 }
 
-/// A side-band or sample record, reduced.
+/// A sample record, reduced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SampleEvent {
+    pub(crate) pid: u32,
+    pub(crate) tid: u32,
+    pub(crate) time: u64,
+    pub(crate) cpu: u32,
+    /// Event counts since the previous sample: nanoseconds for
+    /// `cpu-clock`, context switches for a switch sample.
+    pub(crate) period: u64,
+    /// Taken as the thread left the CPU (a `context-switches` sample).
+    pub(crate) at_switch: bool,
+    /// Leaf first.
+    pub(crate) kernel: Vec<u64>,
+    /// Leaf first: the kernel's frame-pointer chain (empty when not requested).
+    pub(crate) user: Vec<u64>,
+    /// User registers (ip, sp, bp) at the sample, when requested and the
+    /// sample hit a user task.
+    pub(crate) regs: Option<UserRegs>,
+    /// User stack bytes copied from `regs.sp` up (empty when not requested).
+    pub(crate) stack: Vec<u8>,
+}
+
+/// A `PERF_RECORD_COMM`, reduced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CommEvent {
+    pub(crate) pid: u32,
+    pub(crate) tid: u32,
+    pub(crate) time: u64,
+    pub(crate) comm: String,
+    pub(crate) exec: bool,
+}
+
+/// A `PERF_RECORD_MMAP2`, reduced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct MmapEvent {
+    pub(crate) pid: u32,
+    pub(crate) time: u64,
+    pub(crate) start: u64,
+    pub(crate) len: u64,
+    pub(crate) pgoff: u64,
+    pub(crate) path: PathBuf,
+    pub(crate) dev: Option<u64>,
+    pub(crate) inode: Option<u64>,
+    pub(crate) executable: bool,
+}
+
+/// A side-band or sample record, reduced. Samples, comm and mmap records
+/// are boxed: a busy machine hands over hundreds of thousands of
+/// context-switch records per drain, and each costs the enum's size.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Event {
-    Sample {
-        pid: u32,
-        tid: u32,
-        time: u64,
-        cpu: u32,
-        /// Event counts since the previous sample: nanoseconds for
-        /// `cpu-clock`, context switches for a switch sample.
-        period: u64,
-        /// Taken as the thread left the CPU (a `context-switches` sample).
-        at_switch: bool,
-        /// Leaf first.
-        kernel: Vec<u64>,
-        /// Leaf first: the kernel's frame-pointer chain (empty when not requested).
-        user: Vec<u64>,
-        /// User registers (ip, sp, bp) at the sample, when requested and the
-        /// sample hit a user task.
-        regs: Option<UserRegs>,
-        /// User stack bytes copied from `regs.sp` up (empty when not requested).
-        stack: Vec<u8>,
-    },
-    Comm {
-        pid: u32,
-        tid: u32,
-        time: u64,
-        comm: String,
-        exec: bool,
-    },
+    Sample(Box<SampleEvent>),
+    Comm(Box<CommEvent>),
     Fork {
         pid: u32,
         ppid: u32,
@@ -87,17 +111,7 @@ pub(crate) enum Event {
         tid: u32,
         time: u64,
     },
-    Mmap {
-        pid: u32,
-        time: u64,
-        start: u64,
-        len: u64,
-        pgoff: u64,
-        path: PathBuf,
-        dev: Option<u64>,
-        inode: Option<u64>,
-        executable: bool,
-    },
+    Mmap(Box<MmapEvent>),
     /// `PERF_RECORD_LOST`: this many records were dropped.
     Lost {
         time: u64,
@@ -126,11 +140,11 @@ impl Event {
     /// Timestamp for ordering across ring buffers (0 if unknown).
     pub(crate) fn time(&self) -> u64 {
         match self {
-            Event::Sample { time, .. }
-            | Event::Comm { time, .. }
-            | Event::Fork { time, .. }
+            Event::Sample(s) => s.time,
+            Event::Comm(c) => c.time,
+            Event::Mmap(m) => m.time,
+            Event::Fork { time, .. }
             | Event::Exit { time, .. }
-            | Event::Mmap { time, .. }
             | Event::Lost { time, .. }
             | Event::Switch { time, .. }
             | Event::Throttle { time } => *time,
@@ -162,7 +176,7 @@ impl Event {
                     .user_regs
                     .as_ref()
                     .and_then(|(r, abi)| UserRegs::from_sample(r, *abi));
-                Event::Sample {
+                Event::Sample(Box::new(SampleEvent {
                     pid: task.pid,
                     tid: task.tid,
                     time: s.record_id.time.unwrap_or(0),
@@ -173,15 +187,15 @@ impl Event {
                     user,
                     regs,
                     stack: s.user_stack.unwrap_or_default(),
-                }
+                }))
             }
-            Record::Comm(c) => Event::Comm {
+            Record::Comm(c) => Event::Comm(Box::new(CommEvent {
                 pid: c.task.pid,
                 tid: c.task.tid,
                 time: id_time(&c.record_id),
                 comm: cstr_lossy(&c.comm),
                 exec: c.by_execve,
-            },
+            })),
             Record::Fork(f) => Event::Fork {
                 pid: f.task.pid,
                 ppid: f.parent_task.pid,
@@ -203,7 +217,7 @@ impl Event {
                     }) if *inode != 0 => (Some(makedev(*major, *minor)), Some(*inode)),
                     _ => (None, None),
                 };
-                Event::Mmap {
+                Event::Mmap(Box::new(MmapEvent {
                     pid: m.task.pid,
                     time: id_time(&m.record_id),
                     start: m.addr,
@@ -213,7 +227,7 @@ impl Event {
                     dev,
                     inode,
                     executable: m.executable,
-                }
+                }))
             }
             Record::LostRecords(l) => Event::Lost {
                 time: id_time(&l.record_id),
@@ -311,7 +325,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             ev,
-            Event::Sample {
+            Event::Sample(Box::new(SampleEvent {
                 pid: 10,
                 tid: 11,
                 time: 1234,
@@ -322,8 +336,14 @@ mod tests {
                 user: vec![0x401000, 0x402000, 0x403000],
                 regs: None,
                 stack: Vec::new(),
-            }
+            }))
         );
+    }
+
+    /// Context-switch records come by the hundred thousand per drain.
+    #[test]
+    fn events_are_small() {
+        assert!(std::mem::size_of::<Event>() <= 32, "{}", std::mem::size_of::<Event>());
     }
 
     #[test]
@@ -333,9 +353,10 @@ mod tests {
         };
         s.user_regs = Some((vec![0x7ffd_0100, 0x7ffd_0000, 0x401000], Abi::_64));
         s.user_stack = Some(vec![1, 2, 3, 4, 5, 6, 7, 8]);
-        let Some(Event::Sample { regs, stack, .. }) = ev(Record::Sample(s)) else {
+        let Some(Event::Sample(s)) = ev(Record::Sample(s)) else {
             panic!("not a sample")
         };
+        let SampleEvent { regs, stack, .. } = *s;
         assert_eq!(
             regs,
             Some(UserRegs {
@@ -355,9 +376,10 @@ mod tests {
             CallChain::Unknown(vec![3]),
         ]))
         .unwrap();
-        let Event::Sample { kernel, user, .. } = ev else {
+        let Event::Sample(s) = ev else {
             panic!("not a sample")
         };
+        let SampleEvent { kernel, user, .. } = *s;
         assert!(kernel.is_empty());
         assert_eq!(user, vec![2]);
     }
@@ -372,13 +394,13 @@ mod tests {
         })));
         assert_eq!(
             c,
-            Some(Event::Comm {
+            Some(Event::Comm(Box::new(CommEvent {
                 pid: 5,
                 tid: 5,
                 time: 77,
                 comm: "nginx".into(),
                 exec: true
-            })
+            })))
         );
         let f = ev(Record::Fork(Box::new(Fork {
             record_id: None,
@@ -447,7 +469,7 @@ mod tests {
         })));
         assert_eq!(
             m,
-            Some(Event::Mmap {
+            Some(Event::Mmap(Box::new(MmapEvent {
                 pid: 5,
                 time: 60,
                 start: 0x7f00_0000_0000,
@@ -457,7 +479,7 @@ mod tests {
                 dev: Some(0x801),
                 inode: Some(99),
                 executable: true,
-            })
+            })))
         );
     }
 }

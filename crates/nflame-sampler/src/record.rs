@@ -557,6 +557,8 @@ fn drain_all<S: ProcSource>(
     for ev in batch.drain(..) {
         tracker.handle(ev);
     }
+    // A burst (a recorder that fell behind) must not keep its memory.
+    batch.shrink_to(1 << 16);
     std::mem::swap(batch, next);
 }
 

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use crate::event::{Event, UserRegs};
+use crate::event::{CommEvent, Event, MmapEvent, SampleEvent, UserRegs};
 use crate::offcpu::{Accounts, Initial, Interval, OffCpu, Stratum};
 use crate::procfs::{ProcSource, Snapshot};
 use crate::types::{Mapping, OffCpuInfo, ProcessInfo, RawSample, SampleKind, UnwindMethod};
@@ -628,18 +628,19 @@ impl<S: ProcSource> Tracker<S> {
 
     pub(crate) fn handle(&mut self, ev: Event) {
         match ev {
-            Event::Sample {
-                pid,
-                tid,
-                time,
-                cpu,
-                period,
-                at_switch,
-                kernel,
-                user,
-                regs,
-                stack,
-            } => {
+            Event::Sample(s) => {
+                let SampleEvent {
+                    pid,
+                    tid,
+                    time,
+                    cpu,
+                    period,
+                    at_switch,
+                    kernel,
+                    user,
+                    regs,
+                    stack,
+                } = *s;
                 let gone = pid == u32::MAX || tid == u32::MAX;
                 if pid == 0 || gone || !self.wants(pid) || (at_switch && self.off_cpu.is_none()) {
                     return;
@@ -702,13 +703,16 @@ impl<S: ProcSource> Tracker<S> {
                 }
                 self.collect_off_cpu();
             }
-            Event::Comm {
-                pid,
-                tid,
-                comm,
-                exec,
-                ..
-            } => self.on_comm(pid, tid, comm, exec),
+            Event::Comm(c) => {
+                let CommEvent {
+                    pid,
+                    tid,
+                    comm,
+                    exec,
+                    ..
+                } = *c;
+                self.on_comm(pid, tid, comm, exec)
+            }
             Event::Fork {
                 pid,
                 ppid,
@@ -752,17 +756,18 @@ impl<S: ProcSource> Tracker<S> {
                     self.strata.retain(|k, _| k.0 != pid);
                 }
             }
-            Event::Mmap {
-                pid,
-                start,
-                len,
-                pgoff,
-                path,
-                dev,
-                inode,
-                executable,
-                ..
-            } => {
+            Event::Mmap(m) => {
+                let MmapEvent {
+                    pid,
+                    start,
+                    len,
+                    pgoff,
+                    path,
+                    dev,
+                    inode,
+                    executable,
+                    ..
+                } = *m;
                 if !executable || !self.wants(pid) {
                     return;
                 }
@@ -1049,7 +1054,7 @@ mod tests {
     }
 
     fn sample(pid: u32, tid: u32, time: u64, k: &[u64], u: &[u64]) -> Event {
-        Event::Sample {
+        Event::Sample(Box::new(SampleEvent {
             pid,
             tid,
             time,
@@ -1060,11 +1065,11 @@ mod tests {
             user: u.to_vec(),
             regs: None,
             stack: Vec::new(),
-        }
+        }))
     }
 
     fn mmap(pid: u32, start: u64, len: u64, p: &str) -> Event {
-        Event::Mmap {
+        Event::Mmap(Box::new(MmapEvent {
             pid,
             time: 0,
             start,
@@ -1074,7 +1079,7 @@ mod tests {
             dev: Some(0x801),
             inode: Some(7),
             executable: true,
-        }
+        }))
     }
 
     #[test]
@@ -1168,13 +1173,13 @@ mod tests {
             tid: 200,
             time: 1,
         });
-        t.handle(Event::Comm {
+        t.handle(Event::Comm(Box::new(CommEvent {
             pid: 200,
             tid: 200,
             time: 2,
             comm: "yes".into(),
             exec: true,
-        });
+        })));
         t.handle(mmap(200, 0x5000, 0x1000, "/usr/bin/yes"));
         t.handle(sample(200, 200, 3, &[], &[0x5010]));
         t.handle(Event::Fork {
@@ -1226,13 +1231,13 @@ mod tests {
         t.handle(sample(400, 400, 1, &[], &[1]));
         t.handle(sample(300, 300, 2, &[], &[1]));
         // 300 execs nginx: a COMM record with the exec flag.
-        t.handle(Event::Comm {
+        t.handle(Event::Comm(Box::new(CommEvent {
             pid: 300,
             tid: 300,
             time: 3,
             comm: "nginx".into(),
             exec: true,
-        });
+        })));
         t.handle(mmap(300, 0x7000, 0x1000, "/usr/sbin/nginx"));
         t.handle(sample(300, 300, 4, &[], &[0x7010]));
         // Its child (a worker) is a target too; a stranger's child is not.
@@ -1325,13 +1330,13 @@ mod tests {
         let src = FakeProc::default().with(600, "sh", "/bin/sh", &[(0x1000, 0x2000, "/bin/sh")]);
         let mut t = Tracker::new(Filter::All, src, 1);
         t.handle(sample(600, 600, 1, &[], &[0x1100]));
-        t.handle(Event::Comm {
+        t.handle(Event::Comm(Box::new(CommEvent {
             pid: 600,
             tid: 600,
             time: 2,
             comm: "python3".into(),
             exec: true,
-        });
+        })));
         t.handle(mmap(600, 0x9000, 0x1000, "/usr/bin/python3"));
         t.handle(Event::Lost {
             time: 3,
@@ -1350,13 +1355,13 @@ mod tests {
             stacks: true,
         });
         // Thread rename (not exec) keeps the process name.
-        t.handle(Event::Comm {
+        t.handle(Event::Comm(Box::new(CommEvent {
             pid: 600,
             tid: 601,
             time: 5,
             comm: "worker".into(),
             exec: false,
-        });
+        })));
         let out = t.finish();
         assert_eq!(out.lost, 7);
         assert_eq!(out.lost_records, 2);
