@@ -485,6 +485,17 @@ pub fn run(args: RecordArgs, verbosity: crate::Verbosity) -> Result<ExitCode> {
     if let Some(d) = &mut docker {
         d.refresh();
         d.restrict(&mut recording);
+        if recording.measure.off_cpu() {
+            // Waits are the targets' own: other tasks' are not network work.
+            recording
+                .samples
+                .retain(|s| !s.kind.is_off_cpu() || d.roles.contains_key(&s.pid));
+            for (pid, p) in &mut recording.processes {
+                if !d.roles.contains_key(pid) {
+                    p.times.clear();
+                }
+            }
+        }
         recording.notes.extend(d.notes.iter().cloned());
     }
     let signals_at_end = SIGNALS.load(Ordering::SeqCst);
