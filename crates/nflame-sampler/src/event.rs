@@ -343,7 +343,11 @@ mod tests {
     /// Context-switch records come by the hundred thousand per drain.
     #[test]
     fn events_are_small() {
-        assert!(std::mem::size_of::<Event>() <= 32, "{}", std::mem::size_of::<Event>());
+        assert!(
+            std::mem::size_of::<Event>() <= 32,
+            "{}",
+            std::mem::size_of::<Event>()
+        );
     }
 
     #[test]

@@ -367,7 +367,7 @@ impl<S: Clone> OffCpu<S> {
         }
     }
 
-    /// `tid` exited at `time`.
+    /// `tid` (of `pid`) exited at `time`.
     pub(crate) fn exited(&mut self, pid: u32, tid: u32, time: u64) {
         self.latest = self.latest.max(time);
         let Some(t) = self.threads.get_mut(&tid) else {
@@ -400,8 +400,9 @@ impl<S: Clone> OffCpu<S> {
         t.state = State::Dead { at: time };
         t.pending = None;
         t.initial = None;
+        // Its intervals went out under the pid it was first seen with.
         self.finished.push((
-            pid,
+            t.pid,
             tid,
             std::mem::take(&mut t.times),
             std::mem::take(&mut t.strata),
@@ -736,6 +737,20 @@ mod tests {
         assert_eq!(t.on_cpu, 100 + 100);
         assert_eq!(t.blocked, 100);
         assert_eq!(t.unaccounted(), 400);
+    }
+
+    /// Fuzzing found an exit record naming another pid for a known thread
+    /// filing its times where its samples were not.
+    #[test]
+    fn a_thread_accounts_under_the_pid_it_was_first_seen_with() {
+        let mut o = Off::new(0, 0);
+        o.switch_in(2, 5, 1);
+        o.exited(5, 5, 10);
+        let done: Vec<Accounts> = o.take_finished().collect();
+        assert_eq!(done.len(), 1);
+        assert_eq!((done[0].0, done[0].1, done[0].2.blocked), (2, 5, 1));
+        let iv: Vec<_> = o.take_intervals().collect();
+        assert_eq!((iv[0].pid, iv[0].tid), (2, 5));
     }
 
     #[test]

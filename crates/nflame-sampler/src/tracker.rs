@@ -539,6 +539,9 @@ impl<S: ProcSource> Tracker<S> {
     }
 
     fn file_accounts(&mut self, (pid, tid, times, strata): Accounts) {
+        // Its process is known, unless records contradicted each other
+        // (a thread id seen under two pids).
+        self.ensure(pid);
         if let Some(p) = self.procs.get_mut(&pid) {
             // A thread id used twice (after an exit) has one entry.
             p.info.times.entry(tid).or_default().add(&times);
@@ -605,6 +608,7 @@ impl<S: ProcSource> Tracker<S> {
     }
 
     fn add_interval(&mut self, iv: Interval<Stack>) {
+        self.ensure(iv.pid);
         let (kernel, user, user_truncated) = match iv.stack {
             Some(s) => s,
             None => (self.intern(Vec::new()), self.intern(Vec::new()), false),
@@ -897,13 +901,23 @@ impl<S: ProcSource> Tracker<S> {
         if let Filter::Names(_) = self.filter {
             self.verdicts.insert(pid, true);
         }
+        let mut info = info;
+        // A pid used again: the samples and thread times of the one before
+        // stay counted (they are in the output), under the new process.
+        let samples = match self.procs.remove(&pid) {
+            Some(old) => {
+                info.times = old.info.times;
+                old.samples
+            }
+            None => 0,
+        };
         self.procs.insert(
             pid,
             Proc {
                 info,
                 target: true,
                 explicit: false,
-                samples: 0,
+                samples,
                 map_gen: 0,
             },
         );
@@ -1305,6 +1319,68 @@ mod tests {
                 m(0x3000, 0x5000, 0x1ff0 - 1, "/a"),
             ]
         );
+    }
+
+    /// Fuzzing found a pid forked again (reused) dropping the samples and
+    /// thread times of the process that had it before from the output.
+    #[test]
+    fn a_reused_pid_keeps_what_it_had() {
+        let src = FakeProc::default().with(1, "sh", "/bin/sh", &[]);
+        let mut t = Tracker::new(Filter::All, src, u32::MAX);
+        t.record_off_cpu(0, 0);
+        t.handle(sample(5, 5, 1, &[], &[0x10]));
+        t.handle(Event::Switch {
+            pid: 5,
+            tid: 5,
+            time: 2,
+            cpu: 0,
+            out: false,
+            preempt: false,
+        });
+        t.handle(sample(1, 1, 3, &[], &[0x20]));
+        t.handle(Event::Fork {
+            pid: 5,
+            ppid: 1,
+            tid: 5,
+            time: 4,
+        });
+        t.set_end(10);
+        let out = t.finish();
+        let p = &out.processes[&5];
+        assert!(p.times.contains_key(&5));
+        assert_eq!(out.samples.iter().filter(|s| s.pid == 5).count(), 2);
+    }
+
+    /// Fuzzing found an interval (and thread times) of a process the
+    /// tracker did not hold, left out of the output while its sample was in.
+    #[test]
+    fn an_interval_brings_its_process_into_the_output() {
+        let mut t = Tracker::new(Filter::All, FakeProc::default(), u32::MAX);
+        t.record_off_cpu(0, 0);
+        t.add_interval(Interval {
+            pid: 9,
+            tid: 9,
+            time: 1,
+            cpu: 0,
+            kind: SampleKind::Blocked,
+            duration: 5,
+            stack: None,
+            stratum: None,
+        });
+        t.file_accounts((
+            9,
+            9,
+            crate::types::ThreadTimes {
+                span: 5,
+                blocked: 5,
+                ..Default::default()
+            },
+            Vec::new(),
+        ));
+        t.set_end(10);
+        let out = t.finish();
+        assert_eq!(out.processes[&9].times[&9].blocked, 5);
+        assert_eq!(out.samples.len(), 1);
     }
 
     /// Fuzzing found the lost count overflowing on huge `PERF_RECORD_LOST` counts.
