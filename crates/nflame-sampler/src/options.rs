@@ -188,8 +188,9 @@ pub struct RecordOptions {
     /// 200 ms (see [`crate::OffCpuInfo::sampled`] for how the time of the
     /// others is counted). Threads started during the recording that switch
     /// faster than this, or a recorder falling behind, turn the stacks to
-    /// the kernel's frequency mode, where each thread gets up to this many
-    /// a second on each CPU. Default is [`DEFAULT_SWITCH_RATE`].
+    /// the kernel's frequency mode, where each of the N threads recorded at
+    /// the start gets up to this / N a second on each CPU, and so does each
+    /// thread it starts. Default is [`DEFAULT_SWITCH_RATE`].
     pub switch_rate: u64,
 }
 

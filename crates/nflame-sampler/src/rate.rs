@@ -1,14 +1,16 @@
 //! How many context switches get a stack, free of syscalls.
 //!
 //! Each stack counter (`context-switches`, one per thread and CPU, or one
-//! per CPU system-wide) samples every switch (period 1) while its CPU's
+//! per CPU system-wide) samples every switch (period 1) while the recorded
 //! switches stay under the budget ([`crate::RecordOptions::switch_rate`]
-//! stacks a second per CPU). Every control round, the recorder hands over
-//! how many times the threads of each counter switched (from the switch
-//! records, which are complete) and this module answers with new periods,
-//! sharing each CPU's budget by water-filling: a counter switching less
-//! than its fair share keeps every switch, the faster ones get the rest in
-//! equal parts and sample one switch in N, N about their rate / their part.
+//! stacks a second per CPU, so that many times the CPUs in all). Every
+//! control round, the recorder hands over how many times each thread (or
+//! each CPU, system-wide) switched, from the switch records, which are
+//! complete, and this module answers with new periods, sharing the budget
+//! by water-filling: a thread switching less than its fair share keeps
+//! every switch, the faster ones get the rest in equal parts and sample one
+//! switch in N, N about their rate / their part, on every CPU (a thread
+//! that moves to another CPU does not start there at every switch).
 //! N is drawn afresh each round between half and one and a half times
 //! that, so that a loop of a fixed number of switches (an event loop, a
 //! ping-pong: two switches a cycle) is not sampled at the same place of its
@@ -109,49 +111,35 @@ impl RateControl {
         lo + self.random() % (hi - lo + 1)
     }
 
-    /// Plans the next round from this one, `secs` long: `switches` made by
-    /// the threads of each counter the recorder reaches, with the counter's
-    /// CPU; `unreached`: the most switches one thread it cannot reach made
-    /// on one CPU; and whether records or stacks were `lost` in it.
+    /// Plans the next round from this one, `secs` long, on `cpus` CPUs:
+    /// for each counter the recorder reaches, its group (a thread, whose
+    /// counters on every CPU share a period; or a CPU) and the switches the
+    /// group made; `unreached`: the most switches one thread it cannot reach
+    /// made on one CPU; and whether records or stacks were `lost` in it.
     pub(crate) fn plan(
         &mut self,
         secs: f64,
-        switches: &[(u32, u64)],
+        cpus: u64,
+        counters: &[(u64, u64)],
         unreached: u64,
         lost: bool,
     ) -> Plan {
         if secs <= 0.0 {
             return Plan {
-                periods: vec![1; switches.len()],
+                periods: vec![1; counters.len()],
                 mode: self.mode,
             };
         }
-        let cap = self.cap as f64;
-        // Each CPU's level: what a fast counter may take of its budget.
-        let mut cpus: Vec<u32> = switches.iter().map(|&(cpu, _)| cpu).collect();
-        cpus.sort_unstable();
-        cpus.dedup();
-        let levels: Vec<(u32, f64)> = cpus
-            .into_iter()
-            .map(|cpu| {
-                let mut rates: Vec<f64> = switches
-                    .iter()
-                    .filter(|&&(c, _)| c == cpu)
-                    .map(|&(_, n)| n as f64 / secs)
-                    .collect();
-                (cpu, water_level(&mut rates, cap))
-            })
-            .collect();
-        let periods = switches
+        let mut groups: Vec<(u64, u64)> = counters.to_vec();
+        groups.sort_unstable();
+        groups.dedup();
+        let mut rates: Vec<f64> = groups.iter().map(|&(_, n)| n as f64 / secs).collect();
+        let level = water_level(&mut rates, self.cap as f64 * cpus.max(1) as f64);
+        let periods = counters
             .iter()
-            .map(|&(cpu, n)| {
-                let level = levels
-                    .iter()
-                    .find(|&&(c, _)| c == cpu)
-                    .map_or(cap, |&(_, l)| l);
-                self.period_for(n as f64 / secs / level)
-            })
+            .map(|&(_, n)| self.period_for(n as f64 / secs / level))
             .collect();
+        let cap = self.cap as f64;
         let peak = unreached as f64 / secs;
         if lost || peak > 1.5 * cap {
             self.mode = Mode::Freq;
@@ -177,7 +165,7 @@ mod tests {
     #[test]
     fn slow_counters_keep_every_switch() {
         let mut c = RateControl::new(2000, 7);
-        let plan = c.plan(0.2, &[(0, 100), (0, 0), (1, 380)], 0, false);
+        let plan = c.plan(0.2, 2, &[(0, 100), (1, 0), (2, 380)], 0, false);
         assert_eq!(plan.periods, vec![1, 1, 1]);
         // One quiet round at the start is enough.
         assert_eq!(plan.mode, Mode::Count);
@@ -190,7 +178,7 @@ mod tests {
         let mut parities = std::collections::BTreeSet::new();
         let mut sum = 0;
         for _ in 0..1000 {
-            let p = c.plan(0.1, &[(0, 10_000)], 0, false).periods[0];
+            let p = c.plan(0.1, 1, &[(0, 10_000)], 0, false).periods[0];
             assert!((25..=75).contains(&p), "{p}");
             parities.insert(p % 2);
             sum += p;
@@ -200,51 +188,47 @@ mod tests {
         assert_eq!(parities.len(), 2);
         assert!((45_000..=55_000).contains(&sum), "{sum}");
         // Quiet again: every switch.
-        assert_eq!(c.plan(0.1, &[(0, 10)], 0, false).periods, vec![1]);
+        assert_eq!(c.plan(0.1, 1, &[(0, 10)], 0, false).periods, vec![1]);
     }
 
     #[test]
     fn unreachable_fast_threads_turn_to_frequency_mode_and_back() {
         let mut c = RateControl::new(2000, 7);
-        assert_eq!(c.plan(0.2, &[], 0, false).mode, Mode::Count);
+        assert_eq!(c.plan(0.2, 1, &[], 0, false).mode, Mode::Count);
         // 4000 a second from a thread out of reach: over 1.5 times the cap.
-        assert_eq!(c.plan(0.2, &[], 800, false).mode, Mode::Freq);
+        assert_eq!(c.plan(0.2, 1, &[], 800, false).mode, Mode::Freq);
         // Between half and 1.5 times the cap: stays.
         for _ in 0..10 {
-            assert_eq!(c.plan(0.2, &[], 300, false).mode, Mode::Freq);
+            assert_eq!(c.plan(0.2, 1, &[], 300, false).mode, Mode::Freq);
         }
         // Quiet for a few rounds: back.
         for _ in 0..QUIET_ROUNDS - 1 {
-            assert_eq!(c.plan(0.2, &[], 10, false).mode, Mode::Freq);
+            assert_eq!(c.plan(0.2, 1, &[], 10, false).mode, Mode::Freq);
         }
-        assert_eq!(c.plan(0.2, &[], 10, false).mode, Mode::Count);
+        assert_eq!(c.plan(0.2, 1, &[], 10, false).mode, Mode::Count);
         // No time: nothing learned.
-        assert_eq!(c.plan(0.0, &[(0, 5)], 1_000_000, true).mode, Mode::Count);
+        assert_eq!(c.plan(0.0, 1, &[(0, 5)], 1_000_000, true).mode, Mode::Count);
     }
 
     #[test]
-    fn a_cpu_budget_is_shared_by_water_filling() {
-        let mut c = RateControl::new(2000, 7);
-        // On CPU 0: 500/s and 300/s fit whole; 20k/s and 40k/s share the
-        // remaining 1200/s, 600 each: periods about 33 and 67. CPU 1 has
-        // its own budget.
+    fn the_budget_is_shared_by_water_filling() {
+        let mut c = RateControl::new(1000, 7);
+        // Two CPUs, 2000 a second: threads at 500/s and 300/s fit whole;
+        // the ones at 20k/s and 40k/s share the remaining 1200/s, 600 each:
+        // periods about 33 and 67, on both CPUs (thread 3 has two counters).
+        let counters = [(1, 500), (2, 300), (3, 20_000), (3, 20_000), (4, 40_000)];
         let mut sums = [0u64; 5];
         for _ in 0..400 {
-            let p = c.plan(
-                1.0,
-                &[(0, 500), (0, 300), (0, 20_000), (0, 40_000), (1, 1900)],
-                0,
-                false,
-            );
+            let p = c.plan(1.0, 2, &counters, 0, false);
             for (s, p) in sums.iter_mut().zip(p.periods) {
                 *s += p;
             }
         }
-        assert_eq!(sums[0], 400);
-        assert_eq!(sums[1], 400);
-        assert!((12_400..14_300).contains(&sums[2]), "{}", sums[2]);
-        assert!((25_400..28_000).contains(&sums[3]), "{}", sums[3]);
-        assert_eq!(sums[4], 400);
+        assert_eq!(&sums[..2], &[400, 400]);
+        for s in &sums[2..4] {
+            assert!((12_400..14_300).contains(s), "{s}");
+        }
+        assert!((25_400..28_000).contains(&sums[4]), "{}", sums[4]);
     }
 
     #[test]
@@ -258,12 +242,12 @@ mod tests {
     fn losing_records_turns_to_frequency_mode() {
         let mut c = RateControl::new(2000, 7);
         // Losses in the first round: stays in frequency mode.
-        assert_eq!(c.plan(0.01, &[(0, 10)], 0, true).mode, Mode::Freq);
-        assert_eq!(c.plan(0.02, &[(0, 10)], 0, false).mode, Mode::Freq);
+        assert_eq!(c.plan(0.01, 1, &[(0, 10)], 0, true).mode, Mode::Freq);
+        assert_eq!(c.plan(0.02, 1, &[(0, 10)], 0, false).mode, Mode::Freq);
         for _ in 0..QUIET_ROUNDS - 2 {
-            assert_eq!(c.plan(0.2, &[(0, 10)], 0, false).mode, Mode::Freq);
+            assert_eq!(c.plan(0.2, 1, &[(0, 10)], 0, false).mode, Mode::Freq);
         }
-        assert_eq!(c.plan(0.2, &[(0, 10)], 0, false).mode, Mode::Count);
-        assert_eq!(c.plan(0.2, &[(0, 10)], 0, true).mode, Mode::Freq);
+        assert_eq!(c.plan(0.2, 1, &[(0, 10)], 0, false).mode, Mode::Count);
+        assert_eq!(c.plan(0.2, 1, &[(0, 10)], 0, true).mode, Mode::Freq);
     }
 }

@@ -196,6 +196,7 @@ pub fn record(
         std::mem::take(&mut session.freq_counters),
         switch_rate,
     );
+    stacks.share(&counters, switch_rate);
 
     let mut tracker = Tracker::new(filter, Procfs, own);
     let stack_bytes = if opts.user {
@@ -600,6 +601,8 @@ struct StackRate {
     mode: Mode,
     /// Switches (switch-outs) since the round began, by (tid, CPU).
     counts: FxHashMap<(u32, u32), u64>,
+    /// CPUs recorded (the budget is the cap times this).
+    cpus: u64,
     /// Records or stacks were lost since the round began.
     lost: bool,
     round_start: Instant,
@@ -608,7 +611,11 @@ struct StackRate {
 
 impl StackRate {
     fn new(counters: Vec<SwitchCounter>, freq: Vec<usize>, cap: u64) -> StackRate {
+        let mut cpus: Vec<u32> = counters.iter().map(|c| c.cpu).collect();
+        cpus.sort_unstable();
+        cpus.dedup();
         StackRate {
+            cpus: cpus.len() as u64,
             reached: counters.iter().filter_map(|c| c.tid).collect(),
             periods: vec![1; counters.len()],
             control: RateControl::new(cap, sys::monotonic_ns()),
@@ -619,6 +626,20 @@ impl StackRate {
             counts: FxHashMap::default(),
             round_start: Instant::now(),
             round: Duration::from_millis(10),
+        }
+    }
+
+    /// Shares the budget among the frequency-mode counters: with `n`
+    /// threads recorded, each gets `cap / n` stacks a second per CPU (and
+    /// so do the threads they start).
+    fn share(&self, all: &[PerfCounter], cap: u64) {
+        let threads = self.reached.len() as u64;
+        if threads > 1 {
+            let each = (cap / threads).max(1);
+            for &i in &self.freq {
+                // A counter whose thread is gone may refuse.
+                let _ = all[i].set_period(each);
+            }
         }
     }
 
@@ -643,22 +664,30 @@ impl StackRate {
                 unreached = unreached.max(n);
             }
         }
-        let switches: Vec<(u32, u64)> = self
+        // A thread's counters on every CPU share its period; system-wide,
+        // each CPU's counter is its own group.
+        let mut per_thread: FxHashMap<u32, u64> = FxHashMap::default();
+        for (&(tid, _), &n) in &self.counts {
+            *per_thread.entry(tid).or_insert(0) += n;
+        }
+        let groups: Vec<(u64, u64)> = self
             .counters
             .iter()
-            .map(|c| {
-                let n = match c.tid {
-                    Some(tid) => self.counts.get(&(tid, c.cpu)).copied().unwrap_or(0),
-                    None => per_cpu.get(&c.cpu).copied().unwrap_or(0),
-                };
-                (c.cpu, n)
+            .map(|c| match c.tid {
+                Some(tid) => (u64::from(tid), per_thread.get(&tid).copied().unwrap_or(0)),
+                None => (
+                    1 << 32 | u64::from(c.cpu),
+                    per_cpu.get(&c.cpu).copied().unwrap_or(0),
+                ),
             })
             .collect();
         if self.counters.iter().all(|c| c.tid.is_none()) {
             // Per-CPU counters reach every thread.
             unreached = 0;
         }
-        let plan = self.control.plan(secs, &switches, unreached, self.lost);
+        let plan = self
+            .control
+            .plan(secs, self.cpus, &groups, unreached, self.lost);
         self.lost = false;
         for ((c, old), new) in self
             .counters

@@ -148,7 +148,10 @@ impl PerfCounter {
         let user_chain = config.user && config.user_chain;
         let dwarf = config.user && config.stack_bytes > 0;
         opts.sample_format = SampleFormat {
-            period: true,
+            // Not for context switches: with a period field and a fixed
+            // period, the kernel samples every software event and ignores
+            // the period (`perf_swevent_event`). Their count is not needed.
+            period: !at_switch,
             call_chain: (user_chain || config.kernel).then_some(CallChain {
                 exclude_user: !user_chain,
                 exclude_kernel: !config.kernel,

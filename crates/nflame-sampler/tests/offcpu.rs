@@ -460,3 +460,53 @@ fn unsafe_kill(pid: u32, sig: i32) {
     // unreaped child, so it cannot have been reused.
     unsafe { libc::kill(pid as i32, sig) };
 }
+
+/// Attached by pid to both processes of the ping-pong, every counter is
+/// one the recorder reaches: the stacks keep to the budget of the CPUs.
+#[test]
+fn a_high_switch_rate_attached_by_pid_keeps_to_the_budget() {
+    let _s = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let main = Guard(
+        Command::new(&program().path)
+            .arg("-r")
+            .arg(dir.path().join("report"))
+            .args(["pingpong", "4"])
+            .spawn()
+            .expect("spawn offcpu"),
+    );
+    let pid = main.0.id();
+    let children = format!("/proc/{pid}/task/{pid}/children");
+    let mut child = None;
+    for _ in 0..500 {
+        child = std::fs::read_to_string(&children)
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse::<u32>().ok());
+        if child.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let child = child.expect("the ping-pong's second process");
+    let mut o = options(Target::Pids(vec![pid, child]), Measure::OffCpu);
+    o.duration = Some(Duration::from_secs(2));
+    let rec = record_with(&o, || {});
+    drop(main);
+    let secs = rec.duration.as_secs_f64();
+    let info = rec.off_cpu;
+    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get()) as f64;
+    eprintln!(
+        "{:.0} switches/s, {:.0} stacks/s, lost {}, lost stacks {}",
+        info.switches as f64 / secs,
+        info.sampled as f64 / secs,
+        rec.lost,
+        info.lost_stacks
+    );
+    assert!(
+        info.switches as f64 > 20.0 * info.sampled as f64,
+        "{info:?}"
+    );
+    // The first rounds (10 ms, 20 ms...) may take every switch.
+    let budget = info.max_rate as f64 * cpus * secs * 1.5 + 4000.0;
+    assert!((info.sampled as f64) <= budget, "{info:?}");
+}
