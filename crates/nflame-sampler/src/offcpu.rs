@@ -22,15 +22,20 @@
 //! pipe ping-pong, such an estimate came out 8 times too high).
 //! Per-thread totals ([`ThreadTimes`]) are exact whatever the sampling.
 //!
-//! Edges of the recording: a thread whose first record is a switch-in was
-//! off the CPU since the start (the stack and state read from `/proc` when
-//! the recording started tell where and how, when that snapshot is older
-//! than the switch-in); one whose first record is a switch-out ran since
-//! the start; a thread still off at the end is off until the end; a thread
-//! with no record at all spent the whole recording as its snapshot found
-//! it. A thread's span runs from the start (or its creation) to the end (or
-//! its exit). Lost records break an interval: its time goes in no total and
-//! is counted in [`OffCpuInfo::broken`].
+//! Edges of the recording: a thread that existed at the start (listed from
+//! `/proc` then) and whose first record is a switch-in was off the CPU since
+//! the start (the stack and state read from `/proc` tell where and how, when
+//! that snapshot is older than the switch-in); one whose first record is a
+//! switch-out ran since the start; a thread still off at the end is off
+//! until the end; a thread with no record at all spent the whole recording
+//! as its snapshot found it. A thread's span runs from the start (or its
+//! creation) to the end (or its exit). A thread neither there at the start
+//! nor seen created starts at its first record: on a busy machine, some
+//! processes' creation records come late or not at all (measured: `sh`
+//! children of a build, system-wide), and taking them for threads running
+//! since the start counted 120 s on two CPUs in 30 s. Lost records break an
+//! interval: its time goes in no total and is counted in
+//! [`OffCpuInfo::broken`].
 //!
 //! It owns no stacks: `S` is whatever the caller keeps them as.
 
@@ -103,6 +108,8 @@ impl Stratum {
 /// How a thread was found when the recording started.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Initial<S> {
+    /// It existed; where it was is not (yet) known.
+    Exists,
     /// On a CPU, or about to be.
     Running,
     /// Off the CPU (`kind`), with the stack read from `/proc` if any.
@@ -273,8 +280,13 @@ impl<S: Clone> OffCpu<S> {
         let ran_since = match t.state {
             State::Dead { .. } => return,
             State::On { since } => Some(since),
-            // It ran since the start, or since it was created.
-            State::Unknown => Some(t.born),
+            // It ran since the start; or, not there at the start and not
+            // seen created (a record missing), since when is unknown.
+            State::Unknown if t.initial.is_some() => Some(t.born),
+            State::Unknown => {
+                t.born = time;
+                Some(time)
+            }
             State::Starting { since } => Some(since),
             // The switch-in in between was lost.
             State::Off { .. } => None,
@@ -323,10 +335,15 @@ impl<S: Clone> OffCpu<S> {
             } => sink.close(t, tid, since, time, kind, cpu, stack, true),
             State::Unknown => {
                 // Off since the start: the snapshot tells how, if it was
-                // read before this switch-in.
+                // read before this switch-in. A thread not there at the
+                // start and not seen created starts its span here.
                 let (kind, stack) = match t.initial.take() {
                     Some((at, Initial::Off { kind, stack })) if at <= time => (kind, stack),
-                    _ => (SampleKind::Blocked, None),
+                    Some(_) => (SampleKind::Blocked, None),
+                    None => {
+                        t.born = time;
+                        return;
+                    }
                 };
                 let born = t.born;
                 sink.close(t, tid, born, time, kind, 0, stack, false);
@@ -392,7 +409,8 @@ impl<S: Clone> OffCpu<S> {
             State::On { since } | State::Starting { since } => {
                 t.times.on_cpu += time.saturating_sub(since)
             }
-            State::Unknown => t.times.on_cpu += time.saturating_sub(t.born),
+            State::Unknown if t.initial.is_some() => t.times.on_cpu += time.saturating_sub(t.born),
+            State::Unknown => t.born = time,
             // An exiting thread runs: the switch-in was lost.
             State::Off { .. } => self.info.broken += 1,
         }
@@ -458,6 +476,8 @@ impl<S: Clone> OffCpu<S> {
                 } => sink.close(&mut t, tid, since, end, kind, cpu, stack, true),
                 State::Unknown => match t.initial.take() {
                     Some((_, Initial::Running)) => t.times.on_cpu += end.saturating_sub(t.born),
+                    // Somewhere the whole time, not known where.
+                    Some((_, Initial::Exists)) => {}
                     Some((_, Initial::Off { kind, stack })) => {
                         let born = t.born;
                         sink.close(&mut t, tid, born, end, kind, 0, stack, false);
@@ -533,6 +553,7 @@ mod tests {
     #[test]
     fn blocked_and_preempted_intervals_with_their_stacks() {
         let mut o = Off::new(1000, 0);
+        o.initial(1, 1, 1000, Initial::Exists);
         o.switch_out(1, 1, 1100, 0, false);
         o.switch_in(1, 1, 1200);
         o.sample(1, 1, 1290, "read");
@@ -694,6 +715,12 @@ mod tests {
         o.switch_out(10, 5, 1700, 1, false);
         // 6: created at 1100, exits at 1300.
         o.created(10, 6, 1100);
+        // 8: listed at the start (state not read): off since the start.
+        o.initial(10, 8, 1000, Initial::Exists);
+        o.switch_in(10, 8, 1100);
+        // 9: not there at the start, not seen created: starts at its first
+        // record, a switch-out (no time invented before it).
+        o.switch_out(10, 9, 1800, 0, false);
         o.switch_in(10, 6, 1100);
         o.exited(10, 6, 1300);
         // Its final switch-out (system-wide) is ignored.
@@ -707,9 +734,14 @@ mod tests {
         assert!(iv.contains(&(3, SampleKind::Blocked, 1000, Some("nanosleep"), false)));
         assert!(iv.contains(&(4, SampleKind::Blocked, 200, None, false)));
         assert!(iv.contains(&(5, SampleKind::Blocked, 300, Some("poll"), true)));
-        assert_eq!(iv.len(), 4);
+        assert!(iv.contains(&(8, SampleKind::Blocked, 100, None, false)));
+        assert_eq!(iv.len(), 5);
         let times = times(&f);
-        assert_eq!(times.len(), 6);
+        assert_eq!(times.len(), 8);
+        assert_eq!(
+            (times[&9].span, times[&9].on_cpu, times[&9].blocked),
+            (200, 0, 200)
+        );
         assert_eq!(times[&2].on_cpu, 1000);
         assert_eq!(times[&3].blocked, 1000);
         assert_eq!(times[&5].span, 400);
@@ -725,6 +757,7 @@ mod tests {
     #[test]
     fn lost_records_break_intervals_without_inventing_time() {
         let mut o = Off::new(0, 0);
+        o.initial(1, 1, 0, Initial::Exists);
         o.switch_out(1, 1, 100, 0, false);
         // Switch-in lost; the next switch-out cannot close anything.
         o.switch_out(1, 1, 300, 0, false);
@@ -744,6 +777,7 @@ mod tests {
     #[test]
     fn a_thread_accounts_under_the_pid_it_was_first_seen_with() {
         let mut o = Off::new(0, 0);
+        o.initial(2, 5, 0, Initial::Exists);
         o.switch_in(2, 5, 1);
         o.exited(5, 5, 10);
         let done: Vec<Accounts> = o.take_finished().collect();
@@ -783,8 +817,10 @@ mod tests {
             let mut o = Off::new(1000, next(3) * 50);
             let mut t = 1000;
             for tid in 1..4 {
-                if next(2) == 0 {
-                    o.initial(1, tid, 1000 + next(20), Initial::Running);
+                match next(3) {
+                    0 => o.initial(1, tid, 1000 + next(20), Initial::Running),
+                    1 => o.initial(1, tid, 1000, Initial::Exists),
+                    _ => {}
                 }
             }
             for _ in 0..200 {

@@ -47,15 +47,20 @@ use crate::procfs::{self, ProcSource, Procfs};
 use crate::rate::{Mode, RateControl};
 use crate::sys::{self, Child, CounterConfig, OpenError, PerfCounter, PerfEvent, Ready, Scope};
 use crate::threadstate;
-use crate::tracker::{name_matches, Filter, StackMode, Tracker};
+use crate::tracker::{name_matches, Filter, StackMode, StartState, Tracker};
 use crate::types::{Measure, Recording, StopReason};
 use crate::unwind::DwarfUnwinder;
 
 /// Total ring-buffer memory we allow before shrinking per-counter buffers.
 const RING_BUDGET: usize = 64 << 20;
-/// Ring buffer pages per counter at least, when samples carry stack copies
-/// or context switches are recorded.
+/// Ring buffer pages per counter at least, when samples carry stack copies.
 const DWARF_RING_PAGES: usize = 1024;
+/// Ring buffer pages per counter at least, when context switches are
+/// recorded: 8 MiB holds 200 ms of switch records at 400k switches a second
+/// on one CPU. On two busy CPUs (a ping-pong and builds), system-wide, 4 MiB
+/// lost 19% of the switch records to a recorder waiting for a CPU, 8 MiB
+/// 0.6%. The total stays within the ring budget.
+const OFF_CPU_RING_PAGES: usize = 2048;
 /// Longest time between two drains.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// How often `/proc` is checked for targets whose EXIT record we missed.
@@ -273,6 +278,17 @@ pub fn record(
         Vec::new()
     };
     waiting.reverse();
+    // Which threads were there at the start, at once (listing is quick;
+    // reading where each waits is not): a thread not listed and not seen
+    // created starts at its first record.
+    for &pid in &waiting {
+        for tid in procfs::tasks_of(pid) {
+            tracker.initial_thread(pid, tid, start_ns, StartState::Exists);
+        }
+    }
+    if let (Some(child), true) = (child.as_ref(), opts.measure.off_cpu()) {
+        tracker.initial_thread(child.pid, child.pid, start_ns, StartState::Running);
+    }
     // Returns whether threads remain to be read.
     let mut snapshot = |tracker: &mut Tracker<Procfs>, budget: Duration| {
         let t0 = Instant::now();
@@ -787,11 +803,13 @@ impl Session<'_> {
         let n = n * self.roles().len();
         let mut pages = self.opts.ring_pages.max(8);
         let copies = self.opts.user && self.opts.call_graph.stack_bytes() > 0;
-        if self.privileged && (copies || self.opts.measure.off_cpu()) {
+        if self.privileged && copies {
             // Every sample carries its stack copy: 4 MiB holds half a
-            // second of 8 KiB samples at 999 Hz, or 80 ms of switch
-            // records at 500k switches a second.
+            // second of 8 KiB samples at 999 Hz.
             pages = pages.max(DWARF_RING_PAGES);
+        }
+        if self.privileged && self.opts.measure.off_cpu() {
+            pages = pages.max(OFF_CPU_RING_PAGES);
         }
         pages = 1 << (usize::BITS - 1 - pages.leading_zeros());
         while pages > 8 && n.saturating_mul(pages).saturating_mul(sys::page_size()) > RING_BUDGET {

@@ -79,6 +79,8 @@ type Stack = (Arc<[u64]>, Arc<[u64]>, bool);
 /// `/proc` (see [`Tracker::initial_thread`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum StartState {
+    /// Listed in `/proc`; where it is not read yet.
+    Exists,
     /// On a CPU.
     Running,
     /// Off the CPU: runnable (`preempted`) or asleep, with the user
@@ -242,6 +244,7 @@ impl<S: ProcSource> Tracker<S> {
         }
         self.ensure(pid);
         let initial = match state {
+            StartState::Exists => Initial::Exists,
             StartState::Running => Initial::Running,
             StartState::Off {
                 preempted,
@@ -1328,6 +1331,7 @@ mod tests {
         let src = FakeProc::default().with(1, "sh", "/bin/sh", &[]);
         let mut t = Tracker::new(Filter::All, src, u32::MAX);
         t.record_off_cpu(0, 0);
+        t.initial_thread(5, 5, 0, StartState::Exists);
         t.handle(sample(5, 5, 1, &[], &[0x10]));
         t.handle(Event::Switch {
             pid: 5,
