@@ -5,8 +5,10 @@
 #
 # 1. Throughput kept: wrk alone vs wrk while nflame records the nginx workers at
 #    999 Hz with DWARF unwinding (alternating, ROUNDS times, SECS seconds each).
-# 2. Complete user stacks (reaching _start / __libc_start_main / main) of the workers:
-#    nflame (auto, dwarf) vs `perf record -g` (frame pointers) on the same load; then
+# 2. Complete user stacks of the workers, by one definition for both tools
+#    (scripts/complete-stacks.py on folded stacks: nflame's own folded output, and
+#    `perf script | nflame collapse`): nflame (auto, dwarf) vs `perf record -g`
+#    (frame pointers) on the same load; then
 #    the same with the lab's /lua-loop handler, whose Lua LuaJIT compiles into traces
 #    (nflame auto vs perf -g vs perf --call-graph dwarf).
 # 3. Post-processing: `perf script` on a `perf record --call-graph dwarf` recording of
@@ -47,8 +49,10 @@ if scripts/lab.sh status 2>/dev/null | grep -q "mode host: .* answers"; then
 else
     scripts/lab.sh up >/dev/null
 fi
-cargo build -q --release -p nflame-symbolizer --example nflame-unwind
-NFLAME=target/release/examples/nflame-unwind
+cargo build -q --release -p nflame-symbolizer --example nflame-unwind -p nflame
+TARGET=${CARGO_TARGET_DIR:-target}
+NFLAME=$TARGET/release/examples/nflame-unwind
+NFLAME_CLI=$TARGET/release/nflame
 
 master=$(cat "${LAB_STATE:-/run/nflame-lab}/nginx-host/nginx.pid")
 WORKERS=$(pgrep -P "$master" | paste -sd' ')
@@ -61,12 +65,17 @@ field() { tr ' ' '\n' <"$1" | awk -F= -v k="$2" '$1 == k {print $2; exit}'; }
 # Load for $1 seconds in the background, output to $2 (URL: $LOAD_URL, else $URL).
 load() { wrk -t1 -c"$CONNS" -d"$1"s "${LOAD_URL:-$URL}" >"$2" & }
 
-# Records the workers with nflame for $2 s under load; $1 = call graph; writes $3.
+# Records the workers with nflame for $2 s under load; $1 = call graph; writes its
+# `total` line to $3, with `complete=` replaced by scripts/complete-stacks.py's share
+# of its folded output ($3.folded).
 nflame_run() {
     load $(($2 + 2)) "$3.wrk"
     sleep 1
-    $NFLAME --call-graph "$1" --freq "$FREQ" "$2" $WORKERS | grep '^total' >"$3"
+    $NFLAME --call-graph "$1" --freq "$FREQ" --out "$3.folded" "$2" $WORKERS | grep '^total' >"$3"
     wait
+    local share
+    read -r share _ < <(scripts/complete-stacks.py "$3.folded")
+    sed -i "s/ complete=[^ ]*/ complete=$share/" "$3"
 }
 
 # perf records the workers for $2 s under load ($3...: its call-graph options) into
@@ -80,20 +89,10 @@ perf_run() {
     wait
 }
 
-# Share of perf-script samples with user frames whose outermost user frame starts
-# the thread.
+# `SHARE SAMPLES` of complete user stacks in a perf recording (the same definition
+# as nflame's: scripts/complete-stacks.py).
 perf_complete() {
-    perf script -i "$1" 2>/dev/null | awk '
-        BEGIN { RS = "" }
-        {
-            n = split($0, L, "\n"); last = ""; user = 0
-            for (i = n; i > 1; i--) if (L[i] !~ /kernel\.kallsyms/) { last = L[i]; user = 1; break }
-            if (!user) next
-            total++
-            split(last, f, " "); s = f[2]; sub(/\+0x.*/, "", s)
-            if (s ~ /^(_start|__libc_start_main.*|__libc_start_call_main|main|start_thread|clone3?|__clone3?)$/) ok++
-        }
-        END { printf "%.4f %d\n", ok / total, total }'
+    perf script -i "$1" 2>/dev/null | "$NFLAME_CLI" -q collapse | scripts/complete-stacks.py
 }
 
 wrk -t1 -c"$CONNS" -d3s "$URL" >/dev/null # warm up

@@ -7,7 +7,21 @@
 #   collapse: nflame collapse        vs inferno-collapse-perf --all   (large `perf script` text)
 #   render:   nflame render          vs inferno-flamegraph            (large folded file)
 #   diff:     nflame diff -o SVG     vs inferno-diff-folded | inferno-flamegraph
-#   diff-text:nflame diff (report)   vs inferno-diff-folded           (folded diff only)
+#             (nflame also prints its text report; inferno only draws)
+#   diff-text:nflame diff (report)   vs inferno-diff-folded > FILE
+#             NOT the same output: nflame reads both profiles, compares them and prints
+#             its report (verdict and the top 20 frames and stacks); inferno reads both
+#             and writes the whole merged `stack BEFORE AFTER` file (no comparison, no
+#             ranking). nflame has no command that writes that file. The row times
+#             "both profiles in, the comparison out" for each tool as it is used.
+#
+# Inputs (nothing here is a single real recording):
+#   perf script: the three recordings in fixtures/perf-script/ (nginx-lua, sort-gzip,
+#     python-multi-event) concatenated and repeated to PERF_MB megabytes
+#     (scripts/make-large-inputs.sh): its distinct stacks do not grow with its size.
+#   folded: the real stacks of fixtures/folded/{nginx-lua,sort-gzip}.folded.gz, cycled
+#     to FOLDED_LINES lines, each given one of 5,000 synthetic leaf frames (`leaf_N`)
+#     and a count derived from the real one; the AFTER side uses other leaves.
 #
 # Needs: cargo, python3. inferno is installed with
 # `cargo install inferno` into $INFERNO_ROOT (default /tmp/nflame-inferno) when missing.
@@ -33,7 +47,7 @@ inf=$inferno_root/bin
 (cd "$root" && cargo build --quiet --release -p nflame)
 nflame=${CARGO_TARGET_DIR:-$root/target}/release/nflame
 
-# Inputs, made from real recordings.
+# Inputs: repeated real recordings and real stacks with synthetic leaves (see above).
 if [[ ! -s $work/large.perf.txt ]]; then
   "$here/make-large-inputs.sh" "$work" "$perf_mb" >/dev/null
 fi
@@ -55,7 +69,8 @@ if [[ ! -s $work/before.folded ]]; then
     if [[ $salt == 1 ]]; then mv "$work/tmp.folded" "$work/before.folded"; else mv "$work/tmp.folded" "$work/after.folded"; fi
   done
 fi
-echo "inputs: $(du -h "$perf_in" | cut -f1) perf script ($(basename "$perf_in")), $(wc -l < "$work/before.folded") folded lines ($(du -h "$work/before.folded" | cut -f1)) per diff side"
+echo "inputs: $(du -h "$perf_in" | cut -f1) perf script ($(basename "$perf_in"): the fixtures' three recordings repeated), $(wc -l < "$work/before.folded") folded lines ($(du -h "$work/before.folded" | cut -f1)) per diff side (real stacks, synthetic leaves)"
+echo "diff-text: nflame's report vs inferno-diff-folded's merged file: different outputs (see the header of this script)"
 echo "machine: $(nproc) cores, $(uname -r), $(date -u +%Y-%m-%dT%H:%MZ)"
 
 # Each pair of commands is run alternately (nflame, inferno, nflame, …) after one

@@ -22,6 +22,8 @@ fuzz_target!(|data: &[u8]| {
     if flags & 32 != 0 {
         opts.event = Some("cpu-clock".into());
     }
+    opts.include_addrs = flags & 64 != 0;
+    opts.fold_unknown_runs = flags & 128 == 0;
     opts.threads = 1;
     let mut input = Input::from_reader(PathBuf::from("fuzz.perf.txt"), Cursor::new(text.to_vec()))
         .expect("a cursor reads");

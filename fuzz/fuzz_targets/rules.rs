@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use nflame_diagnose::{Report, ReportOptions, Rules};
+use nflame_diagnose::{CategoryReport, CategoryReportOptions, Rules};
 use nflame_profile::Profile;
 
 fuzz_target!(|data: &str| {
@@ -19,5 +19,5 @@ fuzz_target!(|data: &str| {
             profile.add(line, 1);
         }
     }
-    let _ = Report::new(&profile, &rules, &ReportOptions::default());
+    let _ = CategoryReport::new(&profile, &rules, &CategoryReportOptions::default());
 });

@@ -19,7 +19,14 @@ fn main() -> ExitCode {
     match run(input, output) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("collapse: {e}");
+            // The error and its causes, each once.
+            let mut msg = e.to_string();
+            let mut cause = std::error::Error::source(&e);
+            while let Some(c) = cause {
+                msg.push_str(&format!(": {c}"));
+                cause = c.source();
+            }
+            eprintln!("collapse: {msg}");
             ExitCode::FAILURE
         }
     }

@@ -11,14 +11,21 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use nflame_diagnose::{DiffReport, Report, ReportOptions, Rules};
+use nflame_diagnose::{CategoryReport, CategoryReportOptions, ChangeReport, Rules};
 use nflame_profile::Profile;
 
 fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("report: {e}");
+            // The error and its causes, each once.
+            let mut msg = e.to_string();
+            let mut cause = std::error::Error::source(&*e);
+            while let Some(c) = cause {
+                msg.push_str(&format!(": {c}"));
+                cause = c.source();
+            }
+            eprintln!("report: {msg}");
             ExitCode::FAILURE
         }
     }
@@ -44,16 +51,16 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut reports = Vec::new();
     for (path, per) in &inputs {
         let profile = Profile::from_path(path)?;
-        let mut opts = ReportOptions::default();
+        let mut opts = CategoryReportOptions::default();
         opts.per = *per;
-        reports.push(Report::new(&profile, &rules, &opts)?);
+        reports.push(CategoryReport::new(&profile, &rules, &opts)?);
     }
     let mut out = std::io::stdout().lock();
     match (reports.pop(), reports.pop()) {
         (Some(r), None) if json => serde_json::to_writer_pretty(&mut out, &r)?,
         (Some(r), None) => r.write_text(&mut out)?,
         (Some(after), Some(before)) if reports.is_empty() => {
-            let d = DiffReport::new(before, after);
+            let d = ChangeReport::new(before, after);
             if json {
                 serde_json::to_writer_pretty(&mut out, &d)?;
             } else {

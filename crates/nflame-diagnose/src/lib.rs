@@ -16,33 +16,36 @@
 //!   any a custom rules file adds) — by a documented precedence;
 //! - [`report`]: samples, shares, cost per unit of work and top frames per category,
 //!   and the [`Verdict`] with its thresholds ([`Thresholds`]);
-//! - [`diff`]: two reports compared, with a verdict on what changed;
+//! - [`change`]: two category reports compared ([`ChangeReport`]), with a verdict
+//!   on what changed;
 //! - [`text`]: aligned plain-text rendering; JSON comes from `serde`.
 //!
 //! ```
-//! use nflame_diagnose::{Report, ReportOptions, Rules, VerdictKind};
+//! use nflame_diagnose::{CategoryReport, CategoryReportOptions, Rules, VerdictKind};
 //! use nflame_profile::Profile;
 //!
 //! let profile = Profile::from_stacks([
 //!     ("nginx;ngx_http_lua_content_handler", 500),
 //!     ("docker-proxy;[docker-proxy];__x64_sys_splice_[k];do_splice_[k]", 400),
 //! ]);
-//! let report = Report::new(&profile, &Rules::default(), &ReportOptions::default())?;
+//! let opts = CategoryReportOptions::default();
+//! let report = CategoryReport::new(&profile, &Rules::default(), &opts)?;
 //! assert_eq!(report.verdict.kind, VerdictKind::UserlandProxy);
 //! let json = serde_json::to_string(&report).unwrap();
 //! assert!(json.starts_with(r#"{"total_samples":900,"#));
 //! # Ok::<(), nflame_diagnose::Error>(())
 //! ```
 
+pub mod change;
 pub mod classify;
-pub mod diff;
 pub mod report;
 pub mod rules;
 pub mod text;
 
-pub use diff::{CategoryChange, DiffReport};
+pub use change::{CategoryChange, ChangeReport};
 pub use report::{
-    CategoryReport, FrameCount, Report, ReportOptions, Thresholds, Verdict, VerdictKind,
+    CategoryReport, CategoryReportOptions, CategoryRow, FrameCount, Thresholds, Verdict,
+    VerdictKind,
 };
 pub use rules::{Rules, DEFAULT_RULES};
 

@@ -1,4 +1,4 @@
-//! [`Report`]: per-category samples and shares of one profile, the top frames of
+//! [`CategoryReport`]: per-category samples and shares of one profile, the top frames of
 //! each category, the cost per unit of work, and the [`Verdict`].
 //!
 //! This module owns the thresholds and the verdict wording; classification is
@@ -33,12 +33,24 @@
 //! A system-wide recording on a host where *other* containers use the bridge will
 //! show their bridge work too; record the service's processes (or the Docker-aware
 //! recorder's selection) when that matters.
+//!
+//! # Units
+//!
+//! A profile weighted by time (off-CPU, wall-clock) is reported in its unit:
+//! the counts of the report are its stored counts ([`CategoryReport::measure`]
+//! says how they read), the text says `µs` where it says `samples` for a
+//! profile of samples, and the JSON adds `"unit": "microseconds"` (it has no
+//! `unit` for samples) and gives fractional counts as decimal numbers. The
+//! fewest samples a verdict needs ([`Thresholds::min_samples`]) becomes, in
+//! time, [`Thresholds::min_time_us`]: 50 ms, what 50 samples at about 1 kHz
+//! stand for.
 
 use std::fmt::Write as _;
 
-use nflame_profile::Profile;
+use nflame_profile::unit::{pow10, Amount};
+use nflame_profile::{Measure, Profile, Unit};
 use rustc_hash::FxHashMap;
-use serde::ser::{SerializeMap, Serializer};
+use serde::ser::{SerializeMap, SerializeStruct, Serializer};
 use serde::Serialize;
 
 use nflame_profile::tree::StackTree;
@@ -58,6 +70,9 @@ pub struct Thresholds {
     /// The fewest samples a category (or bridge + netfilter together) needs before
     /// it can carry a verdict. Default is 50.
     pub min_samples: u64,
+    /// The same for a profile weighted by time, in microseconds. Default is
+    /// 50,000 (50 ms: what 50 samples stand for at about 1 kHz).
+    pub min_time_us: u64,
     /// The share of the serving path above which a userland relay is a dominant
     /// cost. Default is 0.15.
     pub proxy_share: f64,
@@ -74,6 +89,7 @@ impl Default for Thresholds {
     fn default() -> Thresholds {
         Thresholds {
             min_samples: 50,
+            min_time_us: 50_000,
             proxy_share: 0.15,
             bridge_nat_share: 0.05,
             bridge_share: 0.02,
@@ -81,10 +97,10 @@ impl Default for Thresholds {
     }
 }
 
-/// How a [`Report`] is built.
+/// How a [`CategoryReport`] is built.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
-pub struct ReportOptions {
+pub struct CategoryReportOptions {
     /// Units of work done during the recording (e.g. requests served): adds the
     /// samples per unit to each category. Must be positive and finite.
     /// Default is `None`.
@@ -95,9 +111,9 @@ pub struct ReportOptions {
     pub thresholds: Thresholds,
 }
 
-impl Default for ReportOptions {
-    fn default() -> ReportOptions {
-        ReportOptions {
+impl Default for CategoryReportOptions {
+    fn default() -> CategoryReportOptions {
+        CategoryReportOptions {
             per: None,
             top_frames: 5,
             thresholds: Thresholds::default(),
@@ -105,8 +121,21 @@ impl Default for ReportOptions {
     }
 }
 
-/// A frame and the samples of a category it accounts for.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+impl Thresholds {
+    /// [`Thresholds::min_samples`], or [`Thresholds::min_time_us`] for time,
+    /// in stored counts of `measure`.
+    pub fn min_count(&self, measure: Measure) -> u64 {
+        let min = match measure.unit {
+            Unit::Microseconds => self.min_time_us,
+            _ => self.min_samples,
+        };
+        min.saturating_mul(pow10(measure.decimals))
+    }
+}
+
+/// A frame and the samples of a category it accounts for (serialized by the
+/// report, with the count in its unit).
+#[derive(Debug, Clone, PartialEq)]
 pub struct FrameCount {
     /// The frame, without annotation suffix.
     pub frame: String,
@@ -116,21 +145,20 @@ pub struct FrameCount {
     pub share: f64,
 }
 
-/// One category of a [`Report`].
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct CategoryReport {
-    /// Its name (serialized as the key of the `categories` object).
-    #[serde(skip)]
+/// One category of a [`CategoryReport`] (serialized by the report, as a value
+/// of its `categories` object).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CategoryRow {
+    /// Its name (the key of the `categories` object).
     pub name: String,
     /// Samples classified into it.
     pub samples: u64,
     /// Share of all samples (0..1).
     pub share: f64,
     /// Share of the serving path (0..1), for the serving categories.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub serving_share: Option<f64>,
-    /// Samples per unit of work, with [`ReportOptions::per`].
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Samples (or time, in the profile's unit) per unit of work, with
+    /// [`CategoryReportOptions::per`].
     pub per_unit: Option<f64>,
     /// The frames that show why, most samples first (see
     /// [`crate::classify::Classification::frame`]).
@@ -138,7 +166,6 @@ pub struct CategoryReport {
     /// The processes, most samples first (at most 3).
     pub top_processes: Vec<FrameCount>,
     /// Samples inside relay system calls (splice, read, write, …).
-    #[serde(skip)]
     pub relay_syscall_samples: u64,
 }
 
@@ -177,29 +204,94 @@ pub struct Verdict {
 }
 
 /// Per-category costs of one profile and a verdict. Serializes as
-/// `{"total_samples", "serving_samples", "per"?, "categories": {name: {...}}, "verdict"}`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Report {
-    /// All samples of the profile.
+/// `{"unit"? (when not samples), "total_samples", "serving_samples", "per"?,
+/// "categories": {name: {...}}, "verdict"}`, counts in the profile's unit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CategoryReport {
+    /// What the counts measure, and their decimals (the profile's).
+    pub measure: Measure,
+    /// All samples of the profile (stored counts).
     pub total_samples: u64,
     /// Samples of the serving path ([`SERVING_CATEGORIES`]).
     pub serving_samples: u64,
-    /// Units of work, from [`ReportOptions::per`].
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Units of work, from [`CategoryReportOptions::per`].
     pub per: Option<f64>,
     /// Every category of the rules, in their order (the standard ones first).
-    #[serde(serialize_with = "categories_as_map")]
-    pub categories: Vec<CategoryReport>,
+    pub categories: Vec<CategoryRow>,
     /// The verdict.
     pub verdict: Verdict,
 }
 
-fn categories_as_map<S: Serializer>(cats: &[CategoryReport], s: S) -> Result<S::Ok, S::Error> {
-    let mut map = s.serialize_map(Some(cats.len()))?;
-    for c in cats {
-        map.serialize_entry(&c.name, c)?;
+impl Serialize for CategoryReport {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let m = self.measure;
+        let unit = m.unit != Unit::Samples;
+        let n = 4 + usize::from(unit) + usize::from(self.per.is_some());
+        let mut st = s.serialize_struct("CategoryReport", n)?;
+        if unit {
+            st.serialize_field("unit", m.unit.name())?;
+        }
+        st.serialize_field("total_samples", &Amount::of(self.total_samples, m))?;
+        st.serialize_field("serving_samples", &Amount::of(self.serving_samples, m))?;
+        if let Some(per) = self.per {
+            st.serialize_field("per", &per)?;
+        }
+        st.serialize_field("categories", &Categories(&self.categories, m))?;
+        st.serialize_field("verdict", &self.verdict)?;
+        st.end()
     }
-    map.end()
+}
+
+/// The categories as a JSON object by name, counts in `measure`.
+struct Categories<'a>(&'a [CategoryRow], Measure);
+
+impl Serialize for Categories<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let m = self.1;
+        fn frames(v: &[FrameCount], m: Measure) -> Vec<FrameJson<'_>> {
+            v.iter()
+                .map(|f| FrameJson {
+                    frame: &f.frame,
+                    samples: Amount::of(f.samples, m),
+                    share: f.share,
+                })
+                .collect()
+        }
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for c in self.0 {
+            let row = RowJson {
+                samples: Amount::of(c.samples, m),
+                share: c.share,
+                serving_share: c.serving_share,
+                per_unit: c.per_unit,
+                top_frames: frames(&c.top_frames, m),
+                top_processes: frames(&c.top_processes, m),
+            };
+            map.serialize_entry(&c.name, &row)?;
+        }
+        map.end()
+    }
+}
+
+/// The JSON of a [`CategoryRow`].
+#[derive(Serialize)]
+struct RowJson<'a> {
+    samples: Amount,
+    share: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    serving_share: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    per_unit: Option<f64>,
+    top_frames: Vec<FrameJson<'a>>,
+    top_processes: Vec<FrameJson<'a>>,
+}
+
+/// The JSON of a [`FrameCount`].
+#[derive(Serialize)]
+struct FrameJson<'a> {
+    frame: &'a str,
+    samples: Amount,
+    share: f64,
 }
 
 fn share(part: u64, whole: u64) -> f64 {
@@ -228,7 +320,7 @@ fn top(counts: FxHashMap<&str, u64>, n: usize, total: u64) -> Vec<FrameCount> {
         .collect()
 }
 
-fn check_per(opts: &ReportOptions) -> Result<(), Error> {
+fn check_per(opts: &CategoryReportOptions) -> Result<(), Error> {
     if let Some(per) = opts.per {
         if !(per.is_finite() && per > 0.0) {
             return Err(Error::InvalidOption(format!(
@@ -258,11 +350,15 @@ impl<'s> Tally<'s> {
     }
 }
 
-impl Report {
+impl CategoryReport {
     /// Classifies every stack of `profile` with `rules` and builds the report.
     ///
     /// Fails only on an invalid option (`per` not positive and finite).
-    pub fn new(profile: &Profile, rules: &Rules, opts: &ReportOptions) -> Result<Report, Error> {
+    pub fn new(
+        profile: &Profile,
+        rules: &Rules,
+        opts: &CategoryReportOptions,
+    ) -> Result<CategoryReport, Error> {
         check_per(opts)?;
         let mut t = Tally::new(rules.categories().len());
         let mut classifier = Classifier::new(rules);
@@ -275,17 +371,25 @@ impl Report {
             *t.frames[c.category].entry(c.frame).or_insert(0) += count;
             *t.procs[c.category].entry(c.process).or_insert(0) += count;
         }
-        Ok(Report::from_tally(t, profile.total(), rules, opts))
+        Ok(CategoryReport::from_tally(
+            t,
+            profile.total(),
+            profile.measure(),
+            rules,
+            opts,
+        ))
     }
 
     /// The reports of both columns of `tree` (BEFORE and AFTER of a diff, see
-    /// [`nflame_profile::diff::Diff::tree`]), each equal to [`Report::new`] of its
-    /// profile. Every distinct stack is classified once, for both.
+    /// [`nflame_profile::diff::Diff::tree`]), each equal to [`CategoryReport::new`] of its
+    /// profile. Every distinct stack is classified once, for both. `measure`
+    /// is how the counts of both columns read ([`nflame_profile::diff::Diff::measure`]).
     pub fn pair_from_tree(
         tree: &StackTree<'_>,
+        measure: Measure,
         rules: &Rules,
-        opts: [&ReportOptions; 2],
-    ) -> Result<[Report; 2], Error> {
+        opts: [&CategoryReportOptions; 2],
+    ) -> Result<[CategoryReport; 2], Error> {
         check_per(opts[0])?;
         check_per(opts[1])?;
         let ncat = rules.categories().len();
@@ -337,12 +441,18 @@ impl Report {
             t
         };
         Ok([
-            Report::from_tally(tally(0), tree.total(0), rules, opts[0]),
-            Report::from_tally(tally(1), tree.total(1), rules, opts[1]),
+            CategoryReport::from_tally(tally(0), tree.total(0), measure, rules, opts[0]),
+            CategoryReport::from_tally(tally(1), tree.total(1), measure, rules, opts[1]),
         ])
     }
 
-    fn from_tally(t: Tally<'_>, total: u64, rules: &Rules, opts: &ReportOptions) -> Report {
+    fn from_tally(
+        t: Tally<'_>,
+        total: u64,
+        measure: Measure,
+        rules: &Rules,
+        opts: &CategoryReportOptions,
+    ) -> CategoryReport {
         let serving: u64 = rules
             .categories()
             .iter()
@@ -356,20 +466,21 @@ impl Report {
             .zip(t.samples)
             .zip(t.relay)
             .zip(t.frames.into_iter().zip(t.procs))
-            .map(|(((name, s), r), (f, p))| CategoryReport {
+            .map(|(((name, s), r), (f, p))| CategoryRow {
                 name: name.clone(),
                 samples: s,
                 share: share(s, total),
                 serving_share: SERVING_CATEGORIES
                     .contains(&name.as_str())
                     .then(|| share(s, serving)),
-                per_unit: opts.per.map(|per| s as f64 / per),
+                per_unit: opts.per.map(|per| measure.value(s) / per),
                 top_frames: top(f, opts.top_frames, total),
                 top_processes: top(p, 3, total),
                 relay_syscall_samples: r,
             })
             .collect();
-        let mut report = Report {
+        let mut report = CategoryReport {
+            measure,
             total_samples: total,
             serving_samples: serving,
             per: opts.per,
@@ -385,7 +496,7 @@ impl Report {
     }
 
     /// The category named `name`, if the rules define it.
-    pub fn category(&self, name: &str) -> Option<&CategoryReport> {
+    pub fn category(&self, name: &str) -> Option<&CategoryRow> {
         self.categories.iter().find(|c| c.name == name)
     }
 
@@ -399,18 +510,40 @@ impl Report {
         share(samples, self.serving_samples)
     }
 
-    /// Samples of all categories per unit of work, with [`ReportOptions::per`].
+    /// Samples (or time) of all categories per unit of work, with
+    /// [`CategoryReportOptions::per`].
     pub fn total_per_unit(&self) -> Option<f64> {
-        self.per.map(|per| self.total_samples as f64 / per)
+        self.per
+            .map(|per| self.measure.value(self.total_samples) / per)
     }
 
-    /// Serving-path samples per unit of work, with [`ReportOptions::per`].
+    /// Serving-path samples (or time) per unit of work, with [`CategoryReportOptions::per`].
     pub fn serving_per_unit(&self) -> Option<f64> {
-        self.per.map(|per| self.serving_samples as f64 / per)
+        self.per
+            .map(|per| self.measure.value(self.serving_samples) / per)
+    }
+
+    /// Stored count `raw` with the unit: `12 samples`, `1500 µs`.
+    pub fn amount(&self, raw: u64) -> String {
+        self.measure.with_symbol(raw)
+    }
+
+    /// What the counts are, in prose: `samples` or `time`.
+    pub fn noun(&self) -> &'static str {
+        noun(self.measure.unit)
     }
 }
 
-fn frame_list(c: Option<&CategoryReport>, n: usize) -> String {
+/// What counts of `unit` are, in prose: `samples`, or `time`.
+pub(crate) fn noun(unit: Unit) -> &'static str {
+    if unit.is_time() {
+        "time"
+    } else {
+        "samples"
+    }
+}
+
+fn frame_list(c: Option<&CategoryRow>, n: usize) -> String {
     let Some(c) = c else { return String::new() };
     c.top_frames
         .iter()
@@ -433,15 +566,19 @@ host's network stack directly, without the veth pair, the bridge and the NAT rul
 pub(crate) const FIX_NONE: &str = "Nothing to change in the container networking; look at the top \
 frames of the largest categories for where the CPU goes.";
 
-fn verdict(r: &Report, t: &Thresholds) -> Verdict {
+fn verdict(r: &CategoryReport, t: &Thresholds) -> Verdict {
     let proxy = r.samples("userland-proxy");
     let bridge = r.samples("bridge");
     let netfilter = r.samples("netfilter");
     let serving = r.serving_samples;
     let s = |x: u64| pct(r.serving_share_of(x));
     let a = |x: u64| pct(share(x, r.total_samples));
+    let min = t.min_count(r.measure);
+    let noun = r.noun();
+    // `1616 of 3000 samples`, `1616 of 3000 µs`.
+    let of = |x: u64, whole: u64| format!("{} of {}", r.measure.format(x), r.amount(whole));
 
-    if proxy >= t.min_samples && r.serving_share_of(proxy) >= t.proxy_share {
+    if proxy >= min && r.serving_share_of(proxy) >= t.proxy_share {
         let cat = r.category("userland-proxy");
         let who = cat
             .and_then(|c| c.top_processes.first())
@@ -449,16 +586,22 @@ fn verdict(r: &Report, t: &Thresholds) -> Verdict {
         let relay = cat.map_or(0, |c| c.relay_syscall_samples);
         let mut summary = format!(
             "A userland proxy relays the traffic: {who} uses {} of the serving path \
-             ({proxy} of {serving} samples; {} of all samples).",
+             ({}; {} of all {noun}).",
             s(proxy),
+            of(proxy, serving),
             a(proxy),
         );
         if relay > 0 {
             let _ = write!(
                 summary,
-                " {} of its samples are inside the splice/read/write system calls that \
+                " {} of its {noun} {} inside the splice/read/write system calls that \
                  copy every byte from one socket to the other.",
-                pct(share(relay, proxy))
+                pct(share(relay, proxy)),
+                if r.measure.unit.is_time() {
+                    "is"
+                } else {
+                    "are"
+                }
             );
         }
         let _ = write!(
@@ -481,7 +624,7 @@ fn verdict(r: &Report, t: &Thresholds) -> Verdict {
     }
 
     let bn = bridge + netfilter;
-    if bn >= t.min_samples
+    if bn >= min
         && r.serving_share_of(bn) >= t.bridge_nat_share
         && r.serving_share_of(bridge) >= t.bridge_share
     {
@@ -499,12 +642,13 @@ fn verdict(r: &Report, t: &Thresholds) -> Verdict {
             .join(", ");
         let summary = format!(
             "The traffic crosses a veth pair, a Linux bridge and netfilter NAT: bridge {} and \
-             netfilter {} of the serving path ({} together, {bn} samples; {} of all samples). \
+             netfilter {} of the serving path ({} together, {}; {} of all {noun}). \
              Top frames: {frames}. These are the functions themselves; the extra softirq \
              passes they cause are counted under tcp-ip ({} of the serving path).",
             s(bridge),
             s(netfilter),
             s(bn),
+            r.amount(bn),
             a(bn),
             s(r.samples("tcp-ip")),
         );
@@ -515,7 +659,7 @@ fn verdict(r: &Report, t: &Thresholds) -> Verdict {
         };
     }
 
-    let mut largest: Vec<&CategoryReport> = r.categories.iter().filter(|c| c.samples > 0).collect();
+    let mut largest: Vec<&CategoryRow> = r.categories.iter().filter(|c| c.samples > 0).collect();
     largest.sort_by_key(|c| std::cmp::Reverse(c.samples));
     let largest = largest
         .iter()
@@ -525,18 +669,24 @@ fn verdict(r: &Report, t: &Thresholds) -> Verdict {
         .join(", ");
     let summary = if serving == 0 {
         format!(
-            "No container-network cost: no sample is in a userland proxy, the bridge, \
+            "No container-network cost: no {} is in a userland proxy, the bridge, \
              netfilter, TCP/IP or the app. Largest categories: {}.",
+            if r.measure.unit.is_time() {
+                "time"
+            } else {
+                "sample"
+            },
             if largest.is_empty() { "none" } else { &largest }
         )
     } else {
         format!(
             "No container-network bottleneck: userland proxy {}, bridge {}, netfilter {} of \
-             the serving path ({serving} samples; thresholds: proxy {}, bridge + netfilter {} \
-             with bridge {}). Largest categories of all samples: {largest}.",
+             the serving path ({}; thresholds: proxy {}, bridge + netfilter {} \
+             with bridge {}). Largest categories of all {noun}: {largest}.",
             s(proxy),
             s(bridge),
             s(netfilter),
+            r.amount(serving),
             pct(t.proxy_share),
             pct(t.bridge_nat_share),
             pct(t.bridge_share),
@@ -553,13 +703,13 @@ fn verdict(r: &Report, t: &Thresholds) -> Verdict {
 mod tests {
     use super::*;
 
-    fn report(stacks: &[(&str, u64)], per: Option<f64>) -> Report {
+    fn report(stacks: &[(&str, u64)], per: Option<f64>) -> CategoryReport {
         let p = Profile::from_stacks(stacks.iter().copied());
-        let opts = ReportOptions {
+        let opts = CategoryReportOptions {
             per,
-            ..ReportOptions::default()
+            ..CategoryReportOptions::default()
         };
-        Report::new(&p, &Rules::default(), &opts).unwrap()
+        CategoryReport::new(&p, &Rules::default(), &opts).unwrap()
     }
 
     const APP: &str = "nginx;ngx_http_lua_content_handler";
@@ -636,11 +786,11 @@ mod tests {
     fn rejects_bad_per() {
         let p = Profile::from_stacks([(APP, 1)]);
         for per in [0.0, -1.0, f64::NAN, f64::INFINITY] {
-            let opts = ReportOptions {
+            let opts = CategoryReportOptions {
                 per: Some(per),
-                ..ReportOptions::default()
+                ..CategoryReportOptions::default()
             };
-            assert!(Report::new(&p, &Rules::default(), &opts).is_err());
+            assert!(CategoryReport::new(&p, &Rules::default(), &opts).is_err());
         }
     }
 
@@ -657,9 +807,9 @@ mod tests {
                 Profile::from_stacks([(APP, 500), (BRIDGE, 70), (TCP, 1), (IDLE, 9)]),
             ),
         ];
-        let per = |p: Option<f64>| ReportOptions {
+        let per = |p: Option<f64>| CategoryReportOptions {
             per: p,
-            ..ReportOptions::default()
+            ..CategoryReportOptions::default()
         };
         for (before, after) in &pairs {
             let mut tree = StackTree::new();
@@ -671,10 +821,61 @@ mod tests {
             }
             let rules = Rules::default();
             let (ob, oa) = (per(Some(10.0)), per(None));
-            let [b, a] = Report::pair_from_tree(&tree, &rules, [&ob, &oa]).unwrap();
-            assert_eq!(b, Report::new(before, &rules, &ob).unwrap());
-            assert_eq!(a, Report::new(after, &rules, &oa).unwrap());
+            let [b, a] =
+                CategoryReport::pair_from_tree(&tree, before.measure(), &rules, [&ob, &oa])
+                    .unwrap();
+            assert_eq!(b, CategoryReport::new(before, &rules, &ob).unwrap());
+            assert_eq!(a, CategoryReport::new(after, &rules, &oa).unwrap());
         }
+    }
+
+    fn time_report(stacks: &[(&str, u64)]) -> CategoryReport {
+        let mut p = Profile::with_unit(Unit::Microseconds);
+        for (s, c) in stacks {
+            p.add(s, *c);
+        }
+        CategoryReport::new(&p, &Rules::default(), &CategoryReportOptions::default()).unwrap()
+    }
+
+    #[test]
+    fn time_profiles_speak_in_time() {
+        // 40 ms of proxy time is under the 50 ms a verdict needs; 400 ms is not.
+        let r = time_report(&[(APP, 60_000), (PROXY, 40_000)]);
+        assert_eq!(r.verdict.kind, VerdictKind::None);
+        assert!(
+            r.verdict.summary.contains("(100000 µs; thresholds"),
+            "{}",
+            r.verdict.summary
+        );
+        let r = time_report(&[(APP, 600_000), (PROXY, 400_000)]);
+        assert_eq!(r.verdict.kind, VerdictKind::UserlandProxy);
+        assert!(
+            r.verdict
+                .summary
+                .contains("(400000 of 1000000 µs; 40.0% of all time)"),
+            "{}",
+            r.verdict.summary
+        );
+        assert!(r.verdict.summary.contains("100.0% of its time is inside"));
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["unit"], "microseconds");
+        assert_eq!(v["total_samples"], 1_000_000);
+        // Fractional counts are decimal numbers in JSON.
+        let mut p = Profile::new();
+        p.add_count(
+            APP,
+            nflame_profile::unit::Count {
+                value: 15,
+                decimals: 1,
+            },
+        )
+        .unwrap();
+        let r =
+            CategoryReport::new(&p, &Rules::default(), &CategoryReportOptions::default()).unwrap();
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["total_samples"], 1.5);
+        assert_eq!(v["categories"]["app"]["samples"], 1.5);
+        assert!(v.get("unit").is_none(), "samples need no unit");
     }
 
     #[test]

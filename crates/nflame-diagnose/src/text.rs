@@ -1,10 +1,10 @@
-//! Plain-text rendering of [`Report`] and [`DiffReport`]: aligned tables, the top
+//! Plain-text rendering of [`CategoryReport`] and [`ChangeReport`]: aligned tables, the top
 //! frames, and the verdict wrapped for a terminal. The CLI prints these as they are.
 
 use std::io::{self, Write};
 
-use crate::diff::DiffReport;
-use crate::report::{pct, Report, Verdict};
+use crate::change::ChangeReport;
+use crate::report::{pct, CategoryReport, Verdict};
 
 const WIDTH: usize = 88;
 
@@ -52,15 +52,17 @@ fn write_verdict(w: &mut (impl Write + ?Sized), title: &str, v: &Verdict) -> io:
     wrap(w, "  ", &v.fix)
 }
 
-impl Report {
+impl CategoryReport {
     /// Writes the report as text: totals, the category table, the top frames of
     /// each non-empty category, the verdict.
     pub fn write_text<W: Write + ?Sized>(&self, w: &mut W) -> io::Result<()> {
+        let m = self.measure;
+        let symbol = m.unit.symbol();
         write!(
             w,
-            "{} samples, serving path {} ({})",
-            self.total_samples,
-            self.serving_samples,
+            "{}, serving path {} ({})",
+            self.amount(self.total_samples),
+            m.format(self.serving_samples),
             pct(if self.total_samples == 0 {
                 0.0
             } else {
@@ -72,7 +74,7 @@ impl Report {
         {
             write!(
                 w,
-                "; {} units of work: {} samples per unit, {} in the serving path",
+                "; {} units of work: {} {symbol} per unit, {} in the serving path",
                 num(per),
                 num(t),
                 num(s)
@@ -90,7 +92,7 @@ impl Report {
         write!(
             w,
             "{:<name_w$}  {:>10}  {:>6}  {:>7}",
-            "category", "samples", "share", "serving"
+            "category", symbol, "share", "serving"
         )?;
         if self.per.is_some() {
             write!(w, "  {:>10}", "per unit")?;
@@ -101,7 +103,7 @@ impl Report {
                 w,
                 "{:<name_w$}  {:>10}  {:>6}  {:>7}",
                 c.name,
-                c.samples,
+                m.format(c.samples),
                 pct(c.share),
                 c.serving_share.map_or("-".to_string(), pct)
             )?;
@@ -111,12 +113,18 @@ impl Report {
             writeln!(w)?;
         }
         writeln!(w)?;
-        writeln!(w, "top frames (share of all samples)")?;
+        writeln!(w, "top frames (share of all {})", self.noun())?;
         for c in self.categories.iter().filter(|c| c.samples > 0) {
             let frames = c
                 .top_frames
                 .iter()
-                .map(|f| format!("{} {}", f.frame, pct(f.share)))
+                .map(|f| {
+                    format!(
+                        "{} {}",
+                        nflame_profile::text::clean_text(&f.frame),
+                        pct(f.share)
+                    )
+                })
                 .collect::<Vec<_>>()
                 .join(", ");
             let indent = " ".repeat(name_w + 4);
@@ -131,7 +139,7 @@ impl Report {
     }
 }
 
-impl DiffReport {
+impl ChangeReport {
     /// Writes the comparison as text: the per-category table (samples, shares, the
     /// change in percentage points, and samples per unit when both sides have
     /// units of work), both reports' verdicts in one line each, the verdict on
@@ -145,10 +153,20 @@ impl DiffReport {
             .unwrap_or(8)
             .max(8);
         let per = self.changes.iter().any(|c| c.before_per_unit.is_some());
+        // A profile of time says its unit in the header; samples never did.
+        let column = |side: &str, r: &CategoryReport| match r.measure.unit {
+            nflame_profile::Unit::Samples => side.to_string(),
+            unit => format!("{side} {}", unit.symbol()),
+        };
         write!(
             w,
             "{:<name_w$}  {:>10}  {:>6}  {:>10}  {:>6}  {:>8}",
-            "category", "before", "share", "after", "share", "change"
+            "category",
+            column("before", &self.before),
+            "share",
+            column("after", &self.after),
+            "share",
+            "change"
         )?;
         if per {
             write!(
@@ -163,9 +181,9 @@ impl DiffReport {
                 w,
                 "{:<name_w$}  {:>10}  {:>6}  {:>10}  {:>6}  {:>8}",
                 c.name,
-                c.before_samples,
+                self.before.measure.format(c.before_samples),
                 pct(c.before_share),
-                c.after_samples,
+                self.after.measure.format(c.after_samples),
                 pct(c.after_share),
                 format!("{:+.1}pp", 100.0 * c.share_delta)
             )?;
@@ -182,7 +200,11 @@ impl DiffReport {
         write!(
             w,
             "{:<name_w$}  {:>10}  {:>6}  {:>10}  {:>6}",
-            "total", self.before.total_samples, "", self.after.total_samples, ""
+            "total",
+            self.before.measure.format(self.before.total_samples),
+            "",
+            self.after.measure.format(self.after.total_samples),
+            ""
         )?;
         writeln!(w)?;
         writeln!(w)?;
@@ -195,7 +217,7 @@ impl DiffReport {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::ReportOptions;
+    use crate::report::CategoryReportOptions;
     use crate::rules::Rules;
     use nflame_profile::Profile;
 
@@ -219,16 +241,16 @@ mod tests {
         assert_eq!(out.split_whitespace().count(), 40);
     }
 
-    fn sample_report(per: Option<f64>) -> Report {
+    fn sample_report(per: Option<f64>) -> CategoryReport {
         let p = Profile::from_stacks([
             ("nginx;ngx_http_lua_content_handler", 600),
             ("docker-proxy;[docker-proxy];__x64_sys_splice_[k]", 400),
         ]);
-        let opts = ReportOptions {
+        let opts = CategoryReportOptions {
             per,
-            ..ReportOptions::default()
+            ..CategoryReportOptions::default()
         };
-        Report::new(&p, &Rules::default(), &opts).unwrap()
+        CategoryReport::new(&p, &Rules::default(), &opts).unwrap()
     }
 
     #[test]
@@ -254,8 +276,47 @@ mod tests {
     }
 
     #[test]
+    fn time_reports_say_microseconds() {
+        let mut p = Profile::with_unit(nflame_profile::Unit::Microseconds);
+        p.add("nginx;ngx_http_lua_content_handler", 600_000);
+        p.add("docker-proxy;[docker-proxy];__x64_sys_splice_[k]", 400_000);
+        let opts = CategoryReportOptions {
+            per: Some(1000.0),
+            ..CategoryReportOptions::default()
+        };
+        let r = CategoryReport::new(&p, &Rules::default(), &opts).unwrap();
+        let mut out = Vec::new();
+        r.write_text(&mut out).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert!(
+            out.starts_with(
+                "1000000 µs, serving path 1000000 (100.0%); 1000 units of work: 1000 µs per unit"
+            ),
+            "{out}"
+        );
+        assert!(out.contains("        µs   share  serving"), "{out}");
+        assert!(out.contains("top frames (share of all time)"), "{out}");
+        let d = ChangeReport::new(r.clone(), r);
+        let mut out = Vec::new();
+        d.write_text(&mut out).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert!(
+            out.contains("userland-proxy         400000   40.0%      400000"),
+            "{out}"
+        );
+        assert!(out.contains(" before µs   share    after µs"), "{out}");
+        assert!(
+            d.verdict
+                .summary
+                .contains("Serving-path time (µs) per unit of work went from 1000 to 1000"),
+            "{}",
+            d.verdict.summary
+        );
+    }
+
+    #[test]
     fn diff_table_is_aligned() {
-        let d = DiffReport::new(sample_report(Some(10.0)), sample_report(Some(20.0)));
+        let d = ChangeReport::new(sample_report(Some(10.0)), sample_report(Some(20.0)));
         let mut out = Vec::new();
         d.write_text(&mut out).unwrap();
         let out = String::from_utf8(out).unwrap();

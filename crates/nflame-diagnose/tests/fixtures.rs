@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use nflame_diagnose::{DiffReport, Report, ReportOptions, Rules, VerdictKind};
+use nflame_diagnose::{CategoryReport, CategoryReportOptions, ChangeReport, Rules, VerdictKind};
 use nflame_profile::Profile;
 
 fn fixture(name: &str) -> PathBuf {
@@ -22,8 +22,8 @@ fn load(name: &str) -> Profile {
     Profile::from_path(fixture(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
-fn report(p: &Profile) -> Report {
-    Report::new(p, &Rules::default(), &ReportOptions::default()).unwrap()
+fn report(p: &Profile) -> CategoryReport {
+    CategoryReport::new(p, &Rules::default(), &CategoryReportOptions::default()).unwrap()
 }
 
 /// Rewrites every stack of `p` with `f` (`None` drops the stack).
@@ -37,7 +37,7 @@ fn rewrite(p: &Profile, f: impl Fn(&str) -> Option<String>) -> Profile {
     out
 }
 
-fn assert_kind(name: &str, p: &Profile, want: VerdictKind) -> Report {
+fn assert_kind(name: &str, p: &Profile, want: VerdictKind) -> CategoryReport {
     let r = report(p);
     assert_eq!(
         r.verdict.kind, want,
@@ -193,7 +193,7 @@ fn diff_of_lab_modes() {
     let proxy = report(&load("lab-proxy"));
     let host = report(&load("lab-host"));
     let nat = report(&load("lab-nat"));
-    let d = DiffReport::new(proxy.clone(), host.clone());
+    let d = ChangeReport::new(proxy.clone(), host.clone());
     assert_eq!(d.verdict.kind, VerdictKind::UserlandProxy);
     assert!(
         d.verdict.summary.starts_with("The change removed"),
@@ -201,12 +201,12 @@ fn diff_of_lab_modes() {
         d.verdict.summary
     );
     assert!(d.change("userland-proxy").unwrap().share_delta < -0.2);
-    let d = DiffReport::new(proxy, nat.clone());
+    let d = ChangeReport::new(proxy, nat.clone());
     assert_eq!(d.verdict.kind, VerdictKind::BridgeNat);
-    let d = DiffReport::new(nat, host.clone());
+    let d = ChangeReport::new(nat, host.clone());
     assert_eq!(d.verdict.kind, VerdictKind::BridgeNat);
     assert!(d.verdict.summary.starts_with("The change removed"));
-    let d = DiffReport::new(host.clone(), host);
+    let d = ChangeReport::new(host.clone(), host);
     assert_eq!(d.verdict.kind, VerdictKind::None);
 
     let v = serde_json::to_value(&d).unwrap();
@@ -223,9 +223,9 @@ fn per_unit_costs_from_the_lab() {
     // Requests served during the lab recordings are in fixtures/README.md; any
     // positive count gives samples per request proportional to the samples.
     let p = load("lab-proxy");
-    let mut opts = ReportOptions::default();
+    let mut opts = CategoryReportOptions::default();
     opts.per = Some(100_000.0);
-    let r = Report::new(&p, &Rules::default(), &opts).unwrap();
+    let r = CategoryReport::new(&p, &Rules::default(), &opts).unwrap();
     let c = r.category("userland-proxy").unwrap();
     assert!((c.per_unit.unwrap() - c.samples as f64 / 100_000.0).abs() < 1e-12);
     let mut text = Vec::new();

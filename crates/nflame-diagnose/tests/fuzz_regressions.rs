@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use nflame_diagnose::{Report, ReportOptions, Rules};
+use nflame_diagnose::{CategoryReport, CategoryReportOptions, Rules};
 use nflame_profile::Profile;
 
 #[test]
@@ -29,7 +29,7 @@ fn rules() {
         for line in stacks.lines().take(64).filter(|l| !l.is_empty()) {
             profile.add(line, 1);
         }
-        let r = Report::new(&profile, &rules, &ReportOptions::default());
+        let r = CategoryReport::new(&profile, &rules, &CategoryReportOptions::default());
         eprintln!("{}: report {}", entry.path().display(), r.is_ok());
     }
     assert!(n > 0, "no inputs in {}", dir.display());

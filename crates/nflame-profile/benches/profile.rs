@@ -72,7 +72,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             let d = Diff::new(pb.clone(), pa.clone(), &DiffOptions::default()).unwrap();
             let lines = d.lines();
-            let report = d.report();
+            let report = d.frame_shares();
             assert!(!lines.is_empty() && !report.by_inclusive.is_empty());
             (lines.len(), report.by_self.len())
         })

@@ -1,5 +1,5 @@
-//! Comparing two profiles: normalisation, cost per unit of work, and the
-//! frame-share report.
+//! Comparing two profiles: normalisation and cost per unit of work. The
+//! frame-share report built on it is [`crate::frame_shares`].
 //!
 //! The differential flame graph follows FlameGraph's convention: each line is
 //! `stack BEFORE AFTER`, widths come from AFTER and colours from the change.
@@ -8,13 +8,25 @@
 //! by the work it did (requests served, bytes moved…), so the graph compares
 //! cost per unit of work. Stacks that exist only in BEFORE have no width in
 //! such a graph; [`Diff::removed_lines`] gives the reverse view (widths from
-//! BEFORE) and [`Report::removed`] lists them.
-
-use std::cmp::Ordering;
+//! BEFORE) and [`FrameShareReport::removed`](crate::frame_shares::FrameShareReport::removed)
+//! lists them.
+//!
+//! Both profiles must be in one unit (samples, or time): comparing samples
+//! with microseconds is an error naming both units, since a folded file does
+//! not say how long a sample stood for (the frequency, the event's period,
+//! the samples lost), so a conversion would be a guess. Counts with
+//! different decimals are brought to the larger number of decimals first.
+//!
+//! Every number the graph and the reports show comes from the exact counts:
+//! a frame's inclusive counts are sums of raw counts, shares are their ratio
+//! to the raw totals, and only the value shown for a frame is scaled (and
+//! rounded) once ([`Diff::shown`]). The per-stack rounding of
+//! [`Diff::scale_counts`] feeds only widths, never a number.
 
 use serde::Serialize;
 
 use crate::tree::StackTree;
+use crate::unit::{pow10, Measure};
 use crate::{Error, Profile};
 
 /// How two profiles are compared.
@@ -61,12 +73,12 @@ pub struct Diff {
     pub before: Profile,
     /// The profile after the change.
     pub after: Profile,
-    scaling: Scaling,
-    factor_before: f64,
-    factor_after: f64,
+    pub(crate) scaling: Scaling,
+    pub(crate) factor_before: f64,
+    pub(crate) factor_after: f64,
     /// Counts in the graph are multiplied by this; the renderer divides back.
     graph_multiplier: f64,
-    top: usize,
+    pub(crate) top: usize,
 }
 
 /// Fixed-point precision of per-unit counts in the graph (shown with 6 decimals).
@@ -85,6 +97,22 @@ impl Diff {
         };
         check("--scale-before", opts.scale_before)?;
         check("--scale-after", opts.scale_after)?;
+        let (mut before, mut after) = (before, after);
+        if before.unit() != after.unit() && !before.is_empty() && !after.is_empty() {
+            return Err(Error::UnitMismatch {
+                what: "comparing profiles".into(),
+                first: "before".into(),
+                first_unit: before.unit(),
+                second: "after".into(),
+                second_unit: after.unit(),
+            });
+        }
+        let decimals = before.decimals().max(after.decimals());
+        if !(before.set_decimals(decimals) && after.set_decimals(decimals)) {
+            return Err(Error::InvalidOption(format!(
+                "the profiles' totals overflow a 64-bit counter when stored with {decimals} decimals"
+            )));
+        }
         let (scaling, fb, fa, mult) = if opts.scale_before.is_some() || opts.scale_after.is_some() {
             let sb = opts.scale_before.unwrap_or(1.0);
             let sa = opts.scale_after.unwrap_or(1.0);
@@ -120,7 +148,40 @@ impl Diff {
     /// The factor a renderer multiplies graph counts by to show real values
     /// (e.g. 1e-6 for per-unit graphs, whose counts are fixed-point).
     pub fn display_factor(&self) -> f64 {
-        1.0 / self.graph_multiplier
+        1.0 / self.graph_multiplier / pow10(self.before.decimals()) as f64
+    }
+
+    /// The unit of both profiles and the decimals of their stored counts.
+    pub fn measure(&self) -> Measure {
+        let p = if self.before.is_empty() {
+            &self.after
+        } else {
+            &self.before
+        };
+        p.measure()
+    }
+
+    /// The value a graph shows for `raw`, a sum of stored counts of BEFORE
+    /// (`after` false) or AFTER: scaled like the graph (normalised, or per
+    /// unit of work) in the profiles' unit. Scaled once, from exact counts.
+    pub fn shown(&self, raw: u64, after: bool) -> f64 {
+        let factor = if after {
+            self.factor_after
+        } else {
+            self.factor_before
+        };
+        raw as f64 * factor / pow10(self.before.decimals()) as f64
+    }
+
+    /// [`Diff::shown`] as text: four decimals per unit of work, whole counts
+    /// otherwise (or the profiles' decimals, if they have fractions).
+    pub fn format_shown(&self, raw: u64, after: bool) -> String {
+        let v = self.shown(raw, after);
+        if self.scaling == Scaling::PerUnit {
+            format!("{v:.4}")
+        } else {
+            format!("{v:.prec$}", prec = usize::from(self.before.decimals()))
+        }
     }
 
     fn scaled(&self, count: u64, factor: f64) -> u64 {
@@ -135,14 +196,22 @@ impl Diff {
 
     /// `stack AFTER BEFORE` lines: the reverse view, with widths from BEFORE, in
     /// which stacks that disappeared are visible. Render it with negated
-    /// differentials so red still means "grew".
+    /// differentials so red still means "grew". Normalised, the widths are
+    /// BEFORE's own counts and AFTER is scaled to BEFORE's total (as
+    /// FlameGraph's `difffolded.pl -n after before` does), so the view's counts
+    /// and shares are the report's.
     pub fn removed_lines(&self) -> Vec<String> {
         self.union_lines(true)
     }
 
     fn union_lines(&self, reverse: bool) -> Vec<String> {
-        let mut lines: Vec<String> = self
-            .scaled_stacks()
+        let stacks = if reverse && self.scaling == Scaling::Normalized {
+            let to_before = self.before.total() as f64 / self.after.total().max(1) as f64;
+            self.stacks_scaled(1.0, to_before)
+        } else {
+            self.scaled_stacks()
+        };
+        let mut lines: Vec<String> = stacks
             .into_iter()
             .map(|(s, b, a)| {
                 let (x, y) = if reverse { (a, b) } else { (b, a) };
@@ -167,14 +236,18 @@ impl Diff {
     /// Every stack of either side with its scaled BEFORE and AFTER counts (in
     /// graph units: see [`Diff::display_factor`]), in no particular order.
     pub fn scaled_stacks(&self) -> Vec<(&str, u64, u64)> {
+        self.stacks_scaled(self.factor_before, self.factor_after)
+    }
+
+    fn stacks_scaled(&self, factor_before: f64, factor_after: f64) -> Vec<(&str, u64, u64)> {
         let mut out: Vec<(&str, u64, u64)> = self
             .before
             .iter()
             .map(|(s, b)| {
                 (
                     s,
-                    self.scaled(b, self.factor_before),
-                    self.scaled(self.after.get(s), self.factor_after),
+                    self.scaled(b, factor_before),
+                    self.scaled(self.after.get(s), factor_after),
                 )
             })
             .collect();
@@ -182,13 +255,13 @@ impl Diff {
             self.after
                 .iter()
                 .filter(|(s, _)| self.before.get(s) == 0)
-                .map(|(s, a)| (s, 0, self.scaled(a, self.factor_after))),
+                .map(|(s, a)| (s, 0, self.scaled(a, factor_after))),
         );
         out
     }
 
     /// Both profiles as one [`StackTree`]: column 0 holds BEFORE's raw counts,
-    /// column 1 AFTER's. The frame report, the layout of the graph and the
+    /// column 1 AFTER's. The frame-share report, the layout of the graph and the
     /// category reports all read it, so it is built once.
     pub fn tree(&self) -> StackTree<'_> {
         StackTree::of_two(&self.before, &self.after)
@@ -201,362 +274,6 @@ impl Diff {
             self.scaled(after, self.factor_after),
         )
     }
-
-    /// The frame-share report.
-    pub fn report(&self) -> Report {
-        self.report_from(&self.tree())
-    }
-
-    /// The frame-share report, from this diff's [`Diff::tree`].
-    pub fn report_from(&self, tree: &StackTree<'_>) -> Report {
-        let tb = self.before.total();
-        let ta = self.after.total();
-        let per_unit = self.scaling == Scaling::PerUnit;
-        let totals = FrameTotals::of(tree);
-        let side = |inc: u64, slf: u64, total: u64, factor: f64| SideValues {
-            inclusive: inc,
-            inclusive_pct: pct(inc, total),
-            self_samples: slf,
-            self_pct: pct(slf, total),
-            inclusive_per_unit: per_unit.then_some(inc as f64 * factor),
-            self_per_unit: per_unit.then_some(slf as f64 * factor),
-        };
-        let names = tree.frames();
-        let row = |i: usize| {
-            let before = side(
-                totals.inclusive[i][0],
-                totals.self_[i][0],
-                tb,
-                self.factor_before,
-            );
-            let after = side(
-                totals.inclusive[i][1],
-                totals.self_[i][1],
-                ta,
-                self.factor_after,
-            );
-            FrameRow {
-                frame: names[i].to_string(),
-                inclusive_delta_pct: after.inclusive_pct - before.inclusive_pct,
-                self_delta_pct: after.self_pct - before.self_pct,
-                before,
-                after,
-            }
-        };
-        // The largest changes first, ties by name: select the top, then sort those.
-        let top_by = |values: &[[u64; 2]]| -> Vec<FrameRow> {
-            let mut v: Vec<(usize, f64)> = values
-                .iter()
-                .enumerate()
-                .map(|(i, x)| (i, pct(x[1], ta) - pct(x[0], tb)))
-                .filter(|(_, d)| *d != 0.0)
-                .collect();
-            let order = |a: &(usize, f64), b: &(usize, f64)| {
-                b.1.abs()
-                    .partial_cmp(&a.1.abs())
-                    .unwrap_or(Ordering::Equal)
-                    .then_with(|| names[a.0].cmp(names[b.0]))
-            };
-            if self.top < v.len() {
-                if self.top > 0 {
-                    v.select_nth_unstable_by(self.top - 1, order);
-                }
-                v.truncate(self.top);
-            }
-            v.sort_by(order);
-            v.into_iter().map(|(i, _)| row(i)).collect()
-        };
-        let by_inclusive = top_by(&totals.inclusive);
-        let by_self = top_by(&totals.self_);
-        let only_in = |col: usize, total: u64| {
-            let mut v: Vec<(&str, u64)> = tree
-                .stacks()
-                .iter()
-                .filter(|s| s.counts[1 - col] == 0 && s.counts[col] > 0)
-                .map(|s| (s.text, s.counts[col]))
-                .collect();
-            let all_samples: u64 = v.iter().map(|r| r.1).sum();
-            let all_count = v.len();
-            let order = |x: &(&str, u64), y: &(&str, u64)| y.1.cmp(&x.1).then_with(|| x.0.cmp(y.0));
-            if self.top < v.len() {
-                // Only the largest `top` are listed: select them, then sort those.
-                if self.top > 0 {
-                    v.select_nth_unstable_by(self.top - 1, order);
-                }
-                v.truncate(self.top);
-            }
-            v.sort_by(order);
-            let v: Vec<StackRow> = v
-                .into_iter()
-                .map(|(s, c)| StackRow {
-                    stack: s.to_string(),
-                    samples: c,
-                    pct: pct(c, total),
-                })
-                .collect();
-            StackList {
-                stacks: all_count,
-                samples: all_samples,
-                pct: pct(all_samples, total),
-                top: v,
-            }
-        };
-        Report {
-            scaling: self.scaling,
-            before_total: tb,
-            after_total: ta,
-            before_units: per_unit.then(|| 1.0 / self.factor_before),
-            after_units: per_unit.then(|| 1.0 / self.factor_after),
-            by_inclusive,
-            by_self,
-            removed: only_in(0, tb),
-            added: only_in(1, ta),
-        }
-    }
-}
-
-fn pct(part: u64, total: u64) -> f64 {
-    if total == 0 {
-        0.0
-    } else {
-        part as f64 * 100.0 / total as f64
-    }
-}
-
-/// Inclusive and self samples of every frame of a tree, by frame id, per column.
-struct FrameTotals {
-    inclusive: Vec<[u64; 2]>,
-    self_: Vec<[u64; 2]>,
-}
-
-impl FrameTotals {
-    fn of(tree: &StackTree<'_>) -> FrameTotals {
-        let add = |a: &mut [u64; 2], b: [u64; 2]| {
-            a[0] += b[0];
-            a[1] += b[1];
-        };
-        let nodes = tree.nodes();
-        let mut inclusive = vec![[0u64; 2]; tree.frames().len()];
-        let mut self_ = vec![[0u64; 2]; tree.frames().len()];
-        // Samples of the stacks under each prefix, which contain all its frames.
-        let mut under = vec![[0u64; 2]; nodes.len()];
-        for s in tree.stacks() {
-            add(&mut under[s.node as usize], s.counts);
-            add(&mut self_[s.leaf as usize], s.counts);
-            // A recursive frame counts once per stack.
-            if !tree.prefix_contains(s.node, s.leaf) {
-                add(&mut inclusive[s.leaf as usize], s.counts);
-            }
-        }
-        // Parents have smaller ids than their children.
-        for n in (1..nodes.len()).rev() {
-            let c = under[n];
-            add(&mut under[nodes[n].parent as usize], c);
-        }
-        for (n, node) in nodes.iter().enumerate().skip(1) {
-            if !tree.prefix_contains(node.parent, node.frame) {
-                add(&mut inclusive[node.frame as usize], under[n]);
-            }
-        }
-        FrameTotals { inclusive, self_ }
-    }
-}
-
-/// One side's values for a frame.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct SideValues {
-    /// Samples of stacks containing the frame.
-    pub inclusive: u64,
-    /// `inclusive` as a percentage of the side's total.
-    pub inclusive_pct: f64,
-    /// Samples in which the frame is the leaf.
-    #[serde(rename = "self")]
-    pub self_samples: u64,
-    /// `self` as a percentage of the side's total.
-    pub self_pct: f64,
-    /// Inclusive samples per unit of work (per-unit comparisons only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub inclusive_per_unit: Option<f64>,
-    /// Self samples per unit of work (per-unit comparisons only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub self_per_unit: Option<f64>,
-}
-
-/// A frame and how its share changed.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct FrameRow {
-    /// The frame's name.
-    pub frame: String,
-    /// Values in BEFORE.
-    pub before: SideValues,
-    /// Values in AFTER.
-    pub after: SideValues,
-    /// Change of the inclusive share, in percentage points.
-    pub inclusive_delta_pct: f64,
-    /// Change of the self share, in percentage points.
-    pub self_delta_pct: f64,
-}
-
-/// A stack and its samples.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct StackRow {
-    /// The stack, root first.
-    pub stack: String,
-    /// Its samples.
-    pub samples: u64,
-    /// Its share of its side's total, in %.
-    pub pct: f64,
-}
-
-/// The stacks found on one side only.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct StackList {
-    /// How many distinct stacks.
-    pub stacks: usize,
-    /// Their samples.
-    pub samples: u64,
-    /// Their share of their side's total, in %.
-    pub pct: f64,
-    /// The largest of them.
-    pub top: Vec<StackRow>,
-}
-
-/// What changed between two profiles.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Report {
-    /// How the graph was scaled.
-    pub scaling: Scaling,
-    /// Samples in BEFORE.
-    pub before_total: u64,
-    /// Samples in AFTER.
-    pub after_total: u64,
-    /// Units of work of BEFORE (per-unit comparisons).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub before_units: Option<f64>,
-    /// Units of work of AFTER (per-unit comparisons).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub after_units: Option<f64>,
-    /// Frames with the largest change of inclusive share.
-    pub by_inclusive: Vec<FrameRow>,
-    /// Frames with the largest change of self share.
-    pub by_self: Vec<FrameRow>,
-    /// Stacks only in BEFORE (they vanished).
-    pub removed: StackList,
-    /// Stacks only in AFTER (they appeared).
-    pub added: StackList,
-}
-
-impl Report {
-    /// Writes the report as aligned text.
-    pub fn write_text<W: std::io::Write + ?Sized>(&self, w: &mut W) -> std::io::Result<()> {
-        writeln!(
-            w,
-            "before: {} samples{}   after: {} samples{}   scaling: {}",
-            self.before_total,
-            units(self.before_units),
-            self.after_total,
-            units(self.after_units),
-            match self.scaling {
-                Scaling::None => "raw counts",
-                Scaling::Normalized => "before normalised to after's total",
-                Scaling::PerUnit => "per unit of work",
-            }
-        )?;
-        let per_unit = self.scaling == Scaling::PerUnit;
-        for (title, rows, inclusive) in [
-            (
-                "Largest changes of inclusive share",
-                &self.by_inclusive,
-                true,
-            ),
-            ("Largest changes of self share", &self.by_self, false),
-        ] {
-            writeln!(w, "\n{title}:")?;
-            if rows.is_empty() {
-                writeln!(w, "  (none)")?;
-                continue;
-            }
-            if per_unit {
-                writeln!(
-                    w,
-                    "  {:>8}  {:>18}  {:>18}  {:>22}  frame",
-                    "change", "before", "after", "per unit before→after"
-                )?;
-            } else {
-                writeln!(
-                    w,
-                    "  {:>8}  {:>18}  {:>18}  frame",
-                    "change", "before", "after"
-                )?;
-            }
-            for r in rows {
-                let (d, b, a, bs, as_, bu, au) = if inclusive {
-                    (
-                        r.inclusive_delta_pct,
-                        r.before.inclusive_pct,
-                        r.after.inclusive_pct,
-                        r.before.inclusive,
-                        r.after.inclusive,
-                        r.before.inclusive_per_unit,
-                        r.after.inclusive_per_unit,
-                    )
-                } else {
-                    (
-                        r.self_delta_pct,
-                        r.before.self_pct,
-                        r.after.self_pct,
-                        r.before.self_samples,
-                        r.after.self_samples,
-                        r.before.self_per_unit,
-                        r.after.self_per_unit,
-                    )
-                };
-                let b = format!("{b:.2}% ({bs})");
-                let a = format!("{a:.2}% ({as_})");
-                if per_unit {
-                    let pu = format!("{:.4}→{:.4}", bu.unwrap_or(0.0), au.unwrap_or(0.0));
-                    writeln!(w, "  {d:>+7.2}pp  {b:>18}  {a:>18}  {pu:>22}  {}", r.frame)?;
-                } else {
-                    writeln!(w, "  {d:>+7.2}pp  {b:>18}  {a:>18}  {}", r.frame)?;
-                }
-            }
-        }
-        for (title, list) in [
-            ("Stacks only in before (gone after)", &self.removed),
-            ("Stacks only in after (new)", &self.added),
-        ] {
-            writeln!(
-                w,
-                "\n{title}: {} stacks, {} samples ({:.2}%)",
-                list.stacks, list.samples, list.pct
-            )?;
-            for s in &list.top {
-                writeln!(w, "  {:>8} {:>6.2}%  {}", s.samples, s.pct, elide(&s.stack))?;
-            }
-        }
-        Ok(())
-    }
-}
-
-/// A long stack for a text table: the 3 outermost and 6 innermost frames.
-fn elide(stack: &str) -> std::borrow::Cow<'_, str> {
-    const HEAD: usize = 3;
-    const TAIL: usize = 6;
-    let frames: Vec<&str> = stack.split(';').collect();
-    if frames.len() <= HEAD + TAIL + 1 {
-        return stack.into();
-    }
-    let hidden = frames.len() - HEAD - TAIL;
-    format!(
-        "{};…{hidden} frames…;{}",
-        frames[..HEAD].join(";"),
-        frames[frames.len() - TAIL..].join(";")
-    )
-    .into()
-}
-
-fn units(u: Option<f64>) -> String {
-    u.map(|u| format!(" / {u} units")).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -574,7 +291,8 @@ mod tests {
         let d = Diff::new(before, after, &DiffOptions::default()).unwrap();
         assert_eq!(d.scaling(), Scaling::Normalized);
         assert_eq!(d.lines(), vec!["a;b 20 30", "a;c 20 0", "a;d 0 10"]);
-        assert_eq!(d.removed_lines(), vec!["a;b 30 20", "a;c 0 20", "a;d 10 0"]);
+        // The reverse view: BEFORE's own counts, AFTER scaled to BEFORE's total.
+        assert_eq!(d.removed_lines(), vec!["a;b 15 10", "a;c 0 10", "a;d 5 0"]);
     }
 
     #[test]
@@ -601,100 +319,5 @@ mod tests {
             ..DiffOptions::default()
         };
         assert!(Diff::new(p(&[("a", 1)]), p(&[("a", 1)]), &bad).is_err());
-    }
-
-    /// Inclusive and self samples by frame name, stack by stack.
-    fn naive_totals(p: &Profile) -> std::collections::HashMap<String, (u64, u64)> {
-        let mut t = std::collections::HashMap::<String, (u64, u64)>::new();
-        for (stack, count) in p.iter() {
-            let frames: Vec<&str> = stack.split(';').collect();
-            let mut seen = std::collections::HashSet::new();
-            for f in &frames {
-                if seen.insert(*f) {
-                    t.entry(f.to_string()).or_default().0 += count;
-                }
-            }
-            t.entry(frames[frames.len() - 1].to_string()).or_default().1 += count;
-        }
-        t
-    }
-
-    #[test]
-    fn report_matches_stack_by_stack_totals() {
-        let fixtures =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/folded");
-        let before = Profile::from_path(fixtures.join("lab-proxy.folded.gz")).unwrap();
-        let after = Profile::from_path(fixtures.join("nginx-lua.folded.gz")).unwrap();
-        let (tb, ta) = (naive_totals(&before), naive_totals(&after));
-        let opts = DiffOptions {
-            top: usize::MAX,
-            ..DiffOptions::default()
-        };
-        let r = Diff::new(before.clone(), after.clone(), &opts)
-            .unwrap()
-            .report();
-        let names: std::collections::HashSet<&String> = tb.keys().chain(ta.keys()).collect();
-        let changed = |inclusive: bool| {
-            names
-                .iter()
-                .filter(|n| {
-                    let v = |t: &std::collections::HashMap<String, (u64, u64)>, total: u64| {
-                        let x = t.get(**n).copied().unwrap_or_default();
-                        pct(if inclusive { x.0 } else { x.1 }, total)
-                    };
-                    v(&ta, after.total()) - v(&tb, before.total()) != 0.0
-                })
-                .count()
-        };
-        assert_eq!(r.by_inclusive.len(), changed(true));
-        assert_eq!(r.by_self.len(), changed(false));
-        for row in r.by_inclusive.iter().chain(&r.by_self) {
-            let b = tb.get(&row.frame).copied().unwrap_or_default();
-            let a = ta.get(&row.frame).copied().unwrap_or_default();
-            assert_eq!(
-                (row.before.inclusive, row.before.self_samples),
-                b,
-                "{}",
-                row.frame
-            );
-            assert_eq!(
-                (row.after.inclusive, row.after.self_samples),
-                a,
-                "{}",
-                row.frame
-            );
-        }
-        let only = |x: &Profile, y: &Profile| x.iter().filter(|(s, _)| y.get(s) == 0).count();
-        assert_eq!(r.removed.stacks, only(&before, &after));
-        assert_eq!(r.added.stacks, only(&after, &before));
-    }
-
-    #[test]
-    fn report_inclusive_self_and_removed() {
-        let before = p(&[("main;proxy;read", 50), ("main;app", 50)]);
-        let after = p(&[("main;app", 90), ("main;app;app", 10)]);
-        let r = Diff::new(before, after, &DiffOptions::default())
-            .unwrap()
-            .report();
-        let proxy = r.by_inclusive.iter().find(|r| r.frame == "proxy").unwrap();
-        assert_eq!(proxy.before.inclusive, 50);
-        assert_eq!(proxy.after.inclusive, 0);
-        assert!((proxy.inclusive_delta_pct + 50.0).abs() < 1e-9);
-        let app = r.by_inclusive.iter().find(|r| r.frame == "app").unwrap();
-        // Recursion counts once: 100% after, not 110%.
-        assert!((app.after.inclusive_pct - 100.0).abs() < 1e-9);
-        assert!(r
-            .by_self
-            .iter()
-            .any(|r| r.frame == "read" && r.self_delta_pct < -49.0));
-        assert_eq!(r.removed.stacks, 1);
-        assert_eq!(r.removed.top[0].stack, "main;proxy;read");
-        assert_eq!(r.added.stacks, 1);
-        // main is unchanged (100% on both sides) and so is not listed.
-        assert!(r.by_inclusive.iter().all(|r| r.frame != "main"));
-        let mut text = Vec::new();
-        r.write_text(&mut text).unwrap();
-        let text = String::from_utf8(text).unwrap();
-        assert!(text.contains("main;proxy;read"), "{text}");
     }
 }

@@ -11,7 +11,10 @@
 //! <metadata id="nflame-context"><![CDATA[{...json...}]]></metadata>
 //! <metadata id="nflame-profile-ROLE" encoding="gzip+base64">H4sI…</metadata>
 //! ```
-//! ROLE is `profile` for a flame graph, `before` and `after` for a diff.
+//! ROLE is `profile` for a flame graph, `before` and `after` for a diff. A
+//! profile's folded text starts with its unit header unless it counts samples
+//! (see [`crate::folded`]), and the context names the unit too (`"unit"`,
+//! absent for samples), so the graph's legend and its data agree.
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -22,8 +25,10 @@ use flate2::write::GzEncoder;
 use flate2::Compression;
 use serde::{Deserialize, Serialize};
 
+use crate::folded::{LineReader, ReadOptions};
 use crate::io::Input;
-use crate::{Error, Profile};
+use crate::unit::{Measure, Unit};
+use crate::{Error, ParseErrorKind, Profile};
 
 /// What a profile is a recording of: shown on the graph and stored in it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -50,9 +55,16 @@ pub struct Context {
     /// Recording duration in seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_secs: Option<f64>,
-    /// Samples in the profile.
+    /// The profile's total, in stored counts (samples, unless [`Context::unit`]
+    /// says otherwise; see [`Context::decimals`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub samples: Option<u64>,
+    /// What the counts measure (absent: samples).
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "unit_name")]
+    pub unit: Option<Unit>,
+    /// Decimals of the stored counts (absent: whole counts; see [`crate::unit`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decimals: Option<u8>,
     /// Samples lost during recording.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lost: Option<u64>,
@@ -84,8 +96,23 @@ impl Context {
         }
     }
 
+    /// How the counts read: [`Context::unit`] and [`Context::decimals`].
+    pub fn measure(&self) -> Measure {
+        Measure {
+            unit: self.unit.unwrap_or_default(),
+            decimals: self.decimals.unwrap_or(0),
+        }
+    }
+
+    /// Records how `profile`'s counts read (the unit only when it is not
+    /// samples, the decimals only when there are some).
+    pub fn set_measure(&mut self, measure: Measure) {
+        self.unit = (measure.unit != Unit::Samples).then_some(measure.unit);
+        self.decimals = (measure.decimals > 0).then_some(measure.decimals);
+    }
+
     /// One line for the graph: host, kernel, event, frequency, duration,
-    /// samples, lost, targets, nflame version — whatever is known.
+    /// samples (or time), lost, targets, nflame version — whatever is known.
     pub fn summary(&self) -> String {
         let mut parts: Vec<String> = Vec::new();
         if let Some(h) = &self.host {
@@ -104,13 +131,15 @@ impl Context {
             parts.push(format!("{d:.1} s"));
         }
         if let Some(s) = self.samples {
+            let measure = self.measure();
             let lost = match self.lost {
-                Some(l) if s + l > 0 => {
+                Some(l) if measure == Measure::SAMPLES && s + l > 0 => {
                     format!(", {l} lost ({:.2}%)", l as f64 * 100.0 / (s + l) as f64)
                 }
+                Some(l) if l > 0 && measure != Measure::SAMPLES => format!(", {l} lost"),
                 _ => String::new(),
             };
-            parts.push(format!("{s} samples{lost}"));
+            parts.push(format!("{}{lost}", measure.with_symbol(s)));
         }
         if !self.targets.is_empty() {
             parts.push(format!("targets: {}", self.targets.join(", ")));
@@ -122,6 +151,29 @@ impl Context {
         }
         parts.push(format!("{} {}", self.tool, self.version));
         parts.join(" · ")
+    }
+}
+
+/// [`Unit`] in JSON: its name.
+mod unit_name {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::unit::Unit;
+
+    pub(super) fn serialize<S: Serializer>(u: &Option<Unit>, s: S) -> Result<S::Ok, S::Error> {
+        match u {
+            Some(u) => s.serialize_str(u.name()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Unit>, D::Error> {
+        match Option::<String>::deserialize(d)? {
+            None => Ok(None),
+            Some(name) => Unit::from_name(&name)
+                .map(Some)
+                .ok_or_else(|| serde::de::Error::custom(format!("unknown unit {name:?}"))),
+        }
     }
 }
 
@@ -183,8 +235,9 @@ pub fn encode_profile(profile: &Profile) -> String {
         let mut w = std::io::BufWriter::with_capacity(256 * 1024, &mut gz);
         // Order does not matter to a reader: skip the sort. Writing into a Vec
         // cannot fail.
+        let _ = crate::folded::write_header(&mut w, profile.unit());
         for (stack, count) in profile.iter() {
-            let _ = crate::folded::write_line(&mut w, stack, count);
+            let _ = crate::folded::write_line(&mut w, stack, count, profile.decimals());
         }
         let _ = w.flush();
     }
@@ -262,8 +315,13 @@ pub fn extract(svg: &str, path: &Path) -> Result<Embedded, Error> {
             .find("</metadata>")
             .ok_or_else(|| corrupt(format!("profile {role:?} is not closed")))?
             + body_start;
-        let profile = decode_profile(rest[body_start..body_end].trim())
-            .map_err(|e| corrupt(format!("profile {role:?}: {e}")))?;
+        let profile = decode_profile(rest[body_start..body_end].trim()).map_err(|source| {
+            Error::CorruptEmbeddedProfile {
+                path: path.to_path_buf(),
+                role: role.clone(),
+                source,
+            }
+        })?;
         embedded.profiles.push((role, profile));
         rest = &rest[body_end..];
     }
@@ -282,24 +340,59 @@ fn element_body<'a>(svg: &'a str, open: &str) -> Option<&'a str> {
     Some(&svg[start..end])
 }
 
-fn decode_profile(b64: &str) -> Result<Profile, String> {
+/// Why a profile embedded in an SVG cannot be decoded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// The element's text is not base64.
+    #[error("bad base64")]
+    Base64(#[source] base64::DecodeError),
+    /// The decoded bytes are not a complete gzip stream of UTF-8 text.
+    #[error("bad gzip data")]
+    Gzip(#[source] std::io::Error),
+    /// The samples add up to more than 2^64-1.
+    #[error("line {line}: the total overflows")]
+    Overflow {
+        /// 1-based line of the decoded folded text.
+        line: usize,
+    },
+    /// A line of the decoded folded text is malformed.
+    #[error("line {line}: {kind}")]
+    Line {
+        /// 1-based line of the decoded folded text.
+        line: usize,
+        /// What is wrong with it.
+        kind: crate::ParseErrorKind,
+    },
+}
+
+fn decode_profile(b64: &str) -> Result<Profile, DecodeError> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(b64.as_bytes())
-        .map_err(|e| format!("bad base64: {e}"))?;
+        .map_err(DecodeError::Base64)?;
     let mut text = String::new();
     MultiGzDecoder::new(&bytes[..])
         .read_to_string(&mut text)
-        .map_err(|e| format!("bad gzip data: {e}"))?;
+        .map_err(DecodeError::Gzip)?;
     let mut profile = Profile::new();
+    let mut reader = LineReader::new(String::new(), &ReadOptions::default());
+    let error = |line: usize, kind: ParseErrorKind| match kind {
+        ParseErrorKind::TotalOverflow(_) => DecodeError::Overflow { line },
+        kind => DecodeError::Line { line, kind },
+    };
     for (i, line) in text.lines().enumerate() {
-        match crate::folded::parse_line(line) {
-            Ok(Some((s, c))) => {
-                if !profile.add(s, c) {
-                    return Err(format!("line {}: the total overflows", i + 1));
-                }
+        let sample = reader.line(i as u64 + 1, Ok(line)).map_err(|e| match e {
+            Error::Parse(p) => error(i + 1, p.kind),
+            // The reader only reports the lines it is given.
+            other => error(i + 1, ParseErrorKind::Other(other.to_string())),
+        })?;
+        if let Some((stack, count)) = sample {
+            if profile.is_empty() {
+                profile.set_unit(reader.unit());
             }
-            Ok(None) => {}
-            Err(kind) => return Err(format!("line {}: {kind}", i + 1)),
+            profile
+                .add_count(stack, count)
+                .map_err(|kind| error(i + 1, kind))?;
         }
     }
     Ok(profile)
@@ -343,6 +436,40 @@ mod tests {
     }
 
     #[test]
+    fn units_and_decimals_round_trip() {
+        let mut p = Profile::with_unit(crate::Unit::Microseconds);
+        p.add_count(
+            "main;read",
+            crate::unit::Count {
+                value: 15,
+                decimals: 1,
+            },
+        )
+        .unwrap();
+        // Stored counts have the profile's decimal: 30 is 3 µs.
+        p.add("main;poll", 30);
+        let mut ctx = Context::new("0.1.0", "profile");
+        ctx.samples = Some(p.total());
+        ctx.set_measure(p.measure());
+        let out = insert_metadata(b"<svg>\n</svg>", &metadata_xml(&ctx, &[("profile", &p)]));
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("\"unit\":\"microseconds\",\"decimals\":1"),
+            "{text}"
+        );
+        let e = extract(&text, Path::new("x.svg")).unwrap();
+        assert_eq!(e.get("profile").unwrap(), &p);
+        assert_eq!(e.get("profile").unwrap().unit(), crate::Unit::Microseconds);
+        let c = e.context.unwrap();
+        assert_eq!(c.measure(), p.measure());
+        assert_eq!(c.summary(), "4.5 µs · nflame 0.1.0");
+        // Samples need neither.
+        let mut s = Context::new("0.1.0", "profile");
+        s.set_measure(crate::Measure::SAMPLES);
+        assert!(!serde_json::to_string(&s).unwrap().contains("unit"));
+    }
+
+    #[test]
     fn foreign_svg_is_rejected_by_name() {
         let e = extract("<svg><g/></svg>", Path::new("other.svg")).unwrap_err();
         assert!(e.to_string().contains("other.svg"), "{e}");
@@ -353,10 +480,8 @@ mod tests {
     fn corrupt_profile_is_reported() {
         let svg = "<svg><metadata id=\"nflame-profile-profile\" encoding=\"gzip+base64\">@@@</metadata></svg>";
         let e = extract(svg, Path::new("c.svg")).unwrap_err();
-        assert!(
-            e.to_string().contains("c.svg") && e.to_string().contains("base64"),
-            "{e}"
-        );
+        let e = crate::error::chain(&e);
+        assert!(e.contains("c.svg") && e.contains("base64"), "{e}");
     }
 
     #[test]

@@ -9,8 +9,10 @@ use std::io::Write;
 
 use regex::Regex;
 
+use crate::folded::{LineReader, ReadOptions, SkippedLines};
 use crate::io::{Input, Output};
-use crate::{folded, Error, ParseError, ParseErrorKind};
+use crate::unit::{Measure, Sum};
+use crate::{folded, Error, ParseErrorKind};
 
 /// Which stacks to keep.
 #[derive(Debug, Clone, Default)]
@@ -20,17 +22,21 @@ pub struct FrameFilter {
 }
 
 /// What a filter run kept and dropped.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct FilterStats {
-    /// Samples of the stacks kept.
+    /// The counts of the stacks kept (stored with [`FilterStats::measure`]'s decimals).
     pub kept_samples: u64,
-    /// Samples of the stacks dropped.
+    /// The counts of the stacks dropped (likewise).
     pub dropped_samples: u64,
     /// Lines kept.
     pub kept_lines: u64,
     /// Lines dropped.
     pub dropped_lines: u64,
+    /// The input's unit, and the decimals the two counts above are stored with.
+    pub measure: Measure,
+    /// Lines skipped as unreadable ([`ReadOptions::skip_bad_lines`]).
+    pub skipped: Option<SkippedLines>,
 }
 
 impl FrameFilter {
@@ -60,22 +66,37 @@ impl FrameFilter {
     }
 
     /// Streams folded lines from `input` to `out`, keeping the matching stacks in
-    /// their original order. Malformed lines are errors, as everywhere. An
-    /// nflame SVG is read as the profile it carries.
+    /// their original order (and the unit header). Malformed lines are errors,
+    /// as everywhere. An nflame SVG is read as the profile it carries.
     pub fn filter_folded(&self, input: &mut Input, out: &mut Output) -> Result<FilterStats, Error> {
+        self.filter_folded_with(input, out, &ReadOptions::default())
+    }
+
+    /// [`FrameFilter::filter_folded`] with options: with
+    /// [`ReadOptions::skip_bad_lines`], unreadable lines are skipped and
+    /// reported in [`FilterStats::skipped`].
+    pub fn filter_folded_with(
+        &self,
+        input: &mut Input,
+        out: &mut Output,
+        opts: &ReadOptions,
+    ) -> Result<FilterStats, Error> {
         let mut stats = FilterStats::default();
+        let out_path = out.path().to_path_buf();
+        let write_err = |source| Error::Write {
+            path: out_path.clone(),
+            source,
+        };
         if input.starts_like_svg()? {
             let profile = crate::Profile::from_input(input)?;
-            let out_path = out.path().to_path_buf();
+            stats.measure = profile.measure();
             let w = out.writer();
+            folded::write_header(w, profile.unit()).map_err(write_err)?;
             for (stack, count) in profile.sorted() {
                 if self.keeps(stack) {
                     stats.kept_samples += count;
                     stats.kept_lines += 1;
-                    folded::write_line(w, stack, count).map_err(|source| Error::Write {
-                        path: out_path.clone(),
-                        source,
-                    })?;
+                    folded::write_line(w, stack, count, profile.decimals()).map_err(write_err)?;
                 } else {
                     stats.dropped_samples += count;
                     stats.dropped_lines += 1;
@@ -83,39 +104,29 @@ impl FrameFilter {
             }
             return Ok(stats);
         }
-        let name = input.name();
-        let out_path = out.path().to_path_buf();
-        let mut total = 0u64;
+        let mut reader = LineReader::new(input.name(), opts);
+        let (mut total, mut kept, mut dropped) = (Sum::default(), Sum::default(), Sum::default());
+        let mut header_written = false;
         let w: &mut dyn Write = out.writer();
-        input.for_each_line(|line_no, line| {
-            let parsed = folded::parse_line(line).map_err(|kind| {
-                Error::Parse(ParseError {
-                    source_name: name.clone(),
-                    line: line_no,
-                    kind,
-                })
-            })?;
-            let Some((stack, count)) = parsed else {
+        input.for_each_line_checked(|line_no, line| {
+            let Some((stack, count)) = reader.line(line_no, line)? else {
                 return Ok(());
             };
-            total = total.checked_add(count).ok_or_else(|| {
-                Error::Parse(ParseError {
-                    source_name: name.clone(),
-                    line: line_no,
-                    kind: ParseErrorKind::CountOverflow(format!(
-                        "{count} (the total of all samples)"
-                    )),
-                })
-            })?;
+            if total.add(count).is_none() {
+                let text = folded::count_text(count);
+                return reader.bad(line_no, ParseErrorKind::TotalOverflow(text));
+            }
+            if !header_written {
+                folded::write_header(w, reader.unit()).map_err(write_err)?;
+                header_written = true;
+            }
+            // Both sums are at most the total: they cannot overflow.
             if self.keeps(stack) {
-                stats.kept_samples += count;
+                let _ = kept.add(count);
                 stats.kept_lines += 1;
-                folded::write_line(w, stack, count).map_err(|source| Error::Write {
-                    path: out_path.clone(),
-                    source,
-                })?;
+                folded::write_line(w, stack, count.value, count.decimals).map_err(write_err)?;
             } else {
-                stats.dropped_samples += count;
+                let _ = dropped.add(count);
                 stats.dropped_lines += 1;
             }
             Ok(())
@@ -125,6 +136,14 @@ impl FrameFilter {
                 path: input.path().to_path_buf(),
             });
         }
+        stats.measure = Measure {
+            unit: reader.unit(),
+            decimals: total.decimals,
+        };
+        // At the total's decimals both fit, being at most the total.
+        stats.kept_samples = kept.at(total.decimals).unwrap_or(u64::MAX);
+        stats.dropped_samples = dropped.at(total.decimals).unwrap_or(u64::MAX);
+        stats.skipped = reader.finish();
         Ok(stats)
     }
 }

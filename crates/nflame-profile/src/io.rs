@@ -39,6 +39,15 @@ impl std::fmt::Debug for Input {
 /// The name shown for `-`.
 pub const STDIN_NAME: &str = "<stdin>";
 
+/// How messages name the input at `path` (`-` is [`STDIN_NAME`]).
+pub fn display_name(path: &Path) -> String {
+    if path == Path::new("-") {
+        STDIN_NAME.to_string()
+    } else {
+        path.display().to_string()
+    }
+}
+
 impl Input {
     /// Opens `path` (`-` for standard input), decompressing gzip transparently.
     pub fn open(path: impl AsRef<Path>) -> Result<Input, Error> {
@@ -123,16 +132,27 @@ impl Input {
     where
         F: FnMut(u64, &str) -> Result<(), Error>,
     {
+        let name = self.path.display().to_string();
+        self.for_each_line_checked(|line_no, line| match line {
+            Ok(line) => f(line_no, line),
+            Err(kind) => Err(Error::Parse(ParseError {
+                source_name: name.clone(),
+                line: line_no,
+                kind,
+            })),
+        })
+    }
+
+    /// Like [`Input::for_each_line`], but a line that is not UTF-8 is handed
+    /// to `f` as `Err(`[`ParseErrorKind::InvalidUtf8`]`)`, for `f` to decide.
+    pub fn for_each_line_checked<F>(&mut self, mut f: F) -> Result<(), Error>
+    where
+        F: FnMut(u64, Result<&str, ParseErrorKind>) -> Result<(), Error>,
+    {
         let Input { path, gzip, reader } = self;
         let mut line_no = 0u64;
-        fn decode<'b>(bytes: &'b [u8], path: &Path, line_no: u64) -> Result<&'b str, Error> {
-            std::str::from_utf8(trim_line_end(bytes)).map_err(|_| {
-                Error::Parse(ParseError {
-                    source_name: path.display().to_string(),
-                    line: line_no,
-                    kind: ParseErrorKind::InvalidUtf8,
-                })
-            })
+        fn decode(bytes: &[u8]) -> Result<&str, ParseErrorKind> {
+            std::str::from_utf8(trim_line_end(bytes)).map_err(|_| ParseErrorKind::InvalidUtf8)
         }
         // The start of a line that continues in the next read.
         let mut carry: Vec<u8> = Vec::new();
@@ -146,7 +166,7 @@ impl Input {
             if n == 0 {
                 if !carry.is_empty() {
                     line_no += 1;
-                    f(line_no, decode(&carry, path, line_no)?)?;
+                    f(line_no, decode(&carry))?;
                 }
                 return Ok(());
             }
@@ -160,7 +180,7 @@ impl Input {
                 let end = memchr::memchr(b'\n', buf).expect("a newline");
                 carry.extend_from_slice(&buf[..end]);
                 line_no += 1;
-                f(line_no, decode(&carry, path, line_no)?)?;
+                f(line_no, decode(&carry))?;
                 carry.clear();
                 start = end + 1;
             }
@@ -172,7 +192,7 @@ impl Input {
                     for end in memchr::memchr_iter(b'\n', lines) {
                         line_no += 1;
                         let line = &text[from..end];
-                        f(line_no, line.strip_suffix('\r').unwrap_or(line))?;
+                        f(line_no, Ok(line.strip_suffix('\r').unwrap_or(line)))?;
                         from = end + 1;
                     }
                 }
@@ -180,7 +200,7 @@ impl Input {
                     let mut from = 0;
                     for end in memchr::memchr_iter(b'\n', lines) {
                         line_no += 1;
-                        f(line_no, decode(&lines[from..end], path, line_no)?)?;
+                        f(line_no, decode(&lines[from..end]))?;
                         from = end + 1;
                     }
                 }
@@ -221,6 +241,8 @@ fn read_error(path: &Path, gzip: bool, source: io::Error) -> Error {
     }
 }
 
+// One per output file, so the size of the gzip variant does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Sink {
     Stdout(BufWriter<io::Stdout>),
     Plain(BufWriter<File>),
@@ -280,7 +302,12 @@ impl Output {
             .prefix(&format!(".{file_name}."))
             .suffix(".tmp")
             .tempfile_in(&dir)
-            .map_err(write_err)?;
+            .map_err(|e| match std::fs::metadata(&dir) {
+                // The directory itself is missing or unreadable: say so, without
+                // the temporary file's name, which would only confuse.
+                Err(dir_error) => write_err(dir_error),
+                Ok(_) => write_err(e),
+            })?;
         let (file, temp_path) = temp.into_parts();
         let writer = BufWriter::with_capacity(WRITE_CAPACITY, file);
         let sink = if is_gzip_path(&path) {
@@ -337,24 +364,27 @@ impl Output {
                 w.into_inner().map_err(|e| write_err(e.into_error()))?
             }
         };
+        set_default_mode(&file);
         file.sync_all().map_err(write_err)?;
         let temp = self.temp.expect("file outputs have a temporary path");
-        set_default_mode(&temp);
         temp.persist(&path).map_err(|e| write_err(e.error))?;
         Ok(())
     }
 }
 
+/// Gives the written file the usual mode. On the open file (`fchmod`), never
+/// by its path: whoever owns the destination's directory may have replaced
+/// the temporary file by a link to another file by now.
 #[cfg(unix)]
-fn set_default_mode(path: &Path) {
+fn set_default_mode(file: &File) {
     use std::os::unix::fs::PermissionsExt;
     // Temporary files are created 0600; give the result the usual 0644 (less umask
     // is not readable without a syscall dance, and 0644 is what editors produce).
-    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644));
+    let _ = file.set_permissions(std::fs::Permissions::from_mode(0o644));
 }
 
 #[cfg(not(unix))]
-fn set_default_mode(_path: &Path) {}
+fn set_default_mode(_file: &File) {}
 
 /// Writes `path` atomically with `f` producing the content.
 pub fn write_atomically<F>(path: impl AsRef<Path>, f: F) -> Result<(), Error>
@@ -453,6 +483,27 @@ mod tests {
                 "step {step}"
             );
         }
+    }
+
+    /// The temporary file swapped for a link to another file: committing
+    /// changes that file's mode not (issue 17).
+    #[cfg(unix)]
+    #[test]
+    fn mode_is_set_on_the_open_file_not_by_path() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let other = dir.path().join("other");
+        std::fs::write(&other, "mine").unwrap();
+        std::fs::set_permissions(&other, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let mut out = Output::create(dir.path().join("out.folded")).unwrap();
+        out.writer().write_all(b"a 1\n").unwrap();
+        let temp = out.temp.as_ref().unwrap().to_path_buf();
+        std::fs::remove_file(&temp).unwrap();
+        std::os::unix::fs::symlink(&other, &temp).unwrap();
+        let _ = out.commit();
+        let mode = std::fs::metadata(&other).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(std::fs::read_to_string(&other).unwrap(), "mine");
     }
 
     #[test]

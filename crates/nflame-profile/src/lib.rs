@@ -8,13 +8,18 @@
 //! - [`io`]: opening inputs (plain, gzip, or `-` for stdin) and writing outputs
 //!   atomically (temporary file + rename, gzip by extension);
 //! - [`folded`]: the line parser and the streaming reader with precise errors;
-//! - [`Profile`]: merged stacks, totals, sorted output;
+//! - [`Profile`]: merged stacks, totals, sorted output, in one [`Unit`]
+//!   (samples, or time: see [`mod@unit`], which also says how fractional
+//!   counts are kept exactly);
 //! - [`filter`]: keep or drop stacks by frame regex;
-//! - [`diff`]: normalisation, per-unit scaling and the frame-share report;
+//! - [`diff`]: two profiles compared: normalisation and per-unit scaling;
+//! - [`frame_shares`]: the frames whose share changed most between two profiles;
 //! - [`embed`]: the context and profiles stored inside nflame's SVGs;
 //! - [`perf_script`]: `perf script` text to folded stacks (nflame's collapser);
 //! - [`tree`]: the stacks of one or two profiles as a prefix tree of interned
-//!   frames, for analyses of every frame of every stack.
+//!   frames, for analyses of every frame of every stack;
+//! - [`text`]: names from targets made safe to show (control characters,
+//!   surrounding blanks).
 //!
 //! Rendering lives in `nflame-render`; the recorder in `nflame-sampler`.
 
@@ -24,13 +29,18 @@ mod error;
 pub mod export;
 pub mod filter;
 pub mod folded;
+pub mod frame_shares;
 pub mod io;
 pub mod perf_script;
 mod profile;
+pub mod text;
 pub mod tree;
+pub mod unit;
 
 pub use error::{Error, ParseError, ParseErrorKind};
-pub use profile::Profile;
+pub use folded::{ReadOptions, SkippedLines};
+pub use profile::{MergeError, Profile};
+pub use unit::{Measure, Unit};
 
 /// The suffix that marks kernel frames, as `stackcollapse-perf.pl --all` writes it.
 pub const KERNEL_SUFFIX: &str = "_[k]";

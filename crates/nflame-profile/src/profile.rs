@@ -1,4 +1,4 @@
-//! [`Profile`]: a merged multiset of folded stacks.
+//! [`Profile`]: a merged multiset of folded stacks, weighted in one unit.
 
 use std::hash::BuildHasher;
 use std::io::{self, Write};
@@ -6,8 +6,10 @@ use std::path::Path;
 
 use rustc_hash::FxBuildHasher;
 
+use crate::folded::{LineReader, ReadOptions, SkippedLines};
 use crate::io::Input;
-use crate::{folded, Error, ParseError, ParseErrorKind};
+use crate::unit::{pow10, Count, Measure, Unit};
+use crate::{folded, Error, ParseErrorKind};
 
 /// A distinct stack, with the hash it is filed under (its text's FxHash), kept
 /// so that growing the table never reads the text again.
@@ -22,7 +24,14 @@ fn hash_of(stack: &str) -> u64 {
     FxBuildHasher.hash_one(stack)
 }
 
-/// Stacks (root first, frames joined by `;`) with their sample counts.
+/// Stacks (root first, frames joined by `;`) with their counts, in one
+/// [`Unit`] (samples unless said otherwise).
+///
+/// Counts are stored as integers: with [`Profile::decimals`] `d`, a stored
+/// count `c` stands for `c / 10^d` of the unit (see [`crate::unit`]); `d` is 0
+/// unless fractional counts were read. [`Profile::add`], [`Profile::get`],
+/// [`Profile::iter`] and [`Profile::total`] speak in stored counts, so shares
+/// are exact ratios of integers.
 ///
 /// Memory is proportional to the distinct stacks, not to the input's text:
 /// repeated stacks are merged as they are read.
@@ -31,6 +40,17 @@ pub struct Profile {
     /// Looked up by `&str` with one hash; a stack is allocated only when new.
     stacks: hashbrown::HashTable<Entry>,
     total: u64,
+    unit: Unit,
+    decimals: u8,
+}
+
+/// Why two profiles cannot be merged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MergeError {
+    /// The merged total would overflow 64 bits.
+    Overflow,
+    /// The profiles are in different units (this one's, the other's).
+    Units(Unit, Unit),
 }
 
 impl std::fmt::Debug for Profile {
@@ -44,15 +64,27 @@ impl std::fmt::Debug for Profile {
         f.debug_struct("Profile")
             .field("stacks", &Stacks(self))
             .field("total", &self.total)
+            .field("unit", &self.unit)
+            .field("decimals", &self.decimals)
             .finish()
     }
 }
 
 impl PartialEq for Profile {
+    /// Same unit, same stacks with the same values (whatever the decimals
+    /// they are stored with).
     fn eq(&self, other: &Profile) -> bool {
-        self.total == other.total
+        let d = self.decimals.max(other.decimals);
+        let (ka, kb) = (
+            u128::from(pow10(d - self.decimals)),
+            u128::from(pow10(d - other.decimals)),
+        );
+        self.unit == other.unit
+            && u128::from(self.total) * ka == u128::from(other.total) * kb
             && self.len() == other.len()
-            && self.iter().all(|(s, c)| other.get(s) == c)
+            && self
+                .iter()
+                .all(|(s, c)| u128::from(c) * ka == u128::from(other.get(s)) * kb)
     }
 }
 
@@ -64,8 +96,85 @@ impl Profile {
         Profile::default()
     }
 
-    /// Adds `count` samples of `stack`. Returns `false` (and changes nothing)
+    /// An empty profile of `unit`.
+    pub fn with_unit(unit: Unit) -> Profile {
+        Profile {
+            unit,
+            ..Profile::default()
+        }
+    }
+
+    /// What the counts measure. Default is [`Unit::Samples`].
+    pub fn unit(&self) -> Unit {
+        self.unit
+    }
+
+    /// Sets what the counts measure (e.g. for a recording of time).
+    pub fn set_unit(&mut self, unit: Unit) {
+        self.unit = unit;
+    }
+
+    /// Decimals of the stored counts: a stored count `c` stands for `c / 10^decimals`.
+    pub fn decimals(&self) -> u8 {
+        self.decimals
+    }
+
+    /// The unit and decimals together: how a stored count reads.
+    pub fn measure(&self) -> Measure {
+        Measure {
+            unit: self.unit,
+            decimals: self.decimals,
+        }
+    }
+
+    /// Stores counts with `decimals` decimals (at least the current ones),
+    /// multiplying every stored count. Returns `false` (and changes nothing)
     /// if the total would overflow 64 bits.
+    pub fn set_decimals(&mut self, decimals: u8) -> bool {
+        assert!(decimals >= self.decimals, "decimals only grow");
+        if decimals == self.decimals {
+            return true;
+        }
+        let k = pow10(decimals - self.decimals);
+        let Some(total) = self.total.checked_mul(k) else {
+            return false;
+        };
+        // Every count is at most the total: none overflows.
+        for e in self.stacks.iter_mut() {
+            e.count *= k;
+        }
+        self.total = total;
+        self.decimals = decimals;
+        true
+    }
+
+    /// Adds `count` (as written, in this profile's unit) to `stack`, storing
+    /// counts with more decimals first if it needs them.
+    pub fn add_count(&mut self, stack: &str, count: Count) -> Result<(), ParseErrorKind> {
+        let overflow = || ParseErrorKind::TotalOverflow(folded::count_text(count));
+        if count.decimals == self.decimals {
+            // Whole counts in a profile of whole counts: the usual case.
+            return if self.add(stack, count.value) {
+                Ok(())
+            } else {
+                Err(overflow())
+            };
+        }
+        if count.decimals > self.decimals && !self.set_decimals(count.decimals) {
+            return Err(overflow());
+        }
+        let raw = count
+            .at(self.decimals)
+            .ok_or_else(|| ParseErrorKind::CountOverflow(folded::count_text(count)))?;
+        if self.add(stack, raw) {
+            Ok(())
+        } else {
+            Err(overflow())
+        }
+    }
+
+    /// Adds `count` (stored units: see [`Profile::decimals`]) to `stack`.
+    /// Returns `false` (and changes nothing) if the total would overflow 64 bits.
     pub fn add(&mut self, stack: &str, count: u64) -> bool {
         let Some(total) = self.total.checked_add(count) else {
             return false;
@@ -91,15 +200,34 @@ impl Profile {
         true
     }
 
-    /// Adds every stack of `other`. Returns `false` if the total would overflow.
+    /// Adds every stack of `other`. Returns `false` if the total would
+    /// overflow or the units differ ([`Profile::try_merge`] says which).
     pub fn merge(&mut self, other: Profile) -> bool {
-        if self.total.checked_add(other.total).is_none() {
-            return false;
-        }
-        if self.stacks.is_empty() {
+        self.try_merge(other).is_ok()
+    }
+
+    /// Adds every stack of `other`, which must be of the same unit (an empty
+    /// profile takes the other's). Counts are stored with the decimals of
+    /// whichever has more. On error nothing changes.
+    pub fn try_merge(&mut self, mut other: Profile) -> Result<(), MergeError> {
+        if self.stacks.is_empty() && self.total == 0 {
             *self = other;
-            return true;
+            return Ok(());
         }
+        if other.stacks.is_empty() && other.total == 0 {
+            return Ok(());
+        }
+        if self.unit != other.unit {
+            return Err(MergeError::Units(self.unit, other.unit));
+        }
+        let decimals = self.decimals.max(other.decimals);
+        let fits = |p: &Profile| p.total.checked_mul(pow10(decimals - p.decimals));
+        match (fits(self), fits(&other)) {
+            (Some(a), Some(b)) if a.checked_add(b).is_some() => {}
+            _ => return Err(MergeError::Overflow),
+        }
+        self.set_decimals(decimals);
+        other.set_decimals(decimals);
         self.total += other.total;
         for entry in other.stacks {
             let hash = entry.hash;
@@ -114,10 +242,10 @@ impl Profile {
                 }
             }
         }
-        true
+        Ok(())
     }
 
-    /// The total number of samples.
+    /// The total of all stored counts.
     pub fn total(&self) -> u64 {
         self.total
     }
@@ -165,42 +293,62 @@ impl Profile {
         self.total = total;
     }
 
-    /// Writes the profile as folded lines, sorted by stack.
+    /// Writes the profile as folded lines, sorted by stack, after the unit
+    /// header if its unit needs one.
     pub fn write_folded<W: Write + ?Sized>(&self, w: &mut W) -> io::Result<()> {
+        folded::write_header(w, self.unit)?;
         for (stack, count) in self.sorted() {
-            folded::write_line(w, stack, count)?;
+            folded::write_line(w, stack, count, self.decimals)?;
         }
         Ok(())
     }
 
-    /// Reads folded lines from `input` and merges them into this profile.
+    /// Reads folded lines from `input` and merges them into this profile; an
+    /// empty profile takes the input's unit, one with samples must have it.
     ///
     /// Errors name the input and line; see [`crate::folded`] for what is tolerated.
     pub fn read_folded(&mut self, input: &mut Input) -> Result<(), Error> {
-        let name = input.name();
-        let err = |line: u64, kind: ParseErrorKind| {
-            Error::Parse(ParseError {
-                source_name: name.clone(),
-                line,
-                kind,
-            })
-        };
-        input.for_each_line(|line_no, line| match folded::parse_line(line) {
-            Ok(Some((stack, count))) => {
-                if self.add(stack, count) {
-                    Ok(())
-                } else {
-                    Err(err(
+        self.read_folded_with(input, &ReadOptions::default())
+            .map(|_| ())
+    }
+
+    /// [`Profile::read_folded`] with options: with
+    /// [`ReadOptions::skip_bad_lines`], unreadable lines are skipped and
+    /// returned.
+    pub fn read_folded_with(
+        &mut self,
+        input: &mut Input,
+        opts: &ReadOptions,
+    ) -> Result<Option<SkippedLines>, Error> {
+        let mut reader = LineReader::new(input.name(), opts);
+        // The input's unit is fixed by its first sample (a later header must
+        // repeat it): check it against this profile's once.
+        let mut unit_checked = false;
+        input.for_each_line_checked(|line_no, line| {
+            let Some((stack, count)) = reader.line(line_no, line)? else {
+                return Ok(());
+            };
+            if !unit_checked {
+                unit_checked = true;
+                let unit = reader.unit();
+                if self.is_empty() && self.total == 0 {
+                    self.unit = unit;
+                } else if self.unit != unit {
+                    return Err(reader.error(
                         line_no,
-                        ParseErrorKind::CountOverflow(format!(
-                            "{count} (the total of all samples)"
-                        )),
-                    ))
+                        ParseErrorKind::MixedUnits {
+                            earlier: self.unit,
+                            header: unit,
+                        },
+                    ));
                 }
             }
-            Ok(None) => Ok(()),
-            Err(kind) => Err(err(line_no, kind)),
-        })
+            match self.add_count(stack, count) {
+                Ok(()) => Ok(()),
+                Err(kind) => reader.bad(line_no, kind),
+            }
+        })?;
+        Ok(reader.finish())
     }
 
     /// Reads a folded file (plain, gzip, or `-` for stdin), or the profile
@@ -210,46 +358,90 @@ impl Profile {
         Profile::from_input(&mut Input::open(path)?)
     }
 
+    /// [`Profile::from_path`] with options; returns the lines skipped.
+    pub fn from_path_with(
+        path: impl AsRef<Path>,
+        opts: &ReadOptions,
+    ) -> Result<(Profile, Option<SkippedLines>), Error> {
+        Profile::from_input_with(&mut Input::open(path)?, opts)
+    }
+
     /// Like [`Profile::from_path`], for an input already open.
     pub fn from_input(input: &mut Input) -> Result<Profile, Error> {
+        Profile::from_input_with(input, &ReadOptions::default()).map(|(p, _)| p)
+    }
+
+    /// [`Profile::from_input`] with options; returns the lines skipped.
+    pub fn from_input_with(
+        input: &mut Input,
+        opts: &ReadOptions,
+    ) -> Result<(Profile, Option<SkippedLines>), Error> {
         if input.starts_like_svg()? {
             let mut embedded = crate::embed::read_svg(input)?;
             return match embedded.profiles.iter().position(|(r, _)| r == "profile") {
-                Some(i) => Ok(embedded.profiles.swap_remove(i).1),
+                Some(i) => Ok((embedded.profiles.swap_remove(i).1, None)),
                 None => Err(Error::DiffSvg {
                     path: input.path().to_path_buf(),
                 }),
             };
         }
         let mut profile = Profile::new();
-        profile.read_folded(input)?;
+        let skipped = profile.read_folded_with(input, opts)?;
         if profile.total() == 0 {
             return Err(Error::Empty {
                 path: input.path().to_path_buf(),
             });
         }
-        Ok(profile)
+        Ok((profile, skipped))
     }
 
     /// Reads and merges several folded files, in parallel.
     pub fn from_paths<P: AsRef<Path> + Sync>(paths: &[P]) -> Result<Profile, Error> {
-        use rayon::prelude::*;
-        let profiles: Vec<Profile> = paths
-            .par_iter()
-            .map(Profile::from_path)
-            .collect::<Result<_, _>>()?;
-        let mut merged = Profile::new();
-        for p in profiles {
-            if !merged.merge(p) {
-                return Err(Error::InvalidOption(
-                    "the merged inputs hold more than 2^64-1 samples".into(),
-                ));
-            }
-        }
-        Ok(merged)
+        Profile::from_paths_with(paths, &ReadOptions::default()).map(|(p, _)| p)
     }
 
-    /// Builds a profile from `(stack, count)` pairs (for tests and other crates).
+    /// [`Profile::from_paths`] with options; returns the lines skipped, input
+    /// by input. Profiles of different units are an [`Error::UnitMismatch`].
+    pub fn from_paths_with<P: AsRef<Path> + Sync>(
+        paths: &[P],
+        opts: &ReadOptions,
+    ) -> Result<(Profile, Vec<SkippedLines>), Error> {
+        use rayon::prelude::*;
+        let profiles: Vec<(Profile, Option<SkippedLines>)> = paths
+            .par_iter()
+            .map(|p| Profile::from_path_with(p, opts))
+            .collect::<Result<_, _>>()?;
+        let mut merged = Profile::new();
+        let mut first = None;
+        let mut skipped = Vec::new();
+        for (path, (p, s)) in paths.iter().zip(profiles) {
+            let name = || crate::io::display_name(path.as_ref());
+            match merged.try_merge(p) {
+                Ok(()) => {}
+                Err(MergeError::Overflow) => {
+                    return Err(Error::InvalidOption(
+                        "the merged inputs add up to more than 2^64-1 (a 64-bit counter)".into(),
+                    ))
+                }
+                Err(MergeError::Units(a, b)) => {
+                    return Err(Error::UnitMismatch {
+                        what: "merging profiles".into(),
+                        first: first.unwrap_or_else(|| "the inputs before".into()),
+                        first_unit: a,
+                        second: name(),
+                        second_unit: b,
+                    })
+                }
+            }
+            if first.is_none() {
+                first = Some(name());
+            }
+            skipped.extend(s);
+        }
+        Ok((merged, skipped))
+    }
+
+    /// Builds a profile of samples from `(stack, count)` pairs (for tests and other crates).
     pub fn from_stacks<'a>(stacks: impl IntoIterator<Item = (&'a str, u64)>) -> Profile {
         let mut p = Profile::new();
         for (s, c) in stacks {
@@ -305,6 +497,153 @@ mod tests {
         .unwrap();
         let e = Profile::new().read_folded(&mut input).unwrap_err();
         assert_eq!(e.to_string(), "bin.folded:2: the line is not valid UTF-8");
+    }
+
+    fn read_with(text: &str, skip: bool) -> Result<(Profile, Option<SkippedLines>), Error> {
+        let mut input =
+            Input::from_reader(PathBuf::from("t.folded"), Cursor::new(text.to_string()))?;
+        Profile::from_input_with(&mut input, &ReadOptions::skipping(skip))
+    }
+
+    #[test]
+    fn decimal_counts_add_up_exactly() {
+        // 0.1 + 0.2 is 0.3 here, not 0.30000000000000004.
+        let p = read("a 0.1\nb 0.2\na 31.0\nc 6.\n").unwrap();
+        assert_eq!((p.total(), p.decimals()), (373, 1));
+        assert_eq!(p.measure().format(p.total()), "37.3");
+        assert_eq!(p.get("a"), 311);
+        // A line with more decimals stores the earlier counts with them too.
+        let p = read("a 1\nb 0.25\n").unwrap();
+        assert_eq!(p.sorted(), vec![("a", 100), ("b", 25)]);
+        let mut out = Vec::new();
+        p.write_folded(&mut out).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), "a 1\nb 0.25\n");
+        // Equal values are equal profiles, whatever their decimals.
+        assert_eq!(p, read("b 0.250\na 1.0\n").unwrap());
+        assert_ne!(p, read("b 0.26\na 1\n").unwrap());
+        // Decimals that overflow the total are an error naming the line.
+        let e = read("a 18446744073709551615\nb 0.5\n").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "t.folded:2: the total overflows a 64-bit counter when this line's count (0.5) is added"
+        );
+    }
+
+    #[test]
+    fn total_overflow_says_so() {
+        let e = read("a 18446744073709551615\nb 10\n").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "t.folded:2: the total overflows a 64-bit counter when this line's count (10) is added"
+        );
+    }
+
+    #[test]
+    fn unit_header_travels() {
+        let p = read("# unit: microseconds\nmain;read 1500\nmain;poll 500\n").unwrap();
+        assert_eq!(p.unit(), Unit::Microseconds);
+        let mut out = Vec::new();
+        p.write_folded(&mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(
+            text,
+            "# unit: microseconds\nmain;poll 500\nmain;read 1500\n"
+        );
+        assert_eq!(read(&text).unwrap(), p);
+        // No header: samples, and no header is written back.
+        let s = read("main;read 3\n").unwrap();
+        assert_eq!(s.unit(), Unit::Samples);
+        assert_ne!(s, read("# unit: us\nmain;read 3\n").unwrap());
+        // A header after samples must name their unit.
+        assert!(read("a 1\n# unit: samples\nb 2\n").is_ok());
+        let e = read("a 1\n# unit: microseconds\nb 2\n").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "t.folded:2: a `# unit: microseconds` header after samples in samples: the input mixes units"
+        );
+        let e = read("# unit: furlongs\na 1\n").unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("t.folded:1: unknown unit \"furlongs\""),
+            "{e}"
+        );
+        // Merging into a profile of another unit is refused.
+        let mut p2 = Profile::from_stacks([("a", 1)]);
+        let mut input = Input::from_reader(
+            PathBuf::from("us.folded"),
+            Cursor::new(b"# unit: microseconds\nb 2\n".to_vec()),
+        )
+        .unwrap();
+        let e = p2.read_folded(&mut input).unwrap_err();
+        assert!(e.to_string().contains("mixes units"), "{e}");
+    }
+
+    #[test]
+    fn skipping_bad_lines_counts_them_and_names_the_first() {
+        let text = "a 1\nb 1x\n\nc\nd 2 3\ne 4\n";
+        let e = read_with(text, false).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "t.folded:2: sample count \"1x\" is not a non-negative number"
+        );
+        let (p, skipped) = read_with(text, true).unwrap();
+        assert_eq!(p.sorted(), vec![("a", 1), ("e", 4)]);
+        let skipped = skipped.unwrap();
+        assert_eq!(skipped.count, 3);
+        assert_eq!(skipped.first.line, 2);
+        assert_eq!(
+            skipped.to_string(),
+            "skipped 3 unreadable lines of t.folded; the first: t.folded:2: sample count \"1x\" is not a non-negative number"
+        );
+        assert_eq!(read_with("a 1\n", true).unwrap().1, None);
+        // Invalid UTF-8 is a bad line too.
+        let mut input = Input::from_reader(
+            PathBuf::from("bin.folded"),
+            Cursor::new(b"a 1\nb\xff 2\nc 3\n".to_vec()),
+        )
+        .unwrap();
+        let (p, skipped) =
+            Profile::from_input_with(&mut input, &ReadOptions::skipping(true)).unwrap();
+        assert_eq!(p.total(), 4);
+        assert_eq!(skipped.unwrap().first.kind, ParseErrorKind::InvalidUtf8);
+        // What would change the meaning of the rest is never skipped.
+        assert!(read_with("a 18446744073709551615\nb 1\n", true).is_err());
+        assert!(read_with("a 1\n# unit: us\nb 1\n", true).is_err());
+        // Nothing readable at all: no samples.
+        assert!(matches!(
+            read_with("x\ny\n", true).unwrap_err(),
+            Error::Empty { .. }
+        ));
+    }
+
+    #[test]
+    fn merging_needs_one_unit() {
+        let mut a = Profile::from_stacks([("a", 1)]);
+        let mut us = Profile::with_unit(Unit::Microseconds);
+        us.add("a", 5);
+        assert_eq!(
+            a.clone().try_merge(us.clone()),
+            Err(MergeError::Units(Unit::Samples, Unit::Microseconds))
+        );
+        assert!(!a.merge(us.clone()));
+        assert_eq!(a.total(), 1, "a failed merge changes nothing");
+        // An empty profile takes the other's unit.
+        let mut e = Profile::new();
+        assert!(e.merge(us.clone()));
+        assert_eq!(e.unit(), Unit::Microseconds);
+        // Decimals: the larger wins.
+        let mut half = Profile::new();
+        half.add_count(
+            "b",
+            Count {
+                value: 5,
+                decimals: 1,
+            },
+        )
+        .unwrap();
+        assert!(a.merge(half));
+        assert_eq!((a.total(), a.decimals()), (15, 1));
+        assert_eq!(a.sorted(), vec![("a", 10), ("b", 5)]);
     }
 
     #[test]

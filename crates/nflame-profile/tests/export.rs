@@ -284,42 +284,47 @@ fn export_file_writes_both_formats() {
     assert!(e.to_string().contains("out.speedscope.json"), "{e}");
 }
 
-/// `go tool pprof` (Debian's `golang-go`) reads the export and writes it back in
-/// its own encoding, which `read_pprof` turns into the same stacks.
-#[test]
-fn go_tool_pprof_reads_and_rewrites_the_export() {
-    let go_ok = Command::new("go")
-        .arg("version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        go_ok,
-        "go is missing: run scripts/install-deps.sh (Debian package golang-go)"
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let pprof = |args: &[&str]| {
-        let out = Command::new("go")
-            .args(["tool", "pprof"])
-            .args(args)
-            .env("HOME", dir.path())
-            .env("PPROF_TMPDIR", dir.path())
+mod needs_go {
+    use super::*;
+
+    /// `go tool pprof` (Debian's `golang-go`) reads the export and writes it back in
+    /// its own encoding, which `read_pprof` turns into the same stacks.
+    #[test]
+    fn go_tool_pprof_reads_and_rewrites_the_export() {
+        let go_ok = Command::new("go")
+            .arg("version")
             .output()
-            .expect("run go tool pprof");
+            .is_ok_and(|o| o.status.success());
         assert!(
-            out.status.success(),
-            "go tool pprof {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
+            go_ok,
+            "go is missing: run scripts/install-deps.sh (Debian package golang-go), or leave \
+             this test out with NFLAME_SKIP=go (scripts/test.sh)"
         );
-        out.stdout
-    };
-    for (name, p) in fixtures() {
-        let ours = dir.path().join(format!("{name}.pb.gz"));
-        export_file(&p, &meta(&name, Some(10_101_010)), Format::Pprof, &ours).unwrap();
-        let ours = ours.to_str().unwrap();
-        let top = String::from_utf8(pprof(&["-top", "-sample_index=samples", ours])).unwrap();
-        assert!(top.contains("Type: samples"), "{name}: {top}");
-        assert!(top.contains(&format!("File: {name}")), "{name}: {top}");
-        let rewritten = pprof(&["-proto", ours]);
-        assert_eq!(read_pprof(&rewritten[..]).unwrap(), p, "{name}");
+        let dir = tempfile::tempdir().unwrap();
+        let pprof = |args: &[&str]| {
+            let out = Command::new("go")
+                .args(["tool", "pprof"])
+                .args(args)
+                .env("HOME", dir.path())
+                .env("PPROF_TMPDIR", dir.path())
+                .output()
+                .expect("run go tool pprof");
+            assert!(
+                out.status.success(),
+                "go tool pprof {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            out.stdout
+        };
+        for (name, p) in fixtures() {
+            let ours = dir.path().join(format!("{name}.pb.gz"));
+            export_file(&p, &meta(&name, Some(10_101_010)), Format::Pprof, &ours).unwrap();
+            let ours = ours.to_str().unwrap();
+            let top = String::from_utf8(pprof(&["-top", "-sample_index=samples", ours])).unwrap();
+            assert!(top.contains("Type: samples"), "{name}: {top}");
+            assert!(top.contains(&format!("File: {name}")), "{name}: {top}");
+            let rewritten = pprof(&["-proto", ours]);
+            assert_eq!(read_pprof(&rewritten[..]).unwrap(), p, "{name}");
+        }
     }
 }

@@ -55,7 +55,7 @@ fn folded_read() {
         eprintln!("{}: {:?}", path.display(), r.map(|()| p.total()));
         let r = Profile::from_input(&mut input(&bytes));
         eprintln!("{}: {:?}", path.display(), r.map(|p| p.total()));
-        let _ = folded::read_ordered_lines(&mut input(&bytes));
+        let _ = folded::read_ordered_lines(&mut input(&bytes), &Default::default());
     }
 }
 
@@ -74,6 +74,8 @@ fn perf_script() {
         if flags & 32 != 0 {
             opts.event = Some("cpu-clock".into());
         }
+        opts.include_addrs = flags & 64 != 0;
+        opts.fold_unknown_runs = flags & 128 == 0;
         opts.threads = 1;
         let r = collapse(&mut input(text), &opts);
         eprintln!(

@@ -38,11 +38,15 @@ pub enum Block {
     Commands(Vec<String>),
 }
 
-/// Escapes text for HTML element content and attribute values.
+/// Escapes text for HTML element content and attribute values. Control
+/// characters other than line breaks and tabs (names from profiled
+/// processes may carry escape sequences) become spaces.
 pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
+            '\n' | '\t' => out.push(c),
+            c if c.is_control() => out.push(' '),
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
@@ -152,5 +156,6 @@ mod tests {
         assert!(html.contains("style=\"height:304px\""));
         assert!(html.contains("src=\"data:image/svg+xml;base64,"));
         assert!(html.contains("-o &lt;d&gt;.svg"));
+        assert_eq!(escape("a\x1b[31m\u{9b}b\nc"), "a [31m b\nc");
     }
 }

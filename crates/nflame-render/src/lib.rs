@@ -5,17 +5,26 @@
 //! [`Profile`] and [`Diff`] into the sorted folded lines inferno wants, maps
 //! nflame's options onto inferno's, and names what went wrong. It does no I/O
 //! of its own: the caller hands it a writer (an atomic output, usually).
+//!
+//! One profile is drawn here ([`render_profile`], [`render_lines`]); a
+//! differential graph ([`render_diff`]) goes through the private
+//! `differential` module, stage by stage: inferno's line order and layout
+//! recomputed on the diff's tree of stacks, the colour scale, and the
+//! rewriting of inferno's SVG; [`html`] writes the one-file HTML page.
 
-mod diff;
+mod differential;
 pub mod html;
+mod titles;
 
 use std::io::Write;
 
 use inferno::flamegraph::{self, color::Palette, Direction};
 use nflame_profile::diff::Diff;
 use nflame_profile::embed::{self, Context};
+use nflame_profile::folded::OrderedLines;
 use nflame_profile::tree::StackTree;
-use nflame_profile::Profile;
+use nflame_profile::unit::pow10;
+use nflame_profile::{Measure, Profile};
 
 /// nflame's version, as stored in every SVG.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -36,8 +45,8 @@ pub enum Error {
     /// A combination of options this graph cannot honour.
     #[error("not available: {0}")]
     Unsupported(String),
-    /// inferno failed, or writing the SVG failed.
-    #[error("cannot write the flame graph: {0}")]
+    /// inferno failed, or writing the SVG failed (the cause is the source).
+    #[error("cannot write the flame graph")]
     Write(#[from] std::io::Error),
 }
 
@@ -67,14 +76,16 @@ pub struct RenderOptions {
     pub reverse: bool,
     /// A flame chart: stacks in input order (time), not merged. Default is false.
     pub flamechart: bool,
-    /// What a count is called in tooltips. Default is "samples".
-    pub count_name: String,
+    /// What a count is called in tooltips. Default is `None`: the profile's
+    /// unit (`samples`, `µs`).
+    pub count_name: Option<String>,
     /// Colours from a hash of the frame name, so the same input gives a
     /// byte-identical SVG. Default is false (inferno's seeded random colours).
     pub deterministic: bool,
     /// Free text stored in the SVG. Default is empty.
     pub notes: String,
-    /// Multiplier applied to counts in tooltips (for fixed-point counts). Default is 1.
+    /// Multiplier applied to counts in tooltips (for fixed-point counts; a
+    /// profile's own decimals are taken care of). Default is 1.
     pub factor: f64,
     /// For differential input: colour by BEFORE − AFTER instead. Default is false.
     pub negate_differentials: bool,
@@ -95,7 +106,7 @@ impl Default for RenderOptions {
             inverted: false,
             reverse: false,
             flamechart: false,
-            count_name: "samples".into(),
+            count_name: None,
             deterministic: false,
             notes: String::new(),
             factor: 1.0,
@@ -115,7 +126,12 @@ impl RenderOptions {
         o.title = self.title.clone();
         o.subtitle = self.subtitle.clone();
         o.image_width = self.width;
-        o.min_width = self.min_width;
+        // inferno takes a percentage of the whole (`--minwidth`: "omit
+        // functions smaller than <FLOAT> percent"); nflame's is in pixels of
+        // the frames' area: the image (1200 pixels when fluid) less inferno's
+        // two 10-pixel margins.
+        let frames_px = self.width.unwrap_or(1200).saturating_sub(20).max(1) as f64;
+        o.min_width = self.min_width * 100.0 / frames_px;
         o.direction = if self.inverted {
             Direction::Inverted
         } else {
@@ -123,7 +139,10 @@ impl RenderOptions {
         };
         o.reverse_stack_order = self.reverse;
         o.flame_chart = self.flamechart;
-        o.count_name = self.count_name.clone();
+        o.count_name = self
+            .count_name
+            .clone()
+            .unwrap_or_else(|| nflame_profile::Unit::Samples.symbol().into());
         o.deterministic = self.deterministic;
         o.notes = self.notes.clone();
         o.factor = self.factor;
@@ -139,7 +158,11 @@ impl RenderOptions {
 
 /// Draws folded lines (`stack COUNT` or `stack BEFORE AFTER`) that are already
 /// sorted by stack, or in time order for a flame chart.
-pub fn render_lines<'a, I, W>(lines: I, opts: &RenderOptions, writer: W) -> Result<(), Error>
+///
+/// Frame names, titles and notes may come from profiled processes: control
+/// characters in the SVG are replaced by spaces ([`clean_svg`]), so that it
+/// is well-formed XML whatever a process called itself.
+pub fn render_lines<'a, I, W>(lines: I, opts: &RenderOptions, mut writer: W) -> Result<(), Error>
 where
     I: IntoIterator<Item = &'a str>,
     W: Write,
@@ -150,12 +173,66 @@ where
     if lines.peek().is_none() {
         return Err(Error::Empty);
     }
-    flamegraph::from_lines(&mut o, lines, writer)?;
+    let mut svg = Vec::with_capacity(1 << 20);
+    flamegraph::from_lines(&mut o, lines, &mut svg)?;
+    clean_svg(&mut svg);
+    writer.write_all(&svg)?;
     Ok(())
 }
 
+/// `opts` for counts of `measure`: the unit's name in tooltips (unless the
+/// caller named it), and the profile's decimals divided back out.
+fn for_measure(opts: &RenderOptions, measure: Measure) -> RenderOptions {
+    let mut o = opts.clone();
+    if o.count_name.is_none() {
+        o.count_name = Some(measure.unit.symbol().into());
+    }
+    o.factor /= pow10(measure.decimals) as f64;
+    o
+}
+
+/// Draws stacks in input order, not merged (a flame chart; see
+/// [`RenderOptions::flamechart`], which this sets), in their unit.
+pub fn render_ordered<W: Write>(
+    lines: &OrderedLines,
+    opts: &RenderOptions,
+    writer: W,
+) -> Result<(), Error> {
+    let mut o = for_measure(opts, lines.measure);
+    o.flamechart = true;
+    let texts = lines.texts();
+    if lines.measure.decimals == 0 {
+        return render_lines(texts.iter().map(String::as_str), &o, writer);
+    }
+    let mut svg = Vec::with_capacity(1 << 20);
+    render_lines(texts.iter().map(String::as_str), &o, &mut svg)?;
+    titles::write_exact(&svg, lines.measure, &o, writer)?;
+    Ok(())
+}
+
+/// Replaces control characters (C0 but tab and line breaks, DEL, C1) in an
+/// SVG (UTF-8) by spaces, byte for byte: XML 1.0 forbids most of them, and
+/// a terminal showing the file would obey them.
+pub fn clean_svg(svg: &mut [u8]) {
+    let mut i = 0;
+    while i < svg.len() {
+        match svg[i] {
+            b'\t' | b'\n' | b'\r' => {}
+            0..=0x1f | 0x7f => svg[i] = b' ',
+            0xc2 if matches!(svg.get(i + 1), Some(0x80..=0x9f)) => {
+                svg[i] = b' ';
+                svg[i + 1] = b' ';
+                i += 1;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+}
+
 /// Draws a profile. The SVG carries the profile and its context (see
-/// [`nflame_profile::embed`]), so it can be read back as a profile.
+/// [`nflame_profile::embed`]), so it can be read back as a profile. Tooltips
+/// and the summary give counts in the profile's unit (`µs` for time).
 pub fn render_profile<W: Write>(
     profile: &Profile,
     opts: &RenderOptions,
@@ -166,12 +243,19 @@ pub fn render_profile<W: Write>(
         use rayon::slice::ParallelSliceMut;
         buf.par_sort_unstable();
     }
-    let context = context_for(opts, "profile", profile.total());
-    let o = with_context_subtitle(opts, &context);
+    let measure = profile.measure();
+    let context = context_for(opts, "profile", profile.total(), measure);
+    let o = for_measure(&with_context_subtitle(opts, &context), measure);
     let (svg, meta) = rayon::join(
         || -> Result<Vec<u8>, Error> {
             let mut svg = Vec::with_capacity(1 << 20);
             render_lines(buf.iter().map(String::as_str), &o, &mut svg)?;
+            if measure.decimals > 0 {
+                // inferno shows whole counts: put the exact ones in.
+                let mut exact = Vec::with_capacity(svg.len() + svg.len() / 16);
+                titles::write_exact(&svg, measure, &o, &mut exact)?;
+                svg = exact;
+            }
             Ok(svg)
         },
         || embed::metadata_xml(&context, &[("profile", profile)]),
@@ -180,8 +264,10 @@ pub fn render_profile<W: Write>(
     Ok(())
 }
 
-/// The context to store: the caller's, or one naming nflame's version only.
-fn context_for(opts: &RenderOptions, kind: &str, samples: u64) -> Context {
+/// The context to store: the caller's, or one naming nflame's version only;
+/// with the total (`samples`) and the measure of the counts, unless the
+/// caller gave them.
+fn context_for(opts: &RenderOptions, kind: &str, samples: u64, measure: Measure) -> Context {
     let mut c = opts
         .context
         .clone()
@@ -195,6 +281,9 @@ fn context_for(opts: &RenderOptions, kind: &str, samples: u64) -> Context {
     if c.samples.is_none() {
         c.samples = Some(samples);
     }
+    if c.unit.is_none() && c.decimals.is_none() {
+        c.set_measure(measure);
+    }
     c
 }
 
@@ -206,15 +295,22 @@ fn with_context_subtitle(opts: &RenderOptions, context: &Context) -> RenderOptio
     o
 }
 
+/// The profile as inferno's lines, to be sorted. inferno trims each line
+/// before checking the order, so a stack is trimmed here too (one whose
+/// first frame starts with a blank would sort otherwise on each side).
 fn itoa_line_buffer(profile: &Profile) -> Vec<String> {
     profile
         .iter()
-        .map(|(s, c)| {
+        .filter_map(|(s, c)| {
+            let s = s.trim_start();
+            if s.is_empty() {
+                return None;
+            }
             let mut line = String::with_capacity(s.len() + 12);
             line.push_str(s);
             line.push(' ');
             line.push_str(&c.to_string());
-            line
+            Some(line)
         })
         .collect()
 }
@@ -231,7 +327,7 @@ pub fn render_diff<W: Write>(
     let (svg, meta) = rayon::join(
         || -> Result<Vec<u8>, Error> {
             let mut svg = Vec::with_capacity(1 << 20);
-            diff::draw(diff, None, opts, &mut svg)?;
+            differential::draw(diff, None, opts, &mut svg)?;
             Ok(svg)
         },
         || diff_metadata(diff, opts),
@@ -251,14 +347,16 @@ pub fn render_diff_with<W: Write>(
     mut writer: W,
 ) -> Result<(), Error> {
     let mut svg = Vec::with_capacity(1 << 20);
-    diff::draw(diff, Some(tree), opts, &mut svg)?;
+    differential::draw(diff, Some(tree), opts, &mut svg)?;
     embed::write_with_metadata(&mut writer, &svg, metadata)?;
     Ok(())
 }
 
-/// Draws the reverse view of a diff: widths from BEFORE, so stacks that
-/// vanished are visible; colours keep their meaning (red grew, blue shrank),
-/// by FlameGraph's convention (change of each frame's own samples).
+/// Draws the reverse view of a diff: widths from BEFORE (its own counts, so
+/// the view's counts and shares are the report's), so stacks that vanished
+/// are visible; colours keep their meaning (red grew, blue shrank), by
+/// FlameGraph's convention (change of each stack's own samples, with AFTER
+/// scaled to BEFORE's total stack by stack).
 pub fn render_removed<W: Write>(diff: &Diff, opts: &RenderOptions, writer: W) -> Result<(), Error> {
     let (svg, meta) = rayon::join(
         || -> Result<Vec<u8>, Error> {
@@ -292,6 +390,9 @@ fn write_removed<W: Write>(mut writer: W, svg: &[u8], metadata: &str) -> Result<
 fn draw_removed(diff: &Diff, opts: &RenderOptions, svg: &mut Vec<u8>) -> Result<(), Error> {
     let lines = diff.removed_lines();
     let mut o = opts.clone();
+    if o.count_name.is_none() {
+        o.count_name = Some(diff.measure().unit.symbol().into());
+    }
     o.factor *= diff.display_factor();
     o.negate_differentials = !o.negate_differentials;
     if o.subtitle.is_none() {
@@ -306,8 +407,9 @@ fn draw_removed(diff: &Diff, opts: &RenderOptions, svg: &mut Vec<u8>) -> Result<
 /// The metadata of a diff SVG: its context and both profiles (see
 /// [`nflame_profile::embed`]).
 pub fn diff_metadata(diff: &Diff, opts: &RenderOptions) -> String {
-    let mut context = context_for(opts, "diff", diff.after.total());
+    let mut context = context_for(opts, "diff", diff.after.total(), diff.measure());
     context.samples = None;
+    context.decimals = None;
     embed::metadata_xml(
         &context,
         &[("before", &diff.before), ("after", &diff.after)],
@@ -341,6 +443,78 @@ mod tests {
             &s[..2000.min(s.len())]
         );
         assert_eq!(s, svg(&p, &o), "deterministic output differs");
+    }
+
+    /// Names from targets: control characters never reach the SVG, and a
+    /// stack starting with a blank sorts as inferno sorts it (issue 17).
+    #[test]
+    fn control_characters_and_leading_blanks() {
+        let p = Profile::from_stacks([
+            ("a\x1b[31m<b>x</b>;f\u{9b}g", 3),
+            (" zzz;main", 2),
+            ("aaa;main", 1),
+        ]);
+        let o = RenderOptions {
+            subtitle: Some("pid 1 (a\x1bb\x7f)".into()),
+            deterministic: true,
+            ..Default::default()
+        };
+        let s = svg(&p, &o);
+        assert!(!s.contains(|c: char| c.is_control() && !"\n\r\t".contains(c)));
+        assert!(s.contains("a [31m&lt;b&gt;x&lt;/b&gt;"), "{s}");
+        assert!(s.contains("zzz"));
+        let d = Diff::new(p.clone(), p, &DiffOptions::default()).unwrap();
+        let mut out = Vec::new();
+        render_diff(&d, &o, &mut out).unwrap();
+        let s = String::from_utf8(out).unwrap();
+        assert!(!s.contains(|c: char| c.is_control() && !"\n\r\t".contains(c)));
+    }
+
+    #[test]
+    fn units_and_exact_fractions_in_tooltips() {
+        use nflame_profile::unit::Count;
+        let mut p = Profile::with_unit(nflame_profile::Unit::Microseconds);
+        p.add("main;read", 1500);
+        p.add("main;poll", 500);
+        let o = RenderOptions {
+            deterministic: true,
+            ..Default::default()
+        };
+        let s = svg(&p, &o);
+        assert!(s.contains("<title>read (1,500 µs, 75.00%)</title>"), "{s}");
+        assert!(s.contains("<title>all (2,000 µs, 100%)</title>"));
+        let e = nflame_profile::embed::extract(&s, std::path::Path::new("t.svg")).unwrap();
+        assert_eq!(e.get("profile").unwrap(), &p);
+        assert_eq!(e.context.unwrap().measure(), p.measure());
+        // Fractions: inferno would round 1.5 to 2 (and 40% to 53.33%).
+        let mut f = Profile::new();
+        f.add_count(
+            "main;a",
+            Count {
+                value: 15,
+                decimals: 1,
+            },
+        )
+        .unwrap();
+        f.add_count("main;b", Count::whole(1234)).unwrap();
+        f.add_count("main;c", Count::whole(1)).unwrap();
+        let s = svg(&f, &o);
+        assert!(s.contains("<title>a (1.5 samples, 0.12%)</title>"), "{s}");
+        assert!(s.contains("<title>b (1,234 samples, 99.80%)</title>"));
+        assert!(s.contains("<title>all (1,236.5 samples, 100%)</title>"));
+        // A flame chart of such lines too.
+        let mut input = nflame_profile::io::Input::from_reader(
+            "t.folded".into(),
+            std::io::Cursor::new(b"x;y 0.25\nx;z 0.75\nx;y 1\n".to_vec()),
+        )
+        .unwrap();
+        let (lines, _) =
+            nflame_profile::folded::read_ordered_lines(&mut input, &Default::default()).unwrap();
+        let mut out = Vec::new();
+        render_ordered(&lines, &o, &mut out).unwrap();
+        let s = String::from_utf8(out).unwrap();
+        assert!(s.contains("<title>z (0.75 samples, 37.50%)</title>"), "{s}");
+        assert!(s.contains("<title>y (1 samples, 50.00%)</title>"), "{s}");
     }
 
     #[test]

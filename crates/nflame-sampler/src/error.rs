@@ -43,7 +43,7 @@ pub enum Error {
         source: io::Error,
     },
     /// The kernel has no perf events (CONFIG_PERF_EVENTS off, or blocked by seccomp).
-    #[error("this kernel does not support perf events (perf_event_open failed: {source}); check CONFIG_PERF_EVENTS, or a container seccomp profile blocking perf_event_open")]
+    #[error("this kernel does not support perf events: check CONFIG_PERF_EVENTS, or a container seccomp profile blocking perf_event_open")]
     Unsupported {
         /// The kernel's error.
         #[source]

@@ -14,7 +14,7 @@ use perf_event_open::sample::record::mmap::Info;
 use perf_event_open::sample::record::sample::{Abi, CallChain};
 use perf_event_open::sample::record::{Record, RecordId};
 
-use crate::procfs::makedev;
+use nflame_procfs::maps::makedev;
 
 /// The user registers DWARF unwinding starts from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,6 +1,5 @@
 //! Entry points for the fuzz targets in `fuzz/` (not part of the API): the
-//! pure parsers of `/proc` text and the bookkeeping that ring-buffer records
-//! feed, reachable without a kernel.
+//! bookkeeping that ring-buffer records feed, reachable without a kernel.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -8,23 +7,11 @@ use std::path::PathBuf;
 use perf_event_open::sample::record::Record;
 
 use crate::event::{Event, Source};
-use crate::procfs::{self, ProcSource, Snapshot};
 use crate::tracker::{Filter, StackMode, Tracker};
-use crate::types::{Mapping, ProcessInfo, RawSample};
 use crate::unwind::DwarfUnwinder;
-
-/// What the `/proc` parsers make of `maps`, `stat` and a CPU list.
-pub fn parse_proc(
-    maps: &str,
-    stat: &str,
-    cpus: &str,
-) -> (Vec<Mapping>, Option<char>, Option<Vec<u32>>) {
-    (
-        procfs::parse_maps(maps),
-        procfs::parse_stat_state(stat),
-        procfs::parse_cpu_list(cpus),
-    )
-}
+use nflame_procfs::maps::parse_maps;
+use nflame_procfs::process::{ProcSource, Snapshot};
+use nflame_recording::{ProcessInfo, RawSample};
 
 /// A process as a fake `/proc` shows it: pid, comm, exe and maps text.
 #[derive(Debug, Clone)]
@@ -85,7 +72,7 @@ pub fn replay(
             let snap = Snapshot {
                 comm: p.comm.clone(),
                 exe: p.exe.clone(),
-                mappings: procfs::parse_maps(&p.maps),
+                mappings: parse_maps(&p.maps),
                 threads: [(p.pid, p.comm.clone())].into_iter().collect(),
             };
             (p.pid, snap)

@@ -24,12 +24,14 @@
 //! - `offcpu` pairs context-switch records into off-CPU intervals and
 //!   per-thread times; `rate` decides how many switches get a stack;
 //!   `threadstate` reads where threads wait when the recording starts.
-//! - `procfs` reads and parses `/proc` and `/sys`.
 //! - `unwind` unwinds copied user stacks with DWARF call-frame information.
 //! - `record` is the loop tying them together.
-//! - [`docker`] finds the processes behind a published Docker port or a
-//!   container (from `/proc`) and labels them, for `nflame record
-//!   --docker-port` / `--container`.
+//!
+//! What a recording holds is plain data defined in `nflame-recording` (and
+//! re-exported here); what `/proc` says about a process comes from
+//! `nflame-procfs`. Docker discovery lives in `nflame-docker`: for Docker
+//! targets the caller records [`Target::All`] and labels stacks by pid when
+//! folding.
 //!
 //! # How targets are recorded
 //!
@@ -87,29 +89,24 @@
 //! automatically and noted in [`Recording::notes`]); at 1 kernel too; at
 //! 0 or below, system-wide.
 
-pub mod docker;
 mod error;
 mod event;
 #[doc(hidden)]
 pub mod fuzzing;
 mod offcpu;
 mod options;
-mod procfs;
 mod rate;
 mod record;
 mod sys;
 mod threadstate;
 mod tracker;
-mod types;
 mod unwind;
 
 pub use error::Error;
-pub use options::{
-    CallGraph, EventChoice, Progress, RecordOptions, Target, DEFAULT_STACK_BYTES,
-    DEFAULT_SWITCH_RATE, MAX_STACK_BYTES,
+pub use nflame_recording::{
+    CallGraph, Mapping, Measure, OffCpuInfo, ParseCallGraphError, ProcessInfo, RawSample,
+    Recording, SampleKind, StopReason, ThreadTimes, UnwindMethod, UnwindStats, DEFAULT_STACK_BYTES,
+    MAX_STACK_BYTES,
 };
+pub use options::{EventChoice, Progress, RecordOptions, Target, DEFAULT_SWITCH_RATE};
 pub use record::record;
-pub use types::{
-    Mapping, Measure, OffCpuInfo, ProcessInfo, RawSample, Recording, SampleKind, StopReason,
-    ThreadTimes, UnwindMethod, UnwindStats,
-};

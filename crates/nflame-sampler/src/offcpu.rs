@@ -41,7 +41,7 @@
 
 use rustc_hash::FxHashMap;
 
-use crate::types::{OffCpuInfo, SampleKind, ThreadTimes};
+use nflame_recording::{OffCpuInfo, SampleKind, ThreadTimes};
 
 /// A closed off-CPU interval that carries a stack (or was off since the
 /// start with no stack known), for the caller to record as a sample.

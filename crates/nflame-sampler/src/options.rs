@@ -4,7 +4,7 @@
 use std::ffi::OsString;
 use std::time::Duration;
 
-use crate::types::Measure;
+use nflame_recording::{CallGraph, Measure};
 
 /// What to record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,101 +43,6 @@ pub enum EventChoice {
     Cycles,
     /// Software `cpu-clock` (a timer; works everywhere).
     CpuClock,
-}
-
-/// How user-space stacks are collected.
-///
-/// Kernel stacks always come from the kernel's own call chain.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum CallGraph {
-    /// The kernel walks the frame-pointer chain (`perf record -g`). Cheapest,
-    /// but code built without frame pointers (most distribution binaries:
-    /// nginx, libc, LuaJIT) yields short or garbage stacks.
-    FramePointer,
-    /// The kernel copies `stack_bytes` of the user stack (from the stack
-    /// pointer up) and the registers with each sample, and nflame unwinds them
-    /// with the binaries' DWARF call-frame information (`.eh_frame`,
-    /// `.debug_frame`) during the recording (`perf record --call-graph
-    /// dwarf`). Frames without call-frame information are walked by frame
-    /// pointer. `stack_bytes` is rounded down to a multiple of 8 and capped
-    /// at 65 528 (the kernel's limit).
-    Dwarf {
-        /// Bytes of user stack copied per sample.
-        stack_bytes: u32,
-    },
-    /// Both: every sample is unwound with DWARF call-frame information
-    /// ([`DEFAULT_STACK_BYTES`] copied), and the frame-pointer chain is kept
-    /// instead when it reaches further. What was chosen for each process is in
-    /// [`crate::ProcessInfo::unwind`]. The default.
-    #[default]
-    Auto,
-}
-
-/// User-stack bytes copied per sample by [`CallGraph::Auto`] (and
-/// `--call-graph dwarf`): 8 KiB, `perf record --call-graph dwarf`'s default.
-/// Measured on nginx + Lua workers under wrk (`scripts/bench-dwarf.sh`): 4,
-/// 8, 16 and 32 KiB all complete 99.9% of their stacks, since event-loop
-/// stacks are shallow, and the recorder's CPU grows with the copy (16 KiB
-/// costs about twice 4 KiB: the kernel copies it, the ring carries it, the
-/// recorder moves it). Programs with deeper stacks can ask for more with
-/// `--call-graph dwarf,BYTES`; stacks cut short by the copy are marked
-/// `[truncated]`, and under `auto` a longer frame-pointer chain wins.
-pub const DEFAULT_STACK_BYTES: u32 = 8 * 1024;
-
-/// Largest user-stack copy the kernel accepts (the record size is 16 bits).
-pub const MAX_STACK_BYTES: u32 = 65_528;
-
-impl CallGraph {
-    /// Bytes of user stack to copy per sample (0 for frame pointers).
-    pub fn stack_bytes(&self) -> u32 {
-        match *self {
-            CallGraph::FramePointer => 0,
-            CallGraph::Dwarf { stack_bytes } => (stack_bytes.min(MAX_STACK_BYTES)) & !7,
-            CallGraph::Auto => DEFAULT_STACK_BYTES,
-        }
-    }
-
-    /// The frame-pointer chain is requested from the kernel.
-    pub fn wants_frame_pointers(&self) -> bool {
-        !matches!(self, CallGraph::Dwarf { .. })
-    }
-
-    /// The name used on command lines: `fp`, `dwarf` or `auto`.
-    pub fn name(&self) -> &'static str {
-        match self {
-            CallGraph::FramePointer => "fp",
-            CallGraph::Dwarf { .. } => "dwarf",
-            CallGraph::Auto => "auto",
-        }
-    }
-}
-
-impl std::str::FromStr for CallGraph {
-    type Err = String;
-
-    /// `fp`, `dwarf`, `dwarf,BYTES` (as perf spells it) or `auto`.
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "fp" => Ok(CallGraph::FramePointer),
-            "auto" => Ok(CallGraph::Auto),
-            "dwarf" => Ok(CallGraph::Dwarf {
-                stack_bytes: DEFAULT_STACK_BYTES,
-            }),
-            _ => {
-                let size = s
-                    .strip_prefix("dwarf,")
-                    .and_then(|n| n.parse::<u32>().ok())
-                    .filter(|&n| (8..=MAX_STACK_BYTES).contains(&n));
-                match size {
-                    Some(stack_bytes) => Ok(CallGraph::Dwarf { stack_bytes }),
-                    None => Err(format!(
-                        "unknown call graph `{s}`: expected fp, dwarf, dwarf,BYTES (8..=65528) or auto"
-                    )),
-                }
-            }
-        }
-    }
 }
 
 /// Options of [`crate::record()`].

@@ -42,14 +42,16 @@ use std::time::{Duration, Instant};
 
 use crate::error::Error;
 use crate::event::{Event, Source};
-use crate::options::{CallGraph, EventChoice, Progress, RecordOptions, Target};
-use crate::procfs::{self, ProcSource, Procfs};
+use crate::options::{EventChoice, Progress, RecordOptions, Target};
 use crate::rate::{Mode, RateControl};
 use crate::sys::{self, Child, CounterConfig, OpenError, PerfCounter, PerfEvent, Ready, Scope};
 use crate::threadstate;
 use crate::tracker::{name_matches, Filter, StackMode, StartState, Tracker};
-use crate::types::{Measure, Recording, StopReason};
 use crate::unwind::DwarfUnwinder;
+use nflame_procfs::process::{self as procfs, ProcSource, Procfs};
+use nflame_procfs::system;
+use nflame_recording::CallGraph;
+use nflame_recording::{Measure, Recording, StopReason};
 
 /// Total ring-buffer memory we allow before shrinking per-counter buffers.
 const RING_BUDGET: usize = 64 << 20;
@@ -88,13 +90,13 @@ pub fn record(
     mut progress: impl FnMut(&Progress),
 ) -> Result<Recording, Error> {
     validate(opts)?;
-    let paranoid = procfs::perf_event_paranoid().ok_or_else(|| Error::Unsupported {
+    let paranoid = system::perf_event_paranoid().ok_or_else(|| Error::Unsupported {
         source: io::Error::new(
             io::ErrorKind::NotFound,
             "/proc/sys/kernel/perf_event_paranoid does not exist",
         ),
     })?;
-    if let Some(max) = procfs::max_sample_rate() {
+    if let Some(max) = system::max_sample_rate() {
         if opts.frequency > max {
             return Err(Error::FrequencyTooHigh {
                 requested: opts.frequency,
@@ -102,7 +104,7 @@ pub fn record(
             });
         }
     }
-    let privileged = sys::euid() == 0 || procfs::has_perfmon_capability();
+    let privileged = sys::euid() == 0 || system::has_perfmon_capability();
     let mut notes = Vec::new();
     let mut kernel = opts.kernel;
     if kernel && !privileged && paranoid >= 2 {
@@ -130,7 +132,7 @@ pub fn record(
         });
     }
     let mut switch_rate = opts.switch_rate;
-    if let Some(max) = procfs::max_sample_rate() {
+    if let Some(max) = system::max_sample_rate() {
         if opts.measure.off_cpu() && switch_rate > max {
             notes.push(format!(
                 "stacks at context switches capped at {max} a second \
@@ -149,7 +151,7 @@ pub fn record(
         });
     }
     sys::raise_fd_limit();
-    let cpus = procfs::online_cpus();
+    let cpus = system::online_cpus();
 
     let mut session = Session {
         opts,
@@ -157,12 +159,10 @@ pub fn record(
         privileged,
         kernel,
         cpus,
-        event: match opts.event {
-            EventChoice::CpuClock => Some(PerfEvent::CpuClock),
-            EventChoice::Cycles => Some(PerfEvent::Cycles),
+        event: match opts.measure {
             // Wall-clock time adds on-CPU periods to off-CPU nanoseconds.
-            _ if opts.measure == Measure::Wall => Some(PerfEvent::CpuClock),
-            _ => None,
+            Measure::Wall if opts.event == EventChoice::Auto => Some(PerfEvent::CpuClock),
+            _ => settled_event(opts.event),
         },
         counters: Vec::new(),
         buffer_of_cpu: Vec::new(),
@@ -473,6 +473,7 @@ pub fn record(
         throttled: out.throttled,
         command_status,
         notes,
+        skipped: out.skipped,
         call_graph: opts.call_graph,
         stack_bytes,
         measure: opts.measure,
@@ -882,20 +883,13 @@ impl Session<'_> {
                 self.counters.push(c);
                 Ok(())
             }
-            Err(e)
-                if role == Role::OnCpu
-                    && self.event.is_none()
-                    && !e.mmap
-                    && !matches!(
-                        e.source.raw_os_error(),
-                        Some(libc::EACCES | libc::EPERM | libc::ESRCH | libc::EMFILE)
-                    ) =>
-            {
-                // No usable hardware PMU: fall back to the software clock.
-                self.event = Some(PerfEvent::CpuClock);
-                self.open_role(role, scope, ring_exp, what)
-            }
-            Err(e) => Err(self.explain(e, event, &what())),
+            Err(e) => match fallback_event(self.event, &e).filter(|_| role == Role::OnCpu) {
+                Some(next) => {
+                    self.event = Some(next);
+                    self.open_role(role, scope, ring_exp, what)
+                }
+                None => Err(self.explain(e, event, &what())),
+            },
         }
     }
 
@@ -1046,5 +1040,97 @@ impl Session<'_> {
             }));
         }
         Ok(child)
+    }
+}
+
+/// The event `choice` settles before any counter is opened: `None` under
+/// `Auto`, where the first counter tries `cycles` and [`fallback_event`]
+/// decides what a refusal means.
+fn settled_event(choice: EventChoice) -> Option<PerfEvent> {
+    match choice {
+        EventChoice::CpuClock => Some(PerfEvent::CpuClock),
+        EventChoice::Cycles => Some(PerfEvent::Cycles),
+        _ => None,
+    }
+}
+
+/// The event to try after a counter failed to open, if any. Only while no
+/// event is settled (`Auto`, first counter), only when the counter itself
+/// was refused (not its ring buffer), and not for a refusal that any event
+/// would meet (no permission, no such process, no file descriptor left):
+/// then the CPU has no usable hardware `cycles` counter (no PMU, as in most
+/// VMs, or a PMU that cannot sample), and the software `cpu-clock` is used.
+fn fallback_event(settled: Option<PerfEvent>, failure: &OpenError) -> Option<PerfEvent> {
+    let refused_for_any_event = matches!(
+        failure.source.raw_os_error(),
+        Some(libc::EACCES | libc::EPERM | libc::ESRCH | libc::EMFILE)
+    );
+    (settled.is_none() && !failure.mmap && !refused_for_any_event).then_some(PerfEvent::CpuClock)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure(errno: i32, mmap: bool) -> OpenError {
+        OpenError {
+            mmap,
+            source: io::Error::from_raw_os_error(errno),
+        }
+    }
+
+    #[test]
+    fn auto_tries_cycles_first_and_explicit_choices_are_settled() {
+        assert_eq!(settled_event(EventChoice::Auto), None);
+        assert_eq!(settled_event(EventChoice::Cycles), Some(PerfEvent::Cycles));
+        assert_eq!(
+            settled_event(EventChoice::CpuClock),
+            Some(PerfEvent::CpuClock)
+        );
+    }
+
+    #[test]
+    fn auto_falls_back_to_cpu_clock_when_the_cpu_cannot_count_cycles() {
+        // No PMU (ENOENT), a PMU that cannot sample (EOPNOTSUPP), a busy or
+        // unsupported configuration (EINVAL, EBUSY, ENODEV).
+        for errno in [
+            libc::ENOENT,
+            libc::EOPNOTSUPP,
+            libc::EINVAL,
+            libc::EBUSY,
+            libc::ENODEV,
+        ] {
+            assert_eq!(
+                fallback_event(None, &failure(errno, false)),
+                Some(PerfEvent::CpuClock),
+                "errno {errno}"
+            );
+        }
+    }
+
+    #[test]
+    fn no_fallback_for_refusals_any_event_would_meet() {
+        for errno in [libc::EACCES, libc::EPERM, libc::ESRCH, libc::EMFILE] {
+            assert_eq!(
+                fallback_event(None, &failure(errno, false)),
+                None,
+                "errno {errno}"
+            );
+        }
+        // The counter opened; its ring buffer did not map.
+        assert_eq!(fallback_event(None, &failure(libc::ENOMEM, true)), None);
+        assert_eq!(fallback_event(None, &failure(libc::EPERM, true)), None);
+    }
+
+    #[test]
+    fn no_fallback_once_the_event_is_settled() {
+        // `--event cycles` on a machine without cycles is an error, and so is
+        // a later counter failing once the first one settled the event.
+        for settled in [PerfEvent::Cycles, PerfEvent::CpuClock] {
+            assert_eq!(
+                fallback_event(Some(settled), &failure(libc::ENOENT, false)),
+                None
+            );
+        }
     }
 }

@@ -16,9 +16,9 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::event::{CommEvent, Event, MmapEvent, SampleEvent, UserRegs};
 use crate::offcpu::{Accounts, Initial, Interval, OffCpu, Stratum};
-use crate::procfs::{ProcSource, Snapshot};
-use crate::types::{Mapping, OffCpuInfo, ProcessInfo, RawSample, SampleKind, UnwindMethod};
 use crate::unwind::{Outcome as Unwound, StackSample, StackUnwinder};
+use nflame_procfs::process::{ProcSource, Snapshot};
+use nflame_recording::{Mapping, OffCpuInfo, ProcessInfo, RawSample, SampleKind, UnwindMethod};
 
 /// Which samples belong to the recording.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +65,8 @@ pub(crate) struct Outcome {
     pub(crate) throttled: u64,
     pub(crate) ever_matched: bool,
     pub(crate) off_cpu: OffCpuInfo,
+    /// What the unwinder refused to read (see [`StackUnwinder::take_skipped`]).
+    pub(crate) skipped: Vec<String>,
 }
 
 /// Identity of a [`RawSample`] entry: pid, tid, kind, user stack, whether it
@@ -457,12 +459,11 @@ impl<S: ProcSource> Tracker<S> {
         } else {
             (UnwindMethod::Dwarf, outcome == Unwound::Truncated)
         };
-        match method {
-            UnwindMethod::FramePointer => stats.frame_pointer += 1,
-            UnwindMethod::Dwarf => {
-                stats.dwarf += 1;
-                stats.complete += u64::from(outcome == Unwound::Complete);
-            }
+        if method == UnwindMethod::Dwarf {
+            stats.dwarf += 1;
+            stats.complete += u64::from(outcome == Unwound::Complete);
+        } else {
+            stats.frame_pointer += 1;
         }
         stats.truncated += u64::from(truncated);
         let user = if method == UnwindMethod::Dwarf {
@@ -986,6 +987,11 @@ impl<S: ProcSource> Tracker<S> {
             }
         }
         self.samples.sort_by_key(|s| s.time);
+        let skipped = self
+            .unwinder
+            .as_mut()
+            .map(|u| u.take_skipped())
+            .unwrap_or_default();
         Outcome {
             samples: self.samples,
             processes,
@@ -994,6 +1000,7 @@ impl<S: ProcSource> Tracker<S> {
             throttled: self.throttled,
             ever_matched: self.ever_matched,
             off_cpu,
+            skipped,
         }
     }
 }
@@ -1374,7 +1381,7 @@ mod tests {
         t.file_accounts((
             9,
             9,
-            crate::types::ThreadTimes {
+            nflame_recording::ThreadTimes {
                 span: 5,
                 blocked: 5,
                 ..Default::default()

@@ -18,20 +18,19 @@
 //! unwound stack is complete or was cut short. It does not decide which
 //! samples or processes are recorded ([`crate::tracker`] does).
 
-use std::fs::File;
 use std::ops::Range;
-use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use framehop::x86_64::{CacheX86_64, UnwindRegsX86_64, UnwinderX86_64};
 use framehop::{Error as UnwindError, ExplicitModuleSectionInfo, FrameAddress, Module, Unwinder};
-use object::read::ReadCache;
+use nflame_procfs::elf;
+use nflame_procfs::files::{self, FileError, TargetFile};
 use object::{Object, ObjectSection, ObjectSegment, SegmentFlags};
 use rustc_hash::FxHashMap;
 
 use crate::event::UserRegs;
-use crate::types::Mapping;
+use nflame_recording::Mapping;
 
 /// Section bytes shared between the modules of every process mapping a file.
 type Bytes = Arc<[u8]>;
@@ -76,6 +75,12 @@ pub(crate) trait StackUnwinder {
 
     /// Drops what is kept for `pid` (it exited).
     fn forget(&mut self, pid: u32);
+
+    /// What was refused so far (a target's file or section not read), a
+    /// line each; taken once, at the end of the recording.
+    fn take_skipped(&mut self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// The unwind sections of one binary, as read from its file.
@@ -91,19 +96,54 @@ struct FileSections {
 }
 
 impl FileSections {
-    fn read(path: &Path) -> Option<FileSections> {
-        let file = File::open(path).ok()?;
-        let cache = ReadCache::new(file);
-        let elf = object::File::parse(&cache).ok()?;
-        Self::from_object(&elf)
+    /// Reads the unwind sections of a target's ELF file, each within its
+    /// cap ([`nflame_procfs::elf::cap_of`]); a section over its cap (or
+    /// otherwise refused) is left out and said in `skipped`.
+    fn read(file: &TargetFile, shown: &str, skipped: &mut Vec<String>) -> Option<FileSections> {
+        let summary = elf::summarize(file).ok()?;
+        if !summary.x86_64 {
+            return None;
+        }
+        let mut section = |name: &str| {
+            let s = summary.section(name)?;
+            match elf::read_section(file, s) {
+                Ok(data) => Some((s.addr..s.addr.saturating_add(s.size), Bytes::from(data))),
+                Err(r) => {
+                    let line = format!("{shown}: {r}");
+                    if !skipped.contains(&line) {
+                        skipped.push(line);
+                    }
+                    None
+                }
+            }
+        };
+        let eh_frame = section(".eh_frame");
+        // The index is of no use without the table.
+        let eh_frame_hdr = eh_frame.as_ref().and_then(|_| section(".eh_frame_hdr"));
+        let debug_frame = section(".debug_frame").map(|(_, d)| d);
+        let range = |name: &str| {
+            summary
+                .section(name)
+                .map(|s| s.addr..s.addr.saturating_add(s.size))
+        };
+        let segments = summary
+            .segments
+            .iter()
+            .filter(|s| s.executable)
+            .map(|s| (s.offset, s.size, s.addr))
+            .collect();
+        Some(FileSections {
+            eh_frame,
+            eh_frame_hdr,
+            debug_frame,
+            text: range(".text"),
+            got: range(".got"),
+            segments,
+        })
     }
 
     fn from_bytes(data: &[u8]) -> Option<FileSections> {
         let elf = object::File::parse(data).ok()?;
-        Self::from_object(&elf)
-    }
-
-    fn from_object<'d, R: object::ReadRef<'d>>(elf: &object::File<'d, R>) -> Option<FileSections> {
         if elf.architecture() != object::Architecture::X86_64 {
             return None;
         }
@@ -188,6 +228,7 @@ pub(crate) struct DwarfUnwinder {
     files: FxHashMap<FileKey, Option<Arc<FileSections>>>,
     procs: FxHashMap<u32, ProcUnwinder>,
     cache: CacheX86_64,
+    skipped: Vec<String>,
 }
 
 impl std::fmt::Debug for DwarfUnwinder {
@@ -205,68 +246,16 @@ impl Default for DwarfUnwinder {
             files: FxHashMap::default(),
             procs: FxHashMap::default(),
             cache: CacheX86_64::new(),
+            skipped: Vec::new(),
         }
     }
-}
-
-/// Where to open `mapping` of `pid`: the very file it mapped
-/// (`/proc/PID/map_files`, also inside containers), its mount namespace's
-/// view (`/proc/PID/root/PATH`), then the path itself; a candidate whose
-/// inode differs from the recorded one is used only if no other exists.
-fn open_path(pid: u32, mapping: &Mapping) -> Option<PathBuf> {
-    let recorded = &mapping.path;
-    let mut candidates = vec![PathBuf::from(format!(
-        "/proc/{pid}/map_files/{:x}-{:x}",
-        mapping.start, mapping.end
-    ))];
-    if let Ok(rel) = recorded.strip_prefix("/") {
-        candidates.push(Path::new(&format!("/proc/{pid}/root")).join(rel));
-    }
-    candidates.push(recorded.clone());
-    let mut fallback = None;
-    for c in candidates {
-        let Ok(meta) = std::fs::metadata(&c) else {
-            continue;
-        };
-        if !meta.is_file() {
-            continue;
-        }
-        match mapping.inode {
-            Some(ino) if meta.ino() != ino => {
-                fallback.get_or_insert(c);
-            }
-            _ => return Some(c),
-        }
-    }
-    fallback
-}
-
-/// Our own vDSO image (the same for every 64-bit process on this kernel).
-fn own_vdso() -> Option<Vec<u8>> {
-    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
-    let line = maps.lines().find(|l| l.ends_with("[vdso]"))?;
-    let (range, _) = line.split_once(' ')?;
-    let (start, end) = range.split_once('-')?;
-    let start = u64::from_str_radix(start, 16).ok()?;
-    let end = u64::from_str_radix(end, 16).ok()?;
-    let mut buf = vec![0u8; usize::try_from(end.checked_sub(start)?).ok()?];
-    File::open("/proc/self/mem")
-        .ok()?
-        .read_exact_at(&mut buf, start)
-        .ok()?;
-    Some(buf)
-}
-
-fn is_anonymous(path: &Path) -> bool {
-    let text = path.as_os_str().as_encoded_bytes();
-    text.is_empty() || text.starts_with(b"//anon") || text.starts_with(b"[anon")
 }
 
 impl DwarfUnwinder {
     fn sections(&mut self, pid: u32, m: &Mapping) -> Option<Arc<FileSections>> {
         let key = if m.path == Path::new("[vdso]") {
             FileKey::Vdso
-        } else if is_anonymous(&m.path) || m.path.as_os_str().as_encoded_bytes()[0] != b'/' {
+        } else if nflame_procfs::maps::is_pseudo(&m.path) {
             return None;
         } else {
             match (m.dev, m.inode) {
@@ -278,10 +267,26 @@ impl DwarfUnwinder {
             return s.clone();
         }
         let sections = match key {
-            FileKey::Vdso => own_vdso().and_then(|img| FileSections::from_bytes(&img)),
-            // Not cached when the file cannot be opened: another process
-            // (another mount namespace) may reach it.
-            _ => FileSections::read(&open_path(pid, m)?),
+            FileKey::Vdso => {
+                nflame_procfs::files::own_vdso().and_then(|v| FileSections::from_bytes(&v.image))
+            }
+            // Opened as the process sees it (its map_files entry, its root),
+            // never blocking. Not cached when the file cannot be opened:
+            // another process (another mount namespace) may reach it.
+            _ => {
+                let shown = files::shown(pid, nflame_procfs::maps::clean_path(&m.path));
+                match files::open_mapped(pid, true, m) {
+                    Ok(file) => FileSections::read(&file, &shown, &mut self.skipped),
+                    Err(FileError::Refused(r)) => {
+                        let line = format!("{shown}: {r}");
+                        if !self.skipped.contains(&line) {
+                            self.skipped.push(line);
+                        }
+                        return None;
+                    }
+                    Err(_) => return None,
+                }
+            }
         }
         .map(Arc::new);
         self.files.insert(key, sections.clone());
@@ -376,7 +381,7 @@ impl<F: FnMut(u64) -> Result<u64, ()>> Walk<'_, F> {
                         Outcome::Truncated
                     };
                 };
-                is_anonymous(&m.path)
+                nflame_procfs::maps::is_anonymous(&m.path)
             } else {
                 false
             };
@@ -532,11 +537,16 @@ impl StackUnwinder for DwarfUnwinder {
     fn forget(&mut self, pid: u32) {
         self.procs.remove(&pid);
     }
+
+    fn take_skipped(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.skipped)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::FileExt;
 
     #[test]
     fn bias_of_pie_and_fixed_binaries() {
@@ -596,7 +606,7 @@ mod tests {
         // Our own stack, copied like the kernel would, unwound with our own
         // binaries' .eh_frame: it must reach the thread's start.
         let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
-        let mappings = crate::procfs::parse_maps(&maps);
+        let mappings = nflame_procfs::maps::parse_maps(&maps);
         let (regs, stack) = capture();
         let mut u = DwarfUnwinder::default();
         let mut out = Vec::new();
@@ -647,7 +657,7 @@ mod tests {
             .1;
         let len = (end - sp).min(256 << 10) as usize;
         let mut stack = vec![0u8; len];
-        File::open("/proc/self/mem")
+        std::fs::File::open("/proc/self/mem")
             .unwrap()
             .read_exact_at(&mut stack, sp)
             .unwrap();

@@ -9,16 +9,14 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use nflame_sampler::{ProcessInfo, RawSample, Recording};
-use nflame_symbolizer::{
-    fold, read_proc_maps, FoldOptions, ProcessSymbolizer, SymbolCache, SymbolizeOptions,
-};
+use nflame_recording::{ProcessInfo, RawSample, Recording};
+use nflame_symbolizer::{fold, FoldOptions, ProcessSymbolizer, SymbolCache, SymbolizeOptions};
 
 /// One interned half of a stack, as the sampler stores it.
 type Stack = Arc<[u64]>;
 
-fn libc_addrs(n: usize) -> (Vec<nflame_sampler::Mapping>, Vec<u64>) {
-    let maps = read_proc_maps(std::process::id()).unwrap();
+fn libc_addrs(n: usize) -> (Vec<nflame_recording::Mapping>, Vec<u64>) {
+    let maps = nflame_procfs::maps::read_maps(std::process::id()).unwrap();
     let libc = maps
         .iter()
         .find(|m| m.path.to_string_lossy().contains("libc.so"))

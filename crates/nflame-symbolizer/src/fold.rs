@@ -15,21 +15,20 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use nflame_profile::Profile;
-use nflame_sampler::{ProcessInfo, RawSample, Recording};
+use nflame_profile::{Profile, Unit};
+use nflame_recording::{Mapping, ProcessInfo, RawSample, Recording, SampleKind};
 use rayon::prelude::*;
 use rustc_hash::{FxHashMap, FxHashSet};
-
-use std::path::PathBuf;
 
 use crate::frame::{sanitize, Frame, FrameKind};
 use crate::kernel::{symbolize_kernel_addrs, KernelSymbolizer};
 use crate::perf_map::PerfMap;
 use crate::prepare::Prepared;
 use crate::process::{
-    lookup_addr, symbolize_file, symbolize_vdso, FileId, ModuleFailure, Planned, ProcessSymbolizer,
-    SymbolCache, SymbolizeOptions,
+    lookup_addr, symbolize_file, symbolize_vdso, FileId, ModuleFailure, OpenFiles, Planned,
+    ProcessSymbolizer, SymbolCache, SymbolizeOptions,
 };
+use crate::target::Opened;
 use crate::Error;
 
 /// What a stack's count measures.
@@ -42,6 +41,20 @@ pub enum Weight {
     /// Sum of sample periods: nanoseconds for `cpu-clock`, cycles for
     /// `cycles` (what `perf report` and `inferno-collapse-perf` weigh by).
     Period,
+    /// Time in microseconds (a profile of [`Unit::Microseconds`]): each
+    /// stack's nanoseconds (off-CPU time, `cpu-clock` periods on the CPU)
+    /// summed, then rounded to the nearest microsecond.
+    Time,
+}
+
+/// The frame [`FoldOptions::kind_frames`] puts in stacks of `kind`:
+/// `[on-cpu]`, `[blocked]` or `[preempted]`.
+pub fn kind_frame(kind: SampleKind) -> &'static str {
+    match kind {
+        SampleKind::Blocked => "[blocked]",
+        SampleKind::Preempted => "[preempted]",
+        _ => "[on-cpu]",
+    }
 }
 
 /// How [`fold`] builds stacks.
@@ -73,6 +86,55 @@ pub struct FoldOptions {
     pub jit: bool,
     /// What the counts measure. Default [`Weight::Samples`].
     pub weight: Weight,
+    /// Put a frame naming how the time was spent, `[on-cpu]`, `[blocked]`
+    /// or `[preempted]` ([`kind_frame`]), after the process (and thread)
+    /// frame, so off-CPU and wall-clock graphs split each thread's time by
+    /// kind at a glance. Default `false`.
+    pub kind_frames: bool,
+    /// Root frames by pid, and which stacks of other processes are kept.
+    /// Default: no labels, every stack kept.
+    pub roots: Roots,
+}
+
+/// Frames put at the root of chosen processes' stacks, and what becomes of
+/// the stacks of every other process (Docker targets use both: role labels
+/// such as `[docker-proxy :8080]` for the chosen pids, and only the network
+/// softirq part of other tasks' stacks).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Roots {
+    /// A frame put above the process frame of every stack of these
+    /// processes, by pid. Default: none.
+    pub labels: BTreeMap<u32, String>,
+    /// What becomes of the stacks of processes without a label. Default
+    /// [`OtherStacks::Keep`].
+    pub others: OtherStacks,
+}
+
+/// What [`Roots`] does with the stacks of processes without a label.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OtherStacks {
+    /// Kept as they are. The default.
+    #[default]
+    Keep,
+    /// Only the kernel part from the outermost frame whose function is one
+    /// of `functions` on is kept, as `label;process;function_[k];…`; stacks
+    /// without such a frame are dropped (and counted in
+    /// [`FoldStats::dropped_samples`]). Their user frames are not symbolized.
+    KernelFrom {
+        /// Kernel function names (without `_[k]`).
+        functions: Vec<String>,
+        /// The root frame of the kept parts.
+        label: String,
+    },
+}
+
+impl Roots {
+    /// Whether user frames of `pid` are wanted at all.
+    fn wants_user(&self, pid: u32) -> bool {
+        matches!(self.others, OtherStacks::Keep) || self.labels.contains_key(&pid)
+    }
 }
 
 impl Default for FoldOptions {
@@ -86,6 +148,8 @@ impl Default for FoldOptions {
             inline: false,
             jit: true,
             weight: Weight::Samples,
+            kind_frames: false,
+            roots: Roots::default(),
         }
     }
 }
@@ -125,6 +189,12 @@ pub struct FoldStats {
     pub unique_addresses: u64,
     /// Modules that could not be read (each path once).
     pub failed_modules: Vec<ModuleFailure>,
+    /// What was refused, one line each (`PATH (pid N): why`): target files
+    /// and sections nflame does not read (outside the target's root, not a
+    /// regular file, over a cap, a lying compressed section, a perf map of
+    /// the wrong owner, …; see `nflame_symbolizer`'s crate docs). The
+    /// recording goes on without them.
+    pub skipped: Vec<String>,
     /// Why kernel frames are unnamed, if kernel symbols were unavailable.
     pub kernel_error: Option<String>,
     /// Samples whose user stack was cut short and rooted at `[truncated]`
@@ -138,6 +208,8 @@ pub struct FoldStats {
     pub complete_user_stacks: u64,
     /// Samples with at least one user frame.
     pub user_stacks: u64,
+    /// Samples whose stacks [`Roots::others`] dropped (included in `samples`).
+    pub dropped_samples: u64,
 }
 
 impl FoldStats {
@@ -232,6 +304,7 @@ pub fn fold_with(
     let by_pid: Vec<(u32, Vec<&RawSample>)> = grouped.into_iter().collect();
     let sym_opts = opts.symbolize_options();
 
+    let opened = OpenFiles::default();
     let ((kernel, kernel_error), (plans, files)) = rayon::join(
         || symbolize_kernel(&recording.samples, opts, prepared),
         || {
@@ -240,7 +313,8 @@ pub fn fold_with(
                 .map_init(
                     || Rc::new(SymbolCache::new(&sym_opts)),
                     |cache, (pid, samples)| {
-                        plan_user(cache, recording.processes.get(pid), *pid, samples, opts)
+                        let info = recording.processes.get(pid);
+                        plan_user(cache, &opened, info, *pid, samples, opts)
                     },
                 )
                 .collect();
@@ -264,20 +338,38 @@ pub fn fold_with(
             stats.failed_modules.push(f.clone());
         }
     }
+    let mut skipped: Vec<String> = Vec::new();
 
     let parts: Vec<Result<(Profile, FoldStats, u64), Error>> = by_pid
         .par_iter()
         .zip(plans.par_iter())
         .map(|((pid, samples), plan)| {
             let info = recording.processes.get(pid);
-            let user = resolve_user(info, plan, &files, opts);
+            let (user, skips) = resolve_user(info, plan, &files, opts);
             let unique = user.len() as u64;
-            fold_process(info, *pid, samples, &user, &kernel, opts).map(|(p, s)| (p, s, unique))
+            fold_process(info, *pid, samples, &user, &kernel, opts).map(|(p, mut s)| {
+                s.skipped = skips;
+                (p, s, unique)
+            })
         })
         .collect();
-    let mut profile = Profile::new();
+    let skips = plans
+        .iter()
+        .flat_map(|p| &p.skipped)
+        .chain(files.values().flat_map(|f| &f.skipped));
+    for line in skips {
+        if !skipped.contains(line) {
+            skipped.push(line.clone());
+        }
+    }
+    let mut profile = Profile::with_unit(unit_of(opts.weight));
     for part in parts {
         let (p, s, unique) = part?;
+        for line in s.skipped {
+            if !skipped.contains(&line) {
+                skipped.push(line);
+            }
+        }
         if !profile.merge(p) {
             return Err(Error::Overflow);
         }
@@ -292,7 +384,9 @@ pub fn fold_with(
         stats.truncated_stacks += s.truncated_stacks;
         stats.complete_user_stacks += s.complete_user_stacks;
         stats.user_stacks += s.user_stacks;
+        stats.dropped_samples += s.dropped_samples;
     }
+    stats.skipped = skipped;
     Ok((profile, stats))
 }
 
@@ -388,17 +482,19 @@ struct UserPlan {
     /// Per address.
     planned: Vec<Planned>,
     failures: Vec<ModuleFailure>,
+    skipped: Vec<String>,
 }
 
 fn plan_user(
     cache: &Rc<SymbolCache>,
+    opened: &OpenFiles,
     info: Option<&ProcessInfo>,
     pid: u32,
     samples: &[&RawSample],
     opts: &FoldOptions,
 ) -> UserPlan {
     let mut lookups: FxHashSet<u64> = FxHashSet::default();
-    if opts.user {
+    if opts.user && opts.roots.wants_user(pid) {
         for_each_distinct(samples.iter().map(|s| &s.user), |stack| {
             lookups.extend(stack.iter().enumerate().map(|(i, &a)| lookup_addr(i, a)));
         });
@@ -410,6 +506,7 @@ fn plan_user(
             addrs: Vec::new(),
             planned: Vec::new(),
             failures: Vec::new(),
+            skipped: Vec::new(),
         };
     }
     let mut addrs: Vec<u64> = lookups.into_iter().collect();
@@ -424,6 +521,7 @@ fn plan_user(
             ProcessSymbolizer::for_process(Rc::clone(cache), &info)
         }
     };
+    sym.share_files(opened);
     let planned = sym.plan(&addrs);
     UserPlan {
         pid,
@@ -431,6 +529,7 @@ fn plan_user(
         addrs,
         planned,
         failures: sym.failures().to_vec(),
+        skipped: sym.skipped().to_vec(),
     }
 }
 
@@ -442,12 +541,8 @@ enum FileKey {
 }
 
 /// One file's lookups, gathered from every process that maps it.
-#[derive(Default)]
 struct FileJob {
-    /// Paths to open, in order of preference (live paths first).
-    paths: Vec<PathBuf>,
-    /// Paths the processes mapped it at (placeholders, fallback).
-    modules: Vec<PathBuf>,
+    file: Option<Arc<Opened>>,
     offsets: Vec<u64>,
 }
 
@@ -458,6 +553,7 @@ struct FileNames {
     /// Per offset; `None`: unnamed (the module placeholder).
     frames: Vec<Option<Vec<Frame>>>,
     failure: Option<ModuleFailure>,
+    skipped: Vec<String>,
 }
 
 impl FileNames {
@@ -470,26 +566,24 @@ impl FileNames {
 /// Symbolizes every file the plans need, each once, files in parallel.
 fn symbolize_files(plans: &[UserPlan], opts: &SymbolizeOptions) -> FxHashMap<FileKey, FileNames> {
     let mut jobs: FxHashMap<FileKey, FileJob> = FxHashMap::default();
+    let job = |file: Option<Arc<Opened>>| FileJob {
+        file,
+        offsets: Vec::new(),
+    };
     for plan in plans {
         for p in &plan.planned {
             match p {
-                Planned::File {
-                    id,
-                    open,
-                    module,
-                    offset,
-                } => {
-                    let job = jobs.entry(FileKey::File(*id)).or_default();
-                    if !job.paths.contains(open) {
-                        job.paths.push(open.clone());
-                    }
-                    if !job.modules.contains(module) {
-                        job.modules.push(module.clone());
-                    }
-                    job.offsets.push(*offset);
+                Planned::File { file, offset, .. } => {
+                    jobs.entry(FileKey::File(file.id()))
+                        .or_insert_with(|| job(Some(Arc::clone(file))))
+                        .offsets
+                        .push(*offset);
                 }
                 Planned::Vdso(offset) => {
-                    jobs.entry(FileKey::Vdso).or_default().offsets.push(*offset);
+                    jobs.entry(FileKey::Vdso)
+                        .or_insert_with(|| job(None))
+                        .offsets
+                        .push(*offset);
                 }
                 Planned::Jit | Planned::Done(_) => {}
             }
@@ -506,16 +600,17 @@ fn symbolize_files(plans: &[UserPlan], opts: &SymbolizeOptions) -> FxHashMap<Fil
         .map_init(
             || SymbolCache::new(opts),
             |cache, (key, job)| {
-                let names = match key {
-                    FileKey::Vdso => FileNames {
+                let names = match job.file {
+                    None => FileNames {
                         frames: symbolize_vdso(cache, &job.offsets)
                             .into_iter()
                             .map(Some)
                             .collect(),
                         offsets: job.offsets,
                         failure: None,
+                        skipped: Vec::new(),
                     },
-                    FileKey::File(_) => symbolize_job(cache, job),
+                    Some(file) => symbolize_job(cache, &file, job.offsets),
                 };
                 (key, names)
             },
@@ -523,38 +618,25 @@ fn symbolize_files(plans: &[UserPlan], opts: &SymbolizeOptions) -> FxHashMap<Fil
         .collect()
 }
 
-/// Symbolizes one file: the first of its paths that can be read (a live
-/// process's `/proc/PID/map_files/…` may vanish when it exits: then another
-/// process's path, then the mapped path itself).
-fn symbolize_job(cache: &SymbolCache, job: FileJob) -> FileNames {
-    let fallbacks = job
-        .modules
-        .iter()
-        .filter(|m| !job.paths.contains(m) && m.is_file());
-    let mut last_error = None;
-    for path in job.paths.iter().chain(fallbacks) {
-        match symbolize_file(cache, path, &job.offsets) {
-            Ok(frames) => {
-                return FileNames {
-                    offsets: job.offsets,
-                    frames,
-                    failure: None,
-                }
-            }
-            Err(e) => last_error = Some(e),
-        }
-    }
-    let failure = ModuleFailure {
-        path: job.modules.first().cloned().unwrap_or_default(),
-        reason: last_error.map_or_else(
-            || "process exited and its file is not found".to_owned(),
-            |e| format!("{e:#}"),
-        ),
-    };
-    FileNames {
-        frames: vec![None; job.offsets.len()],
-        offsets: job.offsets,
-        failure: Some(failure),
+/// Symbolizes one file.
+fn symbolize_job(cache: &SymbolCache, file: &Arc<Opened>, offsets: Vec<u64>) -> FileNames {
+    let mut skipped = Vec::new();
+    match symbolize_file(cache, file, &offsets, &mut skipped) {
+        Ok(frames) => FileNames {
+            offsets,
+            frames,
+            failure: None,
+            skipped,
+        },
+        Err(reason) => FileNames {
+            frames: vec![None; offsets.len()],
+            offsets,
+            failure: reason.map(|reason| ModuleFailure {
+                path: file.module.clone(),
+                reason,
+            }),
+            skipped,
+        },
     }
 }
 
@@ -564,7 +646,8 @@ fn resolve_user(
     plan: &UserPlan,
     files: &FxHashMap<FileKey, FileNames>,
     opts: &FoldOptions,
-) -> FxHashMap<u64, Named> {
+) -> (FxHashMap<u64, Named>, Vec<String>) {
+    let mut skips = Vec::new();
     // Without recorded mappings nothing is known to lie outside code.
     let mappings = info.map(|i| i.mappings.as_slice()).unwrap_or_default();
     let mut perf_map: Option<Option<PerfMap>> = None;
@@ -574,8 +657,13 @@ fn resolve_user(
         let frames: &[Frame] = match p {
             Planned::Done(frame) => std::slice::from_ref(frame),
             Planned::File {
-                id, module, offset, ..
-            } => match files.get(&FileKey::File(*id)).and_then(|f| f.get(*offset)) {
+                file,
+                module,
+                offset,
+            } => match files
+                .get(&FileKey::File(file.id()))
+                .and_then(|f| f.get(*offset))
+            {
                 Some(frames) => frames,
                 None => {
                     looked_up = Frame::in_module(module, FrameKind::User);
@@ -592,7 +680,9 @@ fn resolve_user(
             Planned::Jit => {
                 let name = if opts.jit {
                     perf_map
-                        .get_or_insert_with(|| PerfMap::for_process(plan.pid, plan.live))
+                        .get_or_insert_with(|| {
+                            PerfMap::for_process(plan.pid, plan.live, &mut skips)
+                        })
                         .as_ref()
                         .and_then(|m| m.find(a))
                 } else {
@@ -610,24 +700,37 @@ fn resolve_user(
         named.in_code = mappings.is_empty() || jit || in_mappings(mappings, a);
         out.insert(a, named);
     }
-    out
+    (out, skips)
 }
 
-fn in_mappings(mappings: &[nflame_sampler::Mapping], addr: u64) -> bool {
+fn in_mappings(mappings: &[Mapping], addr: u64) -> bool {
     let i = mappings.partition_point(|m| m.start <= addr);
     i.checked_sub(1).is_some_and(|i| addr < mappings[i].end)
 }
 
-/// The process frame's text.
+/// The unit of a profile folded with `weight`.
+fn unit_of(weight: Weight) -> Unit {
+    match weight {
+        Weight::Time => Unit::Microseconds,
+        _ => Unit::Samples,
+    }
+}
+
+/// The process frame's text: its name cleaned ([`sanitize`]), else its
+/// executable's, else `pid N`.
 fn process_label(info: Option<&ProcessInfo>, pid: u32) -> String {
-    let comm = info.map(|i| i.comm.as_str()).filter(|c| !c.is_empty());
+    let clean = |name: &str| {
+        let s = sanitize(name);
+        (s != crate::frame::UNKNOWN).then(|| s.into_owned())
+    };
+    let comm = info.and_then(|i| clean(&i.comm));
     let exe_name = info
         .and_then(|i| i.exe.as_deref())
         .and_then(|e| e.file_name())
-        .map(|n| n.to_string_lossy().into_owned());
+        .and_then(|n| clean(&n.to_string_lossy()));
     match (comm, exe_name) {
-        (Some(c), _) => sanitize(c).into_owned(),
-        (None, Some(e)) => sanitize(&e).into_owned(),
+        (Some(c), _) => c,
+        (None, Some(e)) => e,
         (None, None) if pid == 0 => "swapper".to_owned(),
         (None, None) => format!("pid {pid}"),
     }
@@ -642,19 +745,35 @@ fn fold_process(
     kernel: &FxHashMap<u64, Named>,
     opts: &FoldOptions,
 ) -> Result<(Profile, FoldStats), Error> {
-    type Key = (u32, (usize, usize), bool, (usize, usize));
+    type Key = (u32, SampleKind, (usize, usize), bool, (usize, usize));
+    let label = opts.roots.labels.get(&pid).map(|l| sanitize(l));
+    let kernel_from = match (&opts.roots.others, &label) {
+        (OtherStacks::KernelFrom { functions, label }, None) => Some((functions, sanitize(label))),
+        _ => None,
+    };
+    let with_user = opts.user && kernel_from.is_none();
     let mut stacks: FxHashMap<Key, (u64, u64, &RawSample)> = FxHashMap::default();
     for &s in samples {
-        let tid = if opts.per_thread { s.tid } else { 0 };
+        let tid = if opts.per_thread && kernel_from.is_none() {
+            s.tid
+        } else {
+            0
+        };
+        let kind = if opts.kind_frames {
+            s.kind
+        } else {
+            SampleKind::OnCpu
+        };
         let key = (
             tid,
-            half_key(&s.user, opts.user),
-            opts.user && s.user_truncated,
+            kind,
+            half_key(&s.user, with_user),
+            with_user && s.user_truncated,
             half_key(&s.kernel, opts.kernel),
         );
         let weight = match opts.weight {
             Weight::Samples => s.count,
-            Weight::Period => s.period,
+            Weight::Period | Weight::Time => s.period,
         };
         let e = stacks.entry(key).or_insert((0, 0, s));
         e.0 = e.0.checked_add(weight).ok_or(Error::Overflow)?;
@@ -673,17 +792,61 @@ fn fold_process(
         in_code: true,
         outermost: false,
     };
-    let mut profile = Profile::new();
+    let mut profile = Profile::with_unit(unit_of(opts.weight));
     let mut stats = FoldStats::default();
     let mut line = String::new();
-    for ((tid, _, truncated, _), (weight, count, s)) in stacks {
+    for ((tid, kind, _, truncated, _), (weight, count, s)) in stacks {
         line.clear();
+        let weight = match opts.weight {
+            // Nanoseconds to the nearest microsecond.
+            Weight::Time => weight / 1000 + u64::from(weight % 1000 >= 500),
+            _ => weight,
+        };
         let mut push = |text: &str| {
             if !line.is_empty() {
                 line.push(';');
             }
             line.push_str(text);
         };
+        if let Some((functions, label)) = &kernel_from {
+            // Another task: only its kernel part from the first listed function on.
+            stats.samples += count;
+            let names: Vec<&Named> = s
+                .kernel
+                .iter()
+                .enumerate()
+                .rev()
+                .map(|(i, &a)| kernel.get(&lookup_addr(i, a)).unwrap_or(&unknown))
+                .collect();
+            let from = opts.kernel.then(|| {
+                names.iter().position(|n| {
+                    n.text
+                        .strip_suffix(nflame_profile::KERNEL_SUFFIX)
+                        .is_some_and(|f| functions.iter().any(|g| g == f))
+                })
+            });
+            let Some(Some(from)) = from else {
+                stats.dropped_samples += count;
+                continue;
+            };
+            push(label);
+            push(&process_frame);
+            if opts.kind_frames {
+                push(kind_frame(kind));
+            }
+            for n in &names[from..] {
+                push(&n.text);
+                stats.kernel_frames += count;
+                stats.named_kernel_frames += if n.named { count } else { 0 };
+            }
+            if !profile.add(&line, weight) {
+                return Err(Error::Overflow);
+            }
+            continue;
+        }
+        if let Some(label) = &label {
+            push(label);
+        }
         if opts.process_name {
             push(&process_frame);
         }
@@ -695,7 +858,10 @@ fn fold_process(
                 .unwrap_or_else(|| comm.clone());
             push(&format!("{name}-{tid}"));
         }
-        if opts.user && !s.user.is_empty() {
+        if opts.kind_frames {
+            push(kind_frame(kind));
+        }
+        if with_user && !s.user.is_empty() {
             let frames: Vec<&Named> = s
                 .user
                 .iter()
@@ -742,4 +908,135 @@ fn fold_process(
     stats.frames = stats.user_frames + stats.kernel_frames;
     stats.named_frames = stats.named_user_frames + stats.named_kernel_frames;
     Ok((profile, stats))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::Kallsyms;
+
+    const KALLSYMS: &str = "\
+ffffffff81000000 T entry_SYSCALL_64
+ffffffff81000100 T __do_softirq
+ffffffff81000200 T net_rx_action
+ffffffff81000300 T tcp_v4_rcv
+ffffffff81000400 T tcp_sendmsg
+ffffffff81000500 T splice
+ffffffff81000600 T net_tx_action
+";
+
+    /// A kernel stack, leaf first, of the functions named (root first).
+    fn kstack(root_first: &[u64]) -> Arc<[u64]> {
+        root_first.iter().rev().map(|a| a + 0x10).collect()
+    }
+
+    fn sample(pid: u32, kernel: Arc<[u64]>, user: &[u64]) -> RawSample {
+        RawSample {
+            pid,
+            tid: pid,
+            kernel,
+            user: user.iter().copied().collect(),
+            ..RawSample::default()
+        }
+    }
+
+    fn process(pid: u32, comm: &str) -> (u32, ProcessInfo) {
+        let info = ProcessInfo {
+            pid,
+            comm: comm.into(),
+            exited: true,
+            ..ProcessInfo::default()
+        };
+        (pid, info)
+    }
+
+    fn docker_roots() -> Roots {
+        Roots {
+            labels: [
+                (20, "[docker-proxy :8080]".to_string()),
+                (40, "[container web]".to_string()),
+            ]
+            .into(),
+            others: OtherStacks::KernelFrom {
+                functions: vec!["net_rx_action".into(), "net_tx_action".into()],
+                label: "[net softirq]".into(),
+            },
+        }
+    }
+
+    fn folded(rec: &Recording, opts: &FoldOptions) -> (Vec<String>, FoldStats) {
+        let prepared = Prepared::with_kallsyms(Kallsyms::parse(KALLSYMS));
+        let (profile, stats) = fold_with(rec, opts, &prepared).unwrap();
+        let mut lines: Vec<String> = profile
+            .iter()
+            .map(|(stack, n)| format!("{stack} {n}"))
+            .collect();
+        lines.sort();
+        (lines, stats)
+    }
+
+    /// The labels and the softirq rule that `record --docker-port` uses:
+    /// chosen processes get their role on top, others keep only their
+    /// network softirq part, and the rest is dropped (and counted).
+    #[test]
+    fn roots_label_chosen_pids_and_keep_softirq_work_of_others() {
+        let (entry, softirq, rx, tcp, send, splice, tx) = (
+            0xffffffff81000000u64,
+            0xffffffff81000100,
+            0xffffffff81000200,
+            0xffffffff81000300,
+            0xffffffff81000400,
+            0xffffffff81000500,
+            0xffffffff81000600,
+        );
+        let rec = Recording {
+            samples: vec![
+                sample(20, kstack(&[entry, splice]), &[]),
+                sample(40, kstack(&[entry, send]), &[]),
+                sample(60, kstack(&[entry, softirq, rx, tcp]), &[0x1234]),
+                sample(60, kstack(&[entry, send]), &[0x1234]),
+                sample(0, kstack(&[softirq, tx]), &[]),
+                sample(70, kstack(&[]), &[0x1234]),
+            ],
+            processes: [
+                process(20, "docker-proxy"),
+                process(40, "nginx"),
+                process(60, "wrk"),
+                process(70, "my-tool"),
+            ]
+            .into(),
+            kernel: true,
+            user: true,
+            ..Recording::default()
+        };
+        let mut opts = FoldOptions {
+            roots: docker_roots(),
+            ..FoldOptions::default()
+        };
+        let (lines, stats) = folded(&rec, &opts);
+        assert_eq!(
+            lines,
+            vec![
+                "[container web];nginx;entry_SYSCALL_64_[k];tcp_sendmsg_[k] 1",
+                "[docker-proxy :8080];docker-proxy;entry_SYSCALL_64_[k];splice_[k] 1",
+                "[net softirq];swapper;net_tx_action_[k] 1",
+                "[net softirq];wrk;net_rx_action_[k];tcp_v4_rcv_[k] 1",
+            ]
+        );
+        assert_eq!((stats.samples, stats.dropped_samples), (6, 2));
+        // Per pid: the process frame keeps its pid, under the label.
+        opts.per_pid = true;
+        let (lines, _) = folded(&rec, &opts);
+        assert!(lines.contains(
+            &"[container web];nginx-40;entry_SYSCALL_64_[k];tcp_sendmsg_[k] 1".to_string()
+        ));
+        assert!(
+            lines.contains(&"[net softirq];wrk-60;net_rx_action_[k];tcp_v4_rcv_[k] 1".to_string())
+        );
+        // Without roots, every stack is kept as it is.
+        let (lines, stats) = folded(&rec, &FoldOptions::default());
+        assert_eq!(stats.dropped_samples, 0);
+        assert_eq!(lines.len(), 6);
+        assert!(lines.iter().all(|l| !l.starts_with('[')));
+    }
 }

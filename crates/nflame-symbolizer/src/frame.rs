@@ -116,21 +116,24 @@ pub fn module_placeholder(path: &Path) -> String {
 }
 
 /// Makes `name` safe as one frame of a folded stack: `;` separates frames and
-/// a line break ends the record, so both are replaced (`;` by `:`, line
-/// breaks and other control characters by a space).
+/// a line break ends the record, so both are replaced (`;` by `:`); control
+/// characters (C0, DEL, C1: escape sequences, which would reach a terminal
+/// or make an SVG malformed) become a space; surrounding blanks go, as
+/// inferno trims lines before checking their order
+/// ([`nflame_profile::text::clean_name`]). A name left empty becomes
+/// `[unknown]`.
 pub fn sanitize(name: &str) -> Cow<'_, str> {
-    if !name.contains(|c: char| c == ';' || c.is_control()) {
-        return Cow::Borrowed(name);
+    let name = nflame_profile::text::clean_name(name);
+    let name = if name.contains(';') {
+        Cow::Owned(name.replace(';', ":"))
+    } else {
+        name
+    };
+    if name.is_empty() {
+        Cow::Borrowed(UNKNOWN)
+    } else {
+        name
     }
-    Cow::Owned(
-        name.chars()
-            .map(|c| match c {
-                ';' => ':',
-                c if c.is_control() => ' ',
-                c => c,
-            })
-            .collect(),
-    )
 }
 
 #[cfg(test)]
@@ -169,5 +172,15 @@ mod tests {
             Frame::unknown(FrameKind::Kernel).folded_name(),
             "[unknown]_[k]"
         );
+    }
+
+    /// Names from targets: escape sequences and blanks (issue 17).
+    #[test]
+    fn names_lose_control_characters_and_surrounding_blanks() {
+        assert_eq!(sanitize("a\x1b[31m<b>x</b>"), "a [31m<b>x</b>");
+        assert_eq!(sanitize(" zzz "), "zzz");
+        assert_eq!(sanitize("\u{9b}1;2H"), "1:2H");
+        assert_eq!(sanitize(" \x07 "), UNKNOWN);
+        assert!(matches!(sanitize("main"), Cow::Borrowed("main")));
     }
 }

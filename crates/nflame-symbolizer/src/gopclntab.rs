@@ -14,11 +14,8 @@
 //! `textStart` since 1.18, pointer-sized absolute addresses before. A `_func`
 //! record starts with the entry, then the `i32` offset of its name.
 
-use std::fs::File;
-use std::path::Path;
-
-use object::read::ReadCache;
-use object::{Object, ObjectSection, ObjectSegment};
+use nflame_procfs::elf::{self, SectionRefusal, Summary};
+use nflame_procfs::files::TargetFile;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Version {
@@ -43,26 +40,27 @@ pub(crate) struct GoTable {
 }
 
 impl GoTable {
-    /// Reads the table of the ELF file at `path`; `None` if it has none or it
-    /// cannot be read.
-    pub(crate) fn from_file(path: &Path) -> Option<GoTable> {
-        let file = File::open(path).ok()?;
-        let cache = ReadCache::new(file);
-        let elf = object::File::parse(&cache).ok()?;
-        if !elf.is_little_endian() {
-            return None;
+    /// Reads the table of a target's ELF file (`summary`: its headers):
+    /// `Ok(None)` if it has none, an error when `.gopclntab` exceeds its cap
+    /// ([`nflame_procfs::elf::GOPCLNTAB_CAP`]).
+    pub(crate) fn from_target(
+        file: &TargetFile,
+        summary: &Summary,
+    ) -> Result<Option<GoTable>, SectionRefusal> {
+        if !summary.little_endian {
+            return Ok(None);
         }
-        let section = elf.section_by_name(".gopclntab")?;
-        let data = section.data().ok()?.to_vec();
-        let text = elf.section_by_name(".text").map(|s| s.address());
-        let segments = elf
-            .segments()
-            .map(|s| {
-                let (offset, size) = s.file_range();
-                (offset, size, s.address())
-            })
+        let Some(section) = summary.section(".gopclntab") else {
+            return Ok(None);
+        };
+        let data = elf::read_section(file, section)?;
+        let text = summary.section(".text").map(|s| s.addr);
+        let segments = summary
+            .segments
+            .iter()
+            .map(|s| (s.offset, s.size, s.addr))
             .collect();
-        GoTable::parse(data, text, segments)
+        Ok(GoTable::parse(data, text, segments))
     }
 
     pub(crate) fn parse(
@@ -248,11 +246,18 @@ mod tests {
 
     #[test]
     fn reads_docker_proxy_when_installed() {
-        let path = Path::new("/usr/sbin/docker-proxy");
+        let path = std::path::Path::new("/usr/sbin/docker-proxy");
         if !path.exists() {
             return;
         }
-        let t = GoTable::from_file(path).expect("docker-proxy has a .gopclntab");
+        let root = nflame_procfs::files::Root::host().unwrap();
+        let file = root
+            .open(path, &nflame_procfs::files::OpenPolicy::confined())
+            .unwrap();
+        let summary = elf::summarize(&file).unwrap();
+        let t = GoTable::from_target(&file, &summary)
+            .unwrap()
+            .expect("docker-proxy has a .gopclntab");
         let (first, _) = t.entry(0).unwrap();
         eprintln!(
             "{:?} nfunc {} text {:#x} first {first:#x} end {:x?} e1 {:x?} names {:?}",

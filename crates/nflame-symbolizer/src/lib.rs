@@ -6,8 +6,10 @@
 //! [`nflame_profile::Profile`]. The stages:
 //!
 //! - **user addresses** ([`ProcessSymbolizer`]): address → recorded mapping →
-//!   file offset → the ELF file (opened through `/proc/PID/map_files` or
-//!   `/proc/PID/root` while the process lives, by its path after it exited).
+//!   file offset → the ELF file, opened once as the process sees it
+//!   (`nflame_procfs::files`: its `/proc/PID/map_files` entry or its path
+//!   inside its root while it lives, its path here after it exited, always
+//!   the mapped inode, never blocking).
 //!   Because the *recorded* mappings are used, processes that exited before
 //!   symbolization are still named. Without recorded mappings the live
 //!   `/proc/PID/maps` is read. vDSO frames are named from our own vDSO, JIT
@@ -24,25 +26,41 @@
 //!   deduplicated and mapped to (file, offset); each distinct file is
 //!   symbolized once for all processes, files in parallel with rayon and one
 //!   [`SymbolCache`] (a blazesym `Symbolizer`, which is not `Send`) per task;
-//!   each distinct stack is written once.
+//!   each distinct stack is written once. [`Roots`] puts a label at the root
+//!   of chosen processes' stacks (Docker roles) and decides, by pid, which
+//!   stacks of the others are kept; no folded text is parsed again.
+//!
+//! It reads the recording (`nflame-recording`) and process facts
+//! (`nflame-procfs`), not the sampler: it needs no perf-event plumbing.
+//!
+//! Targets are hostile input (nflame runs as root): every file is opened
+//! inside its process's root and checked before anything parses it, and
+//! blazesym is only given what it can take (symbol tables within caps,
+//! DWARF only from files whose compressed sections were checked and which
+//! link to no other file, a path that stays valid, a copy of files others
+//! may truncate): the `target` module says why. Perf maps are read within
+//! caps from files of the right owner ([`PerfMap::for_process`]). What is
+//! refused is skipped, one line each in [`FoldStats::skipped`], and the
+//! fold goes on.
 //!
 //! A user stack that ends in an address outside every executable mapping
 //! (a frame-pointer walk through code without frame pointers ends in
 //! garbage), or that the sampler's DWARF unwinder could not finish
-//! ([`nflame_sampler::RawSample::user_truncated`]), is cut there and rooted
+//! ([`nflame_recording::RawSample::user_truncated`]), is cut there and rooted
 //! at one [`TRUNCATED`] frame.
 //!
 //! Names are demangled (Rust, C++). A frame without a symbol is still a frame:
 //! `[libfoo.so]` (the module's basename, like perf) or `[unknown]`. Kernel
 //! frames carry `_[k]`, JIT frames `_[j]`. Return addresses (every frame but
 //! the leaf) are looked up at `addr - 1`, inside the call instruction.
+//! Names lose control characters and surrounding blanks ([`sanitize`]).
 //!
 //! A folded stack reads, root first:
 //! `comm[-PID][;thread-TID];user root…user leaf;kernel root_[k]…kernel leaf_[k]`
 //! ([`FoldOptions`] says which parts appear).
 //!
 //! ```no_run
-//! # fn demo(recording: &nflame_sampler::Recording) -> Result<(), nflame_symbolizer::Error> {
+//! # fn demo(recording: &nflame_recording::Recording) -> Result<(), nflame_symbolizer::Error> {
 //! use nflame_symbolizer::{fold, FoldOptions};
 //! let mut opts = FoldOptions::default();
 //! opts.per_pid = true;
@@ -61,10 +79,10 @@ mod fold;
 mod frame;
 mod gopclntab;
 mod kernel;
-mod maps;
 mod perf_map;
 mod prepare;
 mod process;
+mod target;
 
 /// Entry point for the `gopclntab` fuzz target in `fuzz/` (not part of the API).
 #[doc(hidden)]
@@ -89,12 +107,14 @@ pub mod fuzzing {
 }
 
 pub use error::Error;
-pub use fold::{fold, fold_with, is_outermost_frame, FoldOptions, FoldStats, Weight};
+pub use fold::{
+    fold, fold_with, is_outermost_frame, kind_frame, FoldOptions, FoldStats, OtherStacks, Roots,
+    Weight,
+};
 pub use frame::{
     module_placeholder, sanitize, Frame, FrameKind, KERNEL_MODULE, TRUNCATED, UNKNOWN,
 };
 pub use kernel::{Kallsyms, KernelSymbolizer};
-pub use maps::{parse_maps, read_proc_maps};
 pub use perf_map::PerfMap;
 pub use prepare::{warm_up, Prepared};
 pub use process::{ModuleFailure, ProcessSymbolizer, SymbolCache, SymbolizeOptions};

@@ -49,6 +49,17 @@ pub fn warm_up(opts: &FoldOptions) -> Prepared {
 }
 
 impl Prepared {
+    /// Symbol data already at hand: this kernel symbol table (e.g. one
+    /// [`Kallsyms::parse`]d from a saved `/proc/kallsyms`).
+    pub fn with_kallsyms(kallsyms: Kallsyms) -> Prepared {
+        let loaded = OnceLock::new();
+        let _ = loaded.set(Ok(Arc::new(kallsyms)));
+        Prepared {
+            kallsyms: loaded,
+            ..Prepared::default()
+        }
+    }
+
     /// The kernel symbol table, waiting for the background load if it is
     /// still running (or loading it now if none was started). `None` if
     /// this was prepared for a fold without kernel frames.

@@ -2,10 +2,13 @@
 //!
 //! An address is looked up as: recorded executable [`Mapping`] → file offset
 //! (`addr - start + offset`) → blazesym's ELF source for that file
-//! (`Input::FileOffset`). This needs nothing from the process itself once its
-//! mappings are known, so processes that exited before symbolization are
-//! named as well as live ones. Addresses are deduplicated and batched per
-//! module, so one unreadable module costs only its own frames.
+//! (`Input::FileOffset`). The file is opened once, as the process sees it
+//! ([`nflame_procfs::files::open_mapped`]: its `map_files` entry, its path
+//! inside its root, its path here after it exited, always the mapped
+//! inode), so processes that exited before symbolization are named as well
+//! as live ones, and no path a target controls leads outside its root.
+//! Addresses are deduplicated and batched per module, so one unreadable
+//! module costs only its own frames.
 //!
 //! Special cases: `[vdso]` addresses are looked up in our own vDSO (the same
 //! image on one kernel); anonymous executable memory and addresses outside
@@ -15,26 +18,29 @@
 //!
 //! A file is named from the cheapest source that knows its addresses
 //! ([`symbolize_file`]): its own ELF symbol tables (`.symtab`, `.dynsym`);
-//! for a stripped file, the `.symtab` of its detached debug file
-//! (`/usr/lib/debug/.build-id/…`), which is read without touching its
-//! compressed DWARF; DWARF only for files with no symbol table anywhere, or
-//! when inlined functions are requested.
+//! for a stripped file, the `.symtab` of its detached debug file (found by
+//! nflame: [`crate::target::DebugFile`]), which is read without touching
+//! its compressed DWARF; DWARF only for files with no symbol table anywhere,
+//! or when inlined functions are requested, and only where it is safe to
+//! hand to blazesym ([`crate::target`]); a Go function table last.
 
 use std::cell::RefCell;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::{Arc, Mutex};
 
 use blazesym::symbolize::source::{Elf, Process, Source};
 use blazesym::symbolize::{Input, Reason, Sym, Symbolized};
 use blazesym::Pid;
-use nflame_sampler::{Mapping, ProcessInfo};
+use nflame_procfs::files::{self, FileError};
+use nflame_procfs::{maps, process as procfs};
+use nflame_recording::{Mapping, ProcessInfo};
 use rustc_hash::FxHashMap;
 
 use crate::frame::{Frame, FrameKind};
-use crate::gopclntab::GoTable;
-use crate::maps;
 use crate::perf_map::PerfMap;
+pub(crate) use crate::target::FileId;
+use crate::target::{Opened, Skips};
 
 /// How addresses are turned into names. Default: everything on except
 /// inlined functions.
@@ -46,9 +52,9 @@ pub struct SymbolizeOptions {
     pub inline: bool,
     /// Demangle Rust and C++ names. Default `true`.
     pub demangle: bool,
-    /// Consult DWARF debug information (embedded, `.dwp`, or debug-link /
-    /// build-id files under `/usr/lib/debug`) besides ELF symbol tables.
-    /// Default `true`.
+    /// Consult DWARF debug information (embedded, or in a detached debug
+    /// file nflame finds: by build id under `/usr/lib/debug`, or by
+    /// `.gnu_debuglink`) besides ELF symbol tables. Default `true`.
     pub debug_syms: bool,
     /// Name JIT code from perf maps (`/tmp/perf-PID.map`). Default `true`.
     pub jit: bool,
@@ -65,140 +71,29 @@ impl Default for SymbolizeOptions {
     }
 }
 
-/// A file's identity: (device, inode).
-pub(crate) type FileId = (u64, u64);
-
-/// Directories searched for detached debug files by build id.
-const BUILD_ID_DIRS: [&str; 2] = ["/usr/lib/debug/.build-id", "/lib/debug/.build-id"];
-
-/// A stripped file's detached debug file (found by build id), the file's
-/// PT_LOAD segments (to turn file offsets into the virtual addresses the
-/// debug file's symbols use), and the name to show for each address that
-/// several function symbols share.
-#[derive(Debug)]
-struct DebugFile {
-    path: PathBuf,
-    /// (file offset, file size, virtual address) per PT_LOAD segment.
-    segments: Vec<(u64, u64, u64)>,
-    /// Address → the function's own name, where aliases share the address.
-    aliases: FxHashMap<u64, String>,
-}
-
-impl DebugFile {
-    /// Finds the debug file of the stripped ELF file at `path`, if one is
-    /// installed. `None` as well for files with their own `.symtab`.
-    fn find(path: &Path) -> Option<DebugFile> {
-        use object::{Object, ObjectSegment};
-        let file = std::fs::File::open(path).ok()?;
-        let cache = object::read::ReadCache::new(file);
-        let elf = object::File::parse(&cache).ok()?;
-        if elf.section_by_name(".symtab").is_some() {
-            return None;
-        }
-        let id = elf.build_id().ok()??;
-        let (first, rest) = id.split_first()?;
-        let hex: String = rest.iter().map(|b| format!("{b:02x}")).collect();
-        let debug = BUILD_ID_DIRS
-            .iter()
-            .map(|dir| PathBuf::from(format!("{dir}/{first:02x}/{hex}.debug")))
-            .find(|p| p.is_file())?;
-        let segments = elf
-            .segments()
-            .map(|s| {
-                let (offset, size) = s.file_range();
-                (offset, size, s.address())
-            })
-            .collect();
-        let aliases = function_aliases(&debug).unwrap_or_default();
-        Some(DebugFile {
-            path: debug,
-            segments,
-            aliases,
-        })
-    }
-
-    /// The virtual address of file offset `offset`.
-    fn virt(&self, offset: u64) -> Option<u64> {
-        self.segments
-            .iter()
-            .find(|&&(o, size, _)| o <= offset && offset - o < size)
-            .map(|&(o, _, vaddr)| offset - o + vaddr)
-    }
-}
-
 /// Parsed symbol files, shared by the [`ProcessSymbolizer`]s of one thread.
 ///
-/// Wraps one blazesym `Symbolizer`, whose caches are keyed by file identity
-/// (device, inode): `libc.so.6` is parsed once however many processes map it.
-/// Not `Send`: build one per thread (per rayon task) and reuse it.
+/// Wraps one blazesym `Symbolizer`, whose caches are keyed by path: each
+/// file is handed to it as `/proc/self/fd/N`, and the cache keeps every such
+/// file open for as long as it lives, so that N is never reused for another
+/// file under a path blazesym remembers. `libc.so.6` is parsed once however
+/// many processes map it. Not `Send`: build one per thread (per rayon task)
+/// and reuse it.
 #[derive(Debug)]
 pub struct SymbolCache {
     inner: blazesym::symbolize::Symbolizer,
     opts: SymbolizeOptions,
-    /// Go function tables by file identity (device, inode); `None` for files
-    /// without one.
-    go_tables: RefCell<FxHashMap<FileId, Option<Rc<GoTable>>>>,
-    /// Detached debug files by file identity; `None` for files without one.
-    debug_files: RefCell<FxHashMap<FileId, Option<Rc<DebugFile>>>>,
-}
-
-/// For every address of the ELF file at `path` that several function symbols
-/// share, the one to show: the function's definition rather than an export
-/// alias. glibc, for one, defines `__libc_start_main_impl` and `__libc_write`
-/// (local symbols, the names in its DWARF) and exports them as
-/// `__libc_start_main@@GLIBC_2.34`, `write`, `__write`, with internal aliases
-/// `__GI___libc_write` or `__libc_start_main_alias_1`. Preference: not
-/// versioned (`@`), not an internal alias (`__GI_`, `_alias_N`), local over
-/// global, then the first in the table. Mangled (C++, Rust) names are left to
-/// blazesym, which demangles them.
-fn function_aliases(path: &Path) -> Option<FxHashMap<u64, String>> {
-    use object::{Object, ObjectSymbol, SymbolKind};
-    let file = std::fs::File::open(path).ok()?;
-    let cache = object::read::ReadCache::new(file);
-    let elf = object::File::parse(&cache).ok()?;
-    let mut by_addr: FxHashMap<u64, Vec<(u8, String)>> = FxHashMap::default();
-    for sym in elf.symbols() {
-        if sym.kind() != SymbolKind::Text || sym.size() == 0 || sym.is_undefined() {
-            continue;
-        }
-        let Ok(name) = sym.name() else { continue };
-        if name.is_empty() {
-            continue;
-        }
-        let internal = name.starts_with("__GI_")
-            || name
-                .rsplit_once("_alias_")
-                .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
-        let rank =
-            u8::from(name.contains('@')) * 4 + u8::from(internal) * 2 + u8::from(!sym.is_local());
-        by_addr
-            .entry(sym.address())
-            .or_default()
-            .push((rank, name.to_owned()));
-    }
-    Some(
-        by_addr
-            .into_iter()
-            .filter(|(_, names)| {
-                names.len() > 1
-                    && !names
-                        .iter()
-                        .any(|(_, n)| n.starts_with("_Z") || n.starts_with("_R"))
-            })
-            .filter_map(|(addr, names)| {
-                let best = names.into_iter().min_by_key(|(rank, _)| *rank)?;
-                Some((addr, best.1))
-            })
-            .collect(),
-    )
+    /// Files blazesym was given (see above).
+    held: RefCell<FxHashMap<FileId, Arc<Opened>>>,
 }
 
 impl SymbolCache {
     /// An empty cache that symbolizes as `opts` says.
     pub fn new(opts: &SymbolizeOptions) -> SymbolCache {
         let inner = blazesym::symbolize::Symbolizer::builder()
-            // The files of a recording do not change while we read them;
-            // skipping the re-`stat` on every batch is measurably faster.
+            // The files of a recording do not change while we read them
+            // (they are held open, or copied); skipping the re-`stat` on
+            // every batch is measurably faster.
             .enable_auto_reload(false)
             .enable_code_info(opts.inline)
             .enable_inlined_fns(opts.inline)
@@ -207,33 +102,8 @@ impl SymbolCache {
         SymbolCache {
             inner,
             opts: opts.clone(),
-            go_tables: RefCell::default(),
-            debug_files: RefCell::default(),
+            held: RefCell::default(),
         }
-    }
-
-    /// The detached debug file of the file at `path`, looked up once per file.
-    fn debug_file(&self, path: &Path) -> Option<Rc<DebugFile>> {
-        let meta = std::fs::metadata(path).ok()?;
-        let key = (meta.dev(), meta.ino());
-        if let Some(d) = self.debug_files.borrow().get(&key) {
-            return d.clone();
-        }
-        let debug = DebugFile::find(path).map(Rc::new);
-        self.debug_files.borrow_mut().insert(key, debug.clone());
-        debug
-    }
-
-    /// The Go function table of the file at `path`, read once per file.
-    pub(crate) fn go_table(&self, path: &Path) -> Option<Rc<GoTable>> {
-        let meta = std::fs::metadata(path).ok()?;
-        let key = (meta.dev(), meta.ino());
-        if let Some(t) = self.go_tables.borrow().get(&key) {
-            return t.clone();
-        }
-        let table = GoTable::from_file(path).map(Rc::new);
-        self.go_tables.borrow_mut().insert(key, table.clone());
-        table
     }
 
     /// The options this cache was built with.
@@ -243,6 +113,29 @@ impl SymbolCache {
 
     pub(crate) fn blazesym(&self) -> &blazesym::symbolize::Symbolizer {
         &self.inner
+    }
+
+    /// The file this cache knows by `file`'s identity, from now on: the
+    /// first one given. Everything read of a file (its headers, its debug
+    /// file, its Go table, blazesym's parse) is then reused when another
+    /// process's symbolizer opens the same inode again, and the file stays
+    /// open as long as this cache lives, so that no `/proc/self/fd/N` path
+    /// blazesym remembers ever names another file.
+    fn hold(&self, file: &Arc<Opened>) -> Arc<Opened> {
+        Arc::clone(
+            self.held
+                .borrow_mut()
+                .entry(file.id())
+                .or_insert_with(|| Arc::clone(file)),
+        )
+    }
+
+    /// The path blazesym reads `file` at (see [`Self::hold`]); an error when
+    /// blazesym may not read it (see [`Opened::readable`]).
+    fn path_for(&self, file: &Arc<Opened>, skips: &mut Skips) -> Result<PathBuf, Option<String>> {
+        let held = self.hold(file);
+        let path = held.readable(skips)?.to_path_buf();
+        Ok(path)
     }
 }
 
@@ -255,12 +148,16 @@ pub struct ModuleFailure {
     pub reason: String,
 }
 
+/// Files opened for symbolization, by the identity their mapping recorded,
+/// shared by the processes of one fold so that a library is opened once.
+pub(crate) type OpenFiles = Arc<Mutex<FxHashMap<FileId, Arc<Opened>>>>;
+
 /// Symbolizes user-space addresses of one process.
 ///
 /// ```no_run
-/// # use nflame_symbolizer::{ProcessSymbolizer, read_proc_maps};
+/// # use nflame_symbolizer::ProcessSymbolizer;
 /// let pid = 1234;
-/// let mappings = read_proc_maps(pid)?;
+/// let mappings = nflame_procfs::maps::read_maps(pid)?;
 /// let mut sym = ProcessSymbolizer::new(pid, &mappings);
 /// for frames in sym.symbolize(&[0x55d0_c0a0_1234]) {
 ///     println!("{}", frames.last().unwrap().name);
@@ -273,17 +170,20 @@ pub struct ProcessSymbolizer {
     pid: u32,
     live: bool,
     mappings: Vec<Mapping>,
-    /// Path to open per mapping, resolved on first use.
-    open_paths: Vec<Option<Option<PathBuf>>>,
+    /// The opened file per mapping, on first use (`None` inside: it could
+    /// not be opened).
+    opened: Vec<Option<Option<Arc<Opened>>>>,
+    shared: OpenFiles,
     perf_map: Option<Option<PerfMap>>,
     failures: Vec<ModuleFailure>,
+    skipped: Skips,
 }
 
 /// What one mapping-relative address is looked up in.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone)]
 enum Target {
-    /// A file, by the path we open.
-    File(PathBuf),
+    /// A file.
+    File(Arc<Opened>),
     /// The vDSO.
     Vdso,
     /// The JIT perf map, else `[unknown]`.
@@ -296,7 +196,7 @@ impl ProcessSymbolizer {
     /// paths (`/proc/PID/…`) are used if `/proc/PID` exists.
     pub fn new(pid: u32, mappings: &[Mapping]) -> ProcessSymbolizer {
         let cache = Rc::new(SymbolCache::new(&SymbolizeOptions::default()));
-        ProcessSymbolizer::with_cache(cache, pid, mappings, maps::is_alive(pid))
+        ProcessSymbolizer::with_cache(cache, pid, mappings, procfs::exists(pid))
     }
 
     /// A symbolizer for process `pid` sharing `cache`. `live` says whether
@@ -318,23 +218,30 @@ impl ProcessSymbolizer {
             cache,
             pid,
             live,
-            open_paths: vec![None; mappings.len()],
+            opened: vec![None; mappings.len()],
             mappings,
+            shared: OpenFiles::default(),
             perf_map: None,
             failures: Vec::new(),
+            skipped: Vec::new(),
         }
     }
 
     /// A symbolizer for a recorded process. Without recorded mappings, the
     /// live `/proc/PID/maps` is read if the process still runs.
     pub fn for_process(cache: Rc<SymbolCache>, info: &ProcessInfo) -> ProcessSymbolizer {
-        let live = !info.exited && maps::is_alive(info.pid);
+        let live = !info.exited && procfs::exists(info.pid);
         if info.mappings.is_empty() && live {
-            if let Ok(m) = maps::read_proc_maps(info.pid) {
+            if let Ok(m) = maps::read_maps(info.pid) {
                 return ProcessSymbolizer::with_cache(cache, info.pid, &m, live);
             }
         }
         ProcessSymbolizer::with_cache(cache, info.pid, &info.mappings, live)
+    }
+
+    /// Shares opened files with other symbolizers of one fold.
+    pub(crate) fn share_files(&mut self, shared: &OpenFiles) {
+        self.shared = Arc::clone(shared);
     }
 
     /// The process id.
@@ -347,6 +254,12 @@ impl ProcessSymbolizer {
         &self.failures
     }
 
+    /// What was refused so far, one line each (`PATH (pid N): why`): files
+    /// and sections nflame does not read (see the crate docs).
+    pub fn skipped(&self) -> &[String] {
+        &self.skipped
+    }
+
     /// Symbolizes `addrs` (exact addresses: subtract 1 from return addresses
     /// first, or use [`Self::symbolize_stack`]). Returns, per address, its
     /// frames from outermost to innermost: one frame, or more when inlined
@@ -356,29 +269,40 @@ impl ProcessSymbolizer {
         let mut unique: Vec<u64> = addrs.to_vec();
         unique.sort_unstable();
         unique.dedup();
-        let mut groups: FxHashMap<Target, Vec<(u64, u64)>> = FxHashMap::default();
+        // Per file: the file, and (address, file offset) pairs.
+        type Batch = (Arc<Opened>, Vec<(u64, u64)>);
+        let mut files: FxHashMap<FileId, Batch> = FxHashMap::default();
+        let mut vdso: Vec<(u64, u64)> = Vec::new();
         let mut resolved: FxHashMap<u64, Vec<Frame>> = FxHashMap::default();
         for &addr in &unique {
             match self.target(addr) {
-                Ok((target, key)) => groups.entry(target).or_default().push((addr, key)),
+                Ok((Target::File(f), key)) => files
+                    .entry(f.id())
+                    .or_insert_with(|| (f, Vec::new()))
+                    .1
+                    .push((addr, key)),
+                Ok((Target::Vdso, key)) => vdso.push((addr, key)),
+                Ok((Target::Jit, _)) => {
+                    let frame = self.lookup_jit(addr);
+                    resolved.insert(addr, vec![frame]);
+                }
                 Err(frame) => {
                     resolved.insert(addr, vec![frame]);
                 }
             }
         }
-        let mut groups: Vec<_> = groups.into_iter().collect();
-        groups.sort_by(|a, b| a.0.cmp(&b.0));
-        for (target, items) in groups {
-            let keys: Vec<u64> = items.iter().map(|&(_, k)| k).collect();
-            let frames = match &target {
-                Target::File(path) => self.lookup_file(path, &items, &keys),
-                Target::Vdso => self.lookup_vdso(&items, &keys),
-                Target::Jit => items
-                    .iter()
-                    .map(|&(addr, _)| vec![self.lookup_jit(addr)])
-                    .collect(),
-            };
+        let mut files: Vec<_> = files.into_values().collect();
+        files.sort_by_key(|(f, _)| f.module.clone());
+        for (file, items) in files {
+            let offsets: Vec<u64> = items.iter().map(|&(_, k)| k).collect();
+            let frames = self.lookup_file(&file, &items, &offsets);
             for ((addr, _), f) in items.into_iter().zip(frames) {
+                resolved.insert(addr, f);
+            }
+        }
+        if !vdso.is_empty() {
+            let offsets: Vec<u64> = vdso.iter().map(|&(_, k)| k).collect();
+            for ((addr, _), f) in vdso.into_iter().zip(symbolize_vdso(&self.cache, &offsets)) {
                 resolved.insert(addr, f);
             }
         }
@@ -415,33 +339,19 @@ impl ProcessSymbolizer {
     }
 
     /// Decides where each of `addrs` is looked up, without reading any
-    /// symbols (failures to find a file are recorded as usual).
+    /// symbols (files are opened; failures and refusals are recorded).
     pub(crate) fn plan(&mut self, addrs: &[u64]) -> Vec<Planned> {
-        let mut ids: FxHashMap<PathBuf, Option<FileId>> = FxHashMap::default();
         addrs
             .iter()
             .map(|&addr| match self.target(addr) {
                 Err(frame) => Planned::Done(frame),
                 Ok((Target::Vdso, off)) => Planned::Vdso(off),
                 Ok((Target::Jit, _)) => Planned::Jit,
-                Ok((Target::File(open), offset)) => {
-                    let id = *ids.entry(open.clone()).or_insert_with(|| {
-                        std::fs::metadata(&open).ok().map(|m| (m.dev(), m.ino()))
-                    });
-                    let module = self.module_of(addr);
-                    match id {
-                        Some(id) => Planned::File {
-                            id,
-                            open,
-                            module,
-                            offset,
-                        },
-                        None => {
-                            self.fail(&module, "file not found (process exited)");
-                            Planned::Done(Frame::in_module(&module, FrameKind::User))
-                        }
-                    }
-                }
+                Ok((Target::File(file), offset)) => Planned::File {
+                    module: self.module_of(addr),
+                    file,
+                    offset,
+                },
             })
             .collect()
     }
@@ -457,36 +367,73 @@ impl ProcessSymbolizer {
         let m = &self.mappings[i];
         let rel = addr - m.start;
         let path = maps::clean_path(&m.path).to_path_buf();
-        let path = path.as_path();
         if path == Path::new("[vdso]") {
             return Ok((Target::Vdso, rel));
         }
-        if maps::is_pseudo(path) {
-            return if path.as_os_str().is_empty()
-                || path.to_string_lossy().starts_with("//anon")
-                || path.to_string_lossy().starts_with("[anon")
-            {
+        if maps::is_pseudo(&path) {
+            return if maps::is_anonymous(&path) {
                 Ok((Target::Jit, addr))
             } else {
-                Err(Frame::in_module(path, FrameKind::User))
+                Err(Frame::in_module(&path, FrameKind::User))
             };
         }
-        let open = match &self.open_paths[i] {
-            Some(p) => p.clone(),
+        let key = rel + m.offset;
+        let opened = match &self.opened[i] {
+            Some(o) => o.clone(),
             None => {
-                let p = maps::open_path(self.pid, self.live, m);
-                self.open_paths[i] = Some(p.clone());
-                p
+                let o = self.open(i);
+                self.opened[i] = Some(o.clone());
+                o
             }
         };
-        match open {
-            Some(open) => Ok((Target::File(open), rel + m.offset)),
-            None => {
-                self.fail(
-                    path,
-                    "file not found (process exited or in another mount namespace)",
-                );
-                Err(Frame::in_module(path, FrameKind::User))
+        match opened {
+            Some(file) => Ok((Target::File(file), key)),
+            None => Err(Frame::in_module(&path, FrameKind::User)),
+        }
+    }
+
+    /// Opens the file of mapping `i` (once per recorded identity across the
+    /// processes sharing `self.shared`); says why not.
+    fn open(&mut self, i: usize) -> Option<Arc<Opened>> {
+        let m = &self.mappings[i];
+        let recorded = m.dev.zip(m.inode).filter(|&(_, ino)| ino != 0);
+        if let Some(id) = recorded {
+            let shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(f) = shared.get(&id) {
+                return Some(Arc::clone(f));
+            }
+        }
+        let path = maps::clean_path(&m.path).to_path_buf();
+        match files::open_mapped(self.pid, self.live, m) {
+            Ok(file) => {
+                let opened = Arc::new(Opened::new(file, self.pid, self.live, path));
+                if let Some(id) = recorded {
+                    let mut shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+                    return Some(Arc::clone(
+                        shared.entry(id).or_insert_with(|| Arc::clone(&opened)),
+                    ));
+                }
+                Some(opened)
+            }
+            Err(FileError::Refused(r)) => {
+                let line = format!("{}: {r}", files::shown(self.pid, &path));
+                if !self.skipped.contains(&line) {
+                    self.skipped.push(line);
+                }
+                None
+            }
+            Err(FileError::Missing) => {
+                let why = if self.live {
+                    "the file it mapped is gone (unmapped, and its path names another file)"
+                } else {
+                    "the process exited and the file it mapped is not found here"
+                };
+                self.fail(&path, why);
+                None
+            }
+            Err(FileError::Io(e)) => {
+                self.fail(&path, format!("cannot open: {e}"));
+                None
             }
         }
     }
@@ -510,11 +457,12 @@ impl ProcessSymbolizer {
 
     fn lookup_file(
         &mut self,
-        open: &Path,
+        file: &Arc<Opened>,
         items: &[(u64, u64)],
         offsets: &[u64],
     ) -> Vec<Vec<Frame>> {
-        match symbolize_file(&self.cache, open, offsets) {
+        let names = symbolize_file(&self.cache, file, offsets, &mut self.skipped);
+        match names {
             Ok(frames) => items
                 .iter()
                 .zip(frames)
@@ -524,41 +472,24 @@ impl ProcessSymbolizer {
                     })
                 })
                 .collect(),
-            Err(_) if self.live && open.starts_with("/proc/") => {
-                // The process exited since its paths were resolved: retry
-                // with the path it mapped, as for any exited process.
-                self.live = false;
-                self.open_paths.iter_mut().for_each(|p| *p = None);
-                let addr = items[0].0;
-                let i = self.mappings.partition_point(|m| m.start <= addr) - 1;
-                match maps::open_path(self.pid, false, &self.mappings[i]) {
-                    Some(path) => self.lookup_file(&path, items, offsets),
-                    None => {
-                        let module = self.module_of(addr);
-                        self.fail(&module, "process exited and its file is not found");
-                        vec![vec![Frame::in_module(&module, FrameKind::User)]; items.len()]
-                    }
-                }
-            }
-            Err(err) => {
+            Err(reason) => {
                 let module = self.module_of(items[0].0);
-                self.fail(&module, format!("{err:#}"));
+                if let Some(reason) = reason {
+                    self.fail(&module, reason);
+                }
                 let frame = Frame::in_module(&module, FrameKind::User);
                 vec![vec![frame]; items.len()]
             }
         }
     }
 
-    fn lookup_vdso(&mut self, _items: &[(u64, u64)], offsets: &[u64]) -> Vec<Vec<Frame>> {
-        symbolize_vdso(&self.cache, offsets)
-    }
-
     fn lookup_jit(&mut self, addr: u64) -> Frame {
         if self.cache.opts.jit {
             let (pid, live) = (self.pid, self.live);
+            let skipped = &mut self.skipped;
             let map = self
                 .perf_map
-                .get_or_insert_with(|| PerfMap::for_process(pid, live));
+                .get_or_insert_with(|| PerfMap::for_process(pid, live, skipped));
             if let Some(name) = map.as_ref().and_then(|m| m.find(addr)) {
                 return Frame::named(name, FrameKind::Jit);
             }
@@ -571,7 +502,7 @@ impl ProcessSymbolizer {
 /// one kernel): one entry per offset, `[vdso]` when unnamed.
 pub(crate) fn symbolize_vdso(cache: &SymbolCache, offsets: &[u64]) -> Vec<Vec<Frame>> {
     let unnamed = || vec![vec![Frame::unnamed("[vdso]", FrameKind::User)]; offsets.len()];
-    let Some(base) = maps::own_vdso_start() else {
+    let Some(base) = files::own_vdso().map(|v| v.start) else {
         return unnamed();
     };
     let addrs: Vec<u64> = offsets.iter().map(|o| base + o).collect();
@@ -597,11 +528,10 @@ pub(crate) fn symbolize_vdso(cache: &SymbolCache, offsets: &[u64]) -> Vec<Vec<Fr
 /// Where [`fold`](crate::fold) looks one address of a process up.
 #[derive(Debug)]
 pub(crate) enum Planned {
-    /// At `offset` in the file with identity `id`, opened at `open`;
-    /// `module` is the path the process mapped (placeholder, fallback).
+    /// At `offset` in `file`; `module` is the path the process mapped
+    /// (placeholder).
     File {
-        id: FileId,
-        open: PathBuf,
+        file: Arc<Opened>,
         module: PathBuf,
         offset: u64,
     },
@@ -636,23 +566,29 @@ pub(crate) fn sym_frames(sym: &Sym<'_>, kind: FrameKind) -> Vec<Frame> {
     frames
 }
 
-/// Symbolizes file offsets of the ELF file at `path`: per offset, its frames
-/// (outermost first), or `None` when no source names it (the caller writes
-/// the module placeholder).
+/// Per offset, its frames (outermost first), or `None` when no source
+/// named it (the caller writes the module placeholder).
+pub(crate) type FileFrames = Vec<Option<Vec<Frame>>>;
+
+/// Symbolizes file offsets of a target's file: per offset, its frames, or
+/// `None` when no source names it.
 ///
 /// Sources, cheapest first, each asked only about what the previous ones
-/// left unnamed: the file's symbol tables; for a stripped file, its detached
-/// debug file's `.symtab`; DWARF (embedded or by debug link) only when no
-/// symbol table was found; a Go function table last. With
-/// [`SymbolizeOptions::inline`], DWARF is read for every address (inlined
-/// functions exist only there).
+/// left unnamed: for a stripped file, its detached debug file's `.symtab`;
+/// the file's own symbol tables; DWARF only when no symbol table was found
+/// (or, with [`SymbolizeOptions::inline`], for every address: inlined
+/// functions exist only there), from the file itself when it is safe to
+/// hand to blazesym, else from a debug file nflame found; a Go function
+/// table last. Refusals go to `skips`.
 ///
-/// Errors only if the file itself cannot be read.
+/// Errors only if the file itself cannot be read: `Some(reason)` to report,
+/// `None` when the reason is already a skip line (or it is no ELF file).
 pub(crate) fn symbolize_file(
     cache: &SymbolCache,
-    path: &Path,
+    file: &Arc<Opened>,
     offsets: &[u64],
-) -> Result<Vec<Option<Vec<Frame>>>, blazesym::Error> {
+    skips: &mut Skips,
+) -> Result<FileFrames, Option<String>> {
     let opts = &cache.opts;
     let bz = cache.blazesym();
     let elf = |path: &Path, debug_syms: bool| {
@@ -664,52 +600,58 @@ pub(crate) fn symbolize_file(
     let unnamed = |out: &[Option<Vec<Frame>>]| -> Vec<usize> {
         (0..out.len()).filter(|&i| out[i].is_none()).collect()
     };
-    let mut out: Vec<Option<Vec<Frame>>> = vec![None; offsets.len()];
+    let mut out: FileFrames = vec![None; offsets.len()];
+    let file = &cache.hold(file);
+    let path = match cache.path_for(file, skips) {
+        Ok(p) => p,
+        Err(why) => {
+            // blazesym may not read it; a Go table may still name it.
+            if let Some(table) = file.go_table(skips) {
+                name_from_go(table, offsets, &mut out);
+                return Ok(out);
+            }
+            return Err(why);
+        }
+    };
     let cheap = opts.debug_syms && !opts.inline;
+    let debug = opts.debug_syms.then(|| file.debug_file(skips)).flatten();
+    let debug_path = debug.and_then(|d| cache.path_for(&d.file, skips).ok());
+    let in_place = opts.debug_syms && file.dwarf_in_place(skips, false);
 
-    // A stripped file with a detached debug file: that file's `.symtab`
-    // (complete, uncompressed), read without its DWARF.
-    let mut debug_symtab = false;
-    if let Some(debug) = cache.debug_file(path).filter(|_| cheap) {
-        let (idx, virt): (Vec<usize>, Vec<u64>) = offsets
-            .iter()
-            .enumerate()
-            .filter_map(|(i, &o)| Some((i, debug.virt(o)?)))
-            .unzip();
-        if let Ok(syms) = bz.symbolize(&elf(&debug.path, false), Input::VirtOffset(&virt)) {
-            for (i, s) in idx.into_iter().zip(syms) {
-                match s {
-                    Symbolized::Sym(sym) => {
-                        debug_symtab = true;
-                        let mut frames = sym_frames(&sym, FrameKind::User);
-                        if let Some(name) = debug.aliases.get(&sym.addr) {
-                            frames[0].name.clone_from(name);
-                        }
-                        out[i] = Some(frames);
-                    }
-                    Symbolized::Unknown(reason) => {
-                        debug_symtab |= reason != Reason::MissingSyms;
-                    }
-                }
+    // Inlined functions: DWARF first, for every address.
+    if opts.inline && opts.debug_syms && !in_place {
+        if let (Some(d), Some(dp)) = (debug, &debug_path) {
+            if d.dwarf_ok(skips) {
+                by_virt(bz, &elf(dp, true), d, offsets, &mut out, None);
             }
         }
     }
 
-    // The file's own symbol tables (and DWARF when inlined functions are
-    // wanted).
+    // A stripped file with a detached debug file: that file's `.symtab`
+    // (complete, uncompressed), read without its DWARF.
+    let mut debug_symtab = false;
+    if let (Some(d), Some(dp), true) = (debug, &debug_path, cheap) {
+        debug_symtab = by_virt(bz, &elf(dp, false), d, offsets, &mut out, Some(&d.aliases));
+    }
+
+    // The file's own symbol tables (and its DWARF when inlined functions are
+    // wanted and it is safe).
     let mut stripped = false;
     let missing = unnamed(&out);
     if !missing.is_empty() {
         let offs: Vec<u64> = missing.iter().map(|&i| offsets[i]).collect();
-        let src = elf(path, opts.inline && opts.debug_syms);
-        let syms = bz.symbolize(&src, Input::FileOffset(&offs))?;
+        let src = elf(&path, opts.inline && in_place);
+        let syms = bz
+            .symbolize(&src, Input::FileOffset(&offs))
+            .map_err(|e| Some(format!("{e:#}")))?;
         // Symbol tables are parsed lazily, so an unreadable file shows up
         // as folded per-address errors: ask for one of them unfolded.
         let folded_error = syms
             .iter()
             .position(|s| matches!(s, Symbolized::Unknown(Reason::IgnoredError)));
         if let Some(j) = folded_error {
-            bz.symbolize_single(&src, Input::FileOffset(offs[j]))?;
+            bz.symbolize_single(&src, Input::FileOffset(offs[j]))
+                .map_err(|e| Some(format!("{e:#}")))?;
         }
         for (&i, s) in missing.iter().zip(syms) {
             match s {
@@ -719,29 +661,80 @@ pub(crate) fn symbolize_file(
         }
     }
 
-    // No symbol table anywhere: DWARF (embedded or by debug link).
+    // No symbol table anywhere: DWARF, the file's own where it is safe, else
+    // its debug file's.
     let missing = unnamed(&out);
     if !missing.is_empty() && cheap && stripped && !debug_symtab {
-        let offs: Vec<u64> = missing.iter().map(|&i| offsets[i]).collect();
-        if let Ok(syms) = bz.symbolize(&elf(path, true), Input::FileOffset(&offs)) {
-            for (&i, s) in missing.iter().zip(syms) {
-                if let Symbolized::Sym(sym) = s {
-                    out[i] = Some(sym_frames(&sym, FrameKind::User));
+        if file.dwarf_in_place(skips, true) {
+            let offs: Vec<u64> = missing.iter().map(|&i| offsets[i]).collect();
+            if let Ok(syms) = bz.symbolize(&elf(&path, true), Input::FileOffset(&offs)) {
+                for (&i, s) in missing.iter().zip(syms) {
+                    if let Symbolized::Sym(sym) = s {
+                        out[i] = Some(sym_frames(&sym, FrameKind::User));
+                    }
                 }
+            }
+        } else if let (Some(d), Some(dp)) = (debug, &debug_path) {
+            if d.dwarf_ok(skips) {
+                by_virt(bz, &elf(dp, true), d, offsets, &mut out, None);
             }
         }
     }
 
-    let missing = unnamed(&out);
-    if !missing.is_empty() {
+    if !unnamed(&out).is_empty() {
         // A stripped Go binary still names its functions.
-        if let Some(table) = cache.go_table(path) {
-            for i in missing {
-                if let Some(name) = table.virt_addr(offsets[i]).and_then(|v| table.find(v)) {
-                    out[i] = Some(vec![Frame::named(name, FrameKind::User)]);
-                }
-            }
+        if let Some(table) = file.go_table(skips) {
+            name_from_go(table, offsets, &mut out);
         }
     }
     Ok(out)
+}
+
+/// Names the still unnamed `offsets` from a debug file (by virtual
+/// address); `aliases` replace the names of shared addresses. Returns
+/// whether the debug file had symbols.
+fn by_virt(
+    bz: &blazesym::symbolize::Symbolizer,
+    src: &Source<'_>,
+    debug: &crate::target::DebugFile,
+    offsets: &[u64],
+    out: &mut FileFrames,
+    aliases: Option<&FxHashMap<u64, String>>,
+) -> bool {
+    let (idx, virt): (Vec<usize>, Vec<u64>) = offsets
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| out[i].is_none())
+        .filter_map(|(i, &o)| Some((i, debug.virt(o)?)))
+        .unzip();
+    if idx.is_empty() {
+        return false;
+    }
+    let mut has_symbols = false;
+    if let Ok(syms) = bz.symbolize(src, Input::VirtOffset(&virt)) {
+        for (i, s) in idx.into_iter().zip(syms) {
+            match s {
+                Symbolized::Sym(sym) => {
+                    has_symbols = true;
+                    let mut frames = sym_frames(&sym, FrameKind::User);
+                    if let Some(name) = aliases.and_then(|a| a.get(&sym.addr)) {
+                        frames[0].name.clone_from(name);
+                    }
+                    out[i] = Some(frames);
+                }
+                Symbolized::Unknown(reason) => has_symbols |= reason != Reason::MissingSyms,
+            }
+        }
+    }
+    has_symbols
+}
+
+fn name_from_go(table: &crate::gopclntab::GoTable, offsets: &[u64], out: &mut FileFrames) {
+    for (i, &o) in offsets.iter().enumerate() {
+        if out[i].is_none() {
+            if let Some(name) = table.virt_addr(o).and_then(|v| table.find(v)) {
+                out[i] = Some(vec![Frame::named(name, FrameKind::User)]);
+            }
+        }
+    }
 }

@@ -58,11 +58,3 @@ fn perf_map() {
         eprintln!("{}: {} symbols", path.display(), map.len());
     }
 }
-
-#[test]
-fn proc_maps() {
-    for (path, data) in inputs("proc_maps") {
-        let maps = nflame_symbolizer::parse_maps(&String::from_utf8_lossy(&data));
-        eprintln!("{}: {} mappings", path.display(), maps.len());
-    }
-}

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use nflame_profile::diff::DiffOptions;
+use nflame_pipeline::{CompareOptions, DiagnosisOptions};
 use nflame_profile::perf_script::CollapseOptions;
 use nflame_render::RenderOptions;
 
@@ -28,9 +28,9 @@ pub enum Command {
     /// Draw one or more folded profiles (merged) as an interactive SVG flame graph.
     Render(Render),
     /// Compare two folded profiles: a differential flame graph and a report of what changed.
-    Diff(Diff),
+    Diff(DiffArgs),
     /// Where the CPU goes, by category (userland proxy, bridge, netfilter, TCP/IP, app…), and a verdict.
-    Report(Report),
+    Report(ReportArgs),
     /// The whole job on a built-in workload: a loopback server, a userland relay and a load client
     /// recorded direct and relayed, graphs and a verdict (needs perf events: root or CAP_PERFMON).
     Demo(crate::demo::DemoArgs),
@@ -48,6 +48,21 @@ pub enum Command {
     Collapse(Collapse),
     /// Keep or drop the stacks that contain a frame matching a regular expression.
     Filter(Filter),
+}
+
+/// How the commands that read folded profiles treat unreadable lines.
+#[derive(Debug, Args)]
+pub struct ReadArgs {
+    /// Skip lines that cannot be read (a malformed count, no stack, invalid UTF-8) with a
+    /// warning naming how many and the first (file:line), instead of rejecting the input.
+    #[arg(long)]
+    pub skip_bad_lines: bool,
+}
+
+impl ReadArgs {
+    pub fn options(&self) -> nflame_profile::ReadOptions {
+        nflame_profile::ReadOptions::skipping(self.skip_bad_lines)
+    }
 }
 
 /// Options shared by the commands that draw SVGs.
@@ -78,16 +93,17 @@ pub struct RenderArgs {
     /// Draw a flame chart: stacks in input order (time), not merged.
     #[arg(long)]
     pub flamechart: bool,
-    /// What a count is called in tooltips.
-    #[arg(long, default_value = "samples")]
-    pub count_name: String,
+    /// What a count is called in tooltips (default: the profile's unit, `samples` or `µs`).
+    #[arg(long)]
+    pub count_name: Option<String>,
     /// Colour by a hash of the frame name: the same input gives a byte-identical SVG.
     #[arg(long)]
     pub deterministic: bool,
 }
 
 impl RenderArgs {
-    pub fn into_options(&self, default_title: &str) -> RenderOptions {
+    /// The renderer's options, titled `default_title` unless `--title` is given.
+    pub fn to_options(&self, default_title: &str) -> RenderOptions {
         let mut o = RenderOptions::default();
         o.title = self
             .title
@@ -116,10 +132,12 @@ pub struct Render {
     pub output: PathBuf,
     #[command(flatten)]
     pub render: RenderArgs,
+    #[command(flatten)]
+    pub read: ReadArgs,
 }
 
 #[derive(Debug, Args)]
-pub struct Diff {
+pub struct DiffArgs {
     /// The profile before the change (folded, plain or .gz).
     pub before: PathBuf,
     /// The profile after the change.
@@ -151,10 +169,12 @@ pub struct Diff {
     pub rules: Option<PathBuf>,
     #[command(flatten)]
     pub render: RenderArgs,
+    #[command(flatten)]
+    pub read: ReadArgs,
 }
 
 #[derive(Debug, Args)]
-pub struct Report {
+pub struct ReportArgs {
     /// A folded profile (plain, .gz, - for standard input) or an SVG nflame wrote.
     pub profile: PathBuf,
     /// A second profile (after a change): the report compares the two.
@@ -176,15 +196,39 @@ pub struct Report {
     /// `CATEGORY KIND PATTERN` (see the README, "Classification rules").
     #[arg(long, value_name = "FILE")]
     pub rules: Option<PathBuf>,
+    #[command(flatten)]
+    pub read: ReadArgs,
 }
 
-impl Diff {
-    pub fn diff_options(&self) -> DiffOptions {
-        let mut o = DiffOptions::default();
-        o.normalize = !self.no_normalize;
-        o.scale_before = self.scale_before;
-        o.scale_after = self.scale_after;
-        o.top = self.top;
+impl DiffArgs {
+    /// The pipeline's options; `command_line` is stored in the graphs.
+    pub fn into_options(self, command_line: String) -> CompareOptions {
+        let mut o = CompareOptions::new(self.before, self.after);
+        o.graph = self.output;
+        o.removed_graph = self.removed;
+        o.diff.normalize = !self.no_normalize;
+        o.diff.scale_before = self.scale_before;
+        o.diff.scale_after = self.scale_after;
+        o.diff.top = self.top;
+        o.render = self.render.to_options("Differential Flame Graph");
+        o.rules = self.rules;
+        o.command_line = Some(command_line);
+        o.read = self.read.options();
+        o
+    }
+}
+
+impl ReportArgs {
+    /// The pipeline's options; `command_line` is shown on the HTML page.
+    pub fn into_options(self, command_line: String) -> DiagnosisOptions {
+        let mut o = DiagnosisOptions::new(self.profile);
+        o.after = self.after;
+        o.html = self.html;
+        o.per = self.per;
+        o.per_after = self.per_after;
+        o.rules = self.rules;
+        o.command_line = Some(command_line);
+        o.read = self.read.options();
         o
     }
 }
@@ -212,6 +256,13 @@ pub struct Collapse {
     /// Do not suffix kernel frames with `_[k]` and JIT frames with `_[j]`.
     #[arg(long)]
     pub no_annotate: bool,
+    /// Name frames without a symbol after their address: `[libc.so.6+0x1d6a4]`
+    /// (an address in that file), or `0x7f3a5c0e1d2b` when the module is unknown too.
+    #[arg(long)]
+    pub addrs: bool,
+    /// Keep runs of consecutive `[unknown]` frames (by default each run becomes one frame).
+    #[arg(long)]
+    pub keep_unknown_runs: bool,
 }
 
 impl Collapse {
@@ -223,6 +274,8 @@ impl Collapse {
         o.event = self.event.clone();
         o.annotate_kernel = !self.no_annotate;
         o.annotate_jit = !self.no_annotate;
+        o.include_addrs = self.addrs;
+        o.fold_unknown_runs = !self.keep_unknown_runs;
         o
     }
 }
@@ -240,6 +293,8 @@ pub struct Filter {
     /// Drop stacks with a frame matching this regex (repeatable).
     #[arg(long, value_name = "REGEX")]
     pub exclude: Vec<String>,
+    #[command(flatten)]
+    pub read: ReadArgs,
 }
 
 #[derive(Debug, Args)]
@@ -252,12 +307,15 @@ pub struct Export {
     /// Where to write (pprof is gzip-compressed profile.proto, e.g. OUT.pb.gz; - for stdout).
     #[arg(short, long)]
     pub output: PathBuf,
-    /// Sampling period in nanoseconds (e.g. 1001001 for 999 Hz cpu-clock): adds CPU time values.
+    /// Sampling period in nanoseconds (e.g. 1001001 for 999 Hz cpu-clock): adds CPU time values
+    /// (profiles of samples only: a profile of time is exported in its microseconds).
     #[arg(long, value_name = "NS")]
     pub period_ns: Option<u64>,
     /// The event the samples come from (stored as a comment).
     #[arg(long)]
     pub event: Option<String>,
+    #[command(flatten)]
+    pub read: ReadArgs,
 }
 
 #[derive(Debug, Args)]

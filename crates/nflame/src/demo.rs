@@ -1,27 +1,14 @@
-//! `nflame demo`: the whole job on a built-in workload, with nothing but nflame.
-//!
-//! It starts a loopback HTTP server, a load client and a userland relay (each a
-//! child process running `nflame __worker …`, see [`crate::workload`]), records
-//! the server with the client talking to it directly, then through the relay,
-//! and writes `relayed.svg`, `direct.svg`, `diff.svg` (plus the folded
-//! profiles) into the output directory and prints the verdict — the same
-//! shape of evidence `nflame record` + `nflame diff` give for docker-proxy.
+//! `nflame demo` and its hidden `__worker` roles: arguments, turned into
+//! [`nflame_pipeline::demo::DemoOptions`] and [`nflame_pipeline::workload::Role`].
 
-use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, ExitCode, Stdio};
-use std::sync::atomic::AtomicBool;
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::process::ExitCode;
 
-use anyhow::{anyhow, bail, Context as _, Result};
+use anyhow::Result;
 use clap::{Args, Subcommand};
-use nflame_profile::diff::{Diff, DiffOptions};
-use nflame_profile::io::Output;
-use nflame_profile::Profile;
-use nflame_sampler::{RecordOptions, Target};
-
-use crate::workload;
+use nflame_pipeline::demo::DemoOptions;
+use nflame_pipeline::workload;
 
 /// Arguments of `nflame demo`.
 #[derive(Debug, Args)]
@@ -38,6 +25,18 @@ pub struct DemoArgs {
     /// Sampling frequency in Hz.
     #[arg(long, default_value_t = 999)]
     pub freq: u64,
+}
+
+impl DemoArgs {
+    fn into_options(self) -> DemoOptions {
+        let mut o = DemoOptions::default();
+        o.output = self.output;
+        o.duration = self.duration;
+        o.connections = self.connections;
+        o.freq = self.freq;
+        o.command_line = Some(crate::command_line());
+        o
+    }
 }
 
 /// The hidden `__worker` subcommand: one role of the demo workload.
@@ -63,219 +62,25 @@ pub enum Role {
 
 /// Runs one worker role until its deadline.
 pub fn worker(args: WorkerArgs) -> Result<ExitCode> {
-    let deadline = |secs: f64| Instant::now() + Duration::from_secs_f64(secs.clamp(0.1, 3600.0));
-    match args.role {
-        Role::Server { secs } => {
-            workload::set_process_name("nflame-server");
-            workload::serve(deadline(secs))?;
-        }
-        Role::Relay { upstream, secs } => {
-            workload::set_process_name("nflame-relay");
-            workload::relay(upstream, deadline(secs))?;
-        }
+    let role = match args.role {
+        Role::Server { secs } => workload::Role::Server { secs },
+        Role::Relay { upstream, secs } => workload::Role::Relay { upstream, secs },
         Role::Load {
             target,
             connections,
             secs,
-        } => {
-            workload::set_process_name("nflame-load");
-            let n = workload::load(
-                target,
-                connections,
-                Duration::from_secs_f64(secs.clamp(0.1, 3600.0)),
-            )?;
-            println!("{n}");
-        }
-    }
+        } => workload::Role::Load {
+            target,
+            connections,
+            secs,
+        },
+    };
+    workload::run_role(&role)?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// A child worker, killed when dropped.
-struct Worker {
-    child: Child,
-    stdout: BufReader<ChildStdout>,
-}
-
-impl Worker {
-    fn spawn(args: &[String]) -> Result<Worker> {
-        let exe = std::env::current_exe().context("finding nflame's own executable")?;
-        let mut child = Command::new(exe)
-            .arg("__worker")
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .with_context(|| format!("starting the demo worker {args:?}"))?;
-        let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
-        Ok(Worker { child, stdout })
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// The first line the worker prints (an address, or a count).
-    fn line(&mut self) -> Result<String> {
-        let mut s = String::new();
-        self.stdout.read_line(&mut s)?;
-        if s.trim().is_empty() {
-            bail!(
-                "demo worker {} printed nothing (did it fail to start?)",
-                self.pid()
-            );
-        }
-        Ok(s.trim().to_string())
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// One recorded run of the demo.
-struct Run {
-    profile: Profile,
-    requests: u64,
-    secs: f64,
-    samples: u64,
-    lost: u64,
-    event: String,
-}
-
-fn record_run(name: &str, target: SocketAddr, extra_pids: &[u32], a: &DemoArgs) -> Result<Run> {
-    let secs = a.duration;
-    let mut load = Worker::spawn(&[
-        "load".into(),
-        target.to_string(),
-        a.connections.to_string(),
-        secs.to_string(),
-    ])?;
-    let mut pids = extra_pids.to_vec();
-    pids.push(load.pid());
-    let mut opts = RecordOptions::new(Target::Pids(pids));
-    opts.frequency = a.freq;
-    opts.duration = Some(Duration::from_secs_f64(secs));
-    let stop = AtomicBool::new(false);
-    eprintln!(
-        "nflame demo: recording {name} for {secs} s ({} connections)…",
-        a.connections
-    );
-    let recording = nflame_sampler::record(&opts, &stop, |_| {})
-        .with_context(|| format!("recording the {name} run"))?;
-    let requests: u64 = load
-        .line()?
-        .parse()
-        .map_err(|e| anyhow!("the load client's request count: {e}"))?;
-    let (profile, _stats) = nflame_symbolizer::fold(&recording, &Default::default())
-        .with_context(|| format!("symbolizing the {name} run"))?;
-    if profile.is_empty() {
-        bail!("the {name} run recorded no samples");
-    }
-    Ok(Run {
-        samples: profile.total(),
-        profile,
-        requests,
-        secs: recording.duration.as_secs_f64(),
-        lost: recording.lost,
-        event: recording.event.clone(),
-    })
-}
-
-fn write_outputs(
-    dir: &Path,
-    name: &str,
-    run: &Run,
-    opts: &nflame_render::RenderOptions,
-) -> Result<()> {
-    let mut o = opts.clone();
-    o.title = format!("nflame demo: {name}");
-    let mut ctx = crate::svg_context("profile");
-    ctx.event = Some(run.event.clone());
-    ctx.duration_secs = Some(run.secs);
-    ctx.samples = Some(run.samples);
-    ctx.lost = Some(run.lost);
-    ctx.targets = vec![format!(
-        "{name} run of the demo workload, {} requests",
-        run.requests
-    )];
-    o.context = Some(ctx);
-    let mut out = Output::create(dir.join(format!("{name}.svg")))?;
-    nflame_render::render_profile(&run.profile, &o, out.writer())?;
-    out.commit()?;
-    let mut out = Output::create(dir.join(format!("{name}.folded.gz")))?;
-    run.profile
-        .write_folded(out.writer())
-        .map_err(|e| out.write_error(e))?;
-    out.commit()?;
-    Ok(())
 }
 
 /// Runs the demo.
 pub fn run(a: DemoArgs) -> Result<ExitCode> {
-    if !(a.duration > 0.0 && a.duration <= 600.0) {
-        bail!("--duration must be between 0 and 600 seconds");
-    }
-    std::fs::create_dir_all(&a.output)
-        .with_context(|| format!("creating the output directory {}", a.output.display()))?;
-    let total = a.duration * 2.0 + 30.0;
-    let mut server = Worker::spawn(&["server".into(), total.to_string()])?;
-    let server_addr: SocketAddr = server.line()?.parse()?;
-    let direct = record_run("direct", server_addr, &[server.pid()], &a)?;
-    let mut relay = Worker::spawn(&["relay".into(), server_addr.to_string(), total.to_string()])?;
-    let relay_addr: SocketAddr = relay.line()?.parse()?;
-    let relayed = record_run("relayed", relay_addr, &[server.pid(), relay.pid()], &a)?;
-    drop(relay);
-    drop(server);
-
-    let render = nflame_render::RenderOptions::default();
-    write_outputs(&a.output, "direct", &direct, &render)?;
-    write_outputs(&a.output, "relayed", &relayed, &render)?;
-
-    // relayed → direct, as `nflame diff bridge.folded host.folded`: per request.
-    let mut dopts = DiffOptions::default();
-    dopts.scale_before = Some(relayed.requests.max(1) as f64);
-    dopts.scale_after = Some(direct.requests.max(1) as f64);
-    let diff = Diff::new(relayed.profile.clone(), direct.profile.clone(), &dopts)?;
-    let mut o = render.clone();
-    o.title = "nflame demo: relayed → direct, CPU per request".into();
-    o.count_name = "samples per request".into();
-    o.context = Some(crate::svg_context("diff"));
-    let mut out = Output::create(a.output.join("diff.svg"))?;
-    nflame_render::render_diff(&diff, &o, out.writer())?;
-    out.commit()?;
-
-    let stdout = std::io::stdout();
-    let mut w = stdout.lock();
-    let rps = |r: &Run| r.requests as f64 / r.secs.max(1e-9);
-    writeln!(
-        w,
-        "direct:  {:>9.0} requests/s, {:.4} samples per request ({} samples)",
-        rps(&direct),
-        direct.samples as f64 / direct.requests.max(1) as f64,
-        direct.samples
-    )?;
-    writeln!(
-        w,
-        "relayed: {:>9.0} requests/s, {:.4} samples per request ({} samples)",
-        rps(&relayed),
-        relayed.samples as f64 / relayed.requests.max(1) as f64,
-        relayed.samples
-    )?;
-    crate::verdict::print_diff(
-        &mut w,
-        &relayed.profile,
-        &direct.profile,
-        Some(relayed.requests as f64),
-        Some(direct.requests as f64),
-    )?;
-    writeln!(
-        w,
-        "\nwrote {}/{{direct,relayed,diff}}.svg and the folded profiles",
-        a.output.display()
-    )?;
+    nflame_pipeline::demo::run(&a.into_options(), &mut std::io::stdout().lock())?;
     Ok(ExitCode::SUCCESS)
 }

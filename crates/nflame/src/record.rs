@@ -1,11 +1,7 @@
-//! `nflame record`: glue between the sampler, the symbolizer and the outputs.
-//!
-//! It turns the command line into [`RecordOptions`] and [`FoldOptions`],
-//! creates every output before sampling starts (so an unwritable path fails
-//! at once), records with [`nflame_sampler::record`] while a status line runs
-//! on a terminal, folds with [`nflame_symbolizer::fold`], writes the folded
-//! and SVG outputs atomically, and prints a summary on standard error.
-//! Sampling, symbolization and rendering themselves live in their crates.
+//! `nflame record`: the command line, turned into a
+//! [`nflame_pipeline::RecordJob`], run by [`nflame_pipeline::record()`]; this
+//! module owns only what a terminal needs: catching signals, the live status
+//! line, and printing the summary on standard error.
 //!
 //! Signals: the first Ctrl-C (SIGINT), SIGTERM or SIGHUP ends the recording,
 //! which is then written completely. A signal that arrives once the recording
@@ -13,25 +9,21 @@
 //! outputs: nothing is written, and the exit status is 130.
 
 use std::ffi::OsString;
-use std::fmt::Write as _;
 use std::io::{self, IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::Result;
 use clap::{ArgGroup, Args, ValueEnum};
-use nflame_profile::embed::Context;
-use nflame_profile::io::Output;
-use nflame_profile::Profile;
-use nflame_sampler::docker::{DockerQuery, DockerTargets};
+use nflame_docker::DockerQuery;
+use nflame_pipeline::{RecordEvents, RecordJob};
 use nflame_sampler::{
-    CallGraph, EventChoice, Measure, Progress, RecordOptions, Recording, StopReason, Target,
-    ThreadTimes, UnwindStats, DEFAULT_SWITCH_RATE,
+    CallGraph, EventChoice, Measure, Progress, RecordOptions, Target, DEFAULT_SWITCH_RATE,
 };
-use nflame_symbolizer::{FoldOptions, FoldStats, Weight};
+use nflame_symbolizer::{FoldOptions, Weight};
 
 use crate::args::RenderArgs;
 
@@ -55,8 +47,9 @@ const EXIT_INTERRUPTED: u8 = 130;
 ///
 /// With `--off-cpu`, the graph is time off the CPU instead: a stack each time
 /// a thread leaves the CPU (to sleep, or preempted), weighted by how long it
-/// stays off, in nanoseconds. With `--wall`, both: on-CPU samples weighted by
-/// their period and off-CPU time, so each thread's whole time is there.
+/// stays off, in microseconds, under a `[blocked]` or `[preempted]` frame.
+/// With `--wall`, both: on-CPU samples weighted by their period (under
+/// `[on-cpu]`) and off-CPU time, so each thread's whole time is there.
 ///
 /// Needs root or CAP_PERFMON to record other users' processes, kernel frames,
 /// or the whole system (`-a`, `--name`); otherwise kernel.perf_event_paranoid
@@ -142,12 +135,12 @@ pub struct RecordArgs {
     pub event: Option<EventArg>,
     /// Record time off the CPU instead of samples on it: where threads block
     /// (sleep, I/O, locks, a child) or wait preempted, weighted by how long,
-    /// in nanoseconds. Needs kernel sampling (root, CAP_PERFMON, or
+    /// in microseconds. Needs kernel sampling (root, CAP_PERFMON, or
     /// kernel.perf_event_paranoid at 1 or lower).
     #[arg(long)]
     pub off_cpu: bool,
     /// Record wall-clock time: on-CPU samples of cpu-clock weighted by their
-    /// period and off-CPU time, in nanoseconds, so that each thread's time
+    /// period and off-CPU time, in microseconds, so that each thread's time
     /// adds up to the recording's. Needs what --off-cpu needs.
     #[arg(long)]
     pub wall: bool,
@@ -230,6 +223,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 fn parse_call_graph(s: &str) -> Result<CallGraph, String> {
     s.parse()
+        .map_err(|e: nflame_sampler::ParseCallGraphError| e.to_string())
 }
 
 /// `2ms`, `500us`, `1.5s`, `100ns` or a number of seconds.
@@ -263,29 +257,6 @@ pub enum EventArg {
     Cycles,
     /// Software cpu-clock timer.
     CpuClock,
-}
-
-/// What an `-o` path receives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Format {
-    Folded,
-    Svg,
-}
-
-impl Format {
-    fn of(path: &Path) -> Result<Format> {
-        let name = path.to_string_lossy();
-        if name.ends_with(".svg") || name.ends_with(".svg.gz") {
-            Ok(Format::Svg)
-        } else if name == "-" || name.ends_with(".folded") || name.ends_with(".gz") {
-            Ok(Format::Folded)
-        } else {
-            bail!(
-                "cannot tell the format of output {}: name it *.folded, *.folded.gz or *.svg",
-                path.display()
-            )
-        }
-    }
 }
 
 impl RecordArgs {
@@ -324,7 +295,7 @@ impl RecordArgs {
         if self.wall && self.event == Some(EventArg::Cycles) {
             return Some(
                 "--event cycles with --wall: wall-clock time adds on-CPU time to off-CPU time \
-                 in nanoseconds, so it samples cpu-clock; cycles are not time"
+                 in microseconds, so it samples cpu-clock; cycles are not time"
                     .into(),
             );
         }
@@ -395,17 +366,35 @@ impl RecordArgs {
 
     fn fold_options(&self) -> FoldOptions {
         let mut o = FoldOptions::default();
-        // Docker targets are told apart by pid, then relabelled.
-        o.per_pid = self.per_pid || self.docker_query().is_some();
+        o.per_pid = self.per_pid;
         o.per_thread = self.per_thread;
         o.user = !self.kernel_only;
         o.kernel = !self.user_only;
         o.inline = self.inline;
         if self.measure() != Measure::OnCpu {
-            // Nanoseconds: off-CPU time, and cpu-clock periods with --wall.
-            o.weight = Weight::Period;
+            // Off-CPU time, and cpu-clock periods with --wall, in µs.
+            o.weight = Weight::Time;
+            o.kind_frames = true;
         }
         o
+    }
+}
+
+impl RecordArgs {
+    fn into_job(self) -> RecordJob {
+        let mut job = RecordJob::new(self.record_options());
+        job.fold = self.fold_options();
+        let title = match self.measure() {
+            Measure::OffCpu => "Off-CPU Time Flame Graph",
+            Measure::Wall => "Wall-Clock Time Flame Graph",
+            _ => "On-CPU Flame Graph",
+        };
+        job.render = self.render.to_options(title);
+        job.docker = self.docker_query();
+        job.outputs = self.outputs;
+        let argv: Vec<OsString> = std::env::args_os().collect();
+        job.command_line = Some(nflame_pipeline::record::nflame_command_line(&argv));
+        job
     }
 }
 
@@ -415,37 +404,7 @@ static SIGNALS: AtomicUsize = AtomicUsize::new(0);
 /// Runs `nflame record`.
 pub fn run(args: RecordArgs, verbosity: crate::Verbosity) -> Result<ExitCode> {
     let quiet = verbosity == crate::Verbosity::Quiet;
-    let rec_opts = args.record_options();
-    let fold_opts = args.fold_options();
-    let title = match args.measure() {
-        Measure::OffCpu => "Off-CPU Time Flame Graph",
-        Measure::Wall => "Wall-Clock Time Flame Graph",
-        _ => "On-CPU Flame Graph",
-    };
-    let render_opts = args.render.into_options(title);
-    render_opts.validate()?;
-    let mut docker = match args.docker_query() {
-        Some(q) => Some(DockerTargets::discover(&q).context("finding the Docker targets")?),
-        None => None,
-    };
-
-    // Every destination is created (as a temporary file beside it) before
-    // sampling, so a bad path costs nothing; none appears until commit.
-    let paths = if args.outputs.is_empty() {
-        vec![PathBuf::from("-")]
-    } else {
-        args.outputs.clone()
-    };
-    if paths.iter().filter(|p| p.as_os_str() == "-").count() > 1 {
-        bail!("standard output (-o -) can be given only once");
-    }
-    let mut outputs = Vec::with_capacity(paths.len());
-    for p in &paths {
-        let format = Format::of(p)?;
-        let out = Output::create(p).map_err(|e| output_error(p, e))?;
-        outputs.push((format, out));
-    }
-
+    let job = args.into_job();
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = Arc::clone(&stop);
@@ -456,206 +415,66 @@ pub fn run(args: RecordArgs, verbosity: crate::Verbosity) -> Result<ExitCode> {
             eprintln!("nflame: warning: cannot catch Ctrl-C ({e}); it will lose the recording");
         }
     }
-
-    let mut status = StatusLine::new();
-    status.enabled &= !quiet;
-    if status.enabled {
-        let end = match (rec_opts.duration, &rec_opts.target) {
-            (Some(d), _) => format!("for {}", secs(d)),
-            (None, Target::Pids(_)) => "until the processes exit".into(),
-            (None, Target::Command(_)) => "until the command exits".into(),
-            (None, _) => "until Ctrl-C".into(),
-        };
-        let what = match &docker {
-            Some(_) => "the Docker targets and network softirq work on all CPUs".into(),
-            None => describe_target(&rec_opts.target),
-        };
-        eprintln!("nflame: recording {what} {end} (Ctrl-C ends it early)");
-    }
-    if let (Some(d), false) = (&docker, quiet) {
-        for line in &d.found {
-            eprintln!("  {line}");
-        }
-    }
-    // Kernel symbols load on a background thread while sampling runs.
-    let prepared = nflame_symbolizer::warm_up(&fold_opts);
-    let recording = nflame_sampler::record(&rec_opts, &stop, |p| status.update(p));
-    status.clear();
-    let mut recording = recording.context("recording")?;
-    if let Some(d) = &mut docker {
-        d.refresh();
-        d.restrict(&mut recording);
-        if recording.measure.off_cpu() {
-            // Waits are the targets' own: other tasks' are not network work.
-            recording
-                .samples
-                .retain(|s| !s.kind.is_off_cpu() || d.roles.contains_key(&s.pid));
-            for (pid, p) in &mut recording.processes {
-                if !d.roles.contains_key(pid) {
-                    p.times.clear();
-                }
-            }
-        }
-        recording.notes.extend(d.notes.iter().cloned());
-    }
-    let signals_at_end = SIGNALS.load(Ordering::SeqCst);
-    let abandoned = move || {
-        let n = SIGNALS.load(Ordering::SeqCst);
-        n > signals_at_end || n >= 2
+    let mut terminal = Terminal {
+        status: StatusLine::new(),
+        quiet,
+        signals_at_end: None,
     };
-
-    if status.enabled && recording.samples.len() > 100_000 {
-        eprintln!(
-            "nflame: symbolizing {} samples (Ctrl-C abandons)",
-            recording.sample_count()
-        );
+    terminal.status.enabled &= !quiet;
+    let outcome = nflame_pipeline::record(&job, &stop, &mut terminal)?;
+    if outcome.interrupted {
+        eprintln!("nflame: interrupted while writing: no output written");
+        return Ok(ExitCode::from(EXIT_INTERRUPTED));
     }
-    let (profile, stats) = nflame_symbolizer::fold_with(&recording, &fold_opts, &prepared)
-        .context("symbolizing the samples")?;
-    let profile = match &docker {
-        Some(d) => {
-            let kept = relabel(&profile, d, args.per_pid);
-            recording.notes.push(format!(
-                "Docker targets: {} of {} samples are the targets' or network softirq work",
-                kept.total(),
-                profile.total()
-            ));
-            kept
-        }
-        None => profile,
-    };
-    if abandoned() {
-        return Ok(interrupted());
-    }
-    let mut render_opts = render_opts;
-    let mut ctx = context(&recording, &rec_opts.target);
-    if let Some(d) = &docker {
-        ctx.targets = d.found.clone();
-    }
-    render_opts.context = Some(ctx);
-    let mut written = Vec::new();
-    let mut failures = Vec::new();
-    let mut committed = Vec::new();
-    for (format, mut out) in outputs {
-        let path = out.path().to_path_buf();
-        let result = match format {
-            Format::Folded => {
-                let mut w = Abortable::new(out.writer(), &abandoned);
-                profile.write_folded(&mut w).and_then(|()| w.flush())
-            }
-            Format::Svg if profile.is_empty() => {
-                failures.push(format!(
-                    "{}: no samples were recorded, so there is no flame graph to draw",
-                    path.display()
-                ));
-                continue;
-            }
-            Format::Svg => {
-                let w = Abortable::new(out.writer(), &abandoned);
-                nflame_render::render_profile(&profile, &render_opts, w)
-                    .map_err(|e| io::Error::other(format!("{:#}", anyhow::Error::from(e))))
-            }
-        };
-        if abandoned() {
-            return Ok(interrupted());
-        }
-        match result {
-            Ok(()) => committed.push((path, out)),
-            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {}
-            Err(e) => failures.push(format!("writing {}: {e}", path.display())),
-        }
-    }
-    if abandoned() {
-        return Ok(interrupted());
-    }
-    for (path, out) in committed {
-        match out.commit() {
-            Ok(()) if path.as_os_str() != "-" => written.push(path),
-            Ok(()) => {}
-            Err(e) => failures.push(format!("{:#}", anyhow::Error::from(e))),
-        }
-    }
-
     if !quiet {
-        print_summary(&recording, &stats, &profile, &written);
+        let _ = io::stderr().write_all(outcome.summary().as_bytes());
     }
-    for f in &failures {
+    for f in &outcome.failures {
         eprintln!("nflame: error: {f}");
     }
-    Ok(if failures.is_empty() {
+    Ok(if outcome.failures.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
 }
 
-/// The Docker targets' stacks under their role labels, plus the network
-/// softirq work of other tasks (see [`DockerTargets::relabel`]).
-fn relabel(profile: &Profile, docker: &DockerTargets, per_pid: bool) -> Profile {
-    let mut out = Profile::new();
-    for (stack, count) in profile.iter() {
-        if let Some(s) = docker.relabel(stack, per_pid) {
-            out.add(&s, count);
+/// The terminal side of a recording: the announcement, the status line,
+/// and whether a signal after the recording abandons the outputs.
+struct Terminal {
+    status: StatusLine,
+    quiet: bool,
+    /// Signals seen when sampling ended.
+    signals_at_end: Option<usize>,
+}
+
+impl RecordEvents for Terminal {
+    fn started(&mut self, what: &str, until: &str, docker_found: &[String]) {
+        if self.status.enabled {
+            eprintln!("nflame: recording {what} {until} (Ctrl-C ends it early)");
+        }
+        if !self.quiet {
+            for line in docker_found {
+                eprintln!("  {line}");
+            }
         }
     }
-    out
-}
 
-/// An output that cannot be created, said plainly (the temporary file's name
-/// would only confuse).
-fn output_error(path: &Path, e: nflame_profile::Error) -> anyhow::Error {
-    if let nflame_profile::Error::Write { source, .. } = &e {
-        if let Some(code) = source.raw_os_error() {
-            return anyhow::anyhow!(
-                "cannot write {}: {} (checked before recording; nothing was recorded)",
-                path.display(),
-                io::Error::from_raw_os_error(code)
-            );
+    fn progress(&mut self, p: &Progress) {
+        self.status.update(p);
+    }
+
+    fn symbolizing(&mut self, samples: u64) {
+        self.status.clear();
+        self.signals_at_end = Some(SIGNALS.load(Ordering::SeqCst));
+        if self.status.enabled && samples > 100_000 {
+            eprintln!("nflame: symbolizing {samples} samples (Ctrl-C abandons)");
         }
     }
-    anyhow::Error::from(e).context("checking the outputs before recording")
-}
 
-fn interrupted() -> ExitCode {
-    eprintln!("nflame: interrupted while writing: no output written");
-    ExitCode::from(EXIT_INTERRUPTED)
-}
-
-/// A writer that fails once the outputs have been abandoned, so that a long
-/// write stops early; the unfinished temporary file is then removed.
-struct Abortable<'a, W: Write + ?Sized, F: Fn() -> bool> {
-    inner: &'a mut W,
-    abandoned: &'a F,
-}
-
-impl<'a, W: Write + ?Sized, F: Fn() -> bool> Abortable<'a, W, F> {
-    fn new(inner: &'a mut W, abandoned: &'a F) -> Self {
-        Abortable { inner, abandoned }
-    }
-
-    fn check(&self) -> io::Result<()> {
-        if (self.abandoned)() {
-            Err(io::Error::new(io::ErrorKind::Interrupted, "interrupted"))
-        } else {
-            Ok(())
-        }
-    }
-}
-
-impl<W: Write + ?Sized, F: Fn() -> bool> Write for Abortable<'_, W, F> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.check()?;
-        self.inner.write(buf)
-    }
-
-    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.check()?;
-        self.inner.write_all(buf)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.check()?;
-        self.inner.flush()
+    fn abandoned(&self) -> bool {
+        let n = SIGNALS.load(Ordering::SeqCst);
+        n >= 2 || self.signals_at_end.is_some_and(|at_end| n > at_end)
     }
 }
 
@@ -703,270 +522,15 @@ impl StatusLine {
     }
 }
 
-fn describe_target(t: &Target) -> String {
-    match t {
-        Target::Pids(p) => {
-            let list: Vec<String> = p.iter().map(u32::to_string).collect();
-            format!(
-                "pid{} {}",
-                if p.len() == 1 { "" } else { "s" },
-                list.join(",")
-            )
-        }
-        Target::Names(n) => format!("processes named {}", n.join(", ")),
-        Target::Command(c) => format!("`{}`", shell_words(c)),
-        _ => "all processes on all CPUs".into(),
-    }
-}
-
-/// What was recorded, for the SVG's context: one entry per target.
-fn target_list(t: &Target, rec: &Recording) -> Vec<String> {
-    match t {
-        Target::Pids(p) => p
-            .iter()
-            .map(|pid| match rec.processes.get(pid) {
-                Some(info) if !info.comm.is_empty() => format!("pid {pid} ({})", info.comm),
-                _ => format!("pid {pid}"),
-            })
-            .collect(),
-        Target::Names(n) => n.iter().map(|n| format!("name {n}")).collect(),
-        Target::Command(c) => vec![format!("command: {}", shell_words(c))],
-        _ => vec!["all processes".into()],
-    }
-}
-
-/// Joins arguments for display, quoting the ones a shell would split.
-fn shell_words<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> String {
-    let mut s = String::new();
-    for (i, a) in args.iter().enumerate() {
-        if i > 0 {
-            s.push(' ');
-        }
-        let a = a.as_ref().to_string_lossy();
-        let plain = !a.is_empty()
-            && a.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
-        if plain {
-            s.push_str(&a);
-        } else {
-            let _ = write!(s, "'{}'", a.replace('\'', r"'\''"));
-        }
-    }
-    s
-}
-
-fn read_trimmed(path: &str) -> Option<String> {
-    let s = std::fs::read_to_string(path).ok()?;
-    let s = s.trim();
-    (!s.is_empty()).then(|| s.to_string())
-}
-
-/// The recording's context, stored in and shown on the SVG.
-fn context(rec: &Recording, target: &Target) -> Context {
-    let mut c = Context::new(env!("CARGO_PKG_VERSION"), "profile");
-    c.host = read_trimmed("/proc/sys/kernel/hostname");
-    c.kernel = read_trimmed("/proc/sys/kernel/osrelease");
-    c.event = Some(rec.event.clone());
-    c.frequency = Some(rec.frequency);
-    c.duration_secs = Some((rec.duration.as_secs_f64() * 1000.0).round() / 1000.0);
-    c.samples = Some(rec.sample_count());
-    c.lost = Some(rec.lost);
-    c.targets = target_list(target, rec);
-    let argv: Vec<OsString> = std::env::args_os().collect();
-    c.command = Some(format!(
-        "nflame {}",
-        shell_words(argv.get(1..).unwrap_or_default())
-    ));
-    c.created = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .ok()
-        .map(|d| rfc3339_utc(d.as_secs()));
-    c
-}
-
-/// `YYYY-MM-DDTHH:MM:SSZ` for seconds since the Unix epoch.
-fn rfc3339_utc(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
-}
-
-/// Proleptic Gregorian date of a day count since 1970-01-01, computed in
-/// 400-year eras (146 097 days each) that start on March 1st, so that the
-/// leap day is the last day of an era-year.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468; // days since 0000-03-01
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097); // day of era, 0..146096
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // year of era
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // day of the March-based year
-    let mp = (5 * doy + 2) / 153; // month, March = 0
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
-fn secs(d: Duration) -> String {
-    format!("{:.2} s", d.as_secs_f64())
-}
-
-fn percent(part: u64, whole: u64) -> f64 {
-    if whole == 0 {
-        0.0
-    } else {
-        part as f64 * 100.0 / whole as f64
-    }
-}
-
-fn print_summary(rec: &Recording, stats: &FoldStats, profile: &Profile, written: &[PathBuf]) {
-    let samples = rec.sample_count();
-    let ended = match rec.stop_reason {
-        StopReason::Duration => "duration elapsed",
-        StopReason::Stopped => "stopped by signal",
-        StopReason::TargetsExited => "targets exited",
-        _ => "ended",
-    };
-    let mut s = String::new();
-    let _ = writeln!(s, "nflame: recording ended ({ended})");
-    let _ = writeln!(s, "  samples    {samples}");
-    let _ = writeln!(
-        s,
-        "  lost       {} ({:.2}%)",
-        rec.lost,
-        percent(rec.lost, samples + rec.lost)
-    );
-    let _ = writeln!(
-        s,
-        "  processes  {} with samples, {} seen",
-        stats.processes,
-        rec.processes.len()
-    );
-    let _ = match rec.measure {
-        Measure::OffCpu => writeln!(s, "  event      context switches"),
-        Measure::Wall => writeln!(
-            s,
-            "  event      {} at {} Hz, and context switches",
-            rec.event, rec.frequency
-        ),
-        _ => writeln!(s, "  event      {} at {} Hz", rec.event, rec.frequency),
-    };
-    let _ = writeln!(s, "  duration   {}", secs(rec.duration));
-    let user = if rec.user {
-        format!("user {:.1}%", stats.named_user_share() * 100.0)
-    } else {
-        "user excluded".into()
-    };
-    let kernel = if rec.kernel {
-        format!("kernel {:.1}%", stats.named_kernel_share() * 100.0)
-    } else {
-        "kernel excluded".into()
-    };
-    let _ = writeln!(
-        s,
-        "  named      {:.1}% of frames ({user}, {kernel})",
-        stats.named_share() * 100.0
-    );
-    let _ = writeln!(s, "  stacks     {} distinct", profile.len());
-    if rec.user && stats.user_stacks > 0 {
-        let mut unwind = UnwindStats::default();
-        for p in rec.processes.values() {
-            unwind.add(&p.unwind);
-        }
-        let _ = writeln!(
-            s,
-            "  unwound    {:.1}% of user stacks complete, {} truncated (call graph {}: {} by DWARF, {} by frame pointers)",
-            stats.complete_user_share() * 100.0,
-            stats.truncated_stacks,
-            rec.call_graph.name(),
-            unwind.dwarf,
-            unwind.frame_pointer
-        );
-    }
-    if rec.measure.off_cpu() {
-        let mut t = ThreadTimes::default();
-        let mut threads = 0;
-        for times in rec.processes.values().flat_map(|p| p.times.values()) {
-            t.add(times);
-            threads += 1;
-        }
-        let s_of = |ns: u64| ns as f64 / 1e9;
-        let _ = writeln!(
-            s,
-            "  off-CPU    {:.2} s blocked, {:.2} s preempted; {:.2} s on-CPU; {} threads, {:.2} s in all",
-            s_of(t.blocked),
-            s_of(t.preempted),
-            s_of(t.on_cpu),
-            threads,
-            s_of(t.span)
-        );
-        let o = &rec.off_cpu;
-        let _ = writeln!(
-            s,
-            "  switches   {} ({} with a stack, at most {} a second per CPU)",
-            o.switches, o.sampled, o.max_rate
-        );
-    }
-    if let Some(status) = rec.command_status {
-        let _ = writeln!(s, "  command    exit status {status}");
-    }
-    if !written.is_empty() {
-        let list: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
-        let _ = writeln!(s, "  written    {}", list.join(", "));
-    }
-    for note in &rec.notes {
-        let _ = writeln!(s, "  note: {note}");
-    }
-    if let Some(e) = &stats.kernel_error {
-        let _ = writeln!(s, "  note: kernel frames unnamed: {e}");
-    }
-    if !stats.failed_modules.is_empty() {
-        let _ = writeln!(
-            s,
-            "  note: {} module(s) could not be read, their frames show as [module]",
-            stats.failed_modules.len()
-        );
-    }
-    if samples == 0 {
-        let _ = writeln!(
-            s,
-            "  note: no samples: the targets did not run on a CPU while recording"
-        );
-    }
-    let _ = io::stderr().write_all(s.as_bytes());
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn dates() {
-        assert_eq!(rfc3339_utc(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339_utc(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(rfc3339_utc(1_709_251_199), "2024-02-29T23:59:59Z");
-        assert_eq!(rfc3339_utc(4_102_444_800), "2100-01-01T00:00:00Z");
-    }
-
-    #[test]
-    fn pids_and_formats() {
+    fn pids() {
         assert_eq!(parse_pids("1,2 3").unwrap(), PidList(vec![1, 2, 3]));
         assert!(parse_pids("1,x").is_err());
         assert!(parse_pids("0").is_err());
-        assert_eq!(Format::of(Path::new("a.svg")).unwrap(), Format::Svg);
-        assert_eq!(Format::of(Path::new("a.svg.gz")).unwrap(), Format::Svg);
-        assert_eq!(
-            Format::of(Path::new("a.folded.gz")).unwrap(),
-            Format::Folded
-        );
-        assert_eq!(Format::of(Path::new("-")).unwrap(), Format::Folded);
-        assert!(Format::of(Path::new("a.txt")).is_err());
     }
 
     #[test]
@@ -978,10 +542,5 @@ mod tests {
         assert_eq!(parse_min_block("100ns"), Ok(Duration::from_nanos(100)));
         assert!(parse_min_block("-1ms").is_err());
         assert!(parse_min_block("soon").is_err());
-    }
-
-    #[test]
-    fn quoting() {
-        assert_eq!(shell_words(&["a", "b c", "it's"]), r"a 'b c' 'it'\''s'");
     }
 }

@@ -3,9 +3,14 @@
 //!
 //! # What is written
 //!
-//! - `sample_type` is `samples/count`; when [`ExportMeta::period_ns`] is set, a
-//!   second value `cpu/nanoseconds` = count × period follows it (so Pyroscope and
-//!   `go tool pprof` show CPU time, which they pick by default as the last value).
+//! - `sample_type` is `samples/count` for a profile of samples; when
+//!   [`ExportMeta::period_ns`] is set, a second value `cpu/nanoseconds` = count ×
+//!   period follows it (so Pyroscope and `go tool pprof` show CPU time, which
+//!   they pick by default as the last value). A profile weighted by time
+//!   ([`Unit::Microseconds`]) has one value, `time/microseconds` (or
+//!   `time/nanoseconds` when its counts have fractions of a microsecond, up to
+//!   three decimals), and no period. pprof's values are whole numbers: other
+//!   fractional counts are refused (speedscope keeps them).
 //! - One sample per distinct stack, its locations leaf first as pprof wants. A
 //!   count that does not fit pprof's signed 64-bit values (or whose CPU time does
 //!   not) is split over several samples of the same stack, which every consumer
@@ -32,6 +37,9 @@
 //! becomes a folded line (inlined frames expanded, callers first); the count is
 //! the sample's value of the first sample type whose unit is `count` (otherwise
 //! of `default_sample_type`, otherwise of the last type, as pprof itself chooses).
+//! When that type's unit is a time (`nanoseconds`, `microseconds`,
+//! `milliseconds`, `seconds`) the profile is weighted by time, in microseconds
+//! (nanoseconds keep three decimals); otherwise it counts samples.
 //! Frames without a function name are named after their mapping (`[libc.so.6]`),
 //! their address (`0x4011d0`) or `[unknown]`; `;` in names becomes `:` and line
 //! breaks become spaces, so every name is a valid folded frame.
@@ -47,6 +55,7 @@ use rustc_hash::FxHashMap;
 
 use super::{writer_name, ExportMeta, Format};
 use crate::io::Input;
+use crate::unit::{pow10, Count, Unit};
 use crate::{Error, Profile, KERNEL_SUFFIX};
 
 /// The mapping name that marks kernel frames.
@@ -127,20 +136,39 @@ fn build(profile: &Profile, meta: &ExportMeta, name: &Path) -> Result<proto::Pro
             ))
         })?),
     };
+    let unit = profile.unit();
+    if unit.is_time() && period.is_some() {
+        return Err(invalid(format!(
+            "a sampling period turns sample counts into CPU time; this profile is in {unit} already"
+        )));
+    }
+    // Values are whole numbers: the stored counts, or nanoseconds for time
+    // with fractions of a microsecond.
+    let (type_name, unit_name, multiplier) = match (unit, profile.decimals()) {
+        (Unit::Samples, 0) => ("samples", "count", 1),
+        (Unit::Microseconds, 0) => ("time", "microseconds", 1),
+        (Unit::Microseconds, d @ 1..=3) => ("time", "nanoseconds", pow10(3 - d)),
+        (_, d) => {
+            return Err(invalid(format!(
+                "pprof holds whole numbers and this profile has counts with {d} decimals \
+                 (of {unit}); export it as speedscope, which keeps them"
+            )))
+        }
+    };
     let mut strings = Strings::new();
     let samples_type = proto::ValueType {
-        r#type: strings.get("samples"),
-        unit: strings.get("count"),
+        r#type: strings.get(type_name),
+        unit: strings.get(unit_name),
     };
     let cpu_type = period.map(|_| proto::ValueType {
         r#type: strings.get("cpu"),
         unit: strings.get("nanoseconds"),
     });
-    // The largest count one sample can carry, so that the count and its CPU time
-    // both fit an i64.
+    // The largest count one sample can carry, so that its value and its CPU
+    // time both fit an i64.
     let chunk = match period {
         Some(p) => i64::MAX as u64 / p as u64,
-        None => i64::MAX as u64,
+        None => i64::MAX as u64 / multiplier,
     };
 
     const MAIN_MAPPING: u64 = 1;
@@ -192,8 +220,8 @@ fn build(profile: &Profile, meta: &ExportMeta, name: &Path) -> Result<proto::Pro
                      (stack {stack:?} has {count} samples)"
                 )));
             }
-            // Both casts are exact: c <= chunk <= i64::MAX / period.
-            let mut value = vec![c as i64];
+            // The casts are exact: c <= chunk <= i64::MAX / period (or / multiplier).
+            let mut value = vec![(c * multiplier) as i64];
             if let Some(p) = period {
                 value.push(c as i64 * p);
             }
@@ -322,13 +350,13 @@ fn decode(bytes: &[u8], name: &Path) -> Result<Profile, Error> {
             })
     };
 
-    let value_index = {
+    let (value_index, value_unit) = {
         let mut types = Vec::with_capacity(msg.sample_type.len());
         for t in &msg.sample_type {
             types.push((string(t.r#type)?, string(t.unit)?));
         }
         let default_type = string(msg.default_sample_type)?;
-        types
+        let i = types
             .iter()
             .position(|&(_, unit)| unit == "count")
             .or_else(|| {
@@ -336,7 +364,16 @@ fn decode(bytes: &[u8], name: &Path) -> Result<Profile, Error> {
                     .iter()
                     .position(|&(t, _)| !default_type.is_empty() && t == default_type)
             })
-            .unwrap_or(types.len().saturating_sub(1))
+            .unwrap_or(types.len().saturating_sub(1));
+        (i, types.get(i).map_or("", |t| t.1))
+    };
+    // A time is read in microseconds: (decimals, multiplier) of a value.
+    let (unit, decimals, multiplier) = match value_unit {
+        "nanoseconds" => (Unit::Microseconds, 3, 1),
+        "microseconds" => (Unit::Microseconds, 0, 1),
+        "milliseconds" => (Unit::Microseconds, 0, 1_000),
+        "seconds" => (Unit::Microseconds, 0, 1_000_000),
+        _ => (Unit::Samples, 0, 1),
     };
 
     // Mapping id -> (is the kernel, the name for frames without a function).
@@ -394,7 +431,7 @@ fn decode(bytes: &[u8], name: &Path) -> Result<Profile, Error> {
         locations.insert(loc.id, frames.join(";"));
     }
 
-    let mut profile = Profile::new();
+    let mut profile = Profile::with_unit(unit);
     let mut stack = String::new();
     for (n, sample) in msg.sample.iter().enumerate() {
         let Some(&value) = sample.value.get(value_index) else {
@@ -422,11 +459,11 @@ fn decode(bytes: &[u8], name: &Path) -> Result<Profile, Error> {
         if sample.location_id.is_empty() {
             stack.push_str("[unknown]");
         }
-        if !profile.add(&stack, count) {
-            return Err(bad(
-                "the samples add up to more than 2^64-1 (a 64-bit counter)".to_owned(),
-            ));
-        }
+        let too_large =
+            || bad("the values add up to more than 2^64-1 (a 64-bit counter)".to_owned());
+        let value = count.checked_mul(multiplier).ok_or_else(too_large)?;
+        let count = Count { value, decimals }.normalized();
+        profile.add_count(&stack, count).map_err(|_| too_large())?;
     }
     Ok(profile)
 }
@@ -676,6 +713,58 @@ mod tests {
     }
 
     #[test]
+    fn time_profiles_keep_their_unit() {
+        let s = |m: &proto::Profile, i: i64| m.string_table[i as usize].clone();
+        let mut p = Profile::with_unit(Unit::Microseconds);
+        p.add("nginx;epoll_wait_[k]", 2_500_000);
+        p.add("nginx;read_[k]", 40);
+        let meta = ExportMeta::new("off-cpu");
+        let m = decoded(&p, &meta);
+        let types: Vec<(String, String)> = m
+            .sample_type
+            .iter()
+            .map(|t| (s(&m, t.r#type), s(&m, t.unit)))
+            .collect();
+        assert_eq!(
+            types,
+            vec![("time".to_string(), "microseconds".to_string())]
+        );
+        assert_eq!(roundtrip(&p, &meta), p);
+        // Fractions of a microsecond travel as nanoseconds, exactly.
+        let mut q = Profile::with_unit(Unit::Microseconds);
+        q.add_count(
+            "a",
+            Count {
+                value: 15,
+                decimals: 1,
+            },
+        )
+        .unwrap();
+        q.add("b", 20);
+        let m = decoded(&q, &meta);
+        assert_eq!(s(&m, m.sample_type[0].unit), "nanoseconds");
+        let values: Vec<i64> = m.sample.iter().map(|x| x.value[0]).collect();
+        assert_eq!(values, vec![1500, 2000]);
+        assert_eq!(roundtrip(&q, &meta), q);
+        // A period makes no sense for time; fractional samples do not fit pprof.
+        let mut timed = meta.clone();
+        timed.period_ns = Some(1_000_000);
+        let e = encode(&p, &timed, Path::new("t.pb")).unwrap_err();
+        assert!(e.to_string().contains("in microseconds already"), "{e}");
+        let mut frac = Profile::new();
+        frac.add_count(
+            "a",
+            Count {
+                value: 5,
+                decimals: 1,
+            },
+        )
+        .unwrap();
+        let e = encode(&frac, &meta, Path::new("t.pb")).unwrap_err();
+        assert!(e.to_string().contains("speedscope"), "{e}");
+    }
+
+    #[test]
     fn empty_profile_and_empty_frames_do_not_panic() {
         let empty = Profile::new();
         assert_eq!(roundtrip(&empty, &ExportMeta::default()), empty);
@@ -728,7 +817,7 @@ mod tests {
         let p = Profile::from_stacks([("a", 1)]);
         let e = write_pprof(&p, &ExportMeta::new("web"), Broken).unwrap_err();
         assert_eq!(
-            e.to_string(),
+            crate::error::chain(&e),
             "cannot write <pprof output of web>: disk on fire"
         );
     }
@@ -877,7 +966,10 @@ mod tests {
         assert!(matches!(e, Error::Gzip { .. }), "{e:?}");
         assert!(e.to_string().contains(READER_NAME), "{e}");
         let e = read_pprof(&b"\xff\xff\xff\xff"[..]).unwrap_err();
-        assert!(e.to_string().contains("not a pprof profile"), "{e}");
+        assert!(
+            crate::error::chain(&e).contains("not a pprof profile"),
+            "{e:?}"
+        );
         // A sample pointing at a location that does not exist.
         let m = proto::Profile {
             string_table: vec![String::new()],
@@ -889,7 +981,10 @@ mod tests {
             ..Default::default()
         };
         let e = read_pprof(&m.encode_to_vec()[..]).unwrap_err();
-        assert!(e.to_string().contains("missing location 9"), "{e}");
+        assert!(
+            crate::error::chain(&e).contains("missing location 9"),
+            "{e:?}"
+        );
         // Negative values and out-of-range string indices.
         let mut m2 = m.clone();
         m2.sample[0] = proto::Sample {
@@ -898,11 +993,14 @@ mod tests {
             label: vec![],
         };
         let e = read_pprof(&m2.encode_to_vec()[..]).unwrap_err();
-        assert!(e.to_string().contains("negative count -1"), "{e}");
+        assert!(
+            crate::error::chain(&e).contains("negative count -1"),
+            "{e:?}"
+        );
         m2.comment = vec![];
         m2.sample_type = vec![proto::ValueType { r#type: 5, unit: 0 }];
         let e = read_pprof(&m2.encode_to_vec()[..]).unwrap_err();
-        assert!(e.to_string().contains("string index 5"), "{e}");
+        assert!(crate::error::chain(&e).contains("string index 5"), "{e:?}");
         // No bytes at all is a valid, empty profile; as a file it is an error.
         assert!(read_pprof(&b""[..]).unwrap().is_empty());
         let dir = tempfile::tempdir().unwrap();

@@ -6,7 +6,9 @@
 //! is how a reader tells them apart). Every distinct stack is one sample, a list
 //! of frame indices root first, in the order of the stacks' text; its weight is
 //! its count (unit `none`), or its count × [`ExportMeta::period_ns`] when the
-//! period is known (unit `nanoseconds`). `endValue` is the sum of the weights.
+//! period is known (unit `nanoseconds`); a profile weighted by time has its
+//! microseconds (unit `microseconds`, and no period). Fractional counts are
+//! written exactly, as decimal numbers. `endValue` is the sum of the weights.
 //!
 //! The JSON is streamed: memory grows with the distinct frames, not the output.
 
@@ -16,6 +18,7 @@ use std::path::Path;
 use rustc_hash::FxHashMap;
 
 use super::{writer_name, ExportMeta, Format};
+use crate::unit::{push_fixed128, Unit};
 use crate::{Error, Profile};
 
 /// The schema URL speedscope recognises its files by.
@@ -35,6 +38,13 @@ pub(crate) fn write_named<W: Write>(
     w: W,
     name: &Path,
 ) -> Result<(), Error> {
+    if profile.unit().is_time() && meta.period_ns.is_some_and(|p| p > 0) {
+        return Err(Error::InvalidOption(format!(
+            "{}: a sampling period turns sample counts into CPU time; this profile is in {} already",
+            name.display(),
+            profile.unit()
+        )));
+    }
     let mut w = BufWriter::new(w);
     write_json(profile, meta, &mut w)
         .and_then(|()| w.flush())
@@ -62,6 +72,13 @@ fn write_json<W: Write>(profile: &Profile, meta: &ExportMeta, w: &mut W) -> io::
     }
     let period = meta.period_ns.filter(|&p| p > 0);
     let weight = |count: u64| u128::from(count) * u128::from(period.unwrap_or(1));
+    let decimals = profile.decimals();
+    let mut text = String::new();
+    let mut write_weight = |w: &mut W, weight: u128| {
+        text.clear();
+        push_fixed128(&mut text, weight, decimals);
+        w.write_all(text.as_bytes())
+    };
 
     let mut num = itoa::Buffer::new();
     w.write_all(b"{\"$schema\":")?;
@@ -84,15 +101,15 @@ fn write_json<W: Write>(profile: &Profile, meta: &ExportMeta, w: &mut W) -> io::
     w.write_all(b",\"unit\":")?;
     json_string(
         w,
-        if period.is_some() {
-            "nanoseconds"
-        } else {
-            "none"
+        match profile.unit() {
+            Unit::Microseconds => "microseconds",
+            _ if period.is_some() => "nanoseconds",
+            _ => "none",
         },
     )?;
     w.write_all(b",\"startValue\":0,\"endValue\":")?;
     let end: u128 = stacks.iter().map(|&(_, c)| weight(c)).sum();
-    w.write_all(num.format(end).as_bytes())?;
+    write_weight(w, end)?;
     w.write_all(b",\"samples\":[")?;
     for (i, (stack, _)) in stacks.iter().enumerate() {
         w.write_all(if i > 0 { b",[" } else { b"[" })?;
@@ -109,7 +126,7 @@ fn write_json<W: Write>(profile: &Profile, meta: &ExportMeta, w: &mut W) -> io::
         if i > 0 {
             w.write_all(b",")?;
         }
-        w.write_all(num.format(weight(count)).as_bytes())?;
+        write_weight(w, weight(count))?;
     }
     w.write_all(b"]}]}\n")
 }
@@ -168,6 +185,31 @@ mod tests {
     }
 
     #[test]
+    fn time_and_fractions() {
+        let mut p = Profile::with_unit(Unit::Microseconds);
+        p.add_count(
+            "a",
+            crate::unit::Count {
+                value: 15,
+                decimals: 1,
+            },
+        )
+        .unwrap();
+        p.add_count("b", crate::unit::Count::whole(2)).unwrap();
+        let v = export(&p, &ExportMeta::new("t"));
+        assert_eq!(v["profiles"][0]["unit"], "microseconds");
+        assert_eq!(v["profiles"][0]["weights"], json!([1.5, 2]));
+        assert_eq!(v["profiles"][0]["endValue"], 3.5);
+        let meta = ExportMeta {
+            period_ns: Some(1000),
+            ..ExportMeta::default()
+        };
+        let mut out = Vec::new();
+        let e = write_speedscope(&p, &meta, &mut out).unwrap_err();
+        assert!(e.to_string().contains("in microseconds already"), "{e}");
+    }
+
+    #[test]
     fn odd_names_and_empty_profiles_are_valid_json() {
         let p = Profile::from_stacks([("\"quoted\"\\;tab\there;日本語", 1), ("", 2), ("a;;b", 3)]);
         let v = export(&p, &ExportMeta::new("n\u{0}ame"));
@@ -197,7 +239,7 @@ mod tests {
         let p = Profile::from_stacks([("a", 1)]);
         let e = write_speedscope(&p, &ExportMeta::new("web"), Broken).unwrap_err();
         assert_eq!(
-            e.to_string(),
+            crate::error::chain(&e),
             "cannot write <speedscope output of web>: no space left"
         );
     }

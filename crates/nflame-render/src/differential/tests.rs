@@ -1,0 +1,185 @@
+//! The tree's graph checked against the reference, and the line order against sorted lines.
+
+use super::lines::{Lines, TreeLines};
+use super::*;
+use nflame_profile::diff::DiffOptions;
+use nflame_profile::Profile;
+
+fn both(before: &[(&str, u64)], after: &[(&str, u64)], opts: &RenderOptions, dopts: &DiffOptions) {
+    let d = Diff::new(
+        Profile::from_stacks(before.iter().copied()),
+        Profile::from_stacks(after.iter().copied()),
+        dopts,
+    )
+    .unwrap();
+    let mut new = Vec::new();
+    let mut old = Vec::new();
+    let rn = draw(&d, None, opts, &mut new);
+    let ro = reference::draw(&d, opts, &mut old);
+    assert_eq!(rn.is_ok(), ro.is_ok(), "{rn:?} {ro:?}");
+    let (new, old) = (
+        String::from_utf8(new).unwrap(),
+        String::from_utf8(old).unwrap(),
+    );
+    if new != old {
+        let at = new
+            .bytes()
+            .zip(old.bytes())
+            .position(|(a, b)| a != b)
+            .unwrap_or(new.len().min(old.len()));
+        panic!(
+            "graphs differ at byte {at} ({opts:?}, {dopts:?}):\n new: {}\n old: {}",
+            &new[at.saturating_sub(200)..(at + 200).min(new.len())],
+            &old[at.saturating_sub(200)..(at + 200).min(old.len())]
+        );
+    }
+}
+
+type Stacks = Vec<(String, u64)>;
+
+/// Stacks whose sorted lines are not sorted stacks, frames that extend
+/// sibling names, blanks, recursion, single frames, gone and new stacks.
+fn tricky() -> (Stacks, Stacks) {
+    let names = [
+        "a",
+        "a ",
+        "a b",
+        "a 1",
+        "a 12",
+        "a+",
+        "a.b",
+        "a:x",
+        "b",
+        "[unknown]",
+        "leaf_1",
+        "leaf_10",
+        "leaf_100",
+        "x_[k]",
+        "",
+        "é",
+        "a\tb",
+        "#",
+    ];
+    let mut before = Vec::new();
+    let mut after = Vec::new();
+    let mut seed = 12345u64;
+    let mut rnd = |n: u64| {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) % n
+    };
+    for i in 0..6000 {
+        let depth = 1 + rnd(7) as usize;
+        let mut frames: Vec<&str> = Vec::new();
+        for _ in 0..depth {
+            frames.push(names[rnd(names.len() as u64) as usize]);
+        }
+        // Folded input holds trimmed stacks, which cannot start with `#` (a
+        // comment); so do reversed ones.
+        let ends = [frames[0], frames[frames.len() - 1]];
+        if frames[0].starts_with('#') || ends.iter().any(|f| f.trim() != *f) {
+            continue;
+        }
+        let stack = frames.join(";");
+        if stack.is_empty() {
+            continue;
+        }
+        // Skewed counts: a few wide frames, many narrow ones.
+        let count = if rnd(10) == 0 {
+            1 + rnd(5000)
+        } else {
+            1 + rnd(20)
+        };
+        match i % 3 {
+            0 => before.push((stack, count)),
+            1 => after.push((stack, count)),
+            _ => {
+                before.push((stack.clone(), count));
+                after.push((stack, 1 + rnd(40)));
+            }
+        }
+    }
+    (before, after)
+}
+
+#[test]
+fn line_order_is_sorted_lines() {
+    let (b, a) = tricky();
+    let d = Diff::new(
+        Profile::from_stacks(b.iter().map(|(s, c)| (s.as_str(), *c))),
+        Profile::from_stacks(a.iter().map(|(s, c)| (s.as_str(), *c))),
+        &DiffOptions::default(),
+    )
+    .unwrap();
+    let tree = d.tree();
+    let lines = TreeLines::new(&tree, &d);
+    let mut walked = Vec::new();
+    lines.walk(&mut |l| walked.push(format!("{} {} {}", lines.text(l.index), l.before, l.width)));
+    let mut sorted = walked.clone();
+    sorted.sort();
+    for (i, (w, s)) in walked.iter().zip(&sorted).enumerate() {
+        assert_eq!(w, s, "line {i}");
+    }
+}
+
+#[test]
+fn tree_graph_is_the_string_graph() {
+    let (b, a) = tricky();
+    let b: Vec<(&str, u64)> = b.iter().map(|(s, c)| (s.as_str(), *c)).collect();
+    let a: Vec<(&str, u64)> = a.iter().map(|(s, c)| (s.as_str(), *c)).collect();
+    let base = RenderOptions {
+        deterministic: true,
+        ..RenderOptions::default()
+    };
+    let variants = [
+        base.clone(),
+        RenderOptions {
+            min_width: 0.0,
+            ..base.clone()
+        },
+        RenderOptions {
+            min_width: 2.0,
+            ..base.clone()
+        },
+        RenderOptions {
+            inverted: true,
+            ..base.clone()
+        },
+        RenderOptions {
+            reverse: true,
+            ..base.clone()
+        },
+        RenderOptions {
+            width: Some(3000),
+            min_width: 1.0,
+            ..base.clone()
+        },
+    ];
+    let dopt = |normalize: bool, sb: Option<f64>, sa: Option<f64>| {
+        let mut d = DiffOptions::default();
+        d.normalize = normalize;
+        d.scale_before = sb;
+        d.scale_after = sa;
+        d
+    };
+    let dopts = [
+        DiffOptions::default(),
+        dopt(false, None, None),
+        dopt(true, Some(3.0), Some(70.0)),
+        // Tiny per-unit counts round to 0: stacks without width.
+        dopt(true, Some(1e9), Some(2e5)),
+    ];
+    for o in &variants {
+        for d in &dopts {
+            both(&b, &a, o, d);
+        }
+    }
+    both(&[("x", 1)], &[("y", 1)], &base, &DiffOptions::default());
+    both(
+        &[("x;y", 3)],
+        &[("x;y", 3), ("x", 2)],
+        &base,
+        &DiffOptions::default(),
+    );
+}
