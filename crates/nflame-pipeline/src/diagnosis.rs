@@ -132,8 +132,8 @@ impl DiagnosisOptions {
 pub enum Diagnosis {
     /// One profile's category report.
     Profile(CategoryReport),
-    /// Two profiles' change report.
-    Change(ChangeReport),
+    /// Two profiles' change report (boxed: it holds two reports).
+    Change(Box<ChangeReport>),
 }
 
 impl Diagnosis {
@@ -179,13 +179,13 @@ pub fn diagnose_inputs(opts: &DiagnosisOptions) -> Result<(Diagnosis, Vec<Skippe
     };
     let diagnosis = match &after {
         None => Diagnosis::Profile(category_report(&profile, &rules, opts.per)?),
-        Some(after) => Diagnosis::Change(change_report(
+        Some(after) => Diagnosis::Change(Box::new(change_report(
             &profile,
             after,
             &rules,
             opts.per,
             opts.per_after,
-        )?),
+        )?)),
     };
     if let Some(mut out) = html.take() {
         let mut text = Vec::new();
