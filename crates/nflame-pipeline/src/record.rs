@@ -565,6 +565,88 @@ fn off_cpu_summary(s: &mut String, rec: &Recording) {
     );
 }
 
+/// Most thread lines a summary shows.
+const MAX_THREAD_LINES: usize = 20;
+
+/// One line per recorded thread (the longest-lived first): its time on and
+/// off the CPU, for `--wall`.
+fn thread_summary(s: &mut String, rec: &Recording) {
+    let mut threads: Vec<(u32, u32, &str, &ThreadTimes)> = Vec::new();
+    for (pid, p) in &rec.processes {
+        for (tid, t) in &p.times {
+            let name = p.threads.get(tid).map_or(p.comm.as_str(), String::as_str);
+            threads.push((*pid, *tid, name, t));
+        }
+    }
+    threads.sort_by(|a, b| b.3.span.cmp(&a.3.span).then(a.1.cmp(&b.1)));
+    let s_of = |ns: u64| ns as f64 / 1e9;
+    for (pid, tid, name, t) in threads.iter().take(MAX_THREAD_LINES) {
+        let _ = writeln!(
+            s,
+            "  thread     {} {tid} (pid {pid}): on-CPU {:.3} s, off-CPU {:.3} s (blocked {:.3} s, \
+             preempted {:.3} s) of {:.3} s",
+            clean_text(name),
+            s_of(t.on_cpu),
+            s_of(t.off_cpu()),
+            s_of(t.blocked),
+            s_of(t.preempted),
+            s_of(t.span)
+        );
+    }
+    if threads.len() > MAX_THREAD_LINES {
+        let _ = writeln!(
+            s,
+            "  thread     … and {} more",
+            threads.len() - MAX_THREAD_LINES
+        );
+    }
+}
+
+/// One line per event-loop server (nginx/OpenResty workers): its time
+/// blocked outside its event wait, apart from idle time in it.
+fn event_loop_summary(s: &mut String, profile: &Profile) {
+    let unit = profile.unit();
+    let measure = profile.measure();
+    for e in nflame_diagnose::blocking::event_loops(unit, profile.iter()) {
+        let of = |x: u64| {
+            if e.total == 0 {
+                0.0
+            } else {
+                100.0 * x as f64 / e.total as f64
+            }
+        };
+        let _ = writeln!(
+            s,
+            "  event loop {}: blocked outside its event wait {} ({:.1}%), idle in it {} \
+             ({:.1}%), preempted {} ({:.1}%){}",
+            clean_text(&e.process),
+            measure.with_symbol(e.blocking),
+            of(e.blocking),
+            measure.with_symbol(e.idle),
+            of(e.idle),
+            measure.with_symbol(e.preempted),
+            of(e.preempted),
+            if e.on_cpu > 0 {
+                format!(
+                    ", on-CPU {} ({:.1}%)",
+                    measure.with_symbol(e.on_cpu),
+                    of(e.on_cpu)
+                )
+            } else {
+                String::new()
+            }
+        );
+        if let Some(p) = e.paths.first() {
+            let _ = writeln!(
+                s,
+                "             blocks most in {} ({:.1}%)",
+                clean_text(&p.describe()),
+                100.0 * p.share
+            );
+        }
+    }
+}
+
 /// Most `skipped` lines a summary shows.
 const MAX_SKIPPED_LINES: usize = 20;
 
@@ -640,6 +722,10 @@ impl RecordOutcome {
         }
         if rec.measure.off_cpu() {
             off_cpu_summary(&mut s, rec);
+            if rec.measure == Measure::Wall {
+                thread_summary(&mut s, rec);
+            }
+            event_loop_summary(&mut s, &self.profile);
         }
         if let Some(status) = rec.command_status {
             let _ = writeln!(s, "  command    exit status {status}");

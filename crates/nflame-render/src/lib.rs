@@ -14,6 +14,7 @@
 
 mod differential;
 pub mod html;
+mod kinds;
 mod titles;
 
 use std::io::Write;
@@ -255,6 +256,11 @@ pub fn render_profile<W: Write>(
                 let mut exact = Vec::with_capacity(svg.len() + svg.len() / 16);
                 titles::write_exact(&svg, measure, &o, &mut exact)?;
                 svg = exact;
+            }
+            if kinds::has_kind_frames(profile.iter().map(|(s, _)| s)) {
+                if let Some(coloured) = kinds::colour_kinds(&svg) {
+                    svg = coloured;
+                }
             }
             Ok(svg)
         },
