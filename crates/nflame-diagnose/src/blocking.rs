@@ -44,8 +44,14 @@ const EVENT_WAIT: &str = r"^(?:(?:__x64_sys_|__ia32_sys_|__arm64_sys_|__se_sys_|
 /// a library polling one socket), not the event loop's.
 const HANDLER: &str = r"(?:_\[lj?\]$|^lj_|^lua_|^luaL_|^ngx_http_lua_|^ngx_stream_lua_)";
 
-/// Frames of nginx's processes and threads that are not event loops.
-const NOT_A_WORKER: &str = r"^(?:ngx_master_process_cycle|ngx_cache_manager_process_cycle|ngx_cache_loader_process_cycle|ngx_thread_pool_cycle|ngx_privileged_agent_process_cycle|(?:__x64_sys_|__se_sys_|__do_sys_|sys_|__GI___|__)?(?:rt_sigsuspend|sigsuspend|pause))$";
+/// Frames of nginx's processes and threads that are not event loops (the
+/// master's `ngx_master_process_cycle` is below every process it forks too:
+/// see [`MASTER`]).
+const NOT_A_WORKER: &str = r"^(?:ngx_cache_manager_process_cycle|ngx_cache_loader_process_cycle|ngx_thread_pool_cycle|ngx_privileged_agent_process_cycle|(?:__x64_sys_|__se_sys_|__do_sys_|sys_|__GI___|__)?(?:rt_sigsuspend|sigsuspend|pause))$";
+
+/// The master's cycle, and the call through which it starts the workers:
+/// a stack with the first and not the second is the master's.
+const MASTER: [&str; 2] = ["ngx_master_process_cycle", "ngx_spawn_process"];
 
 /// Frames that show a process is an nginx worker's event loop.
 const WORKER: &str =
@@ -59,6 +65,16 @@ const SCHEDULER: &str = r"^(?:__schedule|schedule|schedule_\w+|io_schedule\w*|pr
 
 /// A system call entry point: its name is the second group.
 const SYSCALL: &str = r"^(__x64_sys_|__ia32_sys_|__arm64_sys_|__se_sys_|__do_sys_|ksys_)(\w+)$";
+
+/// Kernel functions that dispatch a system call to its implementation.
+const SYSCALL_DISPATCH: [&str; 6] = [
+    "entry_SYSCALL_64",
+    "entry_SYSCALL_64_after_hwframe",
+    "do_syscall_64",
+    "x64_sys_call",
+    "do_fast_syscall_32",
+    "do_int80_syscall_32",
+];
 
 /// How a stack's time was spent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -239,7 +255,8 @@ impl EventLoopTally {
             .iter()
             .map(|f| strip_frame(f))
             .collect();
-        if names.iter().any(|n| p.not_worker.is_match(n)) {
+        let master = names.contains(&MASTER[0]) && !names.contains(&MASTER[1]);
+        if master || names.iter().any(|n| p.not_worker.is_match(n)) {
             return;
         }
         let kind = kind.unwrap_or_else(|| {
@@ -368,26 +385,43 @@ fn path_of(frames: &[&str], p: &Patterns) -> PathKey {
             }
         }
     });
-    // C: a LuaJIT library function, and the leaf user frame.
+    // C: a LuaJIT library function, and the two leaf-most named user
+    // frames (`do_system → __wait4`).
     let user: Vec<&str> = frames
         .iter()
-        .filter(|f| !is_lua(f) && !is_kernel(f) && !is_label(f))
+        .filter(|f| !is_lua(f) && !is_kernel(f) && !f.starts_with('['))
         .map(|f| strip_frame(f))
-        .filter(|f| *f != "[unknown]")
         .collect();
     let lib = user.iter().rev().find(|f| f.starts_with("lj_cf_")).copied();
-    let leaf = user.last().copied();
-    let c = match (lib, leaf) {
-        (Some(l), Some(f)) if l != f => Some(format!("{l} → {f}")),
-        (Some(l), _) => Some(l.to_string()),
-        (None, Some(f)) => Some(f.to_string()),
-        (None, None) => None,
-    };
-    let syscall = frames
+    let mut leaf: Vec<&str> = user.iter().rev().take(2).copied().collect();
+    leaf.reverse();
+    if let Some(l) = lib {
+        if !leaf.contains(&l) {
+            leaf.insert(0, l);
+        }
+    }
+    let c = (!leaf.is_empty()).then(|| leaf.join(" → "));
+    let kernel: Vec<&str> = frames
         .iter()
         .filter(|f| is_kernel(f))
         .map(|f| strip_frame(f))
-        .find_map(|f| p.syscall.captures(f).map(|c| c[2].to_string()));
+        .collect();
+    let syscall = kernel
+        .iter()
+        .find_map(|f| p.syscall.captures(f).map(|c| c[2].to_string()))
+        .or_else(|| {
+            // The entry point was inlined: the first function the system
+            // call dispatch called (`kernel_wait4`, `ksys_read`).
+            let at = kernel.iter().position(|f| SYSCALL_DISPATCH.contains(f))?;
+            let f = kernel[at + 1..]
+                .iter()
+                .find(|f| !SYSCALL_DISPATCH.contains(f))?;
+            let name = ["kernel_", "ksys_", "do_sys_", "__sys_", "__do_"]
+                .iter()
+                .find_map(|pre| f.strip_prefix(pre))
+                .unwrap_or(f);
+            Some(name.to_string())
+        });
     (lua, c, syscall)
 }
 
@@ -426,6 +460,21 @@ __x64_sys_wait4_[k];__do_sys_wait4_[k];kernel_wait4_[k];do_wait_[k];schedule_[k]
     const MASTER: &str = "nginx;[blocked];main;ngx_master_process_cycle;__sigsuspend;\
 __x64_sys_rt_sigsuspend_[k];schedule_[k]";
 
+    /// A worker's stack starts in the master, which forked it.
+    const FORKED: &str = "nginx;[blocked];main;ngx_master_process_cycle;[nginx];\
+ngx_spawn_process;[nginx];ngx_process_events_and_timers;[nginx];ngx_http_core_run_phases;\
+ngx_http_lua_run_thread;[libluajit-5.1.so.2.1.0];do_system;__wait4;\
+entry_SYSCALL_64_after_hwframe_[k];do_syscall_64_[k];kernel_wait4_[k];do_wait_[k];schedule_[k]";
+
+    #[test]
+    fn a_worker_forked_by_the_master_is_not_the_master() {
+        let l = loops(&[(FORKED, 500), (MASTER, 1000)]);
+        assert_eq!((l[0].blocking, l[0].total), (500, 500));
+        let p = &l[0].paths[0];
+        assert_eq!(p.c.as_deref(), Some("do_system → __wait4"));
+        assert_eq!(p.syscall.as_deref(), Some("wait4"));
+    }
+
     #[test]
     fn an_idle_worker_is_not_blocking() {
         let l = loops(&[(IDLE, 2_000_000), (MASTER, 2_000_000)]);
@@ -458,7 +507,10 @@ __x64_sys_rt_sigsuspend_[k];schedule_[k]";
             p.lua.as_deref(),
             Some("handler@/srv/app.lua:3 → os.execute")
         );
-        assert_eq!(p.c.as_deref(), Some("lj_cf_os_execute → __GI___wait4"));
+        assert_eq!(
+            p.c.as_deref(),
+            Some("lj_cf_os_execute → do_system → __GI___wait4")
+        );
         assert_eq!(p.syscall.as_deref(), Some("wait4"));
         assert!(describe_paths(e, 3).contains("the wait4 system call (100.0%)"));
     }
