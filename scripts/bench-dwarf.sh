@@ -3,17 +3,21 @@
 #
 #   scripts/bench-dwarf.sh            all measurements below, one summary at the end
 #
-# 1. Throughput kept: wrk alone vs wrk while nflame records the nginx workers at
-#    999 Hz with DWARF unwinding (alternating, ROUNDS times, SECS seconds each).
+# 1. Throughput kept: wrk alone vs wrk while `nflame record` records the nginx workers
+#    at 999 Hz with DWARF unwinding (alternating, ROUNDS times, SECS seconds each). The
+#    recorder is attached before wrk starts and stops after wrk ends, so the whole
+#    measured window is recorded.
 # 2. Complete user stacks of the workers, by one definition for both tools
-#    (scripts/complete-stacks.py on folded stacks: nflame's own folded output, and
+#    (scripts/complete-stacks.py on folded stacks: `nflame record`'s folded output, and
 #    `perf script | nflame collapse`): nflame (auto, dwarf) vs `perf record -g`
 #    (frame pointers) on the same load; then
 #    the same with the lab's /lua-loop handler, whose Lua LuaJIT compiles into traces
 #    (nflame auto vs perf -g vs perf --call-graph dwarf).
-# 3. Post-processing: `perf script` on a `perf record --call-graph dwarf` recording of
-#    LONG seconds vs nflame's fold of a recording of the same length (the unwinding
-#    itself happens while nflame records; its CPU time is reported too).
+# 3. Cost of a LONG-second DWARF recording, all in: the CPU time of the `nflame record`
+#    process (sampling, unwinding while recording, symbolizing, folding, writing the
+#    folded file) against `perf record --call-graph dwarf` plus `perf script` plus
+#    `nflame collapse` of its output (the same folded result), both as user + system
+#    CPU seconds from /usr/bin/time.
 # 4. User-stack size: completeness, recorder CPU and throughput for 4, 8, 16, 32 KiB.
 #
 # Needs root, perf, wrk, nginx, libnginx-mod-http-lua (scripts/lab.sh brings the lab up
@@ -49,9 +53,8 @@ if scripts/lab.sh status 2>/dev/null | grep -q "mode host: .* answers"; then
 else
     scripts/lab.sh up >/dev/null
 fi
-cargo build -q --release -p nflame-symbolizer --example nflame-unwind -p nflame
+cargo build -q --release -p nflame
 TARGET=${CARGO_TARGET_DIR:-target}
-NFLAME=$TARGET/release/examples/nflame-unwind
 NFLAME_CLI=$TARGET/release/nflame
 
 master=$(cat "${LAB_STATE:-/run/nflame-lab}/nginx-host/nginx.pid")
@@ -65,17 +68,24 @@ field() { tr ' ' '\n' <"$1" | awk -F= -v k="$2" '$1 == k {print $2; exit}'; }
 # Load for $1 seconds in the background, output to $2 (URL: $LOAD_URL, else $URL).
 load() { wrk -t1 -c"$CONNS" -d"$1"s "${LOAD_URL:-$URL}" >"$2" & }
 
-# Records the workers with nflame for $2 s under load; $1 = call graph; writes its
-# `total` line to $3, with `complete=` replaced by scripts/complete-stacks.py's share
-# of its folded output ($3.folded).
+# CPU seconds (user + system) of a command, from /usr/bin/time's output file $1.
+cpu_s() { awk '{print $1 + $2}' "$1"; }
+
+# Records the workers with `nflame record` under $2 s of load; $1 = call graph. The
+# recorder starts first and ends after the load, so the load's whole window is recorded.
+# Writes $3 as `complete=SHARE samples=N cpu_s=S lost=L` (SHARE by
+# scripts/complete-stacks.py on the folded output $3.folded; S the recorder process's
+# whole CPU time, folding and writing included) and wrk's output to $3.wrk.
 nflame_run() {
-    load $(($2 + 2)) "$3.wrk"
+    /usr/bin/time -f '%U %S' -o "$3.time" "$NFLAME_CLI" record --call-graph "$1" \
+        --freq "$FREQ" -d $(($2 + 2)) -o "$3.folded" --pid "$WORKERS_CSV" 2>"$3.summary" &
+    local rec=$!
     sleep 1
-    $NFLAME --call-graph "$1" --freq "$FREQ" --out "$3.folded" "$2" $WORKERS | grep '^total' >"$3"
-    wait
-    local share
-    read -r share _ < <(scripts/complete-stacks.py "$3.folded")
-    sed -i "s/ complete=[^ ]*/ complete=$share/" "$3"
+    wrk -t1 -c"$CONNS" -d"$2"s "${LOAD_URL:-$URL}" >"$3.wrk"
+    wait "$rec"
+    local share n
+    read -r share n < <(scripts/complete-stacks.py "$3.folded")
+    echo "complete=$share samples=$n cpu_s=$(cpu_s "$3.time") lost=$(awk '$1 == "lost" {print $2}' "$3.summary")" >"$3"
 }
 
 # perf records the workers for $2 s under load ($3...: its call-graph options) into
@@ -102,7 +112,7 @@ base=() rec=()
 for r in $(seq "$ROUNDS"); do
     wrk -t1 -c"$CONNS" -d"$SECS"s "$URL" >"$OUT/base$r"
     base+=("$(rps "$OUT/base$r")")
-    nflame_run dwarf $((SECS - 2)) "$OUT/rec$r"
+    nflame_run dwarf "$SECS" "$OUT/rec$r"
     rec+=("$(rps "$OUT/rec$r.wrk")")
     echo "round $r: alone ${base[-1]} req/s, recorded ${rec[-1]} req/s; $(cat "$OUT/rec$r")"
 done
@@ -131,24 +141,30 @@ rm -f "$OUT"/l*.data
 unset LOAD_URL
 echo "nflame auto: $LUA_NF; perf -g: $LUA_FP ($LUA_FP_N samples); perf --call-graph dwarf: $LUA_DW ($LUA_DW_N samples)"
 
-echo "== 3. post-processing of a ${LONG} s recording"
-perf_run dw "$LONG" --call-graph dwarf
+echo "== 3. cost of a ${LONG} s DWARF recording, all in"
+load $((LONG + 2)) "$OUT/dw.wrk"
+sleep 1
+/usr/bin/time -f '%U %S' -o "$OUT/dw.rtime" perf record -q -F "$FREQ" --call-graph dwarf \
+    -o "$OUT/dw.data" -p "$WORKERS_CSV" -- sleep "$LONG" 2>/dev/null
+wait
 PERF_DATA_MB=$(du -m "$OUT/dw.data" | cut -f1)
-t0=$(date +%s.%N)
-perf script -i "$OUT/dw.data" >"$OUT/dw.txt" 2>/dev/null
-t1=$(date +%s.%N)
-PERF_SCRIPT=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", b - a}')
-read -r PERF_DW PERF_DW_N < <(perf_complete "$OUT/dw.data")
+/usr/bin/time -f '%U %S' -o "$OUT/dw.stime" perf script -i "$OUT/dw.data" >"$OUT/dw.txt" 2>/dev/null
+/usr/bin/time -f '%U %S' -o "$OUT/dw.ctime" "$NFLAME_CLI" -q collapse "$OUT/dw.txt" -o "$OUT/dw.folded"
+read -r PERF_DW PERF_DW_N < <(scripts/complete-stacks.py "$OUT/dw.folded")
+PERF_REC=$(cpu_s "$OUT/dw.rtime")
+PERF_SCRIPT=$(cpu_s "$OUT/dw.stime")
+PERF_COLLAPSE=$(cpu_s "$OUT/dw.ctime")
+PERF_ALL=$(awk -v a="$PERF_REC" -v b="$PERF_SCRIPT" -v c="$PERF_COLLAPSE" 'BEGIN {printf "%.2f", a + b + c}')
+rm -f "$OUT/dw.data" "$OUT/dw.txt"
 nflame_run dwarf "$LONG" "$OUT/long"
-FOLD=$(field "$OUT/long" fold_s)
-RCPU=$(field "$OUT/long" record_cpu_s)
-echo "perf script: $PERF_SCRIPT s for $PERF_DW_N samples (${PERF_DATA_MB} MB; complete $PERF_DW)"
-echo "nflame: fold $FOLD s, recorder CPU $RCPU s; $(cat "$OUT/long")"
+NF_ALL=$(field "$OUT/long" cpu_s)
+echo "perf: record $PERF_REC s + script $PERF_SCRIPT s + collapse $PERF_COLLAPSE s = $PERF_ALL s CPU for $PERF_DW_N samples (${PERF_DATA_MB} MB; complete $PERF_DW)"
+echo "nflame record: $NF_ALL s CPU, all in; $(cat "$OUT/long")"
 
 echo "== 4. user-stack size"
 for size in 4096 8192 16384 32768; do
     nflame_run "dwarf,$size" "$SECS" "$OUT/s$size"
-    echo "$size bytes: complete $(field "$OUT/s$size" complete), recorder CPU $(field "$OUT/s$size" record_cpu_s) s, $(rps "$OUT/s$size.wrk") req/s"
+    echo "$size bytes: complete $(field "$OUT/s$size" complete), recorder CPU $(field "$OUT/s$size" cpu_s) s, $(rps "$OUT/s$size.wrk") req/s"
 done
 
 echo
@@ -156,4 +172,4 @@ echo "== summary"
 echo "throughput: alone $B req/s, recorded (dwarf, $FREQ Hz) $R req/s: ${KEPT}% kept"
 echo "complete worker stacks: nflame auto $NF_AUTO, nflame dwarf $(field "$OUT/long" complete), perf -g $PERF_FP, perf --call-graph dwarf $PERF_DW"
 echo "complete worker stacks, compiled Lua (/lua-loop): nflame auto $LUA_NF, perf -g $LUA_FP, perf --call-graph dwarf $LUA_DW"
-echo "post-processing ($LONG s): perf script $PERF_SCRIPT s; nflame fold $FOLD s ($(awk -v p="$PERF_SCRIPT" -v f="$FOLD" 'BEGIN {printf "1/%.1f", p / f}')), + recorder CPU $RCPU s ($(awk -v p="$PERF_SCRIPT" -v f="$FOLD" -v c="$RCPU" 'BEGIN {printf "1/%.1f", p / (f + c)}') all in)"
+echo "CPU of a $LONG s DWARF recording to folded stacks: perf record + perf script + collapse $PERF_ALL s; nflame record $NF_ALL s (nflame / perf = $(awk -v p="$PERF_ALL" -v n="$NF_ALL" 'BEGIN {printf "%.2f", n / p}'))"
