@@ -5,6 +5,7 @@
 # /tmp/nflame-heavy.lock (unless NFLAME_HEAVY_LOCKED is set: the caller holds it).
 #
 #   scripts/bench-offcpu.sh [ROUNDS]        (default 10)
+#   PARTS="kept accounting cost stress"      (the default: all four parts below)
 #
 # 1. requests/s kept: the lab's nginx (scripts/lab.sh, host mode; brought up
 #    and down here unless it is up already) under wrk, its workers recorded
@@ -41,8 +42,11 @@ cleanup() {
 }
 trap cleanup EXIT
 gcc -O2 -g -fno-optimize-sibling-calls -pthread -o "$work/offcpu" "$root/fixtures/workloads/offcpu.c"
+parts=${PARTS:-kept accounting cost stress}
+want() { [[ " $parts " == *" $1 "* ]]; }
 median() { sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) print 0; else print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
+if want kept; then
 echo "## 1. nginx requests/s kept while recording off-CPU time"
 if ! bash "$root/scripts/lab.sh" status 2>/dev/null | grep -q "mode host: .* answers"; then
     bash "$root/scripts/lab.sh" up >"$work/lab-up" 2>&1 || { cat "$work/lab-up" >&2; exit 1; }
@@ -53,7 +57,9 @@ if [[ -n $lab_started ]]; then
     bash "$root/scripts/lab.sh" down >/dev/null 2>&1 || true
     lab_started=
 fi
+fi
 
+if want accounting; then
 echo
 echo "## 2. on-CPU + off-CPU time against wall time, per thread (--wall)"
 for i in 1 2 3; do
@@ -72,8 +78,10 @@ for i in 1 2 3; do
 done | tee "$work/acct"
 awk '{ for (i = 1; i <= NF; i++) if ($i == "graph/lifetime") print $(i + 1) }' "$work/acct" |
     sort -n | awk '{ v[NR] = $1 } END { printf "graph/lifetime over %d threads: min %.4f, median %.4f, max %.4f (target: within 0.95-1.05)\n", NR, v[1], v[int((NR + 1) / 2)], v[NR] }'
+fi
 
 echo
+if want cost; then
 echo "## 3. cost at a high context-switch rate (pipe ping-pong, 5 s rounds)"
 # run NAME CMD...: one round; appends "rt_s us_rt rec_pct switches stacks lost lost_stacks"
 run() {
@@ -128,27 +136,33 @@ for c in $configs; do
         "$(echo "$(cut -d' ' -f5 "$f" | median) / $secs" | bc -l)" \
         "$(cut -d' ' -f6 "$f" | median)" "$(cut -d' ' -f7 "$f" | median)"
 done
+fi
 
+if want stress; then
 echo
-echo "## 3b. stress: nflame record -a --off-cpu for ${stress} s under the ping-pong"
-"$work/offcpu" -r "$work/stress-report" pingpong $((stress + 10)) >/dev/null 2>&1 &
-pp=$!
-# The ping-pong runs (its child exists) before recording starts.
-while [[ -z $(pgrep -P $pp || true) ]]; do sleep 0.01; done
-/usr/bin/time -f "%e %U %S %M" -o "$work/stress-time" \
-    "$nflame" record -a --off-cpu -d "$stress" -o "$work/stress.folded.gz" 2>"$work/stress.err" >/dev/null
-kill $pp 2>/dev/null || true
-wait $pp 2>/dev/null || true
-read -r el us sy rss <"$work/stress-time"
-awk -v el="$el" -v us="$us" -v sy="$sy" -v rss="$rss" '
-    /^  switches / { s = $2; gsub(/[(]/, "", $3); st = $3 }
-    /^  lost / { l = $2; lp = $3 }
-    /^  processes / { p = $2 }
-    /stacks at context switches lost/ { ls = $2 }
-    /^  off-CPU / { off = $0 }
-    END {
-        printf "duration %.1f s; switches %d (%.0f/s), with a stack %d (%.0f/s); lost records %d %s; lost stacks %d; processes with stacks %d\n", el, s, s / el, st, st / el, l, lp, ls, p
-        printf "recorder CPU %.1f%% of one CPU (user %.1f s, system %.1f s, all post-processing included); peak RSS %.0f MiB\n", 100 * (us + sy) / el, us, sy, rss / 1024
-        print off
-    }' "$work/stress.err"
-grep "note:" "$work/stress.err" || true
+echo "## 3b. stress: nflame record -a --off-cpu under the ping-pong, for 10 s and ${stress} s"
+for d in 10 "$stress"; do
+    "$work/offcpu" -r "$work/stress-report" pingpong $((d + 10)) >/dev/null 2>&1 &
+    pp=$!
+    # The ping-pong runs (its child exists) before recording starts.
+    while [[ -z $(pgrep -P $pp || true) ]]; do sleep 0.01; done
+    /usr/bin/time -f "%e %U %S %M" -o "$work/stress-time" \
+        "$nflame" record -a --off-cpu -d "$d" -o "$work/stress.folded.gz" 2>"$work/stress.err" >/dev/null
+    kill $pp 2>/dev/null || true
+    wait $pp 2>/dev/null || true
+    read -r el us sy rss <"$work/stress-time"
+    echo "-- $d s:"
+    awk -v el="$el" -v us="$us" -v sy="$sy" -v rss="$rss" '
+        /^  switches / { s = $2; gsub(/[(]/, "", $3); st = $3 }
+        /^  lost / { l = $2; lp = substr($0, index($0, "(")) }
+        /^  processes / { p = $2 }
+        /stacks at context switches lost/ { ls = $2 }
+        /^  off-CPU / { off = $0 }
+        END {
+            printf "wall %.1f s (recording and post-processing); switches %d (%.0f/s), with a stack %d (%.0f/s); lost records %d %s; lost stacks %d; processes with stacks %d\n", el, s, s / el, st, st / el, l, lp, ls, p
+            printf "recorder CPU %.1f%% of one CPU (user %.1f s, system %.1f s, post-processing included); peak RSS %.0f MiB\n", 100 * (us + sy) / el, us, sy, rss / 1024
+            print off
+        }' "$work/stress.err"
+    grep "note:" "$work/stress.err" || true
+done
+fi

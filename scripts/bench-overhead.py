@@ -8,7 +8,8 @@ recorded by pid at 999 Hz) under wrk, with no recorder and with each recorder.
 CONFIGS is a comma-separated list of: none, auto, fp, dwarf (nflame record
 --call-graph ...), perf (perf record -g), perfdwarf (perf record --call-graph dwarf),
 perfip (perf record with no call graph: the cost of the sampling interrupt alone),
-off (nflame record --off-cpu), wall (nflame record --wall).
+off (nflame record --off-cpu), offfp (--off-cpu --call-graph fp), wall (nflame record
+--wall).
 Default: 20 rounds of none,auto,fp,dwarf,perf.
 
 Two methods (METHOD):
@@ -57,9 +58,10 @@ def recorder(c):
         cg = {"perf": ["-g"], "perfdwarf": ["--call-graph", "dwarf"], "perfip": []}[c]
         return subprocess.Popen(["perf", "record", "-q", "-F", "999", *cg, "-o",
                                  f"{tmp}/perf.data", "-p", workers], **quiet)
-    if c in ("off", "wall"):
-        mode = "--off-cpu" if c == "off" else "--wall"
-        return subprocess.Popen([nflame, "record", "--pid", workers, mode, "-o",
+    if c in ("off", "offfp", "wall"):
+        mode = {"off": ["--off-cpu"], "offfp": ["--off-cpu", "--call-graph", "fp"],
+                "wall": ["--wall"]}[c]
+        return subprocess.Popen([nflame, "record", "--pid", workers, *mode, "-o",
                                  f"{tmp}/n.folded"], **quiet)
     return subprocess.Popen([nflame, "record", "--pid", workers, "--call-graph", c, "-F",
                              "999", "-o", f"{tmp}/n.folded"], **quiet)

@@ -667,12 +667,28 @@ impl RecordOutcome {
         let mut s = String::new();
         let _ = writeln!(s, "nflame: recording ended ({ended})");
         let _ = writeln!(s, "  samples    {samples}");
-        let _ = writeln!(
-            s,
-            "  lost       {} ({:.2}%)",
-            rec.lost,
-            percent(rec.lost, samples + rec.lost)
-        );
+        if rec.measure.off_cpu() {
+            // Most records are switch records (two a switch), not samples.
+            let records = rec
+                .off_cpu
+                .switches
+                .saturating_mul(2)
+                .saturating_add(samples);
+            let _ = writeln!(
+                s,
+                "  lost       {} records ({:.2}% of about {} switch records and samples)",
+                rec.lost,
+                percent(rec.lost, records + rec.lost),
+                records + rec.lost
+            );
+        } else {
+            let _ = writeln!(
+                s,
+                "  lost       {} ({:.2}%)",
+                rec.lost,
+                percent(rec.lost, samples + rec.lost)
+            );
+        }
         let _ = writeln!(
             s,
             "  processes  {} with samples, {} seen",
