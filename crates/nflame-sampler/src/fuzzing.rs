@@ -58,7 +58,7 @@ pub struct ReplayOptions {
 }
 
 /// Replays decoded ring-buffer records through the recorder's reduction
-/// ([`Event`]) and bookkeeping, as the drain loop does (in timestamp order),
+/// (`Event`) and bookkeeping, as the drain loop does (in timestamp order),
 /// with `procs` as `/proc`; returns the samples and processes a recording
 /// would hold and the lost count.
 pub fn replay(
