@@ -123,9 +123,9 @@ pub enum Measure {
     /// Time off the CPU: a stack each time a thread leaves the CPU,
     /// weighted by how long it stays off.
     OffCpu,
-    /// Both, in one unit (nanoseconds): on-CPU samples of `cpu-clock`
-    /// weighted by their period, and off-CPU time, so that each thread's
-    /// whole time is accounted for.
+    /// Both, in one unit (nanoseconds here, microseconds once folded):
+    /// on-CPU samples of `cpu-clock` weighted by their period, and off-CPU
+    /// time, so that each thread's whole time is accounted for.
     Wall,
 }
 
