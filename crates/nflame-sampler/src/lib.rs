@@ -25,6 +25,7 @@
 //!   per-thread times; `rate` decides how many switches get a stack;
 //!   `threadstate` reads where threads wait when the recording starts.
 //! - `unwind` unwinds copied user stacks with DWARF call-frame information.
+//! - `adapt` decides how much user stack `Auto` copies on every CPU.
 //! - `record` is the loop tying them together.
 //!
 //! What a recording holds is plain data defined in `nflame-recording` (and
@@ -59,8 +60,10 @@
 //! the copy size, and binaries are read while their process (and its mount
 //! namespace) exists. `Auto` keeps the frame-pointer chain for a sample when
 //! it reaches further than the DWARF unwinding did; each process's
-//! [`ProcessInfo::unwind`] says which was used. Kernel stacks always come
-//! from the kernel's call chain.
+//! [`ProcessInfo::unwind`] says which was used. Recording every CPU, `Auto`
+//! copies less, then nothing, when the recorder falls behind or loses
+//! samples (the `adapt` module; [`Recording::notes`] says what it chose and
+//! why). Kernel stacks always come from the kernel's call chain.
 //!
 //! Samples cost about 64 bytes each: identical kernel and user stacks are
 //! interned (`Arc<[u64]>`), so a 60 s recording of two busy CPUs at 999 Hz
@@ -89,6 +92,7 @@
 //! automatically and noted in [`Recording::notes`]); at 1 kernel too; at
 //! 0 or below, system-wide.
 
+mod adapt;
 mod error;
 mod event;
 #[doc(hidden)]

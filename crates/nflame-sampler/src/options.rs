@@ -75,8 +75,9 @@ pub struct RecordOptions {
     pub progress_interval: Duration,
     /// How user stacks are collected. Default is [`CallGraph::Auto`]. With
     /// DWARF unwinding (`Dwarf`, `Auto`) and privileges, the ring buffers
-    /// get at least 1024 pages (4 MiB) each, as every sample carries the
-    /// copied stack.
+    /// get at least 4096 pages (16 MiB) each, within 64 MiB in all, as
+    /// every sample carries the copied stack; recording every CPU, `Auto`
+    /// copies less, or nothing, when the recorder falls behind.
     pub call_graph: CallGraph,
     /// What to measure: on-CPU samples, off-CPU time, or both (wall-clock
     /// time, which needs the `cpu-clock` event: [`EventChoice::Auto`] then

@@ -40,6 +40,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::adapt::StackCopy;
 use crate::error::Error;
 use crate::event::{Event, Source};
 use crate::options::{EventChoice, Progress, RecordOptions, Target};
@@ -56,7 +57,7 @@ use nflame_recording::{Measure, Recording, StopReason};
 /// Total ring-buffer memory we allow before shrinking per-counter buffers.
 const RING_BUDGET: usize = 64 << 20;
 /// Ring buffer pages per counter at least, when samples carry stack copies.
-const DWARF_RING_PAGES: usize = 1024;
+const DWARF_RING_PAGES: usize = 4096;
 /// Ring buffer pages per counter at least, when context switches are
 /// recorded: 8 MiB holds 200 ms of switch records at 400k switches a second
 /// on one CPU. On two busy CPUs (a ping-pong and builds), system-wide, 4 MiB
@@ -169,6 +170,8 @@ pub fn record(
         switch_counters: Vec::new(),
         freq_counters: Vec::new(),
         switch_rate,
+        stack_bytes: opts.call_graph.stack_bytes(),
+        cpu_ring_exp: None,
     };
 
     let own = sys::own_pid();
@@ -195,7 +198,7 @@ pub fn record(
     } else {
         PerfEvent::ContextSwitches
     };
-    let counters = std::mem::take(&mut session.counters);
+    let mut counters = std::mem::take(&mut session.counters);
     let mut stacks = StackRate::new(
         std::mem::take(&mut session.switch_counters),
         std::mem::take(&mut session.freq_counters),
@@ -209,6 +212,20 @@ pub fn record(
     } else {
         0
     };
+    // Every CPU, stacks copied because `Auto` chose it: fewer bytes, or
+    // none, when samples are lost (see `adapt`).
+    // Not with off-CPU time: its stacks are bounded by their own rate
+    // control, whose counters are not to be replaced.
+    let mut adapt = (system_wide
+        && opts.call_graph == CallGraph::Auto
+        && stack_bytes > 0
+        && !opts.measure.off_cpu())
+    .then(|| {
+        let ring = sys::page_size() << session.cpu_ring_exp.unwrap_or(0);
+        StackCopy::new(stack_bytes, ring as u64, opts.frequency)
+    });
+    // Lost counts of counters replaced by `adapt`.
+    let mut retired_lost = 0u64;
     if stack_bytes > 0 {
         let requested = stack_bytes as usize;
         let mode = match opts.call_graph {
@@ -306,15 +323,11 @@ pub fn record(
     let mut snapshots_left = true;
 
     // The loop.
-    let fds: Vec<i32> = counters
-        .iter()
-        .filter(|c| c.has_buffer())
-        .map(PerfCounter::raw_fd)
-        .collect();
+    let mut fds: Vec<i32> = buffer_fds(&counters);
     let mut hung = vec![false; fds.len()];
     let mut ready: Vec<Ready> = Vec::new();
     let mut batch: Vec<Event> = Vec::new();
-    let mut next: Vec<Event> = Vec::new();
+    let mut backlog = false;
     let mut last_progress = start;
     let mut last_liveness = start;
     stacks.round_start = Instant::now();
@@ -337,6 +350,10 @@ pub fn record(
         if snapshots_left {
             timeout = timeout.min(SNAPSHOT_BUDGET);
         }
+        if backlog {
+            // A backlog is waiting: read what came meanwhile, no waiting.
+            timeout = Duration::ZERO;
+        }
         let live_idx: Vec<usize> = (0..fds.len()).filter(|&i| !hung[i]).collect();
         let live_fds: Vec<i32> = live_idx.iter().map(|&i| fds[i]).collect();
         sys::poll_fds(&live_fds, timeout, &mut ready).map_err(|source| Error::Io {
@@ -348,15 +365,47 @@ pub fn record(
                 hung[i] = true;
             }
         }
+        let oldest = read_all(&counters, &mut batch, &mut stacks);
+        if let Some(a) = adapt.as_mut() {
+            // How far behind the recorder is as it reads, before it handles
+            // what it read: the counters are replaced before the backlog is
+            // worked off.
+            let behind =
+                Duration::from_nanos(oldest.map_or(0, |t| sys::monotonic_ns().saturating_sub(t)));
+            let (kept, lost) = (tracker.sample_count(), tracker.lost());
+            if let Some(bytes) = a.observe(start.elapsed(), kept, lost, behind) {
+                match session.reopen_cpus(bytes) {
+                    Ok(new) => {
+                        // The old counters stop, the new start; the old
+                        // ones' last records join the backlog.
+                        for c in &counters {
+                            let _ = c.disable();
+                        }
+                        for c in &new {
+                            c.enable().map_err(|source| Error::Io {
+                                op: "enabling a perf counter".into(),
+                                source,
+                            })?;
+                        }
+                        read_all(&counters, &mut batch, &mut stacks);
+                        retired_lost += counters.iter().filter_map(PerfCounter::lost).sum::<u64>();
+                        counters = new;
+                        tracker.set_stack_request(bytes as usize);
+                        fds = buffer_fds(&counters);
+                        hung = vec![false; fds.len()];
+                    }
+                    Err(e) => {
+                        notes.push(format!(
+                            "call graph auto: could not reopen the counters with smaller stack \
+                             copies: {e}"
+                        ));
+                        adapt = None;
+                    }
+                }
+            }
+        }
         let watermark = sys::monotonic_ns().saturating_sub(REORDER_WINDOW_NS);
-        drain_all(
-            &counters,
-            &mut batch,
-            &mut next,
-            &mut tracker,
-            watermark,
-            &mut stacks,
-        );
+        backlog = handle_some(&mut batch, &mut tracker, watermark, POLL_INTERVAL);
         stacks.control(&counters, Instant::now());
         if snapshots_left {
             snapshots_left = snapshot(&mut tracker, SNAPSHOT_BUDGET);
@@ -394,19 +443,14 @@ pub fn record(
     if let Some(mut child) = child.take() {
         command_status = child.terminate(Duration::from_secs(1));
     }
-    drain_all(
-        &counters,
-        &mut batch,
-        &mut next,
-        &mut tracker,
-        u64::MAX,
-        &mut stacks,
-    );
-    let stat_lost: u64 = counters
-        .iter()
-        .filter(|c| c.source() != Source::Switch)
-        .filter_map(PerfCounter::lost)
-        .sum();
+    read_all(&counters, &mut batch, &mut stacks);
+    handle_some(&mut batch, &mut tracker, u64::MAX, Duration::MAX);
+    let stat_lost: u64 = retired_lost
+        + counters
+            .iter()
+            .filter(|c| c.source() != Source::Switch)
+            .filter_map(PerfCounter::lost)
+            .sum::<u64>();
     let stat_lost_stacks: u64 = counters
         .iter()
         .filter(|c| c.source() == Source::Switch)
@@ -429,6 +473,9 @@ pub fn record(
              consider a lower frequency",
             out.throttled
         ));
+    }
+    if let Some(a) = &adapt {
+        notes.push(a.note());
     }
     let lost = out.lost.max(stat_lost);
     if lost > 0 {
@@ -479,6 +526,15 @@ pub fn record(
         measure: opts.measure,
         off_cpu,
     })
+}
+
+/// The fds of the counters that own a ring buffer.
+fn buffer_fds(counters: &[PerfCounter]) -> Vec<i32> {
+    counters
+        .iter()
+        .filter(|c| c.has_buffer())
+        .map(PerfCounter::raw_fd)
+        .collect()
 }
 
 fn validate(opts: &RecordOptions) -> Result<(), Error> {
@@ -538,19 +594,14 @@ fn progress_of<S: ProcSource>(t: &Tracker<S>, start: Instant, event: PerfEvent) 
     }
 }
 
-/// Drains every buffer, then handles the records up to `watermark` in
-/// timestamp order, so that a COMM or FORK seen on one CPU precedes the
-/// samples it explains on another, and a switch-out precedes the switch-in
-/// that ends it. Newer records wait in `batch` for the next call; `next` is
-/// scratch space. Switch-outs and losses are counted for `stacks`.
-fn drain_all<S: ProcSource>(
+/// Drains every buffer into `batch` (after what it holds), counting
+/// switch-outs and losses for `stacks`. Returns the time of the oldest
+/// sample in it.
+fn read_all(
     counters: &[PerfCounter],
     batch: &mut Vec<Event>,
-    next: &mut Vec<Event>,
-    tracker: &mut Tracker<S>,
-    watermark: u64,
     stacks: &mut StackRate,
-) {
+) -> Option<u64> {
     for c in counters {
         let source = c.source();
         c.drain(|r| {
@@ -569,15 +620,50 @@ fn drain_all<S: ProcSource>(
             }
         });
     }
+    batch
+        .iter()
+        .filter(|e| matches!(e, Event::Sample(_)))
+        .map(Event::time)
+        .min()
+}
+
+/// Handles the events of `batch` up to `watermark` in timestamp order, so
+/// that a COMM or FORK seen on one CPU precedes the samples it explains on
+/// another, and a switch-out precedes the switch-in that ends it; newer
+/// events wait in `batch` for the next call. It stops after about `budget`:
+/// a backlog (a busy machine, the first unwind tables read) is worked off
+/// over several turns of the loop, which keeps reading the buffers and
+/// seeing how far behind it is. Returns whether events up to the watermark
+/// are left (a backlog).
+fn handle_some<S: ProcSource>(
+    batch: &mut Vec<Event>,
+    tracker: &mut Tracker<S>,
+    watermark: u64,
+    budget: Duration,
+) -> bool {
     batch.sort_by_key(Event::time);
     let ready = batch.partition_point(|e| e.time() <= watermark);
-    next.extend(batch.drain(ready..));
-    for ev in batch.drain(..) {
-        tracker.handle(ev);
+    let newer = batch.split_off(ready);
+    let began = Instant::now();
+    let mut rest = Vec::new();
+    {
+        let mut events = batch.drain(..);
+        let mut n = 0u32;
+        while let Some(ev) = events.next() {
+            tracker.handle(ev);
+            n += 1;
+            if n % 64 == 0 && began.elapsed() >= budget {
+                rest.extend(events);
+                break;
+            }
+        }
     }
+    let backlog = !rest.is_empty();
+    rest.extend(newer);
+    *batch = rest;
     // A burst (a recorder that fell behind) must not keep its memory.
     batch.shrink_to(1 << 16);
-    std::mem::swap(batch, next);
+    backlog
 }
 
 /// What a counter is for.
@@ -756,6 +842,10 @@ struct Session<'a> {
     freq_counters: Vec<usize>,
     /// Stacks a second per counter at most.
     switch_rate: u64,
+    /// User stack bytes copied into each sample (0: none).
+    stack_bytes: u32,
+    /// Ring buffer size of the per-CPU counters, once opened.
+    cpu_ring_exp: Option<u8>,
 }
 
 impl Session<'_> {
@@ -778,7 +868,7 @@ impl Session<'_> {
             kernel: self.kernel,
             ring_exp,
             user_chain: self.opts.call_graph.wants_frame_pointers(),
-            stack_bytes: self.opts.call_graph.stack_bytes(),
+            stack_bytes: self.stack_bytes,
             side_band: carrier,
             switches: carrier && self.opts.measure.off_cpu(),
         }
@@ -803,10 +893,10 @@ impl Session<'_> {
     fn ring_exp(&self, n: usize) -> u8 {
         let n = n * self.roles().len();
         let mut pages = self.opts.ring_pages.max(8);
-        let copies = self.opts.user && self.opts.call_graph.stack_bytes() > 0;
-        if self.privileged && copies {
-            // Every sample carries its stack copy: 4 MiB holds half a
-            // second of 8 KiB samples at 999 Hz.
+        if self.privileged && self.opts.user && self.stack_bytes > 0 {
+            // Every sample carries its stack copy: 16 MiB hold two
+            // seconds of 8 KiB samples at 999 Hz (the recorder, one more
+            // task on a busy machine, reads the first unwind tables).
             pages = pages.max(DWARF_RING_PAGES);
         }
         if self.privileged && self.opts.measure.off_cpu() {
@@ -946,13 +1036,26 @@ impl Session<'_> {
 
     /// One counter per online CPU, every task.
     fn open_cpus(&mut self) -> Result<(), Error> {
-        let exp = self.ring_exp(self.cpus.len());
+        let exp = match self.cpu_ring_exp {
+            Some(exp) => exp,
+            None => self.ring_exp(self.cpus.len()),
+        };
+        self.cpu_ring_exp = Some(exp);
         for cpu in self.cpus.clone() {
             self.open(Scope::Cpu { cpu }, exp, &|| {
                 format!("a system-wide perf counter on CPU {cpu}")
             })?;
         }
         Ok(())
+    }
+
+    /// New per-CPU counters, disabled, like the first ones (same ring size)
+    /// but copying `stack_bytes` of user stack.
+    fn reopen_cpus(&mut self, stack_bytes: u32) -> Result<Vec<PerfCounter>, Error> {
+        self.stack_bytes = stack_bytes;
+        let opened = self.open_cpus();
+        let new = std::mem::take(&mut self.counters);
+        opened.map(|()| new)
     }
 
     /// One inherited counter per (thread, CPU) of each process. Returns the

@@ -8,8 +8,8 @@
 //! taken at switches go to [`OffCpu`], whose closed intervals come back as
 //! samples of kind blocked or preempted.
 
-use std::collections::BTreeMap;
-use std::path::Path;
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -42,6 +42,9 @@ struct Proc {
     samples: u64,
     /// Changes whenever `info.mappings` does (for the unwinder's modules).
     map_gen: u64,
+    /// Indices in [`Tracker::samples`] of this process's entries, until it
+    /// exits (see [`Tracker::compact`]).
+    entries: Vec<usize>,
 }
 
 /// How user stacks of samples are chosen (see [`crate::CallGraph`]).
@@ -68,6 +71,15 @@ pub(crate) struct Outcome {
     /// What the unwinder refused to read (see [`StackUnwinder::take_skipped`]).
     pub(crate) skipped: Vec<String>,
 }
+
+/// How long after a process's exit (in sample time) its data is compacted:
+/// every buffer is read at each turn of the recording loop, so no sample of
+/// it can still come after a second.
+const SETTLE_NS: u64 = 1_000_000_000;
+/// Where the canonical addresses of exited processes' files start (far
+/// above user space, below the kernel's), and the room each file gets.
+const CANON_START: u64 = 1 << 56;
+const CANON_STRIDE: u64 = 1 << 36;
 
 /// Identity of a [`RawSample`] entry: pid, tid, kind, user stack, whether it
 /// is truncated, kernel stack. Interned stacks are told apart by address:
@@ -132,6 +144,14 @@ pub(crate) struct Tracker<S: ProcSource> {
     strata: FxHashMap<(u32, u32), Vec<Stratum>>,
     /// Switch records after this time are ignored (the end of the recording).
     end: u64,
+    /// Processes that exited, with the time of their exit, to compact.
+    exits: VecDeque<(u64, u32)>,
+    /// The latest sample time seen.
+    clock: u64,
+    /// Canonical base address of each file (path, device, inode) whose
+    /// mappings exited processes are moved to (see [`Tracker::compact`]).
+    canon: FxHashMap<(PathBuf, Option<u64>, Option<u64>), u64>,
+    next_canon: u64,
 }
 
 impl<S: ProcSource + std::fmt::Debug> std::fmt::Debug for Tracker<S> {
@@ -222,6 +242,10 @@ impl<S: ProcSource> Tracker<S> {
             entry_strata: Vec::new(),
             strata: FxHashMap::default(),
             end: u64::MAX,
+            exits: VecDeque::new(),
+            clock: 0,
+            canon: FxHashMap::default(),
+            next_canon: CANON_START,
         }
     }
 
@@ -276,6 +300,14 @@ impl<S: ProcSource> Tracker<S> {
         self.unwinder = Some(unwinder);
     }
 
+    /// Stack bytes samples now ask for (`Auto` copying less, or nothing:
+    /// samples without a copy use the frame-pointer chain).
+    pub(crate) fn set_stack_request(&mut self, bytes: usize) {
+        if let StackMode::Auto { requested } = &mut self.mode {
+            *requested = bytes;
+        }
+    }
+
     /// Marks the mappings of `pid` changed.
     fn touch(&mut self, pid: u32) {
         let gen = self.next_gen;
@@ -324,6 +356,7 @@ impl<S: ProcSource> Tracker<S> {
             explicit,
             samples: 0,
             map_gen: 0,
+            entries: Vec::new(),
         });
         p.target = true;
         p.explicit |= explicit;
@@ -363,6 +396,7 @@ impl<S: ProcSource> Tracker<S> {
             explicit: false,
             samples: 0,
             map_gen: 0,
+            entries: Vec::new(),
         })
     }
 
@@ -511,6 +545,9 @@ impl<S: ProcSource> Tracker<S> {
             }
             std::collections::hash_map::Entry::Vacant(e) => {
                 e.insert(self.samples.len());
+                if let Some(p) = self.procs.get_mut(&s.pid) {
+                    p.entries.push(self.samples.len());
+                }
                 self.samples.push(s);
                 self.samples.len() - 1
             }
@@ -635,6 +672,16 @@ impl<S: ProcSource> Tracker<S> {
     }
 
     pub(crate) fn handle(&mut self, ev: Event) {
+        self.clock = self.clock.max(ev.time());
+        while let Some(&(at, pid)) = self.exits.front() {
+            if at.saturating_add(SETTLE_NS) > self.clock {
+                break;
+            }
+            self.exits.pop_front();
+            if self.procs.get(&pid).is_some_and(|p| p.info.exited) {
+                self.compact(pid);
+            }
+        }
         match ev {
             Event::Sample(s) => {
                 let SampleEvent {
@@ -762,6 +809,8 @@ impl<S: ProcSource> Tracker<S> {
                         o.forget_process(pid);
                     }
                     self.strata.retain(|k, _| k.0 != pid);
+                } else {
+                    self.exits.push_back((time, pid));
                 }
             }
             Event::Mmap(m) => {
@@ -923,9 +972,156 @@ impl<S: ProcSource> Tracker<S> {
                 explicit: false,
                 samples,
                 map_gen: 0,
+                entries: Vec::new(),
             },
         );
         self.touch(pid);
+    }
+
+    /// Shrinks what is kept of `pid`, which exited a second ago, to what
+    /// naming its samples needs: the mappings its user addresses fall in
+    /// (the address and, for return addresses, the one before it, which the
+    /// symbolizer looks up) and the names of its sampled threads. Then its
+    /// file mappings move to canonical addresses, one place per file
+    /// (`CANON_START` on, by path, device and inode, at the mapping's file
+    /// offset), and its user stacks with them: the stacks of every run of a
+    /// program then are the same, and interned once, instead of differing
+    /// through address-space randomization. A process that had samples
+    /// costs a few hundred bytes of its own from then on instead of its
+    /// whole map (6-15 KiB for a small program) and a copy of every stack.
+    fn compact(&mut self, pid: u32) {
+        self.prune(pid);
+        self.canonicalize(pid);
+    }
+
+    fn prune(&mut self, pid: u32) {
+        let Some(p) = self.procs.get_mut(&pid) else {
+            return;
+        };
+        let entries = std::mem::take(&mut p.entries);
+        let mut used = vec![false; p.info.mappings.len()];
+        let mut tids = FxHashSet::default();
+        let mut mark = |a: u64| {
+            let i = p.info.mappings.partition_point(|m| m.start <= a);
+            if let Some(i) = i.checked_sub(1) {
+                if a < p.info.mappings[i].end {
+                    used[i] = true;
+                }
+            }
+        };
+        for &e in &entries {
+            let Some(s) = self.samples.get(e) else {
+                continue;
+            };
+            tids.insert(s.tid);
+            for (k, &a) in s.user.iter().enumerate() {
+                mark(a);
+                if k > 0 {
+                    mark(a.wrapping_sub(1));
+                }
+            }
+        }
+        let mut used = used.into_iter();
+        p.info.mappings.retain(|_| used.next().unwrap_or(false));
+        p.info.mappings.shrink_to_fit();
+        p.info.threads.retain(|tid, _| tids.contains(tid));
+        p.entries = entries;
+    }
+
+    /// Moves the file mappings of `pid` (exited, pruned) and its samples'
+    /// user addresses to canonical addresses (see [`Tracker::compact`]).
+    /// Anonymous and pseudo mappings (JIT code, the vDSO) stay where they
+    /// were. Its entries leave the sample index: no sample of it comes any
+    /// more.
+    fn canonicalize(&mut self, pid: u32) {
+        let Tracker {
+            procs,
+            samples,
+            sample_index,
+            stacks,
+            canon,
+            next_canon,
+            ..
+        } = self;
+        let Some(p) = procs.get_mut(&pid) else {
+            return;
+        };
+        let entries = std::mem::take(&mut p.entries);
+        for &e in &entries {
+            if let Some(s) = samples.get(e) {
+                sample_index.remove(&(
+                    s.pid,
+                    s.tid,
+                    s.kind,
+                    s.user.as_ptr() as usize,
+                    s.user_truncated,
+                    s.kernel.as_ptr() as usize,
+                ));
+            }
+        }
+        // (old start, old end, new start) of each moved mapping.
+        let mut moves: Vec<(u64, u64, u64)> = Vec::new();
+        let mut moved = p.info.mappings.clone();
+        for m in &mut moved {
+            let file = !nflame_procfs::maps::is_pseudo(&m.path)
+                && !nflame_procfs::maps::is_anonymous(&m.path)
+                && m.inode.is_some_and(|i| i != 0);
+            let len = m.end - m.start;
+            if !file || m.offset.saturating_add(len) > CANON_STRIDE {
+                continue;
+            }
+            let key = (m.path.clone(), m.dev, m.inode);
+            let base = match canon.get(&key) {
+                Some(&b) => b,
+                None => {
+                    let Some(next) = next_canon.checked_add(CANON_STRIDE) else {
+                        continue;
+                    };
+                    let b = *next_canon;
+                    *next_canon = next;
+                    canon.insert(key, b);
+                    b
+                }
+            };
+            moves.push((m.start, m.end, base + m.offset));
+            m.start = base + m.offset;
+            m.end = m.start + len;
+        }
+        moved.sort();
+        moved.dedup();
+        if moves.is_empty() || moved.windows(2).any(|w| w[0].end > w[1].start) {
+            // Nothing to move, or one file mapped twice over: left as it is.
+            return;
+        }
+        p.info.mappings = moved;
+        let translate = |a: u64| {
+            moves
+                .iter()
+                .find(|&&(start, end, _)| start <= a && a < end)
+                .map_or(a, |&(start, _, to)| to + (a - start))
+        };
+        for &e in &entries {
+            let Some(s) = samples.get_mut(e) else {
+                continue;
+            };
+            let user: Vec<u64> = s.user.iter().map(|&a| translate(a)).collect();
+            if *user == *s.user {
+                continue;
+            }
+            let new = match stacks.get(user.as_slice()) {
+                Some(a) => Arc::clone(a),
+                None => {
+                    let a: Arc<[u64]> = Arc::from(user);
+                    stacks.insert(Arc::clone(&a));
+                    a
+                }
+            };
+            let old = std::mem::replace(&mut s.user, new);
+            // Only the intern set holds it now.
+            if Arc::strong_count(&old) == 2 {
+                stacks.remove(&old[..]);
+            }
+        }
     }
 
     /// Target processes not known to have exited.
@@ -1458,6 +1654,124 @@ mod tests {
         assert_eq!(p.threads[&601], "worker");
         assert_eq!(p.mappings.len(), 1);
         assert_eq!(p.mappings[0].path, PathBuf::from("/usr/bin/python3"));
+    }
+
+    /// A sampled process that exits keeps only the mappings its user
+    /// addresses need (a return address at a mapping's start is looked up
+    /// in the one before) and its sampled threads' names.
+    #[test]
+    fn exit_keeps_only_what_naming_the_samples_needs() {
+        let src = FakeProc::default().with(
+            900,
+            "cc1",
+            "/usr/lib/cc1",
+            &[
+                (0x1000, 0x2000, "/usr/lib/cc1"),
+                (0x2000, 0x3000, "/lib/libm.so.6"),
+                (0x3000, 0x4000, "/lib/libc.so.6"),
+                (0x5000, 0x6000, "/lib/ld.so"),
+                (0x7000, 0x8000, "/lib/libz.so"),
+            ],
+        );
+        let mut t = Tracker::new(Filter::All, src, 1);
+        // Leaf in cc1; a return address at libc's first byte: the call is
+        // the last instruction of libm.
+        t.handle(sample(900, 900, 1, &[], &[0x1010, 0x3000]));
+        t.handle(sample(900, 900, 2, &[], &[0x1010, 0x3000]));
+        t.handle(Event::Fork {
+            pid: 900,
+            ppid: 900,
+            tid: 901,
+            time: 3,
+        });
+        t.handle(sample(900, 902, 4, &[0xffff], &[0x5500]));
+        assert_eq!(t.procs[&900].info.mappings.len(), 5);
+        assert_eq!(t.procs[&900].info.threads.len(), 3);
+        t.handle(Event::Exit {
+            pid: 900,
+            tid: 900,
+            time: 5,
+        });
+        // Kept as it is for a second (of sample time), then compacted.
+        assert_eq!(t.procs[&900].info.mappings.len(), 5);
+        t.handle(Event::Lost {
+            time: 5 + SETTLE_NS,
+            count: 0,
+            stacks: false,
+        });
+        let p = &t.procs[&900];
+        let kept: Vec<&str> = p
+            .info
+            .mappings
+            .iter()
+            .map(|m| m.path.to_str().unwrap())
+            .collect();
+        assert_eq!(
+            kept,
+            vec![
+                "/usr/lib/cc1",
+                "/lib/libm.so.6",
+                "/lib/libc.so.6",
+                "/lib/ld.so"
+            ]
+        );
+        assert_eq!(
+            p.info.threads.keys().copied().collect::<Vec<_>>(),
+            vec![900, 902]
+        );
+        assert!(p.entries.is_empty());
+        let out = t.finish();
+        assert_eq!(out.samples.iter().map(|s| s.count).sum::<u64>(), 3);
+        assert!(out.processes[&900].exited);
+    }
+
+    /// Two runs of one program, loaded at different addresses: once they
+    /// exited, their mappings and stacks are moved to one canonical place,
+    /// so identical stacks are stored once, and every address still names
+    /// the same file offset.
+    #[test]
+    fn exited_runs_of_one_program_share_their_stacks() {
+        let mut t = Tracker::new(Filter::All, FakeProc::default(), 1);
+        for (pid, base) in [(100u32, 0x5555_0000_0000u64), (200, 0x5633_0000_0000)] {
+            t.handle(mmap(pid, base, 0x2000, "/usr/bin/prog"));
+            t.handle(mmap(pid, 0x7f00_0000_0000, 0x1000, "//anon"));
+            t.handle(sample(
+                pid,
+                pid,
+                1,
+                &[0xffff],
+                &[base + 0x10, base + 0x1020, 0x7f00_0000_0040],
+            ));
+        }
+        let before: Vec<Arc<[u64]>> = t.samples.iter().map(|s| Arc::clone(&s.user)).collect();
+        assert!(!Arc::ptr_eq(&before[0], &before[1]));
+        drop(before);
+        for pid in [100, 200] {
+            t.handle(Event::Exit {
+                pid,
+                tid: pid,
+                time: 2,
+            });
+        }
+        t.handle(Event::Lost {
+            time: 2 + SETTLE_NS,
+            count: 0,
+            stacks: false,
+        });
+        let out = t.finish();
+        let (a, b) = (&out.samples[0], &out.samples[1]);
+        assert!(Arc::ptr_eq(&a.user, &b.user), "{:x?} {:x?}", a.user, b.user);
+        let (pa, pb) = (&out.processes[&a.pid], &out.processes[&b.pid]);
+        assert_eq!(pa.mappings[0], pb.mappings[0]);
+        let m = pa.mapping_for(a.user[1]).unwrap();
+        assert_eq!(m.path, PathBuf::from("/usr/bin/prog"));
+        assert_eq!(a.user[1] - m.start + m.offset, 0x1020 + 0x1000);
+        // JIT code stays where it was.
+        assert_eq!(a.user[2], 0x7f00_0000_0040);
+        assert_eq!(
+            pa.mapping_for(a.user[2]).unwrap().path,
+            PathBuf::from("//anon")
+        );
     }
 
     #[test]

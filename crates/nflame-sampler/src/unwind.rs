@@ -15,7 +15,20 @@
 //! inode, shared by every process mapping that file; the vDSO from our own
 //! image, which is the same on one kernel), one `framehop` unwinder per
 //! process (rebuilt when its mappings change), and deciding whether an
-//! unwound stack is complete or was cut short. It does not decide which
+//! unwound stack is complete or was cut short.
+//!
+//! The section cache is bounded: an entry counts the live processes whose
+//! unwinder uses it; once none does (they exited) it is idle, and idle
+//! entries beyond [`IDLE_BYTES`] or [`IDLE_FILES`] are dropped, oldest
+//! first, so a system-wide recording keeps the tables of the binaries that
+//! run plus a bounded set of recent ones. A device and inode name a file
+//! only while something keeps that inode: once a file is deleted its inode
+//! can be reused, so every process checks an entry before its first use
+//! (the file opened as that process sees it; device, inode, size, mtime and
+//! ctime as when the entry was read) and an entry that no longer matches is
+//! read again. A process that cannot open the file any more (it exited)
+//! uses an entry only while another live process maps it: that mapping
+//! keeps the inode from being reused. It does not decide which
 //! samples or processes are recorded ([`crate::tracker`] does).
 
 use std::ops::Range;
@@ -27,7 +40,7 @@ use framehop::{Error as UnwindError, ExplicitModuleSectionInfo, FrameAddress, Mo
 use nflame_procfs::elf;
 use nflame_procfs::files::{self, FileError, TargetFile};
 use object::{Object, ObjectSection, ObjectSegment, SegmentFlags};
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::event::UserRegs;
 use nflame_recording::Mapping;
@@ -37,6 +50,11 @@ type Bytes = Arc<[u8]>;
 
 /// Most frames we follow in one stack (a runaway loop guard).
 const MAX_FRAMES: usize = 1024;
+
+/// Section bytes kept for files no live process maps.
+pub(crate) const IDLE_BYTES: usize = 16 << 20;
+/// Files kept that no live process maps.
+pub(crate) const IDLE_FILES: usize = 1024;
 
 /// How an unwind ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -177,6 +195,14 @@ impl FileSections {
         })
     }
 
+    /// Bytes of section data held.
+    fn bytes(&self) -> usize {
+        let len = |d: &Option<(Range<u64>, Bytes)>| d.as_ref().map_or(0, |(_, b)| b.len());
+        len(&self.eh_frame)
+            + len(&self.eh_frame_hdr)
+            + self.debug_frame.as_ref().map_or(0, |d| d.len())
+    }
+
     /// The load bias (actual minus stated address) of a mapping of this file
     /// at `start` with file offset `offset`.
     fn bias(&self, start: u64, offset: u64) -> Option<u64> {
@@ -217,18 +243,68 @@ enum FileKey {
     Vdso,
 }
 
+/// What `fstat` said of a file when its sections were read: a device and
+/// inode reused by another file after a deletion give another identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Identity {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Identity {
+    fn of(file: &TargetFile) -> Option<Identity> {
+        use std::os::unix::fs::MetadataExt;
+        let m = file.file().metadata().ok()?;
+        Some(Identity {
+            dev: file.dev,
+            ino: file.ino,
+            size: m.size(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+        })
+    }
+}
+
+/// A cache entry: a file's sections (`None`: not an x86-64 ELF file).
+struct CachedFile {
+    sections: Option<Arc<FileSections>>,
+    /// `None` for the vDSO (our own image).
+    identity: Option<Identity>,
+    /// Live processes whose unwinder uses it.
+    users: u32,
+    /// When it last became idle (no users), in [`DwarfUnwinder::tick`]s.
+    idle_since: u64,
+    /// Section bytes held.
+    bytes: usize,
+}
+
 /// One process's unwinder, valid for one generation of its mappings.
 struct ProcUnwinder {
     generation: u64,
     unwinder: UnwinderX86_64<Bytes>,
+    /// Cache entries its modules use (counted in their `users`).
+    files: Vec<FileKey>,
+    /// Entries this process has checked against its own files.
+    checked: FxHashSet<FileKey>,
 }
 
 /// The real unwinder: framehop with sections read from the mapped files.
 pub(crate) struct DwarfUnwinder {
-    files: FxHashMap<FileKey, Option<Arc<FileSections>>>,
+    files: FxHashMap<FileKey, CachedFile>,
     procs: FxHashMap<u32, ProcUnwinder>,
     cache: CacheX86_64,
     skipped: Vec<String>,
+    /// Bytes and entries of idle cache entries.
+    idle_bytes: usize,
+    idle_files: usize,
+    /// The most idle bytes and entries kept ([`IDLE_BYTES`], [`IDLE_FILES`]).
+    idle_limits: (usize, usize),
+    tick: u64,
+    /// Files whose sections were read.
+    reads: u64,
 }
 
 impl std::fmt::Debug for DwarfUnwinder {
@@ -247,12 +323,24 @@ impl Default for DwarfUnwinder {
             procs: FxHashMap::default(),
             cache: CacheX86_64::new(),
             skipped: Vec::new(),
+            idle_bytes: 0,
+            idle_files: 0,
+            idle_limits: (IDLE_BYTES, IDLE_FILES),
+            tick: 0,
+            reads: 0,
         }
     }
 }
 
 impl DwarfUnwinder {
-    fn sections(&mut self, pid: u32, m: &Mapping) -> Option<Arc<FileSections>> {
+    /// The sections of the file `m` maps in `pid`, from the cache when the
+    /// entry is still that file (checked once per process in `checked`).
+    fn sections(
+        &mut self,
+        pid: u32,
+        m: &Mapping,
+        checked: &mut FxHashSet<FileKey>,
+    ) -> Option<(FileKey, Option<Arc<FileSections>>)> {
         let key = if m.path == Path::new("[vdso]") {
             FileKey::Vdso
         } else if nflame_procfs::maps::is_pseudo(&m.path) {
@@ -263,40 +351,160 @@ impl DwarfUnwinder {
                 _ => FileKey::Path(m.path.clone()),
             }
         };
-        if let Some(s) = self.files.get(&key) {
-            return s.clone();
-        }
-        let sections = match key {
-            FileKey::Vdso => {
-                nflame_procfs::files::own_vdso().and_then(|v| FileSections::from_bytes(&v.image))
+        if let Some(entry) = self.files.get(&key) {
+            if key == FileKey::Vdso || checked.contains(&key) {
+                return Some((key, entry.sections.clone()));
             }
-            // Opened as the process sees it (its map_files entry, its root),
-            // never blocking. Not cached when the file cannot be opened:
-            // another process (another mount namespace) may reach it.
-            _ => {
-                let shown = files::shown(pid, nflame_procfs::maps::clean_path(&m.path));
-                match files::open_mapped(pid, true, m) {
-                    Ok(file) => FileSections::read(&file, &shown, &mut self.skipped),
-                    Err(FileError::Refused(r)) => {
-                        let line = format!("{shown}: {r}");
-                        if !self.skipped.contains(&line) {
-                            self.skipped.push(line);
-                        }
-                        return None;
-                    }
-                    Err(_) => return None,
+        }
+        if key == FileKey::Vdso {
+            let sections = nflame_procfs::files::own_vdso()
+                .and_then(|v| FileSections::from_bytes(&v.image))
+                .map(Arc::new);
+            self.insert(key.clone(), sections.clone(), None);
+            return Some((key, sections));
+        }
+        // Opened as the process sees it (its map_files entry, its root),
+        // never blocking. Nothing is cached when the file cannot be opened:
+        // another process (another mount namespace) may reach it.
+        let shown = files::shown(pid, nflame_procfs::maps::clean_path(&m.path));
+        let file = match files::open_mapped(pid, true, m) {
+            Ok(file) => file,
+            Err(FileError::Refused(r)) => {
+                let line = format!("{shown}: {r}");
+                if !self.skipped.contains(&line) {
+                    self.skipped.push(line);
+                }
+                return None;
+            }
+            // Gone already (a short program whose samples are read after it
+            // exited): an entry another live process uses is that file
+            // still, its mapping keeps the inode from being reused.
+            Err(_) => {
+                let entry = self.files.get(&key).filter(|e| e.users > 0)?;
+                return Some((key, entry.sections.clone()));
+            }
+        };
+        let identity = Identity::of(&file);
+        checked.insert(key.clone());
+        if let Some(entry) = self.files.get(&key) {
+            if identity.is_some() && entry.identity == identity {
+                return Some((key, entry.sections.clone()));
+            }
+        }
+        // New, or another file under a reused inode: read it.
+        let sections = FileSections::read(&file, &shown, &mut self.skipped).map(Arc::new);
+        self.reads += 1;
+        self.insert(key.clone(), sections.clone(), identity);
+        Some((key, sections))
+    }
+
+    /// Caches (or replaces) the entry of `key`; the processes using it
+    /// stay counted.
+    fn insert(
+        &mut self,
+        key: FileKey,
+        sections: Option<Arc<FileSections>>,
+        identity: Option<Identity>,
+    ) {
+        let bytes = sections.as_deref().map_or(0, FileSections::bytes);
+        let users = match self.files.remove(&key) {
+            Some(old) => {
+                if old.users == 0 {
+                    self.idle_bytes -= old.bytes;
+                    self.idle_files -= 1;
+                }
+                old.users
+            }
+            None => 0,
+        };
+        if users == 0 {
+            self.idle_bytes += bytes;
+            self.idle_files += 1;
+        }
+        self.tick += 1;
+        self.files.insert(
+            key,
+            CachedFile {
+                sections,
+                identity,
+                users,
+                idle_since: self.tick,
+                bytes,
+            },
+        );
+        self.evict();
+    }
+
+    /// Counts one more process using each of `keys`.
+    fn acquire(&mut self, keys: &[FileKey]) {
+        for k in keys {
+            if let Some(e) = self.files.get_mut(k) {
+                if e.users == 0 {
+                    self.idle_bytes -= e.bytes;
+                    self.idle_files -= 1;
+                }
+                e.users += 1;
+            }
+        }
+    }
+
+    /// Counts one process fewer using each of `keys`; then drops idle
+    /// entries beyond the budget.
+    fn release(&mut self, keys: &[FileKey]) {
+        for k in keys {
+            if let Some(e) = self.files.get_mut(k) {
+                if e.users == 0 {
+                    continue;
+                }
+                e.users -= 1;
+                if e.users == 0 {
+                    self.tick += 1;
+                    e.idle_since = self.tick;
+                    self.idle_bytes += e.bytes;
+                    self.idle_files += 1;
                 }
             }
         }
-        .map(Arc::new);
-        self.files.insert(key, sections.clone());
-        sections
+        self.evict();
     }
 
-    fn build(&mut self, pid: u32, generation: u64, mappings: &[Mapping]) -> ProcUnwinder {
+    /// Drops the oldest idle entries while over [`IDLE_BYTES`] or
+    /// [`IDLE_FILES`].
+    fn evict(&mut self) {
+        while self.idle_bytes > self.idle_limits.0 || self.idle_files > self.idle_limits.1 {
+            let Some(oldest) = self
+                .files
+                .iter()
+                .filter(|(_, e)| e.users == 0)
+                .min_by_key(|(_, e)| e.idle_since)
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
+            if let Some(e) = self.files.remove(&oldest) {
+                self.idle_bytes -= e.bytes;
+                self.idle_files -= 1;
+            }
+        }
+    }
+
+    fn build(
+        &mut self,
+        pid: u32,
+        generation: u64,
+        mappings: &[Mapping],
+        mut checked: FxHashSet<FileKey>,
+    ) -> ProcUnwinder {
         let mut unwinder = UnwinderX86_64::new();
+        let mut used: Vec<FileKey> = Vec::new();
         for m in mappings {
-            let Some(sections) = self.sections(pid, m) else {
+            let Some((key, sections)) = self.sections(pid, m, &mut checked) else {
+                continue;
+            };
+            if !used.contains(&key) {
+                used.push(key);
+            }
+            let Some(sections) = sections else {
                 continue;
             };
             let Some(bias) = sections.bias(m.start, m.offset) else {
@@ -305,10 +513,20 @@ impl DwarfUnwinder {
             let name = m.path.to_string_lossy().into_owned();
             unwinder.add_module(sections.module(name, m.start..m.end, bias));
         }
+        self.acquire(&used);
         ProcUnwinder {
             generation,
             unwinder,
+            files: used,
+            checked,
         }
+    }
+
+    /// Section bytes cached, and entries (for tests).
+    #[cfg(test)]
+    fn cached(&self) -> (usize, usize) {
+        let bytes = self.files.values().map(|e| e.bytes).sum();
+        (bytes, self.files.len())
     }
 }
 
@@ -505,8 +723,14 @@ impl StackUnwinder for DwarfUnwinder {
             .get(&pid)
             .is_none_or(|p| p.generation != generation)
         {
-            let built = self.build(pid, generation, mappings);
+            let old = self.procs.remove(&pid);
+            let checked = old.as_ref().map(|o| o.checked.clone()).unwrap_or_default();
+            let built = self.build(pid, generation, mappings, checked);
             self.procs.insert(pid, built);
+            // After the new unwinder took the files it shares with the old.
+            if let Some(old) = old {
+                self.release(&old.files);
+            }
         }
         let Some(proc) = self.procs.get(&pid) else {
             return Outcome::Ended;
@@ -535,7 +759,9 @@ impl StackUnwinder for DwarfUnwinder {
     }
 
     fn forget(&mut self, pid: u32) {
-        self.procs.remove(&pid);
+        if let Some(old) = self.procs.remove(&pid) {
+            self.release(&old.files);
+        }
     }
 
     fn take_skipped(&mut self) -> Vec<String> {
@@ -599,6 +825,117 @@ mod tests {
             &mut out,
         );
         assert_eq!(out.first(), Some(&0x1010));
+    }
+
+    /// A mapping of all of `path` at 0x10000, as a process would show it.
+    fn mapping_of(path: &Path) -> Mapping {
+        use std::os::unix::fs::MetadataExt;
+        let md = std::fs::metadata(path).unwrap();
+        Mapping {
+            start: 0x10000,
+            end: 0x10000 + md.size().next_multiple_of(4096),
+            offset: 0,
+            path: path.to_path_buf(),
+            dev: Some(md.dev()),
+            inode: Some(md.ino()),
+        }
+    }
+
+    /// Builds the unwinder of `pid` (a pid that does not exist: its files
+    /// are opened by path, as for a process that exited) mapping `m`.
+    fn touch(u: &mut DwarfUnwinder, pid: u32, m: &Mapping) {
+        let sample = StackSample {
+            pid,
+            generation: 1,
+            mappings: std::slice::from_ref(m),
+            regs: UserRegs {
+                ip: m.start + 0x10,
+                sp: 0x1000,
+                bp: 0,
+            },
+            stack: &[],
+            requested: 0,
+        };
+        u.unwind(sample, &mut Vec::new());
+    }
+
+    /// Pids far above `pid_max`'s default: no process has them.
+    const NO_PID: u32 = 4_000_000;
+
+    /// Distinct copies (distinct inodes) of a small system binary.
+    fn copies(dir: &Path, n: usize) -> Vec<Mapping> {
+        let exe = ["/usr/bin/true", "/bin/true", "/usr/bin/ls"]
+            .into_iter()
+            .map(Path::new)
+            .find(|p| p.exists())
+            .expect("a system binary to copy");
+        (0..n)
+            .map(|i| {
+                let p = dir.join(format!("prog{i}"));
+                std::fs::copy(exe, &p).unwrap();
+                mapping_of(&p)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn sections_of_files_no_live_process_maps_are_dropped_beyond_the_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let maps = copies(dir.path(), 12);
+        let mut u = DwarfUnwinder::default();
+        // One process stays alive through all this.
+        touch(&mut u, NO_PID, &maps[0]);
+        let (one, _) = u.cached();
+        assert!(one > 0, "no unwind sections read from {:?}", maps[0].path);
+        u.idle_limits = (3 * one, 100);
+        for (i, m) in maps.iter().enumerate().skip(1) {
+            let pid = NO_PID + i as u32;
+            touch(&mut u, pid, m);
+            u.forget(pid);
+            let (bytes, files) = u.cached();
+            assert!(bytes <= 4 * one, "{bytes} bytes cached after {i} programs");
+            assert!(files <= 4, "{files} files cached after {i} programs");
+        }
+        // The live process's file is still there: no new read for it.
+        let reads = u.reads;
+        touch(&mut u, NO_PID + 100, &maps[0]);
+        assert_eq!(u.reads, reads);
+        // So are the most recent ones; the oldest idle ones are gone.
+        touch(&mut u, NO_PID + 101, &maps[11]);
+        assert_eq!(u.reads, reads);
+        touch(&mut u, NO_PID + 102, &maps[1]);
+        assert_eq!(u.reads, reads + 1);
+        // A cap on entries too.
+        u.idle_limits = (usize::MAX, 2);
+        for p in [NO_PID + 100, NO_PID + 101, NO_PID + 102] {
+            u.forget(p);
+        }
+        assert!(u.cached().1 <= 3);
+    }
+
+    /// A cached entry is used again only for the same file: same device
+    /// and inode, size, mtime and ctime. Here the inode stays and the
+    /// content changes (what a reused inode looks like to the cache).
+    #[test]
+    fn a_changed_file_under_a_cached_inode_is_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let maps = copies(dir.path(), 1);
+        let m = &maps[0];
+        let mut u = DwarfUnwinder::default();
+        touch(&mut u, NO_PID, m);
+        u.forget(NO_PID);
+        touch(&mut u, NO_PID + 1, m);
+        assert_eq!(u.reads, 1, "an unchanged file is read once");
+        u.forget(NO_PID + 1);
+        // Rewritten in place: same inode, another size and ctime.
+        let mut data = std::fs::read(&m.path).unwrap();
+        data.extend_from_slice(&[0; 4096]);
+        std::fs::write(&m.path, &data).unwrap();
+        let again = mapping_of(&m.path);
+        assert_eq!((again.dev, again.inode), (m.dev, m.inode));
+        touch(&mut u, NO_PID + 2, &again);
+        assert_eq!(u.reads, 2, "a changed file is read again");
+        assert_eq!(u.cached().1, 1);
     }
 
     #[test]

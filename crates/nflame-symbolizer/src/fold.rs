@@ -94,6 +94,11 @@ pub struct FoldOptions {
     /// Root frames by pid, and which stacks of other processes are kept.
     /// Default: no labels, every stack kept.
     pub roots: Roots,
+    /// Fold a run of consecutive `[unknown]` frames (user `[unknown]`, or
+    /// kernel `[unknown]_[k]`) into one, as `nflame collapse` does: a
+    /// frame-pointer walk through code built without frame pointers
+    /// otherwise draws towers of them. Default `true`.
+    pub fold_unknown_runs: bool,
 }
 
 /// Frames put at the root of chosen processes' stacks, and what becomes of
@@ -150,6 +155,7 @@ impl Default for FoldOptions {
             weight: Weight::Samples,
             kind_frames: false,
             roots: Roots::default(),
+            fold_unknown_runs: true,
         }
     }
 }
@@ -795,6 +801,7 @@ fn fold_process(
     let mut profile = Profile::with_unit(unit_of(opts.weight));
     let mut stats = FoldStats::default();
     let mut line = String::new();
+    let kernel_unknown = format!("{}{}", crate::frame::UNKNOWN, nflame_profile::KERNEL_SUFFIX);
     for ((tid, kind, _, truncated, _), (weight, count, s)) in stacks {
         line.clear();
         let weight = match opts.weight {
@@ -802,7 +809,20 @@ fn fold_process(
             Weight::Time => weight / 1000 + u64::from(weight % 1000 >= 500),
             _ => weight,
         };
+        // The `[unknown]` frame just written, if the last one was.
+        let mut last_unknown: Option<bool> = None;
         let mut push = |text: &str| {
+            let kernel = if text == crate::frame::UNKNOWN {
+                Some(false)
+            } else if text == kernel_unknown {
+                Some(true)
+            } else {
+                None
+            };
+            if opts.fold_unknown_runs && kernel.is_some() && kernel == last_unknown {
+                return;
+            }
+            last_unknown = kernel;
             if !line.is_empty() {
                 line.push(';');
             }
@@ -973,6 +993,45 @@ ffffffff81000600 T net_tx_action
             .collect();
         lines.sort();
         (lines, stats)
+    }
+
+    /// A frame-pointer walk through code without frame pointers gives runs
+    /// of frames nothing names: each run becomes one `[unknown]` frame (user)
+    /// or `[unknown]_[k]` (kernel) unless `fold_unknown_runs` is off; named
+    /// frames between runs, and the frame counts, stay as they are.
+    #[test]
+    fn unknown_runs_fold_into_one_frame_unless_kept() {
+        let (entry, send) = (0xffffffff81000000u64, 0xffffffff81000400);
+        let nowhere = 0xffffffff80000000u64;
+        let kernel = kstack(&[nowhere, nowhere + 8, entry, nowhere + 16, send]);
+        let rec = Recording {
+            samples: vec![sample(70, kernel, &[0x40, 0x30, 0x20, 0x10])],
+            processes: [process(70, "my-tool")].into(),
+            kernel: true,
+            user: true,
+            ..Recording::default()
+        };
+        let (lines, stats) = folded(&rec, &FoldOptions::default());
+        assert_eq!(
+            lines,
+            vec![
+                "my-tool;[unknown];[unknown]_[k];entry_SYSCALL_64_[k];[unknown]_[k];\
+                 tcp_sendmsg_[k] 1"
+            ]
+        );
+        assert_eq!((stats.user_frames, stats.kernel_frames), (4, 5));
+        let opts = FoldOptions {
+            fold_unknown_runs: false,
+            ..FoldOptions::default()
+        };
+        let (lines, _) = folded(&rec, &opts);
+        assert_eq!(
+            lines,
+            vec![
+                "my-tool;[unknown];[unknown];[unknown];[unknown];[unknown]_[k];[unknown]_[k];\
+                 entry_SYSCALL_64_[k];[unknown]_[k];tcp_sendmsg_[k] 1"
+            ]
+        );
     }
 
     /// The labels and the softirq rule that `record --docker-port` uses:

@@ -158,7 +158,8 @@ pub struct RecordArgs {
     /// and unwinds it with the binaries' DWARF call-frame information (like `perf record
     /// --call-graph dwarf`), which code built without frame pointers needs (most
     /// distribution binaries: nginx, libc, LuaJIT); `auto` does both and keeps the
-    /// longer stack.
+    /// longer stack, and on every CPU (`-a`, `--name`, Docker targets) copies less, or
+    /// nothing, when the recorder cannot keep up (the summary says so).
     #[arg(long, value_name = "MODE", default_value = "auto", value_parser = parse_call_graph)]
     pub call_graph: CallGraph,
     /// Only user-space frames (and samples).
@@ -176,8 +177,11 @@ pub struct RecordArgs {
     /// Expand inlined functions into frames of their own (needs debug info).
     #[arg(long)]
     pub inline: bool,
+    /// Keep runs of consecutive `[unknown]` frames (by default each run becomes one frame).
+    #[arg(long)]
+    pub keep_unknown_runs: bool,
     /// Ring buffer size per CPU, in pages (rounded down to a power of two, at
-    /// least 8; DWARF unwinding raises it to 1024). Advanced: small rings lose
+    /// least 8; DWARF unwinding raises it to 4096). Advanced: small rings lose
     /// samples under load.
     #[arg(long, value_name = "N", hide = true)]
     pub ring_pages: Option<usize>,
@@ -376,6 +380,7 @@ impl RecordArgs {
             o.weight = Weight::Time;
             o.kind_frames = true;
         }
+        o.fold_unknown_runs = !self.keep_unknown_runs;
         o
     }
 }
@@ -525,6 +530,26 @@ impl StatusLine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parse(args: &[&str]) -> RecordArgs {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            record: RecordArgs,
+        }
+        Cli::parse_from(std::iter::once("record").chain(args.iter().copied())).record
+    }
+
+    #[test]
+    fn unknown_runs_are_folded_unless_kept() {
+        assert!(parse(&["-a"]).fold_options().fold_unknown_runs);
+        assert!(
+            !parse(&["-a", "--keep-unknown-runs"])
+                .fold_options()
+                .fold_unknown_runs
+        );
+    }
 
     #[test]
     fn pids() {
