@@ -19,6 +19,10 @@
 //! What it does not own: the verdict's threshold and wording
 //! ([`crate::report`]), which uses [`EventLoop::blocking_share`].
 //!
+//! Time without a stack (a kind frame and nothing below it: switches the
+//! recorder took no stack at, see `nflame-sampler`'s off-CPU sampling) is in
+//! no share: where it was spent is not known.
+//!
 //! Which processes: nginx and OpenResty workers, recognised by the process
 //! frame (`nginx`, `openresty`, also as `nginx-PID` with `--per-pid`) or by
 //! nginx's event-loop functions in their stacks. Stacks of nginx's other
@@ -255,6 +259,12 @@ impl EventLoopTally {
             .iter()
             .map(|f| strip_frame(f))
             .collect();
+        if names.is_empty() {
+            // Time without a stack (switches the recorder took no stack
+            // at, in a class none of whose intervals got one): where it was
+            // spent is unknown, so it is in no share.
+            return;
+        }
         let master = names.contains(&MASTER[0]) && !names.contains(&MASTER[1]);
         if master || names.iter().any(|n| p.not_worker.is_match(n)) {
             return;
@@ -522,6 +532,12 @@ socket.select_[l];__GI___poll;__x64_sys_poll_[k];do_sys_poll_[k]";
         let l = loops(&[(s, 100)]);
         assert_eq!((l[0].blocking, l[0].idle), (100, 0));
         assert_eq!(l[0].paths[0].syscall.as_deref(), Some("poll"));
+    }
+
+    #[test]
+    fn time_without_a_stack_is_in_no_share() {
+        let l = loops(&[(IDLE, 900), ("nginx;[blocked]", 100)]);
+        assert_eq!((l[0].total, l[0].blocking, l[0].idle), (900, 0, 900));
     }
 
     #[test]
