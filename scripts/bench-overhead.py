@@ -8,8 +8,8 @@ recorded by pid at 999 Hz) under wrk, with no recorder and with each recorder.
 CONFIGS is a comma-separated list of: none, auto, fp, dwarf (nflame record
 --call-graph ...), perf (perf record -g), perfdwarf (perf record --call-graph dwarf),
 perfip (perf record with no call graph: the cost of the sampling interrupt alone),
-off (nflame record --off-cpu), offfp (--off-cpu --call-graph fp), wall (nflame record
---wall).
+off (nflame record --off-cpu), offfp (--off-cpu --call-graph fp), off500 (--off-cpu with
+stacks at 500 switches a second per CPU, --switch-rate 500), wall (nflame record --wall).
 Default: 20 rounds of none,auto,fp,dwarf,perf.
 
 Two methods (METHOD):
@@ -58,9 +58,9 @@ def recorder(c):
         cg = {"perf": ["-g"], "perfdwarf": ["--call-graph", "dwarf"], "perfip": []}[c]
         return subprocess.Popen(["perf", "record", "-q", "-F", "999", *cg, "-o",
                                  f"{tmp}/perf.data", "-p", workers], **quiet)
-    if c in ("off", "offfp", "wall"):
+    if c in ("off", "offfp", "off500", "wall"):
         mode = {"off": ["--off-cpu"], "offfp": ["--off-cpu", "--call-graph", "fp"],
-                "wall": ["--wall"]}[c]
+                "off500": ["--off-cpu", "--switch-rate", "500"], "wall": ["--wall"]}[c]
         return subprocess.Popen([nflame, "record", "--pid", workers, *mode, "-o",
                                  f"{tmp}/n.folded"], **quiet)
     return subprocess.Popen([nflame, "record", "--pid", workers, "--call-graph", c, "-F",
