@@ -6,11 +6,15 @@ recorded by pid at 999 Hz) under wrk, with no recorder and with each recorder.
                                                    scripts/lab.sh up)
 
 CONFIGS is a comma-separated list of: none, auto, fp, dwarf (nflame record
---call-graph ...), perf (perf record -g), perfdwarf (perf record --call-graph dwarf),
-perfip (perf record with no call graph: the cost of the sampling interrupt alone),
-off (nflame record --off-cpu), offfp (--off-cpu --call-graph fp), off500 (--off-cpu with
-stacks at 500 switches a second per CPU, --switch-rate 500), wall (nflame record --wall).
-Default: 20 rounds of none,auto,fp,dwarf,perf.
+--call-graph ...), lua, luaoff (nflame record with Lua frames on, the default, or
+--lua off; both --call-graph auto), perf (perf record -g), perfdwarf (perf record
+--call-graph dwarf), perfip (perf record with no call graph: the cost of the sampling
+interrupt alone), off (nflame record --off-cpu), offfp (--off-cpu --call-graph fp),
+off500 (--off-cpu with stacks at 500 switches a second per CPU, --switch-rate 500), wall
+(nflame record --wall). Default: 20 rounds of none,auto,fp,dwarf,perf. With both lua and
+luaoff, the median of the per-round ratios lua / luaoff (requests/s and recorder CPU)
+is printed too. scripts/bench-lua.sh runs it on an nginx of its own with a Lua
+workload.
 
 Two methods (METHOD):
 
@@ -63,8 +67,10 @@ def recorder(c):
                 "off500": ["--off-cpu", "--switch-rate", "500"], "wall": ["--wall"]}[c]
         return subprocess.Popen([nflame, "record", "--pid", workers, *mode, "-o",
                                  f"{tmp}/n.folded"], **quiet)
-    return subprocess.Popen([nflame, "record", "--pid", workers, "--call-graph", c, "-F",
-                             "999", "-o", f"{tmp}/n.folded"], **quiet)
+    extra = {"lua": ["--call-graph", "auto"],
+             "luaoff": ["--call-graph", "auto", "--lua", "off"]}.get(c, ["--call-graph", c])
+    return subprocess.Popen([nflame, "record", "--pid", workers, *extra, "-F", "999", "-o",
+                             f"{tmp}/n.folded"], **quiet)
 
 
 def stop(p):
@@ -170,6 +176,16 @@ try:
             if c != "none":
                 line += f"; recorder {100 * statistics.median(rec_cpu[c]):.2f}% of a CPU"
             print(line)
+    if "lua" in res and "luaoff" in res:
+        ratios = [a / b for a, b in zip(res["lua"], res["luaoff"])]
+        lo, hi = quartiles(ratios)
+        print(f"lua / luaoff requests/s: median of per-round ratios {statistics.median(ratios):.3f}"
+              f"  IQR {lo:.3f}-{hi:.3f}")
+        if method == "windows":
+            cpu = [a / b for a, b in zip(rec_cpu["lua"], rec_cpu["luaoff"]) if b > 0]
+            lo, hi = quartiles(cpu)
+            print(f"lua / luaoff recorder CPU: median of per-round ratios "
+                  f"{statistics.median(cpu):.2f}  IQR {lo:.2f}-{hi:.2f}")
 finally:
     if load:
         load.kill()

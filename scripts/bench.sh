@@ -6,6 +6,9 @@
 #
 #   scripts/bench.sh [OUT.md]          (default: BENCHMARKS.md at the top of the repository)
 #
+# APPEND=1 adds the sections of PARTS to the end of OUT.md instead of rewriting it (a
+# part run again later, at another commit: each section says its own commit and date).
+#
 # Parts (PARTS, default all of them, in this order; each script can also be run alone:
 # read their headers for what they measure and their knobs):
 #   offline   scripts/bench-offline.sh: nflame collapse / render / diff vs
@@ -20,7 +23,7 @@
 #             the CPU of a recording all in vs perf record + perf script + collapse.
 #   overhead  scripts/bench-overhead.py: nginx requests/s kept while nflame or perf records
 #             its workers, medians of per-round ratios (OVERHEAD_ROUNDS, default 20).
-#   lua       scripts/bench-lua.sh (when present): Lua frames: entry-chunk coverage,
+#   lua       scripts/bench-lua.sh (when present): Lua frames on nginx + LuaJIT: entry-chunk coverage (LUA_ROUNDS),
 #             requests/s and recorder CPU with Lua frames on and off.
 #   offcpu    scripts/bench-offcpu.sh (when present): off-CPU recording: requests/s kept,
 #             on + off-CPU time against wall time, a context-switch stress run.
@@ -76,14 +79,19 @@ section() {
 want() { [[ " $parts " == *" $1 "* ]]; }
 
 {
+  if [[ ${APPEND:-0} == 1 && -f $out ]]; then
+    cat "$out"
+  else
   echo "# nflame benchmarks"
   echo
-  echo "Written by \`scripts/bench.sh\` (PARTS: $parts); nothing in this file is edited by hand."
+  echo "Written by \`scripts/bench.sh\`; nothing in this file is edited by hand. Each section says the"
+  echo "commit, date and command that produced it."
   echo "Machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo),"
   echo "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), Linux $(uname -r);"
   echo "perf events: $(perf stat -x, -e cycles true 2>&1 | grep -qE 'not supported|<not counted>' && echo 'no hardware PMU (cpu-clock)' || echo 'hardware cycles available')."
   echo "Read the ratios, measured side by side in one run, rather than absolute times: these"
   echo "are shared virtual machines."
+  fi
   if want offline; then
     section "Offline: collapse, render, diff vs inferno" \
       "Inputs are generated and seeded (the script's header says how); ratio = inferno / nflame, above 1 means nflame is faster." \

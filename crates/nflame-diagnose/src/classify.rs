@@ -14,16 +14,17 @@
 //!    relay that work would not exist.
 //! 2. `owns-frame`: the innermost frame matching such a rule claims the whole stack.
 //! 3. `frame`: walking from the leaf towards the root, the first frame matching a
-//!    `frame` rule decides (the innermost subsystem owns the sample: `tcp_sendmsg`
-//!    calling into the bridge is bridge cost, the bridge handing a packet up to
-//!    `ip_rcv` is TCP/IP cost).
+//!    `frame` rule (or, for a frame read from a Lua stack, a `lua-frame` rule)
+//!    decides (the innermost subsystem owns the sample: `tcp_sendmsg` calling into
+//!    the bridge is bridge cost, the bridge handing a packet up to `ip_rcv` is
+//!    TCP/IP cost; a Lua function's own time is the application's).
 //! 4. `frame-weak`: if no `frame` rule matched, the innermost `frame-weak` match.
 //! 5. `process`: the first such rule matching a process frame.
 //! 6. otherwise `other`.
 //!
 //! Within one frame, the first rule of the file wins.
 
-use nflame_profile::tree::StackTree;
+use nflame_profile::tree::{StackTree, TreeVisitor};
 use regex::Regex;
 use rustc_hash::FxHashMap;
 
@@ -137,8 +138,14 @@ pub struct Classifier<'r> {
     processes: FxHashMap<Box<str>, (Option<usize>, Option<usize>)>,
 }
 
-/// A frame name without the collapser's annotation (`_[k]`, `_[j]`, `_[i]`, `_[w]`).
+/// A frame name without the collapser's annotation (`_[k]`, `_[j]`, `_[i]`,
+/// `_[w]`) or the Lua marker (`_[l]`, `_[lj]`).
 pub fn strip_annotation(frame: &str) -> &str {
+    if frame.len() > 5 {
+        if let Some(name) = frame.strip_suffix(nflame_profile::lua::LUA_COMPILED_SUFFIX) {
+            return name;
+        }
+    }
     let b = frame.as_bytes();
     if b.len() > 4 && b[b.len() - 4..b.len() - 2] == *b"_[" && b[b.len() - 1] == b']' {
         &frame[..frame.len() - 4]
@@ -149,7 +156,7 @@ pub fn strip_annotation(frame: &str) -> &str {
 
 /// Whether `frame` is an annotation that precedes the process frame: bracketed,
 /// not `[unknown]`.
-fn is_role_annotation(frame: &str) -> bool {
+pub(crate) fn is_role_annotation(frame: &str) -> bool {
     frame.len() > 2 && frame.starts_with('[') && frame.ends_with(']') && frame != "[unknown]"
 }
 
@@ -180,9 +187,13 @@ impl<'r> Classifier<'r> {
 
     fn match_frame(&self, frame: &str) -> FrameMatch {
         let name = strip_annotation(frame);
+        let lua = nflame_profile::lua::is_lua_frame(frame);
         FrameMatch {
             owns: self.rules.first_match(RuleKind::OwnsFrame, name),
-            strong: self.rules.first_match(RuleKind::Frame, name),
+            strong: self.rules.first_match(RuleKind::Frame, name).or_else(|| {
+                lua.then(|| self.rules.first_match(RuleKind::LuaFrame, name))
+                    .flatten()
+            }),
             weak: self.rules.first_match(RuleKind::FrameWeak, name),
             relay: self.relay.is_match(name),
         }
@@ -212,7 +223,7 @@ impl<'r> Classifier<'r> {
         let frames = tree.frames();
         let matches: Vec<FrameMatch> = frames.iter().map(|f| self.match_frame(f)).collect();
         let mut processes: Vec<Option<(Option<usize>, Option<usize>)>> = vec![None; frames.len()];
-        let mut extend = |s: &PathState, frame: u32| -> PathState {
+        let extend = |s: &PathState, frame: u32| -> PathState {
             let f = frame as usize;
             let m = matches[f];
             let mut n = *s;
@@ -239,40 +250,75 @@ impl<'r> Classifier<'r> {
             }
             n
         };
-        let nodes = tree.nodes();
-        let mut states = Vec::with_capacity(nodes.len());
-        states.push(PathState::default());
-        for node in &nodes[1..] {
-            let s = extend(&states[node.parent as usize], node.frame);
-            states.push(s);
-        }
         let other = self.rules.other_index();
-        tree.stacks()
-            .iter()
-            .map(|stack| {
-                let s = extend(&states[stack.node as usize], stack.leaf);
-                let (category, frame, decision) = if let Some(c) = s.owns_process {
-                    (c, s.named, Decision::Rule(RuleKind::OwnsProcess))
-                } else if let Some(c) = s.owner {
-                    (c, s.named, Decision::Rule(RuleKind::OwnsFrame))
-                } else if let Some((c, f)) = s.strong {
-                    (c, f, Decision::Rule(RuleKind::Frame))
-                } else if let Some((c, f)) = s.weak {
-                    (c, f, Decision::Rule(RuleKind::FrameWeak))
-                } else if let Some(c) = s.process_fallback {
-                    (c, s.named, Decision::Rule(RuleKind::Process))
-                } else {
-                    (other, s.named, Decision::Fallback)
-                };
-                TreeClass {
-                    category,
-                    frame,
-                    process: s.process,
-                    decision,
-                    in_relay_syscall: s.relay,
-                }
-            })
-            .collect()
+        let decide = |s: &PathState| {
+            let (category, frame, decision) = if let Some(c) = s.owns_process {
+                (c, s.named, Decision::Rule(RuleKind::OwnsProcess))
+            } else if let Some(c) = s.owner {
+                (c, s.named, Decision::Rule(RuleKind::OwnsFrame))
+            } else if let Some((c, f)) = s.strong {
+                (c, f, Decision::Rule(RuleKind::Frame))
+            } else if let Some((c, f)) = s.weak {
+                (c, f, Decision::Rule(RuleKind::FrameWeak))
+            } else if let Some(c) = s.process_fallback {
+                (c, s.named, Decision::Rule(RuleKind::Process))
+            } else {
+                (other, s.named, Decision::Fallback)
+            };
+            TreeClass {
+                category,
+                frame,
+                process: s.process,
+                decision,
+                in_relay_syscall: s.relay,
+            }
+        };
+        // The states of the path's prefixes only (see StackTree::walk): memory
+        // for the depth of the stacks, not for every prefix.
+        struct Walk<'t, 'a, E, D> {
+            tree: &'t StackTree<'a>,
+            extend: E,
+            decide: D,
+            path: Vec<PathState>,
+            classes: Vec<TreeClass>,
+        }
+        impl<E, D> TreeVisitor for Walk<'_, '_, E, D>
+        where
+            E: FnMut(&PathState, u32) -> PathState,
+            D: Fn(&PathState) -> TreeClass,
+        {
+            fn enter(&mut self, node: u32) {
+                let frame = self.tree.nodes()[node as usize].frame;
+                let top = self.path.last().copied().unwrap_or_default();
+                let s = (self.extend)(&top, frame);
+                self.path.push(s);
+            }
+            fn leave(&mut self, _node: u32) {
+                self.path.pop();
+            }
+            fn stack(&mut self, index: usize) {
+                let leaf = self.tree.stacks()[index].leaf;
+                let top = self.path.last().copied().unwrap_or_default();
+                let s = (self.extend)(&top, leaf);
+                self.classes[index] = (self.decide)(&s);
+            }
+        }
+        let placeholder = TreeClass {
+            category: other,
+            frame: UNKNOWN_FRAME,
+            process: UNKNOWN_FRAME,
+            decision: Decision::Fallback,
+            in_relay_syscall: false,
+        };
+        let mut walk = Walk {
+            tree,
+            extend,
+            decide,
+            path: Vec::new(),
+            classes: vec![placeholder; tree.stacks().len()],
+        };
+        tree.walk(&mut walk);
+        walk.classes
     }
 
     /// Classifies one stack (`root;…;leaf`).
@@ -365,10 +411,46 @@ mod tests {
         assert_eq!((c.as_str(), f.as_str()), (want_cat, want_frame), "{stack}");
     }
 
+    /// Lua frames are the application, in any process; what the Lua code
+    /// called into keeps its own category.
+    #[test]
+    fn lua_frames_are_the_application() {
+        let r = Rules::default();
+        let lua = "myhost;main;lua_pcall;@/srv/main.lua_[l];work@/srv/a.lua:3";
+        check(&r, &format!("{lua}_[l]"), "app", "work@/srv/a.lua:3");
+        check(
+            &r,
+            &format!("{lua}_[lj];[libluajit-5.1.so.2.1.0]"),
+            "app",
+            "work@/srv/a.lua:3",
+        );
+        check(
+            &r,
+            &format!("{lua}_[l];[LuaJIT GC]_[l]"),
+            "app",
+            "[LuaJIT GC]",
+        );
+        check(
+            &r,
+            &format!("{lua}_[l];send;tcp_sendmsg_[k]"),
+            "tcp-ip",
+            "tcp_sendmsg",
+        );
+        // Without the marker the same name is nobody's.
+        check(
+            &r,
+            "myhost;main;work@/srv/a.lua:3",
+            "other",
+            "work@/srv/a.lua:3",
+        );
+    }
+
     #[test]
     fn strips_annotations() {
         assert_eq!(strip_annotation("tcp_sendmsg_[k]"), "tcp_sendmsg");
         assert_eq!(strip_annotation("lj_vm_[j]"), "lj_vm");
+        assert_eq!(strip_annotation("f@/a.lua:3_[lj]"), "f@/a.lua:3");
+        assert_eq!(strip_annotation("string.format_[l]"), "string.format");
         assert_eq!(strip_annotation("foo"), "foo");
         assert_eq!(strip_annotation("_[k]"), "_[k]");
         assert_eq!(strip_annotation("[docker-proxy]"), "[docker-proxy]");

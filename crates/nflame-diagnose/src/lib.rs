@@ -15,7 +15,8 @@
 //!   `bridge`, `netfilter`, `tcp-ip`, `app`, `container-runtime` or `other` (plus
 //!   any a custom rules file adds) — by a documented precedence;
 //! - [`report`]: samples, shares, cost per unit of work and top frames per category,
-//!   and the [`Verdict`] with its thresholds ([`Thresholds`]);
+//!   and the [`Verdict`] with its thresholds ([`Thresholds`]); for LuaJIT processes,
+//!   the VM's own view read back from the Lua frames ([`LuaVmView`]);
 //! - [`blocking`]: in profiles of time (off-CPU, wall-clock), how an event-loop
 //!   worker's time splits (on the CPU, idle in its event wait, blocked outside
 //!   it, preempted) and where it blocks, for the `blocking` verdict;
@@ -49,7 +50,7 @@ pub mod text;
 pub use blocking::{BlockingPath, EventLoop};
 pub use change::{CategoryChange, ChangeReport};
 pub use report::{
-    CategoryReport, CategoryReportOptions, CategoryRow, FrameCount, Thresholds, Verdict,
+    CategoryReport, CategoryReportOptions, CategoryRow, FrameCount, LuaVmView, Thresholds, Verdict,
     VerdictKind,
 };
 pub use rules::{Rules, DEFAULT_RULES};

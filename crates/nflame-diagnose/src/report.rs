@@ -70,7 +70,7 @@ use serde::Serialize;
 use nflame_profile::tree::StackTree;
 
 use crate::blocking::{event_loops, BlockingPath, EventLoop, EventLoopTally};
-use crate::classify::{strip_annotation, Classifier, UNKNOWN_FRAME};
+use crate::classify::{is_role_annotation, strip_annotation, Classifier, UNKNOWN_FRAME};
 use crate::rules::Rules;
 use crate::Error;
 
@@ -228,7 +228,7 @@ pub struct Verdict {
 
 /// Per-category costs of one profile and a verdict. Serializes as
 /// `{"unit"? (when not samples), "total_samples", "serving_samples", "per"?,
-/// "categories": {name: {...}}, "verdict"}`, counts in the profile's unit.
+/// "categories": {name: {...}}, "verdict", "lua_vm"?}`, counts in the profile's unit.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CategoryReport {
     /// What the counts measure, and their decimals (the profile's).
@@ -246,6 +246,123 @@ pub struct CategoryReport {
     pub event_loops: Vec<EventLoop>,
     /// The verdict.
     pub verdict: Verdict,
+    /// The LuaJIT VM's own view per process with Lua frames, most samples
+    /// first (see [`LuaVmView`]); absent from JSON when empty.
+    pub lua_vm: Vec<LuaVmView>,
+}
+
+/// What the LuaJIT VM of one process was doing, read back from the Lua
+/// frames of its stacks (`nflame_profile::lua::vm_state`): the share of its
+/// samples with Lua frames interpreted, in compiled code, in C functions
+/// called from Lua, in the garbage collector, exiting or recording traces.
+/// Serializes as `{"process", "samples", "states": {state: {"samples", "share"}}}`,
+/// counts in the profile's unit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LuaVmView {
+    /// The process frame, without annotation.
+    pub process: String,
+    /// Its samples with Lua frames.
+    pub samples: u64,
+    /// Samples per state, in `nflame_profile::lua::VM_STATES` order; states
+    /// without samples are left out.
+    pub states: Vec<(String, u64)>,
+}
+
+impl LuaVmView {
+    /// The share (0..1) of the process's Lua samples in `state`.
+    pub fn share(&self, state: &str) -> f64 {
+        let n = self
+            .states
+            .iter()
+            .find(|(s, _)| s == state)
+            .map_or(0, |(_, n)| *n);
+        share(n, self.samples)
+    }
+}
+
+/// The JSON of the [`LuaVmView`]s, counts in `measure`.
+struct LuaVmJson<'a>(&'a [LuaVmView], Measure);
+
+impl Serialize for LuaVmJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Entry {
+            samples: Amount,
+            share: f64,
+        }
+        struct States<'a>(&'a LuaVmView, Measure);
+        impl Serialize for States<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let mut map = s.serialize_map(Some(self.0.states.len()))?;
+                for (state, n) in &self.0.states {
+                    let e = Entry {
+                        samples: Amount::of(*n, self.1),
+                        share: share(*n, self.0.samples),
+                    };
+                    map.serialize_entry(state, &e)?;
+                }
+                map.end()
+            }
+        }
+        #[derive(Serialize)]
+        struct View<'a> {
+            process: &'a str,
+            samples: Amount,
+            states: States<'a>,
+        }
+        s.collect_seq(self.0.iter().map(|v| View {
+            process: &v.process,
+            samples: Amount::of(v.samples, self.1),
+            states: States(v, self.1),
+        }))
+    }
+}
+
+/// Samples per (process, VM state) of stacks with Lua frames.
+#[derive(Debug, Default)]
+struct LuaTally<'s> {
+    counts: FxHashMap<(&'s str, &'static str), u64>,
+}
+
+impl<'s> LuaTally<'s> {
+    fn add(&mut self, stack: &'s str, count: u64) {
+        if count == 0 || !stack.contains("_[l") {
+            return;
+        }
+        let Some(state) = nflame_profile::lua::vm_state(stack) else {
+            return;
+        };
+        let process = stack
+            .split(';')
+            .find(|f| !is_role_annotation(f))
+            .map_or("", strip_annotation);
+        *self.counts.entry((process, state)).or_insert(0) += count;
+    }
+
+    fn views(self) -> Vec<LuaVmView> {
+        let mut by_process: FxHashMap<&str, LuaVmView> = FxHashMap::default();
+        for ((process, state), n) in self.counts {
+            let v = by_process.entry(process).or_insert_with(|| LuaVmView {
+                process: process.to_string(),
+                samples: 0,
+                states: Vec::new(),
+            });
+            v.samples += n;
+            v.states.push((state.to_string(), n));
+        }
+        let order = |s: &str| {
+            nflame_profile::lua::VM_STATES
+                .iter()
+                .position(|x| *x == s)
+                .unwrap_or(usize::MAX)
+        };
+        let mut views: Vec<LuaVmView> = by_process.into_values().collect();
+        for v in &mut views {
+            v.states.sort_by_key(|(s, _)| order(s));
+        }
+        views.sort_by(|a, b| b.samples.cmp(&a.samples).then(a.process.cmp(&b.process)));
+        views
+    }
 }
 
 impl Serialize for CategoryReport {
@@ -253,7 +370,11 @@ impl Serialize for CategoryReport {
         let m = self.measure;
         let unit = m.unit != Unit::Samples;
         let loops = !self.event_loops.is_empty();
-        let n = 4 + usize::from(unit) + usize::from(self.per.is_some()) + usize::from(loops);
+        let n = 4
+            + usize::from(unit)
+            + usize::from(self.per.is_some())
+            + usize::from(loops)
+            + usize::from(!self.lua_vm.is_empty());
         let mut st = s.serialize_struct("CategoryReport", n)?;
         if unit {
             st.serialize_field("unit", m.unit.name())?;
@@ -289,6 +410,9 @@ impl Serialize for CategoryReport {
             st.serialize_field("event_loops", &v)?;
         }
         st.serialize_field("verdict", &self.verdict)?;
+        if !self.lua_vm.is_empty() {
+            st.serialize_field("lua_vm", &LuaVmJson(&self.lua_vm, m))?;
+        }
         st.end()
     }
 }
@@ -410,6 +534,7 @@ struct Tally<'s> {
     frames: Vec<FxHashMap<&'s str, u64>>,
     procs: Vec<FxHashMap<&'s str, u64>>,
     event_loops: Vec<EventLoop>,
+    lua: LuaTally<'s>,
 }
 
 impl<'s> Tally<'s> {
@@ -420,6 +545,7 @@ impl<'s> Tally<'s> {
             frames: vec![FxHashMap::default(); ncat],
             procs: vec![FxHashMap::default(); ncat],
             event_loops: Vec::new(),
+            lua: LuaTally::default(),
         }
     }
 }
@@ -439,6 +565,7 @@ impl CategoryReport {
         let mut loops = EventLoopTally::new(profile.unit());
         for (stack, count) in profile.iter() {
             loops.add(stack, count);
+            t.lua.add(stack, count);
             let c = classifier.classify(stack);
             t.samples[c.category] += count;
             if c.in_relay_syscall {
@@ -507,6 +634,9 @@ impl CategoryReport {
                 measure.unit,
                 tree.stacks().iter().map(|s| (s.text, s.counts[col])),
             );
+            for stack in tree.stacks() {
+                t.lua.add(stack.text, stack.counts[col]);
+            }
             for c in 0..ncat {
                 t.samples[c] = samples[c][col];
                 t.relay[c] = relay[c][col];
@@ -565,6 +695,7 @@ impl CategoryReport {
             total_samples: total,
             serving_samples: serving,
             per: opts.per,
+            lua_vm: t.lua.views(),
             categories,
             event_loops: t.event_loops,
             verdict: Verdict {

@@ -40,6 +40,9 @@ pub enum RuleKind {
     Frame,
     /// `frame-weak`: the innermost matching frame decides if no `frame` rule matched.
     FrameWeak,
+    /// `lua-frame`: a frame read from a Lua stack (marked `_[l]` or `_[lj]`,
+    /// see `nflame_profile::lua`) matches; it decides like a `frame` rule.
+    LuaFrame,
     /// `process`: the process frame decides when no frame rule matched.
     Process,
 }
@@ -52,15 +55,17 @@ impl RuleKind {
             RuleKind::OwnsFrame => "owns-frame",
             RuleKind::Frame => "frame",
             RuleKind::FrameWeak => "frame-weak",
+            RuleKind::LuaFrame => "lua-frame",
             RuleKind::Process => "process",
         }
     }
 
-    const ALL: [RuleKind; 5] = [
+    const ALL: [RuleKind; 6] = [
         RuleKind::OwnsProcess,
         RuleKind::OwnsFrame,
         RuleKind::Frame,
         RuleKind::FrameWeak,
+        RuleKind::LuaFrame,
         RuleKind::Process,
     ];
 
@@ -75,6 +80,7 @@ impl RuleKind {
             RuleKind::Frame => 2,
             RuleKind::FrameWeak => 3,
             RuleKind::Process => 4,
+            RuleKind::LuaFrame => 5,
         }
     }
 }
@@ -99,7 +105,7 @@ pub struct Rules {
     rules: Vec<Rule>,
     categories: Vec<String>,
     /// Per kind: the regex set and, per pattern of the set, the category index.
-    sets: [(RegexSet, Vec<usize>); 5],
+    sets: [(RegexSet, Vec<usize>); 6],
 }
 
 impl Default for Rules {
@@ -166,7 +172,7 @@ impl Rules {
                 categories.push(r.category.clone());
             }
         }
-        let mut per_kind: [(Vec<&str>, Vec<usize>); 5] = Default::default();
+        let mut per_kind: [(Vec<&str>, Vec<usize>); 6] = Default::default();
         for r in &rules {
             let cat = categories
                 .iter()
@@ -185,8 +191,15 @@ impl Rules {
                     message: format!("the patterns do not compile together: {e}"),
                 })
         };
-        let [a, b, c, d, e] = per_kind;
-        let sets = [build(a)?, build(b)?, build(c)?, build(d)?, build(e)?];
+        let [a, b, c, d, e, f] = per_kind;
+        let sets = [
+            build(a)?,
+            build(b)?,
+            build(c)?,
+            build(d)?,
+            build(e)?,
+            build(f)?,
+        ];
         Ok(Rules {
             source_name: source_name.to_string(),
             rules,

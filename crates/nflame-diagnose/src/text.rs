@@ -136,6 +136,33 @@ impl CategoryReport {
         }
         writeln!(w)?;
         self.write_event_loops(w)?;
+        if !self.lua_vm.is_empty() {
+            writeln!(
+                w,
+                "LuaJIT VM (share of each process's samples with Lua frames)"
+            )?;
+            let proc_w = self
+                .lua_vm
+                .iter()
+                .map(|v| v.process.len())
+                .max()
+                .unwrap_or(8)
+                .clamp(8, 32);
+            for v in &self.lua_vm {
+                let states = v
+                    .states
+                    .iter()
+                    .map(|(s, _)| format!("{s} {}", pct(v.share(s))))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                writeln!(
+                    w,
+                    "  {:<proc_w$}  {:>8} samples  {states}",
+                    v.process, v.samples
+                )?;
+            }
+            writeln!(w)?;
+        }
         write_verdict(w, "verdict", &self.verdict)
     }
 
@@ -257,6 +284,58 @@ mod tests {
     use crate::report::CategoryReportOptions;
     use crate::rules::Rules;
     use nflame_profile::Profile;
+
+    /// The VM's own view, per process, from the Lua frames (text and JSON).
+    #[test]
+    fn lua_vm_view() {
+        let p = Profile::from_stacks([
+            ("nginx;ngx_http_lua_run_thread;=content_by_lua(nginx.conf:20)_[l];f@/a.lua:3_[lj]", 60),
+            ("nginx;ngx_http_lua_run_thread;=content_by_lua(nginx.conf:20)_[l];f@/a.lua:3_[l]", 20),
+            ("nginx;ngx_http_lua_run_thread;=content_by_lua(nginx.conf:20)_[l];ngx_http_lua_ngx_say;writev", 10),
+            ("nginx;ngx_http_lua_run_thread;=content_by_lua(nginx.conf:20)_[l];[LuaJIT GC]_[l]", 10),
+            ("[container web];luajit;main;@/x.lua_[l]", 5),
+            ("nginx;ngx_epoll_process_events", 100),
+        ]);
+        let r =
+            CategoryReport::new(&p, &Rules::default(), &CategoryReportOptions::default()).unwrap();
+        assert_eq!(r.lua_vm.len(), 2);
+        let v = &r.lua_vm[0];
+        assert_eq!((v.process.as_str(), v.samples), ("nginx", 100));
+        assert_eq!(
+            v.states,
+            vec![
+                ("interpreted".to_string(), 20),
+                ("compiled".to_string(), 60),
+                ("C".to_string(), 10),
+                ("GC".to_string(), 10)
+            ]
+        );
+        assert_eq!(r.lua_vm[1].process, "luajit");
+        let mut out = Vec::new();
+        r.write_text(&mut out).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert!(
+            out.contains("  nginx          100 samples  interpreted 20.0%, compiled 60.0%, C 10.0%, GC 10.0%"),
+            "{out}"
+        );
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["lua_vm"][0]["states"]["compiled"]["samples"], 60);
+        assert_eq!(json["lua_vm"][0]["states"]["compiled"]["share"], 0.6);
+        // The same from a diff's tree, column by column.
+        let empty = Profile::new();
+        let tree = nflame_profile::tree::StackTree::of_two(&p, &empty);
+        let [a, b] = CategoryReport::pair_from_tree(
+            &tree,
+            p.measure(),
+            &Rules::default(),
+            [&CategoryReportOptions::default(); 2],
+        )
+        .unwrap();
+        assert_eq!(a.lua_vm, r.lua_vm);
+        assert!(b.lua_vm.is_empty());
+        // Without Lua frames, JSON has no lua_vm at all.
+        assert!(!serde_json::to_string(&b).unwrap().contains("lua_vm"));
+    }
 
     #[test]
     fn numbers() {

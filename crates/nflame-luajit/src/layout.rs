@@ -104,6 +104,9 @@ pub struct Layout {
     pub trace_startpc: u32,
     /// The interpreter's machine code, as file virtual addresses.
     pub vm: Range<u64>,
+    /// The VM's FFI call helper (`lj_vm_ffi_call`, the `.eh_frame` entry
+    /// that follows the interpreter's), when the build has one.
+    pub vm_ffi_call: Option<Range<u64>>,
 }
 
 /// `GCproto` fields used for naming.
@@ -602,6 +605,12 @@ impl Layout {
             });
         }
         let vm_code = decode_linear(&elf, vs, ve);
+        // buildvm emits lj_vm_ffi_call right after the interpreter, with an
+        // FDE of its own.
+        let vm_ffi_call = elf
+            .fde_range(ve)
+            .filter(|&(s, e)| s == ve && e > s && e - s < 4096)
+            .map(|(s, e)| s..e);
         let jloop = read_jloop(&vm_code, i64::from(g2disp));
         let (g_trace_arr, trace_mcode, g_jit_base) = match jloop {
             Some((t, m, j)) => (
@@ -664,6 +673,7 @@ impl Layout {
             trace_startpt: 0x40,
             trace_startpc: 0x48,
             vm: vs..ve,
+            vm_ffi_call,
         };
         layout.check()?;
         Ok(layout)
@@ -723,31 +733,43 @@ fn decode_linear(elf: &Elf<'_>, start: u64, end: u64) -> Vec<Instruction> {
 mod tests {
     use super::*;
 
-    /// Debian's libluajit2-5.1-2 (OpenResty luajit2), what nginx's Lua module uses.
-    const DEBIAN_LUAJIT2: &str = "/usr/lib/x86_64-linux-gnu/libluajit-5.1.so.2.1.0";
+    /// Debian's luajit2 comes with libnginx-mod-http-lua (NFLAME_SKIP=nginx
+    /// leaves it uninstalled).
+    mod needs_nginx {
+        use super::*;
 
-    #[test]
-    fn reads_debian_luajit2() {
-        let data = std::fs::read(DEBIAN_LUAJIT2)
-            .expect("libluajit2-5.1-2 is installed (scripts/install-deps.sh)");
-        let l = Layout::from_elf(&data).unwrap();
-        // Confirmed in a live nginx worker (see the crate docs).
-        assert_eq!(l.variant, Variant::OpenRestyLuajit2);
-        assert_eq!(
-            (l.l_glref, l.l_base, l.l_stack, l.l_cframe),
-            (0x10, 0x20, 0x38, 0x50)
-        );
-        assert_eq!(
-            (l.g_vmstate, l.g_mainthref, l.g_cur_l, l.g_jit_base),
-            (0xb8, 0xc0, 0x170, Some(0x178))
-        );
-        assert_eq!(
-            (l.g2disp, l.g_trace_arr, l.trace_mcode),
-            (0xfa8, Some(0x460), Some(0x58))
-        );
-        assert_eq!((l.func_pc, l.func_cfunc, l.bc_funcc), (0x20, 0x28, 95));
-        assert!(l.proto_from_code);
-        assert!(l.vm.end - l.vm.start > 0x1000);
+        /// Debian's libluajit2-5.1-2 (OpenResty luajit2), what nginx's Lua module uses.
+        const DEBIAN_LUAJIT2: &str = "/usr/lib/x86_64-linux-gnu/libluajit-5.1.so.2.1.0";
+
+        #[test]
+        fn reads_debian_luajit2() {
+            let data = std::fs::read(DEBIAN_LUAJIT2)
+                .expect(
+                "libluajit2-5.1-2 is installed (with libnginx-mod-http-lua: scripts/install-deps.sh)",
+            );
+            let l = Layout::from_elf(&data).unwrap();
+            // Confirmed in a live nginx worker (see the crate docs).
+            assert_eq!(l.variant, Variant::OpenRestyLuajit2);
+            assert_eq!(
+                (l.l_glref, l.l_base, l.l_stack, l.l_cframe),
+                (0x10, 0x20, 0x38, 0x50)
+            );
+            assert_eq!(
+                (l.g_vmstate, l.g_mainthref, l.g_cur_l, l.g_jit_base),
+                (0xb8, 0xc0, 0x170, Some(0x178))
+            );
+            assert_eq!(
+                (l.g2disp, l.g_trace_arr, l.trace_mcode),
+                (0xfa8, Some(0x460), Some(0x58))
+            );
+            assert_eq!((l.func_pc, l.func_cfunc, l.bc_funcc), (0x20, 0x28, 95));
+            assert!(l.proto_from_code);
+            assert!(l.vm.end - l.vm.start > 0x1000);
+            // lj_vm_ffi_call follows the interpreter (readelf: 0xde92..0xdf32).
+            let ffi = l.vm_ffi_call.clone().expect("lj_vm_ffi_call");
+            assert_eq!(ffi.start, l.vm.end);
+            assert!(ffi.end - ffi.start < 0x400, "{ffi:x?}");
+        }
     }
 
     #[test]

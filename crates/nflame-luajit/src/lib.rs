@@ -62,10 +62,11 @@
 //! for fd in counters() {
 //!     probe.attach(fd.as_fd())?; // the sampler's own sampling counters
 //! }
-//! let mut matcher = StackMatcher::new(1_000_000);
-//! // In the drain loop (poll the probe's fd with the perf rings):
+//! let mut matcher = StackMatcher::new(200_000);
+//! // In the drain loop: read the perf rings, then the probe's ring (a
+//! // stack is written before its perf sample: every sample read has its own).
 //! namer.new_round();
-//! probe.drain(|raw| matcher.push(raw)); // before the perf rings
+//! probe.drain(|raw| matcher.push(raw));
 //! // for each perf sample (tid, time): the Lua stack taken at that sample
 //! if let Some(raw) = matcher.take(pid, 42) {
 //!     let stack = namer.resolve(&raw);
@@ -76,9 +77,10 @@
 //!
 //! The BPF program runs when the counter overflows, before the kernel writes
 //! the perf sample, so per thread the Lua stacks arrive in the order of the
-//! perf samples, each a few microseconds earlier (both `CLOCK_MONOTONIC`:
-//! open the perf counters with `use_clockid`). The program returns 1: the
-//! perf sample is written as before.
+//! perf samples, each within microseconds of its sample's timestamp (both
+//! `CLOCK_MONOTONIC`: open the perf counters with `use_clockid`; Linux 6.1
+//! stamps the sample just before the program runs). The program returns 1:
+//! the perf sample is written as before.
 //!
 //! # Frames and their marker
 //!
@@ -89,7 +91,9 @@
 //! (`compute_a@/srv/app/work.lua:6`). A main chunk is its chunk name exactly
 //! as given (`=content_by_lua(nginx.conf:20)`, `@/srv/app/main.lua`). A fast
 //! function (builtin) is its library name (`string.format`), read from the
-//! VM's own `package.loaded`. A C function called from Lua is left as an
+//! VM's own `package.loaded` and global tables (OpenResty's `ngx`). A C
+//! function called from Lua is named the same way when such a table holds
+//! it (`ngx.say`), else left as an
 //! address ([`LuaFrameKind::CFunction`]) for the symbolizer. With
 //! `--lua-lines` a frame gets ` line N` (the line being run).
 //!
@@ -131,5 +135,5 @@ pub use error::{LuaError, NotReadable};
 pub use layout::{Layout, Variant};
 pub use namer::{LuaFrame, LuaFrameKind, LuaStack, Namer};
 pub use probe::{LuaProbe, ProbeOptions, ProbeStats, MAX_FRAMES};
-pub use process::LuaProcessInfo;
+pub use process::{has_luajit, LuaProcessInfo};
 pub use record::{RawFrame, RawLuaStack, StackMatcher, VmState, VmStateCounts, WalkStatus};

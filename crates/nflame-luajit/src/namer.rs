@@ -9,8 +9,9 @@
 //!   without the `@` that marks a file (`work_a@/srv/app/two.lua:1`). A main
 //!   chunk is its chunk name exactly as given (`=content_by_lua(nginx.conf:20)`).
 //! - A fast function (a builtin) is its library name (`string.format`), from
-//!   the live `package.loaded` tables of that VM; a C function called from
-//!   Lua is left as an address for the symbolizer.
+//!   the live `package.loaded` tables of that VM and its global tables
+//!   (`ngx`); so is a C function called from Lua when they hold it
+//!   (`ngx.say`), else it is left as an address for the symbolizer.
 //! - Frames from the Lua stack end with the marker `_[l]`, and the function a
 //!   compiled trace is running with `_[lj]` (see [`LuaFrame::folded`]).
 //!
@@ -77,19 +78,67 @@ pub enum LuaFrameKind {
         /// e.g. `string.format`.
         name: Arc<str>,
     },
-    /// A C function called from Lua: its address (for the symbolizer).
+    /// A C function called from Lua: its address (for the symbolizer), and
+    /// its Lua name when a library table of the VM holds it (`ngx.say`).
     CFunction {
         /// The function's address.
         addr: u64,
+        /// Its Lua name (`module.key`, or a global's name).
+        name: Option<Arc<str>>,
     },
     /// A frame nflame could not read (never named by a guess).
     Unreadable,
 }
 
+/// Longest chunk name shown.
+const MAX_CHUNK_SHOWN: usize = 200;
+
+/// A chunk name as shown, like LuaJIT's `lj_debug_shortsrc`: a file
+/// (`@path`) or a name the program chose (`=content_by_lua(nginx.conf:20)`)
+/// as given (the start of a long one cut, with `...`), source code loaded
+/// from a string as `[string "its first line..."]`.
+fn short_chunk(chunk: &str) -> String {
+    let cut = |s: &str, max: usize| -> (String, bool) {
+        let mut end = s.len().min(max);
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        (s[..end].to_string(), end < s.len())
+    };
+    match chunk.as_bytes().first() {
+        Some(b'@') | Some(b'=') => {
+            if chunk.len() <= MAX_CHUNK_SHOWN {
+                return chunk.to_string();
+            }
+            // Keep the end of a path (the file), the start of a name.
+            if chunk.starts_with('@') {
+                let mut start = chunk.len() - (MAX_CHUNK_SHOWN - 4);
+                while !chunk.is_char_boundary(start) {
+                    start += 1;
+                }
+                format!("@...{}", &chunk[start..])
+            } else {
+                format!("{}...", cut(chunk, MAX_CHUNK_SHOWN).0)
+            }
+        }
+        _ => {
+            let first = chunk.lines().next().unwrap_or("");
+            let (line, more) = cut(first, 40);
+            let dots = if more || first.len() < chunk.trim_end().len() {
+                "..."
+            } else {
+                ""
+            };
+            format!("[string \"{line}{dots}\"]")
+        }
+    }
+}
+
 impl LuaFrame {
     /// The frame as a folded-stack frame: `name@chunk:firstline_[l]`
     /// (`_[lj]` when compiled), with `lines` ` line N` before the marker;
-    /// a C function gives `None` (the symbolizer names its address).
+    /// a C function gives its Lua name (`ngx.say_[l]`), or `None` without
+    /// one (the symbolizer names its address).
     pub fn folded(&self, lines: bool) -> Option<String> {
         let marker = if self.compiled { "_[lj]" } else { "_[l]" };
         let mut s = match &self.kind {
@@ -99,15 +148,19 @@ impl LuaFrame {
                 firstline,
                 ..
             } => {
+                let shown = short_chunk(chunk);
                 if *firstline == 0 {
-                    chunk.to_string()
+                    shown
                 } else {
-                    let file = chunk.strip_prefix('@').unwrap_or(chunk);
+                    let file = shown.strip_prefix('@').unwrap_or(&shown);
                     format!("{}@{file}:{firstline}", name.as_deref().unwrap_or("?"))
                 }
             }
             LuaFrameKind::Builtin { name } => name.to_string(),
-            LuaFrameKind::CFunction { .. } => return None,
+            LuaFrameKind::CFunction {
+                name: Some(name), ..
+            } => name.to_string(),
+            LuaFrameKind::CFunction { name: None, .. } => return None,
             LuaFrameKind::Unreadable => "[lua: unreadable]".to_string(),
         };
         if let (true, Some(line)) = (lines, self.line) {
@@ -174,8 +227,16 @@ struct ProcNames {
     protos: FxHashMap<u64, Option<Arc<Proto>>>,
     call_names: FxHashMap<(u64, u64), Option<Arc<str>>>,
     learned: FxHashMap<u64, Arc<str>>,
-    builtins: Option<FxHashMap<u8, Arc<str>>>,
+    builtins: Option<LibraryNames>,
     strings: FxHashMap<u64, Option<Arc<str>>>,
+}
+
+/// Library functions by their Lua names, read from the VM's tables: fast
+/// functions by id, C functions (`ngx.say`'s) by address.
+#[derive(Debug, Default)]
+struct LibraryNames {
+    fast: FxHashMap<u8, Arc<str>>,
+    c: FxHashMap<u64, Arc<str>>,
 }
 
 /// Names Lua stacks of registered processes.
@@ -509,14 +570,25 @@ impl ProcNames {
         name
     }
 
-    fn builtin(&mut self, ffid: u8) -> Arc<str> {
+    fn library(&mut self) -> &LibraryNames {
         if self.builtins.is_none() {
             self.builtins = Some(self.read_builtins());
         }
-        self.builtins
-            .as_ref()
-            .and_then(|b| b.get(&ffid).cloned())
+        self.builtins.get_or_insert_with(LibraryNames::default)
+    }
+
+    fn builtin(&mut self, ffid: u8) -> Arc<str> {
+        self.library()
+            .fast
+            .get(&ffid)
+            .cloned()
             .unwrap_or_else(|| format!("builtin#{ffid}").into())
+    }
+
+    /// The Lua name of the C function at `addr` (`ngx.say`), when a library
+    /// table of the VM holds it.
+    fn c_function(&mut self, addr: u64) -> Option<Arc<str>> {
+        self.library().c.get(&addr).cloned()
     }
 
     /// The hash part of table `t`: (key, value) TValues.
@@ -551,8 +623,8 @@ impl ProcNames {
     /// Fast function ids to names, from this VM's `package.loaded`: the
     /// registry is the table TValue in global_State between mainthref and
     /// cur_L whose hash part holds `_LOADED`.
-    fn read_builtins(&mut self) -> FxHashMap<u8, Arc<str>> {
-        let mut out = FxHashMap::default();
+    fn read_builtins(&mut self) -> LibraryNames {
+        let mut out = LibraryNames::default();
         let l = self.layout.clone();
         let mut loaded = None;
         for off in ((l.g_mainthref + 8)..l.g_cur_l).step_by(8) {
@@ -583,6 +655,22 @@ impl ProcNames {
                 }
             }
         }
+        // Global tables that are no module (OpenResty's `ngx`), by their
+        // global name.
+        if let Some(&(_, g)) = modules.iter().find(|(n, _)| &**n == "_G") {
+            for (k, v) in self.table_nodes(g) {
+                if Self::tag(k) != ITYPE_STR || Self::tag(v) != ITYPE_TAB {
+                    continue;
+                }
+                let t = v & GCPTR_MASK;
+                if modules.iter().any(|(_, m)| *m == t) {
+                    continue;
+                }
+                if let Some(name) = self.string(k & GCPTR_MASK) {
+                    modules.push((name, t));
+                }
+            }
+        }
         // Library tables first, so `string.format` wins over a global alias.
         modules.sort_by_key(|(n, _)| (&**n == "_G", n.clone()));
         for (module, t) in modules.into_iter().take(256) {
@@ -590,8 +678,9 @@ impl ProcNames {
                 if Self::tag(k) != ITYPE_STR || Self::tag(v) != ITYPE_FUNC {
                     continue;
                 }
-                let Some(Func::Fast(ff)) = self.func(v & GCPTR_MASK) else {
-                    continue;
+                let func = match self.func(v & GCPTR_MASK) {
+                    Some(f @ (Func::Fast(_) | Func::C(_))) => f,
+                    _ => continue,
                 };
                 let Some(key) = self.string(k & GCPTR_MASK) else {
                     continue;
@@ -601,7 +690,15 @@ impl ProcNames {
                 } else {
                     format!("{module}.{key}")
                 };
-                out.entry(ff).or_insert_with(|| name.into());
+                match func {
+                    Func::Fast(ff) => {
+                        out.fast.entry(ff).or_insert_with(|| name.into());
+                    }
+                    Func::C(addr) => {
+                        out.c.entry(addr).or_insert_with(|| name.into());
+                    }
+                    Func::Lua(_) => {}
+                }
             }
         }
         out
@@ -731,7 +828,10 @@ impl Namer {
                     }
                 }
                 Some(Func::C(addr)) => LuaFrame {
-                    kind: LuaFrameKind::CFunction { addr: *addr },
+                    kind: LuaFrameKind::CFunction {
+                        addr: *addr,
+                        name: p.c_function(*addr),
+                    },
                     compiled: false,
                     line: None,
                 },
@@ -857,11 +957,43 @@ mod tests {
             "=content_by_lua(nginx.conf:20)_[l]"
         );
         let c = LuaFrame {
-            kind: LuaFrameKind::CFunction { addr: 5 },
+            kind: LuaFrameKind::CFunction {
+                addr: 5,
+                name: None,
+            },
             compiled: false,
             line: None,
         };
         assert_eq!(c.folded(false), None);
+        let say = LuaFrame {
+            kind: LuaFrameKind::CFunction {
+                addr: 5,
+                name: Some("ngx.say".into()),
+            },
+            compiled: false,
+            line: None,
+        };
+        assert_eq!(say.folded(false).as_deref(), Some("ngx.say_[l]"));
+    }
+
+    #[test]
+    fn chunk_names_are_shown_short() {
+        assert_eq!(short_chunk("@/srv/app.lua"), "@/srv/app.lua");
+        assert_eq!(
+            short_chunk("=content_by_lua(nginx.conf:20)"),
+            "=content_by_lua(nginx.conf:20)"
+        );
+        assert_eq!(
+            short_chunk("local x = 1; return x\nmore"),
+            "[string \"local x = 1; return x...\"]"
+        );
+        assert_eq!(short_chunk("return 1"), "[string \"return 1\"]");
+        let long = format!("@/{}/app.lua", "d".repeat(500));
+        let s = short_chunk(&long);
+        assert!(
+            s.starts_with("@...") && s.ends_with("/app.lua") && s.len() <= 200,
+            "{s}"
+        );
     }
 
     #[test]

@@ -263,6 +263,21 @@ impl LuaProbe {
         Ok(info)
     }
 
+    /// Registers `pid`, just forked by the registered process `parent`, as
+    /// a copy of it (same binary, same addresses, same VM: an nginx worker
+    /// of its master) without reading the process again; `None` when
+    /// `parent` is not registered. A child that makes a VM of its own is
+    /// followed by the program (it takes G from the VM's dispatch register).
+    pub fn add_forked(&mut self, pid: u32, parent: u32) -> Option<LuaProcessInfo> {
+        let mut info = self.registered.get(&parent)?.clone();
+        info.pid = pid;
+        info.g = self.current_g(parent).or(info.g);
+        let cfg = ProcConfig::new(&info, self.max_frames);
+        self.procs.insert(pid, cfg, 0).ok()?;
+        self.registered.insert(pid, info.clone());
+        Some(info)
+    }
+
     /// Stops walking Lua stacks of `pid` (e.g. it exited).
     pub fn remove_process(&mut self, pid: u32) {
         let _ = self.procs.remove(&pid);
@@ -309,9 +324,10 @@ impl LuaProbe {
         Ok(())
     }
 
-    /// Calls `f` with every Lua stack written since the last call. Drain
-    /// this before the perf ring buffers so every perf sample finds its
-    /// stack (see [`StackMatcher`](crate::StackMatcher)).
+    /// Calls `f` with every Lua stack written since the last call. A stack
+    /// is written before its perf sample: drained after the perf rings were
+    /// read, every perf sample read finds its stack (see
+    /// [`StackMatcher`](crate::StackMatcher)).
     pub fn drain(&mut self, mut f: impl FnMut(RawLuaStack)) -> usize {
         let mut n = 0;
         while let Some(item) = self.events.next() {

@@ -45,6 +45,19 @@ pub struct LuaProcessInfo {
     pub g: Option<u64>,
 }
 
+impl LuaProcessInfo {
+    /// The VM's native code at run time: the interpreter, and its FFI call
+    /// helper when the build has one. A sampled native frame here is the
+    /// VM's (as is one in anonymous executable memory: a compiled trace).
+    pub fn vm_code(&self) -> Vec<Range<u64>> {
+        let mut v = vec![self.vm.clone()];
+        if let Some(f) = &self.layout.vm_ffi_call {
+            v.push(f.start.wrapping_add(self.bias)..f.end.wrapping_add(self.bias));
+        }
+        v
+    }
+}
+
 /// A summary line: `LuaJIT (OpenResty luajit2) in /usr/lib/…/libluajit-5.1.so.2.1.0`.
 impl std::fmt::Display for LuaProcessInfo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -136,11 +149,7 @@ impl ProcMem {
 /// The mapping of the binary that holds LuaJIT: a `libluajit*.so`, else the
 /// executable when it exports LuaJIT's API.
 fn luajit_mapping(pid: u32, maps: &[MapLine]) -> Vec<&MapLine> {
-    let is_lib = |m: &&MapLine| {
-        let name = m.path.rsplit('/').next().unwrap_or("");
-        name.starts_with("libluajit") && name.contains(".so")
-    };
-    let libs: Vec<&MapLine> = maps.iter().filter(is_lib).collect();
+    let libs: Vec<&MapLine> = maps.iter().filter(|m| is_luajit_lib(m)).collect();
     if !libs.is_empty() {
         return libs;
     }
@@ -151,12 +160,82 @@ fn luajit_mapping(pid: u32, maps: &[MapLine]) -> Vec<&MapLine> {
         .collect()
 }
 
+/// Opens the binary behind `m` as the process sees it: the target's file
+/// is hostile input, so it is opened the hardened way (`nflame-procfs`: the
+/// mapped file itself through `map_files`, else its path inside the
+/// process's root without following links, a regular file, the inode that
+/// was mapped).
+fn open_binary(pid: u32, m: &MapLine) -> Result<File, NotReadable> {
+    let mapping = nflame_recording::Mapping {
+        start: m.start,
+        end: m.end,
+        offset: m.offset,
+        path: PathBuf::from(&m.path),
+        dev: None,
+        inode: Some(m.inode).filter(|&i| i != 0),
+    };
+    let opened =
+        nflame_procfs::files::open_mapped(pid, true, &mapping).map_err(|e| NotReadable::Proc {
+            pid,
+            what: "map_files",
+            source: std::io::Error::other(e.to_string()),
+        })?;
+    opened
+        .file()
+        .try_clone()
+        .map_err(proc_err(pid, "map_files"))
+}
+
+/// Whether the executable behind `m` exports LuaJIT's API (`lua_pcall` in
+/// its dynamic symbols), read without loading the whole file: most
+/// executables a system-wide recording sees have no LuaJIT.
+fn exports_lua_api(pid: u32, m: &MapLine) -> bool {
+    use object::{Object, ObjectSymbol};
+    let Ok(file) = open_binary(pid, m) else {
+        return false;
+    };
+    if file.metadata().map_or(true, |md| md.len() > MAX_BINARY) {
+        return false;
+    }
+    let cache = object::read::ReadCache::new(file);
+    let Ok(elf) = object::File::parse(&cache) else {
+        return false;
+    };
+    let found = elf
+        .dynamic_symbols()
+        .any(|s| s.is_definition() && s.name() == Ok("lua_pcall"));
+    found
+}
+
+/// Whether process `pid` has LuaJIT: a mapped `libluajit*.so`, or an
+/// executable exporting LuaJIT's API. Cheap (its maps, and at most the
+/// executable's dynamic symbols); says nothing of whether nflame can read
+/// that build.
+pub fn has_luajit(pid: u32) -> bool {
+    let Ok(text) = read_maps(pid) else {
+        return false;
+    };
+    let maps = parse_maps(&text);
+    let lj = luajit_mapping(pid, &maps);
+    match lj.first() {
+        Some(m) if is_luajit_lib(m) => true,
+        Some(m) => exports_lua_api(pid, m),
+        None => false,
+    }
+}
+
+fn read_maps(pid: u32) -> std::io::Result<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/maps"))
+}
+
+fn is_luajit_lib(m: &MapLine) -> bool {
+    let name = m.path.rsplit('/').next().unwrap_or("");
+    name.starts_with("libluajit") && name.contains(".so")
+}
+
 /// Reads the binary behind `m` as the process sees it.
 fn read_binary(pid: u32, m: &MapLine) -> Result<Vec<u8>, NotReadable> {
-    let via_map_files = format!("/proc/{pid}/map_files/{:x}-{:x}", m.start, m.end);
-    let file = File::open(&via_map_files)
-        .or_else(|_| File::open(format!("/proc/{pid}/root{}", m.path)))
-        .map_err(proc_err(pid, "map_files"))?;
+    let file = open_binary(pid, m)?;
     let mut data = Vec::new();
     file.take(MAX_BINARY)
         .read_to_end(&mut data)
@@ -171,8 +250,7 @@ pub(crate) fn inspect(
     pid: u32,
     layouts: &mut rustc_hash::FxHashMap<(u64, String), Option<Arc<Layout>>>,
 ) -> Result<LuaProcessInfo, NotReadable> {
-    let maps_text =
-        std::fs::read_to_string(format!("/proc/{pid}/maps")).map_err(proc_err(pid, "maps"))?;
+    let maps_text = read_maps(pid).map_err(proc_err(pid, "maps"))?;
     let maps = parse_maps(&maps_text);
     let lj = luajit_mapping(pid, &maps);
     let first = lj.first().ok_or(NotReadable::NoLuaJit)?;
@@ -181,6 +259,12 @@ pub(crate) fn inspect(
         Some(Some(l)) => l.clone(),
         // An executable already found not to contain LuaJIT.
         Some(None) => return Err(NotReadable::NoLuaJit),
+        // An executable that does not export LuaJIT's API: said without
+        // reading all of it.
+        None if !is_luajit_lib(first) && !exports_lua_api(pid, first) => {
+            layouts.insert(key, None);
+            return Err(NotReadable::NoLuaJit);
+        }
         None => {
             let data = read_binary(pid, first)?;
             let l = match Layout::from_elf(&data) {

@@ -198,7 +198,7 @@ pub struct RawLuaStack {
     pub tgid: u32,
     /// Thread.
     pub tid: u32,
-    /// CLOCK_MONOTONIC nanoseconds, taken just before the perf sample's.
+    /// CLOCK_MONOTONIC nanoseconds, within microseconds of the perf sample's.
     pub time_ns: u64,
     /// The global_State of the VM walked (0 when none).
     pub g: u64,
@@ -290,11 +290,13 @@ impl RawLuaStack {
 }
 
 /// Pairs Lua stacks with perf samples. The BPF program runs when the counter
-/// overflows, before perf writes the sample, so for one thread the Lua
-/// stacks and the perf samples come in the same order, each Lua stack a few
-/// microseconds earlier than its sample. Drain the BPF ring before the perf
-/// rings, [`push`](Self::push) every stack, then [`take`](Self::take) one
-/// per perf sample.
+/// overflows, before perf writes the sample into its ring, so for one thread
+/// the Lua stacks and the perf samples come in the same order, each Lua
+/// stack within microseconds of its sample (Linux 6.1 stamps the perf sample
+/// a few microseconds *before* the program runs; the pairing accepts either
+/// order). Read the perf rings, then drain the BPF ring (each perf sample
+/// read then has its stack), [`push`](Self::push) every stack, then
+/// [`take`](Self::take) one per perf sample.
 #[derive(Debug, Default)]
 pub struct StackMatcher {
     by_tid: FxHashMap<u32, VecDeque<RawLuaStack>>,
@@ -303,7 +305,8 @@ pub struct StackMatcher {
 
 impl StackMatcher {
     /// A matcher pairing a sample with a Lua stack taken at most `window_ns`
-    /// before it.
+    /// before or after it. Keep the window well under the sampling period
+    /// (a thread's next sample must not fall in it).
     pub fn new(window_ns: u64) -> Self {
         Self {
             by_tid: FxHashMap::default(),
@@ -316,20 +319,23 @@ impl StackMatcher {
         self.by_tid.entry(s.tid).or_default().push_back(s);
     }
 
-    /// The Lua stack of the perf sample of thread `tid` at `time_ns`, if
-    /// one was taken for it; older unmatched stacks of that thread are dropped.
+    /// The Lua stack of the perf sample of thread `tid` at `time_ns`, if one
+    /// was taken for it (within the window, either side); older unmatched
+    /// stacks of that thread are dropped.
     pub fn take(&mut self, tid: u32, time_ns: u64) -> Option<RawLuaStack> {
         let q = self.by_tid.get_mut(&tid)?;
-        while let Some(front) = q.front() {
-            if front.time_ns > time_ns {
-                return None; // belongs to a later sample
-            }
-            let s = q.pop_front()?;
-            if time_ns - s.time_ns <= self.window_ns {
-                return Some(s);
-            }
+        while q
+            .front()
+            .is_some_and(|s| s.time_ns.saturating_add(self.window_ns) < time_ns)
+        {
+            q.pop_front(); // its sample was lost
         }
-        None
+        if q.front()
+            .is_some_and(|s| s.time_ns <= time_ns.saturating_add(self.window_ns))
+        {
+            return q.pop_front();
+        }
+        None // the next stack belongs to a later sample
     }
 
     /// Drops stacks older than `time_ns` (call after draining a round).
@@ -411,11 +417,12 @@ mod tests {
         // Thread 1's first stack is too old for a sample at 5010; the second fits.
         assert_eq!(m.take(1, 5010).map(|s| s.time_ns), Some(5000));
         assert_eq!(
-            m.take(2, 4000),
+            m.take(2, 3000),
             None,
-            "a stack taken after the sample is kept"
+            "a stack taken well after the sample is kept for a later one"
         );
-        assert_eq!(m.take(2, 5000).map(|s| s.time_ns), Some(4990));
+        // A stack stamped a little after its sample (Linux 6.1) pairs too.
+        assert_eq!(m.take(2, 4985).map(|s| s.time_ns), Some(4990));
         assert_eq!(m.take(3, 5000), None);
     }
 }

@@ -3,9 +3,15 @@
 //! (OpenResty's luajit2) under wrk on loopback, and Debian's upstream
 //! `luajit` (unpacked by scripts/install-deps.sh) running a script.
 //!
-//! Needs root (BPF, perf events). Tests that run nginx take the machine-wide
-//! lock `/tmp/nflame-heavy.lock` themselves; set `NFLAME_HEAVY_LOCKED=1`
-//! when the caller already holds it (e.g. under `flock`).
+//! Needs root (BPF, perf events) and the unpacked upstream luajit
+//! (`scripts/install-deps.sh`); the tests in `needs_nginx_wrk` also need
+//! nginx, libnginx-mod-http-lua and wrk. A missing tool fails the test that
+//! needs it; `NFLAME_SKIP=nginx` or `wrk` (scripts/test.sh) leaves those out
+//! on purpose. Tests that run nginx take the machine-wide lock
+//! `/tmp/nflame-heavy.lock` themselves; set `NFLAME_HEAVY_LOCKED=1` when the
+//! caller already holds it (e.g. under `flock`). Each test samples until it
+//! has enough samples, however long the target's CPU time takes on a busy
+//! machine.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -48,33 +54,32 @@ impl Drop for HeavyLock {
     }
 }
 
-/// Samples `pid`'s threads for `dur` at 999 Hz with the probe attached and
-/// names every Lua stack.
-fn sample(pid: u32, dur: Duration) -> (Vec<LuaStack>, nflame_luajit::LuaProcessInfo) {
+/// How long a test waits for its samples: a busy machine gives the target
+/// little CPU, never none.
+const SAMPLING_LIMIT: Duration = Duration::from_secs(300);
+
+/// Samples `pid`'s threads at 999 Hz with the probe attached until `want`
+/// samples (a cpu-clock counter counts only while the target runs: about a
+/// millisecond of its CPU time each), and names every Lua stack.
+fn sample(pid: u32, want: usize) -> (Vec<LuaStack>, nflame_luajit::LuaProcessInfo) {
     let mut probe = LuaProbe::load().expect("load the BPF program (run as root)");
     let info = probe.add_process(pid).expect("LuaJIT readable");
     let mut namer = Namer::new();
     namer.add_process(&info).unwrap();
-    let counters: Vec<_> = nflame_luajit::testing::threads(pid)
-        .into_iter()
-        .map(|t| nflame_luajit::testing::open_cpu_clock(t, 999).unwrap())
-        .collect();
-    for c in &counters {
-        probe.attach(c.as_fd()).unwrap();
-    }
-    let mut out = Vec::new();
-    let t0 = Instant::now();
-    while t0.elapsed() < dur {
-        std::thread::sleep(Duration::from_millis(50));
-        namer.new_round();
-        probe.drain(|raw| out.push(namer.resolve(&raw)));
-    }
-    drop(counters);
-    namer.new_round();
-    probe.drain(|raw| out.push(namer.resolve(&raw)));
+    let out = sample_with(&mut probe, &mut namer, pid, want);
     let stats = probe.stats();
     assert_eq!(stats.ring_full, 0, "{stats:?}");
     (out, info)
+}
+
+/// A child process, killed when dropped.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 fn folded(s: &LuaStack) -> Vec<String> {
@@ -122,6 +127,42 @@ fn in_luajit(s: &LuaStack) -> bool {
     matches!(s.vmstate, VmState::Interpreted | VmState::Compiled(_))
 }
 
+/// Samples `pid` with an existing probe and namer until `want` samples of
+/// `pid` (see [`sample`]).
+fn sample_with(probe: &mut LuaProbe, namer: &mut Namer, pid: u32, want: usize) -> Vec<LuaStack> {
+    let counters: Vec<_> = nflame_luajit::testing::threads(pid)
+        .into_iter()
+        .map(|t| nflame_luajit::testing::open_cpu_clock(t, 999).unwrap())
+        .collect();
+    for c in &counters {
+        probe.attach(c.as_fd()).unwrap();
+    }
+    let mut out = Vec::new();
+    let t0 = Instant::now();
+    while out.len() < want {
+        assert!(
+            t0.elapsed() < SAMPLING_LIMIT,
+            "{} of {want} samples of {pid} within {SAMPLING_LIMIT:?}",
+            out.len()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+        namer.new_round();
+        probe.drain(|raw| {
+            if raw.tgid == pid {
+                out.push(namer.resolve(&raw))
+            }
+        });
+    }
+    drop(counters);
+    namer.new_round();
+    probe.drain(|raw| {
+        if raw.tgid == pid {
+            out.push(namer.resolve(&raw))
+        }
+    });
+    out
+}
+
 // ---------------------------------------------------------------- upstream
 
 fn run_upstream(jit: bool) {
@@ -134,20 +175,20 @@ fn run_upstream(jit: bool) {
     if !jit {
         cmd.arg("-joff");
     }
-    let mut child = cmd
-        .arg(&script)
-        .arg("4")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("run upstream luajit");
+    let mut child = Running(
+        cmd.arg(&script)
+            .arg("600")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("run upstream luajit (scripts/install-deps.sh unpacks it)"),
+    );
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
+    BufReader::new(child.0.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
     assert_eq!(line.trim(), "ready");
-    let (stacks, info) = sample(child.id(), Duration::from_secs(2));
-    let _ = child.kill();
-    let _ = child.wait();
+    let (stacks, info) = sample(child.0.id(), 2000);
+    drop(child);
     assert_eq!(info.layout.variant, nflame_luajit::Variant::Upstream);
     print_top(&stacks);
     let lua: Vec<&LuaStack> = stacks.iter().filter(|s| in_luajit(s)).collect();
@@ -334,17 +375,20 @@ fn worker_of(master: u32) -> u32 {
         .unwrap()
 }
 
-fn wrk(port: u16, path: &str, secs: u64) -> Child {
-    Command::new("wrk")
-        .args([
-            "-t1",
-            "-c8",
-            &format!("-d{secs}s"),
-            &format!("http://127.0.0.1:{port}{path}"),
-        ])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("run wrk")
+/// wrk on `path` with `connections`, until dropped (at most 10 minutes).
+fn wrk(port: u16, path: &str, connections: u32) -> Running {
+    Running(
+        Command::new("wrk")
+            .args([
+                "-t1",
+                &format!("-c{connections}"),
+                "-d600s",
+                &format!("http://127.0.0.1:{port}{path}"),
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("run wrk (install wrk, or leave this test out with NFLAME_SKIP=wrk)"),
+    )
 }
 
 fn run_nginx(jit: bool) {
@@ -355,10 +399,9 @@ fn run_nginx(jit: bool) {
         .unwrap();
     let nginx = start_nginx(dir.path(), if jit { "" } else { "jit.off()" });
     let worker = worker_of(nginx.master);
-    let mut load = wrk(nginx.port, "/", 5);
-    std::thread::sleep(Duration::from_millis(300)); // let wrk connect; sampling copes either way
-    let (stacks, info) = sample(worker, Duration::from_secs(3));
-    let _ = load.wait();
+    let load = wrk(nginx.port, "/", 8);
+    let (stacks, info) = sample(worker, 3000);
+    drop(load);
     assert_eq!(
         info.layout.variant,
         nflame_luajit::Variant::OpenRestyLuajit2
@@ -423,180 +466,154 @@ fn run_nginx(jit: bool) {
     }
 }
 
-#[test]
-fn nginx_lua_jit_on() {
-    run_nginx(true);
-}
+/// The tests that run nginx (+ libnginx-mod-http-lua) under wrk.
+mod needs_nginx_wrk {
+    use super::*;
 
-#[test]
-fn nginx_lua_jit_off() {
-    run_nginx(false);
-}
-
-/// Samples `pid` for `dur` with an existing probe and namer.
-fn sample_with(probe: &mut LuaProbe, namer: &mut Namer, pid: u32, dur: Duration) -> Vec<LuaStack> {
-    let counters: Vec<_> = nflame_luajit::testing::threads(pid)
-        .into_iter()
-        .map(|t| nflame_luajit::testing::open_cpu_clock(t, 999).unwrap())
-        .collect();
-    for c in &counters {
-        probe.attach(c.as_fd()).unwrap();
+    #[test]
+    fn nginx_lua_jit_on() {
+        run_nginx(true);
     }
-    let mut out = Vec::new();
-    let t0 = Instant::now();
-    while t0.elapsed() < dur {
-        std::thread::sleep(Duration::from_millis(50));
-        namer.new_round();
-        probe.drain(|raw| out.push(namer.resolve(&raw)));
+
+    #[test]
+    fn nginx_lua_jit_off() {
+        run_nginx(false);
     }
-    drop(counters);
-    probe.drain(|raw| out.push(namer.resolve(&raw)));
-    out.retain(|s| s.tgid == pid);
-    out
-}
 
-/// A reload (HUP) makes a new VM in new workers: they are found, read and
-/// named like the first. And frame kinds: a tail call (named as LuaJIT names
-/// it: by the caller's call site, with the callee's prototype), a coroutine
-/// body (its own stack, called from C: no call-site name), a builtin.
-#[test]
-fn nginx_lua_reload_and_frame_kinds() {
-    let _lock = heavy_lock();
-    let dir = tempfile::Builder::new()
-        .prefix("nflame-luajit-nginx")
-        .tempdir()
-        .unwrap();
-    let nginx = start_nginx(dir.path(), "");
-    let more = format!("{}/lua/more.lua", nginx.dir.display());
-    let mut probe = LuaProbe::load().unwrap();
-    let mut namer = Namer::new();
+    /// A reload (HUP) makes a new VM in new workers: they are found, read and
+    /// named like the first. And frame kinds: a tail call (named as LuaJIT names
+    /// it: by the caller's call site, with the callee's prototype), a coroutine
+    /// body (its own stack, called from C: no call-site name), a builtin.
+    #[test]
+    fn nginx_lua_reload_and_frame_kinds() {
+        let _lock = heavy_lock();
+        let dir = tempfile::Builder::new()
+            .prefix("nflame-luajit-nginx")
+            .tempdir()
+            .unwrap();
+        let nginx = start_nginx(dir.path(), "");
+        let more = format!("{}/lua/more.lua", nginx.dir.display());
+        let mut probe = LuaProbe::load().unwrap();
+        let mut namer = Namer::new();
 
-    let w1 = worker_of(nginx.master);
-    let info1 = probe.add_process(w1).unwrap();
-    namer.add_process(&info1).unwrap();
-    let mut load = wrk(nginx.port, "/", 2);
-    let before = sample_with(&mut probe, &mut namer, w1, Duration::from_millis(1500));
-    let _ = load.wait();
-    let g1 = probe.current_g(w1);
-    assert!(g1.is_some());
+        let w1 = worker_of(nginx.master);
+        let info1 = probe.add_process(w1).unwrap();
+        namer.add_process(&info1).unwrap();
+        let load = wrk(nginx.port, "/", 8);
+        let before = sample_with(&mut probe, &mut namer, w1, 1500);
+        drop(load);
+        let g1 = probe.current_g(w1);
+        assert!(g1.is_some());
 
-    // Reload: wait for a worker other than w1.
-    // SAFETY: signalling the master we started.
-    unsafe { libc::kill(nginx.master as i32, libc::SIGHUP) };
-    let t0 = Instant::now();
-    let w2 = loop {
-        let kids =
-            std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", nginx.master)).unwrap();
-        if let Some(w) = kids
-            .split_whitespace()
-            .filter_map(|w| w.parse::<u32>().ok())
-            .find(|&w| w != w1)
-        {
-            break w;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "no new worker after HUP"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let t0 = Instant::now();
-    let info2 = loop {
-        match probe.add_process(w2) {
-            Ok(i) if i.g.is_some() => break i,
-            r => assert!(
+        // Reload: wait for a worker other than w1.
+        // SAFETY: signalling the master we started.
+        unsafe { libc::kill(nginx.master as i32, libc::SIGHUP) };
+        let t0 = Instant::now();
+        let w2 = loop {
+            let kids =
+                std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", nginx.master))
+                    .unwrap();
+            if let Some(w) = kids
+                .split_whitespace()
+                .filter_map(|w| w.parse::<u32>().ok())
+                .find(|&w| w != w1)
+            {
+                break w;
+            }
+            assert!(
                 t0.elapsed() < Duration::from_secs(10),
-                "new worker not readable: {r:?}"
-            ),
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    namer.add_process(&info2).unwrap();
-    assert_ne!(info2.g, g1, "a reload makes a new global_State");
-    let mut load = wrk(nginx.port, "/more", 4);
-    std::thread::sleep(Duration::from_millis(200));
-    let after = sample_with(&mut probe, &mut namer, w2, Duration::from_secs(3));
-    let _ = load.wait();
-    print_top(&before);
-    print_top(&after);
+                "no new worker after HUP"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let t0 = Instant::now();
+        let info2 = loop {
+            match probe.add_process(w2) {
+                Ok(i) if i.g.is_some() => break i,
+                r => assert!(
+                    t0.elapsed() < Duration::from_secs(10),
+                    "new worker not readable: {r:?}"
+                ),
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        namer.add_process(&info2).unwrap();
+        assert_ne!(info2.g, g1, "a reload makes a new global_State");
+        let load = wrk(nginx.port, "/more", 8);
+        let after = sample_with(&mut probe, &mut namer, w2, 3000);
+        drop(load);
+        print_top(&before);
+        print_top(&after);
 
-    let named =
-        |v: &[LuaStack], f: &dyn Fn(&str) -> bool| v.iter().any(|s| folded(s).iter().any(|x| f(x)));
-    assert!(
-        named(&before, &|x| x.starts_with("compute_a@")),
-        "worker 1 named"
-    );
-    // Tail call: leaf_tail's prototype (line 7) under the name the caller used.
-    assert!(
-        named(&after, &|x| x
-            .starts_with(&format!("tail_caller@{more}:7_[l"))),
-        "tail call"
-    );
-    // The coroutine body (line 18) is the bottom of its own stack.
-    let bottom = |s: &LuaStack| {
-        s.frames
-            .first()
-            .and_then(|f| f.folded(false))
-            .unwrap_or_default()
-    };
-    assert!(
-        after
+        let named = |v: &[LuaStack], f: &dyn Fn(&str) -> bool| {
+            v.iter().any(|s| folded(s).iter().any(|x| f(x)))
+        };
+        assert!(
+            named(&before, &|x| x.starts_with("compute_a@")),
+            "worker 1 named"
+        );
+        // Tail call: leaf_tail's prototype (line 7) under the name the caller used.
+        assert!(
+            named(&after, &|x| x
+                .starts_with(&format!("tail_caller@{more}:7_[l"))),
+            "tail call"
+        );
+        // The coroutine body (line 18) is the bottom of its own stack.
+        let bottom = |s: &LuaStack| {
+            s.frames
+                .first()
+                .and_then(|f| f.folded(false))
+                .unwrap_or_default()
+        };
+        assert!(
+            after
+                .iter()
+                .any(|s| bottom(s).starts_with(&format!("?@{more}:18_[l"))),
+            "coroutine body"
+        );
+        // A builtin by its library name, under the interpreted with_format.
+        assert!(
+            after.iter().any(|s| {
+                let f = folded(s);
+                f.iter().any(|x| x == &format!("with_format@{more}:32_[l]"))
+                    && f.last().is_some_and(|x| x == "string.format_[l]")
+            }),
+            "string.format under with_format"
+        );
+    }
+
+    /// While a request's coroutine waits (ngx.sleep yields), nginx runs its own
+    /// C code with G->cur_L still pointing at the yielded coroutine: those
+    /// samples must carry no Lua frames.
+    #[test]
+    fn nginx_event_loop_has_no_lua_frames() {
+        let _lock = heavy_lock();
+        let dir = tempfile::Builder::new()
+            .prefix("nflame-luajit-nginx")
+            .tempdir()
+            .unwrap();
+        let nginx = start_nginx(dir.path(), "");
+        let worker = worker_of(nginx.master);
+        let load = wrk(nginx.port, "/sleep", 100);
+        let (stacks, _) = sample(worker, 1000);
+        drop(load);
+        print_top(&stacks);
+        let idle = stacks
             .iter()
-            .any(|s| bottom(s).starts_with(&format!("?@{more}:18_[l"))),
-        "coroutine body"
-    );
-    // A builtin by its library name, under the interpreted with_format.
-    assert!(
-        after.iter().any(|s| {
-            let f = folded(s);
-            f.iter().any(|x| x == &format!("with_format@{more}:32_[l]"))
-                && f.last().is_some_and(|x| x == "string.format_[l]")
-        }),
-        "string.format under with_format"
-    );
-}
-
-/// While a request's coroutine waits (ngx.sleep yields), nginx runs its own
-/// C code with G->cur_L still pointing at the yielded coroutine: those
-/// samples must carry no Lua frames.
-#[test]
-fn nginx_event_loop_has_no_lua_frames() {
-    let _lock = heavy_lock();
-    let dir = tempfile::Builder::new()
-        .prefix("nflame-luajit-nginx")
-        .tempdir()
-        .unwrap();
-    let nginx = start_nginx(dir.path(), "");
-    let worker = worker_of(nginx.master);
-    let mut load = Command::new("wrk")
-        .args([
-            "-t1",
-            "-c100",
-            "-d4s",
-            &format!("http://127.0.0.1:{}/sleep", nginx.port),
-        ])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("run wrk");
-    std::thread::sleep(Duration::from_millis(300));
-    let (stacks, _) = sample(worker, Duration::from_secs(3));
-    let _ = load.wait();
-    print_top(&stacks);
-    let idle = stacks
-        .iter()
-        .filter(|s| s.status == WalkStatus::NotRunning)
-        .count();
-    eprintln!("{} samples, {idle} in nginx's own code", stacks.len());
-    assert!(stacks.len() > 200, "too few samples: {}", stacks.len());
-    assert!(
-        idle * 5 > stacks.len(),
-        "event loop samples: {idle} of {}",
-        stacks.len()
-    );
-    assert!(stacks
-        .iter()
-        .filter(|s| s.status == WalkStatus::NotRunning)
-        .all(|s| s.frames.is_empty()));
-    // (Samples in LuaJIT code keep their frames: the other nginx tests
-    // assert that 95% of them reach the entry chunk.)
+            .filter(|s| s.status == WalkStatus::NotRunning)
+            .count();
+        eprintln!("{} samples, {idle} in nginx's own code", stacks.len());
+        assert!(stacks.len() > 200, "too few samples: {}", stacks.len());
+        assert!(
+            idle * 5 > stacks.len(),
+            "event loop samples: {idle} of {}",
+            stacks.len()
+        );
+        assert!(stacks
+            .iter()
+            .filter(|s| s.status == WalkStatus::NotRunning)
+            .all(|s| s.frames.is_empty()));
+        // (Samples in LuaJIT code keep their frames: the other nginx tests
+        // assert that 95% of them reach the entry chunk.)
+    }
 }

@@ -15,7 +15,7 @@ use nflame_profile::diff::{Diff, DiffOptions, Scaling};
 use nflame_profile::frame_shares::FrameShareReport;
 use nflame_profile::io::{display_name, Output};
 use nflame_profile::{Profile, ReadOptions, SkippedLines};
-use nflame_render::RenderOptions;
+use nflame_render::{Carried, DiffProfiles, RenderOptions};
 
 use crate::diagnosis::{change_report_from_tree, load_rules};
 use crate::{svg_context, Error};
@@ -92,6 +92,8 @@ pub struct Comparison {
     pub changes: ChangeReport,
     /// Lines skipped as unreadable ([`ReadOptions::skip_bad_lines`]), input by input.
     pub skipped: Vec<SkippedLines>,
+    /// What became of profiles too large to embed in the graphs, in words.
+    pub notes: Vec<String>,
 }
 
 impl Comparison {
@@ -179,35 +181,22 @@ pub fn compare(opts: &CompareOptions) -> Result<Comparison, Error> {
         ));
     }
     // Both profiles as one tree of frames feeds the graph, the frame report and
-    // the category report; the SVG's metadata (both profiles compressed) needs
-    // only the profiles: build them side by side.
-    let want_svg = out.is_some() || removed.is_some();
-    let (tree, metadata) = rayon::join(
-        || diff.tree(),
-        || want_svg.then(|| nflame_render::diff_metadata(&diff, &o)),
-    );
-    let metadata = metadata.unwrap_or_default();
-    // The graphs, the frame report and the category report are independent:
-    // compute them side by side.
-    let draw = |wanted: bool, removed_view: bool| -> Result<Option<Vec<u8>>, Error> {
-        if !wanted {
-            return Ok(None);
-        }
-        let mut svg = Vec::with_capacity(metadata.len() + (1 << 20));
-        if removed_view {
-            nflame_render::render_removed_with(&diff, &metadata, &o, &mut svg)?;
-        } else {
-            nflame_render::render_diff_with(&diff, &tree, &metadata, &o, &mut svg)?;
-        }
-        Ok(Some(svg))
-    };
+    // the category report, which are independent: compute them side by side.
+    // The profiles are compressed for the SVGs while the graph's layout reads
+    // them, and the graph streams to its output.
+    let tree = diff.tree();
     let (scale_before, scale_after) = (opts.diff.scale_before, opts.diff.scale_after);
-    let ((graph, reverse), (frame_shares, changes)) = rayon::join(
-        || {
-            rayon::join(
-                || draw(out.is_some(), false),
-                || draw(removed.is_some(), true),
-            )
+    let mut profiles: Option<DiffProfiles> = None;
+    let (graph, (frame_shares, changes)) = rayon::join(
+        || -> Result<Vec<String>, Error> {
+            match out {
+                Some(output) => write_graph(output, |w, sidecar| {
+                    let (carried, p) = nflame_render::render_diff_to(&diff, &tree, &o, sidecar, w)?;
+                    profiles = Some(p);
+                    Ok(carried)
+                }),
+                None => Ok(Vec::new()),
+            }
         },
         || {
             rayon::join(
@@ -225,14 +214,13 @@ pub fn compare(opts: &CompareOptions) -> Result<Comparison, Error> {
         },
     );
     let changes = changes?;
-    for (output, svg) in [(out, graph?), (removed, reverse?)] {
-        if let (Some(mut output), Some(svg)) = (output, svg) {
-            output
-                .writer()
-                .write_all(&svg)
-                .map_err(|e| output.write_error(e))?;
-            output.commit()?;
-        }
+    let mut notes = graph?;
+    if let Some(output) = removed {
+        let profiles = profiles.unwrap_or_else(|| DiffProfiles::of(&diff, &tree));
+        let svg = nflame_render::draw_removed(&diff, &o)?;
+        notes.extend(write_graph(output, |w, sidecar| {
+            profiles.write(w, &svg, &diff, &o, sidecar)
+        })?);
     }
     drop(tree);
     Ok(Comparison {
@@ -240,5 +228,65 @@ pub fn compare(opts: &CompareOptions) -> Result<Comparison, Error> {
         frame_shares,
         changes,
         skipped,
+        notes,
     })
+}
+
+/// Writes an SVG to `output` with `write(writer, sidecar)`, `sidecar` being
+/// the output's file name (none for standard output); then the profiles it
+/// set aside beside it, and commits all. Returns notes on what was set aside.
+pub(crate) fn write_graph(
+    mut output: Output,
+    write: impl FnOnce(&mut dyn Write, Option<&str>) -> Result<Carried, nflame_render::Error>,
+) -> Result<Vec<String>, Error> {
+    let path = output.path().to_path_buf();
+    let to_stdout = path == std::path::Path::new("-");
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .filter(|_| !to_stdout)
+        .map(str::to_string);
+    let carried = write(output.writer(), name.as_deref())?;
+    let dir = path
+        .parent()
+        .unwrap_or(std::path::Path::new(""))
+        .to_path_buf();
+    let mut sidecars = Vec::new();
+    for (_, file, data) in &carried.beside {
+        let mut side = Output::create_plain(dir.join(file))?;
+        data.write_gzip(side.writer())
+            .map_err(|e| side.write_error(e))?;
+        sidecars.push(side);
+    }
+    for side in sidecars {
+        side.commit()?;
+    }
+    output.commit()?;
+    let shown = display_name(&path);
+    let mut notes = Vec::new();
+    // "the profile", "the before profile", "the after profile".
+    let what = |role: &str| {
+        if role == "profile" {
+            "the profile".to_string()
+        } else {
+            format!("the {role} profile")
+        }
+    };
+    for (role, file, data) in &carried.beside {
+        notes.push(format!(
+            "{} ({} stacks, {:.1} MB compressed) is over the embedding limit: written beside {shown} as {}, where reading the SVG finds it",
+            what(role),
+            data.stacks(),
+            data.len() as f64 / 1e6,
+            dir.join(file).display()
+        ));
+    }
+    for (role, bytes) in &carried.omitted {
+        notes.push(format!(
+            "{} ({:.1} MB compressed) is over the embedding limit and {shown} is standard output: it is not in the SVG",
+            what(role),
+            *bytes as f64 / 1e6
+        ));
+    }
+    Ok(notes)
 }

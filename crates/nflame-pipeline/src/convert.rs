@@ -16,16 +16,28 @@ use nflame_render::RenderOptions;
 
 use crate::Error;
 
+/// What `nflame render` did besides drawing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Rendered {
+    /// The lines skipped as unreadable (with [`ReadOptions::skip_bad_lines`]),
+    /// input by input.
+    pub skipped: Vec<SkippedLines>,
+    /// What became of a profile too large to embed in the SVG, in words.
+    pub notes: Vec<String>,
+}
+
 /// Draws `inputs` (merged; in input order for a flame chart) as one SVG at
 /// `output`, in their unit (inputs of different units are an error).
-/// `opts.context` should say what made it. Returns the lines skipped as
-/// unreadable (with [`ReadOptions::skip_bad_lines`]), input by input.
+/// `opts.context` should say what made it. A profile over
+/// [`RenderOptions::embed_limit`] is written beside the SVG (see
+/// [`nflame_profile::embed`]).
 pub fn render(
     inputs: &[PathBuf],
     output: &PathBuf,
     opts: &RenderOptions,
     read: &ReadOptions,
-) -> Result<Vec<SkippedLines>, Error> {
+) -> Result<Rendered, Error> {
     opts.validate()?;
     let mut out = Output::create(output)?;
     let skipped = if opts.flamechart {
@@ -43,14 +55,19 @@ pub fn render(
             }
         }
         nflame_render::render_ordered(&lines, opts, out.writer())?;
+        out.commit()?;
         skipped
     } else {
         let (profile, skipped) = Profile::from_paths_with(inputs, read)?;
-        nflame_render::render_profile(&profile, opts, out.writer())?;
-        skipped
+        let notes = crate::compare::write_graph(out, |w, sidecar| {
+            nflame_render::render_profile_with(&profile, opts, sidecar, w)
+        })?;
+        return Ok(Rendered { skipped, notes });
     };
-    out.commit()?;
-    Ok(skipped)
+    Ok(Rendered {
+        skipped,
+        notes: Vec::new(),
+    })
 }
 
 /// What `nflame collapse` did.

@@ -132,7 +132,7 @@ impl DiagnosisOptions {
 pub enum Diagnosis {
     /// One profile's category report.
     Profile(CategoryReport),
-    /// Two profiles' change report (boxed: it holds two reports).
+    /// Two profiles' change report (boxed: it holds two category reports).
     Change(Box<ChangeReport>),
 }
 

@@ -12,6 +12,7 @@
 //! the recording, and [`RecordEvents::abandoned`] says when a later signal
 //! asks to abandon the outputs (nothing is then written).
 
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::io::{self, Write};
@@ -26,7 +27,8 @@ use nflame_profile::text::clean_text;
 use nflame_profile::Profile;
 use nflame_render::RenderOptions;
 use nflame_sampler::{
-    Measure, Progress, RecordOptions, Recording, StopReason, Target, ThreadTimes, UnwindStats,
+    LuaProcess, LuaVmState, Measure, Progress, RecordOptions, Recording, StopReason, Target,
+    ThreadTimes, UnwindStats,
 };
 use nflame_symbolizer::{FoldOptions, FoldStats, OtherStacks, Roots};
 
@@ -244,6 +246,12 @@ pub fn record(
     events.symbolizing(recording.sample_count());
     let (profile, stats) =
         nflame_symbolizer::fold_with(&recording, &fold_opts, &prepared).map_err(Error::Fold)?;
+    if fold_opts.lua == nflame_symbolizer::LuaFold::Only {
+        recording.notes.push(format!(
+            "Lua-land stacks only: {} of {} samples carry Lua frames; the others are left out",
+            stats.lua_stacks, stats.samples
+        ));
+    }
     if docker.is_some() {
         recording.notes.push(format!(
             "Docker targets: {} of {} samples are the targets' or network softirq work",
@@ -736,6 +744,7 @@ impl RecordOutcome {
                 unwind.frame_pointer
             );
         }
+        s.push_str(&lua_summary(rec, stats));
         if rec.measure.off_cpu() {
             off_cpu_summary(&mut s, rec);
             if rec.measure == Measure::Wall {
@@ -793,6 +802,99 @@ impl RecordOutcome {
         }
         s
     }
+}
+
+/// The `lua` lines of the summary: per LuaJIT process, the build, how many
+/// samples carry Lua stacks and reach the entry chunk, and the VM's own view
+/// (the share of samples per VM state); a build that cannot be read says why
+/// in one line. Empty when no LuaJIT process was seen.
+fn lua_summary(rec: &Recording, stats: &FoldStats) -> String {
+    const SHOWN: usize = 6;
+    let mut s = String::new();
+    let mut readable: Vec<(&u32, &nflame_sampler::ProcessInfo, &LuaProcess)> = Vec::new();
+    let mut off: BTreeMap<&str, Vec<(u32, &str)>> = BTreeMap::new();
+    for (pid, p) in &rec.processes {
+        match &p.lua {
+            Some(l) if l.off.is_none() => readable.push((pid, p, l)),
+            Some(l) => off
+                .entry(l.off.as_deref().unwrap_or_default())
+                .or_default()
+                .push((*pid, p.comm.as_str())),
+            None => {}
+        }
+    }
+    readable.sort_by_key(|(pid, _, l)| (std::cmp::Reverse(l.lua_samples()), **pid));
+    // Processes without Lua samples (an idle nginx master) only when no
+    // other shows any.
+    if readable.iter().any(|(_, _, l)| l.lua_samples() > 0) {
+        readable.retain(|(_, _, l)| l.lua_samples() > 0);
+    }
+    let who = |pid: u32, comm: &str| {
+        if comm.is_empty() {
+            format!("pid {pid}")
+        } else {
+            format!("pid {pid} ({comm})")
+        }
+    };
+    for (pid, p, l) in readable.iter().take(SHOWN) {
+        let _ = writeln!(s, "  lua        {}: {}", who(**pid, &p.comm), l.build);
+        let n = l.lua_samples();
+        let _ = write!(s, "               {n} samples with Lua stacks");
+        if l.in_lua_code > 0 {
+            let _ = write!(
+                s,
+                "; {:.1}% of the {} in Lua code reach the entry chunk",
+                percent(l.reached_entry, l.in_lua_code),
+                l.in_lua_code
+            );
+        }
+        let _ = writeln!(s);
+        if n > 0 {
+            let parts: Vec<String> = LuaVmState::ALL
+                .iter()
+                .filter_map(|st| {
+                    let k = l.states.get(st).copied().unwrap_or(0);
+                    (k > 0).then(|| format!("{} {:.1}%", st.label(), percent(k, n)))
+                })
+                .collect();
+            let _ = writeln!(s, "               VM: {}", parts.join(", "));
+        }
+    }
+    if readable.len() > SHOWN {
+        let _ = writeln!(
+            s,
+            "  lua        and {} more LuaJIT processes",
+            readable.len() - SHOWN
+        );
+    }
+    for (why, pids) in off {
+        let list: Vec<String> = pids.iter().take(SHOWN).map(|(p, c)| who(*p, c)).collect();
+        let more = if pids.len() > SHOWN {
+            format!(" and {} more", pids.len() - SHOWN)
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            s,
+            "  lua        {}{more}: Lua frames off: {why}; C-level stacks only",
+            list.join(", ")
+        );
+    }
+    if stats.lua_missing > 0 {
+        let _ = writeln!(
+            s,
+            "  note: {} samples in LuaJIT code without a Lua stack (shown as [lua: no stack])",
+            stats.lua_missing
+        );
+    }
+    if stats.lua_unplaced > 0 {
+        let _ = writeln!(
+            s,
+            "  note: Lua frames of {} samples left out: their C stack reached its thread's start without a VM frame to put them in place of",
+            stats.lua_unplaced
+        );
+    }
+    s
 }
 
 #[cfg(test)]

@@ -176,6 +176,16 @@ impl Diff {
     /// [`Diff::shown`] as text: four decimals per unit of work, whole counts
     /// otherwise (or the profiles' decimals, if they have fractions).
     pub fn format_shown(&self, raw: u64, after: bool) -> String {
+        let factor = if after {
+            self.factor_after
+        } else {
+            self.factor_before
+        };
+        if factor == 1.0 && self.before.decimals() == 0 && self.scaling != Scaling::PerUnit {
+            // A whole count shown as it is (what formatting it as a float
+            // with no decimals gives, without the float).
+            return itoa::Buffer::new().format(raw).to_string();
+        }
         let v = self.shown(raw, after);
         if self.scaling == Scaling::PerUnit {
             format!("{v:.4}")

@@ -15,14 +15,29 @@
 //! profile's folded text starts with its unit header unless it counts samples
 //! (see [`crate::folded`]), and the context names the unit too (`"unit"`,
 //! absent for samples), so the graph's legend and its data agree.
+//!
+//! The text is compressed in parallel, about 1 MiB of it per gzip member
+//! ([`compress_stacks`]); concatenated members are one gzip stream to any
+//! reader. Stacks are written in the order given: sorted, neighbours share
+//! prefixes, which compresses better.
+//!
+//! # Huge profiles
+//!
+//! A browser must parse the whole SVG, metadata included, before it shows
+//! anything: Chromium 130 opened an SVG carrying 128 MB of metadata in about
+//! 4 s, 512 MB in 18 s, and its tab crashed on 1 GB. So the profiles of one
+//! SVG are embedded only while their encoded size stays within a limit
+//! ([`DEFAULT_EMBED_LIMIT`], 128 MiB; [`carry`] applies it). Beyond it, each
+//! profile is written beside the SVG as a gzip folded file, which the SVG
+//! names (`encoding="file"`), or, when there is no file to write it to, left
+//! out with a note (`encoding="omitted"`); reading such an SVG back reads the
+//! file beside it, or says that the profile was left out.
 
 use std::io::{Read, Write};
 use std::path::Path;
 
 use base64::Engine as _;
 use flate2::read::MultiGzDecoder;
-use flate2::write::GzEncoder;
-use flate2::Compression;
 use serde::{Deserialize, Serialize};
 
 use crate::folded::{LineReader, ReadOptions};
@@ -198,11 +213,317 @@ impl Embedded {
 
 const CONTEXT_ID: &str = "nflame-context";
 const PROFILE_ID_PREFIX: &str = "nflame-profile-";
+/// The `encoding` of an embedded profile, of one written beside the SVG, of
+/// one left out.
+const EMBEDDED: &str = "gzip+base64";
+const BESIDE: &str = "file";
+const OMITTED: &str = "omitted";
 
-/// The `<metadata>` elements for `context` and `profiles` (role, profile).
-/// Profiles are compressed in parallel.
-pub fn metadata_xml(context: &Context, profiles: &[(&str, &Profile)]) -> String {
+/// The most bytes of encoded profiles one SVG carries by default: 128 MiB
+/// (see the module's documentation).
+pub const DEFAULT_EMBED_LIMIT: u64 = 128 << 20;
+
+/// Bytes of folded text per gzip member.
+const MEMBER_TEXT: usize = 1 << 20;
+
+/// A profile's folded text, gzip-compressed in members of about 1 MiB of
+/// text each, compressed side by side. The members concatenated are one gzip
+/// stream (what [`Compressed::write_gzip`] writes: a `.folded.gz` file).
+#[derive(Debug, Clone, Default)]
+pub struct Compressed {
+    members: Vec<Vec<u8>>,
+    text_bytes: u64,
+    stacks: u64,
+}
+
+impl Compressed {
+    /// Compressed bytes.
+    pub fn len(&self) -> u64 {
+        self.members.iter().map(|m| m.len() as u64).sum()
+    }
+
+    /// Whether nothing was compressed.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes of folded text compressed.
+    pub fn text_len(&self) -> u64 {
+        self.text_bytes
+    }
+
+    /// Stacks written.
+    pub fn stacks(&self) -> u64 {
+        self.stacks
+    }
+
+    /// Bytes of the base64 text embedded in an SVG.
+    pub fn base64_len(&self) -> u64 {
+        self.len().div_ceil(3) * 4
+    }
+
+    /// Writes the gzip stream.
+    pub fn write_gzip<W: Write + ?Sized>(&self, w: &mut W) -> std::io::Result<()> {
+        for m in &self.members {
+            w.write_all(m)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the gzip stream base64-encoded (standard alphabet, padded), as
+    /// it is embedded.
+    pub fn write_base64<W: Write + ?Sized>(&self, w: &mut W) -> std::io::Result<()> {
+        let engine = &base64::engine::general_purpose::STANDARD;
+        let mut out = vec![0u8; 64 * 1024];
+        let mut carry = [0u8; 3];
+        let mut carried = 0;
+        for m in &self.members {
+            let mut data = &m[..];
+            if carried > 0 {
+                let take = (3 - carried).min(data.len());
+                carry[carried..carried + take].copy_from_slice(&data[..take]);
+                carried += take;
+                data = &data[take..];
+                if carried < 3 {
+                    continue;
+                }
+                let n = engine
+                    .encode_slice(carry, &mut out)
+                    .map_err(std::io::Error::other)?;
+                w.write_all(&out[..n])?;
+            }
+            let whole = data.len() / 3 * 3;
+            for block in data[..whole].chunks(48 * 1024) {
+                let n = engine
+                    .encode_slice(block, &mut out)
+                    .map_err(std::io::Error::other)?;
+                w.write_all(&out[..n])?;
+            }
+            let rest = &data[whole..];
+            carry[..rest.len()].copy_from_slice(rest);
+            carried = rest.len();
+        }
+        if carried > 0 {
+            let n = engine
+                .encode_slice(&carry[..carried], &mut out)
+                .map_err(std::io::Error::other)?;
+            w.write_all(&out[..n])?;
+        }
+        Ok(())
+    }
+}
+
+/// One gzip member of `text`: a header, the deflate stream (miniz_oxide at
+/// level 1, fast and fair on folded text, where zlib-rs's fastest level
+/// compresses it a third worse, more slowly), CRC-32 and length.
+fn gzip_member(text: &[u8]) -> Vec<u8> {
+    let deflated = miniz_oxide::deflate::compress_to_vec(text, 1);
+    let mut out = Vec::with_capacity(deflated.len() + 18);
+    // Magic, deflate, no flags, no time, fastest, unknown system.
+    out.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 4, 0xff]);
+    out.extend_from_slice(&deflated);
+    out.extend_from_slice(&crc32fast::hash(text).to_le_bytes());
+    out.extend_from_slice(&(text.len() as u32).to_le_bytes());
+    out
+}
+
+/// Compresses the folded text of the stacks `stack(0)`, …, `stack(n - 1)`
+/// (`None` skips one), after the unit header of `measure`, with counts of its
+/// decimals. Members are compressed in parallel (gzip level 1: embedding must
+/// not make writing an SVG slow).
+pub fn compress_stacks<'a, F>(measure: Measure, n: usize, stack: F) -> Compressed
+where
+    F: Fn(usize) -> Option<(&'a str, u64)> + Sync,
+{
     use rayon::prelude::*;
+    // Members of about MEMBER_TEXT bytes of text (counts taken as 12 bytes).
+    let mut bounds = vec![0];
+    let mut text = 0usize;
+    let mut stacks = 0u64;
+    for i in 0..n {
+        if let Some((s, _)) = stack(i) {
+            text += s.len() + 12;
+            stacks += 1;
+            if text >= MEMBER_TEXT {
+                bounds.push(i + 1);
+                text = 0;
+            }
+        }
+    }
+    if bounds.len() == 1 || *bounds.last().expect("a bound") < n {
+        bounds.push(n);
+    }
+    let members: Vec<(Vec<u8>, u64)> = bounds
+        .par_windows(2)
+        .enumerate()
+        .map(|(k, range)| {
+            let mut text = Vec::with_capacity(MEMBER_TEXT + MEMBER_TEXT / 8);
+            // Writing into a Vec cannot fail.
+            if k == 0 {
+                let _ = crate::folded::write_header(&mut text, measure.unit);
+            }
+            for i in range[0]..range[1] {
+                if let Some((s, c)) = stack(i) {
+                    let _ = crate::folded::write_line(&mut text, s, c, measure.decimals);
+                }
+            }
+            (gzip_member(&text), text.len() as u64)
+        })
+        .collect();
+    Compressed {
+        text_bytes: members.iter().map(|m| m.1).sum(),
+        members: members.into_iter().map(|m| m.0).collect(),
+        stacks,
+    }
+}
+
+/// Compresses the folded text of the stacks `produce` hands to the function
+/// it is given, in that order, as [`compress_stacks`] does; members are
+/// compressed by other threads while `produce` goes on (its result is
+/// returned too). For a caller that reads every stack anyway: the text is
+/// copied while it is in the cache.
+pub fn compress_while<R: Send>(
+    measure: Measure,
+    produce: impl FnOnce(&mut dyn FnMut(&str, u64)) -> R + Send,
+) -> (R, Compressed) {
+    let (r, mut c) = compress_each_while(&[measure], |push| {
+        produce(&mut |stack, count| push(0, stack, count))
+    });
+    (r, c.pop().expect("one profile"))
+}
+
+/// [`compress_while`] for several profiles at once: `produce` hands each
+/// stack with the index of its profile in `measures`.
+pub fn compress_each_while<R: Send>(
+    measures: &[Measure],
+    produce: impl FnOnce(&mut dyn FnMut(usize, &str, u64)) -> R + Send,
+) -> (R, Vec<Compressed>) {
+    use std::sync::Mutex;
+    /// A member compressed: profile, member, gzip bytes, text bytes.
+    type Member = (usize, usize, Vec<u8>, u64);
+    let done: Mutex<Vec<Member>> = Mutex::new(Vec::new());
+    let mut stacks = vec![0u64; measures.len()];
+    // Members handed to other threads and not compressed yet: when the
+    // producer is faster than they are, it compresses the next one itself,
+    // so that the text waiting stays a few members, not the whole profile.
+    let pending = std::sync::atomic::AtomicUsize::new(0);
+    let most_pending = 2 * rayon::current_num_threads().max(1);
+    let compress = |profile: usize, slot: usize, text: Vec<u8>| {
+        let member = gzip_member(&text);
+        done.lock().unwrap_or_else(|e| e.into_inner()).push((
+            profile,
+            slot,
+            member,
+            text.len() as u64,
+        ));
+    };
+    let result = rayon::scope(|scope| {
+        let new_buffer = || Vec::with_capacity(MEMBER_TEXT + MEMBER_TEXT / 8);
+        // Per profile: the text being filled, and members started.
+        let mut texts: Vec<(Vec<u8>, usize)> = measures
+            .iter()
+            .map(|m| {
+                let mut text = new_buffer();
+                let _ = crate::folded::write_header(&mut text, m.unit);
+                (text, 0)
+            })
+            .collect();
+        let compress = &compress;
+        let mut push = |profile: usize, stack: &str, count: u64| {
+            let (text, slot) = &mut texts[profile];
+            let _ = crate::folded::write_line(text, stack, count, measures[profile].decimals);
+            stacks[profile] += 1;
+            if text.len() >= MEMBER_TEXT {
+                let full = std::mem::replace(text, new_buffer());
+                let s = *slot;
+                *slot += 1;
+                use std::sync::atomic::Ordering::{AcqRel, Acquire};
+                if pending.load(Acquire) >= most_pending {
+                    compress(profile, s, full);
+                } else {
+                    pending.fetch_add(1, AcqRel);
+                    let pending = &pending;
+                    scope.spawn(move |_| {
+                        compress(profile, s, full);
+                        pending.fetch_sub(1, AcqRel);
+                    });
+                }
+            }
+        };
+        let result = produce(&mut push);
+        for (profile, (text, slot)) in texts.into_iter().enumerate() {
+            if !text.is_empty() || slot == 0 {
+                scope.spawn(move |_| compress(profile, slot, text));
+            }
+        }
+        result
+    });
+    let mut done = done.into_inner().unwrap_or_else(|e| e.into_inner());
+    done.sort_unstable_by_key(|m| (m.0, m.1));
+    let mut out: Vec<Compressed> = stacks
+        .iter()
+        .map(|&n| Compressed {
+            stacks: n,
+            ..Compressed::default()
+        })
+        .collect();
+    for (profile, _, member, text) in done {
+        out[profile].text_bytes += text;
+        out[profile].members.push(member);
+    }
+    (result, out)
+}
+
+/// A profile's folded text, compressed (see [`compress_stacks`]), stacks in
+/// the order they were first added.
+pub fn compress_profile(profile: &Profile) -> Compressed {
+    compress_stacks(profile.measure(), profile.len(), |i| {
+        Some(profile.stack_at(i))
+    })
+}
+
+/// How an SVG carries one of its profiles.
+#[derive(Debug, Clone, Copy)]
+pub enum Carried<'c> {
+    /// Embedded.
+    Embedded(&'c Compressed),
+    /// In the gzip folded file of this name, in the SVG's directory; the
+    /// caller writes it ([`Compressed::write_gzip`]).
+    Beside(&'c str, &'c Compressed),
+    /// Left out: the SVG says so with the profile's size.
+    Omitted(&'c Compressed),
+}
+
+/// How the `profiles` (role, compressed) of one SVG are carried: embedded if
+/// their base64 fits `limit` bytes together (`None`: no limit), otherwise each
+/// beside the SVG in the file `beside[i]` names, or left out where it names
+/// none.
+pub fn carry<'c>(
+    profiles: &[(&'c str, &'c Compressed)],
+    limit: Option<u64>,
+    beside: &'c [Option<String>],
+) -> Vec<(&'c str, Carried<'c>)> {
+    let size: u64 = profiles.iter().map(|(_, c)| c.base64_len()).sum();
+    let fits = limit.is_none_or(|l| size <= l);
+    profiles
+        .iter()
+        .enumerate()
+        .map(|(i, &(role, c))| {
+            let how = if fits {
+                Carried::Embedded(c)
+            } else {
+                match beside.get(i).and_then(Option::as_deref) {
+                    Some(name) => Carried::Beside(name, c),
+                    None => Carried::Omitted(c),
+                }
+            };
+            (role, how)
+        })
+        .collect()
+}
+
+/// The `<metadata>` element of the context.
+fn context_element(context: &Context) -> String {
     let json = serde_json::to_string(context).unwrap_or_else(|_| "{}".into());
     // `<`, `>` and `&` can only occur inside JSON strings, where their `\u` escapes
     // mean the same: no markup (and no `]]>`) can appear in the document.
@@ -210,39 +531,95 @@ pub fn metadata_xml(context: &Context, profiles: &[(&str, &Profile)]) -> String 
         .replace('<', "\\u003c")
         .replace('>', "\\u003e")
         .replace('&', "\\u0026");
-    let encoded: Vec<String> = profiles
-        .par_iter()
-        .map(|(_, p)| encode_profile(p))
-        .collect();
-    let mut out = format!("<metadata id=\"{CONTEXT_ID}\"><![CDATA[{json}]]></metadata>\n");
-    for ((role, _), data) in profiles.iter().zip(encoded) {
-        out.reserve(data.len() + 80);
-        out.push_str(&format!(
-            "<metadata id=\"{PROFILE_ID_PREFIX}{role}\" encoding=\"gzip+base64\">"
-        ));
-        out.push_str(&data);
-        out.push_str("</metadata>\n");
+    format!("<metadata id=\"{CONTEXT_ID}\"><![CDATA[{json}]]></metadata>\n")
+}
+
+/// Writes the `<metadata>` elements for `context` and `profiles`.
+pub fn write_metadata<W: Write + ?Sized>(
+    w: &mut W,
+    context: &Context,
+    profiles: &[(&str, Carried<'_>)],
+) -> std::io::Result<()> {
+    w.write_all(context_element(context).as_bytes())?;
+    for (role, how) in profiles {
+        let (encoding, body): (&str, Option<String>) = match how {
+            Carried::Embedded(_) => (EMBEDDED, None),
+            Carried::Beside(name, _) => (BESIDE, Some(xml_escape(name))),
+            Carried::Omitted(c) => (
+                OMITTED,
+                Some(format!(
+                    "{} stacks, {} bytes of folded text, {} compressed: over the embedding limit",
+                    c.stacks(),
+                    c.text_len(),
+                    c.len()
+                )),
+            ),
+        };
+        write!(
+            w,
+            "<metadata id=\"{PROFILE_ID_PREFIX}{role}\" encoding=\"{encoding}\">"
+        )?;
+        match (how, body) {
+            (Carried::Embedded(c), _) => c.write_base64(w)?,
+            (_, Some(body)) => w.write_all(body.as_bytes())?,
+            _ => {}
+        }
+        w.write_all(b"</metadata>\n")?;
     }
-    out
+    Ok(())
+}
+
+/// Writes `svg` with the metadata of `context` and `profiles` right after its
+/// opening `<svg …>` tag, encoding the profiles as it goes.
+pub fn write_svg<W: Write + ?Sized>(
+    w: &mut W,
+    svg: &[u8],
+    context: &Context,
+    profiles: &[(&str, Carried<'_>)],
+) -> std::io::Result<()> {
+    let at = find_svg_open_end(svg).unwrap_or(0);
+    w.write_all(&svg[..at])?;
+    w.write_all(b"\n")?;
+    write_metadata(w, context, profiles)?;
+    w.write_all(&svg[at..])
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+fn xml_unescape(s: &str) -> String {
+    s.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+/// The `<metadata>` elements for `context` and `profiles` (role, profile),
+/// all embedded. Profiles are compressed in parallel.
+pub fn metadata_xml(context: &Context, profiles: &[(&str, &Profile)]) -> String {
+    use rayon::prelude::*;
+    let compressed: Vec<Compressed> = profiles
+        .par_iter()
+        .map(|(_, p)| compress_profile(p))
+        .collect();
+    let carried: Vec<(&str, Carried<'_>)> = profiles
+        .iter()
+        .zip(&compressed)
+        .map(|((role, _), c)| (*role, Carried::Embedded(c)))
+        .collect();
+    let mut out = Vec::new();
+    // Writing into a Vec cannot fail.
+    let _ = write_metadata(&mut out, context, &carried);
+    String::from_utf8(out).expect("metadata is UTF-8")
 }
 
 /// A profile as base64 of gzip of its folded text.
 pub fn encode_profile(profile: &Profile) -> String {
-    // Level 1: embedding must not make writing an SVG slow; the data is
-    // repetitive enough that it still compresses about 10:1.
-    let mut gz = GzEncoder::new(Vec::with_capacity(1 << 20), Compression::new(1));
-    {
-        let mut w = std::io::BufWriter::with_capacity(256 * 1024, &mut gz);
-        // Order does not matter to a reader: skip the sort. Writing into a Vec
-        // cannot fail.
-        let _ = crate::folded::write_header(&mut w, profile.unit());
-        for (stack, count) in profile.iter() {
-            let _ = crate::folded::write_line(&mut w, stack, count, profile.decimals());
-        }
-        let _ = w.flush();
-    }
-    let bytes = gz.finish().unwrap_or_default();
-    base64::engine::general_purpose::STANDARD.encode(bytes)
+    let mut out = Vec::new();
+    let _ = compress_profile(profile).write_base64(&mut out);
+    String::from_utf8(out).expect("base64 is ASCII")
 }
 
 /// Inserts `metadata` right after the opening `<svg …>` tag of `svg`.
@@ -254,6 +631,11 @@ pub fn insert_metadata(svg: &[u8], metadata: &str) -> Vec<u8> {
     out.extend_from_slice(metadata.as_bytes());
     out.extend_from_slice(&svg[at..]);
     out
+}
+
+/// Where the opening `<svg …>` tag of `svg` ends (the metadata goes there).
+pub fn svg_open_end(svg: &[u8]) -> Option<usize> {
+    find_svg_open_end(svg)
 }
 
 fn find_svg_open_end(svg: &[u8]) -> Option<usize> {
@@ -307,21 +689,31 @@ pub fn extract(svg: &str, path: &Path) -> Result<Embedded, Error> {
             .find('"')
             .ok_or_else(|| corrupt("an unterminated profile id".into()))?;
         let role = rest[..role_end].to_string();
-        let body_start = rest
+        let tag_end = rest
             .find('>')
-            .ok_or_else(|| corrupt("an unterminated element".into()))?
-            + 1;
+            .ok_or_else(|| corrupt("an unterminated element".into()))?;
+        let body_start = tag_end + 1;
         let body_end = rest[body_start..]
             .find("</metadata>")
             .ok_or_else(|| corrupt(format!("profile {role:?} is not closed")))?
             + body_start;
-        let profile = decode_profile(rest[body_start..body_end].trim()).map_err(|source| {
-            Error::CorruptEmbeddedProfile {
+        let body = rest[body_start..body_end].trim();
+        let encoding = attribute(&rest[..tag_end], "encoding").unwrap_or(EMBEDDED);
+        let profile = match encoding {
+            BESIDE => read_beside(path, &role, &xml_unescape(body))?,
+            OMITTED => {
+                return Err(Error::OmittedProfile {
+                    path: path.to_path_buf(),
+                    role,
+                    note: xml_unescape(body),
+                })
+            }
+            _ => decode_profile(body).map_err(|source| Error::CorruptEmbeddedProfile {
                 path: path.to_path_buf(),
                 role: role.clone(),
                 source,
-            }
-        })?;
+            })?,
+        };
         embedded.profiles.push((role, profile));
         rest = &rest[body_end..];
     }
@@ -332,6 +724,38 @@ pub fn extract(svg: &str, path: &Path) -> Result<Embedded, Error> {
         return Err(corrupt("it holds no profile".into()));
     }
     Ok(embedded)
+}
+
+/// The value of attribute `name` in a start tag's text.
+fn attribute<'a>(tag: &'a str, name: &str) -> Option<&'a str> {
+    let key = format!(" {name}=\"");
+    let start = tag.find(&key)? + key.len();
+    let end = tag[start..].find('"')? + start;
+    Some(&tag[start..end])
+}
+
+/// The profile an SVG at `svg` wrote beside itself as `name`: a plain file
+/// name in the SVG's directory, never a path elsewhere.
+fn read_beside(svg: &Path, role: &str, name: &str) -> Result<Profile, Error> {
+    let sidecar = svg.parent().unwrap_or(Path::new("")).join(name);
+    let missing = |source: Error| Error::MissingSidecar {
+        path: svg.to_path_buf(),
+        role: role.to_string(),
+        sidecar: sidecar.clone(),
+        source: Box::new(source),
+    };
+    let plain =
+        !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\\', '\0']);
+    if !plain {
+        return Err(Error::CorruptSvgMetadata {
+            path: svg.to_path_buf(),
+            what: format!("profile {role:?} names {name:?}, which is not a file name"),
+        });
+    }
+    let mut input = Input::open(&sidecar).map_err(missing)?;
+    let mut profile = Profile::new();
+    profile.read_folded(&mut input).map_err(missing)?;
+    Ok(profile)
 }
 
 fn element_body<'a>(svg: &'a str, open: &str) -> Option<&'a str> {

@@ -196,6 +196,30 @@ pub enum Error {
         #[source]
         source: crate::embed::DecodeError,
     },
+    /// An nflame SVG whose profile was too large to embed and was written
+    /// beside it, where it is missing now.
+    #[error("{}: the profile {role:?} of this SVG was too large to embed and was written beside it as {}; that file cannot be read", path.display(), sidecar.display())]
+    MissingSidecar {
+        /// The SVG.
+        path: PathBuf,
+        /// The profile's role.
+        role: String,
+        /// The file the SVG names.
+        sidecar: PathBuf,
+        /// Why it cannot be read.
+        #[source]
+        source: Box<Error>,
+    },
+    /// An nflame SVG whose profile was too large to embed and was left out.
+    #[error("{}: the profile {role:?} was too large to embed in this SVG and was not kept ({note}); use the folded profile it was drawn from", path.display())]
+    OmittedProfile {
+        /// The SVG.
+        path: PathBuf,
+        /// The profile's role.
+        role: String,
+        /// What the SVG says about it.
+        note: String,
+    },
     /// A differential SVG given where one profile is expected.
     #[error("{}: a differential flame graph holds two profiles (before and after); give a flame graph of one profile", path.display())]
     DiffSvg {

@@ -18,7 +18,7 @@ use serde::ser::SerializeStruct;
 use serde::{Serialize, Serializer};
 
 use crate::diff::{Diff, Scaling};
-use crate::tree::StackTree;
+use crate::tree::{StackTree, TreeVisitor};
 use crate::unit::{Amount, Measure, Unit};
 
 impl Diff {
@@ -141,35 +141,65 @@ struct FrameTotals {
 }
 
 impl FrameTotals {
+    /// Walks the tree ([`StackTree::walk`]) with the samples under each
+    /// prefix of the path added up, and how often each frame is on the path:
+    /// a recursive frame counts once per stack.
     fn of(tree: &StackTree<'_>) -> FrameTotals {
-        let add = |a: &mut [u64; 2], b: [u64; 2]| {
+        struct Walk<'t, 'a> {
+            tree: &'t StackTree<'a>,
+            inclusive: Vec<[u64; 2]>,
+            self_: Vec<[u64; 2]>,
+            /// Times each frame is on the path.
+            on_path: Vec<u32>,
+            /// Samples under each node of the path, so far.
+            under: Vec<[u64; 2]>,
+        }
+        fn add(a: &mut [u64; 2], b: [u64; 2]) {
             a[0] += b[0];
             a[1] += b[1];
+        }
+        impl TreeVisitor for Walk<'_, '_> {
+            fn enter(&mut self, node: u32) {
+                let frame = self.tree.nodes()[node as usize].frame as usize;
+                self.on_path[frame] += 1;
+                self.under.push([0; 2]);
+            }
+            fn leave(&mut self, node: u32) {
+                let frame = self.tree.nodes()[node as usize].frame as usize;
+                let under = self.under.pop().expect("a node on the path");
+                if let Some(parent) = self.under.last_mut() {
+                    add(parent, under);
+                }
+                self.on_path[frame] -= 1;
+                if self.on_path[frame] == 0 {
+                    add(&mut self.inclusive[frame], under);
+                }
+            }
+            fn stack(&mut self, index: usize) {
+                let s = &self.tree.stacks()[index];
+                if let Some(under) = self.under.last_mut() {
+                    add(under, s.counts);
+                }
+                let leaf = s.leaf as usize;
+                add(&mut self.self_[leaf], s.counts);
+                if self.on_path[leaf] == 0 {
+                    add(&mut self.inclusive[leaf], s.counts);
+                }
+            }
+        }
+        let n = tree.frames().len();
+        let mut walk = Walk {
+            tree,
+            inclusive: vec![[0; 2]; n],
+            self_: vec![[0; 2]; n],
+            on_path: vec![0; n],
+            under: Vec::new(),
         };
-        let nodes = tree.nodes();
-        let mut inclusive = vec![[0u64; 2]; tree.frames().len()];
-        let mut self_ = vec![[0u64; 2]; tree.frames().len()];
-        // Samples of the stacks under each prefix, which contain all its frames.
-        let mut under = vec![[0u64; 2]; nodes.len()];
-        for s in tree.stacks() {
-            add(&mut under[s.node as usize], s.counts);
-            add(&mut self_[s.leaf as usize], s.counts);
-            // A recursive frame counts once per stack.
-            if !tree.prefix_contains(s.node, s.leaf) {
-                add(&mut inclusive[s.leaf as usize], s.counts);
-            }
+        tree.walk(&mut walk);
+        FrameTotals {
+            inclusive: walk.inclusive,
+            self_: walk.self_,
         }
-        // Parents have smaller ids than their children.
-        for n in (1..nodes.len()).rev() {
-            let c = under[n];
-            add(&mut under[nodes[n].parent as usize], c);
-        }
-        for (n, node) in nodes.iter().enumerate().skip(1) {
-            if !tree.prefix_contains(node.parent, node.frame) {
-                add(&mut inclusive[node.frame as usize], under[n]);
-            }
-        }
-        FrameTotals { inclusive, self_ }
     }
 }
 

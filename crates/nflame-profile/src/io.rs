@@ -275,6 +275,16 @@ impl Output {
     /// Fails early (before any work is done) when the destination's directory
     /// does not exist or is not writable.
     pub fn create(path: impl AsRef<Path>) -> Result<Output, Error> {
+        Output::create_as(path, true)
+    }
+
+    /// Starts writing `path` as [`Output::create`] does, but never
+    /// compressing: for bytes that are gzip already.
+    pub fn create_plain(path: impl AsRef<Path>) -> Result<Output, Error> {
+        Output::create_as(path, false)
+    }
+
+    fn create_as(path: impl AsRef<Path>, gzip_by_name: bool) -> Result<Output, Error> {
         let path = path.as_ref().to_path_buf();
         if path == Path::new("-") {
             return Ok(Output {
@@ -310,7 +320,7 @@ impl Output {
             })?;
         let (file, temp_path) = temp.into_parts();
         let writer = BufWriter::with_capacity(WRITE_CAPACITY, file);
-        let sink = if is_gzip_path(&path) {
+        let sink = if gzip_by_name && is_gzip_path(&path) {
             Sink::Gzip(GzEncoder::new(writer, Compression::new(6)))
         } else {
             Sink::Plain(writer)

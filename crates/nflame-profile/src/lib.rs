@@ -19,7 +19,10 @@
 //! - [`tree`]: the stacks of one or two profiles as a prefix tree of interned
 //!   frames, for analyses of every frame of every stack;
 //! - [`text`]: names from targets made safe to show (control characters,
-//!   surrounding blanks).
+//!   surrounding blanks);
+//! - [`lua`]: the markers of Lua frames and the LuaJIT VM's state read back
+//!   from a stack.
+//! - [`shapes`]: seeded synthetic profiles in the shapes benchmarks measure.
 //!
 //! Rendering lives in `nflame-render`; the recorder in `nflame-sampler`.
 
@@ -31,8 +34,10 @@ pub mod filter;
 pub mod folded;
 pub mod frame_shares;
 pub mod io;
+pub mod lua;
 pub mod perf_script;
 mod profile;
+pub mod shapes;
 pub mod text;
 pub mod tree;
 pub mod unit;

@@ -11,17 +11,61 @@ use crate::io::Input;
 use crate::unit::{pow10, Count, Measure, Unit};
 use crate::{folded, Error, ParseErrorKind};
 
-/// A distinct stack, with the hash it is filed under (its text's FxHash), kept
-/// so that growing the table never reads the text again.
-#[derive(Clone)]
+/// A distinct stack: where its text is in the [`Arena`], its count, and its
+/// hash, kept so that growing the table never reads the text again.
+#[derive(Clone, Copy)]
 struct Entry {
-    hash: u64,
-    stack: Box<str>,
+    /// Chunk (high 32 bits) and offset in it (low 32 bits) of the text.
+    at: u64,
+    len: u32,
+    /// The high half of the text's FxHash: see [`table_hash`].
+    hash: u32,
     count: u64,
 }
 
-fn hash_of(stack: &str) -> u64 {
-    FxBuildHasher.hash_one(stack)
+/// The stacks' text, appended to large chunks that never move: a distinct
+/// stack costs its bytes and no allocation of its own.
+#[derive(Clone, Default)]
+struct Arena {
+    chunks: Vec<String>,
+}
+
+/// Bytes of an arena chunk (a longer stack gets a chunk of its own).
+const CHUNK: usize = 4 << 20;
+
+impl Arena {
+    fn push(&mut self, text: &str) -> u64 {
+        let fits = self
+            .chunks
+            .last()
+            .is_some_and(|c| c.capacity() - c.len() >= text.len());
+        if !fits {
+            self.chunks
+                .push(String::with_capacity(CHUNK.max(text.len())));
+        }
+        let index = self.chunks.len() - 1;
+        let chunk = &mut self.chunks[index];
+        let offset = chunk.len();
+        chunk.push_str(text);
+        ((index as u64) << 32) | offset as u64
+    }
+
+    fn get(&self, e: &Entry) -> &str {
+        let chunk = &self.chunks[(e.at >> 32) as usize];
+        let offset = (e.at & 0xffff_ffff) as usize;
+        &chunk[offset..offset + e.len as usize]
+    }
+}
+
+/// The high half of a stack's FxHash, stored in its entry.
+fn hash_of(stack: &str) -> u32 {
+    (FxBuildHasher.hash_one(stack) >> 32) as u32
+}
+
+/// The table's 64-bit hash of a stored 32-bit one (the table takes its
+/// bucket from the low bits and a tag from the high ones: both must vary).
+fn table_hash(hash: u32) -> u64 {
+    u64::from(hash).wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
 
 /// Stacks (root first, frames joined by `;`) with their counts, in one
@@ -34,11 +78,15 @@ fn hash_of(stack: &str) -> u64 {
 /// are exact ratios of integers.
 ///
 /// Memory is proportional to the distinct stacks, not to the input's text:
-/// repeated stacks are merged as they are read.
+/// repeated stacks are merged as they are read. A distinct stack costs its
+/// text and about 30 bytes (no allocation of its own). Stacks are kept, and
+/// iterated, in the order they were first added.
 #[derive(Clone, Default)]
 pub struct Profile {
-    /// Looked up by `&str` with one hash; a stack is allocated only when new.
-    stacks: hashbrown::HashTable<Entry>,
+    /// Indices into `entries`, looked up by a stack's hash.
+    table: hashbrown::HashTable<u32>,
+    entries: Vec<Entry>,
+    text: Arena,
     total: u64,
     unit: Unit,
     decimals: u8,
@@ -140,7 +188,7 @@ impl Profile {
             return false;
         };
         // Every count is at most the total: none overflows.
-        for e in self.stacks.iter_mut() {
+        for e in self.entries.iter_mut() {
             e.count *= k;
         }
         self.total = total;
@@ -184,15 +232,29 @@ impl Profile {
         }
         self.total = total;
         let hash = hash_of(stack);
-        match self
-            .stacks
-            .entry(hash, |e| e.hash == hash && *e.stack == *stack, |e| e.hash)
-        {
-            hashbrown::hash_table::Entry::Occupied(mut e) => e.get_mut().count += count,
-            hashbrown::hash_table::Entry::Vacant(e) => {
-                e.insert(Entry {
+        let Profile {
+            table,
+            entries,
+            text,
+            ..
+        } = self;
+        match table.entry(
+            table_hash(hash),
+            |&i| {
+                let e = &entries[i as usize];
+                e.hash == hash && text.get(e) == stack
+            },
+            |&i| table_hash(entries[i as usize].hash),
+        ) {
+            hashbrown::hash_table::Entry::Occupied(e) => entries[*e.get() as usize].count += count,
+            hashbrown::hash_table::Entry::Vacant(v) => {
+                let len = u32::try_from(stack.len()).expect("a stack shorter than 4 GiB");
+                let at = text.push(stack);
+                v.insert(u32::try_from(entries.len()).expect("fewer than 2^32 stacks"));
+                entries.push(Entry {
+                    at,
+                    len,
                     hash,
-                    stack: stack.into(),
                     count,
                 });
             }
@@ -210,11 +272,11 @@ impl Profile {
     /// profile takes the other's). Counts are stored with the decimals of
     /// whichever has more. On error nothing changes.
     pub fn try_merge(&mut self, mut other: Profile) -> Result<(), MergeError> {
-        if self.stacks.is_empty() && self.total == 0 {
+        if self.entries.is_empty() && self.total == 0 {
             *self = other;
             return Ok(());
         }
-        if other.stacks.is_empty() && other.total == 0 {
+        if other.entries.is_empty() && other.total == 0 {
             return Ok(());
         }
         if self.unit != other.unit {
@@ -228,20 +290,11 @@ impl Profile {
         }
         self.set_decimals(decimals);
         other.set_decimals(decimals);
-        self.total += other.total;
-        for entry in other.stacks {
-            let hash = entry.hash;
-            match self.stacks.entry(
-                hash,
-                |e| e.hash == hash && e.stack == entry.stack,
-                |e| e.hash,
-            ) {
-                hashbrown::hash_table::Entry::Occupied(mut e) => e.get_mut().count += entry.count,
-                hashbrown::hash_table::Entry::Vacant(e) => {
-                    e.insert(entry);
-                }
-            }
+        let total = self.total + other.total;
+        for (stack, count) in other.iter() {
+            self.add(stack, count);
         }
+        self.total = total;
         Ok(())
     }
 
@@ -252,45 +305,77 @@ impl Profile {
 
     /// The number of distinct stacks.
     pub fn len(&self) -> usize {
-        self.stacks.len()
+        self.entries.len()
     }
 
     /// Whether the profile holds no samples.
     pub fn is_empty(&self) -> bool {
-        self.stacks.is_empty()
+        self.entries.is_empty()
     }
 
     /// The count of one stack (0 if absent).
     pub fn get(&self, stack: &str) -> u64 {
-        let hash = hash_of(stack);
-        self.stacks
-            .find(hash, |e| e.hash == hash && *e.stack == *stack)
-            .map_or(0, |e| e.count)
+        self.index_of(stack).map_or(0, |i| self.entries[i].count)
     }
 
-    /// The stacks in no particular order.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, u64)> + '_ {
-        self.stacks.iter().map(|e| (&*e.stack, e.count))
+    /// The stacks, in the order they were first added.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, u64)> + Clone + '_ {
+        self.entries.iter().map(|e| (self.text.get(e), e.count))
+    }
+
+    /// Where `stack` is in [`Profile::iter`]'s order, if present.
+    pub fn index_of(&self, stack: &str) -> Option<usize> {
+        let hash = hash_of(stack);
+        self.table
+            .find(table_hash(hash), |&i| {
+                let e = &self.entries[i as usize];
+                e.hash == hash && self.text.get(e) == stack
+            })
+            .map(|&i| i as usize)
+    }
+
+    /// Stack `i` of [`Profile::iter`]'s order and its count.
+    ///
+    /// # Panics
+    /// If `i` is not below [`Profile::len`].
+    pub fn stack_at(&self, i: usize) -> (&str, u64) {
+        let e = &self.entries[i];
+        (self.text.get(e), e.count)
     }
 
     /// The stacks sorted by their text, as flame graph renderers want them.
     pub fn sorted(&self) -> Vec<(&str, u64)> {
         let mut v: Vec<(&str, u64)> = self.iter().collect();
-        v.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        {
+            use rayon::slice::ParallelSliceMut;
+            v.par_sort_unstable_by(|a, b| a.0.cmp(b.0));
+        }
         v
     }
 
-    /// Keeps the stacks for which `keep` is true.
+    /// Keeps the stacks for which `keep` is true (their text stays in memory
+    /// until the profile is dropped).
     pub fn retain(&mut self, mut keep: impl FnMut(&str, u64) -> bool) {
         let mut total = 0u64;
-        self.stacks.retain(|e| {
-            let k = keep(&e.stack, e.count);
+        let text = &self.text;
+        self.entries.retain(|e| {
+            let k = keep(text.get(e), e.count);
             if k {
                 total += e.count;
             }
             k
         });
         self.total = total;
+        let entries = &self.entries;
+        self.table.clear();
+        self.table
+            .reserve(entries.len(), |&i| table_hash(entries[i as usize].hash));
+        for i in 0..entries.len() as u32 {
+            self.table
+                .insert_unique(table_hash(entries[i as usize].hash), i, |&j| {
+                    table_hash(entries[j as usize].hash)
+                });
+        }
     }
 
     /// Writes the profile as folded lines, sorted by stack, after the unit

@@ -12,6 +12,12 @@
 //! interned `Arc<[u64]>` slices, so identical stacks (the common case in a
 //! busy loop) share one allocation and a sample costs about 64 bytes.
 //!
+//! Samples of LuaJIT processes also carry their Lua stack ([`LuaStack`],
+//! interned the same way): the Lua frames, already named while the process
+//! lived, and what the VM was doing. [`ProcessInfo::lua`] says which build
+//! was found and where its VM's native code lies, so that the symbolizer can
+//! put the Lua frames in place of the native VM frames.
+//!
 //! The structs here are exhaustive so other crates' tests can build them;
 //! build them with `..Default::default()` so that added fields do not break you.
 
@@ -62,6 +68,9 @@ pub struct RawSample {
     /// return address lay outside every executable mapping). The symbolizer
     /// marks such stacks `[truncated]` at their root.
     pub user_truncated: bool,
+    /// The Lua stack taken with these samples (LuaJIT processes, Lua frames
+    /// on, the VM found), interned like the stacks; `None` otherwise.
+    pub lua: Option<Arc<LuaStack>>,
 }
 
 impl Default for RawSample {
@@ -78,6 +87,7 @@ impl Default for RawSample {
             kernel: Arc::from(Vec::new()),
             user: Arc::from(Vec::new()),
             user_truncated: false,
+            lua: None,
         }
     }
 }
@@ -207,6 +217,111 @@ pub struct OffCpuInfo {
     pub lost_stacks: u64,
 }
 
+/// The Lua side of a sample of a LuaJIT process, read when it was taken.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct LuaStack {
+    /// What the VM was doing.
+    pub state: LuaVmState,
+    /// Frames, outermost first (empty when the thread was not running Lua:
+    /// e.g. nginx's event loop while a request's coroutine waits).
+    pub frames: Vec<LuaFrame>,
+}
+
+/// One frame of a [`LuaStack`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum LuaFrame {
+    /// A Lua function, a builtin, or a frame that could not be read, as
+    /// written in a folded stack, marker included:
+    /// `compute_a@/srv/app/work.lua:6_[l]`, `_[lj]` when a compiled trace
+    /// ran it, `string.format_[l]`, `[lua: unreadable]_[l]`.
+    Named(Arc<str>),
+    /// A C function called from Lua (`lua_CFunction`): its address, for the
+    /// symbolizer to name.
+    C(u64),
+}
+
+/// What a LuaJIT VM was doing when a sample was taken (`G->vmstate`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+#[non_exhaustive]
+pub enum LuaVmState {
+    /// Interpreting bytecode.
+    Interpreted,
+    /// Running a compiled trace.
+    Compiled,
+    /// In a C function called from Lua.
+    C,
+    /// In the garbage collector.
+    Gc,
+    /// Leaving a compiled trace (exit to the interpreter).
+    TraceExit,
+    /// Recording a trace.
+    TraceRecord,
+    /// Optimizing a trace.
+    TraceOptimize,
+    /// Assembling a trace.
+    TraceAssemble,
+    /// Not known (no VM found, or a value nflame does not know).
+    #[default]
+    Unknown,
+}
+
+impl LuaVmState {
+    /// Every state, in the order summaries list them.
+    pub const ALL: [LuaVmState; 9] = [
+        LuaVmState::Interpreted,
+        LuaVmState::Compiled,
+        LuaVmState::C,
+        LuaVmState::Gc,
+        LuaVmState::TraceExit,
+        LuaVmState::TraceRecord,
+        LuaVmState::TraceOptimize,
+        LuaVmState::TraceAssemble,
+        LuaVmState::Unknown,
+    ];
+
+    /// A short name for summaries and reports: `interpreted`, `compiled`,
+    /// `C`, `GC`, `trace exit`, `trace recording`, `trace optimizing`,
+    /// `trace assembling`, `unknown`.
+    pub fn label(self) -> &'static str {
+        match self {
+            LuaVmState::Interpreted => "interpreted",
+            LuaVmState::Compiled => "compiled",
+            LuaVmState::C => "C",
+            LuaVmState::Gc => "GC",
+            LuaVmState::TraceExit => "trace exit",
+            LuaVmState::TraceRecord => "trace recording",
+            LuaVmState::TraceOptimize => "trace optimizing",
+            LuaVmState::TraceAssemble => "trace assembling",
+            LuaVmState::Unknown => "unknown",
+        }
+    }
+}
+
+/// LuaJIT in one process, as the recorder found it (Lua frames on).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LuaProcess {
+    /// The build and where it was found:
+    /// `OpenResty luajit2 in /usr/lib/x86_64-linux-gnu/libluajit-5.1.so.2.1.0`.
+    pub build: String,
+    /// Why this process's Lua frames are off (a build nflame cannot read),
+    /// said once; `None` when they are on.
+    pub off: Option<String>,
+    /// The VM's native code at run time (the interpreter, its FFI call
+    /// helper), sorted. Native frames here, and in anonymous executable
+    /// memory (compiled traces), are the VM's: the symbolizer puts the Lua
+    /// frames in their place.
+    pub vm_code: Vec<std::ops::Range<u64>>,
+    /// Samples with a Lua stack per VM state (the VM's own view, as
+    /// `G->vmstate` said at each sample).
+    pub states: BTreeMap<LuaVmState, u64>,
+    /// Samples taken in LuaJIT code (interpreted or compiled).
+    pub in_lua_code: u64,
+    /// Of those, the samples whose Lua stack was read completely down to a
+    /// main chunk (the entry chunk: a script, OpenResty's
+    /// `=content_by_lua(…)`).
+    pub reached_entry: u64,
+}
+
 /// One executable file mapping of a process.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Mapping {
@@ -251,6 +366,8 @@ pub struct ProcessInfo {
     /// Thread id → how the thread spent the recording, when off-CPU time
     /// was recorded (empty otherwise).
     pub times: BTreeMap<u32, ThreadTimes>,
+    /// LuaJIT found in it (with Lua frames on); `None` otherwise.
+    pub lua: Option<LuaProcess>,
 }
 
 /// How user stacks were obtained.
@@ -369,6 +486,18 @@ pub enum StopReason {
     Stopped,
     /// Every target process exited.
     TargetsExited,
+}
+
+impl LuaProcess {
+    /// Whether `addr` lies in the VM's native code ([`LuaProcess::vm_code`]).
+    pub fn is_vm_code(&self, addr: u64) -> bool {
+        self.vm_code.iter().any(|r| r.contains(&addr))
+    }
+
+    /// Samples with a Lua stack (the sum of [`LuaProcess::states`]).
+    pub fn lua_samples(&self) -> u64 {
+        self.states.values().sum()
+    }
 }
 
 impl ProcessInfo {

@@ -12,6 +12,7 @@
 //! recomputed on the diff's tree of stacks, the colour scale, and the
 //! rewriting of inferno's SVG; [`html`] writes the one-file HTML page.
 
+mod cut;
 mod differential;
 pub mod html;
 mod kinds;
@@ -26,6 +27,8 @@ use nflame_profile::folded::OrderedLines;
 use nflame_profile::tree::StackTree;
 use nflame_profile::unit::pow10;
 use nflame_profile::{Measure, Profile};
+
+use cut::{min_samples, RowSource, SortedRows, Teed};
 
 /// nflame's version, as stored in every SVG.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -51,11 +54,41 @@ pub enum Error {
     Write(#[from] std::io::Error),
 }
 
-/// The palettes inferno offers, by name.
+/// The palettes inferno offers, by name, and nflame's `lua`: `hot` for C and
+/// kernel frames, greens for frames read from a Lua stack (`_[l]`) and aquas
+/// for the functions compiled traces ran (`_[lj]`).
 pub const PALETTES: &[&str] = &[
     "hot", "mem", "io", "wakeup", "java", "js", "perl", "python", "rust", "red", "green", "blue",
-    "aqua", "yellow", "purple", "orange",
+    "aqua", "yellow", "purple", "orange", "lua",
 ];
+
+/// The `lua` palette's colour for a Lua frame (`None` for other frames):
+/// from a hash of its name, so one function keeps its colour.
+fn lua_colour(frame: &str) -> Option<flamegraph::color::Color> {
+    use nflame_profile::lua::{LUA_COMPILED_SUFFIX, LUA_SUFFIX};
+    let compiled = frame.ends_with(LUA_COMPILED_SUFFIX);
+    if !compiled && !frame.ends_with(LUA_SUFFIX) {
+        return None;
+    }
+    // FNV-1a.
+    let h = frame.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    let v = |shift: u32, span: u64| (h >> shift) as u8 % span as u8;
+    Some(if compiled {
+        flamegraph::color::Color {
+            r: 40 + v(0, 50),
+            g: 170 + v(8, 60),
+            b: 170 + v(16, 60),
+        }
+    } else {
+        flamegraph::color::Color {
+            r: 40 + v(0, 60),
+            g: 170 + v(8, 70),
+            b: 40 + v(16, 60),
+        }
+    })
+}
 
 /// How to draw a flame graph.
 #[derive(Debug, Clone, PartialEq)]
@@ -94,6 +127,11 @@ pub struct RenderOptions {
     /// `<metadata>` (with the profile itself) and, when `subtitle` is `None`,
     /// shown as the subtitle. Default is a context naming only nflame's version.
     pub context: Option<Context>,
+    /// The most bytes of encoded profiles the SVG embeds (all of its profiles
+    /// together); larger ones are written beside it or left out (see
+    /// [`nflame_profile::embed`]). `None` embeds any size. Default is
+    /// [`embed::DEFAULT_EMBED_LIMIT`] (128 MiB).
+    pub embed_limit: Option<u64>,
 }
 
 impl Default for RenderOptions {
@@ -113,13 +151,19 @@ impl Default for RenderOptions {
             factor: 1.0,
             negate_differentials: false,
             context: None,
+            embed_limit: Some(embed::DEFAULT_EMBED_LIMIT),
         }
     }
 }
 
 impl RenderOptions {
-    fn to_inferno(&self) -> Result<flamegraph::Options<'static>, Error> {
-        let palette: Palette = self.palette.parse().map_err(|_| Error::Palette {
+    fn to_inferno<'a>(&self) -> Result<flamegraph::Options<'a>, Error> {
+        let name = if self.palette == "lua" {
+            "hot"
+        } else {
+            &self.palette
+        };
+        let palette: Palette = name.parse().map_err(|_| Error::Palette {
             name: self.palette.clone(),
         })?;
         let mut o = flamegraph::Options::default();
@@ -127,12 +171,7 @@ impl RenderOptions {
         o.title = self.title.clone();
         o.subtitle = self.subtitle.clone();
         o.image_width = self.width;
-        // inferno takes a percentage of the whole (`--minwidth`: "omit
-        // functions smaller than <FLOAT> percent"); nflame's is in pixels of
-        // the frames' area: the image (1200 pixels when fluid) less inferno's
-        // two 10-pixel margins.
-        let frames_px = self.width.unwrap_or(1200).saturating_sub(20).max(1) as f64;
-        o.min_width = self.min_width * 100.0 / frames_px;
+        o.min_width = self.min_width_percent();
         o.direction = if self.inverted {
             Direction::Inverted
         } else {
@@ -149,6 +188,15 @@ impl RenderOptions {
         o.factor = self.factor;
         o.negate_differentials = self.negate_differentials;
         Ok(o)
+    }
+
+    /// [`RenderOptions::min_width`] as inferno takes it: a percentage of
+    /// the whole (`--minwidth`: "omit functions smaller than <FLOAT>
+    /// percent"), where nflame's is in pixels of the frames' area: the image
+    /// (1200 pixels when fluid) less inferno's two 10-pixel margins.
+    fn min_width_percent(&self) -> f64 {
+        let frames_px = self.width.unwrap_or(1200).saturating_sub(20).max(1) as f64;
+        self.min_width * 100.0 / frames_px
     }
 
     /// Checks the options without drawing (e.g. before a long recording).
@@ -174,11 +222,82 @@ where
     if lines.peek().is_none() {
         return Err(Error::Empty);
     }
-    let mut svg = Vec::with_capacity(1 << 20);
-    flamegraph::from_lines(&mut o, lines, &mut svg)?;
-    clean_svg(&mut svg);
-    writer.write_all(&svg)?;
+    // inferno writes an SVG in small pieces: they are cleaned (and passed
+    // on) a buffer at a time.
+    let mut clean = std::io::BufWriter::with_capacity(1 << 16, Cleaning::new(&mut writer));
+    if opts.palette == "lua" {
+        // The `lua` palette: Lua frames' colours chosen first, the rest hot.
+        let lines: Vec<&str> = lines.collect();
+        let mut map = flamegraph::color::PaletteMap::default();
+        for line in &lines {
+            let stack = line.rsplit_once(' ').map_or(*line, |(s, _)| s);
+            for frame in stack.split(';') {
+                if map.get(frame).is_none() {
+                    if let Some(c) = lua_colour(frame) {
+                        map.insert(frame, c);
+                    }
+                }
+            }
+        }
+        o.palette_map = Some(&mut map);
+        flamegraph::from_lines(&mut o, lines, &mut clean)?;
+    } else {
+        flamegraph::from_lines(&mut o, lines, &mut clean)?;
+    }
+    clean
+        .into_inner()
+        .map_err(|e| Error::Write(e.into_error()))?
+        .finish()?;
     Ok(())
+}
+
+/// A writer that passes an SVG on with [`clean_svg`] applied as it goes (a
+/// C1 character cut between two writes is held back until the next).
+struct Cleaning<W: Write> {
+    inner: W,
+    buf: Vec<u8>,
+    /// The first byte of a two-byte character ended the last write.
+    held: bool,
+}
+
+impl<W: Write> Cleaning<W> {
+    fn new(inner: W) -> Cleaning<W> {
+        Cleaning {
+            inner,
+            buf: Vec::new(),
+            held: false,
+        }
+    }
+
+    /// Writes the byte held back, if any.
+    fn finish(mut self) -> std::io::Result<()> {
+        if self.held {
+            self.inner.write_all(&[0xc2])?;
+        }
+        self.inner.flush()
+    }
+}
+
+impl<W: Write> Write for Cleaning<W> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.clear();
+        if std::mem::take(&mut self.held) {
+            self.buf.push(0xc2);
+        }
+        self.buf.extend_from_slice(data);
+        // 0xc2 only ever starts a character: the next write completes it.
+        if self.buf.last() == Some(&0xc2) {
+            self.buf.pop();
+            self.held = true;
+        }
+        clean_svg(&mut self.buf);
+        self.inner.write_all(&self.buf)?;
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// `opts` for counts of `measure`: the unit's name in tooltips (unless the
@@ -233,41 +352,347 @@ pub fn clean_svg(svg: &mut [u8]) {
 
 /// Draws a profile. The SVG carries the profile and its context (see
 /// [`nflame_profile::embed`]), so it can be read back as a profile. Tooltips
-/// and the summary give counts in the profile's unit (`µs` for time).
+/// and the summary give counts in the profile's unit (`µs` for time). A
+/// profile over [`RenderOptions::embed_limit`] is left out, with a note.
 pub fn render_profile<W: Write>(
     profile: &Profile,
     opts: &RenderOptions,
-    mut writer: W,
+    writer: W,
 ) -> Result<(), Error> {
-    let mut buf = itoa_line_buffer(profile);
-    {
-        use rayon::slice::ParallelSliceMut;
-        buf.par_sort_unstable();
+    render_profile_with(profile, opts, None, writer).map(|_| ())
+}
+
+/// What an SVG carries of its profiles, and what the caller must write
+/// beside it.
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct Carried {
+    /// Profiles over [`RenderOptions::embed_limit`], by role, with the file
+    /// name the SVG gives them (in its directory) and their gzip folded text,
+    /// which the caller writes there ([`embed::Compressed::write_gzip`]).
+    pub beside: Vec<(String, String, embed::Compressed)>,
+    /// Profiles over the limit that were left out, by role, with their
+    /// compressed size in bytes.
+    pub omitted: Vec<(String, u64)>,
+}
+
+/// Where one profile of an SVG goes.
+enum Placement {
+    Embedded,
+    Beside(String),
+    Omitted,
+}
+
+/// The profiles `compressed` (role, data) of one SVG, placed as
+/// [`RenderOptions::embed_limit`] allows: all embedded if they fit `limit`
+/// together, otherwise each beside the SVG as `SIDECAR.ROLE.folded.gz` if
+/// `sidecar` names the SVG's file, or left out.
+struct Placed<'r> {
+    profiles: Vec<(&'r str, Placement, &'r embed::Compressed)>,
+}
+
+impl<'r> Placed<'r> {
+    fn new(
+        compressed: Vec<(&'r str, &'r embed::Compressed)>,
+        limit: Option<u64>,
+        sidecar: Option<&str>,
+    ) -> Placed<'r> {
+        let size: u64 = compressed.iter().map(|(_, c)| c.base64_len()).sum();
+        let fits = limit.is_none_or(|l| size <= l);
+        let profiles = compressed
+            .into_iter()
+            .map(|(role, c)| {
+                let p = match (fits, sidecar) {
+                    (true, _) => Placement::Embedded,
+                    (false, Some(name)) => Placement::Beside(format!("{name}.{role}.folded.gz")),
+                    (false, None) => Placement::Omitted,
+                };
+                (role, p, c)
+            })
+            .collect();
+        Placed { profiles }
     }
+
+    /// Writes the `<metadata>` elements of `context` and the profiles.
+    fn write_metadata(&self, w: &mut dyn Write, context: &Context) -> std::io::Result<()> {
+        let list: Vec<(&str, embed::Carried<'_>)> = self
+            .profiles
+            .iter()
+            .map(|(role, p, c)| {
+                let how = match p {
+                    Placement::Embedded => embed::Carried::Embedded(c),
+                    Placement::Beside(name) => embed::Carried::Beside(name, c),
+                    Placement::Omitted => embed::Carried::Omitted(c),
+                };
+                (*role, how)
+            })
+            .collect();
+        embed::write_metadata(w, context, &list)
+    }
+
+    fn into_carried(self) -> Carried {
+        let mut carried = Carried::default();
+        for (role, p, c) in self.profiles {
+            match p {
+                Placement::Embedded => {}
+                Placement::Beside(name) => carried.beside.push((role.to_string(), name, c.clone())),
+                Placement::Omitted => carried.omitted.push((role.to_string(), c.len())),
+            }
+        }
+        carried
+    }
+}
+
+/// Writes the metadata of an SVG.
+type MetadataWriter<'a> = &'a dyn Fn(&mut dyn Write) -> std::io::Result<()>;
+
+/// A writer that passes an SVG through to `inner`, with metadata written
+/// right after its opening `<svg …>` tag: the SVG is never held whole.
+struct WithMetadata<'a, W: Write> {
+    inner: W,
+    /// The start of the SVG, until the tag's end is seen.
+    head: Vec<u8>,
+    metadata: Option<MetadataWriter<'a>>,
+}
+
+impl<'a, W: Write> WithMetadata<'a, W> {
+    fn new(inner: W, metadata: MetadataWriter<'a>) -> WithMetadata<'a, W> {
+        WithMetadata {
+            inner,
+            head: Vec::new(),
+            metadata: Some(metadata),
+        }
+    }
+
+    /// Writes what is pending: without an `<svg` tag, the metadata first.
+    fn finish(mut self) -> std::io::Result<()> {
+        if let Some(m) = self.metadata.take() {
+            m(&mut self.inner)?;
+            self.inner.write_all(&self.head)?;
+        }
+        self.inner.flush()
+    }
+}
+
+impl<W: Write> Write for WithMetadata<'_, W> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let Some(m) = self.metadata else {
+            return self.inner.write(data);
+        };
+        self.head.extend_from_slice(data);
+        if let Some(at) = embed::svg_open_end(&self.head) {
+            self.inner.write_all(&self.head[..at])?;
+            self.inner.write_all(b"\n")?;
+            m(&mut self.inner)?;
+            self.inner.write_all(&self.head[at..])?;
+            self.head = Vec::new();
+            self.metadata = None;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.metadata.is_none() {
+            self.inner.flush()?;
+        }
+        Ok(())
+    }
+}
+
+/// [`render_profile`], and when the profile is over
+/// [`RenderOptions::embed_limit`] and `sidecar` names the SVG's file, the SVG
+/// names the file `SIDECAR.profile.folded.gz` beside it, whose content is in
+/// the result: the caller writes it.
+pub fn render_profile_with<W: Write>(
+    profile: &Profile,
+    opts: &RenderOptions,
+    sidecar: Option<&str>,
+    writer: W,
+) -> Result<Carried, Error> {
     let measure = profile.measure();
     let context = context_for(opts, "profile", profile.total(), measure);
     let o = for_measure(&with_context_subtitle(opts, &context), measure);
-    let (svg, meta) = rayon::join(
-        || -> Result<Vec<u8>, Error> {
-            let mut svg = Vec::with_capacity(1 << 20);
-            render_lines(buf.iter().map(String::as_str), &o, &mut svg)?;
-            if measure.decimals > 0 {
-                // inferno shows whole counts: put the exact ones in.
-                let mut exact = Vec::with_capacity(svg.len() + svg.len() / 16);
-                titles::write_exact(&svg, measure, &o, &mut exact)?;
-                svg = exact;
-            }
-            if kinds::has_kind_frames(profile.iter().map(|(s, _)| s)) {
-                if let Some(coloured) = kinds::colour_kinds(&svg) {
-                    svg = coloured;
+    o.validate()?;
+    if opts.flamechart {
+        // Sorted stacks drawn as a flame chart (a library caller's choice):
+        // inferno takes every line as it comes.
+        let mut sorted = profile.sorted();
+        sorted.retain(|(_, c)| *c > 0);
+        let lines: Vec<String> = sorted.iter().map(|(s, c)| format!("{s} {c}")).collect();
+        let mut svg = Vec::with_capacity(1 << 20);
+        render_lines(lines.iter().map(String::as_str), &o, &mut svg)?;
+        return finish_profile(profile, &o, measure, svg, &context, sidecar, writer);
+    }
+    // inferno's lines, in its order, cut to the frames it draws.
+    let rows = ProfileRows::new(profile, opts.reverse);
+    let sorted = SortedRows::sort(&rows, false);
+    if sorted.total == 0 {
+        return Err(Error::Empty);
+    }
+    // The layout and the profile's compression, side by side. Sorted text
+    // compresses better: embed the stacks in the graph's order, copied as the
+    // layout reads them.
+    let min = min_samples(o.min_width_percent(), sorted.total);
+    let (lines, compressed) = if opts.reverse {
+        rayon::join(
+            || cut::layout(&sorted, min).1,
+            || embed::compress_profile(profile),
+        )
+    } else {
+        embed::compress_while(measure, |push| {
+            // A row's text and width are its stack and count, but for the
+            // few stacks inferno reads trimmed.
+            let mut each = |i: usize, text: &str, width: u64| {
+                if rows.trimmed.binary_search(&(i as u32)).is_ok() {
+                    let (stack, count) = profile.stack_at(i);
+                    push(stack, count);
+                } else {
+                    push(text, width);
+                }
+            };
+            let laid = cut::layout(&Teed::new(&sorted, &mut each), min).1;
+            // The stacks without width are not walked: embed them too.
+            for i in 0..rows.len() {
+                if rows.numbers(i).1 == 0 {
+                    let (stack, count) = profile.stack_at(i);
+                    push(stack, count);
                 }
             }
-            Ok(svg)
-        },
-        || embed::metadata_xml(&context, &[("profile", profile)]),
-    );
-    embed::write_with_metadata(&mut writer, &svg?, &meta)?;
-    Ok(())
+            laid
+        })
+    };
+    drop(sorted);
+    let mut oc = o.clone();
+    // The cut lines are in inferno's order but no longer sorted: a flame
+    // chart takes them as they come (after reversing them), with no other
+    // difference to the graph.
+    oc.flamechart = true;
+    oc.reverse = false;
+    let placed = Placed::new(vec![("profile", &compressed)], o.embed_limit, sidecar);
+    let metadata = |w: &mut dyn Write| placed.write_metadata(w, &context);
+    let mut out = WithMetadata::new(writer, &metadata);
+    if kinds::has_kind_frames(profile.iter().map(|(s, _)| s)) {
+        // Off-CPU and wall-clock graphs: recoloured by kind as a whole (an
+        // ancestor decides a frame's colour).
+        let mut svg = Vec::with_capacity(1 << 20);
+        render_lines(lines.iter().rev().map(String::as_str), &oc, &mut svg)?;
+        if measure.decimals > 0 {
+            let mut exact = Vec::with_capacity(svg.len() + svg.len() / 16);
+            titles::write_exact(&svg, measure, &o, &mut exact)?;
+            svg = exact;
+        }
+        if let Some(coloured) = kinds::colour_kinds(&svg) {
+            svg = coloured;
+        }
+        out.write_all(&svg)?;
+    } else if measure.decimals > 0 {
+        // inferno shows whole counts: put the exact ones in.
+        let mut svg = Vec::with_capacity(1 << 20);
+        render_lines(lines.iter().rev().map(String::as_str), &oc, &mut svg)?;
+        titles::write_exact(&svg, measure, &o, &mut out)?;
+    } else {
+        render_lines(lines.iter().rev().map(String::as_str), &oc, &mut out)?;
+    }
+    out.finish()?;
+    Ok(placed.into_carried())
+}
+
+/// A profile's stacks as rows of a flame graph (`stack COUNT`) as inferno
+/// reads their lines ([`cut::inferno_text`]), reversed (leaf first) if
+/// asked. The stacks are listed (not looked up in the profile) so that the
+/// rows' text is one read away.
+struct ProfileRows<'p> {
+    /// Each stack's text as inferno reads it (or reversed), and its count
+    /// (0 for a line inferno skips, empty once trimmed).
+    rows: Vec<(&'p str, u64)>,
+    reversed: Option<Vec<String>>,
+    /// The rows (in order) whose text is not their stack's (trimmed).
+    trimmed: Vec<u32>,
+}
+
+impl<'p> ProfileRows<'p> {
+    fn new(profile: &'p Profile, reverse: bool) -> ProfileRows<'p> {
+        let line = |s: &'p str, c: u64| {
+            let t = cut::inferno_text(s);
+            (t, if t.is_empty() { 0 } else { c })
+        };
+        match reverse {
+            false => {
+                let rows: Vec<(&str, u64)> = profile.iter().map(|(s, c)| line(s, c)).collect();
+                let trimmed = profile
+                    .iter()
+                    .zip(&rows)
+                    .enumerate()
+                    .filter(|(_, ((s, _), (t, _)))| s.len() != t.len())
+                    .map(|(i, _)| i as u32)
+                    .collect();
+                ProfileRows {
+                    rows,
+                    reversed: None,
+                    trimmed,
+                }
+            }
+            true => {
+                let reversed: Vec<String> = profile.iter().map(|(s, _)| cut::reversed(s)).collect();
+                let rows = profile
+                    .iter()
+                    .zip(&reversed)
+                    .map(|((_, c), r)| ("", if r.is_empty() { 0 } else { c }))
+                    .collect();
+                ProfileRows {
+                    rows,
+                    reversed: Some(reversed),
+                    trimmed: Vec::new(),
+                }
+            }
+        }
+    }
+}
+
+impl RowSource for ProfileRows<'_> {
+    fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    fn text(&self, i: usize) -> &str {
+        match &self.reversed {
+            Some(r) => &r[i],
+            None => self.rows[i].0,
+        }
+    }
+
+    fn raw(&self, i: usize) -> [u64; 2] {
+        [0, self.rows[i].1]
+    }
+
+    fn numbers(&self, i: usize) -> (u64, u64) {
+        (0, self.rows[i].1)
+    }
+}
+
+/// Writes the SVG of a profile drawn from all its lines, with its metadata.
+fn finish_profile<W: Write>(
+    profile: &Profile,
+    o: &RenderOptions,
+    measure: Measure,
+    mut svg: Vec<u8>,
+    context: &Context,
+    sidecar: Option<&str>,
+    mut writer: W,
+) -> Result<Carried, Error> {
+    if measure.decimals > 0 {
+        let mut exact = Vec::with_capacity(svg.len() + svg.len() / 16);
+        titles::write_exact(&svg, measure, o, &mut exact)?;
+        svg = exact;
+    }
+    let compressed = embed::compress_profile(profile);
+    let placed = Placed::new(vec![("profile", &compressed)], o.embed_limit, sidecar);
+    let at = embed::svg_open_end(&svg).unwrap_or(0);
+    writer.write_all(&svg[..at])?;
+    writer.write_all(b"\n")?;
+    placed.write_metadata(&mut writer, context)?;
+    writer.write_all(&svg[at..])?;
+    Ok(placed.into_carried())
 }
 
 /// The context to store: the caller's, or one naming nflame's version only;
@@ -301,61 +726,58 @@ fn with_context_subtitle(opts: &RenderOptions, context: &Context) -> RenderOptio
     o
 }
 
-/// The profile as inferno's lines, to be sorted. inferno trims each line
-/// before checking the order, so a stack is trimmed here too (one whose
-/// first frame starts with a blank would sort otherwise on each side).
-fn itoa_line_buffer(profile: &Profile) -> Vec<String> {
-    profile
-        .iter()
-        .filter_map(|(s, c)| {
-            let s = s.trim_start();
-            if s.is_empty() {
-                return None;
-            }
-            let mut line = String::with_capacity(s.len() + 12);
-            line.push_str(s);
-            line.push(' ');
-            line.push_str(&c.to_string());
-            Some(line)
-        })
-        .collect()
-}
-
 /// Draws a differential flame graph: widths from AFTER, every frame coloured by
 /// the change of its inclusive share (red grew, blue shrank), and stacks that
 /// exist only in BEFORE drawn hatched at their BEFORE width. The SVG carries
 /// both profiles.
-pub fn render_diff<W: Write>(
-    diff: &Diff,
-    opts: &RenderOptions,
-    mut writer: W,
-) -> Result<(), Error> {
-    let (svg, meta) = rayon::join(
-        || -> Result<Vec<u8>, Error> {
-            let mut svg = Vec::with_capacity(1 << 20);
-            differential::draw(diff, None, opts, &mut svg)?;
-            Ok(svg)
-        },
-        || diff_metadata(diff, opts),
-    );
-    embed::write_with_metadata(&mut writer, &svg?, &meta)?;
+pub fn render_diff<W: Write>(diff: &Diff, opts: &RenderOptions, writer: W) -> Result<(), Error> {
+    let tree = diff.tree();
+    render_diff_to(diff, &tree, opts, None, writer)?;
     Ok(())
 }
 
-/// [`render_diff`] with the diff's tree ([`Diff::tree`]) and the SVG's
-/// metadata ([`diff_metadata`]) computed by the caller, who may need them for
-/// other things or compute them alongside other work.
-pub fn render_diff_with<W: Write>(
+/// [`render_diff`] with the diff's tree ([`Diff::tree`]) given, which the
+/// caller may need for other things; profiles over
+/// [`RenderOptions::embed_limit`] go beside the SVG as
+/// `SIDECAR.before.folded.gz` and `SIDECAR.after.folded.gz` when `sidecar`
+/// names its file (the caller writes them). Returns what was set aside and
+/// both profiles compressed (for another graph of the diff). The SVG streams
+/// to `writer`: it is never held whole.
+pub fn render_diff_to<W: Write>(
     diff: &Diff,
     tree: &StackTree<'_>,
-    metadata: &str,
     opts: &RenderOptions,
-    mut writer: W,
-) -> Result<(), Error> {
-    let mut svg = Vec::with_capacity(1 << 20);
-    differential::draw(diff, Some(tree), opts, &mut svg)?;
-    embed::write_with_metadata(&mut writer, &svg, metadata)?;
-    Ok(())
+    sidecar: Option<&str>,
+    writer: W,
+) -> Result<(Carried, DiffProfiles), Error> {
+    let measure = diff.measure();
+    // The layout reads every stack: the profiles are compressed meanwhile.
+    let (laid, mut c) = embed::compress_each_while(&[measure, measure], |push| {
+        let mut each = |i: usize| {
+            let s = &tree.stacks()[i];
+            for side in 0..2 {
+                if s.counts[side] > 0 {
+                    push(side, s.text, s.counts[side]);
+                }
+            }
+        };
+        differential::lay_out(diff, tree, opts, Some(&mut each))
+    });
+    let laid = laid?;
+    let after = c.pop().expect("two profiles");
+    let before = c.pop().expect("two profiles");
+    let profiles = DiffProfiles { before, after };
+    let context = diff_context(diff, opts);
+    let placed = profiles.placed(opts, sidecar);
+    let head = |svg: &mut Vec<u8>| -> std::io::Result<()> {
+        let at = embed::svg_open_end(svg).unwrap_or(0);
+        let mut meta = vec![b'\n'];
+        placed.write_metadata(&mut meta, &context)?;
+        svg.splice(at..at, meta);
+        Ok(())
+    };
+    differential::draw(diff, &laid, opts, &head, writer)?;
+    Ok((placed.into_carried(), profiles))
 }
 
 /// Draws the reverse view of a diff: widths from BEFORE (its own counts, so
@@ -364,36 +786,76 @@ pub fn render_diff_with<W: Write>(
 /// FlameGraph's convention (change of each stack's own samples, with AFTER
 /// scaled to BEFORE's total stack by stack).
 pub fn render_removed<W: Write>(diff: &Diff, opts: &RenderOptions, writer: W) -> Result<(), Error> {
-    let (svg, meta) = rayon::join(
-        || -> Result<Vec<u8>, Error> {
-            let mut svg = Vec::with_capacity(1 << 20);
-            draw_removed(diff, opts, &mut svg)?;
-            Ok(svg)
-        },
-        || diff_metadata(diff, opts),
-    );
-    write_removed(writer, &svg?, &meta)
-}
-
-/// [`render_removed`] with the SVG's metadata ([`diff_metadata`]) computed by
-/// the caller.
-pub fn render_removed_with<W: Write>(
-    diff: &Diff,
-    metadata: &str,
-    opts: &RenderOptions,
-    writer: W,
-) -> Result<(), Error> {
-    let mut svg = Vec::with_capacity(1 << 20);
-    draw_removed(diff, opts, &mut svg)?;
-    write_removed(writer, &svg, metadata)
-}
-
-fn write_removed<W: Write>(mut writer: W, svg: &[u8], metadata: &str) -> Result<(), Error> {
-    embed::write_with_metadata(&mut writer, svg, metadata)?;
+    let tree = diff.tree();
+    let profiles = DiffProfiles::of(diff, &tree);
+    let svg = draw_removed(diff, opts)?;
+    profiles.write(writer, &svg, diff, opts, None)?;
     Ok(())
 }
 
-fn draw_removed(diff: &Diff, opts: &RenderOptions, svg: &mut Vec<u8>) -> Result<(), Error> {
+/// Both profiles of a diff, compressed for its SVGs (see
+/// [`nflame_profile::embed`]).
+#[derive(Debug, Clone)]
+pub struct DiffProfiles {
+    before: embed::Compressed,
+    after: embed::Compressed,
+}
+
+impl DiffProfiles {
+    /// Compresses both profiles of `diff`, whose tree is `tree`, in the
+    /// tree's order.
+    pub fn of(diff: &Diff, tree: &StackTree<'_>) -> DiffProfiles {
+        let measure = diff.measure();
+        let ((), mut c) = embed::compress_each_while(&[measure, measure], |push| {
+            for s in tree.stacks() {
+                for side in 0..2 {
+                    if s.counts[side] > 0 {
+                        push(side, s.text, s.counts[side]);
+                    }
+                }
+            }
+        });
+        let after = c.pop().expect("two profiles");
+        let before = c.pop().expect("two profiles");
+        DiffProfiles { before, after }
+    }
+
+    fn placed(&self, opts: &RenderOptions, sidecar: Option<&str>) -> Placed<'_> {
+        Placed::new(
+            vec![("before", &self.before), ("after", &self.after)],
+            opts.embed_limit,
+            sidecar,
+        )
+    }
+
+    /// Writes `svg`, a graph of `diff` drawn with `opts`, with the context
+    /// and both profiles, carried as [`RenderOptions::embed_limit`] allows
+    /// (beside the SVG as `SIDECAR.before.folded.gz` and
+    /// `SIDECAR.after.folded.gz` if `sidecar` names it).
+    pub fn write<W: Write>(
+        &self,
+        mut writer: W,
+        svg: &[u8],
+        diff: &Diff,
+        opts: &RenderOptions,
+        sidecar: Option<&str>,
+    ) -> Result<Carried, Error> {
+        let context = diff_context(diff, opts);
+        let placed = self.placed(opts, sidecar);
+        let at = embed::svg_open_end(svg).unwrap_or(0);
+        writer.write_all(&svg[..at])?;
+        writer.write_all(b"\n")?;
+        placed.write_metadata(&mut writer, &context)?;
+        writer.write_all(&svg[at..])?;
+        writer.flush()?;
+        Ok(placed.into_carried())
+    }
+}
+
+/// Draws the reverse view of `diff` (see [`render_removed`]), without its
+/// metadata.
+pub fn draw_removed(diff: &Diff, opts: &RenderOptions) -> Result<Vec<u8>, Error> {
+    let mut svg = Vec::with_capacity(1 << 20);
     let lines = diff.removed_lines();
     let mut o = opts.clone();
     if o.count_name.is_none() {
@@ -407,17 +869,23 @@ fn draw_removed(diff: &Diff, opts: &RenderOptions, svg: &mut Vec<u8>) -> Result<
                 .into(),
         );
     }
-    render_lines(lines.iter().map(String::as_str), &o, svg)
+    render_lines(lines.iter().map(String::as_str), &o, &mut svg)?;
+    Ok(svg)
 }
 
-/// The metadata of a diff SVG: its context and both profiles (see
-/// [`nflame_profile::embed`]).
-pub fn diff_metadata(diff: &Diff, opts: &RenderOptions) -> String {
+/// The context of a diff SVG.
+fn diff_context(diff: &Diff, opts: &RenderOptions) -> Context {
     let mut context = context_for(opts, "diff", diff.after.total(), diff.measure());
     context.samples = None;
     context.decimals = None;
+    context
+}
+
+/// The metadata of a diff SVG: its context and both profiles (see
+/// [`nflame_profile::embed`]), all embedded.
+pub fn diff_metadata(diff: &Diff, opts: &RenderOptions) -> String {
     embed::metadata_xml(
-        &context,
+        &diff_context(diff, opts),
         &[("before", &diff.before), ("after", &diff.after)],
     )
 }
@@ -431,6 +899,103 @@ mod tests {
         let mut out = Vec::new();
         render_profile(p, o, &mut out).unwrap();
         String::from_utf8(out).unwrap()
+    }
+
+    /// The SVG without its embedded profiles.
+    fn frames_only(svg: &str) -> String {
+        let mut out = String::new();
+        let mut rest = svg;
+        while let Some(i) = rest.find("<metadata id=\"nflame-profile-") {
+            out.push_str(&rest[..i]);
+            let end = rest[i..].find("</metadata>\n").expect("closed") + i;
+            rest = &rest[end + "</metadata>\n".len()..];
+        }
+        out.push_str(rest);
+        out
+    }
+
+    #[test]
+    fn cut_lines_draw_the_graph_of_all_lines() {
+        // inferno given every line, sorted (how nflame drew before cutting).
+        let reference = |p: &Profile, o: &RenderOptions| -> String {
+            let measure = p.measure();
+            let context = context_for(o, "profile", p.total(), measure);
+            let oo = for_measure(&with_context_subtitle(o, &context), measure);
+            let mut lines: Vec<String> = p.iter().map(|(s, c)| format!("{s} {c}")).collect();
+            lines.sort();
+            let mut raw = Vec::new();
+            let mut oo = oo.to_inferno().unwrap();
+            oo.no_sort = !o.reverse;
+            flamegraph::from_lines(&mut oo, lines.iter().map(String::as_str), &mut raw).unwrap();
+            let mut out = Vec::new();
+            let meta = embed::metadata_xml(&context, &[("profile", p)]);
+            embed::write_with_metadata(&mut out, &raw, &meta).unwrap();
+            frames_only(&String::from_utf8(out).unwrap())
+        };
+        let (before, after) = crate::differential::tests::tricky();
+        for stacks in [before, after] {
+            // A folded file cannot hold a stack whose last frame ends in a
+            // number after a blank (it reads as a differential line); inferno
+            // reads a reversed stack ending so as one too.
+            let readable = |s: &str| {
+                let reversed = s.rsplit(';').collect::<Vec<_>>().join(";");
+                [s, reversed.as_str()].iter().all(|s| {
+                    matches!(
+                        nflame_profile::folded::parse_line(&format!("{s} 1")),
+                        Ok(nflame_profile::folded::Line::Sample(..))
+                    )
+                })
+            };
+            let p = Profile::from_stacks(
+                stacks
+                    .iter()
+                    .filter(|(s, _)| readable(s))
+                    .map(|(s, c)| (s.as_str(), *c)),
+            );
+            let base = RenderOptions {
+                deterministic: true,
+                ..RenderOptions::default()
+            };
+            for o in [
+                base.clone(),
+                RenderOptions {
+                    min_width: 0.0,
+                    ..base.clone()
+                },
+                RenderOptions {
+                    min_width: 2.0,
+                    ..base.clone()
+                },
+                RenderOptions {
+                    min_width: 0.01,
+                    width: Some(3000),
+                    ..base.clone()
+                },
+                RenderOptions {
+                    inverted: true,
+                    ..base.clone()
+                },
+                RenderOptions {
+                    reverse: true,
+                    ..base.clone()
+                },
+            ] {
+                let new = frames_only(&svg(&p, &o));
+                let old = reference(&p, &o);
+                if new != old {
+                    let at = new
+                        .bytes()
+                        .zip(old.bytes())
+                        .position(|(a, b)| a != b)
+                        .unwrap_or(new.len().min(old.len()));
+                    panic!(
+                        "graphs differ at byte {at} ({o:?}):\n new: {}\n old: {}",
+                        &new[at.saturating_sub(200)..(at + 200).min(new.len())],
+                        &old[at.saturating_sub(200)..(at + 200).min(old.len())]
+                    );
+                }
+            }
+        }
     }
 
     #[test]
@@ -449,6 +1014,54 @@ mod tests {
             &s[..2000.min(s.len())]
         );
         assert_eq!(s, svg(&p, &o), "deterministic output differs");
+    }
+
+    /// The `lua` palette: Lua frames green (aqua when compiled), one
+    /// colour per function; the rest as `hot`.
+    #[test]
+    fn lua_palette_colours_lua_frames() {
+        let p = Profile::from_stacks([
+            ("nginx;ngx_http_lua_run_thread;f@/a.lua:3_[l]", 50),
+            ("nginx;ngx_http_lua_run_thread;g@/a.lua:9_[lj]", 50),
+        ]);
+        let o = RenderOptions {
+            palette: "lua".into(),
+            deterministic: true,
+            ..Default::default()
+        };
+        let mut svg = Vec::new();
+        render_profile(&p, &o, &mut svg).unwrap();
+        let svg = String::from_utf8(svg).unwrap();
+        let fill_of = |frame: &str| {
+            let at = svg.find(&format!("<title>{frame} ")).unwrap();
+            let fill = &svg[at..][svg[at..].find("fill=\"rgb(").unwrap() + 10..];
+            let nums: Vec<u8> = fill[..fill.find(')').unwrap()]
+                .split(',')
+                .map(|n| n.trim().parse().unwrap())
+                .collect();
+            (nums[0], nums[1], nums[2])
+        };
+        let c = lua_colour("f@/a.lua:3_[l]").unwrap();
+        assert_eq!(fill_of("f@/a.lua:3_[l]"), (c.r, c.g, c.b));
+        let (r, g, b) = fill_of("g@/a.lua:9_[lj]");
+        assert!(g >= 170 && b >= 170 && r < 90, "{r},{g},{b}");
+        // C frames keep the hot palette's reds and yellows.
+        let (r, _, b) = fill_of("ngx_http_lua_run_thread");
+        assert!(r > 200 && b < 60, "{r},{b}");
+        assert!(lua_colour("ngx_http_lua_run_thread").is_none());
+    }
+
+    /// The SVG is cleaned as it streams: a C1 character split between two
+    /// writes is cleaned too, and a lone lead byte at the end is kept.
+    #[test]
+    fn cleaning_across_writes() {
+        let mut out = Vec::new();
+        let mut w = Cleaning::new(&mut out);
+        for chunk in [&b"a\x1b\xc2"[..], b"\x9bb\xc2", b"\xa9c\xc2"] {
+            w.write_all(chunk).unwrap();
+        }
+        w.finish().unwrap();
+        assert_eq!(out, b"a   b\xc2\xa9c\xc2");
     }
 
     /// Names from targets: control characters never reach the SVG, and a

@@ -97,6 +97,7 @@ mod error;
 mod event;
 #[doc(hidden)]
 pub mod fuzzing;
+mod lua;
 mod offcpu;
 mod options;
 mod rate;
@@ -108,9 +109,9 @@ mod unwind;
 
 pub use error::Error;
 pub use nflame_recording::{
-    CallGraph, Mapping, Measure, OffCpuInfo, ParseCallGraphError, ProcessInfo, RawSample,
-    Recording, SampleKind, StopReason, ThreadTimes, UnwindMethod, UnwindStats, DEFAULT_STACK_BYTES,
-    MAX_STACK_BYTES,
+    CallGraph, LuaFrame, LuaProcess, LuaStack, LuaVmState, Mapping, Measure, OffCpuInfo,
+    ParseCallGraphError, ProcessInfo, RawSample, Recording, SampleKind, StopReason, ThreadTimes,
+    UnwindMethod, UnwindStats, DEFAULT_STACK_BYTES, MAX_STACK_BYTES,
 };
 pub use options::{EventChoice, Progress, RecordOptions, Target, DEFAULT_SWITCH_RATE};
 pub use record::record;

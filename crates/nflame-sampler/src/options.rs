@@ -98,6 +98,15 @@ pub struct RecordOptions {
     /// the start gets up to this / N a second on each CPU, and so does each
     /// thread it starts. Default is [`DEFAULT_SWITCH_RATE`].
     pub switch_rate: u64,
+    /// Read the Lua stack of LuaJIT processes at each sample (a BPF program
+    /// on the sampling counters; see `nflame-luajit`) into
+    /// [`RawSample::lua`](nflame_recording::RawSample::lua). Default is
+    /// `true`; without BPF the recording goes on without them and says why
+    /// in [`crate::Recording::notes`]. Needs user frames.
+    pub lua: bool,
+    /// Name Lua frames with the line being run (` line N`), splitting a
+    /// function by line. Default is `false`.
+    pub lua_lines: bool,
 }
 
 /// Default of [`RecordOptions::switch_rate`]: 2000 stacks a second per CPU,
@@ -120,6 +129,8 @@ impl Default for RecordOptions {
             measure: Measure::OnCpu,
             min_block: Duration::ZERO,
             switch_rate: DEFAULT_SWITCH_RATE,
+            lua: true,
+            lua_lines: false,
         }
     }
 }

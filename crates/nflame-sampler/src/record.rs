@@ -38,11 +38,13 @@ use std::path::PathBuf;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::adapt::StackCopy;
 use crate::error::Error;
 use crate::event::{Event, Source};
+use crate::lua::LuaSide;
 use crate::options::{EventChoice, Progress, RecordOptions, Target};
 use crate::rate::{Mode, RateControl};
 use crate::sys::{self, Child, CounterConfig, OpenError, PerfCounter, PerfEvent, Ready, Scope};
@@ -52,7 +54,7 @@ use crate::unwind::DwarfUnwinder;
 use nflame_procfs::process::{self as procfs, ProcSource, Procfs};
 use nflame_procfs::system;
 use nflame_recording::CallGraph;
-use nflame_recording::{Measure, Recording, StopReason};
+use nflame_recording::{LuaStack, Measure, Recording, StopReason};
 
 /// Total ring-buffer memory we allow before shrinking per-counter buffers.
 const RING_BUDGET: usize = 64 << 20;
@@ -205,6 +207,12 @@ pub fn record(
         switch_rate,
     );
     stacks.share(&counters, switch_rate);
+    // Lua stacks are read by a program on these same counters.
+    let mut lua =
+        (opts.lua && opts.user).then(|| LuaSide::new(opts.lua_lines, own, opts.frequency));
+    if let Some(l) = lua.as_mut() {
+        l.attach(counters.iter().map(PerfCounter::fd));
+    }
 
     let mut tracker = Tracker::new(filter, Procfs, own);
     let stack_bytes = if opts.user {
@@ -281,6 +289,14 @@ pub fn record(
             }
         }
     }
+    if let Some(l) = lua.as_mut() {
+        for pid in tracker.live_targets() {
+            l.check(pid);
+        }
+        for (pid, code) in l.vm_code_changes() {
+            tracker.set_vm_code(pid, &code);
+        }
+    }
     // Threads already off the CPU give no switch-out: where they wait is
     // read from /proc, a few at a time between drains (system-wide, that is
     // hundreds of threads, and the buffers must not wait for them).
@@ -326,7 +342,8 @@ pub fn record(
     let mut fds: Vec<i32> = buffer_fds(&counters);
     let mut hung = vec![false; fds.len()];
     let mut ready: Vec<Ready> = Vec::new();
-    let mut batch: Vec<Event> = Vec::new();
+    let mut batch: Pending = Vec::new();
+    let mut fresh: Vec<Event> = Vec::new();
     let mut backlog = false;
     let mut last_progress = start;
     let mut last_liveness = start;
@@ -365,7 +382,14 @@ pub fn record(
                 hung[i] = true;
             }
         }
-        let oldest = read_all(&counters, &mut batch, &mut stacks);
+        let oldest = read_all(
+            &counters,
+            &mut batch,
+            &mut fresh,
+            &mut tracker,
+            &mut lua,
+            &mut stacks,
+        );
         if let Some(a) = adapt.as_mut() {
             // How far behind the recorder is as it reads, before it handles
             // what it read: the counters are replaced before the backlog is
@@ -381,13 +405,23 @@ pub fn record(
                         for c in &counters {
                             let _ = c.disable();
                         }
+                        if let Some(l) = lua.as_mut() {
+                            l.attach(new.iter().map(PerfCounter::fd));
+                        }
                         for c in &new {
                             c.enable().map_err(|source| Error::Io {
                                 op: "enabling a perf counter".into(),
                                 source,
                             })?;
                         }
-                        read_all(&counters, &mut batch, &mut stacks);
+                        read_all(
+                            &counters,
+                            &mut batch,
+                            &mut fresh,
+                            &mut tracker,
+                            &mut lua,
+                            &mut stacks,
+                        );
                         retired_lost += counters.iter().filter_map(PerfCounter::lost).sum::<u64>();
                         counters = new;
                         tracker.set_stack_request(bytes as usize);
@@ -443,7 +477,14 @@ pub fn record(
     if let Some(mut child) = child.take() {
         command_status = child.terminate(Duration::from_secs(1));
     }
-    read_all(&counters, &mut batch, &mut stacks);
+    read_all(
+        &counters,
+        &mut batch,
+        &mut fresh,
+        &mut tracker,
+        &mut lua,
+        &mut stacks,
+    );
     handle_some(&mut batch, &mut tracker, u64::MAX, Duration::MAX);
     let stat_lost: u64 = retired_lost
         + counters
@@ -459,7 +500,10 @@ pub fn record(
     progress(&progress_of(&tracker, start, event));
     drop(counters);
 
-    let out = tracker.finish();
+    let mut out = tracker.finish();
+    if let Some(l) = lua {
+        l.finish(&mut out.processes, &mut notes);
+    }
     if let Target::Names(names) = &opts.target {
         if !out.ever_matched {
             return Err(Error::NoProcessMatched {
@@ -594,14 +638,25 @@ fn progress_of<S: ProcSource>(t: &Tracker<S>, start: Instant, event: PerfEvent) 
     }
 }
 
-/// Drains every buffer into `batch` (after what it holds), counting
-/// switch-outs and losses for `stacks`. Returns the time of the oldest
-/// sample in it.
-fn read_all(
+/// Records read but not yet handled, each sample with the Lua stack taken
+/// with it.
+type Pending = Vec<(Event, Option<Arc<LuaStack>>)>;
+
+/// Drains every buffer into `batch` (after what it holds). The Lua stacks'
+/// ring is read after the perf rings: a Lua stack is written before its perf
+/// sample, so every sample read then finds its stack, and it is paired with
+/// it here, as it is read (a backlog handled later keeps its stacks).
+/// Switch-outs and losses are counted for `stacks`.
+/// Returns the time of the oldest sample in `batch`.
+fn read_all<S: ProcSource>(
     counters: &[PerfCounter],
-    batch: &mut Vec<Event>,
+    batch: &mut Pending,
+    fresh: &mut Vec<Event>,
+    tracker: &mut Tracker<S>,
+    lua: &mut Option<LuaSide>,
     stacks: &mut StackRate,
 ) -> Option<u64> {
+    fresh.clear();
     for c in counters {
         let source = c.source();
         c.drain(|r| {
@@ -616,14 +671,28 @@ fn read_all(
                     Event::Lost { .. } => stacks.lost = true,
                     _ => {}
                 }
-                batch.push(ev);
+                fresh.push(ev);
             }
         });
     }
+    if let Some(l) = lua.as_mut() {
+        l.drain();
+    }
+    fresh.sort_by_key(Event::time);
+    for ev in fresh.drain(..) {
+        let mut stack = None;
+        if let Some(l) = lua.as_mut() {
+            stack = l.on_event(&ev);
+            for (pid, code) in l.vm_code_changes() {
+                tracker.set_vm_code(pid, &code);
+            }
+        }
+        batch.push((ev, stack));
+    }
     batch
         .iter()
-        .filter(|e| matches!(e, Event::Sample(_)))
-        .map(Event::time)
+        .filter(|(e, _)| matches!(e, Event::Sample(_)))
+        .map(|(e, _)| e.time())
         .min()
 }
 
@@ -636,21 +705,21 @@ fn read_all(
 /// seeing how far behind it is. Returns whether events up to the watermark
 /// are left (a backlog).
 fn handle_some<S: ProcSource>(
-    batch: &mut Vec<Event>,
+    batch: &mut Pending,
     tracker: &mut Tracker<S>,
     watermark: u64,
     budget: Duration,
 ) -> bool {
-    batch.sort_by_key(Event::time);
-    let ready = batch.partition_point(|e| e.time() <= watermark);
+    batch.sort_by_key(|(e, _)| e.time());
+    let ready = batch.partition_point(|(e, _)| e.time() <= watermark);
     let newer = batch.split_off(ready);
     let began = Instant::now();
     let mut rest = Vec::new();
     {
         let mut events = batch.drain(..);
         let mut n = 0u32;
-        while let Some(ev) = events.next() {
-            tracker.handle(ev);
+        while let Some((ev, stack)) = events.next() {
+            tracker.handle_with(ev, stack);
             n += 1;
             if n % 64 == 0 && began.elapsed() >= budget {
                 rest.extend(events);

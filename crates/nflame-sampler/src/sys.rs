@@ -273,6 +273,12 @@ impl PerfCounter {
         self.counter.file().as_raw_fd()
     }
 
+    /// The counter's fd (to attach a BPF program to).
+    pub(crate) fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.counter.file().as_fd()
+    }
+
     /// Decodes and consumes every record in the ring buffer. Returns how many.
     pub(crate) fn drain(&self, mut f: impl FnMut(Record)) -> usize {
         let Some(iter) = self.sampler.as_ref().and_then(Sampler::iter) else {

@@ -18,7 +18,9 @@ use crate::event::{CommEvent, Event, MmapEvent, SampleEvent, UserRegs};
 use crate::offcpu::{Accounts, Initial, Interval, OffCpu, Stratum};
 use crate::unwind::{Outcome as Unwound, StackSample, StackUnwinder};
 use nflame_procfs::process::{ProcSource, Snapshot};
-use nflame_recording::{Mapping, OffCpuInfo, ProcessInfo, RawSample, SampleKind, UnwindMethod};
+use nflame_recording::{
+    LuaFrame, LuaStack, Mapping, OffCpuInfo, ProcessInfo, RawSample, SampleKind, UnwindMethod,
+};
 
 /// Which samples belong to the recording.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,12 +84,14 @@ const CANON_START: u64 = 1 << 56;
 const CANON_STRIDE: u64 = 1 << 36;
 
 /// Identity of a [`RawSample`] entry: pid, tid, kind, user stack, whether it
-/// is truncated, kernel stack. Interned stacks are told apart by address:
-/// the tracker's intern set keeps every one alive until the end.
-type SampleKey = (u32, u32, SampleKind, usize, bool, usize);
+/// is truncated, kernel stack, Lua stack (0: none). Interned stacks are told
+/// apart by address: the tracker's intern set (the Lua side's, for Lua
+/// stacks) keeps every one alive until the end.
+type SampleKey = (u32, u32, SampleKind, usize, bool, usize, usize);
 
-/// A stack as the tracker keeps it: kernel, user, user stack truncated.
-type Stack = (Arc<[u64]>, Arc<[u64]>, bool);
+/// A stack as the tracker keeps it: kernel, user, user stack truncated,
+/// and the Lua stack taken with it (LuaJIT processes with Lua frames on).
+type Stack = (Arc<[u64]>, Arc<[u64]>, bool, Option<Arc<LuaStack>>);
 
 /// How a thread was found at the start of the recording, as read from
 /// `/proc` (see [`Tracker::initial_thread`]).
@@ -152,6 +156,13 @@ pub(crate) struct Tracker<S: ProcSource> {
     /// mappings exited processes are moved to (see [`Tracker::compact`]).
     canon: FxHashMap<(PathBuf, Option<u64>, Option<u64>), u64>,
     next_canon: u64,
+    /// Per process, the native code of its LuaJIT VM (see
+    /// [`crate::unwind::StackSample::jit_like`]).
+    vm_code: FxHashMap<u32, Vec<std::ops::Range<u64>>>,
+    /// Processes that ran a LuaJIT VM: their addresses are named with what
+    /// the Lua side records at the end (VM code, C functions), so they are
+    /// never moved to canonical addresses.
+    lua_pids: FxHashSet<u32>,
 }
 
 impl<S: ProcSource + std::fmt::Debug> std::fmt::Debug for Tracker<S> {
@@ -246,6 +257,8 @@ impl<S: ProcSource> Tracker<S> {
             clock: 0,
             canon: FxHashMap::default(),
             next_canon: CANON_START,
+            vm_code: FxHashMap::default(),
+            lua_pids: FxHashSet::default(),
         }
     }
 
@@ -284,7 +297,7 @@ impl<S: ProcSource> Tracker<S> {
                 };
                 let stack = regs.map(|r| {
                     let (user, truncated) = self.user_stack(pid, Vec::new(), Some(r), &stack);
-                    (self.intern(Vec::new()), user, truncated)
+                    (self.intern(Vec::new()), user, truncated, None)
                 });
                 Initial::Off { kind, stack }
             }
@@ -305,6 +318,16 @@ impl<S: ProcSource> Tracker<S> {
     pub(crate) fn set_stack_request(&mut self, bytes: usize) {
         if let StackMode::Auto { requested } = &mut self.mode {
             *requested = bytes;
+        }
+    }
+
+    /// Says where the LuaJIT VM's native code of `pid` lies (empty: none).
+    pub(crate) fn set_vm_code(&mut self, pid: u32, code: &[std::ops::Range<u64>]) {
+        if code.is_empty() {
+            self.vm_code.remove(&pid);
+        } else {
+            self.lua_pids.insert(pid);
+            self.vm_code.insert(pid, code.to_vec());
         }
     }
 
@@ -472,6 +495,7 @@ impl<S: ProcSource> Tracker<S> {
             regs,
             stack,
             requested,
+            jit_like: self.vm_code.get(&pid).map_or(&[][..], Vec::as_slice),
         };
         let outcome = unwinder.unwind(sample, &mut dwarf);
         let mappings = &p.info.mappings;
@@ -532,6 +556,7 @@ impl<S: ProcSource> Tracker<S> {
             s.user.as_ptr() as usize,
             s.user_truncated,
             s.kernel.as_ptr() as usize,
+            s.lua.as_ref().map_or(0, |l| Arc::as_ptr(l) as usize),
         );
         let period = s.period;
         let i = match self.sample_index.entry(key) {
@@ -642,6 +667,7 @@ impl<S: ProcSource> Tracker<S> {
                     kernel: Arc::clone(&empty),
                     user: Arc::clone(&empty),
                     user_truncated: false,
+                    lua: None,
                 },
                 None,
             );
@@ -650,9 +676,14 @@ impl<S: ProcSource> Tracker<S> {
 
     fn add_interval(&mut self, iv: Interval<Stack>) {
         self.ensure(iv.pid);
-        let (kernel, user, user_truncated) = match iv.stack {
+        let (kernel, user, user_truncated, lua) = match iv.stack {
             Some(s) => s,
-            None => (self.intern(Vec::new()), self.intern(Vec::new()), false),
+            None => (
+                self.intern(Vec::new()),
+                self.intern(Vec::new()),
+                false,
+                None,
+            ),
         };
         self.add_sample(
             RawSample {
@@ -666,12 +697,18 @@ impl<S: ProcSource> Tracker<S> {
                 kernel,
                 user,
                 user_truncated,
+                lua,
             },
             iv.stratum,
         );
     }
 
     pub(crate) fn handle(&mut self, ev: Event) {
+        self.handle_with(ev, None);
+    }
+
+    /// [`Tracker::handle`], with the Lua stack taken with a sample.
+    pub(crate) fn handle_with(&mut self, ev: Event, lua: Option<Arc<LuaStack>>) {
         self.clock = self.clock.max(ev.time());
         while let Some(&(at, pid)) = self.exits.front() {
             if at.saturating_add(SETTLE_NS) > self.clock {
@@ -711,7 +748,7 @@ impl<S: ProcSource> Tracker<S> {
                     // Its period (how many switches it stands for) is not
                     // used: every switch's duration is known (see offcpu).
                     if let Some(o) = self.off_cpu.as_mut() {
-                        o.sample(pid, tid, time, (kernel, user, user_truncated));
+                        o.sample(pid, tid, time, (kernel, user, user_truncated, lua));
                     }
                     return;
                 }
@@ -726,6 +763,7 @@ impl<S: ProcSource> Tracker<S> {
                     kernel,
                     user,
                     user_truncated,
+                    lua,
                 };
                 self.add_sample(s, None);
             }
@@ -944,6 +982,7 @@ impl<S: ProcSource> Tracker<S> {
                 exited: false,
                 unwind: Default::default(),
                 times: Default::default(),
+                lua: None,
             },
             None => {
                 // Attached mode, parent not seen yet (its records were lost).
@@ -990,6 +1029,7 @@ impl<S: ProcSource> Tracker<S> {
     /// costs a few hundred bytes of its own from then on instead of its
     /// whole map (6-15 KiB for a small program) and a copy of every stack.
     fn compact(&mut self, pid: u32) {
+        self.vm_code.remove(&pid);
         self.prune(pid);
         self.canonicalize(pid);
     }
@@ -1020,6 +1060,11 @@ impl<S: ProcSource> Tracker<S> {
                     mark(a.wrapping_sub(1));
                 }
             }
+            for f in s.lua.iter().flat_map(|l| &l.frames) {
+                if let LuaFrame::C(a) = *f {
+                    mark(a);
+                }
+            }
         }
         let mut used = used.into_iter();
         p.info.mappings.retain(|_| used.next().unwrap_or(false));
@@ -1041,6 +1086,7 @@ impl<S: ProcSource> Tracker<S> {
             stacks,
             canon,
             next_canon,
+            lua_pids,
             ..
         } = self;
         let Some(p) = procs.get_mut(&pid) else {
@@ -1056,8 +1102,14 @@ impl<S: ProcSource> Tracker<S> {
                     s.user.as_ptr() as usize,
                     s.user_truncated,
                     s.kernel.as_ptr() as usize,
+                    s.lua.as_ref().map_or(0, |l| Arc::as_ptr(l) as usize),
                 ));
             }
+        }
+        if lua_pids.remove(&pid) {
+            // Its VM code and Lua C functions are named at their own
+            // addresses: left where they are.
+            return;
         }
         // (old start, old end, new start) of each moved mapping.
         let mut moves: Vec<(u64, u64, u64)> = Vec::new();
@@ -1380,6 +1432,37 @@ mod tests {
             PathBuf::from("/bin/busy")
         );
         assert!(!p.exited);
+    }
+
+    /// Samples with the same C stacks but other Lua stacks are other entries;
+    /// the same Lua stack (interned) counts in one.
+    #[test]
+    fn lua_stacks_split_sample_entries() {
+        let src = FakeProc::default().with(100, "nginx", "/usr/sbin/nginx", &[]);
+        let mut t = Tracker::new(Filter::Attached, src, 1);
+        t.add_target(100);
+        let lua = |f: &str| {
+            Some(Arc::new(LuaStack {
+                frames: vec![nflame_recording::LuaFrame::Named(f.into())],
+                ..LuaStack::default()
+            }))
+        };
+        let (a, b) = (lua("a@x.lua:1_[l]"), lua("b@x.lua:5_[l]"));
+        t.handle_with(sample(100, 100, 1, &[], &[0x10]), a.clone());
+        t.handle_with(sample(100, 100, 2, &[], &[0x10]), a.clone());
+        t.handle_with(sample(100, 100, 3, &[], &[0x10]), b);
+        t.handle(sample(100, 100, 4, &[], &[0x10]));
+        let out = t.finish();
+        let counts: Vec<(u64, bool)> = out
+            .samples
+            .iter()
+            .map(|s| (s.count, s.lua.is_some()))
+            .collect();
+        assert_eq!(counts, vec![(2, true), (1, true), (1, false)]);
+        assert!(Arc::ptr_eq(
+            out.samples[0].lua.as_ref().unwrap(),
+            a.as_ref().unwrap()
+        ));
     }
 
     #[test]

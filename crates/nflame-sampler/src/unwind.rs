@@ -83,6 +83,11 @@ pub(crate) struct StackSample<'a> {
     pub(crate) stack: &'a [u8],
     /// How many bytes were asked for.
     pub(crate) requested: usize,
+    /// Code in mapped files to walk past like JIT code (see
+    /// `Walk::past_jit`): a LuaJIT interpreter, whose helpers run with its
+    /// frame's stack pointer moved, so its call-frame information does not
+    /// hold everywhere in it.
+    pub(crate) jit_like: &'a [Range<u64>],
 }
 
 /// Something that unwinds user stacks; the tracker holds one.
@@ -559,6 +564,8 @@ struct Walk<'a, F> {
     copy_full: bool,
     /// Candidate walks left for this sample.
     budget: usize,
+    /// See [`StackSample::jit_like`].
+    jit_like: &'a [Range<u64>],
 }
 
 impl<F: FnMut(u64) -> Result<u64, ()>> Walk<'_, F> {
@@ -600,6 +607,7 @@ impl<F: FnMut(u64) -> Result<u64, ()>> Walk<'_, F> {
                     };
                 };
                 nflame_procfs::maps::is_anonymous(&m.path)
+                    || self.jit_like.iter().any(|r| r.contains(&a))
             } else {
                 false
             };
@@ -716,6 +724,7 @@ impl StackUnwinder for DwarfUnwinder {
             regs,
             stack,
             requested,
+            jit_like,
         } = sample;
         out.clear();
         if self
@@ -749,6 +758,7 @@ impl StackUnwinder for DwarfUnwinder {
             copied_end: sp.saturating_add(stack.len() as u64),
             copy_full: stack.len() >= requested,
             budget: JIT_CANDIDATES * 2,
+            jit_like,
         };
         walk.walk(
             FrameAddress::InstructionPointer(regs.ip),
@@ -821,6 +831,7 @@ mod tests {
                 },
                 stack: &[0; 16],
                 requested: 16,
+                jit_like: &[],
             },
             &mut out,
         );
@@ -855,6 +866,7 @@ mod tests {
             },
             stack: &[],
             requested: 0,
+            jit_like: &[],
         };
         u.unwind(sample, &mut Vec::new());
     }
@@ -954,6 +966,7 @@ mod tests {
             regs,
             stack: &stack,
             requested: stack.len(),
+            jit_like: &[],
         };
         let outcome = u.unwind(sample, &mut out);
         assert!(out.len() > 5, "{outcome:?} {out:x?}");

@@ -16,7 +16,9 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use nflame_profile::{Profile, Unit};
-use nflame_recording::{Mapping, ProcessInfo, RawSample, Recording, SampleKind};
+use nflame_recording::{
+    LuaFrame, LuaProcess, LuaVmState, Mapping, ProcessInfo, RawSample, Recording, SampleKind,
+};
 use rayon::prelude::*;
 use rustc_hash::{FxHashMap, FxHashSet};
 
@@ -99,6 +101,30 @@ pub struct FoldOptions {
     /// frame-pointer walk through code built without frame pointers
     /// otherwise draws towers of them. Default `true`.
     pub fold_unknown_runs: bool,
+    /// What becomes of the Lua stacks of LuaJIT processes
+    /// ([`RawSample::lua`]). Default [`LuaFold::Mixed`].
+    pub lua: LuaFold,
+}
+
+/// How [`fold`] writes the Lua stacks recorded with samples of LuaJIT
+/// processes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LuaFold {
+    /// Mixed stacks: the C frames from the root to where the VM was entered
+    /// (`ngx_http_lua_run_thread;lua_resume`, `lua_pcall`), the Lua frames
+    /// outermost first in place of the VM's native frames (the interpreter,
+    /// `lj_vm_*`, compiled traces), then what the Lua code called (C
+    /// functions, FFI calls, LuaJIT's helpers), then kernel frames. The
+    /// default.
+    #[default]
+    Mixed,
+    /// Lua-land stacks only: the process frame, then the Lua frames (and the
+    /// C functions in the Lua stack); samples without Lua frames are left out
+    /// (counted in [`FoldStats::dropped_samples`]).
+    Only,
+    /// C-level stacks, as if no Lua stack had been recorded.
+    Off,
 }
 
 /// Frames put at the root of chosen processes' stacks, and what becomes of
@@ -156,6 +182,7 @@ impl Default for FoldOptions {
             kind_frames: false,
             roots: Roots::default(),
             fold_unknown_runs: true,
+            lua: LuaFold::Mixed,
         }
     }
 }
@@ -214,8 +241,18 @@ pub struct FoldStats {
     pub complete_user_stacks: u64,
     /// Samples with at least one user frame.
     pub user_stacks: u64,
-    /// Samples whose stacks [`Roots::others`] dropped (included in `samples`).
+    /// Samples whose stacks [`Roots::others`] or [`LuaFold::Only`] dropped
+    /// (included in `samples`).
     pub dropped_samples: u64,
+    /// Samples whose stack carries Lua frames.
+    pub lua_stacks: u64,
+    /// Samples of LuaJIT processes in the VM's native code without a Lua
+    /// stack (its frames are written as `[lua: no stack]_[l]`).
+    pub lua_missing: u64,
+    /// Samples of LuaJIT processes whose Lua frames were left out: the C
+    /// stack was complete yet showed no VM frame to put them in place of
+    /// (never guessed).
+    pub lua_unplaced: u64,
 }
 
 impl FoldStats {
@@ -283,6 +320,9 @@ struct Named {
     in_code: bool,
     /// Its outermost function starts a thread ([`is_outermost_frame`]).
     outermost: bool,
+    /// It is the native code of a LuaJIT VM (the interpreter, or a compiled
+    /// trace in anonymous executable memory) of a process with Lua frames.
+    vm: bool,
 }
 
 /// Symbolizes and folds every sample of `recording` into a profile.
@@ -391,6 +431,9 @@ pub fn fold_with(
         stats.complete_user_stacks += s.complete_user_stacks;
         stats.user_stacks += s.user_stacks;
         stats.dropped_samples += s.dropped_samples;
+        stats.lua_stacks += s.lua_stacks;
+        stats.lua_unplaced += s.lua_unplaced;
+        stats.lua_missing += s.lua_missing;
     }
     stats.skipped = skipped;
     Ok((profile, stats))
@@ -434,6 +477,7 @@ fn folded_frames(frames: &[Frame]) -> Named {
         named,
         in_code: true,
         outermost,
+        vm: false,
     }
 }
 
@@ -504,6 +548,18 @@ fn plan_user(
         for_each_distinct(samples.iter().map(|s| &s.user), |stack| {
             lookups.extend(stack.iter().enumerate().map(|(i, &a)| lookup_addr(i, a)));
         });
+        if opts.lua != LuaFold::Off {
+            // C functions called from Lua: function addresses, looked up as they are.
+            let mut seen: FxHashSet<usize> = FxHashSet::default();
+            for l in samples.iter().filter_map(|s| s.lua.as_ref()) {
+                if seen.insert(Arc::as_ptr(l) as usize) {
+                    lookups.extend(l.frames.iter().filter_map(|f| match f {
+                        LuaFrame::C(a) => Some(*a),
+                        LuaFrame::Named(_) => None,
+                    }));
+                }
+            }
+        }
     }
     if lookups.is_empty() {
         return UserPlan {
@@ -656,6 +712,7 @@ fn resolve_user(
     let mut skips = Vec::new();
     // Without recorded mappings nothing is known to lie outside code.
     let mappings = info.map(|i| i.mappings.as_slice()).unwrap_or_default();
+    let lua = lua_of(info, opts);
     let mut perf_map: Option<Option<PerfMap>> = None;
     let mut out = FxHashMap::with_capacity_and_hasher(plan.addrs.len(), Default::default());
     for (&a, p) in plan.addrs.iter().zip(&plan.planned) {
@@ -704,6 +761,7 @@ fn resolve_user(
         let mut named = folded_frames(frames);
         let jit = frames.iter().any(|f| f.kind == FrameKind::Jit);
         named.in_code = mappings.is_empty() || jit || in_mappings(mappings, a);
+        named.vm = lua.is_some_and(|l| l.is_vm_code(a) || matches!(p, Planned::Jit));
         out.insert(a, named);
     }
     (out, skips)
@@ -719,6 +777,57 @@ fn unit_of(weight: Weight) -> Unit {
     match weight {
         Weight::Time => Unit::Microseconds,
         _ => Unit::Samples,
+    }
+}
+
+/// The LuaJIT of a process whose Lua frames are to be written.
+fn lua_of<'a>(info: Option<&'a ProcessInfo>, opts: &FoldOptions) -> Option<&'a LuaProcess> {
+    if opts.lua == LuaFold::Off {
+        return None;
+    }
+    info.and_then(|i| i.lua.as_ref())
+}
+
+/// Where a sample's Lua frames go in its C stack (root first): the C frames
+/// before the first native VM frame (where the VM was entered) and those
+/// after the last (what the Lua code called). Without a VM frame, a
+/// truncated stack, or one that stops short of its thread's start, gives
+/// the Lua frames at its cut (all its frames were called from Lua); a
+/// complete one gives `None`: its Lua frames are left out rather than put in
+/// a guessed place.
+fn splice<'n, 'a>(
+    root_first: &'n [&'a Named],
+    truncated: bool,
+) -> Option<(&'n [&'a Named], &'n [&'a Named])> {
+    match (
+        root_first.iter().position(|n| n.vm),
+        root_first.iter().rposition(|n| n.vm),
+    ) {
+        (Some(first), Some(last)) => Some((&root_first[..first], &root_first[last + 1..])),
+        _ if truncated => Some((&root_first[..0], root_first)),
+        _ => None,
+    }
+}
+
+/// A Lua frame's folded text: as recorded, or a C function's name.
+fn lua_frame_text(f: &LuaFrame, user: &FxHashMap<u64, Named>, unknown: &Named) -> String {
+    match f {
+        // Names read from the target's memory: made safe like every name.
+        LuaFrame::Named(t) => sanitize(t).into_owned(),
+        LuaFrame::C(a) => user.get(a).unwrap_or(unknown).text.clone(),
+    }
+}
+
+/// The frame saying what the VM did instead of running Lua code.
+fn state_frame(state: LuaVmState) -> Option<&'static str> {
+    use nflame_profile::lua;
+    match state {
+        LuaVmState::Gc => Some(lua::GC_FRAME),
+        LuaVmState::TraceExit => Some(lua::TRACE_EXIT_FRAME),
+        LuaVmState::TraceRecord => Some(lua::TRACE_RECORD_FRAME),
+        LuaVmState::TraceOptimize => Some(lua::TRACE_OPTIMIZE_FRAME),
+        LuaVmState::TraceAssemble => Some(lua::TRACE_ASSEMBLE_FRAME),
+        _ => None,
     }
 }
 
@@ -751,7 +860,7 @@ fn fold_process(
     kernel: &FxHashMap<u64, Named>,
     opts: &FoldOptions,
 ) -> Result<(Profile, FoldStats), Error> {
-    type Key = (u32, SampleKind, (usize, usize), bool, (usize, usize));
+    type Key = (u32, SampleKind, (usize, usize), bool, (usize, usize), usize);
     let label = opts.roots.labels.get(&pid).map(|l| sanitize(l));
     let kernel_from = match (&opts.roots.others, &label) {
         (OtherStacks::KernelFrom { functions, label }, None) => Some((functions, sanitize(label))),
@@ -776,6 +885,10 @@ fn fold_process(
             half_key(&s.user, with_user),
             with_user && s.user_truncated,
             half_key(&s.kernel, opts.kernel),
+            match (&s.lua, with_user && opts.lua != LuaFold::Off) {
+                (Some(l), true) => Arc::as_ptr(l) as usize,
+                _ => 0,
+            },
         );
         let weight = match opts.weight {
             Weight::Samples => s.count,
@@ -797,12 +910,24 @@ fn fold_process(
         named: false,
         in_code: true,
         outermost: false,
+        vm: false,
     };
     let mut profile = Profile::with_unit(unit_of(opts.weight));
     let mut stats = FoldStats::default();
     let mut line = String::new();
     let kernel_unknown = format!("{}{}", crate::frame::UNKNOWN, nflame_profile::KERNEL_SUFFIX);
-    for ((tid, kind, _, truncated, _), (weight, count, s)) in stacks {
+    let lua_info = lua_of(info, opts);
+    for ((tid, kind, _, truncated, _, lua_key), (weight, count, s)) in stacks {
+        let lua = s
+            .lua
+            .as_deref()
+            .filter(|l| lua_key != 0 && lua_info.is_some() && !l.frames.is_empty());
+        if opts.lua == LuaFold::Only && lua.is_none() {
+            // Lua-land stacks only: nothing to show for this sample.
+            stats.samples += count;
+            stats.dropped_samples += count;
+            continue;
+        }
         line.clear();
         let weight = match opts.weight {
             // Nanoseconds to the nearest microsecond.
@@ -881,7 +1006,21 @@ fn fold_process(
         if opts.kind_frames {
             push(kind_frame(kind));
         }
-        if with_user && !s.user.is_empty() {
+        if let (Some(l), LuaFold::Only) = (lua, opts.lua) {
+            for f in &l.frames {
+                push(&lua_frame_text(f, user, &unknown));
+            }
+            if let Some(st) = state_frame(l.state) {
+                push(st);
+            }
+            stats.lua_stacks += count;
+            if !profile.add(&line, weight) {
+                return Err(Error::Overflow);
+            }
+            stats.samples += count;
+            continue;
+        }
+        if with_user && (!s.user.is_empty() || lua.is_some()) {
             let frames: Vec<&Named> = s
                 .user
                 .iter()
@@ -895,14 +1034,69 @@ fn fold_process(
             let frames = &frames[..kept.unwrap_or(frames.len())];
             let truncated =
                 truncated || (kept.is_some() && !frames.last().is_some_and(|n| n.outermost));
-            if truncated {
+            // Root first from here.
+            let root_first: Vec<&Named> = frames.iter().rev().copied().collect();
+            let mut no_stack = false;
+            // The C stack stops short of its thread's start (a frame-pointer
+            // chain broken by code without frame pointers, a helper a trace
+            // called): cut where it stops, like a truncated one.
+            let cut = !truncated && !root_first.iter().take(3).any(|n| n.outermost);
+            let mut at_cut = false;
+            let (entry, called, lua) = match lua {
+                Some(l) => match splice(&root_first, truncated || cut) {
+                    Some((entry, called)) => {
+                        at_cut = cut && !root_first.iter().any(|n| n.vm);
+                        (entry, called, Some(l))
+                    }
+                    None => {
+                        stats.lua_unplaced += count;
+                        (&root_first[..], &root_first[..0], None)
+                    }
+                },
+                // VM frames without a Lua stack: said so, not `[unknown]`.
+                None if lua_info.is_some() && root_first.iter().any(|n| n.vm) => {
+                    no_stack = true;
+                    stats.lua_missing += count;
+                    match splice(&root_first, false) {
+                        Some((entry, called)) => (entry, called, None),
+                        None => (&root_first[..], &root_first[..0], None),
+                    }
+                }
+                None => (&root_first[..], &root_first[..0], None),
+            };
+            if truncated || at_cut {
                 push(crate::frame::TRUNCATED);
                 stats.truncated_stacks += count;
             }
-            for n in frames.iter().rev() {
-                push(&n.text);
+            for n in entry.iter().chain(called) {
                 stats.user_frames += count;
                 stats.named_user_frames += if n.named { count } else { 0 };
+            }
+            for n in entry {
+                push(&n.text);
+            }
+            if no_stack {
+                push(nflame_profile::lua::NO_STACK_FRAME);
+            }
+            if let Some(l) = lua {
+                stats.lua_stacks += count;
+                let mut lua_frames: &[LuaFrame] = &l.frames;
+                // A C function called from Lua that the C stack shows too
+                // (with what it called): once, from the C stack.
+                if let (Some(LuaFrame::C(a)), Some(first)) = (lua_frames.last(), called.first()) {
+                    if user.get(a).is_some_and(|n| n.text == first.text) {
+                        lua_frames = &lua_frames[..lua_frames.len() - 1];
+                    }
+                }
+                for f in lua_frames {
+                    push(&lua_frame_text(f, user, &unknown));
+                }
+                if let Some(st) = state_frame(l.state) {
+                    push(st);
+                }
+            }
+            for n in called {
+                push(&n.text);
             }
             stats.user_stacks += count;
             if !truncated && frames.iter().rev().take(3).any(|n| n.outermost) {
@@ -1097,5 +1291,241 @@ ffffffff81000600 T net_tx_action
         assert_eq!(stats.dropped_samples, 0);
         assert_eq!(lines.len(), 6);
         assert!(lines.iter().all(|l| !l.starts_with('[')));
+    }
+
+    /// An exited nginx worker with LuaJIT: nginx at 0x1000, the LuaJIT
+    /// library at 0x10000 (its VM at 0x18000..0x19000), the Lua module at
+    /// 0x30000, compiled traces in anonymous memory at 0x50000.
+    fn lua_worker() -> ProcessInfo {
+        let m = |start: u64, end: u64, path: &str| Mapping {
+            start,
+            end,
+            path: path.into(),
+            ..Mapping::default()
+        };
+        ProcessInfo {
+            pid: 7,
+            comm: "nginx".into(),
+            exited: true,
+            mappings: vec![
+                m(0x1000, 0x9000, "/nonexistent/nginx"),
+                m(0x10000, 0x20000, "/nonexistent/libluajit-5.1.so.2"),
+                m(0x30000, 0x38000, "/nonexistent/ngx_http_lua_module.so"),
+                m(0x50000, 0x58000, "//anon"),
+            ],
+            lua: Some(LuaProcess {
+                build: "test".into(),
+                vm_code: std::iter::once(0x18000..0x19000).collect(),
+                ..LuaProcess::default()
+            }),
+            ..ProcessInfo::default()
+        }
+    }
+
+    fn lua_stack(
+        state: LuaVmState,
+        frames: &[LuaFrame],
+    ) -> Option<Arc<nflame_recording::LuaStack>> {
+        Some(Arc::new(nflame_recording::LuaStack {
+            state,
+            frames: frames.to_vec(),
+        }))
+    }
+
+    fn named(t: &str) -> LuaFrame {
+        LuaFrame::Named(t.into())
+    }
+
+    /// Mixed stacks: the C entry, the Lua frames in place of the VM's
+    /// frames (interpreter and traces), what Lua called, kernel frames.
+    #[test]
+    fn lua_frames_replace_the_vm_frames() {
+        const ENTRY: &str = "=content_by_lua(nginx.conf:20)_[l]";
+        let lua = |state, leaf: LuaFrame| lua_stack(state, &[named(ENTRY), leaf]);
+        let user = |leaf_first: &[u64], lua| RawSample {
+            lua,
+            ..sample(7, kstack(&[]), leaf_first)
+        };
+        let rec = Recording {
+            samples: vec![
+                // Interpreted: VM frames under the Lua entry (lua_resume in the library).
+                user(
+                    &[0x18010, 0x18100, 0x11000, 0x2000],
+                    lua(LuaVmState::Interpreted, named("f@/a.lua:3_[l]")),
+                ),
+                // A trace calling a C function of the Lua module (also in
+                // the Lua stack): that function once.
+                user(
+                    &[0x30010, 0x50010, 0x11000, 0x2000],
+                    lua(LuaVmState::C, LuaFrame::C(0x30000)),
+                ),
+                // A compiled trace: no [unknown].
+                user(
+                    &[0x50020, 0x11000, 0x2000],
+                    lua(LuaVmState::Compiled, named("g@/a.lua:9_[lj]")),
+                ),
+                // The garbage collector, called from the interpreter.
+                RawSample {
+                    kernel: kstack(&[0xffffffff81000000]),
+                    ..user(
+                        &[0x12000, 0x18010, 0x11000, 0x2000],
+                        lua(LuaVmState::Gc, named("f@/a.lua:3_[l]")),
+                    )
+                },
+                // In the VM without a Lua stack.
+                user(&[0x18010, 0x11000, 0x2000], None),
+                // nginx's own code: as it is.
+                user(&[0x3000, 0x2000], None),
+            ],
+            processes: [(7, lua_worker())].into(),
+            kernel: true,
+            user: true,
+            ..Recording::default()
+        };
+        let (lines, stats) = folded(&rec, &FoldOptions::default());
+        let c = "nginx;[nginx];[libluajit-5.1.so.2]";
+        let sorted = |mut v: Vec<String>| {
+            v.sort();
+            v
+        };
+        assert_eq!(
+            lines,
+            sorted(vec![
+                "nginx;[nginx];[nginx] 1".to_string(),
+                format!("{c};[lua: no stack]_[l] 1"),
+                format!("{c};{ENTRY};[ngx_http_lua_module.so] 1"),
+                format!("{c};{ENTRY};f@/a.lua:3_[l] 1"),
+                format!(
+                    "{c};{ENTRY};f@/a.lua:3_[l];[LuaJIT GC]_[l];[libluajit-5.1.so.2];entry_SYSCALL_64_[k] 1"
+                ),
+                format!("{c};{ENTRY};g@/a.lua:9_[lj] 1"),
+            ])
+        );
+        assert_eq!(
+            (stats.lua_stacks, stats.lua_missing, stats.lua_unplaced),
+            (4, 1, 0)
+        );
+
+        // Lua-land stacks only: what lj-lua-stacks printed.
+        let only = FoldOptions {
+            lua: LuaFold::Only,
+            ..FoldOptions::default()
+        };
+        let (lines, stats) = folded(&rec, &only);
+        assert_eq!(
+            lines,
+            vec![
+                format!("nginx;{ENTRY};[ngx_http_lua_module.so] 1"),
+                format!("nginx;{ENTRY};f@/a.lua:3_[l] 1"),
+                format!("nginx;{ENTRY};f@/a.lua:3_[l];[LuaJIT GC]_[l] 1"),
+                format!("nginx;{ENTRY};g@/a.lua:9_[lj] 1"),
+            ]
+        );
+        assert_eq!(stats.dropped_samples, 2);
+
+        // Off: C-level stacks as without Lua frames.
+        let off = FoldOptions {
+            lua: LuaFold::Off,
+            ..FoldOptions::default()
+        };
+        let (lines, stats) = folded(&rec, &off);
+        assert!(lines.iter().all(|l| !l.contains("_[l")), "{lines:?}");
+        assert!(lines.contains(&format!("{c};[unknown] 1")), "{lines:?}");
+        assert_eq!(stats.lua_stacks, 0);
+    }
+
+    /// This test process's executable mapping holding `main` (a thread's
+    /// outermost frame), and `main`'s address in it.
+    fn own_main() -> (Mapping, u64) {
+        use object::{Object, ObjectSegment, ObjectSymbol};
+        let path = std::fs::read_link("/proc/self/exe").unwrap();
+        let data = std::fs::read(&path).unwrap();
+        let file = object::File::parse(&*data).unwrap();
+        let main = file
+            .symbols()
+            .find(|s| s.name() == Ok("main"))
+            .expect("the test executable has a main")
+            .address();
+        let seg = file
+            .segments()
+            .find(|s| (s.address()..s.address() + s.size()).contains(&main))
+            .expect("main in a segment");
+        let file_offset = main - seg.address() + seg.file_range().0;
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        maps.lines()
+            .find_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                let (range, perms, offset) = (f[0], f[1], u64::from_str_radix(f[2], 16).ok()?);
+                let (start, end) = range.split_once('-')?;
+                let (start, end) = (
+                    u64::from_str_radix(start, 16).ok()?,
+                    u64::from_str_radix(end, 16).ok()?,
+                );
+                let here = f.get(5).is_some_and(|p| std::path::Path::new(p) == path)
+                    && perms.contains('x')
+                    && (offset..offset + (end - start)).contains(&file_offset);
+                here.then(|| {
+                    let m = Mapping {
+                        start,
+                        end,
+                        offset,
+                        path: path.clone(),
+                        ..Mapping::default()
+                    };
+                    (m, start + file_offset - offset)
+                })
+            })
+            .expect("main's mapping in /proc/self/maps")
+    }
+
+    /// A Lua stack is never put in a guessed place: a complete C stack
+    /// without VM frames leaves it out; a truncated one, or one that stops
+    /// short of its thread's start, gets it at its cut.
+    #[test]
+    fn lua_frames_without_vm_frames() {
+        let lua = lua_stack(LuaVmState::C, &[named("f@/a.lua:3_[l]")]);
+        // This process, with nginx's and LuaJIT's (unreadable) mappings and
+        // its own executable, so that a frame is named `main`.
+        let (exe, main) = own_main();
+        let mut worker = lua_worker();
+        worker.pid = std::process::id();
+        worker.exited = false;
+        worker.mappings.push(exe);
+        worker.mappings.sort_by_key(|m| m.start);
+        let pid = worker.pid;
+        let rec = Recording {
+            samples: vec![
+                // Complete: from main to nginx code, no VM frame.
+                RawSample {
+                    lua: lua.clone(),
+                    ..sample(pid, kstack(&[]), &[0x3000, main + 4])
+                },
+                RawSample {
+                    lua,
+                    user_truncated: true,
+                    ..sample(pid, kstack(&[]), &[0x3100, 0x2100])
+                },
+                // Stopped short of the thread's start (a helper a trace
+                // called, frame pointers lost): no VM frame, not complete.
+                RawSample {
+                    lua: lua_stack(LuaVmState::C, &[named("g@/a.lua:9_[lj]")]),
+                    ..sample(pid, kstack(&[]), &[0x3200])
+                },
+            ],
+            processes: [(pid, worker)].into(),
+            user: true,
+            ..Recording::default()
+        };
+        let (lines, stats) = folded(&rec, &FoldOptions::default());
+        assert_eq!(
+            lines,
+            vec![
+                "nginx;[truncated];f@/a.lua:3_[l];[nginx];[nginx] 1",
+                "nginx;[truncated];g@/a.lua:9_[lj];[nginx] 1",
+                "nginx;main;[nginx] 1",
+            ]
+        );
+        assert_eq!((stats.lua_stacks, stats.lua_unplaced), (2, 1));
+        assert_eq!(stats.truncated_stacks, 2);
     }
 }

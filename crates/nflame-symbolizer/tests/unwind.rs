@@ -90,8 +90,13 @@ fn record_samples(
     call_graph: CallGraph,
 ) -> Recording {
     let mut o = RecordOptions::new(Target::Pids(pids));
-    o.duration = Some(Duration::from_secs_f64(limit_secs));
     o.call_graph = call_graph;
+    record_samples_with(o, samples, limit_secs)
+}
+
+/// [`record_samples`] with options of the caller's.
+fn record_samples_with(mut o: RecordOptions, samples: u64, limit_secs: f64) -> Recording {
+    o.duration = Some(Duration::from_secs_f64(limit_secs));
     let stop = AtomicBool::new(false);
     record(&o, &stop, |p| {
         if p.samples >= samples {
@@ -863,7 +868,13 @@ mod needs_nginx_wrk {
         // Hundreds of requests before recording: LuaJIT compiles the loop
         // after a few dozen.
         wait_busy(nginx.pid(), 0.3);
-        let rec = record_samples(vec![nginx.pid()], 1200, 30.0, CallGraph::Auto);
+        // C-level stacks (`--lua off`): the native unwinding through traces
+        // is what is tested here; Lua frames in their place are tested
+        // through `nflame record` (crates/nflame/tests/lua.rs).
+        let mut o = RecordOptions::new(Target::Pids(vec![nginx.pid()]));
+        o.call_graph = CallGraph::Auto;
+        o.lua = false;
+        let rec = record_samples_with(o, 1200, 30.0);
         let out = stop_wrk(load);
         let (profile, stats, text) = fold_report("nginx + compiled Lua", &rec);
         eprintln!("wrk: {}", wrk_rate(&out));

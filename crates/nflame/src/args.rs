@@ -75,7 +75,8 @@ pub struct RenderArgs {
     #[arg(long)]
     pub subtitle: Option<String>,
     /// Colour palette: hot, mem, io, wakeup, java, js, perl, python, rust, red, green, blue,
-    /// aqua, yellow, purple, orange.
+    /// aqua, yellow, purple, orange, or lua (hot, with Lua frames green and the functions
+    /// compiled traces ran aqua).
     #[arg(long, default_value = "hot")]
     pub palette: String,
     /// Width in pixels (default: fluid, fills the browser window).
@@ -99,6 +100,10 @@ pub struct RenderArgs {
     /// Colour by a hash of the frame name: the same input gives a byte-identical SVG.
     #[arg(long)]
     pub deterministic: bool,
+    /// Embed the profiles in the SVG up to this many MiB (encoded); larger ones are written
+    /// beside it as OUTPUT.ROLE.folded.gz, which reading the SVG back finds (0: always beside).
+    #[arg(long, value_name = "MIB", default_value_t = 128)]
+    pub embed_limit: u64,
 }
 
 impl RenderArgs {
@@ -118,6 +123,7 @@ impl RenderArgs {
         o.flamechart = self.flamechart;
         o.count_name = self.count_name.clone();
         o.deterministic = self.deterministic;
+        o.embed_limit = Some(self.embed_limit.saturating_mul(1 << 20));
         o
     }
 }

@@ -115,13 +115,26 @@ fn warn_skipped<'a>(
     }
 }
 
+/// Prints notes on what a command did with its outputs (a profile written
+/// beside an SVG).
+fn note(notes: &[String], verbosity: Verbosity) {
+    if verbosity == Verbosity::Quiet {
+        return;
+    }
+    for n in notes {
+        eprintln!("nflame: note: {n}");
+    }
+}
+
 fn render(a: args::Render, verbosity: Verbosity) -> Result<ExitCode> {
     let mut opts = a.render.to_options("Flame Graph");
     let mut ctx = svg_context("profile");
     ctx.inputs = a.inputs.iter().map(|p| p.display().to_string()).collect();
     opts.context = Some(ctx);
-    let skipped = nflame_pipeline::convert::render(&a.inputs, &a.output, &opts, &a.read.options())?;
-    warn_skipped(&skipped, verbosity);
+    let rendered =
+        nflame_pipeline::convert::render(&a.inputs, &a.output, &opts, &a.read.options())?;
+    warn_skipped(&rendered.skipped, verbosity);
+    note(&rendered.notes, verbosity);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -129,6 +142,7 @@ fn diff(a: args::DiffArgs, verbosity: Verbosity) -> Result<ExitCode> {
     let json = a.json;
     let comparison = nflame_pipeline::compare(&a.into_options(command_line()))?;
     warn_skipped(&comparison.skipped, verbosity);
+    note(&comparison.notes, verbosity);
     let stdout = io::stdout();
     let mut w = io::BufWriter::new(stdout.lock());
     if json {

@@ -23,7 +23,7 @@ use nflame_pipeline::{RecordEvents, RecordJob};
 use nflame_sampler::{
     CallGraph, EventChoice, Measure, Progress, RecordOptions, Target, DEFAULT_SWITCH_RATE,
 };
-use nflame_symbolizer::{FoldOptions, Weight};
+use nflame_symbolizer::{FoldOptions, LuaFold, Weight};
 
 use crate::args::RenderArgs;
 
@@ -35,7 +35,9 @@ const EXIT_INTERRUPTED: u8 = 130;
 /// Give exactly one kind of target: `--pid`, `--name`, `-a`, a command
 /// after `--`, or Docker targets (`--docker-port`, `--container`, which can
 /// be combined). Stacks read, root first: process name (with `--per-pid`,
-/// `--per-thread`), user frames, kernel frames suffixed `_[k]`.
+/// `--per-thread`), user frames, kernel frames suffixed `_[k]`. In LuaJIT
+/// processes (OpenResty's nginx, luajit) the Lua frames, suffixed `_[l]`
+/// (`_[lj]` when compiled), stand in place of the VM's own frames (`--lua`).
 ///
 /// Without `-o`, the folded stacks go to standard output (so
 /// `nflame record ... | nflame render - -o x.svg` works); with `-- CMD`, the
@@ -180,6 +182,23 @@ pub struct RecordArgs {
     /// Keep runs of consecutive `[unknown]` frames (by default each run becomes one frame).
     #[arg(long)]
     pub keep_unknown_runs: bool,
+    /// Lua frames of LuaJIT processes (OpenResty's nginx, luajit, anything
+    /// embedding LuaJIT 2.1 GC64 on x86-64): `on` reads each sample's Lua stack
+    /// (a BPF program: root, or CAP_BPF with CAP_PERFMON, Linux >= 5.17) and puts
+    /// the Lua frames, marked `_[l]` (`_[lj]` when compiled), in place of the
+    /// VM's native frames; `off` records C-level stacks only. Without BPF, or
+    /// for a build it cannot read, the summary says why and the recording goes
+    /// on with C-level stacks.
+    #[arg(long, value_enum, default_value_t = LuaArg::On, value_name = "on|off")]
+    pub lua: LuaArg,
+    /// Write Lua-land stacks only: the process, then the Lua frames (and the C
+    /// functions in the Lua stack), without the C and kernel frames around them;
+    /// samples without Lua frames are left out.
+    #[arg(long, conflicts_with = "kernel_only")]
+    pub lua_only: bool,
+    /// Split Lua functions by the line being run (`name@chunk:first line N_[l]`).
+    #[arg(long)]
+    pub lua_lines: bool,
     /// Ring buffer size per CPU, in pages (rounded down to a power of two, at
     /// least 8; DWARF unwinding raises it to 4096). Advanced: small rings lose
     /// samples under load.
@@ -250,6 +269,15 @@ fn parse_min_block(s: &str) -> Result<Duration, String> {
         return Err(format!("`{s}`: give a duration of zero or more"));
     }
     Ok(Duration::from_secs_f64(v * scale))
+}
+
+/// `--lua` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LuaArg {
+    /// Lua frames in the stacks of LuaJIT processes.
+    On,
+    /// C-level stacks only.
+    Off,
 }
 
 /// `--event` values.
@@ -352,6 +380,8 @@ impl RecordArgs {
         o.user = !self.kernel_only;
         o.kernel = !self.user_only;
         o.call_graph = self.call_graph;
+        o.lua = self.lua == LuaArg::On;
+        o.lua_lines = self.lua_lines;
         if let Some(pages) = self.ring_pages {
             o.ring_pages = pages;
         }
@@ -381,6 +411,11 @@ impl RecordArgs {
             o.kind_frames = true;
         }
         o.fold_unknown_runs = !self.keep_unknown_runs;
+        o.lua = match (self.lua, self.lua_only) {
+            (LuaArg::Off, _) => LuaFold::Off,
+            (LuaArg::On, true) => LuaFold::Only,
+            (LuaArg::On, false) => LuaFold::Mixed,
+        };
         o
     }
 }
@@ -409,6 +444,9 @@ static SIGNALS: AtomicUsize = AtomicUsize::new(0);
 /// Runs `nflame record`.
 pub fn run(args: RecordArgs, verbosity: crate::Verbosity) -> Result<ExitCode> {
     let quiet = verbosity == crate::Verbosity::Quiet;
+    if args.lua == LuaArg::Off && (args.lua_only || args.lua_lines) {
+        anyhow::bail!("--lua-only and --lua-lines need Lua frames: drop --lua off");
+    }
     let job = args.into_job();
     let stop = Arc::new(AtomicBool::new(false));
     {

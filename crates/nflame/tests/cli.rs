@@ -1132,6 +1132,98 @@ mod svg_input {
         );
     }
 
+    /// Issue 15: a profile over the embedding limit goes beside the SVG (which
+    /// names it and is read back through it), or, written to standard output,
+    /// is left out with a note; the SVG itself stays small.
+    #[test]
+    fn issue_15_huge_profiles_go_beside_the_svg() {
+        let dir = tempfile::tempdir().unwrap();
+        let folded = fixture("folded/nginx-lua.folded.gz");
+        let embedded = dir.path().join("in.svg");
+        ok(nflame()
+            .args(["render", "--deterministic"])
+            .arg(&folded)
+            .arg("-o")
+            .arg(&embedded));
+        // --embed-limit 0: every profile is over the limit.
+        let svg = dir.path().join("big.svg");
+        let o = ok(nflame()
+            .args(["render", "--deterministic", "--embed-limit", "0"])
+            .arg(&folded)
+            .arg("-o")
+            .arg(&svg));
+        let sidecar = dir.path().join("big.svg.profile.folded.gz");
+        assert!(sidecar.is_file(), "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains("over the embedding limit: written beside")
+                && stderr(&o).contains("big.svg.profile.folded.gz"),
+            "{}",
+            stderr(&o)
+        );
+        let text = std::fs::read_to_string(&svg).unwrap();
+        assert!(
+            text.contains(
+                "<metadata id=\"nflame-profile-profile\" encoding=\"file\">big.svg.profile.folded.gz</metadata>"
+            ),
+            "{}",
+            &text[..2000.min(text.len())]
+        );
+        let small = std::fs::metadata(&svg).unwrap().len();
+        let whole = std::fs::metadata(&embedded).unwrap().len();
+        assert!(small < whole, "{small} >= {whole}");
+        // The drawing is the same: only the metadata differs.
+        let graph = |t: &str| t[t.find("<script").unwrap()..].to_string();
+        assert_eq!(
+            graph(&text),
+            graph(&std::fs::read_to_string(&embedded).unwrap())
+        );
+        // Read back, the SVG is its profile (through the file beside it).
+        let folded_of = |input: &Path| -> Vec<String> {
+            let o = ok(nflame()
+                .arg("filter")
+                .arg(input)
+                .args(["--include", ".", "-o", "-"]));
+            let mut v: Vec<String> = stdout(&o).lines().map(String::from).collect();
+            v.sort();
+            v
+        };
+        assert_eq!(folded_of(&svg), folded_of(&folded));
+        // Moved without the file beside it, reading it says what is missing.
+        std::fs::remove_file(&sidecar).unwrap();
+        let o = run(nflame()
+            .arg("filter")
+            .arg(&svg)
+            .args(["--include", ".", "-o", "-"]));
+        assert_eq!(o.status.code(), Some(1));
+        assert!(
+            stderr(&o).contains("big.svg.profile.folded.gz"),
+            "{}",
+            stderr(&o)
+        );
+        // To standard output there is no file to write beside: left out.
+        let o = ok(nflame()
+            .args(["render", "--embed-limit", "0", "-o", "-"])
+            .arg(&folded));
+        assert!(
+            stderr(&o).contains("is standard output: it is not in the SVG"),
+            "{}",
+            stderr(&o)
+        );
+        assert!(stdout(&o).contains("encoding=\"omitted\""));
+        // A diff puts both sides beside its graph.
+        let d = dir.path().join("d.svg");
+        ok(nflame()
+            .args(["diff", "--embed-limit", "0"])
+            .arg(&folded)
+            .arg(&folded)
+            .arg("-o")
+            .arg(&d));
+        for role in ["before", "after"] {
+            let side = dir.path().join(format!("d.svg.{role}.folded.gz"));
+            assert_eq!(folded_of(&side), folded_of(&folded));
+        }
+    }
+
     #[test]
     fn foreign_svg_is_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();

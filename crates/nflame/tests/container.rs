@@ -32,9 +32,16 @@
 //!   DNAT in the kernel) and to use `--container`, and `--container` records
 //!   the container end to end.
 //!
-//! Needs root, docker.io, busybox-static, gcc and wrk
-//! (`scripts/install-deps.sh`); `NFLAME_SKIP=docker` or `wrk` (scripts/test.sh)
-//! leaves it out. Takes about 45 s.
+//! - Lua frames in a container: Debian's upstream luajit, copied into an
+//!   image of its own with the libraries it loads, runs a script of two
+//!   functions of known relative cost (2:1); `--container NAME` puts the Lua
+//!   frames, named with the chunk as the container sees it (`/two.lua`),
+//!   under `[container NAME]`, with the known shares.
+//!
+//! Needs root, docker.io, busybox-static, gcc and wrk (the Lua test: the
+//! unpacked upstream luajit instead of wrk) (`scripts/install-deps.sh`);
+//! `NFLAME_SKIP=docker` or `wrk` (scripts/test.sh) leaves them out. Takes
+//! about a minute.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -42,7 +49,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{finish, run, text, wait_busy};
+use common::{finish, run, text, wait_busy, Recorder};
 
 const RUN_DIR: &str = "/run/nflame-test-docker";
 const DATA_DIR: &str = "/var/lib/nflame-test-docker";
@@ -53,6 +60,8 @@ const IMAGE: &str = "nflame-test:calltree";
 const WORKLOAD: &str = "nflame-test-calltree";
 const WEB: &str = "nflame-test-web";
 const PORT: u16 = 18093;
+const LUA_IMAGE: &str = "nflame-test:luajit";
+const LUA: &str = "nflame-test-lua";
 
 fn socket() -> String {
     format!("unix://{RUN_DIR}/docker.sock")
@@ -151,7 +160,7 @@ impl Dockerd {
     fn teardown() {
         if dockerd_pid().is_some() {
             let _ = run(
-                &mut docker(&["rm", "-f", WORKLOAD, WEB]),
+                &mut docker(&["rm", "-f", WORKLOAD, WEB, LUA]),
                 Duration::from_secs(30),
             );
             let _ = run(
@@ -217,6 +226,11 @@ fn proxy_for_port(port: u16) -> Option<u32> {
 
 /// Imports the image from the directory `rootfs`, without a registry.
 fn import_image(rootfs: &Path) {
+    import_image_as(rootfs, IMAGE);
+}
+
+/// Imports the directory `rootfs` as the image `tag`.
+fn import_image_as(rootfs: &Path, tag: &str) {
     let mut tar = Command::new("tar")
         .arg("-C")
         .arg(rootfs)
@@ -224,7 +238,7 @@ fn import_image(rootfs: &Path) {
         .stdout(Stdio::piped())
         .spawn()
         .expect("tar runs");
-    let import = docker(&["import", "-", IMAGE])
+    let import = docker(&["import", "-", tag])
         .stdin(tar.stdout.take().unwrap())
         .output()
         .expect("docker import runs");
@@ -704,6 +718,165 @@ mod needs_docker_wrk {
             )
             .contains(&format!("-host-port {PORT}")),
             "a docker-proxy for port {PORT} is still running"
+        );
+    }
+}
+
+/// The Lua script of the LuaJIT container: work_a does twice the work of
+/// work_b; it runs for the CPU seconds given.
+const TWO_LUA: &str = "\
+local function work_a(n)
+  local s = 0
+  for i = 1, n do s = s + (i % 7) * 3 end
+  return s
+end
+
+local function work_b(n)
+  local s = 0
+  for i = 1, n do s = s + (i % 5) * 2 end
+  return s
+end
+
+local function driver(secs)
+  local t0 = os.clock()
+  local acc = 0
+  while os.clock() - t0 < secs do
+    acc = acc + work_a(200000)
+    acc = acc + work_b(100000)
+  end
+  return acc
+end
+
+driver(tonumber(arg[1]) or 5)
+";
+
+/// The LuaJIT image's root: Debian's upstream luajit (unpacked by
+/// scripts/install-deps.sh) at /usr/bin/luajit, the libraries it loads at
+/// their paths, and /two.lua.
+fn build_lua_rootfs(dir: &Path) -> PathBuf {
+    let upstream = Path::new("/opt/nflame-test/luajit-upstream");
+    let luajit = upstream.join("usr/bin/luajit");
+    assert!(
+        luajit.is_file(),
+        "{} is missing: run scripts/install-deps.sh as root",
+        luajit.display()
+    );
+    let lib_dir = upstream.join("usr/lib/x86_64-linux-gnu");
+    let root = dir.join("lua-rootfs");
+    let copy = |from: &Path, to: &str| {
+        let dest = root.join(to.trim_start_matches('/'));
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        std::fs::copy(from, &dest)
+            .unwrap_or_else(|e| panic!("copy {} to {}: {e}", from.display(), dest.display()));
+    };
+    copy(&luajit, "/usr/bin/luajit");
+    // What the loader maps for it: `lib => /path (addr)` and the loader itself.
+    let ldd = Command::new("ldd")
+        .arg(&luajit)
+        .env("LD_LIBRARY_PATH", &lib_dir)
+        .output()
+        .expect("ldd runs");
+    assert!(ldd.status.success(), "ldd: {}", text(&ldd.stderr));
+    for line in text(&ldd.stdout).lines() {
+        let path = match line.split_once("=>") {
+            Some((_, rest)) => rest.split_whitespace().next(),
+            None => line
+                .split_whitespace()
+                .next()
+                .filter(|p| p.starts_with('/')),
+        };
+        let Some(path) = path.filter(|p| p.starts_with('/')) else {
+            continue;
+        };
+        // Libraries from the unpacked tree go where the container looks.
+        let inside = match Path::new(path).strip_prefix(upstream) {
+            Ok(rel) => format!("/{}", rel.display()),
+            Err(_) => path.to_string(),
+        };
+        copy(Path::new(path), &inside);
+    }
+    std::fs::write(root.join("two.lua"), TWO_LUA).unwrap();
+    root
+}
+
+mod needs_docker {
+    use super::*;
+
+    /// `--container` of a container running upstream luajit: the Lua frames
+    /// under `[container NAME]`, named with the chunk as the container sees
+    /// it, with the script's known 2:1 shares; the summary's lua line.
+    #[test]
+    fn lua_frames_in_a_container() {
+        let dir = tempfile::tempdir().unwrap();
+        let rootfs = build_lua_rootfs(dir.path());
+        let _dockerd = Dockerd::start(&[]);
+        import_image_as(&rootfs, LUA_IMAGE);
+        let limit = Duration::from_secs(60);
+        ok(
+            docker(&["run", "-d", "--name", LUA, "--network", "none", LUA_IMAGE]).args([
+                "/usr/bin/luajit",
+                "/two.lua",
+                "600",
+            ]),
+            limit,
+        );
+        let pid: u32 = ok(
+            &mut docker(&["inspect", "-f", "{{.State.Pid}}", LUA]),
+            limit,
+        )
+        .trim()
+        .parse()
+        .expect("container pid");
+        assert!(pid_alive(pid));
+        // The script is running once it uses CPU.
+        wait_busy(&[pid], 0.2, Duration::from_secs(120));
+        let out = dir.path().join("lua.folded");
+        let mut rec = Recorder::spawn(
+            nflame()
+                .args(["record", "--container", LUA, "-d", "600", "-o"])
+                .arg(&out),
+        );
+        rec.wait_ready(Duration::from_secs(60));
+        wait_busy(&[pid], 2.0, Duration::from_secs(300));
+        rec.signal(libc::SIGINT);
+        let res = rec.finish(Duration::from_secs(180));
+        let summary = text(&res.stderr);
+        eprintln!("{summary}");
+        assert!(res.status.success(), "{summary}");
+        assert!(summary.contains("(luajit): LuaJIT 2.1 in "), "{summary}");
+        let stacks = folded(&out);
+        let root = format!("[container {LUA}]");
+        let mine: Vec<&(Vec<String>, u64)> = stacks
+            .iter()
+            .filter(|(f, _)| f[0] == root && f.get(1).is_some_and(|x| x == "luajit"))
+            .collect();
+        let total: u64 = mine.iter().map(|(_, n)| n).sum();
+        let count = |w: &str| -> u64 {
+            mine.iter()
+                .filter(|(f, _)| {
+                    f.windows(2).any(|p| {
+                        p[0] == "driver@/two.lua:13_[l]" && p[1].starts_with(&format!("{w}_[l"))
+                    })
+                })
+                .map(|(_, n)| n)
+                .sum()
+        };
+        let (a, b) = (count("work_a@/two.lua:1"), count("work_b@/two.lua:7"));
+        eprintln!("{total} samples of the container's luajit: work_a {a}, work_b {b}");
+        assert!(
+            a + b >= 300 && (a + b) * 100 >= total * 80,
+            "{a} + {b} of {total} samples in work_a/work_b under driver"
+        );
+        let share = 100.0 * a as f64 / (a + b) as f64;
+        assert!(
+            (61.7..=71.7).contains(&share),
+            "work_a share {share:.1}%, expected 66.7 ± 5"
+        );
+        // The main chunk is named as the container sees the script.
+        assert!(
+            mine.iter()
+                .any(|(f, _)| f.iter().any(|x| x == "@/two.lua_[l]")),
+            "no @/two.lua main chunk"
         );
     }
 }

@@ -18,6 +18,70 @@
 
 mod common;
 
+/// Off-CPU stacks of a LuaJIT process carry its Lua frames, read when the
+/// thread left the CPU: upstream `luajit` running a script that waits for
+/// `os.execute("sleep 0.1")` (scripts/install-deps.sh unpacks it under
+/// /opt/nflame-test/luajit-upstream, or `NFLAME_UPSTREAM_LUAJIT`).
+#[test]
+fn off_cpu_stacks_carry_lua_frames() {
+    use std::process::{Command, Stdio};
+    let _s = common::serial();
+    let root = std::env::var_os("NFLAME_UPSTREAM_LUAJIT")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| "/opt/nflame-test/luajit-upstream".into());
+    let luajit = root.join("usr/bin/luajit");
+    assert!(
+        luajit.exists(),
+        "{} is missing: run scripts/install-deps.sh",
+        luajit.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("blocks.lua");
+    std::fs::write(
+        &script,
+        "local function napper()\n  for i = 1, 10 do os.execute(\"sleep 0.1\") end\nend\n\
+         local function driver() napper() end\ndriver()\n",
+    )
+    .unwrap();
+    let out = dir.path().join("lua.folded");
+    let o = Command::new(env!("CARGO_BIN_EXE_nflame"))
+        .args(["record", "--off-cpu", "-o"])
+        .arg(&out)
+        .arg("--")
+        .arg(&luajit)
+        .arg(&script)
+        .env("LD_LIBRARY_PATH", root.join("usr/lib/x86_64-linux-gnu"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = common::text(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    let folded = std::fs::read_to_string(&out).unwrap();
+    let chunk = script.display().to_string();
+    // The wait for the child, under the Lua function that called os.execute.
+    let (mut with_lua, mut all) = (0u64, 0u64);
+    for line in folded
+        .lines()
+        .filter(|l| l.starts_with("luajit;[blocked];"))
+    {
+        let (stack, n) = line.rsplit_once(' ').unwrap();
+        let n: u64 = n.parse().unwrap();
+        if stack.contains("wait4") {
+            all += n;
+            if stack.contains(&format!("napper@{chunk}:1_[l];os.execute_[l];")) {
+                with_lua += n;
+            }
+        }
+    }
+    assert!(all > 0, "no wait for the child in {folded}");
+    // The process is found to run LuaJIT at its first sample: the waits
+    // before that have no Lua stack (`[lua: no stack]`).
+    assert!(
+        with_lua * 3 >= all * 2,
+        "{with_lua} of {all} µs waiting for the child under napper → os.execute:\n{folded}"
+    );
+}
+
 mod needs_nginx_wrk {
     use std::io::{Read, Write};
     use std::net::{TcpListener, TcpStream};

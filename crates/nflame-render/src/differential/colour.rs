@@ -10,94 +10,106 @@
 
 use nflame_profile::diff::{Diff, Scaling};
 use nflame_profile::Unit;
-use rustc_hash::FxHashMap;
 
-use super::layout::Node;
-use super::svg::{rewrite, GONE_FILL};
+use super::svg::GONE_FILL;
+use crate::cut::Node;
 
 /// Stands for the colour scale in the legend until the layout gives it.
 pub(super) const SCALE_TOKEN: &str = "NFLAME_COLOUR_SCALE";
 
-/// Writes inferno's graph `raw` into `svg` with every frame of `nodes`
-/// coloured by the change of its inclusive share (or cost per unit) and
-/// titled with both sides, and the legend's scale filled in.
-pub(super) fn colour(
-    diff: &Diff,
-    raw: &str,
-    nodes: &FxHashMap<(u32, u64), Node>,
-    inverted: bool,
-    svg: &mut Vec<u8>,
-) {
-    let per_unit = diff.scaling() == Scaling::PerUnit;
-    let (total_before, total_after) = (diff.before.total(), diff.after.total());
-    // Per unit of work, changes are relative to the larger side's total cost.
-    let larger = diff
-        .shown(total_after, true)
-        .max(diff.shown(total_before, false));
-    let change = |n: &Node| -> f64 {
-        if per_unit {
-            if larger > 0.0 {
-                (diff.shown(n.after, true) - diff.shown(n.before, false)) / larger
+/// The colour scale of a graph: the largest change of its frames.
+pub(super) struct Scale<'d> {
+    diff: &'d Diff,
+    per_unit: bool,
+    /// Per unit of work, changes are relative to the larger side's total cost.
+    larger: f64,
+    max_change: f64,
+}
+
+impl<'d> Scale<'d> {
+    /// The scale of the frames `nodes` (the `all` frame left out).
+    pub(super) fn new<'n>(diff: &'d Diff, nodes: impl Iterator<Item = &'n Node>) -> Scale<'d> {
+        let per_unit = diff.scaling() == Scaling::PerUnit;
+        let larger = diff
+            .shown(diff.after.total(), true)
+            .max(diff.shown(diff.before.total(), false));
+        let mut scale = Scale {
+            diff,
+            per_unit,
+            larger,
+            max_change: 0.0,
+        };
+        scale.max_change = nodes.map(|n| scale.change(n).abs()).fold(0.0f64, f64::max);
+        scale
+    }
+
+    fn change(&self, n: &Node) -> f64 {
+        let diff = self.diff;
+        if self.per_unit {
+            if self.larger > 0.0 {
+                (diff.shown(n.after, true) - diff.shown(n.before, false)) / self.larger
             } else {
                 0.0
             }
         } else {
-            share(n.after, total_after) - share(n.before, total_before)
+            share(n.after, diff.after.total()) - share(n.before, diff.before.total())
         }
-    };
-    let max_change = nodes
-        .iter()
-        .filter(|(k, _)| k.0 > 0)
-        .map(|(_, n)| change(n).abs())
-        .fold(0.0f64, f64::max);
-    let scale = if per_unit {
-        format!("{:.2}% of the larger total", max_change * 100.0)
-    } else {
-        format!("±{:.2} pp", max_change * 100.0)
-    };
-    let raw = raw.replacen(SCALE_TOKEN, &scale, 1);
+    }
 
-    let unit = diff.measure().unit;
-    let fmt_count = |c: u64, after: bool| -> String {
-        let mut s = diff.format_shown(c, after);
+    /// The legend's scale, for [`SCALE_TOKEN`].
+    pub(super) fn legend(&self) -> String {
+        if self.per_unit {
+            format!("{:.2}% of the larger total", self.max_change * 100.0)
+        } else {
+            format!("±{:.2} pp", self.max_change * 100.0)
+        }
+    }
+
+    fn count(&self, c: u64, after: bool) -> String {
+        let mut s = self.diff.format_shown(c, after);
+        let unit = self.diff.measure().unit;
         if unit != Unit::Samples {
             s.push(' ');
             s.push_str(unit.symbol());
         }
         s
-    };
-    let recolour = |depth: u32, x: u64, name: &str| -> Option<(Option<String>, String)> {
+    }
+
+    /// The fill (`None`: inferno's) and tooltip of frame `name` at `depth`
+    /// (0: the `all` frame) whose inclusive values are `node`.
+    pub(super) fn style(&self, depth: u32, node: &Node, name: &str) -> (Option<String>, String) {
+        let (total_before, total_after) = (self.diff.before.total(), self.diff.after.total());
         if depth == 0 {
             // `all` is as wide as AFTER plus the stacks gone after: say what
             // the totals are, not the sum of widths inferno would.
-            let title = if per_unit {
+            let title = if self.per_unit {
                 format!(
                     "{name} (before {} per unit, after {} per unit)",
-                    fmt_count(total_before, false),
-                    fmt_count(total_after, true)
+                    self.count(total_before, false),
+                    self.count(total_after, true)
                 )
             } else {
                 format!(
                     "{name} (before 100.00% {}, after 100.00% {})",
-                    fmt_count(total_before, false),
-                    fmt_count(total_after, true)
+                    self.count(total_before, false),
+                    self.count(total_after, true)
                 )
             };
-            return Some((None, title));
+            return (None, title);
         }
-        let n = nodes.get(&(depth, x))?;
+        let n = node;
         let pb = share(n.before, total_before) * 100.0;
         let pa = share(n.after, total_after) * 100.0;
         if n.after == 0 {
             let title = format!(
                 "{name} (gone: before {pb:.2}% {}, after 0)",
-                fmt_count(n.before, false)
+                self.count(n.before, false)
             );
-            return Some((Some(GONE_FILL.to_string()), title));
+            return (Some(GONE_FILL.to_string()), title);
         }
-        let d = change(n);
-        let t = if max_change > 0.0 {
-            (d.abs() / max_change).min(1.0)
+        let d = self.change(n);
+        let t = if self.max_change > 0.0 {
+            (d.abs() / self.max_change).min(1.0)
         } else {
             0.0
         };
@@ -109,24 +121,47 @@ pub(super) fn colour(
         } else {
             "rgb(248,248,248)".to_string()
         };
-        let title = if per_unit {
+        let title = if self.per_unit {
             format!(
                 "{name} (before {} per unit, after {} per unit, change {:+.2}% of the larger total)",
-                fmt_count(n.before, false),
-                fmt_count(n.after, true),
+                self.count(n.before, false),
+                self.count(n.after, true),
                 d * 100.0
             )
         } else {
             format!(
                 "{name} (before {pb:.2}% {}, after {pa:.2}% {}, inclusive {:+.2} pp)",
-                fmt_count(n.before, false),
-                fmt_count(n.after, true),
+                self.count(n.before, false),
+                self.count(n.after, true),
                 d * 100.0
             )
         };
-        Some((Some(fill), title))
+        (Some(fill), title)
+    }
+}
+
+/// Writes inferno's graph `raw` into `svg` with every frame of `nodes`
+/// (keyed by depth and start) coloured by the change of its inclusive share
+/// (or cost per unit) and titled with both sides, and the legend's scale
+/// filled in: the graph held whole, frames found by their position.
+#[cfg(test)]
+pub(super) fn colour(
+    diff: &Diff,
+    raw: &str,
+    nodes: &rustc_hash::FxHashMap<(u32, u64), Node>,
+    inverted: bool,
+    svg: &mut Vec<u8>,
+) {
+    let scale = Scale::new(diff, nodes.iter().filter(|(k, _)| k.0 > 0).map(|(_, n)| n));
+    let raw = raw.replacen(SCALE_TOKEN, &scale.legend(), 1);
+    let recolour = |depth: u32, x: u64, name: &str| -> Option<(Option<String>, String)> {
+        if depth == 0 {
+            return Some(scale.style(0, &Node::default(), name));
+        }
+        let n = nodes.get(&(depth, x))?;
+        Some(scale.style(depth, n, name))
     };
-    rewrite(&raw, inverted, &recolour, svg);
+    super::svg::rewrite(&raw, inverted, &recolour, svg);
 }
 
 pub(super) fn share(part: u64, total: u64) -> f64 {

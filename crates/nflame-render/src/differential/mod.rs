@@ -17,88 +17,127 @@
 //!
 //! The stages, one module each:
 //!
-//! - `order`: the order of inferno's sorted lines, computed on the tree
-//!   (sibling keys ranked once, never whole lines compared);
-//! - `lines`: the drawn stacks walked in that order (or, reversed, sorted
-//!   as text), with where each may be cut;
-//! - `layout`: inferno's layout recomputed from those lines: each frame's
-//!   inclusive BEFORE and AFTER, and the lines cut to the frames drawn;
+//! - `lines`: the drawn stacks, from the tree (sorted by text, so nearly in
+//!   the order of inferno's sorted lines) or reversed;
+//! - [`crate::cut`]: inferno's layout recomputed from those lines: each
+//!   frame's inclusive BEFORE and AFTER, and the lines cut to the frames drawn;
 //! - `colour`: the colour scale and tooltips, from the change of each
 //!   frame's inclusive share (or cost per unit);
 //! - `svg`: rewriting inferno's SVG text with those fills and tooltips and
 //!   the hatch pattern.
 
 mod colour;
-mod layout;
-mod lines;
-mod order;
+pub(crate) mod lines;
 #[cfg(test)]
 mod reference;
 mod svg;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use nflame_profile::diff::{Diff, Scaling};
 use nflame_profile::tree::StackTree;
 
-use crate::{render_lines, Error, RenderOptions};
-use colour::{colour, SCALE_TOKEN};
-use layout::layout;
-use lines::{SortedLines, TreeLines};
+use std::io::Write;
 
-/// Draws the honest differential graph of `diff` into `svg` (no metadata);
-/// the subtitle carries the legend. `tree` is `diff.tree()` when the caller
-/// has it already.
-pub(crate) fn draw(
+use crate::cut::{layout, min_samples, Kept, RowSource, SortedRows, Teed};
+use crate::{render_lines, Error, RenderOptions};
+use colour::{Scale, SCALE_TOKEN};
+use lines::DiffRows;
+use svg::Recolouring;
+
+/// The honest differential graph of a diff, laid out: the frames inferno
+/// will draw, in its order, and the lines to give it.
+pub(crate) struct Laid {
+    kept: Vec<Kept>,
+    lines: Vec<String>,
+}
+
+/// Lays out the honest differential graph of `diff` (see [`crate::cut`]);
+/// `tree` is `diff.tree()` when the caller has it already. `each` gets every
+/// stack (its index in the tree), drawn or not, as the layout reads it.
+pub(crate) fn lay_out(
     diff: &Diff,
-    tree: Option<&StackTree<'_>>,
+    tree: &StackTree<'_>,
     opts: &RenderOptions,
-    svg: &mut Vec<u8>,
-) -> Result<(), Error> {
+    each: Option<&mut dyn FnMut(usize)>,
+) -> Result<Laid, Error> {
     if opts.flamechart {
         return Err(Error::Unsupported(
             "a flame chart (time order) of a differential profile".into(),
         ));
     }
-    let own;
-    let tree = match tree {
-        Some(t) => t,
-        None => {
-            own = diff.tree();
-            &own
-        }
-    };
-    // inferno omits frames narrower than `min_width` pixels: they need no
-    // colour. Keep every frame at least half that wide on the widest canvas.
-    let min_samples = |total: u64| {
-        let canvas = opts.width.unwrap_or(1200).max(1200) as f64;
-        ((opts.min_width * 0.5 / canvas) * total as f64).floor() as u64
-    };
-    let (nodes, lines) = if opts.reverse {
-        // Reversed stacks (leaf first) share little: sort them as text.
-        let lines = SortedLines::new(tree, diff);
-        if lines.total == 0 {
-            return Err(Error::Empty);
-        }
-        layout(&lines, min_samples(lines.total))
+    let rows = DiffRows::new(tree, diff, opts.reverse);
+    let lines = if opts.reverse {
+        // Reversed stacks (leaf first) are sorted again.
+        SortedRows::sort(&rows, true)
     } else {
-        let lines = TreeLines::new(tree, diff);
-        if lines.order.total == 0 {
-            return Err(Error::Empty);
-        }
-        layout(&lines, min_samples(lines.order.total))
+        SortedRows::nearly_sorted(&rows, true)
     };
+    if lines.total == 0 {
+        return Err(Error::Empty);
+    }
+    let min = min_samples(opts.min_width_percent(), lines.total);
+    let (kept, lines) = match each {
+        Some(each) => {
+            // The stacks without width are not walked: hand them over too.
+            let mut by_index = |i: usize, _: &str, _: u64| each(i);
+            let laid = layout(&Teed::new(&lines, &mut by_index), min);
+            for i in 0..rows.len() {
+                if rows.numbers(i).1 == 0 {
+                    each(i);
+                }
+            }
+            laid
+        }
+        None => layout(&lines, min),
+    };
+    Ok(Laid { kept, lines })
+}
 
+/// Draws the graph laid out in `laid` to `out`, as inferno writes it: each
+/// frame recoloured, the legend's scale filled in, and `head` applied to the
+/// SVG's start (for its metadata).
+pub(crate) fn draw<W: Write>(
+    diff: &Diff,
+    laid: &Laid,
+    opts: &RenderOptions,
+    head: &dyn Fn(&mut Vec<u8>) -> std::io::Result<()>,
+    out: W,
+) -> Result<(), Error> {
+    let scale = Scale::new(
+        diff,
+        laid.kept.iter().filter(|k| k.depth > 0).map(|k| &k.node),
+    );
+    let legend = scale.legend();
+    let head = |svg: &mut Vec<u8>| -> std::io::Result<()> {
+        if let Some(at) = memchr::memmem::find(svg, SCALE_TOKEN.as_bytes()) {
+            svg.splice(at..at + SCALE_TOKEN.len(), legend.bytes());
+        }
+        head(svg)
+    };
+    let style = |k: &Kept, name: &str| scale.style(k.depth, &k.node, name);
     let mut o = diff_options(diff, opts);
     // The lines are in the order inferno must see them, but cut to the frames
     // it draws, so no longer sorted: a flame chart takes them as they come
     // (after reversing them), with no other difference to the graph.
     o.flamechart = true;
-    let mut raw = Vec::with_capacity(1 << 20);
-    render_lines(lines.iter().rev().map(String::as_str), &o, &mut raw)?;
-    let raw = String::from_utf8(raw).map_err(|e| Error::Write(std::io::Error::other(e)))?;
-    colour(diff, &raw, &nodes, opts.inverted, svg);
+    let mut w = Recolouring::new(out, &head, &laid.kept, &style);
+    render_lines(laid.lines.iter().rev().map(String::as_str), &o, &mut w)?;
+    w.finish()?;
     Ok(())
+}
+
+/// Draws the honest differential graph of `diff` into `svg`, without
+/// metadata (for tests).
+#[cfg(test)]
+pub(crate) fn draw_to_vec(
+    diff: &Diff,
+    opts: &RenderOptions,
+    svg: &mut Vec<u8>,
+) -> Result<(), Error> {
+    let tree = diff.tree();
+    let laid = lay_out(diff, &tree, opts, None)?;
+    draw(diff, &laid, opts, &|_| Ok(()), svg)
 }
 
 /// inferno's options for a differential graph: no reversal (the lines come

@@ -2,8 +2,8 @@
 //! tree's layout and graph against.
 
 use super::colour::colour;
-use super::layout::Node;
 use super::*;
+use crate::cut::Node;
 use rustc_hash::FxHashMap;
 
 pub(super) fn draw(diff: &Diff, opts: &RenderOptions, svg: &mut Vec<u8>) -> Result<(), Error> {

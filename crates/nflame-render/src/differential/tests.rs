@@ -1,7 +1,8 @@
 //! The tree's graph checked against the reference, and the line order against sorted lines.
 
-use super::lines::{Lines, TreeLines};
+use super::lines::DiffRows;
 use super::*;
+use crate::cut::{Lines, SortedRows};
 use nflame_profile::diff::DiffOptions;
 use nflame_profile::Profile;
 
@@ -14,7 +15,7 @@ fn both(before: &[(&str, u64)], after: &[(&str, u64)], opts: &RenderOptions, dop
     .unwrap();
     let mut new = Vec::new();
     let mut old = Vec::new();
-    let rn = draw(&d, None, opts, &mut new);
+    let rn = draw_to_vec(&d, opts, &mut new);
     let ro = reference::draw(&d, opts, &mut old);
     assert_eq!(rn.is_ok(), ro.is_ok(), "{rn:?} {ro:?}");
     let (new, old) = (
@@ -35,11 +36,11 @@ fn both(before: &[(&str, u64)], after: &[(&str, u64)], opts: &RenderOptions, dop
     }
 }
 
-type Stacks = Vec<(String, u64)>;
+pub(crate) type Stacks = Vec<(String, u64)>;
 
 /// Stacks whose sorted lines are not sorted stacks, frames that extend
 /// sibling names, blanks, recursion, single frames, gone and new stacks.
-fn tricky() -> (Stacks, Stacks) {
+pub(crate) fn tricky() -> (Stacks, Stacks) {
     let names = [
         "a",
         "a ",
@@ -113,11 +114,16 @@ fn line_order_is_sorted_lines() {
     )
     .unwrap();
     let tree = d.tree();
-    let lines = TreeLines::new(&tree, &d);
+    let rows = DiffRows::new(&tree, &d, false);
+    let lines = SortedRows::nearly_sorted(&rows, true);
     let mut walked = Vec::new();
-    lines.walk(&mut |l| walked.push(format!("{} {} {}", lines.text(l.index), l.before, l.width)));
+    lines.walk(&mut |l| {
+        let (before, width) = lines.numbers(l.index);
+        walked.push(format!("{} {before} {width}", lines.text(l.index)))
+    });
     let mut sorted = walked.clone();
     sorted.sort();
+    assert!(walked.len() > 1000);
     for (i, (w, s)) in walked.iter().zip(&sorted).enumerate() {
         assert_eq!(w, s, "line {i}");
     }

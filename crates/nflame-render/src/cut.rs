@@ -1,0 +1,738 @@
+//! Handing inferno only what it draws.
+//!
+//! inferno sorts its lines, merges them into frames, and then omits every
+//! frame narrower than `min_width`: with a million distinct stacks, most of
+//! its time and memory go to frames it never draws. This module computes the
+//! same layout first, in one pass over the lines in inferno's order: every
+//! frame's start and inclusive values, and which frames are wide enough to
+//! be drawn. Each stack is then cut after its last drawn frame and
+//! consecutive equal cuts are merged, so inferno gets a few thousand lines
+//! that give the same graph, byte for byte.
+//!
+//! - [`cmp_lines`] and [`SortedRows`]: stacks in the order of inferno's
+//!   sorted lines (`stack COUNT`, or `stack BEFORE WIDTH` for a differential
+//!   graph), walked with how many frames each shares with the one before;
+//! - [`layout`]: the frames and the cut lines.
+//!
+//! It owns no drawing: the flame graph and the differential graph both feed
+//! it and give its lines to inferno in flame chart mode (taken as they
+//! come), since cut lines are no longer sorted.
+
+use std::cmp::Ordering;
+
+/// A line as inferno will see it, with what the layout needs of it.
+pub(crate) struct Line<'a> {
+    /// The stack's stored counts, before and after (a flame graph's in `[1]`).
+    pub(crate) raw: [u64; 2],
+    /// Its width in graph units.
+    pub(crate) width: u64,
+    /// Its frames, `all` not counted.
+    pub(crate) depth: usize,
+    /// How many leading frames (`all` counted) it shares with the previous line.
+    pub(crate) shared: usize,
+    /// `cuttable[d]`, for `d` from 1 to `depth - 1` (at least): whether
+    /// inferno can take the stack cut after its frame `d` (see [`cuttable`]).
+    pub(crate) cuttable: &'a [bool],
+    /// Which line, for [`Lines::text`].
+    pub(crate) index: usize,
+}
+
+/// The drawn stacks, in the order of inferno's sorted lines.
+pub(crate) trait Lines {
+    /// Calls `f` with every line, in order.
+    fn walk(&self, f: &mut dyn FnMut(&Line<'_>));
+    /// The stack of line `index`.
+    fn text(&self, index: usize) -> &str;
+    /// BEFORE and the width of line `index` (BEFORE is 0 for a flame graph).
+    fn numbers(&self, index: usize) -> (u64, u64);
+    /// Whether the lines are differential (`stack BEFORE WIDTH`).
+    fn differential(&self) -> bool;
+}
+
+/// Whether inferno can take a stack cut after `frame`, its frame `depth`:
+/// inferno trims lines and skips empty ones and `# ` comments; and in a line
+/// of one count (`one_count`), a last frame ending in a blank and a number
+/// would be read as a second count, a differential line.
+pub(crate) fn cuttable(frame: &str, depth: usize, one_count: bool) -> bool {
+    let ends_blank = match frame.as_bytes().last() {
+        None => false,
+        Some(&b) if b.is_ascii() => b.is_ascii_whitespace() || b == 0x0b,
+        Some(_) => frame.ends_with(char::is_whitespace),
+    };
+    let ends_number = one_count
+        && frame.rfind(' ').is_some_and(|i| {
+            let word = &frame.as_bytes()[i + 1..];
+            !word.is_empty() && word.iter().all(|&b| b.is_ascii_digit() || b == b'.')
+        });
+    !ends_blank && !ends_number && !(depth == 1 && (frame.is_empty() || frame == "#"))
+}
+
+/// Compares line `a` (stack `a` followed by ` N` for each of `na`) with line
+/// `b`, as inferno's sort compares the lines' bytes.
+pub(crate) fn cmp_lines(a: &str, na: &[u64], b: &str, nb: &[u64]) -> Ordering {
+    let (x, y) = (a.as_bytes(), b.as_bytes());
+    let m = x.len().min(y.len());
+    let i = common_prefix(&x[..m], &y[..m]);
+    if i < m {
+        return x[i].cmp(&y[i]);
+    }
+    // One stack starts the other: the byte after the shorter one is a blank.
+    let next = |s: &[u8]| s.get(m).copied().unwrap_or(b' ');
+    match next(x).cmp(&next(y)) {
+        Ordering::Equal => {}
+        o => return o,
+    }
+    let tail = |s: &[u8], n: &[u64]| -> Vec<u8> {
+        let mut t = s[m..].to_vec();
+        for v in n {
+            t.push(b' ');
+            t.extend_from_slice(itoa::Buffer::new().format(*v).as_bytes());
+        }
+        t
+    };
+    tail(x, na).cmp(&tail(y, nb))
+}
+
+/// The length of the common prefix of `a` and `b`, eight bytes at a time.
+pub(crate) fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    let n = a.len().min(b.len());
+    let mut i = 0;
+    while i + 8 <= n {
+        let x = u64::from_le_bytes(a[i..i + 8].try_into().expect("8 bytes"));
+        let y = u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
+        if x != y {
+            return i + ((x ^ y).trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while i < n && a[i] == b[i] {
+        i += 1;
+    }
+    i
+}
+
+/// A stack as inferno reads its line: inferno trims each line, so a stack
+/// starting with a blank sorts and draws without it.
+pub(crate) fn inferno_text(stack: &str) -> &str {
+    stack.trim_start()
+}
+
+/// A stack reversed (leaf first) as inferno reverses its line: trimmed,
+/// frames in reverse order, trimmed again.
+pub(crate) fn reversed(stack: &str) -> String {
+    let r = stack.trim().rsplit(';').collect::<Vec<_>>().join(";");
+    r.trim_start().to_string()
+}
+
+/// Stacks to draw, by index, and what their lines say.
+pub(crate) trait RowSource: Sync {
+    /// How many rows.
+    fn len(&self) -> usize;
+    /// Row `i`'s stack, root first.
+    fn text(&self, i: usize) -> &str;
+    /// Its stored counts, before and after (a flame graph's in `[1]`).
+    fn raw(&self, i: usize) -> [u64; 2];
+    /// BEFORE in graph units (0 for a flame graph) and the width of its line.
+    fn numbers(&self, i: usize) -> (u64, u64);
+}
+
+/// The line's first eight bytes, big-endian, zero-padded: most comparisons
+/// of lines end there, without reading the text.
+fn line_key(text: &str, numbers: &[u64]) -> u64 {
+    let mut key = [0u8; 8];
+    let t = text.as_bytes();
+    let n = t.len().min(8);
+    key[..n].copy_from_slice(&t[..n]);
+    if n < 8 {
+        let mut line = Vec::with_capacity(32);
+        for v in numbers {
+            line.push(b' ');
+            line.extend_from_slice(itoa::Buffer::new().format(*v).as_bytes());
+        }
+        let m = line.len().min(8 - n);
+        key[n..n + m].copy_from_slice(&line[..m]);
+    }
+    u64::from_be_bytes(key)
+}
+
+/// How many rows ahead [`SortedRows`]'s walk asks for the text it will read.
+const PREFETCH_AHEAD: usize = 16;
+
+/// Asks the CPU to bring the start of `bytes` into the cache (a hint: it
+/// changes no result).
+#[inline]
+fn prefetch(bytes: &[u8]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let p = bytes.as_ptr().cast::<i8>();
+        // SAFETY: a prefetch is a hint that never faults, whatever the address;
+        // SSE, which it needs, is part of every x86_64 CPU.
+        #[allow(unused_unsafe)]
+        unsafe {
+            _mm_prefetch::<_MM_HINT_T0>(p);
+            if bytes.len() > 64 {
+                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(64));
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = bytes;
+}
+
+/// One row of [`SortedRows`]: its text and width read once, so that sorting
+/// and walking the rows never go back to the source for them.
+#[derive(Clone, Copy)]
+struct Ranked<'s> {
+    /// The line's first eight bytes ([`line_key`]).
+    key: u64,
+    text: &'s str,
+    width: u64,
+    /// The row's index in the source.
+    index: u32,
+}
+
+/// Rows in the order of inferno's sorted lines, walked as [`Lines`]. Rows
+/// without width are left out (inferno draws nothing for them).
+pub(crate) struct SortedRows<'s> {
+    source: &'s dyn RowSource,
+    /// Rows, in order.
+    order: Vec<Ranked<'s>>,
+    differential: bool,
+    /// The sum of the widths.
+    pub(crate) total: u64,
+}
+
+impl<'s> SortedRows<'s> {
+    /// The numbers of a line of BEFORE `before` and width `width`.
+    fn line_numbers(&self, before: u64, width: u64) -> ([u64; 2], usize) {
+        if self.differential {
+            ([before, width], 2)
+        } else {
+            ([width, 0], 1)
+        }
+    }
+
+    /// Compares two rows' lines: their text, and only when one stack
+    /// starts the other, their numbers (read from the source then).
+    fn cmp(&self, a: &Ranked<'_>, b: &Ranked<'_>) -> Ordering {
+        a.key.cmp(&b.key).then_with(|| {
+            let (x, y) = (a.text.as_bytes(), b.text.as_bytes());
+            let m = x.len().min(y.len());
+            let i = common_prefix(&x[..m], &y[..m]);
+            if i < m {
+                return x[i].cmp(&y[i]);
+            }
+            let before = |r: &Ranked<'_>| {
+                if self.differential {
+                    self.source.numbers(r.index as usize).0
+                } else {
+                    0
+                }
+            };
+            let (na, ka) = self.line_numbers(before(a), a.width);
+            let (nb, kb) = self.line_numbers(before(b), b.width);
+            cmp_lines(a.text, &na[..ka], b.text, &nb[..kb])
+        })
+    }
+
+    /// The rows of `source` with width, in the source's order.
+    fn ranked(source: &'s dyn RowSource, differential: bool) -> Vec<Ranked<'s>> {
+        use rayon::prelude::*;
+        (0..source.len())
+            .into_par_iter()
+            .filter_map(|i| {
+                let (before, width) = source.numbers(i);
+                if width == 0 {
+                    return None;
+                }
+                let text = source.text(i);
+                let key = if differential {
+                    line_key(text, &[before, width])
+                } else {
+                    line_key(text, &[width])
+                };
+                Some(Ranked {
+                    key,
+                    text,
+                    width,
+                    index: i as u32,
+                })
+            })
+            .collect()
+    }
+
+    fn with_order(source: &'s dyn RowSource, differential: bool, order: Vec<Ranked<'s>>) -> Self {
+        let total = order.iter().map(|r| r.width).sum();
+        SortedRows {
+            source,
+            order,
+            differential,
+            total,
+        }
+    }
+
+    /// Sorts the rows of `source` (in parallel) as inferno sorts their lines.
+    pub(crate) fn sort(source: &'s dyn RowSource, differential: bool) -> SortedRows<'s> {
+        use rayon::prelude::*;
+        let mut rows = SortedRows::with_order(source, differential, Vec::new());
+        let mut order = SortedRows::ranked(source, differential);
+        order.par_sort_unstable_by(|a, b| rows.cmp(a, b));
+        rows.total = order.iter().map(|r| r.width).sum();
+        rows.order = order;
+        rows
+    }
+
+    /// The rows of `source`, which are sorted by their stacks' text: that
+    /// is their lines' order but where a stack continues another with a
+    /// blank or a control character, which a stable sort puts right.
+    pub(crate) fn nearly_sorted(source: &'s dyn RowSource, differential: bool) -> SortedRows<'s> {
+        let order = SortedRows::ranked(source, differential);
+        let mut rows = SortedRows::with_order(source, differential, order);
+        let mut sorted = true;
+        for w in 0..rows.order.len().saturating_sub(1) {
+            if let Some(ahead) = rows.order.get(w + PREFETCH_AHEAD) {
+                prefetch(ahead.text.as_bytes());
+            }
+            if rows.cmp(&rows.order[w], &rows.order[w + 1]) == Ordering::Greater {
+                sorted = false;
+                break;
+            }
+        }
+        if !sorted {
+            let mut order = std::mem::take(&mut rows.order);
+            order.sort_by(|a, b| rows.cmp(a, b));
+            rows.order = order;
+        }
+        rows
+    }
+
+    /// The rows' indexes in the source, in order.
+    #[cfg(test)]
+    pub(crate) fn order(&self) -> Vec<u32> {
+        self.order.iter().map(|r| r.index).collect()
+    }
+}
+
+/// The frames of one row of [`SortedRows`] from byte `from` on: where they
+/// end, appended to `ends`.
+fn frame_ends(text: &[u8], from: usize, ends: &mut Vec<usize>) {
+    let mut start = from;
+    loop {
+        // Frames are short: a plain loop finds their ends fastest.
+        let end = text[start..]
+            .iter()
+            .position(|&b| b == b';')
+            .map_or(text.len(), |i| start + i);
+        ends.push(end);
+        if end == text.len() {
+            break;
+        }
+        start = end + 1;
+    }
+}
+
+impl Lines for SortedRows<'_> {
+    fn walk(&self, f: &mut dyn FnMut(&Line<'_>)) {
+        let mut prev: &[u8] = b"";
+        // Where each frame of the previous stack ends, and whether it can be
+        // cut after (`all` first).
+        let mut ends: Vec<usize> = Vec::new();
+        let mut cut = vec![false];
+        for (index, row) in self.order.iter().enumerate() {
+            // Sorted rows point all over the profile's text: ask for a later
+            // row's text now, so it is in the cache when its turn comes.
+            if let Some(ahead) = self.order.get(index + PREFETCH_AHEAD) {
+                prefetch(ahead.text.as_bytes());
+            }
+            let stack = row.text;
+            let text = stack.as_bytes();
+            // Frames shared with the previous stack: those ending before the
+            // first byte that differs, and the one ending there if it ends
+            // there in both.
+            let shared = if index == 0 {
+                0
+            } else {
+                let p = common_prefix(prev, text);
+                let mut n = ends.partition_point(|&e| e < p);
+                if n < ends.len() && ends[n] == p && text.get(p).is_none_or(|&c| c == b';') {
+                    n += 1;
+                }
+                n
+            };
+            ends.truncate(shared);
+            cut.truncate(shared + 1);
+            let mut start = ends.last().map_or(0, |&e| e + 1);
+            frame_ends(text, start, &mut ends);
+            for (d, &end) in ends.iter().enumerate().skip(shared) {
+                cut.push(cuttable(&stack[start..end], d + 1, !self.differential));
+                start = end + 1;
+            }
+            f(&Line {
+                raw: if self.differential {
+                    self.source.raw(row.index as usize)
+                } else {
+                    [0, row.width]
+                },
+                width: row.width,
+                depth: ends.len(),
+                shared: if index == 0 { 0 } else { shared + 1 },
+                cuttable: &cut,
+                index,
+            });
+            prev = text;
+        }
+    }
+
+    fn text(&self, index: usize) -> &str {
+        self.order[index].text
+    }
+
+    fn numbers(&self, index: usize) -> (u64, u64) {
+        let row = &self.order[index];
+        if self.differential {
+            self.source.numbers(row.index as usize)
+        } else {
+            (0, row.width)
+        }
+    }
+
+    fn differential(&self) -> bool {
+        self.differential
+    }
+}
+
+/// [`SortedRows`] whose walk also hands each row to `each`, when the walk
+/// has just read its text ([`layout`] walks once).
+pub(crate) struct Teed<'r, 't> {
+    rows: &'r SortedRows<'t>,
+    each: std::cell::RefCell<&'r mut Each<'r>>,
+}
+
+/// What [`Teed`] hands each row to: its index in the source, its text and
+/// its width.
+pub(crate) type Each<'a> = dyn FnMut(usize, &str, u64) + 'a;
+
+impl<'r, 't> Teed<'r, 't> {
+    /// `each` gets the row's index in the source, text and width.
+    pub(crate) fn new(rows: &'r SortedRows<'t>, each: &'r mut Each<'r>) -> Self {
+        Teed {
+            rows,
+            each: std::cell::RefCell::new(each),
+        }
+    }
+}
+
+impl Lines for Teed<'_, '_> {
+    fn walk(&self, f: &mut dyn FnMut(&Line<'_>)) {
+        let mut each = self.each.borrow_mut();
+        self.rows.walk(&mut |l| {
+            let row = &self.rows.order[l.index];
+            each(row.index as usize, row.text, row.width);
+            f(l)
+        })
+    }
+
+    fn text(&self, index: usize) -> &str {
+        self.rows.text(index)
+    }
+
+    fn numbers(&self, index: usize) -> (u64, u64) {
+        self.rows.numbers(index)
+    }
+
+    fn differential(&self) -> bool {
+        self.rows.differential()
+    }
+}
+
+/// Inclusive values of one frame of the layout: sums of the stored counts of
+/// its stacks, exact.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Node {
+    pub(crate) after: u64,
+    pub(crate) before: u64,
+}
+
+/// A frame the layout keeps (inferno draws it): depth (0 for `all`), start
+/// and inclusive values (for a differential graph).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Kept {
+    pub(crate) depth: u32,
+    pub(crate) start: u64,
+    pub(crate) node: Node,
+}
+
+/// One frame being laid out.
+#[derive(Debug, Clone, Copy)]
+struct Open {
+    start: u64,
+    node: Node,
+    seq: u32,
+}
+
+/// Flags of an opened frame: drawn, and whether inferno can take a line cut
+/// after it.
+const KEPT: u8 = 1;
+const CUTTABLE: u8 = 2;
+
+/// The layout inferno computes from the sorted lines: every frame at least
+/// `min_samples` wide, in the order inferno writes them (as they close), with
+/// its inclusive BEFORE and AFTER values (for a differential graph; none
+/// otherwise); and the lines to give inferno, in order: each stack cut to
+/// the frames it will draw, consecutive equal ones merged.
+/// Frames narrower than `min_samples` are too narrow for inferno to draw, so
+/// the graph is the same, from a fraction of the lines.
+///
+/// The lines' text is read once: the walk records what the cutting needs
+/// (frames shared and frames of each line, flags of each frame opened).
+pub(crate) fn layout(lines: &dyn Lines, min_samples: u64) -> (Vec<Kept>, Vec<String>) {
+    let differential = lines.differential();
+    let mut nodes: Vec<Kept> = Vec::new();
+    // Per frame, numbered as opened.
+    let mut flags: Vec<u8> = Vec::new();
+    // Per line: frames shared with the previous one (`all` counted), frames,
+    // index.
+    let mut shape: Vec<(u32, u32, u32)> = Vec::new();
+    let mut open: Vec<Open> = Vec::new();
+    let mut time = 0u64;
+    // inferno lists the frames a line closes from the shallowest to the
+    // deepest: they are popped the other way round, then reversed.
+    let mut close = |open: &mut Vec<Open>, keep: usize, time: u64, flags: &mut Vec<u8>| {
+        let closed = nodes.len();
+        while open.len() > keep {
+            let o = open.pop().expect("open frame");
+            if let Some(p) = open.last_mut() {
+                p.node.before += o.node.before;
+                p.node.after += o.node.after;
+            }
+            let depth = open.len();
+            if time - o.start >= min_samples {
+                if differential {
+                    nodes.push(Kept {
+                        depth: depth as u32,
+                        start: o.start,
+                        node: o.node,
+                    });
+                }
+                flags[o.seq as usize] |= KEPT;
+            }
+        }
+        nodes[closed..].reverse();
+    };
+    lines.walk(&mut |l| {
+        close(&mut open, l.shared, time, &mut flags);
+        for d in open.len()..=l.depth {
+            open.push(Open {
+                start: time,
+                node: Node::default(),
+                seq: u32::try_from(flags.len()).expect("fewer than 2^32 frames"),
+            });
+            flags.push(if d > 0 && l.cuttable.get(d).copied().unwrap_or(false) {
+                CUTTABLE
+            } else {
+                0
+            });
+        }
+        let leaf = open.last_mut().expect("a frame");
+        leaf.node.before += l.raw[0];
+        leaf.node.after += l.raw[1];
+        time += l.width;
+        shape.push((l.shared as u32, l.depth as u32, l.index as u32));
+    });
+    close(&mut open, 0, time, &mut flags);
+    drop(open);
+
+    // Second pass, on the records: cut each stack after its last kept frame
+    // (kept frames have kept parents), unless inferno cannot take it cut
+    // there: then it gets the whole stack, whose extra frames are as narrow as
+    // the first one cut.
+    let mut out: Vec<String> = Vec::new();
+    // Of the open frames' prefix, by depth: kept frames, and each frame's number.
+    let mut prefix_kept: Vec<usize> = Vec::new();
+    let mut path: Vec<u32> = Vec::new();
+    let mut seq = 0u32;
+    // The line being merged: line index, frames to keep (None: all), before, width.
+    type Pending = (usize, Option<usize>, u64, u64);
+    let mut pending: Option<Pending> = None;
+    let flush = |out: &mut Vec<String>, p: Pending| {
+        let text = lines.text(p.0);
+        let text = match p.1 {
+            Some(frames) => {
+                let end = text
+                    .bytes()
+                    .enumerate()
+                    .filter(|&(_, b)| b == b';')
+                    .nth(frames - 1)
+                    .map_or(text.len(), |(i, _)| i);
+                &text[..end]
+            }
+            None => text,
+        };
+        let mut buf = itoa::Buffer::new();
+        let mut line = String::with_capacity(text.len() + 24);
+        line.push_str(text);
+        if differential {
+            line.push(' ');
+            line.push_str(buf.format(p.2));
+        }
+        line.push(' ');
+        line.push_str(buf.format(p.3));
+        out.push(line);
+    };
+    let mut pending_depth = 0usize;
+    for &(shared, depth, index) in &shape {
+        let (shared, depth, index) = (shared as usize, depth as usize, index as usize);
+        prefix_kept.truncate(shared);
+        path.truncate(shared);
+        for d in prefix_kept.len()..=depth {
+            let k = if d == 0 {
+                0
+            } else if flags[seq as usize] & KEPT != 0 && prefix_kept[d - 1] == d - 1 {
+                d
+            } else {
+                prefix_kept[d - 1]
+            };
+            prefix_kept.push(k);
+            path.push(seq);
+            seq += 1;
+        }
+        let mut cut_depth = prefix_kept[depth].max(1);
+        if cut_depth < depth && flags[path[cut_depth] as usize] & CUTTABLE == 0 {
+            cut_depth = depth;
+        }
+        let cut = (cut_depth < depth).then_some(cut_depth);
+        let (before, width) = lines.numbers(index);
+        match &mut pending {
+            Some(p) if pending_depth == cut_depth && shared > cut_depth => {
+                p.2 += before;
+                p.3 += width;
+            }
+            _ => {
+                if let Some(p) = pending.take() {
+                    flush(&mut out, p);
+                }
+                pending = Some((index, cut, before, width));
+                pending_depth = cut_depth;
+            }
+        }
+    }
+    if let Some(p) = pending.take() {
+        flush(&mut out, p);
+    }
+    (nodes, out)
+}
+
+/// The fewest counts a frame needs to be kept by [`layout`] for a graph of
+/// `total` counts: inferno omits every frame narrower than `min_width`
+/// percent of the total, whatever the width of the image. This is its
+/// `minwidth_time`, computed as inferno does: the frames kept are exactly the
+/// frames it draws.
+pub(crate) fn min_samples(min_width: f64, total: u64) -> u64 {
+    let widthpertime_pct = 100.0 / total as f64;
+    let minwidth_time = min_width / widthpertime_pct;
+    // inferno keeps a frame of `w` counts when `w as f64 >= minwidth_time`.
+    if minwidth_time.is_finite() && minwidth_time > 0.0 {
+        minwidth_time.ceil() as u64
+    } else {
+        0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_compare_as_text() {
+        let cases: &[(&str, &[u64])] = &[
+            ("a", &[5]),
+            ("a", &[10]),
+            ("a b", &[3]),
+            ("a 1x", &[7]),
+            ("a;b", &[1]),
+            ("a\tb", &[2]),
+            ("ab", &[1]),
+            ("a", &[1, 2]),
+            ("a b", &[1, 20]),
+            ("", &[4]),
+        ];
+        let text = |(s, n): &(&str, &[u64])| {
+            let mut t = s.to_string();
+            for v in *n {
+                t.push_str(&format!(" {v}"));
+            }
+            t
+        };
+        for a in cases {
+            for b in cases {
+                assert_eq!(
+                    cmp_lines(a.0, a.1, b.0, b.1),
+                    text(a).cmp(&text(b)),
+                    "{a:?} {b:?}"
+                );
+            }
+        }
+        assert_eq!(common_prefix(b"abcdefghij", b"abcdefghiX"), 9);
+        assert_eq!(common_prefix(b"abc", b"abcdef"), 3);
+        assert_eq!(common_prefix(b"xbc", b"abc"), 0);
+    }
+
+    #[test]
+    fn walk_shares_frames_with_the_previous_stack() {
+        struct Ones(Vec<&'static str>);
+        impl RowSource for Ones {
+            fn len(&self) -> usize {
+                self.0.len()
+            }
+            fn text(&self, i: usize) -> &str {
+                self.0[i]
+            }
+            fn raw(&self, _: usize) -> [u64; 2] {
+                [0, 1]
+            }
+            fn numbers(&self, _: usize) -> (u64, u64) {
+                (0, 1)
+            }
+        }
+        let rows = Ones(vec![
+            "a;b;c", "a;b", "a;bc;d", "a;;x", "a;", "b 1", "a;b;c;d",
+        ]);
+        let sorted = SortedRows::sort(&rows, false);
+        let mut again = rows.0.clone();
+        again.sort();
+        let again = Ones(again);
+        let nearly = SortedRows::nearly_sorted(&again, false);
+        let texts = |s: &SortedRows<'_>| -> Vec<String> {
+            (0..s.order().len())
+                .map(|i| s.text(i).to_string())
+                .collect()
+        };
+        assert_eq!(texts(&sorted), texts(&nearly));
+        let mut seen = Vec::new();
+        sorted.walk(&mut |l| {
+            let text = sorted.text(l.index);
+            seen.push((text.to_string(), l.depth, l.shared, l.cuttable.to_vec()));
+        });
+        let expect = |t: &str, shared: usize| {
+            let frames: Vec<&str> = t.split(';').collect();
+            let mut cuts = vec![false];
+            for (i, f) in frames.iter().enumerate() {
+                cuts.push(cuttable(f, i + 1, true));
+            }
+            (t.to_string(), frames.len(), shared, cuts)
+        };
+        assert_eq!(
+            seen,
+            vec![
+                expect("a;", 0),
+                expect("a;;x", 3),
+                expect("a;b", 2),
+                expect("a;b;c", 3),
+                expect("a;b;c;d", 4),
+                expect("a;bc;d", 2),
+                expect("b 1", 1),
+            ]
+        );
+    }
+}
