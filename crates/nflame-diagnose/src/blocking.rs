@@ -384,6 +384,8 @@ fn path_of(frames: &[&str], p: &Patterns) -> PathKey {
         .iter()
         .filter(|f| is_lua(f))
         .map(|f| strip_frame(f))
+        // `[lua: no stack]` and the like name no function.
+        .filter(|f| !f.starts_with('['))
         .collect();
     let lua = lua_frames.last().map(|leaf| {
         if leaf.contains('@') {
