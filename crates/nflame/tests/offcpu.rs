@@ -2,7 +2,8 @@
 //! libnginx-mod-http-lua (OpenResty's Lua module) under wrk on loopback,
 //! recorded with `nflame record --off-cpu` (and `--wall`), and the verdict
 //! `nflame report` gives: a handler that blocks the worker in a child
-//! process (`os.execute("sleep 0.05")`) is `blocking`, naming the system call
+//! process (`os.execute("sleep 0.05")`) is `blocking`, naming the Lua call
+//! (`os.execute`, from the Lua frames read at the switch) and the system call
 //! it waits in; a handler that yields (`ngx.sleep(0.05)`) and an idle worker
 //! are not.
 //!
@@ -345,6 +346,8 @@ http {{
         assert_eq!(r["verdict"]["kind"], "blocking", "{:#}", r["verdict"]);
         let summary = r["verdict"]["summary"].as_str().unwrap();
         assert!(summary.contains("the wait4 system call"), "{summary}");
+        // The Lua frames read at the switch name the handler's call.
+        assert!(summary.contains("os.execute"), "{summary}");
         let fix = r["verdict"]["fix"].as_str().unwrap();
         assert!(
             fix.contains("ngx.sleep") && fix.contains("cosockets"),
