@@ -9,7 +9,9 @@ CONFIGS is a comma-separated list of: none, auto, fp, dwarf (nflame record
 --call-graph ...), lua, luaoff (nflame record with Lua frames on, the default, or
 --lua off; both --call-graph auto), perf (perf record -g), perfdwarf (perf record
 --call-graph dwarf), perfip (perf record with no call graph: the cost of the sampling
-interrupt alone). Default: 20 rounds of none,auto,fp,dwarf,perf. With both lua and
+interrupt alone), off (nflame record --off-cpu), offfp (--off-cpu --call-graph fp),
+off500 (--off-cpu with stacks at 500 switches a second per CPU, --switch-rate 500), wall
+(nflame record --wall). Default: 20 rounds of none,auto,fp,dwarf,perf. With both lua and
 luaoff, the median of the per-round ratios lua / luaoff (requests/s and recorder CPU)
 is printed too. scripts/bench-lua.sh runs it on an nginx of its own with a Lua
 workload.
@@ -60,6 +62,11 @@ def recorder(c):
         cg = {"perf": ["-g"], "perfdwarf": ["--call-graph", "dwarf"], "perfip": []}[c]
         return subprocess.Popen(["perf", "record", "-q", "-F", "999", *cg, "-o",
                                  f"{tmp}/perf.data", "-p", workers], **quiet)
+    if c in ("off", "offfp", "off500", "wall"):
+        mode = {"off": ["--off-cpu"], "offfp": ["--off-cpu", "--call-graph", "fp"],
+                "off500": ["--off-cpu", "--switch-rate", "500"], "wall": ["--wall"]}[c]
+        return subprocess.Popen([nflame, "record", "--pid", workers, *mode, "-o",
+                                 f"{tmp}/n.folded"], **quiet)
     extra = {"lua": ["--call-graph", "auto"],
              "luaoff": ["--call-graph", "auto", "--lua", "off"]}.get(c, ["--call-graph", c])
     return subprocess.Popen([nflame, "record", "--pid", workers, *extra, "-F", "999", "-o",

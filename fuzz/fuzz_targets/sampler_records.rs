@@ -2,7 +2,8 @@
 //! `perf-event-open` hands them over) reduced to events and fed to the
 //! bookkeeping (targets, processes, mappings, interned stacks, lost counts),
 //! with DWARF unwinding of copied user stacks against real binaries (this
-//! fuzzer's own mappings) when the first byte says so.
+//! fuzzer's own mappings) when the first byte says so, and off-CPU time
+//! from context-switch records when it says so.
 #![no_main]
 
 use std::ffi::CString;
@@ -13,6 +14,7 @@ use arbitrary::{Arbitrary, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use nflame_sampler::fuzzing::{replay, FakeProcess, ReplayOptions};
 use perf_event_open::sample::record::comm::Comm;
+use perf_event_open::sample::record::ctx::{CtxSwitch, Switch};
 use perf_event_open::sample::record::lost::{LostRecords, LostSamples};
 use perf_event_open::sample::record::mmap::{Ext, Info, Mmap};
 use perf_event_open::sample::record::sample::{Abi, CallChain, Sample};
@@ -71,6 +73,16 @@ enum Rec {
     Lost(u64),
     LostSamples(u64),
     Throttle(u64),
+    Switch {
+        pid: u8,
+        tid: u8,
+        time: Option<u64>,
+        cpu: Option<u32>,
+        out: bool,
+        preempt: bool,
+        /// The other task, as system-wide records give it.
+        other: Option<(u8, u8)>,
+    },
 }
 
 /// This process's text mapping (start, end) and maps text.
@@ -251,6 +263,28 @@ fn record(r: Rec) -> Record {
             id: 1,
             stream_id: 1,
         })),
+        Rec::Switch {
+            pid: p,
+            tid,
+            time,
+            cpu,
+            out,
+            preempt,
+            other,
+        } => {
+            let task = other.map(|(p, t)| Task {
+                pid: pid(p),
+                tid: pid(t),
+            });
+            Record::CtxSwitch(Box::new(CtxSwitch {
+                record_id: Some(rid(pid(p), pid(tid), time, cpu)),
+                info: if out {
+                    Switch::OutTo { task, preempt }
+                } else {
+                    Switch::InFrom(task)
+                },
+            }))
+        }
     }
 }
 
@@ -294,8 +328,31 @@ fuzz_target!(|data: &[u8]| {
         } else {
             Vec::new()
         },
+        off_cpu: flags & 16 != 0,
     };
     let (samples, processes, _lost) = replay(&opts, &procs, records);
+    // Off the CPU, the samples' time never exceeds the threads' totals
+    // (the time of switches without a stack is shared, not invented), and
+    // no thread spends more than its span on and off the CPU.
+    let sampled: u128 = samples
+        .iter()
+        .filter(|s| s.kind.is_off_cpu())
+        .map(|s| u128::from(s.period))
+        .sum();
+    let total: u128 = processes
+        .iter()
+        .flat_map(|p| p.times.values())
+        .map(|t| u128::from(t.off_cpu()))
+        .sum();
+    assert!(sampled <= total, "{sampled} ns sampled, {total} ns off the CPU");
+    for t in processes.iter().flat_map(|p| p.times.values()) {
+        // (A saturated span, of times near 2^64, bounds nothing.)
+        assert!(
+            u128::from(t.on_cpu) + u128::from(t.off_cpu()) <= u128::from(t.span)
+                || t.span == u64::MAX,
+            "{t:?}"
+        );
+    }
     assert!(samples.windows(2).all(|w| w[0].time <= w[1].time));
     for p in &processes {
         // Mappings stay sorted and without overlaps.

@@ -8,7 +8,8 @@
 //! The verdict's `kind` names the container-network cost the change is about:
 //! the cost `before` had and `after` lost (the change fixed it), the cost `after`
 //! gained (a regression), or the cost both share (not fixed). `none` when neither
-//! report has one.
+//! report has one. `blocking` (profiles of time) is about an event-loop worker
+//! asleep outside its event wait, the same way.
 
 use nflame_profile::unit::Amount;
 use nflame_profile::Unit;
@@ -150,6 +151,14 @@ fn evidence(r: &CategoryReport, kind: VerdictKind) -> String {
             s("bridge"),
             s("netfilter")
         ),
+        VerdictKind::Blocking => match r.event_loops.first() {
+            Some(e) => format!(
+                "{} blocked outside its event wait {} of its time",
+                e.process,
+                pct(e.blocking_share())
+            ),
+            None => "no event-loop worker".to_string(),
+        },
         VerdictKind::None => String::new(),
     }
 }
@@ -158,6 +167,7 @@ fn describe(kind: VerdictKind) -> &'static str {
     match kind {
         VerdictKind::UserlandProxy => "the userland proxy's relaying",
         VerdictKind::BridgeNat => "the veth/bridge/NAT path",
+        VerdictKind::Blocking => "an event-loop worker blocking outside its event wait",
         VerdictKind::None => "no container-network cost",
     }
 }
@@ -190,11 +200,15 @@ fn change_verdict(before: &CategoryReport, after: &CategoryReport) -> Verdict {
         (
             bk,
             format!(
-                "The change removed {}: {} before, {} after; after has no container-network \
-                 bottleneck.{per}",
+                "The change removed {}: {} before, {} after; after has {}.{per}",
                 describe(bk),
                 evidence(before, bk),
                 evidence(after, bk),
+                if bk == VerdictKind::Blocking {
+                    "no event-loop worker blocking"
+                } else {
+                    "no container-network bottleneck"
+                },
             ),
             format!("Keep the setup of `after`. ({})", before.verdict.fix),
         )
@@ -281,6 +295,41 @@ mod tests {
     const APP: &str = "nginx;ngx_http_lua_content_handler";
     const PROXY: &str = "docker-proxy;[docker-proxy];__x64_sys_splice_[k]";
     const BRIDGE: &str = "nginx;tcp_sendmsg_[k];veth_xmit_[k]";
+
+    fn time(stacks: &[(&str, u64)]) -> CategoryReport {
+        let mut p = Profile::with_unit(Unit::Microseconds);
+        for (s, c) in stacks {
+            p.add(s, *c);
+        }
+        CategoryReport::new(&p, &Rules::default(), &CategoryReportOptions::default()).unwrap()
+    }
+
+    #[test]
+    fn blocking_removed_and_introduced() {
+        let wait = "nginx;[blocked];ngx_worker_process_cycle;epoll_wait;schedule_[k]";
+        let exec = "nginx;[blocked];ngx_worker_process_cycle;ngx_http_lua_content_handler;\
+os.execute_[l];__GI___wait4;__x64_sys_wait4_[k];schedule_[k]";
+        let blocked = time(&[(exec, 800_000), (wait, 200_000)]);
+        let yields = time(&[(wait, 1_000_000)]);
+        let d = ChangeReport::new(blocked.clone(), yields.clone());
+        assert_eq!(d.verdict.kind, VerdictKind::Blocking);
+        assert!(
+            d.verdict.summary.starts_with(
+                "The change removed an event-loop worker blocking outside its event wait: \
+                 nginx blocked outside its event wait 80.0% of its time before"
+            ),
+            "{}",
+            d.verdict.summary
+        );
+        let d = ChangeReport::new(yields, blocked);
+        assert_eq!(d.verdict.kind, VerdictKind::Blocking);
+        assert!(
+            d.verdict.summary.starts_with("A regression"),
+            "{}",
+            d.verdict.summary
+        );
+        assert!(d.verdict.fix.contains("ngx.sleep"));
+    }
 
     #[test]
     fn proxy_removed() {

@@ -17,6 +17,9 @@
 //! - [`report`]: samples, shares, cost per unit of work and top frames per category,
 //!   and the [`Verdict`] with its thresholds ([`Thresholds`]); for LuaJIT processes,
 //!   the VM's own view read back from the Lua frames ([`LuaVmView`]);
+//! - [`blocking`]: in profiles of time (off-CPU, wall-clock), how an event-loop
+//!   worker's time splits (on the CPU, idle in its event wait, blocked outside
+//!   it, preempted) and where it blocks, for the `blocking` verdict;
 //! - [`change`]: two category reports compared ([`ChangeReport`]), with a verdict
 //!   on what changed;
 //! - [`text`]: aligned plain-text rendering; JSON comes from `serde`.
@@ -37,12 +40,14 @@
 //! # Ok::<(), nflame_diagnose::Error>(())
 //! ```
 
+pub mod blocking;
 pub mod change;
 pub mod classify;
 pub mod report;
 pub mod rules;
 pub mod text;
 
+pub use blocking::{BlockingPath, EventLoop};
 pub use change::{CategoryChange, ChangeReport};
 pub use report::{
     CategoryReport, CategoryReportOptions, CategoryRow, FrameCount, LuaVmView, Thresholds, Verdict,

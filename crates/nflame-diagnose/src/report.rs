@@ -30,6 +30,20 @@
 //!   fewer requests/s than host networking).
 //! - `none` otherwise.
 //!
+//! Before those, in a profile of time (`nflame record --off-cpu` or
+//! `--wall`): `blocking` when an event-loop worker (nginx/OpenResty, see
+//! [`crate::blocking`]) is asleep outside its event wait for at least 10%
+//! ([`Thresholds::blocking_share`]) of its time in the profile and at least
+//! 50 ms ([`Thresholds::min_time_us`]). A worker holds many connections on one
+//! thread: while it blocks, none of them progresses, so a tenth of its time
+//! blocked is a tenth of its capacity gone and a stall added to every request
+//! it holds (the lab's `os.execute("sleep 0.05")` handler blocks its worker
+//! about 90% of its time; a worker that yields with `ngx.sleep`, or is idle,
+//! waits in `epoll_wait` only: 0%). Its time is its whole time in a
+//! wall-clock profile, its time off the CPU in an off-CPU profile (which has
+//! no on-CPU time): record with `--wall` for shares of the whole time. A
+//! worker that waits only in its event wait is never `blocking`.
+//!
 //! A system-wide recording on a host where *other* containers use the bridge will
 //! show their bridge work too; record the service's processes (or the Docker-aware
 //! recorder's selection) when that matters.
@@ -55,6 +69,7 @@ use serde::Serialize;
 
 use nflame_profile::tree::StackTree;
 
+use crate::blocking::{event_loops, BlockingPath, EventLoop, EventLoopTally};
 use crate::classify::{is_role_annotation, strip_annotation, Classifier, UNKNOWN_FRAME};
 use crate::rules::Rules;
 use crate::Error;
@@ -83,6 +98,9 @@ pub struct Thresholds {
     /// traffic crosses a container network (netfilter alone is host firewalling).
     /// Default is 0.02.
     pub bridge_share: f64,
+    /// The share of an event-loop worker's time (in a profile of time) asleep
+    /// outside its event wait from which it is `blocking`. Default is 0.10.
+    pub blocking_share: f64,
 }
 
 impl Default for Thresholds {
@@ -93,6 +111,7 @@ impl Default for Thresholds {
             proxy_share: 0.15,
             bridge_nat_share: 0.05,
             bridge_share: 0.02,
+            blocking_share: 0.10,
         }
     }
 }
@@ -177,6 +196,9 @@ pub enum VerdictKind {
     UserlandProxy,
     /// veth/bridge/netfilter is a significant cost without a userland relay.
     BridgeNat,
+    /// An event-loop worker (nginx/OpenResty) blocks outside its event wait
+    /// (profiles of time only).
+    Blocking,
     /// Neither.
     None,
 }
@@ -187,6 +209,7 @@ impl VerdictKind {
         match self {
             VerdictKind::UserlandProxy => "userland-proxy",
             VerdictKind::BridgeNat => "bridge-nat",
+            VerdictKind::Blocking => "blocking",
             VerdictKind::None => "none",
         }
     }
@@ -218,6 +241,9 @@ pub struct CategoryReport {
     pub per: Option<f64>,
     /// Every category of the rules, in their order (the standard ones first).
     pub categories: Vec<CategoryRow>,
+    /// Event-loop workers and how their time splits (profiles of time only;
+    /// see [`crate::blocking`]), most blocking first.
+    pub event_loops: Vec<EventLoop>,
     /// The verdict.
     pub verdict: Verdict,
     /// The LuaJIT VM's own view per process with Lua frames, most samples
@@ -343,9 +369,11 @@ impl Serialize for CategoryReport {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let m = self.measure;
         let unit = m.unit != Unit::Samples;
+        let loops = !self.event_loops.is_empty();
         let n = 4
             + usize::from(unit)
             + usize::from(self.per.is_some())
+            + usize::from(loops)
             + usize::from(!self.lua_vm.is_empty());
         let mut st = s.serialize_struct("CategoryReport", n)?;
         if unit {
@@ -357,6 +385,30 @@ impl Serialize for CategoryReport {
             st.serialize_field("per", &per)?;
         }
         st.serialize_field("categories", &Categories(&self.categories, m))?;
+        if loops {
+            let v: Vec<EventLoopJson<'_>> = self
+                .event_loops
+                .iter()
+                .map(|e| EventLoopJson {
+                    process: &e.process,
+                    total: Amount::of(e.total, m),
+                    on_cpu: Amount::of(e.on_cpu, m),
+                    idle: Amount::of(e.idle, m),
+                    blocking: Amount::of(e.blocking, m),
+                    preempted: Amount::of(e.preempted, m),
+                    blocking_share: e.blocking_share(),
+                    paths: e
+                        .paths
+                        .iter()
+                        .map(|p| PathJson {
+                            path: p,
+                            time: Amount::of(p.time, m),
+                        })
+                        .collect(),
+                })
+                .collect();
+            st.serialize_field("event_loops", &v)?;
+        }
         st.serialize_field("verdict", &self.verdict)?;
         if !self.lua_vm.is_empty() {
             st.serialize_field("lua_vm", &LuaVmJson(&self.lua_vm, m))?;
@@ -407,6 +459,27 @@ struct RowJson<'a> {
     per_unit: Option<f64>,
     top_frames: Vec<FrameJson<'a>>,
     top_processes: Vec<FrameJson<'a>>,
+}
+
+/// The JSON of an [`EventLoop`].
+#[derive(Serialize)]
+struct EventLoopJson<'a> {
+    process: &'a str,
+    total: Amount,
+    on_cpu: Amount,
+    idle: Amount,
+    blocking: Amount,
+    preempted: Amount,
+    blocking_share: f64,
+    paths: Vec<PathJson<'a>>,
+}
+
+/// The JSON of a [`BlockingPath`].
+#[derive(Serialize)]
+struct PathJson<'a> {
+    #[serde(flatten)]
+    path: &'a BlockingPath,
+    time: Amount,
 }
 
 /// The JSON of a [`FrameCount`].
@@ -460,6 +533,7 @@ struct Tally<'s> {
     relay: Vec<u64>,
     frames: Vec<FxHashMap<&'s str, u64>>,
     procs: Vec<FxHashMap<&'s str, u64>>,
+    event_loops: Vec<EventLoop>,
     lua: LuaTally<'s>,
 }
 
@@ -470,6 +544,7 @@ impl<'s> Tally<'s> {
             relay: vec![0; ncat],
             frames: vec![FxHashMap::default(); ncat],
             procs: vec![FxHashMap::default(); ncat],
+            event_loops: Vec::new(),
             lua: LuaTally::default(),
         }
     }
@@ -487,7 +562,9 @@ impl CategoryReport {
         check_per(opts)?;
         let mut t = Tally::new(rules.categories().len());
         let mut classifier = Classifier::new(rules);
+        let mut loops = EventLoopTally::new(profile.unit());
         for (stack, count) in profile.iter() {
+            loops.add(stack, count);
             t.lua.add(stack, count);
             let c = classifier.classify(stack);
             t.samples[c.category] += count;
@@ -497,6 +574,7 @@ impl CategoryReport {
             *t.frames[c.category].entry(c.frame).or_insert(0) += count;
             *t.procs[c.category].entry(c.process).or_insert(0) += count;
         }
+        t.event_loops = loops.finish();
         Ok(CategoryReport::from_tally(
             t,
             profile.total(),
@@ -552,6 +630,10 @@ impl CategoryReport {
         };
         let tally = |col: usize| {
             let mut t = Tally::new(ncat);
+            t.event_loops = event_loops(
+                measure.unit,
+                tree.stacks().iter().map(|s| (s.text, s.counts[col])),
+            );
             for stack in tree.stacks() {
                 t.lua.add(stack.text, stack.counts[col]);
             }
@@ -615,6 +697,7 @@ impl CategoryReport {
             per: opts.per,
             lua_vm: t.lua.views(),
             categories,
+            event_loops: t.event_loops,
             verdict: Verdict {
                 kind: VerdictKind::None,
                 summary: String::new(),
@@ -696,7 +779,62 @@ host's network stack directly, without the veth pair, the bridge and the NAT rul
 pub(crate) const FIX_NONE: &str = "Nothing to change in the container networking; look at the top \
 frames of the largest categories for where the CPU goes.";
 
+pub(crate) const FIX_BLOCKING: &str = "Do not block the event loop: an nginx worker serves \
+every connection it holds on one thread, so while it sleeps outside its event wait none of \
+them progresses. Use the non-blocking way: `ngx.sleep` instead of a sleeping child process \
+(`os.execute`, `io.popen`); cosockets (`ngx.socket.tcp`/`udp`) and the lua-resty libraries \
+built on them (lua-resty-http, -redis, -mysql, -dns, lua-resty-shell for commands) instead of \
+blocking sockets, files, child processes or a library's own DNS; `ngx.thread.spawn` for \
+concurrent work and `ngx.timer.at` for work after the response; or move the work off the \
+request path (a separate service, a queue, a background timer).";
+
+/// The `blocking` verdict, if an event loop qualifies.
+fn blocking_verdict(r: &CategoryReport, t: &Thresholds) -> Option<Verdict> {
+    let min = t.min_count(r.measure);
+    let e = r
+        .event_loops
+        .iter()
+        .find(|e| e.blocking >= min && e.blocking_share() >= t.blocking_share)?;
+    let whole = if e.on_cpu > 0 {
+        "its time"
+    } else {
+        "its time off the CPU"
+    };
+    let mut summary = format!(
+        "An event-loop worker blocks: {} is asleep outside its event wait (epoll_wait and the \
+         like) for {} of {whole} ({} of {}; threshold {}), stalling every connection it holds. \
+         Idle in its event wait {}, preempted {}, on the CPU {}.",
+        e.process,
+        pct(e.blocking_share()),
+        r.amount(e.blocking),
+        r.amount(e.total),
+        pct(t.blocking_share),
+        pct(share(e.idle, e.total)),
+        pct(share(e.preempted, e.total)),
+        if e.on_cpu > 0 {
+            pct(share(e.on_cpu, e.total))
+        } else {
+            "not recorded (--wall records it)".to_string()
+        },
+    );
+    if !e.paths.is_empty() {
+        let _ = write!(
+            summary,
+            " Where it blocks: {}.",
+            crate::blocking::describe_paths(e, 3)
+        );
+    }
+    Some(Verdict {
+        kind: VerdictKind::Blocking,
+        summary,
+        fix: FIX_BLOCKING.to_string(),
+    })
+}
+
 fn verdict(r: &CategoryReport, t: &Thresholds) -> Verdict {
+    if let Some(v) = blocking_verdict(r, t) {
+        return v;
+    }
     let proxy = r.samples("userland-proxy");
     let bridge = r.samples("bridge");
     let netfilter = r.samples("netfilter");
@@ -965,6 +1103,72 @@ mod tests {
             p.add(s, *c);
         }
         CategoryReport::new(&p, &Rules::default(), &CategoryReportOptions::default()).unwrap()
+    }
+
+    const WAIT: &str = "nginx;[blocked];main;ngx_worker_process_cycle;\
+ngx_process_events_and_timers;ngx_epoll_process_events;epoll_wait;\
+__x64_sys_epoll_wait_[k];do_epoll_wait_[k];schedule_[k]";
+    const EXECUTE: &str = "nginx;[blocked];main;ngx_worker_process_cycle;\
+ngx_http_lua_content_handler;handler@/srv/app.lua:3_[l];os.execute_[l];lj_cf_os_execute;\
+__GI___wait4;__x64_sys_wait4_[k];do_wait_[k];schedule_[k]";
+    const ON: &str = "nginx;[on-cpu];main;ngx_worker_process_cycle;ngx_http_lua_content_handler";
+
+    #[test]
+    fn a_worker_blocking_outside_its_event_wait_is_blocking() {
+        let r = time_report(&[(WAIT, 200_000), (EXECUTE, 700_000), (ON, 100_000)]);
+        assert_eq!(r.verdict.kind, VerdictKind::Blocking);
+        let v = &r.verdict.summary;
+        assert!(v.contains("nginx is asleep outside its event wait"), "{v}");
+        assert!(
+            v.contains("for 70.0% of its time (700000 µs of 1000000 µs"),
+            "{v}"
+        );
+        assert!(v.contains("Lua handler@/srv/app.lua:3 → os.execute"), "{v}");
+        assert!(v.contains("C lj_cf_os_execute → __GI___wait4"), "{v}");
+        assert!(v.contains("the wait4 system call (100.0%)"), "{v}");
+        for way in [
+            "cosockets",
+            "ngx.thread",
+            "ngx.timer",
+            "ngx.sleep",
+            "lua-resty",
+            "off the request path",
+        ] {
+            assert!(r.verdict.fix.contains(way), "{way}: {}", r.verdict.fix);
+        }
+        let j = serde_json::to_value(&r).unwrap();
+        assert_eq!(j["verdict"]["kind"], "blocking");
+        assert_eq!(j["event_loops"][0]["process"], "nginx");
+        assert_eq!(j["event_loops"][0]["blocking"], 700_000);
+        assert_eq!(j["event_loops"][0]["paths"][0]["syscall"], "wait4");
+        let mut text = Vec::new();
+        r.write_text(&mut text).unwrap();
+        let text = String::from_utf8(text).unwrap();
+        assert!(
+            text.contains(
+                "nginx: blocked outside its event wait 70.0% (700000 µs), idle in it 20.0%"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn waiting_only_in_the_event_wait_or_too_little_is_not_blocking() {
+        // Idle, or yielding (ngx.sleep: the worker is back in epoll_wait).
+        let r = time_report(&[(WAIT, 900_000), (ON, 100_000)]);
+        assert_eq!(r.verdict.kind, VerdictKind::None);
+        assert_eq!(r.event_loops[0].blocking, 0);
+        // 9% of the time, or 40 ms: under the thresholds.
+        let r = time_report(&[(WAIT, 810_000), (EXECUTE, 90_000), (ON, 100_000)]);
+        assert_eq!(r.verdict.kind, VerdictKind::None);
+        let r = time_report(&[(EXECUTE, 40_000), (ON, 10_000)]);
+        assert_eq!(r.verdict.kind, VerdictKind::None);
+        // A profile of samples never is.
+        let p = Profile::from_stacks([(EXECUTE, 900), (ON, 100)]);
+        let r =
+            CategoryReport::new(&p, &Rules::default(), &CategoryReportOptions::default()).unwrap();
+        assert_ne!(r.verdict.kind, VerdictKind::Blocking);
+        assert!(r.event_loops.is_empty());
     }
 
     #[test]

@@ -135,6 +135,7 @@ impl CategoryReport {
             write!(w, "  {:<name_w$}  {text}", c.name)?;
         }
         writeln!(w)?;
+        self.write_event_loops(w)?;
         if !self.lua_vm.is_empty() {
             writeln!(
                 w,
@@ -163,6 +164,42 @@ impl CategoryReport {
             writeln!(w)?;
         }
         write_verdict(w, "verdict", &self.verdict)
+    }
+
+    /// The event-loop workers' time, one line each, then a blank line
+    /// (nothing without event loops).
+    pub fn write_event_loops<W: Write + ?Sized>(&self, w: &mut W) -> io::Result<()> {
+        if self.event_loops.is_empty() {
+            return Ok(());
+        }
+        writeln!(
+            w,
+            "event loops (share of each worker's time in the profile)"
+        )?;
+        for e in &self.event_loops {
+            let of = |x: u64| {
+                if e.total == 0 {
+                    0.0
+                } else {
+                    x as f64 / e.total as f64
+                }
+            };
+            writeln!(
+                w,
+                "  {}: blocked outside its event wait {} ({}), idle in it {}, preempted {}, on the CPU {}",
+                nflame_profile::text::clean_text(&e.process),
+                pct(of(e.blocking)),
+                self.amount(e.blocking),
+                pct(of(e.idle)),
+                pct(of(e.preempted)),
+                if e.on_cpu > 0 {
+                    pct(of(e.on_cpu))
+                } else {
+                    "-".to_string()
+                }
+            )?;
+        }
+        writeln!(w)
     }
 }
 

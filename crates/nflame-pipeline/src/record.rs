@@ -27,7 +27,8 @@ use nflame_profile::text::clean_text;
 use nflame_profile::Profile;
 use nflame_render::RenderOptions;
 use nflame_sampler::{
-    LuaProcess, LuaVmState, Progress, RecordOptions, Recording, StopReason, Target, UnwindStats,
+    LuaProcess, LuaVmState, Measure, Progress, RecordOptions, Recording, StopReason, Target,
+    ThreadTimes, UnwindStats,
 };
 use nflame_symbolizer::{FoldOptions, FoldStats, OtherStacks, Roots};
 
@@ -227,6 +228,17 @@ pub fn record(
         // chosen ones are labelled by pid while folding, and only the network
         // softirq part of every other task's stacks is kept.
         d.refresh();
+        if recording.measure.off_cpu() {
+            // Waits are the targets' own: other tasks' are not network work.
+            recording
+                .samples
+                .retain(|s| !s.kind.is_off_cpu() || d.roles.contains_key(&s.pid));
+            for (pid, p) in &mut recording.processes {
+                if !d.roles.contains_key(pid) {
+                    p.times.clear();
+                }
+            }
+        }
         recording.notes.extend(d.notes.iter().cloned());
         recording.skipped.extend(d.skipped.iter().cloned());
         fold_opts.roots = docker_roots(d);
@@ -534,6 +546,115 @@ fn percent(part: u64, whole: u64) -> f64 {
     }
 }
 
+/// The off-CPU lines of the summary: the time of the recorded threads by
+/// how it was spent, and how many context switches got a stack.
+fn off_cpu_summary(s: &mut String, rec: &Recording) {
+    let mut t = ThreadTimes::default();
+    let mut threads = 0;
+    for times in rec.processes.values().flat_map(|p| p.times.values()) {
+        t.add(times);
+        threads += 1;
+    }
+    let s_of = |ns: u64| ns as f64 / 1e9;
+    let _ = writeln!(
+        s,
+        "  off-CPU    {:.2} s blocked, {:.2} s preempted; {:.2} s on-CPU; {} threads, {:.2} s in all",
+        s_of(t.blocked),
+        s_of(t.preempted),
+        s_of(t.on_cpu),
+        threads,
+        s_of(t.span)
+    );
+    let o = &rec.off_cpu;
+    let _ = writeln!(
+        s,
+        "  switches   {} ({} with a stack, at most {} a second per CPU)",
+        o.switches, o.sampled, o.max_rate
+    );
+}
+
+/// Most thread lines a summary shows.
+const MAX_THREAD_LINES: usize = 20;
+
+/// One line per recorded thread (the longest-lived first): its time on and
+/// off the CPU, for `--wall`.
+fn thread_summary(s: &mut String, rec: &Recording) {
+    let mut threads: Vec<(u32, u32, &str, &ThreadTimes)> = Vec::new();
+    for (pid, p) in &rec.processes {
+        for (tid, t) in &p.times {
+            let name = p.threads.get(tid).map_or(p.comm.as_str(), String::as_str);
+            threads.push((*pid, *tid, name, t));
+        }
+    }
+    threads.sort_by(|a, b| b.3.span.cmp(&a.3.span).then(a.1.cmp(&b.1)));
+    let s_of = |ns: u64| ns as f64 / 1e9;
+    for (pid, tid, name, t) in threads.iter().take(MAX_THREAD_LINES) {
+        let _ = writeln!(
+            s,
+            "  thread     {} {tid} (pid {pid}): on-CPU {:.3} s, off-CPU {:.3} s (blocked {:.3} s, \
+             preempted {:.3} s) of {:.3} s",
+            clean_text(name),
+            s_of(t.on_cpu),
+            s_of(t.off_cpu()),
+            s_of(t.blocked),
+            s_of(t.preempted),
+            s_of(t.span)
+        );
+    }
+    if threads.len() > MAX_THREAD_LINES {
+        let _ = writeln!(
+            s,
+            "  thread     … and {} more",
+            threads.len() - MAX_THREAD_LINES
+        );
+    }
+}
+
+/// One line per event-loop server (nginx/OpenResty workers): its time
+/// blocked outside its event wait, apart from idle time in it.
+fn event_loop_summary(s: &mut String, profile: &Profile) {
+    let unit = profile.unit();
+    let measure = profile.measure();
+    for e in nflame_diagnose::blocking::event_loops(unit, profile.iter()) {
+        let of = |x: u64| {
+            if e.total == 0 {
+                0.0
+            } else {
+                100.0 * x as f64 / e.total as f64
+            }
+        };
+        let _ = writeln!(
+            s,
+            "  event loop {}: blocked outside its event wait {} ({:.1}%), idle in it {} \
+             ({:.1}%), preempted {} ({:.1}%){}",
+            clean_text(&e.process),
+            measure.with_symbol(e.blocking),
+            of(e.blocking),
+            measure.with_symbol(e.idle),
+            of(e.idle),
+            measure.with_symbol(e.preempted),
+            of(e.preempted),
+            if e.on_cpu > 0 {
+                format!(
+                    ", on-CPU {} ({:.1}%)",
+                    measure.with_symbol(e.on_cpu),
+                    of(e.on_cpu)
+                )
+            } else {
+                String::new()
+            }
+        );
+        if let Some(p) = e.paths.first() {
+            let _ = writeln!(
+                s,
+                "             blocks most in {} ({:.1}%)",
+                clean_text(&p.describe()),
+                100.0 * p.share
+            );
+        }
+    }
+}
+
 /// Most `skipped` lines a summary shows.
 const MAX_SKIPPED_LINES: usize = 20;
 
@@ -554,19 +675,43 @@ impl RecordOutcome {
         let mut s = String::new();
         let _ = writeln!(s, "nflame: recording ended ({ended})");
         let _ = writeln!(s, "  samples    {samples}");
-        let _ = writeln!(
-            s,
-            "  lost       {} ({:.2}%)",
-            rec.lost,
-            percent(rec.lost, samples + rec.lost)
-        );
+        if rec.measure.off_cpu() {
+            // Most records are switch records (two a switch), not samples.
+            let records = rec
+                .off_cpu
+                .switches
+                .saturating_mul(2)
+                .saturating_add(samples);
+            let _ = writeln!(
+                s,
+                "  lost       {} records ({:.2}% of about {} switch records and samples)",
+                rec.lost,
+                percent(rec.lost, records + rec.lost),
+                records + rec.lost
+            );
+        } else {
+            let _ = writeln!(
+                s,
+                "  lost       {} ({:.2}%)",
+                rec.lost,
+                percent(rec.lost, samples + rec.lost)
+            );
+        }
         let _ = writeln!(
             s,
             "  processes  {} with samples, {} seen",
             stats.processes,
             rec.processes.len()
         );
-        let _ = writeln!(s, "  event      {} at {} Hz", rec.event, rec.frequency);
+        let _ = match rec.measure {
+            Measure::OffCpu => writeln!(s, "  event      context switches"),
+            Measure::Wall => writeln!(
+                s,
+                "  event      {} at {} Hz, and context switches",
+                rec.event, rec.frequency
+            ),
+            _ => writeln!(s, "  event      {} at {} Hz", rec.event, rec.frequency),
+        };
         let _ = writeln!(s, "  duration   {}", secs(rec.duration));
         let user = if rec.user {
             format!("user {:.1}%", stats.named_user_share() * 100.0)
@@ -600,6 +745,13 @@ impl RecordOutcome {
             );
         }
         s.push_str(&lua_summary(rec, stats));
+        if rec.measure.off_cpu() {
+            off_cpu_summary(&mut s, rec);
+            if rec.measure == Measure::Wall {
+                thread_summary(&mut s, rec);
+            }
+            event_loop_summary(&mut s, &self.profile);
+        }
         if let Some(status) = rec.command_status {
             let _ = writeln!(s, "  command    exit status {status}");
         }

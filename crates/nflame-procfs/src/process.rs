@@ -1,6 +1,7 @@
 //! One process as `/proc/PID` shows it: comm, executable, threads, status
 //! fields (thread group, pid inside its namespace, owner), command line,
-//! cgroup, network namespace and its local addresses, liveness.
+//! cgroup, network namespace and its local addresses, liveness, and where a
+//! thread waits (its state and system call).
 //!
 //! Parsing is split from reading so it is tested on text; every read is
 //! bounded ([`crate::read`]). [`ProcSource`] lets the sampler's bookkeeping
@@ -93,6 +94,57 @@ fn strip_deleted(p: PathBuf) -> PathBuf {
         Some(s) => PathBuf::from(s),
         None => p,
     }
+}
+
+/// What `/proc/PID/task/TID/syscall` says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Syscall {
+    /// The thread is on a CPU.
+    Running,
+    /// Blocked, in system call `nr` (`None`: not in a system call), with
+    /// the user stack and instruction pointers.
+    Blocked {
+        /// The system call number, if it is in one.
+        nr: Option<u64>,
+        /// User stack pointer.
+        sp: u64,
+        /// User instruction pointer.
+        pc: u64,
+    },
+}
+
+/// Parses `/proc/PID/task/TID/syscall`: `running`, `-1 SP PC`, or the
+/// number, six arguments, SP and PC, in hexadecimal but for the number.
+pub fn parse_syscall(text: &str) -> Option<Syscall> {
+    let text = text.trim();
+    if text == "running" {
+        return Some(Syscall::Running);
+    }
+    let fields: Vec<&str> = text.split_ascii_whitespace().collect();
+    let hex = |s: &str| u64::from_str_radix(s.strip_prefix("0x")?, 16).ok();
+    match fields.as_slice() {
+        ["-1", sp, pc] => Some(Syscall::Blocked {
+            nr: None,
+            sp: hex(sp)?,
+            pc: hex(pc)?,
+        }),
+        [nr, _, _, _, _, _, _, sp, pc] => Some(Syscall::Blocked {
+            nr: Some(nr.parse().ok()?),
+            sp: hex(sp)?,
+            pc: hex(pc)?,
+        }),
+        _ => None,
+    }
+}
+
+/// `/proc/PID/task/TID/syscall` of a thread (needs ptrace access: root).
+pub fn task_syscall(pid: u32, tid: u32) -> Option<Syscall> {
+    parse_syscall(&proc_text(pid, &format!("task/{tid}/syscall"), SMALL_LIMIT).ok()?)
+}
+
+/// The state letter of `/proc/PID/task/TID/stat` (`R` runnable, `S`, `D`…).
+pub fn task_state(pid: u32, tid: u32) -> Option<char> {
+    parse_stat_state(&proc_text(pid, &format!("task/{tid}/stat"), SMALL_LIMIT).ok()?)
 }
 
 /// The state letter of `/proc/PID/stat` (after the parenthesised comm, which
@@ -291,5 +343,30 @@ mod tests {
         } else {
             assert!(daemon_trust(me).is_err());
         }
+    }
+    #[test]
+    fn syscall_file_forms() {
+        assert_eq!(parse_syscall("running\n"), Some(Syscall::Running));
+        assert_eq!(
+            parse_syscall(
+                "230 0x0 0x0 0x7ffedb8a69b0 0x7ffedb8a69f0 0x0 0x0 0x7ffedb8a6998 0x7fa78341d503\n"
+            ),
+            Some(Syscall::Blocked {
+                nr: Some(230),
+                sp: 0x7ffe_db8a_6998,
+                pc: 0x7fa7_8341_d503
+            })
+        );
+        assert_eq!(
+            parse_syscall("-1 0x7ffc00 0x401000"),
+            Some(Syscall::Blocked {
+                nr: None,
+                sp: 0x7f_fc00,
+                pc: 0x40_1000
+            })
+        );
+        assert_eq!(parse_syscall(""), None);
+        assert_eq!(parse_syscall("1 2 3"), None);
+        assert_eq!(parse_syscall("x 0x0 0x0 0x0 0x0 0x0 0x0 0x1 0x2"), None);
     }
 }

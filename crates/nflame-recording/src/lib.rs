@@ -26,11 +26,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// On-CPU samples with identical pid, tid and stacks, as the kernel reported
+/// Samples with identical pid, tid, kind and stacks, as the kernel reported
 /// them (no symbols yet).
 ///
-/// The recorder keeps one `RawSample` per distinct (pid, tid, kernel stack,
-/// user stack), counting repeats in [`RawSample::count`], so its memory grows
+/// The recorder keeps one `RawSample` per distinct (pid, tid, kind, kernel
+/// stack, user stack), counting repeats in [`RawSample::count`], so its memory grows
 /// with the number of distinct stacks, not with the number of samples: a
 /// steady workload recorded for ten minutes needs no more than one recorded
 /// for ten seconds.
@@ -47,9 +47,14 @@ pub struct RawSample {
     pub cpu: u32,
     /// Number of samples this entry stands for (at least 1).
     pub count: u64,
-    /// Weight of these samples: the sum of their event counts since each
-    /// one's previous sample (nanoseconds for `cpu-clock`, cycles for `cycles`).
+    /// Weight of these samples. On the CPU ([`SampleKind::OnCpu`]): the sum
+    /// of their event counts since each one's previous sample (nanoseconds
+    /// for `cpu-clock`, cycles for `cycles`). Off the CPU: nanoseconds spent
+    /// off the CPU (with the time of switches that got no stack shared among
+    /// those that did: see [`OffCpuInfo::sampled`]).
     pub period: u64,
+    /// What these samples measure: time on the CPU, or off it.
+    pub kind: SampleKind,
     /// Kernel return addresses, leaf first (empty when kernel frames were excluded).
     /// Interned: identical stacks share one allocation. Use `&sample.kernel[..]`
     /// or `sample.kernel.iter()`.
@@ -78,12 +83,138 @@ impl Default for RawSample {
             cpu: 0,
             count: 1,
             period: 0,
+            kind: SampleKind::OnCpu,
             kernel: Arc::from(Vec::new()),
             user: Arc::from(Vec::new()),
             user_truncated: false,
             lua: None,
         }
     }
+}
+
+/// What a [`RawSample`] measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[non_exhaustive]
+pub enum SampleKind {
+    /// On a CPU: a sample of the sampling event (`cpu-clock`, `cycles`).
+    #[default]
+    OnCpu,
+    /// Off the CPU, asleep: the thread waited (I/O, a lock, a timer, a
+    /// child) and was not runnable. The stack is where it went to sleep.
+    Blocked,
+    /// Off the CPU though runnable: the scheduler took the CPU away
+    /// (preemption, or a yield). The stack is where it was interrupted.
+    Preempted,
+}
+
+impl SampleKind {
+    /// `on-cpu`, `blocked` or `preempted`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            SampleKind::OnCpu => "on-cpu",
+            SampleKind::Blocked => "blocked",
+            SampleKind::Preempted => "preempted",
+        }
+    }
+
+    /// Whether this is time spent off the CPU.
+    pub fn is_off_cpu(&self) -> bool {
+        !matches!(self, SampleKind::OnCpu)
+    }
+}
+
+/// What a recording measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum Measure {
+    /// Samples of the threads on the CPU (`cpu-clock` or `cycles`). The default.
+    #[default]
+    OnCpu,
+    /// Time off the CPU: a stack each time a thread leaves the CPU,
+    /// weighted by how long it stays off.
+    OffCpu,
+    /// Both, in one unit (nanoseconds here, microseconds once folded):
+    /// on-CPU samples of `cpu-clock` weighted by their period, and off-CPU
+    /// time, so that each thread's whole time is accounted for.
+    Wall,
+}
+
+impl Measure {
+    /// Whether off-CPU time is recorded.
+    pub fn off_cpu(&self) -> bool {
+        !matches!(self, Measure::OnCpu)
+    }
+
+    /// Whether on-CPU samples are recorded.
+    pub fn on_cpu(&self) -> bool {
+        !matches!(self, Measure::OffCpu)
+    }
+}
+
+/// How one thread spent the recording, from context-switch records
+/// (recordings that measure off-CPU time only). Nanoseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ThreadTimes {
+    /// The part of the recording the thread existed: from the start (or its
+    /// creation) to the end (or its exit).
+    pub span: u64,
+    /// On a CPU.
+    pub on_cpu: u64,
+    /// Off the CPU, asleep.
+    pub blocked: u64,
+    /// Off the CPU, runnable (preempted, or not yet run after its creation).
+    pub preempted: u64,
+    /// Times the thread left the CPU.
+    pub switches: u64,
+}
+
+impl ThreadTimes {
+    /// Blocked and preempted time.
+    pub fn off_cpu(&self) -> u64 {
+        self.blocked.saturating_add(self.preempted)
+    }
+
+    /// Time of the span not known to be on or off the CPU (context-switch
+    /// records were lost).
+    pub fn unaccounted(&self) -> u64 {
+        self.span
+            .saturating_sub(self.on_cpu)
+            .saturating_sub(self.off_cpu())
+    }
+
+    /// Adds another thread's times.
+    pub fn add(&mut self, other: &ThreadTimes) {
+        self.span = self.span.saturating_add(other.span);
+        self.on_cpu = self.on_cpu.saturating_add(other.on_cpu);
+        self.blocked = self.blocked.saturating_add(other.blocked);
+        self.preempted = self.preempted.saturating_add(other.preempted);
+        self.switches = self.switches.saturating_add(other.switches);
+    }
+}
+
+/// How off-CPU time was recorded ([`Recording::off_cpu`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct OffCpuInfo {
+    /// Context switches (a thread leaving the CPU) of recorded threads.
+    pub switches: u64,
+    /// Of those, the ones with a stack. While a CPU switches less than
+    /// [`OffCpuInfo::max_rate`] times a second, every one; above it, about
+    /// one in N of the fast threads' switches, N adapted to the rate. The
+    /// time of the others is shared among the intervals with a stack of the
+    /// same kind and duration class, so that the samples' time adds up to
+    /// the threads' exact totals.
+    pub sampled: u64,
+    /// The budget of stacks taken a second per CPU.
+    pub max_rate: u64,
+    /// Off-CPU intervals shorter than this are left out of the samples
+    /// (not out of [`ProcessInfo::times`]).
+    pub min_block: Duration,
+    /// Intervals whose start or end was lost (ring buffer overflow): their
+    /// time is in no total.
+    pub broken: u64,
+    /// Stacks taken at switches but lost (ring buffer overflow); their
+    /// switches still count, without a stack.
+    pub lost_stacks: u64,
 }
 
 /// The Lua side of a sample of a LuaJIT process, read when it was taken.
@@ -232,6 +363,9 @@ pub struct ProcessInfo {
     /// How its user stacks were unwound; [`UnwindStats::method`] is the
     /// choice [`CallGraph::Auto`] made for it.
     pub unwind: UnwindStats,
+    /// Thread id → how the thread spent the recording, when off-CPU time
+    /// was recorded (empty otherwise).
+    pub times: BTreeMap<u32, ThreadTimes>,
     /// LuaJIT found in it (with Lua frames on); `None` otherwise.
     pub lua: Option<LuaProcess>,
 }
@@ -292,7 +426,7 @@ impl UnwindStats {
 /// What `nflame_sampler::record()` returns: complete and valid however the recording ended.
 #[derive(Debug, Clone, Default)]
 pub struct Recording {
-    /// Samples, one entry per distinct (pid, tid, kernel stack, user stack),
+    /// Samples, one entry per distinct (pid, tid, kind, kernel stack, user stack),
     /// in the order of their first occurrence. [`Recording::sample_count`]
     /// is the number of samples.
     pub samples: Vec<RawSample>,
@@ -300,7 +434,8 @@ pub struct Recording {
     /// name matches, the command) even without samples, and every other
     /// process that has samples (system-wide recording).
     pub processes: BTreeMap<u32, ProcessInfo>,
-    /// The perf event that was used: `"cycles"` or `"cpu-clock"`.
+    /// The perf event that was sampled: `"cycles"` or `"cpu-clock"`
+    /// (`"context-switches"` when only off-CPU time was recorded).
     pub event: String,
     /// Requested sampling frequency, in Hz.
     pub frequency: u64,
@@ -332,6 +467,12 @@ pub struct Recording {
     pub call_graph: CallGraph,
     /// Bytes of user stack the kernel copied per sample (0 for frame pointers).
     pub stack_bytes: u32,
+    /// What was measured. With [`Measure::OffCpu`], [`Recording::event`] is
+    /// `context-switches` and [`Recording::frequency`] the cap on stacks
+    /// taken per second.
+    pub measure: Measure,
+    /// How off-CPU time was recorded (zero unless [`Measure::off_cpu`]).
+    pub off_cpu: OffCpuInfo,
 }
 
 /// Why a recording ended.

@@ -15,6 +15,7 @@
 mod cut;
 mod differential;
 pub mod html;
+mod kinds;
 mod titles;
 
 use std::io::Write;
@@ -570,7 +571,21 @@ pub fn render_profile_with<W: Write>(
     let placed = Placed::new(vec![("profile", &compressed)], o.embed_limit, sidecar);
     let metadata = |w: &mut dyn Write| placed.write_metadata(w, &context);
     let mut out = WithMetadata::new(writer, &metadata);
-    if measure.decimals > 0 {
+    if kinds::has_kind_frames(profile.iter().map(|(s, _)| s)) {
+        // Off-CPU and wall-clock graphs: recoloured by kind as a whole (an
+        // ancestor decides a frame's colour).
+        let mut svg = Vec::with_capacity(1 << 20);
+        render_lines(lines.iter().rev().map(String::as_str), &oc, &mut svg)?;
+        if measure.decimals > 0 {
+            let mut exact = Vec::with_capacity(svg.len() + svg.len() / 16);
+            titles::write_exact(&svg, measure, &o, &mut exact)?;
+            svg = exact;
+        }
+        if let Some(coloured) = kinds::colour_kinds(&svg) {
+            svg = coloured;
+        }
+        out.write_all(&svg)?;
+    } else if measure.decimals > 0 {
         // inferno shows whole counts: put the exact ones in.
         let mut svg = Vec::with_capacity(1 << 20);
         render_lines(lines.iter().rev().map(String::as_str), &oc, &mut svg)?;

@@ -2,12 +2,14 @@
 //! to what the recorder uses, with plain integers and owned strings.
 //!
 //! The bytes are decoded by `perf-event-open`; this module only selects and
-//! normalises (timestamps, the kernel/user split of call chains, exec flags),
-//! so the bookkeeping in [`crate::tracker`] can be tested without a kernel.
+//! normalises (timestamps, the kernel/user split of call chains, exec flags,
+//! context-switch directions), so the bookkeeping in [`crate::tracker`] can
+//! be tested without a kernel.
 
 use std::ffi::CStr;
 use std::path::PathBuf;
 
+use perf_event_open::sample::record::ctx::Switch;
 use perf_event_open::sample::record::mmap::Info;
 use perf_event_open::sample::record::sample::{Abi, CallChain};
 use perf_event_open::sample::record::{Record, RecordId};
@@ -33,32 +35,71 @@ impl UserRegs {
     }
 }
 
-/// A side-band or sample record, reduced.
+/// Which counter a ring buffer belongs to, so that its samples can be told apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// The on-CPU sampling event (`cpu-clock`, `cycles`).
+    OnCpu,
+    /// The `context-switches` event: a sample is a thread leaving the CPU.
+    Switch,
+    /// A counter of side-band records only (no samples).
+    SideBand,
+}
+
+/// A sample record, reduced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SampleEvent {
+    pub(crate) pid: u32,
+    pub(crate) tid: u32,
+    pub(crate) time: u64,
+    pub(crate) cpu: u32,
+    /// Event counts since the previous sample: nanoseconds for
+    /// `cpu-clock`, context switches for a switch sample.
+    pub(crate) period: u64,
+    /// Taken as the thread left the CPU (a `context-switches` sample).
+    pub(crate) at_switch: bool,
+    /// Leaf first.
+    pub(crate) kernel: Vec<u64>,
+    /// Leaf first: the kernel's frame-pointer chain (empty when not requested).
+    pub(crate) user: Vec<u64>,
+    /// User registers (ip, sp, bp) at the sample, when requested and the
+    /// sample hit a user task.
+    pub(crate) regs: Option<UserRegs>,
+    /// User stack bytes copied from `regs.sp` up (empty when not requested).
+    pub(crate) stack: Vec<u8>,
+}
+
+/// A `PERF_RECORD_COMM`, reduced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CommEvent {
+    pub(crate) pid: u32,
+    pub(crate) tid: u32,
+    pub(crate) time: u64,
+    pub(crate) comm: String,
+    pub(crate) exec: bool,
+}
+
+/// A `PERF_RECORD_MMAP2`, reduced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct MmapEvent {
+    pub(crate) pid: u32,
+    pub(crate) time: u64,
+    pub(crate) start: u64,
+    pub(crate) len: u64,
+    pub(crate) pgoff: u64,
+    pub(crate) path: PathBuf,
+    pub(crate) dev: Option<u64>,
+    pub(crate) inode: Option<u64>,
+    pub(crate) executable: bool,
+}
+
+/// A side-band or sample record, reduced. Samples, comm and mmap records
+/// are boxed: a busy machine hands over hundreds of thousands of
+/// context-switch records per drain, and each costs the enum's size.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Event {
-    Sample {
-        pid: u32,
-        tid: u32,
-        time: u64,
-        cpu: u32,
-        period: u64,
-        /// Leaf first.
-        kernel: Vec<u64>,
-        /// Leaf first: the kernel's frame-pointer chain (empty when not requested).
-        user: Vec<u64>,
-        /// User registers (ip, sp, bp) at the sample, when requested and the
-        /// sample hit a user task.
-        regs: Option<UserRegs>,
-        /// User stack bytes copied from `regs.sp` up (empty when not requested).
-        stack: Vec<u8>,
-    },
-    Comm {
-        pid: u32,
-        tid: u32,
-        time: u64,
-        comm: String,
-        exec: bool,
-    },
+    Sample(Box<SampleEvent>),
+    Comm(Box<CommEvent>),
     Fork {
         pid: u32,
         ppid: u32,
@@ -70,25 +111,28 @@ pub(crate) enum Event {
         tid: u32,
         time: u64,
     },
-    Mmap {
-        pid: u32,
-        time: u64,
-        start: u64,
-        len: u64,
-        pgoff: u64,
-        path: PathBuf,
-        dev: Option<u64>,
-        inode: Option<u64>,
-        executable: bool,
-    },
+    Mmap(Box<MmapEvent>),
     /// `PERF_RECORD_LOST`: this many records were dropped.
     Lost {
         time: u64,
         count: u64,
+        /// From the buffer of stacks at context switches: only stacks were
+        /// lost, not switch records.
+        stacks: bool,
     },
     /// Sampling was throttled by the kernel (`perf_cpu_time_max_percent`).
     Throttle {
         time: u64,
+    },
+    /// `PERF_RECORD_SWITCH(_CPU_WIDE)`: `tid` left the CPU (`out`) or came
+    /// back on it; `preempt`: it left while still runnable.
+    Switch {
+        pid: u32,
+        tid: u32,
+        time: u64,
+        cpu: u32,
+        out: bool,
+        preempt: bool,
     },
 }
 
@@ -96,18 +140,20 @@ impl Event {
     /// Timestamp for ordering across ring buffers (0 if unknown).
     pub(crate) fn time(&self) -> u64 {
         match self {
-            Event::Sample { time, .. }
-            | Event::Comm { time, .. }
-            | Event::Fork { time, .. }
+            Event::Sample(s) => s.time,
+            Event::Comm(c) => c.time,
+            Event::Mmap(m) => m.time,
+            Event::Fork { time, .. }
             | Event::Exit { time, .. }
-            | Event::Mmap { time, .. }
             | Event::Lost { time, .. }
+            | Event::Switch { time, .. }
             | Event::Throttle { time } => *time,
         }
     }
 
-    /// Reduces a decoded record; `None` for records we do not use.
-    pub(crate) fn from_record(record: Record) -> Option<Event> {
+    /// Reduces a decoded record from a buffer of `source`; `None` for
+    /// records we do not use.
+    pub(crate) fn from_record(record: Record, source: Source) -> Option<Event> {
         fn id_time(id: &Option<RecordId>) -> u64 {
             id.as_ref().and_then(|r| r.time).unwrap_or(0)
         }
@@ -130,25 +176,26 @@ impl Event {
                     .user_regs
                     .as_ref()
                     .and_then(|(r, abi)| UserRegs::from_sample(r, *abi));
-                Event::Sample {
+                Event::Sample(Box::new(SampleEvent {
                     pid: task.pid,
                     tid: task.tid,
                     time: s.record_id.time.unwrap_or(0),
                     cpu: s.record_id.cpu.unwrap_or(0),
                     period: s.period.unwrap_or(1),
+                    at_switch: source == Source::Switch,
                     kernel,
                     user,
                     regs,
                     stack: s.user_stack.unwrap_or_default(),
-                }
+                }))
             }
-            Record::Comm(c) => Event::Comm {
+            Record::Comm(c) => Event::Comm(Box::new(CommEvent {
                 pid: c.task.pid,
                 tid: c.task.tid,
                 time: id_time(&c.record_id),
                 comm: cstr_lossy(&c.comm),
                 exec: c.by_execve,
-            },
+            })),
             Record::Fork(f) => Event::Fork {
                 pid: f.task.pid,
                 ppid: f.parent_task.pid,
@@ -170,7 +217,7 @@ impl Event {
                     }) if *inode != 0 => (Some(makedev(*major, *minor)), Some(*inode)),
                     _ => (None, None),
                 };
-                Event::Mmap {
+                Event::Mmap(Box::new(MmapEvent {
                     pid: m.task.pid,
                     time: id_time(&m.record_id),
                     start: m.addr,
@@ -180,17 +227,35 @@ impl Event {
                     dev,
                     inode,
                     executable: m.executable,
-                }
+                }))
             }
             Record::LostRecords(l) => Event::Lost {
                 time: id_time(&l.record_id),
                 count: l.lost_records,
+                stacks: source == Source::Switch,
             },
             Record::LostSamples(l) => Event::Lost {
                 time: id_time(&l.record_id),
                 count: l.lost_samples,
+                stacks: source == Source::Switch,
             },
             Record::Throttle(t) => Event::Throttle { time: t.time },
+            Record::CtxSwitch(c) => {
+                let id = c.record_id.as_ref()?;
+                let task = id.task.as_ref()?;
+                let (out, preempt) = match c.info {
+                    Switch::OutTo { preempt, .. } => (true, preempt),
+                    Switch::InFrom(_) => (false, false),
+                };
+                Event::Switch {
+                    pid: task.pid,
+                    tid: task.tid,
+                    time: id.time.unwrap_or(0),
+                    cpu: id.cpu.unwrap_or(0),
+                    out,
+                    preempt,
+                }
+            }
             _ => return None,
         })
     }
@@ -212,6 +277,10 @@ mod tests {
     use perf_event_open::sample::record::Task;
 
     use super::*;
+
+    fn ev(r: Record) -> Option<Event> {
+        Event::from_record(r, Source::OnCpu)
+    }
 
     fn rid(pid: u32, tid: u32, time: u64, cpu: u32) -> RecordId {
         RecordId {
@@ -249,24 +318,35 @@ mod tests {
 
     #[test]
     fn sample_splits_kernel_and_user_leaf_first() {
-        let ev = Event::from_record(sample(vec![
+        let ev = ev(sample(vec![
             CallChain::Kernel(vec![0xffff_8000_0000_0010, 0xffff_8000_0000_0020]),
             CallChain::User(vec![0x401000, 0x402000, 0x403000]),
         ]))
         .unwrap();
         assert_eq!(
             ev,
-            Event::Sample {
+            Event::Sample(Box::new(SampleEvent {
                 pid: 10,
                 tid: 11,
                 time: 1234,
                 cpu: 1,
                 period: 1_001_001,
+                at_switch: false,
                 kernel: vec![0xffff_8000_0000_0010, 0xffff_8000_0000_0020],
                 user: vec![0x401000, 0x402000, 0x403000],
                 regs: None,
                 stack: Vec::new(),
-            }
+            }))
+        );
+    }
+
+    /// Context-switch records come by the hundred thousand per drain.
+    #[test]
+    fn events_are_small() {
+        assert!(
+            std::mem::size_of::<Event>() <= 32,
+            "{}",
+            std::mem::size_of::<Event>()
         );
     }
 
@@ -277,9 +357,10 @@ mod tests {
         };
         s.user_regs = Some((vec![0x7ffd_0100, 0x7ffd_0000, 0x401000], Abi::_64));
         s.user_stack = Some(vec![1, 2, 3, 4, 5, 6, 7, 8]);
-        let Some(Event::Sample { regs, stack, .. }) = Event::from_record(Record::Sample(s)) else {
+        let Some(Event::Sample(s)) = ev(Record::Sample(s)) else {
             panic!("not a sample")
         };
+        let SampleEvent { regs, stack, .. } = *s;
         assert_eq!(
             regs,
             Some(UserRegs {
@@ -293,22 +374,23 @@ mod tests {
 
     #[test]
     fn sample_ignores_guest_and_unknown_contexts() {
-        let ev = Event::from_record(sample(vec![
+        let ev = ev(sample(vec![
             CallChain::Guest(vec![1]),
             CallChain::User(vec![2]),
             CallChain::Unknown(vec![3]),
         ]))
         .unwrap();
-        let Event::Sample { kernel, user, .. } = ev else {
+        let Event::Sample(s) = ev else {
             panic!("not a sample")
         };
+        let SampleEvent { kernel, user, .. } = *s;
         assert!(kernel.is_empty());
         assert_eq!(user, vec![2]);
     }
 
     #[test]
     fn comm_fork_exit_lost() {
-        let c = Event::from_record(Record::Comm(Box::new(Comm {
+        let c = ev(Record::Comm(Box::new(Comm {
             record_id: Some(rid(5, 5, 77, 0)),
             by_execve: true,
             task: Task { pid: 5, tid: 5 },
@@ -316,15 +398,15 @@ mod tests {
         })));
         assert_eq!(
             c,
-            Some(Event::Comm {
+            Some(Event::Comm(Box::new(CommEvent {
                 pid: 5,
                 tid: 5,
                 time: 77,
                 comm: "nginx".into(),
                 exec: true
-            })
+            })))
         );
-        let f = Event::from_record(Record::Fork(Box::new(Fork {
+        let f = ev(Record::Fork(Box::new(Fork {
             record_id: None,
             task: Task { pid: 6, tid: 6 },
             parent_task: Task { pid: 5, tid: 5 },
@@ -339,7 +421,7 @@ mod tests {
                 time: 80
             })
         );
-        let e = Event::from_record(Record::Exit(Box::new(Exit {
+        let e = ev(Record::Exit(Box::new(Exit {
             record_id: None,
             task: Task { pid: 6, tid: 7 },
             parent_task: Task { pid: 5, tid: 5 },
@@ -353,7 +435,7 @@ mod tests {
                 time: 90
             })
         );
-        let l = Event::from_record(Record::LostRecords(Box::new(LostRecords {
+        let l = ev(Record::LostRecords(Box::new(LostRecords {
             record_id: Some(rid(0, 0, 95, 0)),
             id: 1,
             lost_records: 42,
@@ -362,14 +444,15 @@ mod tests {
             l,
             Some(Event::Lost {
                 time: 95,
-                count: 42
+                count: 42,
+                stacks: false
             })
         );
     }
 
     #[test]
     fn mmap2_carries_device_and_inode() {
-        let m = Event::from_record(Record::Mmap(Box::new(Mmap {
+        let m = ev(Record::Mmap(Box::new(Mmap {
             record_id: Some(rid(5, 5, 60, 0)),
             executable: true,
             task: Task { pid: 5, tid: 5 },
@@ -390,7 +473,7 @@ mod tests {
         })));
         assert_eq!(
             m,
-            Some(Event::Mmap {
+            Some(Event::Mmap(Box::new(MmapEvent {
                 pid: 5,
                 time: 60,
                 start: 0x7f00_0000_0000,
@@ -400,7 +483,7 @@ mod tests {
                 dev: Some(0x801),
                 inode: Some(99),
                 executable: true,
-            })
+            })))
         );
     }
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use perf_event_open::sample::record::Record;
 
-use crate::event::Event;
+use crate::event::{Event, Source};
 use crate::tracker::{Filter, StackMode, Tracker};
 use crate::unwind::DwarfUnwinder;
 use nflame_procfs::maps::parse_maps;
@@ -52,12 +52,15 @@ pub struct ReplayOptions {
     pub dwarf: bool,
     /// Targets registered before the records, as `--pid` does.
     pub targets: Vec<u32>,
+    /// Record off-CPU time: samples are stacks taken at context switches,
+    /// and switch records count.
+    pub off_cpu: bool,
 }
 
 /// Replays decoded ring-buffer records through the recorder's reduction
-/// ([`Event`]) and bookkeeping, as the drain loop does, with `procs` as
-/// `/proc`; returns the samples and processes a recording would hold and the
-/// lost count.
+/// (`Event`) and bookkeeping, as the drain loop does (in timestamp order),
+/// with `procs` as `/proc`; returns the samples and processes a recording
+/// would hold and the lost count.
 pub fn replay(
     opts: &ReplayOptions,
     procs: &[FakeProcess],
@@ -92,10 +95,22 @@ pub fn replay(
     for &pid in &opts.targets {
         tracker.add_target(pid);
     }
-    for record in records {
-        if let Some(ev) = Event::from_record(record) {
-            tracker.handle(ev);
-        }
+    let source = if opts.off_cpu {
+        tracker.record_off_cpu(0, 0);
+        Source::Switch
+    } else {
+        Source::OnCpu
+    };
+    let mut events: Vec<Event> = records
+        .into_iter()
+        .filter_map(|r| Event::from_record(r, source))
+        .collect();
+    events.sort_by_key(Event::time);
+    if opts.off_cpu {
+        tracker.set_end(events.last().map_or(0, Event::time));
+    }
+    for ev in events {
+        tracker.handle(ev);
     }
     let outcome = tracker.finish();
     (

@@ -1,11 +1,15 @@
-//! nflame-sampler: on-CPU sampling with Linux perf events.
+//! nflame-sampler: on-CPU sampling and off-CPU time with Linux perf events.
 //!
 //! [`record()`] opens perf counters for a [`Target`], reads their ring buffers
 //! until the duration elapses, the stop flag is set, or every target has
 //! exited, and returns a [`Recording`]: raw samples (pid, tid, time, CPU,
-//! period, kernel and user return addresses, leaf first) and, per process,
-//! its comm, executable, threads and executable mappings, so that frames of
-//! processes that exited during the recording can still be symbolized.
+//! kind, period, kernel and user return addresses, leaf first) and, per
+//! process, its comm, executable, threads and executable mappings, so that
+//! frames of processes that exited during the recording can still be
+//! symbolized. With [`Measure::OffCpu`] or [`Measure::Wall`], samples are
+//! also the times threads spent off the CPU (blocked or preempted), each
+//! with the stack it left the CPU at, and [`ProcessInfo::times`] has every
+//! thread's on-CPU, blocked and preempted totals.
 //!
 //! # Stages
 //!
@@ -17,6 +21,9 @@
 //!   set that grows on FORK/COMM records), process metadata from `/proc` at
 //!   attach then from COMM/FORK/EXIT/MMAP2 records, lost-record counts, and
 //!   stack interning.
+//! - `offcpu` pairs context-switch records into off-CPU intervals and
+//!   per-thread times; `rate` decides how many switches get a stack;
+//!   `threadstate` reads where threads wait when the recording starts.
 //! - `unwind` unwinds copied user stacks with DWARF call-frame information.
 //! - `adapt` decides how much user stack `Auto` copies on every CPU.
 //! - `record` is the loop tying them together.
@@ -91,17 +98,20 @@ mod event;
 #[doc(hidden)]
 pub mod fuzzing;
 mod lua;
+mod offcpu;
 mod options;
+mod rate;
 mod record;
 mod sys;
+mod threadstate;
 mod tracker;
 mod unwind;
 
 pub use error::Error;
 pub use nflame_recording::{
-    CallGraph, LuaFrame, LuaProcess, LuaStack, LuaVmState, Mapping, ParseCallGraphError,
-    ProcessInfo, RawSample, Recording, StopReason, UnwindMethod, UnwindStats, DEFAULT_STACK_BYTES,
-    MAX_STACK_BYTES,
+    CallGraph, LuaFrame, LuaProcess, LuaStack, LuaVmState, Mapping, Measure, OffCpuInfo,
+    ParseCallGraphError, ProcessInfo, RawSample, Recording, SampleKind, StopReason, ThreadTimes,
+    UnwindMethod, UnwindStats, DEFAULT_STACK_BYTES, MAX_STACK_BYTES,
 };
-pub use options::{EventChoice, Progress, RecordOptions, Target};
+pub use options::{EventChoice, Progress, RecordOptions, Target, DEFAULT_SWITCH_RATE};
 pub use record::record;

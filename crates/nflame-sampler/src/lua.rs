@@ -301,11 +301,12 @@ impl LuaSide {
     /// which processes to (re)check or forget.
     pub(crate) fn on_event(&mut self, ev: &Event) -> Option<Arc<LuaStack>> {
         match ev {
-            Event::Sample { pid, tid, time, .. } => {
-                if !self.procs.contains_key(pid) || self.recheck.remove(pid) {
-                    self.check(*pid);
+            Event::Sample(s) => {
+                let (pid, tid, time) = (s.pid, s.tid, s.time);
+                if !self.procs.contains_key(&pid) || self.recheck.remove(&pid) {
+                    self.check(pid);
                 }
-                self.sample(*pid, *tid, *time)
+                self.sample(pid, tid, time)
             }
             Event::Fork { pid, ppid, .. } if pid != ppid => {
                 // A worker forked by a LuaJIT master runs the same VM.
@@ -316,19 +317,21 @@ impl LuaSide {
                 }
                 None
             }
-            Event::Comm {
-                pid, exec: true, ..
-            } => {
+            Event::Comm(c) if c.exec => {
                 // A new image: look again at its next sample (keeping what
                 // was counted for the old one).
-                self.retire(*pid);
-                self.recheck.insert(*pid);
+                self.retire(c.pid);
+                self.recheck.insert(c.pid);
                 None
             }
-            Event::Mmap { pid, path, .. } if is_luajit_library(path) => {
-                self.recheck.remove(pid);
-                if !matches!(self.procs.get(pid), Some(Checked::Lua { active: true, .. })) {
-                    self.check(*pid);
+            Event::Mmap(m) if is_luajit_library(&m.path) => {
+                let pid = m.pid;
+                self.recheck.remove(&pid);
+                if !matches!(
+                    self.procs.get(&pid),
+                    Some(Checked::Lua { active: true, .. })
+                ) {
+                    self.check(pid);
                 }
                 None
             }

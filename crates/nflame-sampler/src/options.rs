@@ -4,7 +4,7 @@
 use std::ffi::OsString;
 use std::time::Duration;
 
-use nflame_recording::CallGraph;
+use nflame_recording::{CallGraph, Measure};
 
 /// What to record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,6 +79,25 @@ pub struct RecordOptions {
     /// every sample carries the copied stack; recording every CPU, `Auto`
     /// copies less, or nothing, when the recorder falls behind.
     pub call_graph: CallGraph,
+    /// What to measure: on-CPU samples, off-CPU time, or both (wall-clock
+    /// time, which needs the `cpu-clock` event: [`EventChoice::Auto`] then
+    /// means `cpu-clock`). Default is [`Measure::OnCpu`]. Off-CPU time needs
+    /// kernel sampling (root, `CAP_PERFMON`, or `perf_event_paranoid` ≤ 1).
+    pub measure: Measure,
+    /// Off-CPU intervals shorter than this give no sample (their time still
+    /// counts in the per-thread totals). Default is zero: every interval.
+    pub min_block: Duration,
+    /// Stacks taken a second at context switches, per CPU: while a CPU's
+    /// recorded threads switch less often, every switch gets a stack; above
+    /// it, the threads switching less than their share keep every switch
+    /// and the faster ones share the rest, one switch in N, N adapted every
+    /// 200 ms (see [`crate::OffCpuInfo::sampled`] for how the time of the
+    /// others is counted). Threads started during the recording that switch
+    /// faster than this, or a recorder falling behind, turn the stacks to
+    /// the kernel's frequency mode, where each of the N threads recorded at
+    /// the start gets up to this / N a second on each CPU, and so does each
+    /// thread it starts. Default is [`DEFAULT_SWITCH_RATE`].
+    pub switch_rate: u64,
     /// Read the Lua stack of LuaJIT processes at each sample (a BPF program
     /// on the sampling counters; see `nflame-luajit`) into
     /// [`RawSample::lua`](nflame_recording::RawSample::lua). Default is
@@ -89,6 +108,11 @@ pub struct RecordOptions {
     /// function by line. Default is `false`.
     pub lua_lines: bool,
 }
+
+/// Default of [`RecordOptions::switch_rate`]: 2000 stacks a second per CPU,
+/// about 16 MB/s of copied stack per CPU with DWARF unwinding (what it
+/// costs is measured in [`crate::record()`]'s documentation).
+pub const DEFAULT_SWITCH_RATE: u64 = 2000;
 
 impl Default for RecordOptions {
     fn default() -> Self {
@@ -102,6 +126,9 @@ impl Default for RecordOptions {
             ring_pages: 128,
             progress_interval: Duration::from_millis(250),
             call_graph: CallGraph::Auto,
+            measure: Measure::OnCpu,
+            min_block: Duration::ZERO,
+            switch_rate: DEFAULT_SWITCH_RATE,
             lua: true,
             lua_lines: false,
         }

@@ -23,11 +23,18 @@ use perf_event_open::event::sw::Software;
 use perf_event_open::sample::record::Record;
 use perf_event_open::sample::Sampler;
 
+use crate::event::Source;
+
 /// Which perf event a counter samples on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum PerfEvent {
     Cycles,
     CpuClock,
+    /// The `context-switches` software event: it fires in the task leaving
+    /// the CPU, with kernel registers (so it needs kernel sampling).
+    ContextSwitches,
+    /// The `dummy` software event: counts nothing, carries side-band records.
+    Dummy,
 }
 
 impl PerfEvent {
@@ -35,6 +42,8 @@ impl PerfEvent {
         match self {
             PerfEvent::Cycles => "cycles",
             PerfEvent::CpuClock => "cpu-clock",
+            PerfEvent::ContextSwitches => "context-switches",
+            PerfEvent::Dummy => "dummy",
         }
     }
 }
@@ -56,7 +65,10 @@ pub(crate) enum Scope {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct CounterConfig {
     pub(crate) event: PerfEvent,
+    /// Samples a second (the kernel adapts the period), or every Nth event
+    /// (`count`: N, changed later with [`PerfCounter::set_period`]).
     pub(crate) frequency: u64,
+    pub(crate) count: Option<u64>,
     pub(crate) user: bool,
     pub(crate) kernel: bool,
     /// Ring buffer data size is `2^ring_exp` pages.
@@ -66,6 +78,12 @@ pub(crate) struct CounterConfig {
     /// Copy this many bytes of user stack, with the registers DWARF
     /// unwinding needs, into every sample (0: none).
     pub(crate) stack_bytes: u32,
+    /// Emit the side-band records (fork, exit, comm, mmap) on this counter;
+    /// one counter per scope has them.
+    pub(crate) side_band: bool,
+    /// Emit context-switch records (`PERF_RECORD_SWITCH`, `_CPU_WIDE` for
+    /// a CPU scope).
+    pub(crate) switches: bool,
 }
 
 /// `PERF_REG_X86_BP`, `_SP`, `_IP`: the registers an x86-64 unwinder needs.
@@ -74,12 +92,15 @@ pub(crate) const UNWIND_REGS_MASK: u64 = (1 << 6) | (1 << 7) | (1 << 8);
 
 /// `PERF_EVENT_IOC_SET_OUTPUT`: `_IO('$', 5)`.
 const PERF_EVENT_IOC_SET_OUTPUT: libc::c_ulong = 0x2405;
+/// `PERF_EVENT_IOC_PERIOD`: `_IOW('$', 4, __u64)`.
+const PERF_EVENT_IOC_PERIOD: libc::c_ulong = 0x4008_2404;
 
 /// One opened counter with its mapped ring buffer, or writing into another
 /// counter's buffer on the same CPU (as `perf record` does for threads).
 pub(crate) struct PerfCounter {
     counter: Counter,
     sampler: Option<Sampler>,
+    source: Source,
 }
 
 impl std::fmt::Debug for PerfCounter {
@@ -112,16 +133,25 @@ impl PerfCounter {
             source,
         };
         let mut opts = Opts::default();
-        opts.exclude.user = !config.user;
-        opts.exclude.kernel = !config.kernel;
+        let at_switch = config.event == PerfEvent::ContextSwitches;
+        if !at_switch {
+            opts.exclude.user = !config.user;
+            opts.exclude.kernel = !config.kernel;
+        }
         // The idle task only matters to software clocks; hardware PMUs do not
         // count while the CPU is halted, and some reject the flag.
         opts.exclude.idle = config.event == PerfEvent::CpuClock;
-        opts.sample_on = SampleOn::Freq(config.frequency);
+        opts.sample_on = match config.count {
+            Some(n) => SampleOn::Count(n),
+            None => SampleOn::Freq(config.frequency),
+        };
         let user_chain = config.user && config.user_chain;
         let dwarf = config.user && config.stack_bytes > 0;
         opts.sample_format = SampleFormat {
-            period: true,
+            // Not for context switches: with a period field and a fixed
+            // period, the kernel samples every software event and ignores
+            // the period (`perf_swevent_event`). Their count is not needed.
+            period: !at_switch,
             call_chain: (user_chain || config.kernel).then_some(CallChain {
                 exclude_user: !user_chain,
                 exclude_kernel: !config.kernel,
@@ -144,13 +174,14 @@ impl PerfCounter {
             lost_records: true,
             ..StatFormat::default()
         };
-        opts.extra_record.task = true;
-        opts.extra_record.comm = true;
+        opts.extra_record.task = config.side_band;
+        opts.extra_record.comm = config.side_band;
         opts.extra_record.mmap = Mmap {
-            code: true,
+            code: config.side_band,
             data: false,
             ext: Some(UseBuildId(false)),
         };
+        opts.extra_record.ctx_switch = config.switches;
         let data_bytes = (page_size() << config.ring_exp) as u32;
         opts.wake_up = WakeUp {
             on: WakeUpOn::Bytes(data_bytes / 4),
@@ -188,6 +219,7 @@ impl PerfCounter {
             return Ok(PerfCounter {
                 counter,
                 sampler: None,
+                source: config.source(),
             });
         }
         let sampler = counter
@@ -196,7 +228,13 @@ impl PerfCounter {
         Ok(PerfCounter {
             counter,
             sampler: Some(sampler),
+            source: config.source(),
         })
+    }
+
+    /// What the samples in this counter's buffer are.
+    pub(crate) fn source(&self) -> Source {
+        self.source
     }
 
     /// Whether this counter owns a ring buffer (to poll and drain).
@@ -210,6 +248,20 @@ impl PerfCounter {
 
     pub(crate) fn disable(&self) -> io::Result<()> {
         self.counter.disable()
+    }
+
+    /// Samples every `period` events from now on (a counter opened with a
+    /// count). Inherited copies made before keep their period; later ones
+    /// take this one.
+    pub(crate) fn set_period(&self, period: u64) -> io::Result<()> {
+        let fd = self.counter.file().as_raw_fd();
+        // SAFETY: `fd` is an open perf event fd we own; the kernel reads one
+        // u64 from the pointer, which points at a live local.
+        let rc = unsafe { libc::ioctl(fd, PERF_EVENT_IOC_PERIOD, &raw const period) };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
     }
 
     /// Lost records as counted by the kernel (`PERF_FORMAT_LOST`), if readable.
@@ -241,6 +293,16 @@ impl PerfCounter {
     }
 }
 
+impl CounterConfig {
+    fn source(&self) -> Source {
+        match self.event {
+            PerfEvent::ContextSwitches => Source::Switch,
+            PerfEvent::Dummy => Source::SideBand,
+            _ => Source::OnCpu,
+        }
+    }
+}
+
 fn open_event(
     event: PerfEvent,
     target: impl Into<perf_event_open::config::Target>,
@@ -249,6 +311,64 @@ fn open_event(
     match event {
         PerfEvent::Cycles => Counter::new(Hardware::CpuCycle, target, opts),
         PerfEvent::CpuClock => Counter::new(Software::CpuClock, target, opts),
+        PerfEvent::ContextSwitches => Counter::new(Software::CtxSwitch, target, opts),
+        PerfEvent::Dummy => Counter::new(Software::Dummy, target, opts),
+    }
+}
+
+/// `CLOCK_MONOTONIC` now, in nanoseconds: the clock of the records' timestamps.
+pub(crate) fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec the kernel writes into.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(ts.tv_nsec as u64)
+}
+
+/// Copies up to `buf.len()` bytes of process `pid`'s memory at `addr`
+/// into `buf` (`process_vm_readv`; needs ptrace access). Returns how many
+/// bytes were read from `addr` on: fewer when the range runs into unmapped
+/// memory (the remote range is split at page boundaries so that the kernel
+/// copies every readable page before the first unreadable one).
+pub(crate) fn read_process_memory(pid: u32, addr: u64, buf: &mut [u8]) -> io::Result<usize> {
+    let page = page_size() as u64;
+    let local = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    let mut remote = Vec::new();
+    let mut at = addr;
+    let end = addr.saturating_add(buf.len() as u64);
+    while at < end {
+        let next = (at / page + 1).saturating_mul(page).min(end);
+        remote.push(libc::iovec {
+            iov_base: at as *mut libc::c_void,
+            iov_len: (next - at) as usize,
+        });
+        at = next;
+    }
+    // SAFETY: `local` describes `buf`, exclusively borrowed and valid for
+    // `buf.len()` bytes, and the remote pieces add up to that length; the
+    // remote ranges are only read, in the other process, by the kernel,
+    // which reports faults there as errors or short counts.
+    let n = unsafe {
+        libc::process_vm_readv(
+            pid as libc::pid_t,
+            &local,
+            1,
+            remote.as_ptr(),
+            remote.len() as libc::c_ulong,
+            0,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
     }
 }
 
@@ -320,19 +440,6 @@ pub(crate) fn raise_fd_limit() {
 pub(crate) fn euid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() }
-}
-
-/// `CLOCK_MONOTONIC` now, in nanoseconds (the clock samples are stamped with).
-pub(crate) fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    (ts.tv_sec as u64)
-        .saturating_mul(1_000_000_000)
-        .saturating_add(ts.tv_nsec as u64)
 }
 
 pub(crate) fn own_pid() -> u32 {

@@ -4,6 +4,9 @@
 //!
 //! It consumes [`Event`]s in timestamp order and asks a [`ProcSource`] (the
 //! real `/proc`, or a table in tests) about processes it has not seen yet.
+//! When off-CPU time is recorded, context-switch records and the samples
+//! taken at switches go to [`OffCpu`], whose closed intervals come back as
+//! samples of kind blocked or preempted.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -11,10 +14,13 @@ use std::sync::Arc;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use crate::event::{Event, UserRegs};
+use crate::event::{CommEvent, Event, MmapEvent, SampleEvent, UserRegs};
+use crate::offcpu::{Accounts, Initial, Interval, OffCpu, Stratum};
 use crate::unwind::{Outcome as Unwound, StackSample, StackUnwinder};
 use nflame_procfs::process::{ProcSource, Snapshot};
-use nflame_recording::{LuaFrame, LuaStack, Mapping, ProcessInfo, RawSample, UnwindMethod};
+use nflame_recording::{
+    LuaFrame, LuaStack, Mapping, OffCpuInfo, ProcessInfo, RawSample, SampleKind, UnwindMethod,
+};
 
 /// Which samples belong to the recording.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,6 +69,7 @@ pub(crate) struct Outcome {
     pub(crate) lost_records: u64,
     pub(crate) throttled: u64,
     pub(crate) ever_matched: bool,
+    pub(crate) off_cpu: OffCpuInfo,
     /// What the unwinder refused to read (see [`StackUnwinder::take_skipped`]).
     pub(crate) skipped: Vec<String>,
 }
@@ -76,11 +83,32 @@ const SETTLE_NS: u64 = 1_000_000_000;
 const CANON_START: u64 = 1 << 56;
 const CANON_STRIDE: u64 = 1 << 36;
 
-/// Identity of a [`RawSample`] entry: pid, tid, user stack, whether it is
-/// truncated, kernel stack, Lua stack (0: none). Interned stacks are told
+/// Identity of a [`RawSample`] entry: pid, tid, kind, user stack, whether it
+/// is truncated, kernel stack, Lua stack (0: none). Interned stacks are told
 /// apart by address: the tracker's intern set (the Lua side's, for Lua
 /// stacks) keeps every one alive until the end.
-type SampleKey = (u32, u32, usize, bool, usize, usize);
+type SampleKey = (u32, u32, SampleKind, usize, bool, usize, usize);
+
+/// A stack as the tracker keeps it: kernel, user, user stack truncated,
+/// and the Lua stack taken with it (LuaJIT processes with Lua frames on).
+type Stack = (Arc<[u64]>, Arc<[u64]>, bool, Option<Arc<LuaStack>>);
+
+/// How a thread was found at the start of the recording, as read from
+/// `/proc` (see [`Tracker::initial_thread`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum StartState {
+    /// Listed in `/proc`; where it is not read yet.
+    Exists,
+    /// On a CPU.
+    Running,
+    /// Off the CPU: runnable (`preempted`) or asleep, with the user
+    /// registers and stack bytes read from `/proc` and the process's memory.
+    Off {
+        preempted: bool,
+        regs: Option<UserRegs>,
+        stack: Vec<u8>,
+    },
+}
 
 pub(crate) struct Tracker<S: ProcSource> {
     filter: Filter,
@@ -98,6 +126,8 @@ pub(crate) struct Tracker<S: ProcSource> {
     stacks: FxHashSet<Arc<[u64]>>,
     lost: u64,
     lost_records: u64,
+    /// Stacks at context switches lost (their switches have records).
+    lost_stacks: u64,
     throttled: u64,
     ever_matched: bool,
     mode: StackMode,
@@ -106,6 +136,18 @@ pub(crate) struct Tracker<S: ProcSource> {
     next_gen: u64,
     /// Scratch space for unwound stacks.
     unwound: Vec<u64>,
+    /// Off-CPU bookkeeping, when off-CPU time is recorded.
+    off_cpu: Option<OffCpu<Stack>>,
+    /// Start of the recording (for off-CPU time).
+    start: u64,
+    /// For each entry of `samples` made of sampled off-CPU intervals: the
+    /// nanoseconds it has in each class of its thread's intervals, to be
+    /// scaled to the classes' totals at the end (empty for other entries).
+    entry_strata: Vec<Vec<(u8, u64)>>,
+    /// Classes of off-CPU intervals of threads that exited, by (pid, tid).
+    strata: FxHashMap<(u32, u32), Vec<Stratum>>,
+    /// Switch records after this time are ignored (the end of the recording).
+    end: u64,
     /// Processes that exited, with the time of their exit, to compact.
     exits: VecDeque<(u64, u32)>,
     /// The latest sample time seen.
@@ -199,18 +241,69 @@ impl<S: ProcSource> Tracker<S> {
             stacks: FxHashSet::default(),
             lost: 0,
             lost_records: 0,
+            lost_stacks: 0,
             throttled: 0,
             ever_matched: false,
             mode: StackMode::FramePointer,
             unwinder: None,
             next_gen: 1,
             unwound: Vec::new(),
+            off_cpu: None,
+            start: 0,
+            entry_strata: Vec::new(),
+            strata: FxHashMap::default(),
+            end: u64::MAX,
             exits: VecDeque::new(),
             clock: 0,
             canon: FxHashMap::default(),
             next_canon: CANON_START,
             vm_code: FxHashMap::default(),
             lua_pids: FxHashSet::default(),
+        }
+    }
+
+    /// Records off-CPU time from context switches, for a recording that
+    /// started at `start` (`CLOCK_MONOTONIC` ns); intervals shorter than
+    /// `min_block` ns are not kept as samples.
+    pub(crate) fn record_off_cpu(&mut self, start: u64, min_block: u64) {
+        self.off_cpu = Some(OffCpu::new(start, min_block));
+        self.start = start;
+    }
+
+    /// The recording ended at `end`: later switch records are ignored.
+    pub(crate) fn set_end(&mut self, end: u64) {
+        self.end = end;
+    }
+
+    /// What `/proc` showed of thread `tid` of `pid` at `time`, just after
+    /// the recording started (off-CPU recording only).
+    pub(crate) fn initial_thread(&mut self, pid: u32, tid: u32, time: u64, state: StartState) {
+        if self.off_cpu.is_none() || !self.wants(pid) {
+            return;
+        }
+        self.ensure(pid);
+        let initial = match state {
+            StartState::Exists => Initial::Exists,
+            StartState::Running => Initial::Running,
+            StartState::Off {
+                preempted,
+                regs,
+                stack,
+            } => {
+                let kind = if preempted {
+                    SampleKind::Preempted
+                } else {
+                    SampleKind::Blocked
+                };
+                let stack = regs.map(|r| {
+                    let (user, truncated) = self.user_stack(pid, Vec::new(), Some(r), &stack);
+                    (self.intern(Vec::new()), user, truncated, None)
+                });
+                Initial::Off { kind, stack }
+            }
+        };
+        if let Some(o) = self.off_cpu.as_mut() {
+            o.initial(pid, tid, time, initial);
         }
     }
 
@@ -449,6 +542,167 @@ impl<S: ProcSource> Tracker<S> {
         a
     }
 
+    /// Adds one sample (or `s.count` of them) to its entry; `stratum`: it
+    /// is a sampled off-CPU interval of that class.
+    fn add_sample(&mut self, s: RawSample, stratum: Option<u8>) {
+        self.sample_total += s.count;
+        if let Some(p) = self.procs.get_mut(&s.pid) {
+            p.samples += s.count;
+        }
+        let key = (
+            s.pid,
+            s.tid,
+            s.kind,
+            s.user.as_ptr() as usize,
+            s.user_truncated,
+            s.kernel.as_ptr() as usize,
+            s.lua.as_ref().map_or(0, |l| Arc::as_ptr(l) as usize),
+        );
+        let period = s.period;
+        let i = match self.sample_index.entry(key) {
+            std::collections::hash_map::Entry::Occupied(e) => {
+                let i = *e.get();
+                let e = &mut self.samples[i];
+                e.count += s.count;
+                e.period = e.period.saturating_add(s.period);
+                e.time = e.time.min(s.time);
+                i
+            }
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(self.samples.len());
+                if let Some(p) = self.procs.get_mut(&s.pid) {
+                    p.entries.push(self.samples.len());
+                }
+                self.samples.push(s);
+                self.samples.len() - 1
+            }
+        };
+        if let Some(key) = stratum {
+            if self.entry_strata.len() <= i {
+                self.entry_strata.resize_with(i + 1, Vec::new);
+            }
+            let v = &mut self.entry_strata[i];
+            match v.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, d)) => *d = d.saturating_add(period),
+                None => v.push((key, period)),
+            }
+        }
+    }
+
+    /// Turns closed off-CPU intervals into samples, and files the times of
+    /// threads that exited.
+    fn collect_off_cpu(&mut self) {
+        let Some(mut o) = self.off_cpu.take() else {
+            return;
+        };
+        for iv in o.take_intervals() {
+            self.add_interval(iv);
+        }
+        for accounts in o.take_finished() {
+            self.file_accounts(accounts);
+        }
+        self.off_cpu = Some(o);
+    }
+
+    fn file_accounts(&mut self, (pid, tid, times, strata): Accounts) {
+        // Its process is known, unless records contradicted each other
+        // (a thread id seen under two pids).
+        self.ensure(pid);
+        if let Some(p) = self.procs.get_mut(&pid) {
+            // A thread id used twice (after an exit) has one entry.
+            p.info.times.entry(tid).or_default().add(&times);
+            let classes = self.strata.entry((pid, tid)).or_default();
+            for c in strata {
+                match classes.iter_mut().find(|x| x.key == c.key) {
+                    Some(x) => {
+                        x.total = x.total.saturating_add(c.total);
+                        x.sampled = x.sampled.saturating_add(c.sampled);
+                        x.intervals += c.intervals;
+                    }
+                    None => classes.push(c),
+                }
+            }
+        }
+    }
+
+    /// Scales the sampled off-CPU entries to their classes' exact totals,
+    /// and adds each class that has no sampled interval as a sample
+    /// without a stack.
+    fn scale_off_cpu(&mut self) {
+        let strata = std::mem::take(&mut self.strata);
+        let entries = std::mem::take(&mut self.entry_strata);
+        for (i, parts) in entries.into_iter().enumerate() {
+            if parts.is_empty() {
+                continue;
+            }
+            let s = &mut self.samples[i];
+            let classes = strata.get(&(s.pid, s.tid)).map_or(&[][..], Vec::as_slice);
+            let mut period = s.period;
+            for (key, d) in parts {
+                let scaled = match classes.iter().find(|c| c.key == key) {
+                    Some(c) => c.scale(d),
+                    None => d,
+                };
+                period = period.saturating_sub(d).saturating_add(scaled);
+            }
+            s.period = period;
+        }
+        let mut unsampled: Vec<(&(u32, u32), &Stratum)> = strata
+            .iter()
+            .flat_map(|(k, v)| v.iter().map(move |c| (k, c)))
+            .filter(|(_, c)| c.sampled == 0 && c.total > 0)
+            .collect();
+        unsampled.sort_unstable_by_key(|(k, c)| (**k, c.key));
+        let empty = self.intern(Vec::new());
+        for (&(pid, tid), c) in unsampled {
+            self.add_sample(
+                RawSample {
+                    pid,
+                    tid,
+                    time: self.start,
+                    cpu: 0,
+                    count: c.intervals.max(1),
+                    period: c.total,
+                    kind: c.kind(),
+                    kernel: Arc::clone(&empty),
+                    user: Arc::clone(&empty),
+                    user_truncated: false,
+                    lua: None,
+                },
+                None,
+            );
+        }
+    }
+
+    fn add_interval(&mut self, iv: Interval<Stack>) {
+        self.ensure(iv.pid);
+        let (kernel, user, user_truncated, lua) = match iv.stack {
+            Some(s) => s,
+            None => (
+                self.intern(Vec::new()),
+                self.intern(Vec::new()),
+                false,
+                None,
+            ),
+        };
+        self.add_sample(
+            RawSample {
+                pid: iv.pid,
+                tid: iv.tid,
+                time: iv.time,
+                cpu: iv.cpu,
+                count: 1,
+                period: iv.duration,
+                kind: iv.kind,
+                kernel,
+                user,
+                user_truncated,
+                lua,
+            },
+            iv.stratum,
+        );
+    }
+
     pub(crate) fn handle(&mut self, ev: Event) {
         self.handle_with(ev, None);
     }
@@ -466,73 +720,112 @@ impl<S: ProcSource> Tracker<S> {
             }
         }
         match ev {
-            Event::Sample {
-                pid,
-                tid,
-                time,
-                cpu,
-                period,
-                kernel,
-                user,
-                regs,
-                stack,
-            } => {
-                if !self.wants(pid) {
+            Event::Sample(s) => {
+                let SampleEvent {
+                    pid,
+                    tid,
+                    time,
+                    cpu,
+                    period,
+                    at_switch,
+                    kernel,
+                    user,
+                    regs,
+                    stack,
+                } = *s;
+                let gone = pid == u32::MAX || tid == u32::MAX;
+                if pid == 0 || gone || !self.wants(pid) || (at_switch && self.off_cpu.is_none()) {
                     return;
                 }
                 let p = self.ensure(pid);
-                p.samples += 1;
                 if !p.info.threads.contains_key(&tid) {
                     let name = p.info.comm.clone();
                     p.info.threads.insert(tid, name);
                 }
                 let (user, user_truncated) = self.user_stack(pid, user, regs, &stack);
                 let kernel = self.intern(kernel);
-                self.sample_total += 1;
-                let key = (
+                if at_switch {
+                    // Its period (how many switches it stands for) is not
+                    // used: every switch's duration is known (see offcpu).
+                    if let Some(o) = self.off_cpu.as_mut() {
+                        o.sample(pid, tid, time, (kernel, user, user_truncated, lua));
+                    }
+                    return;
+                }
+                let s = RawSample {
                     pid,
                     tid,
-                    user.as_ptr() as usize,
+                    time,
+                    cpu,
+                    count: 1,
+                    period,
+                    kind: SampleKind::OnCpu,
+                    kernel,
+                    user,
                     user_truncated,
-                    kernel.as_ptr() as usize,
-                    lua.as_ref().map_or(0, |l| Arc::as_ptr(l) as usize),
-                );
-                match self.sample_index.entry(key) {
-                    std::collections::hash_map::Entry::Occupied(e) => {
-                        let s = &mut self.samples[*e.get()];
-                        s.count += 1;
-                        s.period = s.period.saturating_add(period);
-                        s.time = s.time.min(time);
-                    }
-                    std::collections::hash_map::Entry::Vacant(e) => {
-                        e.insert(self.samples.len());
-                        if let Some(p) = self.procs.get_mut(&pid) {
-                            p.entries.push(self.samples.len());
-                        }
-                        self.samples.push(RawSample {
-                            pid,
-                            tid,
-                            time,
-                            cpu,
-                            count: 1,
-                            period,
-                            kernel,
-                            user,
-                            user_truncated,
-                            lua,
-                        });
-                    }
-                }
+                    lua,
+                };
+                self.add_sample(s, None);
             }
-            Event::Comm {
+            Event::Switch {
                 pid,
                 tid,
-                comm,
-                exec,
-                ..
-            } => self.on_comm(pid, tid, comm, exec),
-            Event::Fork { pid, ppid, tid, .. } => self.on_fork(pid, ppid, tid),
+                time,
+                cpu,
+                out,
+                preempt,
+            } => {
+                // The idle task; and a task past its exit, whose ids the
+                // kernel gives as -1 (its last switch-out).
+                let gone = pid == u32::MAX || tid == u32::MAX;
+                if pid == 0 || gone || time > self.end || self.off_cpu.is_none() || !self.wants(pid)
+                {
+                    return;
+                }
+                let p = self.ensure(pid);
+                if !p.info.threads.contains_key(&tid) {
+                    let name = p.info.comm.clone();
+                    p.info.threads.insert(tid, name);
+                }
+                if let Some(o) = self.off_cpu.as_mut() {
+                    if out {
+                        o.switch_out(pid, tid, time, cpu, preempt);
+                    } else {
+                        o.switch_in(pid, tid, time);
+                    }
+                }
+                self.collect_off_cpu();
+            }
+            Event::Comm(c) => {
+                let CommEvent {
+                    pid,
+                    tid,
+                    comm,
+                    exec,
+                    ..
+                } = *c;
+                self.on_comm(pid, tid, comm, exec)
+            }
+            Event::Fork {
+                pid,
+                ppid,
+                tid,
+                time,
+            } => {
+                self.on_fork(pid, ppid, tid);
+                // System-wide, a process started by one not seen yet is not
+                // in `procs`, but it was created now all the same.
+                let wanted =
+                    self.filter == Filter::All || self.procs.get(&pid).is_some_and(|p| p.target);
+                if let (Some(o), true) = (self.off_cpu.as_mut(), wanted) {
+                    o.created(pid, tid, time);
+                }
+            }
             Event::Exit { pid, tid, time } => {
+                if let Some(o) = self.off_cpu.as_mut() {
+                    o.exited(pid, tid, time);
+                    self.collect_off_cpu();
+                }
                 if pid != tid {
                     return;
                 }
@@ -550,21 +843,26 @@ impl<S: ProcSource> Tracker<S> {
                 // when they exit so memory follows the live process count.
                 if unsampled && self.filter == Filter::All {
                     self.procs.remove(&pid);
+                    if let Some(o) = self.off_cpu.as_mut() {
+                        o.forget_process(pid);
+                    }
+                    self.strata.retain(|k, _| k.0 != pid);
                 } else {
                     self.exits.push_back((time, pid));
                 }
             }
-            Event::Mmap {
-                pid,
-                start,
-                len,
-                pgoff,
-                path,
-                dev,
-                inode,
-                executable,
-                ..
-            } => {
+            Event::Mmap(m) => {
+                let MmapEvent {
+                    pid,
+                    start,
+                    len,
+                    pgoff,
+                    path,
+                    dev,
+                    inode,
+                    executable,
+                    ..
+                } = *m;
                 if !executable || !self.wants(pid) {
                     return;
                 }
@@ -585,6 +883,11 @@ impl<S: ProcSource> Tracker<S> {
                 );
                 self.touch(pid);
             }
+            Event::Lost {
+                count,
+                stacks: true,
+                ..
+            } => self.lost_stacks = self.lost_stacks.saturating_add(count),
             Event::Lost { count, .. } => {
                 self.lost = self.lost.saturating_add(count);
                 self.lost_records += 1;
@@ -678,6 +981,7 @@ impl<S: ProcSource> Tracker<S> {
                 threads: BTreeMap::from([(pid, parent.comm)]),
                 exited: false,
                 unwind: Default::default(),
+                times: Default::default(),
                 lua: None,
             },
             None => {
@@ -689,13 +993,23 @@ impl<S: ProcSource> Tracker<S> {
         if let Filter::Names(_) = self.filter {
             self.verdicts.insert(pid, true);
         }
+        let mut info = info;
+        // A pid used again: the samples and thread times of the one before
+        // stay counted (they are in the output), under the new process.
+        let samples = match self.procs.remove(&pid) {
+            Some(old) => {
+                info.times = old.info.times;
+                old.samples
+            }
+            None => 0,
+        };
         self.procs.insert(
             pid,
             Proc {
                 info,
                 target: true,
                 explicit: false,
-                samples: 0,
+                samples,
                 map_gen: 0,
                 entries: Vec::new(),
             },
@@ -784,6 +1098,7 @@ impl<S: ProcSource> Tracker<S> {
                 sample_index.remove(&(
                     s.pid,
                     s.tid,
+                    s.kind,
                     s.user.as_ptr() as usize,
                     s.user_truncated,
                     s.kernel.as_ptr() as usize,
@@ -898,6 +1213,20 @@ impl<S: ProcSource> Tracker<S> {
 
     pub(crate) fn finish(mut self) -> Outcome {
         self.refresh_liveness();
+        let mut off_cpu = OffCpuInfo::default();
+        if let Some(o) = self.off_cpu.take() {
+            let end = self.end;
+            let done = o.finish(end);
+            off_cpu = done.info;
+            off_cpu.lost_stacks = self.lost_stacks;
+            for iv in done.intervals {
+                self.add_interval(iv);
+            }
+            for accounts in done.accounts {
+                self.file_accounts(accounts);
+            }
+            self.scale_off_cpu();
+        }
         let keep_all_targets = self.filter != Filter::All;
         let mut processes = BTreeMap::new();
         for (pid, p) in self.procs {
@@ -918,6 +1247,7 @@ impl<S: ProcSource> Tracker<S> {
             lost_records: self.lost_records,
             throttled: self.throttled,
             ever_matched: self.ever_matched,
+            off_cpu,
             skipped,
         }
     }
@@ -996,21 +1326,22 @@ mod tests {
     }
 
     fn sample(pid: u32, tid: u32, time: u64, k: &[u64], u: &[u64]) -> Event {
-        Event::Sample {
+        Event::Sample(Box::new(SampleEvent {
             pid,
             tid,
             time,
             cpu: 0,
             period: 1_000_000,
+            at_switch: false,
             kernel: k.to_vec(),
             user: u.to_vec(),
             regs: None,
             stack: Vec::new(),
-        }
+        }))
     }
 
     fn mmap(pid: u32, start: u64, len: u64, p: &str) -> Event {
-        Event::Mmap {
+        Event::Mmap(Box::new(MmapEvent {
             pid,
             time: 0,
             start,
@@ -1020,7 +1351,7 @@ mod tests {
             dev: Some(0x801),
             inode: Some(7),
             executable: true,
-        }
+        }))
     }
 
     #[test]
@@ -1145,13 +1476,13 @@ mod tests {
             tid: 200,
             time: 1,
         });
-        t.handle(Event::Comm {
+        t.handle(Event::Comm(Box::new(CommEvent {
             pid: 200,
             tid: 200,
             time: 2,
             comm: "yes".into(),
             exec: true,
-        });
+        })));
         t.handle(mmap(200, 0x5000, 0x1000, "/usr/bin/yes"));
         t.handle(sample(200, 200, 3, &[], &[0x5010]));
         t.handle(Event::Fork {
@@ -1203,13 +1534,13 @@ mod tests {
         t.handle(sample(400, 400, 1, &[], &[1]));
         t.handle(sample(300, 300, 2, &[], &[1]));
         // 300 execs nginx: a COMM record with the exec flag.
-        t.handle(Event::Comm {
+        t.handle(Event::Comm(Box::new(CommEvent {
             pid: 300,
             tid: 300,
             time: 3,
             comm: "nginx".into(),
             exec: true,
-        });
+        })));
         t.handle(mmap(300, 0x7000, 0x1000, "/usr/sbin/nginx"));
         t.handle(sample(300, 300, 4, &[], &[0x7010]));
         // Its child (a worker) is a target too; a stranger's child is not.
@@ -1279,6 +1610,69 @@ mod tests {
         );
     }
 
+    /// Fuzzing found a pid forked again (reused) dropping the samples and
+    /// thread times of the process that had it before from the output.
+    #[test]
+    fn a_reused_pid_keeps_what_it_had() {
+        let src = FakeProc::default().with(1, "sh", "/bin/sh", &[]);
+        let mut t = Tracker::new(Filter::All, src, u32::MAX);
+        t.record_off_cpu(0, 0);
+        t.initial_thread(5, 5, 0, StartState::Exists);
+        t.handle(sample(5, 5, 1, &[], &[0x10]));
+        t.handle(Event::Switch {
+            pid: 5,
+            tid: 5,
+            time: 2,
+            cpu: 0,
+            out: false,
+            preempt: false,
+        });
+        t.handle(sample(1, 1, 3, &[], &[0x20]));
+        t.handle(Event::Fork {
+            pid: 5,
+            ppid: 1,
+            tid: 5,
+            time: 4,
+        });
+        t.set_end(10);
+        let out = t.finish();
+        let p = &out.processes[&5];
+        assert!(p.times.contains_key(&5));
+        assert_eq!(out.samples.iter().filter(|s| s.pid == 5).count(), 2);
+    }
+
+    /// Fuzzing found an interval (and thread times) of a process the
+    /// tracker did not hold, left out of the output while its sample was in.
+    #[test]
+    fn an_interval_brings_its_process_into_the_output() {
+        let mut t = Tracker::new(Filter::All, FakeProc::default(), u32::MAX);
+        t.record_off_cpu(0, 0);
+        t.add_interval(Interval {
+            pid: 9,
+            tid: 9,
+            time: 1,
+            cpu: 0,
+            kind: SampleKind::Blocked,
+            duration: 5,
+            stack: None,
+            stratum: None,
+        });
+        t.file_accounts((
+            9,
+            9,
+            nflame_recording::ThreadTimes {
+                span: 5,
+                blocked: 5,
+                ..Default::default()
+            },
+            Vec::new(),
+        ));
+        t.set_end(10);
+        let out = t.finish();
+        assert_eq!(out.processes[&9].times[&9].blocked, 5);
+        assert_eq!(out.samples.len(), 1);
+    }
+
     /// Fuzzing found the lost count overflowing on huge `PERF_RECORD_LOST` counts.
     #[test]
     fn lost_count_saturates_instead_of_overflowing() {
@@ -1286,8 +1680,13 @@ mod tests {
         t.handle(Event::Lost {
             time: 1,
             count: u64::MAX - 1,
+            stacks: false,
         });
-        t.handle(Event::Lost { time: 2, count: 5 });
+        t.handle(Event::Lost {
+            time: 2,
+            count: 5,
+            stacks: false,
+        });
         assert_eq!(t.lost(), u64::MAX);
         assert_eq!(t.finish().lost_records, 2);
     }
@@ -1297,27 +1696,42 @@ mod tests {
         let src = FakeProc::default().with(600, "sh", "/bin/sh", &[(0x1000, 0x2000, "/bin/sh")]);
         let mut t = Tracker::new(Filter::All, src, 1);
         t.handle(sample(600, 600, 1, &[], &[0x1100]));
-        t.handle(Event::Comm {
+        t.handle(Event::Comm(Box::new(CommEvent {
             pid: 600,
             tid: 600,
             time: 2,
             comm: "python3".into(),
             exec: true,
-        });
+        })));
         t.handle(mmap(600, 0x9000, 0x1000, "/usr/bin/python3"));
-        t.handle(Event::Lost { time: 3, count: 5 });
-        t.handle(Event::Lost { time: 4, count: 2 });
+        t.handle(Event::Lost {
+            time: 3,
+            count: 5,
+            stacks: false,
+        });
+        t.handle(Event::Lost {
+            time: 4,
+            count: 2,
+            stacks: false,
+        });
+        // Lost stacks at switches are counted apart.
+        t.handle(Event::Lost {
+            time: 5,
+            count: 9,
+            stacks: true,
+        });
         // Thread rename (not exec) keeps the process name.
-        t.handle(Event::Comm {
+        t.handle(Event::Comm(Box::new(CommEvent {
             pid: 600,
             tid: 601,
             time: 5,
             comm: "worker".into(),
             exec: false,
-        });
+        })));
         let out = t.finish();
         assert_eq!(out.lost, 7);
         assert_eq!(out.lost_records, 2);
+        assert_eq!(out.off_cpu.lost_stacks, 0, "not recording off-CPU time");
         let p = &out.processes[&600];
         assert_eq!(p.comm, "python3");
         assert_eq!(p.threads[&601], "worker");
@@ -1366,6 +1780,7 @@ mod tests {
         t.handle(Event::Lost {
             time: 5 + SETTLE_NS,
             count: 0,
+            stacks: false,
         });
         let p = &t.procs[&900];
         let kept: Vec<&str> = p
@@ -1424,6 +1839,7 @@ mod tests {
         t.handle(Event::Lost {
             time: 2 + SETTLE_NS,
             count: 0,
+            stacks: false,
         });
         let out = t.finish();
         let (a, b) = (&out.samples[0], &out.samples[1]);

@@ -689,7 +689,10 @@ impl<F: FnMut(u64) -> Result<u64, ()>> Walk<'_, F> {
         let mut at = sp;
         while at.saturating_add(8) <= end && tried < JIT_CANDIDATES && self.budget > 0 {
             let slot = at;
-            at += 8;
+            let Some(next_at) = at.checked_add(8) else {
+                break;
+            };
+            at = next_at;
             let Ok(word) = (self.read_stack)(slot) else {
                 break;
             };
@@ -701,7 +704,7 @@ impl<F: FnMut(u64) -> Result<u64, ()>> Walk<'_, F> {
             };
             tried += 1;
             self.budget -= 1;
-            let caller = UnwindRegsX86_64::new(word, slot + 8, regs.bp());
+            let caller = UnwindRegsX86_64::new(word, next_at, regs.bp());
             if self.walk(next, caller, out, depth + 1) == Outcome::Complete {
                 return Outcome::Complete;
             }
@@ -800,6 +803,39 @@ mod tests {
         };
         assert_eq!(odd.bias(0x7000_1000, 0x1000), Some(0x7000_1000 - 0x2000));
         assert_eq!(odd.bias(0x7000_1000, 0x9000), None);
+    }
+
+    /// Fuzzing found the scan above a JIT frame overflowing with a stack
+    /// pointer at the top of the address space.
+    #[test]
+    fn jit_scan_at_the_top_of_the_address_space_does_not_overflow() {
+        let jit = Mapping {
+            start: 0x1000,
+            end: 0x2000,
+            offset: 0,
+            path: PathBuf::from("//anon"),
+            dev: None,
+            inode: None,
+        };
+        let mut u = DwarfUnwinder::default();
+        let mut out = Vec::new();
+        u.unwind(
+            StackSample {
+                pid: 1,
+                generation: 1,
+                mappings: &[jit],
+                regs: UserRegs {
+                    ip: 0x1010,
+                    sp: u64::MAX - 15,
+                    bp: 0,
+                },
+                stack: &[0; 16],
+                requested: 16,
+                jit_like: &[],
+            },
+            &mut out,
+        );
+        assert_eq!(out.first(), Some(&0x1010));
     }
 
     /// A mapping of all of `path` at 0x10000, as a process would show it.

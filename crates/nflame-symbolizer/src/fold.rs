@@ -15,9 +15,9 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use nflame_profile::Profile;
+use nflame_profile::{Profile, Unit};
 use nflame_recording::{
-    LuaFrame, LuaProcess, LuaVmState, Mapping, ProcessInfo, RawSample, Recording,
+    LuaFrame, LuaProcess, LuaVmState, Mapping, ProcessInfo, RawSample, Recording, SampleKind,
 };
 use rayon::prelude::*;
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -43,6 +43,20 @@ pub enum Weight {
     /// Sum of sample periods: nanoseconds for `cpu-clock`, cycles for
     /// `cycles` (what `perf report` and `inferno-collapse-perf` weigh by).
     Period,
+    /// Time in microseconds (a profile of [`Unit::Microseconds`]): each
+    /// stack's nanoseconds (off-CPU time, `cpu-clock` periods on the CPU)
+    /// summed, then rounded to the nearest microsecond.
+    Time,
+}
+
+/// The frame [`FoldOptions::kind_frames`] puts in stacks of `kind`:
+/// `[on-cpu]`, `[blocked]` or `[preempted]`.
+pub fn kind_frame(kind: SampleKind) -> &'static str {
+    match kind {
+        SampleKind::Blocked => "[blocked]",
+        SampleKind::Preempted => "[preempted]",
+        _ => "[on-cpu]",
+    }
 }
 
 /// How [`fold`] builds stacks.
@@ -74,6 +88,11 @@ pub struct FoldOptions {
     pub jit: bool,
     /// What the counts measure. Default [`Weight::Samples`].
     pub weight: Weight,
+    /// Put a frame naming how the time was spent, `[on-cpu]`, `[blocked]`
+    /// or `[preempted]` ([`kind_frame`]), after the process (and thread)
+    /// frame, so off-CPU and wall-clock graphs split each thread's time by
+    /// kind at a glance. Default `false`.
+    pub kind_frames: bool,
     /// Root frames by pid, and which stacks of other processes are kept.
     /// Default: no labels, every stack kept.
     pub roots: Roots,
@@ -160,6 +179,7 @@ impl Default for FoldOptions {
             inline: false,
             jit: true,
             weight: Weight::Samples,
+            kind_frames: false,
             roots: Roots::default(),
             fold_unknown_runs: true,
             lua: LuaFold::Mixed,
@@ -388,7 +408,7 @@ pub fn fold_with(
             skipped.push(line.clone());
         }
     }
-    let mut profile = Profile::new();
+    let mut profile = Profile::with_unit(unit_of(opts.weight));
     for part in parts {
         let (p, s, unique) = part?;
         for line in s.skipped {
@@ -752,6 +772,14 @@ fn in_mappings(mappings: &[Mapping], addr: u64) -> bool {
     i.checked_sub(1).is_some_and(|i| addr < mappings[i].end)
 }
 
+/// The unit of a profile folded with `weight`.
+fn unit_of(weight: Weight) -> Unit {
+    match weight {
+        Weight::Time => Unit::Microseconds,
+        _ => Unit::Samples,
+    }
+}
+
 /// The LuaJIT of a process whose Lua frames are to be written.
 fn lua_of<'a>(info: Option<&'a ProcessInfo>, opts: &FoldOptions) -> Option<&'a LuaProcess> {
     if opts.lua == LuaFold::Off {
@@ -832,7 +860,7 @@ fn fold_process(
     kernel: &FxHashMap<u64, Named>,
     opts: &FoldOptions,
 ) -> Result<(Profile, FoldStats), Error> {
-    type Key = (u32, (usize, usize), bool, (usize, usize), usize);
+    type Key = (u32, SampleKind, (usize, usize), bool, (usize, usize), usize);
     let label = opts.roots.labels.get(&pid).map(|l| sanitize(l));
     let kernel_from = match (&opts.roots.others, &label) {
         (OtherStacks::KernelFrom { functions, label }, None) => Some((functions, sanitize(label))),
@@ -846,8 +874,14 @@ fn fold_process(
         } else {
             0
         };
+        let kind = if opts.kind_frames {
+            s.kind
+        } else {
+            SampleKind::OnCpu
+        };
         let key = (
             tid,
+            kind,
             half_key(&s.user, with_user),
             with_user && s.user_truncated,
             half_key(&s.kernel, opts.kernel),
@@ -858,7 +892,7 @@ fn fold_process(
         );
         let weight = match opts.weight {
             Weight::Samples => s.count,
-            Weight::Period => s.period,
+            Weight::Period | Weight::Time => s.period,
         };
         let e = stacks.entry(key).or_insert((0, 0, s));
         e.0 = e.0.checked_add(weight).ok_or(Error::Overflow)?;
@@ -878,12 +912,12 @@ fn fold_process(
         outermost: false,
         vm: false,
     };
-    let mut profile = Profile::new();
+    let mut profile = Profile::with_unit(unit_of(opts.weight));
     let mut stats = FoldStats::default();
     let mut line = String::new();
     let kernel_unknown = format!("{}{}", crate::frame::UNKNOWN, nflame_profile::KERNEL_SUFFIX);
     let lua_info = lua_of(info, opts);
-    for ((tid, _, truncated, _, lua_key), (weight, count, s)) in stacks {
+    for ((tid, kind, _, truncated, _, lua_key), (weight, count, s)) in stacks {
         let lua = s
             .lua
             .as_deref()
@@ -895,6 +929,11 @@ fn fold_process(
             continue;
         }
         line.clear();
+        let weight = match opts.weight {
+            // Nanoseconds to the nearest microsecond.
+            Weight::Time => weight / 1000 + u64::from(weight % 1000 >= 500),
+            _ => weight,
+        };
         // The `[unknown]` frame just written, if the last one was.
         let mut last_unknown: Option<bool> = None;
         let mut push = |text: &str| {
@@ -937,6 +976,9 @@ fn fold_process(
             };
             push(label);
             push(&process_frame);
+            if opts.kind_frames {
+                push(kind_frame(kind));
+            }
             for n in &names[from..] {
                 push(&n.text);
                 stats.kernel_frames += count;
@@ -960,6 +1002,9 @@ fn fold_process(
                 .map(|n| sanitize(n).into_owned())
                 .unwrap_or_else(|| comm.clone());
             push(&format!("{name}-{tid}"));
+        }
+        if opts.kind_frames {
+            push(kind_frame(kind));
         }
         if let (Some(l), LuaFold::Only) = (lua, opts.lua) {
             for f in &l.frames {

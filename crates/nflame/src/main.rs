@@ -16,6 +16,11 @@ use nflame_profile::filter::FrameFilter;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Record(a) = &cli.command {
+        if let Some(why) = a.conflicts() {
+            usage_error("record", why);
+        }
+    }
     match run(cli) {
         Ok(code) => code,
         Err(err) => {
@@ -25,6 +30,20 @@ fn main() -> ExitCode {
             eprintln!("nflame: error: {err:#}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// Exits with clap's usage error (status 2) for `subcommand`, saying `why`.
+fn usage_error(subcommand: &str, why: String) -> ! {
+    let mut cmd = <Cli as clap::CommandFactory>::command();
+    cmd.build();
+    match cmd.find_subcommand_mut(subcommand) {
+        Some(sub) => sub
+            .error(clap::error::ErrorKind::ArgumentConflict, why)
+            .exit(),
+        None => cmd
+            .error(clap::error::ErrorKind::ArgumentConflict, why)
+            .exit(),
     }
 }
 

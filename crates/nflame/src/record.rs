@@ -20,8 +20,10 @@ use anyhow::Result;
 use clap::{ArgGroup, Args, ValueEnum};
 use nflame_docker::DockerQuery;
 use nflame_pipeline::{RecordEvents, RecordJob};
-use nflame_sampler::{CallGraph, EventChoice, Progress, RecordOptions, Target};
-use nflame_symbolizer::{FoldOptions, LuaFold};
+use nflame_sampler::{
+    CallGraph, EventChoice, Measure, Progress, RecordOptions, Target, DEFAULT_SWITCH_RATE,
+};
+use nflame_symbolizer::{FoldOptions, LuaFold, Weight};
 
 use crate::args::RenderArgs;
 
@@ -45,9 +47,16 @@ const EXIT_INTERRUPTED: u8 = 130;
 /// Ctrl-C while writing abandons them (nothing is written, exit status 130).
 /// A summary is printed on standard error at the end.
 ///
+/// With `--off-cpu`, the graph is time off the CPU instead: a stack each time
+/// a thread leaves the CPU (to sleep, or preempted), weighted by how long it
+/// stays off, in microseconds, under a `[blocked]` or `[preempted]` frame.
+/// With `--wall`, both: on-CPU samples weighted by their period (under
+/// `[on-cpu]`) and off-CPU time, so each thread's whole time is there.
+///
 /// Needs root or CAP_PERFMON to record other users' processes, kernel frames,
 /// or the whole system (`-a`, `--name`); otherwise kernel.perf_event_paranoid
-/// decides (at 2, the usual default: your own processes, user frames only).
+/// decides (at 2, the usual default: your own processes, user frames only;
+/// off-CPU time needs kernel sampling: 1 or lower).
 #[derive(Debug, Args)]
 #[command(
     group(ArgGroup::new("target").required(true).multiple(true)),
@@ -55,6 +64,7 @@ const EXIT_INTERRUPTED: u8 = 130;
         nflame record --pid $(pidof nginx) -d 30 -o nginx.svg -o nginx.folded.gz\n  \
         nflame record --name docker-proxy --name nginx -d 30 --per-pid -o bridge.folded\n  \
         nflame record -a -d 10 -o all.svg\n  \
+        nflame record --off-cpu --pid $(pgrep -d, nginx) -d 30 -o blocked.svg\n  \
         nflame record --docker-port 8080 -d 30 -o bridge.folded\n  \
         nflame record -o make.svg -- make -j2"
 )]
@@ -109,23 +119,42 @@ pub struct RecordArgs {
     /// work as for --docker-port. NAME or ID (or id prefix). Repeatable.
     #[arg(long = "container", value_name = "NAME|ID", group = "target")]
     pub containers: Vec<String>,
-    /// Samples per second a busy thread gets.
+    /// Samples per second a busy thread gets (on the CPU) [default: 999].
     #[arg(
         short = 'F',
         long,
-        default_value_t = 999,
         value_name = "HZ",
         value_parser = clap::value_parser!(u64).range(1..)
     )]
-    pub freq: u64,
+    pub freq: Option<u64>,
     /// Stop after this many seconds (fractions allowed). Default: until Ctrl-C,
     /// SIGTERM, or the exit of every target (pids, command).
     #[arg(short, long, value_name = "SECS", value_parser = parse_duration)]
     pub duration: Option<Duration>,
     /// The perf event to sample on: hardware cycles where the CPU has them,
-    /// otherwise the software cpu-clock (auto).
-    #[arg(long, value_enum, default_value_t = EventArg::Auto)]
-    pub event: EventArg,
+    /// otherwise the software cpu-clock (auto) [default: auto].
+    #[arg(long, value_enum)]
+    pub event: Option<EventArg>,
+    /// Record time off the CPU instead of samples on it: where threads block
+    /// (sleep, I/O, locks, a child) or wait preempted, weighted by how long,
+    /// in microseconds. Needs kernel sampling (root, CAP_PERFMON, or
+    /// kernel.perf_event_paranoid at 1 or lower).
+    #[arg(long)]
+    pub off_cpu: bool,
+    /// Record wall-clock time: on-CPU samples of cpu-clock weighted by their
+    /// period and off-CPU time, in microseconds, so that each thread's time
+    /// adds up to the recording's. Needs what --off-cpu needs.
+    #[arg(long)]
+    pub wall: bool,
+    /// With --off-cpu or --wall, leave out waits shorter than this (seconds,
+    /// fractions allowed, or with a unit: 500us, 2ms, 1s). They still count in
+    /// the per-thread totals.
+    #[arg(long, value_name = "DURATION", value_parser = parse_min_block)]
+    pub min_block: Option<Duration>,
+    /// With --off-cpu or --wall, stacks taken a second at context switches
+    /// per CPU; above it, fast threads get a stack at one switch in N.
+    #[arg(long, value_name = "N", hide = true, value_parser = clap::value_parser!(u64).range(1..))]
+    pub switch_rate: Option<u64>,
     /// How user stacks are collected: `fp` walks frame pointers (like `perf record -g`,
     /// cheapest); `dwarf[,BYTES]` copies BYTES (default 8192) of user stack per sample
     /// and unwinds it with the binaries' DWARF call-frame information (like `perf record
@@ -220,6 +249,28 @@ fn parse_call_graph(s: &str) -> Result<CallGraph, String> {
         .map_err(|e: nflame_sampler::ParseCallGraphError| e.to_string())
 }
 
+/// `2ms`, `500us`, `1.5s`, `100ns` or a number of seconds.
+fn parse_min_block(s: &str) -> Result<Duration, String> {
+    let (num, scale) = [
+        ("ns", 1e-9),
+        ("us", 1e-6),
+        ("µs", 1e-6),
+        ("ms", 1e-3),
+        ("s", 1.0),
+    ]
+    .iter()
+    .find_map(|&(unit, scale)| s.strip_suffix(unit).map(|n| (n, scale)))
+    .unwrap_or((s, 1.0));
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration: give seconds, or ns, us, ms, s"))?;
+    if !v.is_finite() || v < 0.0 || v * scale > 1e9 {
+        return Err(format!("`{s}`: give a duration of zero or more"));
+    }
+    Ok(Duration::from_secs_f64(v * scale))
+}
+
 /// `--lua` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LuaArg {
@@ -241,6 +292,63 @@ pub enum EventArg {
 }
 
 impl RecordArgs {
+    /// What is measured.
+    fn measure(&self) -> Measure {
+        match (self.off_cpu, self.wall) {
+            (_, true) => Measure::Wall,
+            (true, false) => Measure::OffCpu,
+            (false, false) => Measure::OnCpu,
+        }
+    }
+
+    /// Options that make no sense together, and why.
+    pub fn conflicts(&self) -> Option<String> {
+        if self.off_cpu && self.wall {
+            return Some(
+                "--off-cpu and --wall: --wall records off-CPU time already, with on-CPU \
+                 time; give one of them"
+                    .into(),
+            );
+        }
+        if self.off_cpu && self.event.is_some() {
+            return Some(
+                "--event with --off-cpu: off-CPU time is taken at context switches, not on \
+                 an on-CPU event (--wall adds on-CPU samples of cpu-clock)"
+                    .into(),
+            );
+        }
+        if self.off_cpu && self.freq.is_some() {
+            return Some(
+                "-F/--freq with --off-cpu: off-CPU time has a stack at every context switch, \
+                 not at a frequency (--wall adds on-CPU samples at -F)"
+                    .into(),
+            );
+        }
+        if self.wall && self.event == Some(EventArg::Cycles) {
+            return Some(
+                "--event cycles with --wall: wall-clock time adds on-CPU time to off-CPU time \
+                 in microseconds, so it samples cpu-clock; cycles are not time"
+                    .into(),
+            );
+        }
+        let off = self.off_cpu || self.wall;
+        if !off && self.min_block.is_some() {
+            return Some(
+                "--min-block without --off-cpu or --wall: it leaves out short waits off the \
+                 CPU, which only --off-cpu and --wall record"
+                    .into(),
+            );
+        }
+        if !off && self.switch_rate.is_some() {
+            return Some(
+                "--switch-rate without --off-cpu or --wall: it limits the stacks taken at \
+                 context switches"
+                    .into(),
+            );
+        }
+        None
+    }
+
     fn target(&self) -> Target {
         if !self.pids.is_empty() {
             let mut pids: Vec<u32> = self.pids.iter().flat_map(|l| l.0.iter().copied()).collect();
@@ -259,13 +367,16 @@ impl RecordArgs {
 
     fn record_options(&self) -> RecordOptions {
         let mut o = RecordOptions::new(self.target());
-        o.frequency = self.freq;
+        o.frequency = self.freq.unwrap_or(999);
         o.duration = self.duration;
-        o.event = match self.event {
+        o.event = match self.event.unwrap_or(EventArg::Auto) {
             EventArg::Auto => EventChoice::Auto,
             EventArg::Cycles => EventChoice::Cycles,
             EventArg::CpuClock => EventChoice::CpuClock,
         };
+        o.measure = self.measure();
+        o.min_block = self.min_block.unwrap_or_default();
+        o.switch_rate = self.switch_rate.unwrap_or(DEFAULT_SWITCH_RATE);
         o.user = !self.kernel_only;
         o.kernel = !self.user_only;
         o.call_graph = self.call_graph;
@@ -294,6 +405,11 @@ impl RecordArgs {
         o.user = !self.kernel_only;
         o.kernel = !self.user_only;
         o.inline = self.inline;
+        if self.measure() != Measure::OnCpu {
+            // Off-CPU time, and cpu-clock periods with --wall, in µs.
+            o.weight = Weight::Time;
+            o.kind_frames = true;
+        }
         o.fold_unknown_runs = !self.keep_unknown_runs;
         o.lua = match (self.lua, self.lua_only) {
             (LuaArg::Off, _) => LuaFold::Off,
@@ -308,7 +424,12 @@ impl RecordArgs {
     fn into_job(self) -> RecordJob {
         let mut job = RecordJob::new(self.record_options());
         job.fold = self.fold_options();
-        job.render = self.render.to_options("On-CPU Flame Graph");
+        let title = match self.measure() {
+            Measure::OffCpu => "Off-CPU Time Flame Graph",
+            Measure::Wall => "Wall-Clock Time Flame Graph",
+            _ => "On-CPU Flame Graph",
+        };
+        job.render = self.render.to_options(title);
         job.docker = self.docker_query();
         job.outputs = self.outputs;
         let argv: Vec<OsString> = std::env::args_os().collect();
@@ -473,5 +594,16 @@ mod tests {
         assert_eq!(parse_pids("1,2 3").unwrap(), PidList(vec![1, 2, 3]));
         assert!(parse_pids("1,x").is_err());
         assert!(parse_pids("0").is_err());
+    }
+
+    #[test]
+    fn min_block_durations() {
+        assert_eq!(parse_min_block("2ms"), Ok(Duration::from_millis(2)));
+        assert_eq!(parse_min_block("500us"), Ok(Duration::from_micros(500)));
+        assert_eq!(parse_min_block("0.5"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_min_block("1s"), Ok(Duration::from_secs(1)));
+        assert_eq!(parse_min_block("100ns"), Ok(Duration::from_nanos(100)));
+        assert!(parse_min_block("-1ms").is_err());
+        assert!(parse_min_block("soon").is_err());
     }
 }

@@ -625,6 +625,26 @@ fn unprivileged_user_with_paranoid_2() {
     assert!(err.contains("perf_event_paranoid"), "{err}");
     assert!(!all.exists());
 
+    // Off-CPU time needs kernel sampling, even of its own command.
+    let off = dir.path().join("off.folded");
+    let out = run_bounded(
+        nflame_as_nobody()
+            .args(["record", "--off-cpu", "-o"])
+            .arg(&off)
+            .arg("--")
+            .arg(workload_bin())
+            .args(["tree", "1"]),
+        Duration::from_secs(60),
+    );
+    let err = text(&out.stderr);
+    assert_no_panic(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("off-CPU") && err.contains("perf_event_paranoid"),
+        "{err}"
+    );
+    assert!(!off.exists());
+
     let root_owned = Workload::start("tree", 10.0);
     let other = dir.path().join("other.folded");
     let out = run_bounded(

@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use common::{default_event, serial, workload_bin, Recorder};
+use common::{default_event, offcpu_bin, serial, workload_bin, Recorder};
 
 const FREQ: u64 = 999;
 
@@ -135,7 +135,10 @@ fn finish_recorder(mut rec: Recorder) -> Output {
 fn folded(path: &Path) -> BTreeMap<String, u64> {
     let text = std::fs::read_to_string(path).unwrap();
     let mut m = BTreeMap::new();
-    for line in text.lines().filter(|l| !l.is_empty()) {
+    for line in text
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
         let (stack, n) = line.rsplit_once(' ').expect("stack COUNT");
         *m.entry(stack.to_string()).or_insert(0) += n.parse::<u64>().unwrap();
     }
@@ -974,6 +977,92 @@ fn exactly_one_kind_of_target() {
     let out = nflame().args(["record", "--pid", "12x"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("12x"));
+}
+
+/// Off-CPU options that make no sense together are usage errors that say why.
+#[test]
+fn off_cpu_nonsense_is_a_usage_error_saying_why() {
+    for (args, why) in [
+        (
+            &["--off-cpu", "--event", "cpu-clock"][..],
+            "context switches",
+        ),
+        (&["--off-cpu", "-F", "99"], "frequency"),
+        (&["--off-cpu", "--wall"], "give one of them"),
+        (&["--wall", "--event", "cycles"], "cycles are not time"),
+        (&["--min-block", "2ms"], "only --off-cpu and --wall record"),
+    ] {
+        let out = nflame()
+            .arg("record")
+            .args(args)
+            .args(["-d", "1", "--", "true"])
+            .output()
+            .unwrap();
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains(why) && err.contains("Usage:"),
+            "{args:?}: {err}"
+        );
+    }
+}
+
+/// `--off-cpu`: the folded stacks weigh microseconds off the CPU (the
+/// profile says so in its header), each wait of the workload about the time
+/// it measured itself, under a `[blocked]` frame.
+#[test]
+fn off_cpu_stacks_weigh_the_time_spent_waiting() {
+    let _s = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("off.folded");
+    let report = dir.path().join("report");
+    let o = nflame()
+        .args(["record", "--off-cpu", "-o"])
+        .arg(&out)
+        .arg("--")
+        .arg(offcpu_bin())
+        .arg("-r")
+        .arg(&report)
+        .args(["mix", "2"])
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("off-CPU") && err.contains("switches"), "{err}");
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(text.starts_with("# unit: microseconds\n"), "{text}");
+    let p = folded(&out);
+    for s in p.keys() {
+        assert!(
+            s.starts_with("offcpu;[blocked];") || s.starts_with("offcpu;[preempted];"),
+            "{s}"
+        );
+    }
+    let measured: BTreeMap<String, f64> = std::fs::read_to_string(&report)
+        .unwrap()
+        .lines()
+        .filter_map(|l| {
+            let (k, v) = l.split_once(' ')?;
+            Some((k.to_string(), v.parse().ok()?))
+        })
+        .collect();
+    for (frame, key) in [
+        ("do_sleep", "sleep"),
+        ("do_pipe", "pipe"),
+        ("do_poll", "poll"),
+    ] {
+        let got: u64 = p
+            .iter()
+            .filter(|(s, _)| s.contains(&format!(";main;{frame};")))
+            .filter(|(s, _)| s.starts_with("offcpu;[blocked];"))
+            .map(|(_, n)| n)
+            .sum();
+        let want = measured[key] / 1000.0;
+        assert!(
+            (got as f64 - want).abs() <= 0.1 * want,
+            "{frame}: {got} µs off the CPU in the graph, {want} µs measured"
+        );
+    }
 }
 
 /// `--docker-port` for a port no docker-proxy publishes: a clear error naming

@@ -335,6 +335,34 @@ pub fn workload_bin() -> &'static Path {
     })
 }
 
+/// `fixtures/workloads/offcpu.c` (waits in known ways), built once per test
+/// binary, without frame pointers (stacks come from DWARF unwinding).
+pub fn offcpu_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/workloads/offcpu.c");
+        let dir =
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("offcpu-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let bin = dir.join("offcpu");
+        let out = Command::new("gcc")
+            .args(["-O2", "-g", "-fno-optimize-sibling-calls", "-pthread", "-o"])
+            .arg(&bin)
+            .arg(&src)
+            .output()
+            .expect("gcc runs");
+        assert!(
+            out.status.success(),
+            "gcc failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for p in [dir.as_path(), bin.as_path()] {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        bin
+    })
+}
+
 /// Runs `cmd` to completion, killing it after `limit`.
 pub fn run(cmd: &mut Command, limit: Duration) -> Output {
     let child = cmd
