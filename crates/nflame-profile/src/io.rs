@@ -300,6 +300,28 @@ impl Output {
         if path.is_dir() {
             return Err(write_err(io::Error::other("is a directory")));
         }
+        if let Ok(md) = std::fs::metadata(&path) {
+            if !md.is_file() {
+                // A device, FIFO or socket (`-o /dev/null`, `-o /dev/stdout`):
+                // written in place, as a shell's `>` would; renaming a file
+                // over it would replace the device node itself.
+                let file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map_err(write_err)?;
+                let writer = BufWriter::with_capacity(WRITE_CAPACITY, file);
+                let sink = if gzip_by_name && is_gzip_path(&path) {
+                    Sink::Gzip(GzEncoder::new(writer, Compression::new(6)))
+                } else {
+                    Sink::Plain(writer)
+                };
+                return Ok(Output {
+                    path,
+                    temp: None,
+                    sink,
+                });
+            }
+        }
         let dir = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
@@ -374,9 +396,12 @@ impl Output {
                 w.into_inner().map_err(|e| write_err(e.into_error()))?
             }
         };
+        let Some(temp) = self.temp else {
+            // Written in place (not a regular file): nothing to rename.
+            return Ok(());
+        };
         set_default_mode(&file);
         file.sync_all().map_err(write_err)?;
-        let temp = self.temp.expect("file outputs have a temporary path");
         temp.persist(&path).map_err(|e| write_err(e.error))?;
         Ok(())
     }
@@ -514,6 +539,39 @@ mod tests {
         let mode = std::fs::metadata(&other).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
         assert_eq!(std::fs::read_to_string(&other).unwrap(), "mine");
+    }
+
+    /// `-o /dev/null`: the device is written, never replaced by a file.
+    #[test]
+    fn device_outputs_are_written_in_place() {
+        use std::os::unix::fs::FileTypeExt;
+        let null = Path::new("/dev/null");
+        assert!(std::fs::metadata(null)
+            .unwrap()
+            .file_type()
+            .is_char_device());
+        write_atomically(null, |w| w.write_all(b"main 1\n")).unwrap();
+        assert!(std::fs::metadata(null)
+            .unwrap()
+            .file_type()
+            .is_char_device());
+
+        // A FIFO: its reader gets the content, and it stays a FIFO.
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("out.folded");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || std::fs::read(fifo).unwrap())
+        };
+        write_atomically(&fifo, |w| w.write_all(b"main 1\n")).unwrap();
+        assert_eq!(reader.join().unwrap(), b"main 1\n");
+        assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     #[test]
