@@ -532,10 +532,12 @@ mod needs_docker_wrk {
             );
             std::thread::sleep(Duration::from_millis(200));
         }
-        // The load outlasts the recording (checked below); the recording
-        // starts once docker-proxy is busy relaying.
+        // The load outlasts the recording (it is stopped with SIGINT, on
+        // which wrk prints its results, once the recording is written); the
+        // recording starts once docker-proxy is busy relaying.
+        // (`timeout` bounds it if the test fails first, and passes SIGINT on.)
         let mut load = Command::new("timeout")
-            .args(["40", "wrk", "-t1", "-c8", "-d14s", &url])
+            .args(["-s", "INT", "150", "wrk", "-t1", "-c8", "-d120s", &url])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -555,8 +557,10 @@ mod needs_docker_wrk {
         );
         assert!(
             load.try_wait().unwrap().is_none(),
-            "wrk ended before the recording: the machine is too slow for this test's timing"
+            "wrk ended before the recording did (120 s)"
         );
+        // SAFETY: kill(2) on the pid of a child not yet waited for.
+        unsafe { libc::kill(load.id() as libc::pid_t, libc::SIGINT) };
         let wrk = finish(load, Duration::from_secs(60), "wrk");
         let err = text(&out.stderr);
         eprintln!("{err}");
