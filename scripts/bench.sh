@@ -109,10 +109,10 @@ want() { [[ " $parts " == *" $1 "* ]]; }
       bash -c "scripts/lab.sh up >/dev/null && python3 scripts/bench-overhead.py ${OVERHEAD_ROUNDS:-20} none,auto,dwarf,perf,perfip; status=\$?; scripts/lab.sh down >/dev/null; exit \$status"
   fi
   if want lua && [[ -x $here/bench-lua.sh ]]; then
-    section "Lua frames" "" scripts/bench-lua.sh
+    section "Lua frames" "" scripts/bench-lua.sh "${LUA_ROUNDS:-20}" "${LUA_SECS:-10}"
   fi
   if want offcpu && [[ -x $here/bench-offcpu.sh ]]; then
-    section "Off-CPU and wall-clock recording" "" scripts/bench-offcpu.sh
+    section "Off-CPU and wall-clock recording" "" scripts/bench-offcpu.sh "${OFFCPU_ROUNDS:-10}"
   fi
   if want soak; then
     section "Soak: memory of a long system-wide recording" "" \
