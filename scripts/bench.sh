@@ -43,6 +43,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
 out=${1:-$root/BENCHMARKS.md}
 parts=${PARTS:-offline record dwarf overhead lua offcpu soak criterion}
+# The parts' own scripts read PARTS for their sub-parts: not this one.
+unset PARTS
 export INFERNO_ROOT=${INFERNO_ROOT:-/tmp/nflame-inferno}
 if [[ ! -x $INFERNO_ROOT/bin/inferno-flamegraph ]]; then
   cargo install --quiet inferno --root "$INFERNO_ROOT"
