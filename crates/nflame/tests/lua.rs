@@ -20,13 +20,12 @@ mod common;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{run, text, wait_busy, wait_until, Recorder};
+use common::{heavy_lock, run, text, wait_busy, wait_until, Recorder};
 
 const APP_LUA: &str = include_str!("lua/app.lua");
 /// First lines of app.lua's functions.
@@ -72,33 +71,6 @@ fn nflame() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_nflame"));
     c.stdin(Stdio::null());
     c
-}
-
-/// Holds the machine-wide lock for tests that start servers and load CPUs.
-struct HeavyLock(Option<std::fs::File>);
-
-fn heavy_lock() -> HeavyLock {
-    if std::env::var_os("NFLAME_HEAVY_LOCKED").is_some() {
-        return HeavyLock(None);
-    }
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open("/tmp/nflame-heavy.lock")
-        .unwrap();
-    // SAFETY: flock on a valid fd we own; blocks until the lock is free.
-    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
-    assert_eq!(rc, 0, "flock /tmp/nflame-heavy.lock");
-    HeavyLock(Some(f))
-}
-
-impl Drop for HeavyLock {
-    fn drop(&mut self) {
-        if let Some(f) = &self.0 {
-            // SAFETY: unlocking our own fd.
-            unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_UN) };
-        }
-    }
 }
 
 /// Reads a folded file into stack → count.

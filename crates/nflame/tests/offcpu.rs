@@ -86,39 +86,11 @@ fn off_cpu_stacks_carry_lua_frames() {
 mod needs_nginx_wrk {
     use std::io::{Read, Write};
     use std::net::{TcpListener, TcpStream};
-    use std::os::fd::AsRawFd;
     use std::path::{Path, PathBuf};
     use std::process::{Child, Command, Stdio};
     use std::time::{Duration, Instant};
 
-    use super::common::{serial, text, wait_busy, wait_until, Recorder};
-
-    /// Holds the machine-wide lock for tests that start servers.
-    struct HeavyLock(Option<std::fs::File>);
-
-    fn heavy_lock() -> HeavyLock {
-        if std::env::var_os("NFLAME_HEAVY_LOCKED").is_some() {
-            return HeavyLock(None);
-        }
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open("/tmp/nflame-heavy.lock")
-            .unwrap();
-        // SAFETY: flock on a valid fd we own; blocks until the lock is free.
-        let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
-        assert_eq!(rc, 0, "flock /tmp/nflame-heavy.lock");
-        HeavyLock(Some(f))
-    }
-
-    impl Drop for HeavyLock {
-        fn drop(&mut self) {
-            if let Some(f) = &self.0 {
-                // SAFETY: unlocking our own fd.
-                unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_UN) };
-            }
-        }
-    }
+    use super::common::{heavy_lock, serial, text, wait_busy, wait_until, Recorder};
 
     /// An nginx of the test's own; stopped (SIGTERM, then waited for) on drop.
     struct Nginx {

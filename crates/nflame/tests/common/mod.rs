@@ -414,3 +414,31 @@ pub fn default_event() -> &'static str {
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
+
+/// Holds the machine-wide lock (`/tmp/nflame-heavy.lock`; not taken when
+/// `NFLAME_HEAVY_LOCKED` says the caller holds it) for tests that start servers and load CPUs.
+pub struct HeavyLock(Option<std::fs::File>);
+
+pub fn heavy_lock() -> HeavyLock {
+    if std::env::var_os("NFLAME_HEAVY_LOCKED").is_some() {
+        return HeavyLock(None);
+    }
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open("/tmp/nflame-heavy.lock")
+        .unwrap();
+    // SAFETY: flock on a valid fd we own; blocks until the lock is free.
+    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
+    assert_eq!(rc, 0, "flock /tmp/nflame-heavy.lock");
+    HeavyLock(Some(f))
+}
+
+impl Drop for HeavyLock {
+    fn drop(&mut self) {
+        if let Some(f) = &self.0 {
+            // SAFETY: unlocking our own fd.
+            unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_UN) };
+        }
+    }
+}
