@@ -278,8 +278,33 @@ impl<W: Write> Cleaning<W> {
     }
 }
 
+/// Whether a byte may need [`clean_svg`]: a control character other than
+/// tab and line ends, DEL, or the first byte of a C1 character.
+fn may_need_cleaning(b: u8) -> bool {
+    (b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r')) || b == 0x7f || b == 0xc2
+}
+
+/// Whether `data` is already clean, 64 bytes at a time without branches (it
+/// nearly always is: only names from targets can bring control characters).
+fn is_clean(data: &[u8]) -> bool {
+    let mut chunks = data.chunks_exact(64);
+    for chunk in &mut chunks {
+        if chunk
+            .iter()
+            .fold(false, |any, &b| any | may_need_cleaning(b))
+        {
+            return false;
+        }
+    }
+    !chunks.remainder().iter().any(|&b| may_need_cleaning(b))
+}
+
 impl<W: Write> Write for Cleaning<W> {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if !self.held && is_clean(data) {
+            self.inner.write_all(data)?;
+            return Ok(data.len());
+        }
         self.buf.clear();
         if std::mem::take(&mut self.held) {
             self.buf.push(0xc2);
@@ -769,12 +794,13 @@ pub fn render_diff_to<W: Write>(
     let profiles = DiffProfiles { before, after };
     let context = diff_context(diff, opts);
     let placed = profiles.placed(opts, sidecar);
-    let head = |svg: &mut Vec<u8>| -> std::io::Result<()> {
+    // The metadata goes straight to the output after the opening tag.
+    let head = |svg: &[u8], w: &mut dyn Write| -> std::io::Result<()> {
         let at = embed::svg_open_end(svg).unwrap_or(0);
-        let mut meta = vec![b'\n'];
-        placed.write_metadata(&mut meta, &context)?;
-        svg.splice(at..at, meta);
-        Ok(())
+        w.write_all(&svg[..at])?;
+        w.write_all(b"\n")?;
+        placed.write_metadata(w, &context)?;
+        w.write_all(&svg[at..])
     };
     differential::draw(diff, &laid, opts, &head, writer)?;
     Ok((placed.into_carried(), profiles))
@@ -1062,6 +1088,27 @@ mod tests {
         }
         w.finish().unwrap();
         assert_eq!(out, b"a   b\xc2\xa9c\xc2");
+    }
+
+    /// Long writes take the fast path when clean and are cleaned wherever
+    /// the control character sits (in a whole 64-byte chunk or the rest).
+    #[test]
+    fn cleaning_long_writes() {
+        for at in [0, 63, 64, 100, 199] {
+            let mut data = vec![b'x'; 200];
+            data[at] = 0x07;
+            let mut out = Vec::new();
+            let mut w = Cleaning::new(&mut out);
+            w.write_all(&data).unwrap();
+            w.write_all(b"\tok\n").unwrap();
+            w.finish().unwrap();
+            let mut want = vec![b'x'; 200];
+            want[at] = b' ';
+            want.extend_from_slice(b"\tok\n");
+            assert_eq!(out, want, "control character at {at}");
+        }
+        assert!(is_clean("tab\tnew\nline\r é ü".repeat(20).as_bytes()));
+        assert!(!is_clean("é\u{85}".repeat(40).as_bytes()));
     }
 
     /// Names from targets: control characters never reach the SVG, and a

@@ -43,7 +43,7 @@ use crate::cut::{layout, min_samples, Kept, RowSource, SortedRows, Teed};
 use crate::{render_lines, Error, RenderOptions};
 use colour::{Scale, SCALE_TOKEN};
 use lines::DiffRows;
-use svg::Recolouring;
+use svg::{Head, Recolouring};
 
 /// The honest differential graph of a diff, laid out: the frames inferno
 /// will draw, in its order, and the lines to give it.
@@ -101,7 +101,7 @@ pub(crate) fn draw<W: Write>(
     diff: &Diff,
     laid: &Laid,
     opts: &RenderOptions,
-    head: &dyn Fn(&mut Vec<u8>) -> std::io::Result<()>,
+    head: &Head<'_>,
     out: W,
 ) -> Result<(), Error> {
     let scale = Scale::new(
@@ -109,11 +109,15 @@ pub(crate) fn draw<W: Write>(
         laid.kept.iter().filter(|k| k.depth > 0).map(|k| &k.node),
     );
     let legend = scale.legend();
-    let head = |svg: &mut Vec<u8>| -> std::io::Result<()> {
-        if let Some(at) = memchr::memmem::find(svg, SCALE_TOKEN.as_bytes()) {
-            svg.splice(at..at + SCALE_TOKEN.len(), legend.bytes());
+    let head = |svg: &[u8], w: &mut dyn Write| -> std::io::Result<()> {
+        match memchr::memmem::find(svg, SCALE_TOKEN.as_bytes()) {
+            Some(at) => {
+                let mut svg = svg.to_vec();
+                svg.splice(at..at + SCALE_TOKEN.len(), legend.bytes());
+                head(&svg, w)
+            }
+            None => head(svg, w),
         }
-        head(svg)
     };
     let style = |k: &Kept, name: &str| scale.style(k.depth, &k.node, name);
     let mut o = diff_options(diff, opts);
@@ -137,7 +141,7 @@ pub(crate) fn draw_to_vec(
 ) -> Result<(), Error> {
     let tree = diff.tree();
     let laid = lay_out(diff, &tree, opts, None)?;
-    draw(diff, &laid, opts, &|_| Ok(()), svg)
+    draw(diff, &laid, opts, &|head, w| w.write_all(head), svg)
 }
 
 /// inferno's options for a differential graph: no reversal (the lines come

@@ -139,6 +139,11 @@ const BATCH: usize = 1 << 16;
 /// What opens the frames' container, before which the hatch pattern goes.
 const FRAMES_OPEN: &[u8] = b"<svg id=\"frames\"";
 
+/// Writes the start of inferno's SVG (up to the frames' container) to the
+/// writer, edited: the metadata, which may be most of the file, is written
+/// straight to the output, never gathered in memory.
+pub(crate) type Head<'a> = dyn Fn(&[u8], &mut dyn Write) -> io::Result<()> + 'a;
+
 /// The fill (`None`: inferno's) and tooltip of a kept frame with this name.
 pub(super) type Style<'a> = dyn Fn(&Kept, &str) -> (Option<String>, String) + 'a;
 
@@ -152,7 +157,7 @@ pub(super) struct Recolouring<'a, W: Write> {
     /// at most the frame being received.
     buf: Vec<u8>,
     in_frames: bool,
-    head: &'a dyn Fn(&mut Vec<u8>) -> io::Result<()>,
+    head: &'a Head<'a>,
     frames: std::slice::Iter<'a, Kept>,
     style: &'a Style<'a>,
     finders: Finders,
@@ -168,11 +173,11 @@ struct Finders {
 }
 
 impl<'a, W: Write> Recolouring<'a, W> {
-    /// `head` edits the SVG's start (up to the frames' container) before it
-    /// is written; `frames` are the frames drawn, in inferno's order.
+    /// `head` writes the SVG's start (up to the frames' container), edited;
+    /// `frames` are the frames drawn, in inferno's order.
     pub(super) fn new(
         out: W,
-        head: &'a dyn Fn(&mut Vec<u8>) -> io::Result<()>,
+        head: &'a Head<'a>,
         frames: &'a [Kept],
         style: &'a Style<'a>,
     ) -> Self {
@@ -196,10 +201,11 @@ impl<'a, W: Write> Recolouring<'a, W> {
     /// Writes what is left.
     pub(super) fn finish(mut self) -> io::Result<()> {
         self.pass()?;
-        if !self.in_frames {
-            (self.head)(&mut self.buf)?;
+        if self.in_frames {
+            self.out.write_all(&self.buf)?;
+        } else {
+            (self.head)(&self.buf, &mut self.out)?;
         }
-        self.out.write_all(&self.buf)?;
         self.out.flush()
     }
 
@@ -271,9 +277,8 @@ impl<W: Write> Recolouring<'_, W> {
             let Some(at) = memchr::memmem::find(&self.buf, FRAMES_OPEN) else {
                 return Ok(());
             };
-            let mut head: Vec<u8> = self.buf.drain(..at).collect();
-            (self.head)(&mut head)?;
-            self.out.write_all(&head)?;
+            let head: Vec<u8> = self.buf.drain(..at).collect();
+            (self.head)(&head, &mut self.out)?;
             self.out.write_all(GONE_PATTERN.as_bytes())?;
             self.in_frames = true;
         }
