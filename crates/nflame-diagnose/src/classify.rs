@@ -221,7 +221,12 @@ impl<'r> Classifier<'r> {
     /// are looked at once for all the stacks under it, not once per stack.
     pub fn classify_tree(&self, tree: &StackTree<'_>) -> Vec<TreeClass> {
         let frames = tree.frames();
-        let matches: Vec<FrameMatch> = frames.iter().map(|f| self.match_frame(f)).collect();
+        // Every distinct frame against every rule: the costly part when
+        // frames are many, done in parallel.
+        let matches: Vec<FrameMatch> = {
+            use rayon::prelude::*;
+            frames.par_iter().map(|f| self.match_frame(f)).collect()
+        };
         let mut processes: Vec<Option<(Option<usize>, Option<usize>)>> = vec![None; frames.len()];
         let extend = |s: &PathState, frame: u32| -> PathState {
             let f = frame as usize;

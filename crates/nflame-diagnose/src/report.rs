@@ -651,10 +651,12 @@ impl CategoryReport {
             }
             t
         };
-        Ok([
-            CategoryReport::from_tally(tally(0), tree.total(0), measure, rules, opts[0]),
-            CategoryReport::from_tally(tally(1), tree.total(1), measure, rules, opts[1]),
-        ])
+        // Each column reads every stack's text once more: side by side.
+        let (before, after) = rayon::join(
+            || CategoryReport::from_tally(tally(0), tree.total(0), measure, rules, opts[0]),
+            || CategoryReport::from_tally(tally(1), tree.total(1), measure, rules, opts[1]),
+        );
+        Ok([before, after])
     }
 
     fn from_tally(

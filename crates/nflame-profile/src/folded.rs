@@ -90,7 +90,10 @@ pub fn parse_line(line: &str) -> Result<Line<'_>, ParseErrorKind> {
     }
     // `a;b 3 5`: the last frame ends in a number after a blank, the shape of a
     // differential folded line (`stack BEFORE AFTER`).
-    let last_frame = stack.rsplit(';').next().unwrap_or(stack);
+    let last_frame = match memchr::memrchr(b';', stack.as_bytes()) {
+        Some(i) => &stack[i + 1..],
+        None => stack,
+    };
     if let Some(sp) = last_frame.rfind([' ', '\t']) {
         let word = &last_frame[sp + 1..];
         if is_number(word) {
