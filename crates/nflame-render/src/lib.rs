@@ -534,6 +534,63 @@ pub fn render_profile_with<W: Write>(
     sidecar: Option<&str>,
     writer: W,
 ) -> Result<Carried, Error> {
+    match prepare_profile(profile, opts)? {
+        Prepared::Chart(o, context) => {
+            let measure = profile.measure();
+            let mut sorted = profile.sorted();
+            sorted.retain(|(_, c)| *c > 0);
+            let lines: Vec<String> = sorted.iter().map(|(s, c)| format!("{s} {c}")).collect();
+            let mut svg = Vec::with_capacity(1 << 20);
+            render_lines(lines.iter().map(String::as_str), &o, &mut svg)?;
+            finish_profile(profile, &o, measure, svg, &context, sidecar, writer)
+        }
+        Prepared::Laid(laid) => laid.draw(sidecar, writer),
+    }
+}
+
+/// [`render_profile_with`] for a caller done with the profile: it is freed
+/// once the graph is laid out and the profile compressed, before inferno
+/// draws, so the two are never in memory together.
+pub fn render_profile_owned<W: Write>(
+    profile: Profile,
+    opts: &RenderOptions,
+    sidecar: Option<&str>,
+    writer: W,
+) -> Result<Carried, Error> {
+    match prepare_profile(&profile, opts)? {
+        Prepared::Chart(..) => render_profile_with(&profile, opts, sidecar, writer),
+        Prepared::Laid(laid) => {
+            drop(profile);
+            laid.draw(sidecar, writer)
+        }
+    }
+}
+
+/// A profile made ready to draw.
+enum Prepared {
+    /// A flame chart of the sorted stacks (options and context): drawn from
+    /// the profile.
+    Chart(RenderOptions, Context),
+    /// A flame graph laid out, needing the profile no more.
+    Laid(LaidProfile),
+}
+
+/// A flame graph laid out: inferno's lines cut to the frames it draws, in its
+/// order, and the profile compressed.
+struct LaidProfile {
+    /// The options inferno draws with, and the caller's (with the context's
+    /// subtitle).
+    inferno: RenderOptions,
+    opts: RenderOptions,
+    lines: Vec<String>,
+    compressed: embed::Compressed,
+    context: Context,
+    measure: Measure,
+    /// The profile has off-CPU or wall-clock kind frames.
+    kinds: bool,
+}
+
+fn prepare_profile(profile: &Profile, opts: &RenderOptions) -> Result<Prepared, Error> {
     let measure = profile.measure();
     let context = context_for(opts, "profile", profile.total(), measure);
     let o = for_measure(&with_context_subtitle(opts, &context), measure);
@@ -541,12 +598,7 @@ pub fn render_profile_with<W: Write>(
     if opts.flamechart {
         // Sorted stacks drawn as a flame chart (a library caller's choice):
         // inferno takes every line as it comes.
-        let mut sorted = profile.sorted();
-        sorted.retain(|(_, c)| *c > 0);
-        let lines: Vec<String> = sorted.iter().map(|(s, c)| format!("{s} {c}")).collect();
-        let mut svg = Vec::with_capacity(1 << 20);
-        render_lines(lines.iter().map(String::as_str), &o, &mut svg)?;
-        return finish_profile(profile, &o, measure, svg, &context, sidecar, writer);
+        return Ok(Prepared::Chart(o, context));
     }
     // inferno's lines, in its order, cut to the frames it draws.
     let rows = ProfileRows::new(profile, opts.reverse);
@@ -593,33 +645,68 @@ pub fn render_profile_with<W: Write>(
     // difference to the graph.
     oc.flamechart = true;
     oc.reverse = false;
-    let placed = Placed::new(vec![("profile", &compressed)], o.embed_limit, sidecar);
-    let metadata = |w: &mut dyn Write| placed.write_metadata(w, &context);
-    let mut out = WithMetadata::new(writer, &metadata);
-    if kinds::has_kind_frames(profile.iter().map(|(s, _)| s)) {
-        // Off-CPU and wall-clock graphs: recoloured by kind as a whole (an
-        // ancestor decides a frame's colour).
-        let mut svg = Vec::with_capacity(1 << 20);
-        render_lines(lines.iter().rev().map(String::as_str), &oc, &mut svg)?;
-        if measure.decimals > 0 {
-            let mut exact = Vec::with_capacity(svg.len() + svg.len() / 16);
-            titles::write_exact(&svg, measure, &o, &mut exact)?;
-            svg = exact;
+    Ok(Prepared::Laid(LaidProfile {
+        inferno: oc,
+        opts: o,
+        lines,
+        compressed,
+        context,
+        measure,
+        kinds: kinds::has_kind_frames(profile.iter().map(|(s, _)| s)),
+    }))
+}
+
+impl LaidProfile {
+    fn draw<W: Write>(self, sidecar: Option<&str>, writer: W) -> Result<Carried, Error> {
+        let LaidProfile {
+            inferno: oc,
+            opts: o,
+            lines,
+            compressed,
+            context,
+            measure,
+            kinds,
+        } = self;
+        // The metadata, written first, is the last use of the compressed
+        // profile unless it goes beside the SVG: it is freed then, before
+        // inferno draws.
+        let compressed = std::cell::RefCell::new(Some(compressed));
+        let carried = std::cell::RefCell::new(Carried::default());
+        let metadata = |w: &mut dyn Write| -> std::io::Result<()> {
+            let Some(c) = compressed.borrow_mut().take() else {
+                return Ok(());
+            };
+            let placed = Placed::new(vec![("profile", &c)], o.embed_limit, sidecar);
+            placed.write_metadata(w, &context)?;
+            *carried.borrow_mut() = placed.into_carried();
+            Ok(())
+        };
+        let mut out = WithMetadata::new(writer, &metadata);
+        if kinds {
+            // Off-CPU and wall-clock graphs: recoloured by kind as a whole (an
+            // ancestor decides a frame's colour).
+            let mut svg = Vec::with_capacity(1 << 20);
+            render_lines(lines.iter().rev().map(String::as_str), &oc, &mut svg)?;
+            if measure.decimals > 0 {
+                let mut exact = Vec::with_capacity(svg.len() + svg.len() / 16);
+                titles::write_exact(&svg, measure, &o, &mut exact)?;
+                svg = exact;
+            }
+            if let Some(coloured) = kinds::colour_kinds(&svg) {
+                svg = coloured;
+            }
+            out.write_all(&svg)?;
+        } else if measure.decimals > 0 {
+            // inferno shows whole counts: put the exact ones in.
+            let mut svg = Vec::with_capacity(1 << 20);
+            render_lines(lines.iter().rev().map(String::as_str), &oc, &mut svg)?;
+            titles::write_exact(&svg, measure, &o, &mut out)?;
+        } else {
+            render_lines(lines.iter().rev().map(String::as_str), &oc, &mut out)?;
         }
-        if let Some(coloured) = kinds::colour_kinds(&svg) {
-            svg = coloured;
-        }
-        out.write_all(&svg)?;
-    } else if measure.decimals > 0 {
-        // inferno shows whole counts: put the exact ones in.
-        let mut svg = Vec::with_capacity(1 << 20);
-        render_lines(lines.iter().rev().map(String::as_str), &oc, &mut svg)?;
-        titles::write_exact(&svg, measure, &o, &mut out)?;
-    } else {
-        render_lines(lines.iter().rev().map(String::as_str), &oc, &mut out)?;
+        out.finish()?;
+        Ok(carried.take())
     }
-    out.finish()?;
-    Ok(placed.into_carried())
 }
 
 /// A profile's stacks as rows of a flame graph (`stack COUNT`) as inferno
