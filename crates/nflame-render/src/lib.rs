@@ -572,7 +572,7 @@ enum Prepared {
     /// the profile.
     Chart(RenderOptions, Context),
     /// A flame graph laid out, needing the profile no more.
-    Laid(LaidProfile),
+    Laid(Box<LaidProfile>),
 }
 
 /// A flame graph laid out: inferno's lines cut to the frames it draws, in its
@@ -645,7 +645,7 @@ fn prepare_profile(profile: &Profile, opts: &RenderOptions) -> Result<Prepared, 
     // difference to the graph.
     oc.flamechart = true;
     oc.reverse = false;
-    Ok(Prepared::Laid(LaidProfile {
+    Ok(Prepared::Laid(Box::new(LaidProfile {
         inferno: oc,
         opts: o,
         lines,
@@ -653,7 +653,7 @@ fn prepare_profile(profile: &Profile, opts: &RenderOptions) -> Result<Prepared, 
         context,
         measure,
         kinds: kinds::has_kind_frames(profile.iter().map(|(s, _)| s)),
-    }))
+    })))
 }
 
 impl LaidProfile {
