@@ -535,8 +535,10 @@ pub fn render_profile_with<W: Write>(
     writer: W,
 ) -> Result<Carried, Error> {
     match prepare_profile(profile, opts)? {
-        Prepared::Chart(o, context) => {
+        Prepared::Chart => {
             let measure = profile.measure();
+            let context = context_for(opts, "profile", profile.total(), measure);
+            let o = for_measure(&with_context_subtitle(opts, &context), measure);
             let mut sorted = profile.sorted();
             sorted.retain(|(_, c)| *c > 0);
             let lines: Vec<String> = sorted.iter().map(|(s, c)| format!("{s} {c}")).collect();
@@ -558,7 +560,7 @@ pub fn render_profile_owned<W: Write>(
     writer: W,
 ) -> Result<Carried, Error> {
     match prepare_profile(&profile, opts)? {
-        Prepared::Chart(..) => render_profile_with(&profile, opts, sidecar, writer),
+        Prepared::Chart => render_profile_with(&profile, opts, sidecar, writer),
         Prepared::Laid(laid) => {
             drop(profile);
             laid.draw(sidecar, writer)
@@ -568,9 +570,8 @@ pub fn render_profile_owned<W: Write>(
 
 /// A profile made ready to draw.
 enum Prepared {
-    /// A flame chart of the sorted stacks (options and context): drawn from
-    /// the profile.
-    Chart(RenderOptions, Context),
+    /// A flame chart of the sorted stacks: drawn from the profile.
+    Chart,
     /// A flame graph laid out, needing the profile no more.
     Laid(Box<LaidProfile>),
 }
@@ -598,7 +599,7 @@ fn prepare_profile(profile: &Profile, opts: &RenderOptions) -> Result<Prepared, 
     if opts.flamechart {
         // Sorted stacks drawn as a flame chart (a library caller's choice):
         // inferno takes every line as it comes.
-        return Ok(Prepared::Chart(o, context));
+        return Ok(Prepared::Chart);
     }
     // inferno's lines, in its order, cut to the frames it draws.
     let rows = ProfileRows::new(profile, opts.reverse);
