@@ -35,6 +35,11 @@ pub(crate) struct Line<'a> {
     pub(crate) cuttable: &'a [bool],
     /// Which line, for [`Lines::text`].
     pub(crate) index: usize,
+    /// Its row in the rows' source ([`RowSource::text`]).
+    pub(crate) source: usize,
+    /// Where each of its frames ends in its text (`all` not counted): frame
+    /// `d` (from 1) is `text[ends[d - 2] + 1..ends[d - 1]]`.
+    pub(crate) ends: &'a [usize],
 }
 
 /// The drawn stacks, in the order of inferno's sorted lines.
@@ -363,6 +368,8 @@ impl Lines for SortedRows<'_> {
                 shared: if index == 0 { 0 } else { shared + 1 },
                 cuttable: &cut,
                 index,
+                source: row.index as usize,
+                ends: &ends,
             });
             prev = text;
         }
@@ -438,12 +445,16 @@ pub(crate) struct Node {
     pub(crate) before: u64,
 }
 
-/// A frame the layout keeps (inferno draws it): depth (0 for `all`), start
-/// and inclusive values (for a differential graph).
+/// A frame the layout keeps (inferno draws it): depth (0 for `all`), start,
+/// end and inclusive values (for a differential graph), and where its name
+/// is: bytes `name.0..name.1` of row `line`'s text ([`RowSource::text`]).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Kept {
     pub(crate) depth: u32,
+    pub(crate) line: u32,
     pub(crate) start: u64,
+    pub(crate) end: u64,
+    pub(crate) name: (u32, u32),
     pub(crate) node: Node,
 }
 
@@ -453,6 +464,8 @@ struct Open {
     start: u64,
     node: Node,
     seq: u32,
+    line: u32,
+    name: (u32, u32),
 }
 
 /// Flags of an opened frame: drawn, and whether inferno can take a line cut
@@ -466,11 +479,12 @@ const CUTTABLE: u8 = 2;
 /// otherwise); and the lines to give inferno, in order: each stack cut to
 /// the frames it will draw, consecutive equal ones merged.
 /// Frames narrower than `min_samples` are too narrow for inferno to draw, so
-/// the graph is the same, from a fraction of the lines.
+/// the graph is the same, from a fraction of the lines. With `cut` false,
+/// only the frames are listed (for a graph drawn without inferno).
 ///
 /// The lines' text is read once: the walk records what the cutting needs
 /// (frames shared and frames of each line, flags of each frame opened).
-pub(crate) fn layout(lines: &dyn Lines, min_samples: u64) -> (Vec<Kept>, Vec<String>) {
+pub(crate) fn layout(lines: &dyn Lines, min_samples: u64, cut: bool) -> (Vec<Kept>, Vec<String>) {
     let differential = lines.differential();
     let mut nodes: Vec<Kept> = Vec::new();
     // Per frame, numbered as opened.
@@ -495,7 +509,10 @@ pub(crate) fn layout(lines: &dyn Lines, min_samples: u64) -> (Vec<Kept>, Vec<Str
                 if differential {
                     nodes.push(Kept {
                         depth: depth as u32,
+                        line: o.line,
                         start: o.start,
+                        end: time,
+                        name: o.name,
                         node: o.node,
                     });
                 }
@@ -507,10 +524,18 @@ pub(crate) fn layout(lines: &dyn Lines, min_samples: u64) -> (Vec<Kept>, Vec<Str
     lines.walk(&mut |l| {
         close(&mut open, l.shared, time, &mut flags);
         for d in open.len()..=l.depth {
+            // Frame `d` of the line (`all` at 0 has no name in it).
+            let name = match d {
+                0 => (0, 0),
+                1 => (0, l.ends[0] as u32),
+                _ => (l.ends[d - 2] as u32 + 1, l.ends[d - 1] as u32),
+            };
             open.push(Open {
                 start: time,
                 node: Node::default(),
                 seq: u32::try_from(flags.len()).expect("fewer than 2^32 frames"),
+                line: l.source as u32,
+                name,
             });
             flags.push(if d > 0 && l.cuttable.get(d).copied().unwrap_or(false) {
                 CUTTABLE
@@ -526,6 +551,9 @@ pub(crate) fn layout(lines: &dyn Lines, min_samples: u64) -> (Vec<Kept>, Vec<Str
     });
     close(&mut open, 0, time, &mut flags);
     drop(open);
+    if !cut {
+        return (nodes, Vec::new());
+    }
 
     // Second pass, on the records: cut each stack after its last kept frame
     // (kept frames have kept parents), unless inferno cannot take it cut

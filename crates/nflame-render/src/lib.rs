@@ -9,8 +9,10 @@
 //! One profile is drawn here ([`render_profile`], [`render_lines`]); a
 //! differential graph ([`render_diff`]) goes through the private
 //! `differential` module, stage by stage: inferno's line order and layout
-//! recomputed on the diff's tree of stacks, the colour scale, and the
-//! rewriting of inferno's SVG; [`html`] writes the one-file HTML page.
+//! recomputed on the diff's tree of stacks, the colour scale, and the frames
+//! written in inferno's form on a page inferno writes (its own frames would
+//! only be recoloured, at the cost of holding them all); [`html`] writes the
+//! one-file HTML page.
 
 mod cut;
 mod differential;
@@ -613,7 +615,7 @@ fn prepare_profile(profile: &Profile, opts: &RenderOptions) -> Result<Prepared, 
     let min = min_samples(o.min_width_percent(), sorted.total);
     let (lines, compressed) = if opts.reverse {
         rayon::join(
-            || cut::layout(&sorted, min).1,
+            || cut::layout(&sorted, min, true).1,
             || embed::compress_profile(profile),
         )
     } else {
@@ -628,7 +630,7 @@ fn prepare_profile(profile: &Profile, opts: &RenderOptions) -> Result<Prepared, 
                     push(text, width);
                 }
             };
-            let laid = cut::layout(&Teed::new(&sorted, &mut each), min).1;
+            let laid = cut::layout(&Teed::new(&sorted, &mut each), min, true).1;
             // The stacks without width are not walked: embed them too.
             for i in 0..rows.len() {
                 if rows.numbers(i).1 == 0 {
@@ -1041,6 +1043,8 @@ mod tests {
             let mut oo = oo.to_inferno().unwrap();
             oo.no_sort = !o.reverse;
             flamegraph::from_lines(&mut oo, lines.iter().map(String::as_str), &mut raw).unwrap();
+            // nflame's SVGs are cleaned of control characters.
+            clean_svg(&mut raw);
             let mut out = Vec::new();
             let meta = embed::metadata_xml(&context, &[("profile", p)]);
             embed::write_with_metadata(&mut out, &raw, &meta).unwrap();

@@ -14,6 +14,9 @@ use nflame_profile::Unit;
 use super::svg::GONE_FILL;
 use crate::cut::Node;
 
+/// The fill of a frame that did not change.
+const NEUTRAL: &str = "rgb(248,248,248)";
+
 /// Stands for the colour scale in the legend until the layout gives it.
 pub(super) const SCALE_TOKEN: &str = "NFLAME_COLOUR_SCALE";
 
@@ -75,9 +78,10 @@ impl<'d> Scale<'d> {
         s
     }
 
-    /// The fill (`None`: inferno's) and tooltip of frame `name` at `depth`
-    /// (0: the `all` frame) whose inclusive values are `node`.
-    pub(super) fn style(&self, depth: u32, node: &Node, name: &str) -> (Option<String>, String) {
+    /// The fill and tooltip of frame `name` at `depth` (0: the `all` frame,
+    /// drawn neutral: it is the whole of both sides) whose inclusive values
+    /// are `node`.
+    pub(super) fn style(&self, depth: u32, node: &Node, name: &str) -> (String, String) {
         let (total_before, total_after) = (self.diff.before.total(), self.diff.after.total());
         if depth == 0 {
             // `all` is as wide as AFTER plus the stacks gone after: say what
@@ -95,7 +99,7 @@ impl<'d> Scale<'d> {
                     self.count(total_after, true)
                 )
             };
-            return (None, title);
+            return (NEUTRAL.to_string(), title);
         }
         let n = node;
         let pb = share(n.before, total_before) * 100.0;
@@ -105,7 +109,7 @@ impl<'d> Scale<'d> {
                 "{name} (gone: before {pb:.2}% {}, after 0)",
                 self.count(n.before, false)
             );
-            return (Some(GONE_FILL.to_string()), title);
+            return (GONE_FILL.to_string(), title);
         }
         let d = self.change(n);
         let t = if self.max_change > 0.0 {
@@ -119,7 +123,7 @@ impl<'d> Scale<'d> {
         } else if d < 0.0 {
             format!("rgb({other},{other},255)")
         } else {
-            "rgb(248,248,248)".to_string()
+            NEUTRAL.to_string()
         };
         let title = if self.per_unit {
             format!(
@@ -136,7 +140,7 @@ impl<'d> Scale<'d> {
                 d * 100.0
             )
         };
-        (Some(fill), title)
+        (fill, title)
     }
 }
 
@@ -155,11 +159,12 @@ pub(super) fn colour(
     let scale = Scale::new(diff, nodes.iter().filter(|(k, _)| k.0 > 0).map(|(_, n)| n));
     let raw = raw.replacen(SCALE_TOKEN, &scale.legend(), 1);
     let recolour = |depth: u32, x: u64, name: &str| -> Option<(Option<String>, String)> {
-        if depth == 0 {
-            return Some(scale.style(0, &Node::default(), name));
-        }
-        let n = nodes.get(&(depth, x))?;
-        Some(scale.style(depth, n, name))
+        let (fill, title) = if depth == 0 {
+            scale.style(0, &Node::default(), name)
+        } else {
+            scale.style(depth, nodes.get(&(depth, x))?, name)
+        };
+        Some((Some(fill), title))
     };
     super::svg::rewrite(&raw, inverted, &recolour, svg);
 }

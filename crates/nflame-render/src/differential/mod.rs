@@ -7,26 +7,23 @@
 //! at that position in the tree), and draws stacks that exist only in BEFORE
 //! at their BEFORE width with a hatched fill, so nothing disappears silently.
 //!
-//! inferno still lays the graph out and writes the SVG (search, zoom). This
-//! module computes the same layout first, from the diff's tree of stacks
-//! ([`StackTree`]) walked in the order of inferno's sorted lines, to know each
-//! frame's inclusive BEFORE and AFTER values and which frames are wide enough
-//! to be drawn; feeds inferno the stacks cut to those frames (the same graph
-//! from a fraction of the lines); and then rewrites each frame's fill and
-//! tooltip.
+//! The layout is nflame's: the diff's tree of stacks ([`StackTree`]) walked
+//! in the order of inferno's sorted lines gives every frame inferno would
+//! draw, with its inclusive BEFORE and AFTER values; the frames are then
+//! written in inferno's form, on a page inferno writes (search, zoom).
 //!
 //! The stages, one module each:
 //!
 //! - `lines`: the drawn stacks, from the tree (sorted by text, so nearly in
 //!   the order of inferno's sorted lines) or reversed;
 //! - [`crate::cut`]: inferno's layout recomputed from those lines: each
-//!   frame's inclusive BEFORE and AFTER, and the lines cut to the frames drawn;
+//!   frame's place and inclusive BEFORE and AFTER;
 //! - `colour`: the colour scale and tooltips, from the change of each
 //!   frame's inclusive share (or cost per unit);
-//! - `svg`: rewriting inferno's SVG text with those fills and tooltips and
-//!   the hatch pattern.
+//! - `frames`: the page and the frames written on it.
 
 mod colour;
+mod frames;
 pub(crate) mod lines;
 #[cfg(test)]
 mod reference;
@@ -40,95 +37,105 @@ use nflame_profile::tree::StackTree;
 use std::io::Write;
 
 use crate::cut::{layout, min_samples, Kept, RowSource, SortedRows, Teed};
-use crate::{render_lines, Error, RenderOptions};
+use crate::{Error, RenderOptions};
 use colour::{Scale, SCALE_TOKEN};
 use lines::DiffRows;
-use svg::{Head, Recolouring};
 
-/// The honest differential graph of a diff, laid out: the frames inferno
-/// will draw, in its order, and the lines to give it.
-pub(crate) struct Laid {
+/// The honest differential graph of a diff, laid out: the frames to draw, in
+/// inferno's order, and the rows their names are read from.
+pub(crate) struct Laid<'t, 'a> {
     kept: Vec<Kept>,
-    lines: Vec<String>,
+    rows: DiffRows<'t, 'a>,
+    total: u64,
 }
 
 /// Lays out the honest differential graph of `diff` (see [`crate::cut`]);
 /// `tree` is `diff.tree()` when the caller has it already. `each` gets every
 /// stack (its index in the tree), drawn or not, as the layout reads it.
-pub(crate) fn lay_out(
-    diff: &Diff,
-    tree: &StackTree<'_>,
+pub(crate) fn lay_out<'t, 'a>(
+    diff: &'t Diff,
+    tree: &'t StackTree<'a>,
     opts: &RenderOptions,
     each: Option<&mut dyn FnMut(usize)>,
-) -> Result<Laid, Error> {
+) -> Result<Laid<'t, 'a>, Error> {
     if opts.flamechart {
         return Err(Error::Unsupported(
             "a flame chart (time order) of a differential profile".into(),
         ));
     }
     let rows = DiffRows::new(tree, diff, opts.reverse);
-    let lines = if opts.reverse {
-        // Reversed stacks (leaf first) are sorted again.
-        SortedRows::sort(&rows, true)
-    } else {
-        SortedRows::nearly_sorted(&rows, true)
-    };
-    if lines.total == 0 {
-        return Err(Error::Empty);
-    }
-    let min = min_samples(opts.min_width_percent(), lines.total);
-    let (kept, lines) = match each {
-        Some(each) => {
-            // The stacks without width are not walked: hand them over too.
-            let mut by_index = |i: usize, _: &str, _: u64| each(i);
-            let laid = layout(&Teed::new(&lines, &mut by_index), min);
-            for i in 0..rows.len() {
-                if rows.numbers(i).1 == 0 {
-                    each(i);
-                }
-            }
-            laid
+    let (kept, total) = {
+        let lines = if opts.reverse {
+            // Reversed stacks (leaf first) are sorted again.
+            SortedRows::sort(&rows, true)
+        } else {
+            SortedRows::nearly_sorted(&rows, true)
+        };
+        if lines.total == 0 {
+            return Err(Error::Empty);
         }
-        None => layout(&lines, min),
+        let min = min_samples(opts.min_width_percent(), lines.total);
+        let kept = match each {
+            Some(each) => {
+                // The stacks without width are not walked: hand them over too.
+                let mut by_index = |i: usize, _: &str, _: u64| each(i);
+                let laid = layout(&Teed::new(&lines, &mut by_index), min, false).0;
+                for i in 0..rows.len() {
+                    if rows.numbers(i).1 == 0 {
+                        each(i);
+                    }
+                }
+                laid
+            }
+            None => layout(&lines, min, false).0,
+        };
+        (kept, lines.total)
     };
-    Ok(Laid { kept, lines })
+    Ok(Laid { kept, rows, total })
 }
 
-/// Draws the graph laid out in `laid` to `out`, as inferno writes it: each
-/// frame recoloured, the legend's scale filled in, and `head` applied to the
-/// SVG's start (for its metadata).
+/// Draws the graph laid out in `laid` to `out`: inferno's page (the
+/// legend's scale filled in, `head` writing its start with the metadata)
+/// with every frame coloured by its change.
 pub(crate) fn draw<W: Write>(
     diff: &Diff,
-    laid: &Laid,
+    laid: &Laid<'_, '_>,
     opts: &RenderOptions,
-    head: &Head<'_>,
+    head: &svg::Head<'_>,
     out: W,
 ) -> Result<(), Error> {
     let scale = Scale::new(
         diff,
         laid.kept.iter().filter(|k| k.depth > 0).map(|k| &k.node),
     );
-    let legend = scale.legend();
-    let head = |svg: &[u8], w: &mut dyn Write| -> std::io::Result<()> {
-        match memchr::memmem::find(svg, SCALE_TOKEN.as_bytes()) {
-            Some(at) => {
-                let mut svg = svg.to_vec();
-                svg.splice(at..at + SCALE_TOKEN.len(), legend.bytes());
-                head(&svg, w)
-            }
-            None => head(svg, w),
-        }
-    };
-    let style = |k: &Kept, name: &str| scale.style(k.depth, &k.node, name);
     let mut o = diff_options(diff, opts);
-    // The lines are in the order inferno must see them, but cut to the frames
-    // it draws, so no longer sorted: a flame chart takes them as they come
-    // (after reversing them), with no other difference to the graph.
+    // The page of a graph as deep and as wide (inferno's lines come as
+    // they are: a flame chart).
     o.flamechart = true;
-    let mut w = Recolouring::new(out, &head, &laid.kept, &style);
-    render_lines(laid.lines.iter().rev().map(String::as_str), &o, &mut w)?;
-    w.finish()?;
+    let depth = laid.kept.iter().map(|k| k.depth).max().unwrap_or(0);
+    let canvas = frames::Canvas::new(&o, laid.total, depth)?;
+    let mut page = canvas.head.clone();
+    if let Some(at) = memchr::memmem::find(&page, SCALE_TOKEN.as_bytes()) {
+        page.splice(at..at + SCALE_TOKEN.len(), scale.legend().bytes());
+    }
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, crate::Cleaning::new(out));
+    head(&page, &mut out)?;
+    out.write_all(svg::GONE_PATTERN.as_bytes())?;
+    let style = |k: &Kept, name: &str| scale.style(k.depth, &k.node, name);
+    canvas.write_frames(&mut out, &laid.kept, &|k| frame_name(&laid.rows, k), &style)?;
+    out.into_inner()
+        .map_err(|e| Error::Write(e.into_error()))?
+        .finish()?;
     Ok(())
+}
+
+/// The name of frame `k`, from its row's text (`all` has none).
+fn frame_name<'r>(rows: &'r DiffRows<'_, '_>, k: &Kept) -> &'r str {
+    if k.depth == 0 {
+        ""
+    } else {
+        &rows.text(k.line as usize)[k.name.0 as usize..k.name.1 as usize]
+    }
 }
 
 /// Draws the honest differential graph of `diff` into `svg`, without

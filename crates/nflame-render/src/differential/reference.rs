@@ -4,6 +4,7 @@
 use super::colour::colour;
 use super::*;
 use crate::cut::Node;
+use crate::render_lines;
 use rustc_hash::FxHashMap;
 
 pub(super) fn draw(diff: &Diff, opts: &RenderOptions, svg: &mut Vec<u8>) -> Result<(), Error> {

@@ -60,6 +60,10 @@ pub(crate) fn tricky() -> (Stacks, Stacks) {
         "é",
         "a\tb",
         "#",
+        "a<b>&'\"c",
+        "ünïcödé_名前_a_long_function_name_cut_to_fit_narrow_frames",
+        "esc\u{1b}[31m\u{9b}",
+        "k_[j]",
     ];
     let mut before = Vec::new();
     let mut after = Vec::new();

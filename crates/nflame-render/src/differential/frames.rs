@@ -1,0 +1,225 @@
+//! Writing the differential graph's frames directly, as inferno writes a
+//! frame, from the layout ([`crate::cut::layout`]) and the colour scale.
+//!
+//! inferno would need the lines cut to the frames drawn in memory, hold
+//! every frame again, and format a fill and tooltip that are then replaced:
+//! for deep graphs (hundreds of thousands of frames) that is most of the time
+//! and memory of a diff. inferno still writes the graph's start and end (the
+//! script behind search and zoom, title, legend), from a one-line graph as
+//! deep as this one and of the same total: the frames' container, their
+//! vertical positions and the page around them are the ones inferno would
+//! write. Each frame element has inferno's shape (`<g><title>…</title><rect
+//! x y width height fill fg:x fg:w/><text x y>…</text></g>`), positions
+//! and labels computed and formatted as inferno does, so its script works
+//! on it; the tests compare the result with inferno's own graph, recoloured.
+
+use std::fmt::Write as _;
+use std::io::{self, Write};
+
+use crate::cut::Kept;
+use crate::{render_lines, Error, RenderOptions};
+
+/// The page around the frames and where frames go on it.
+pub(super) struct Canvas {
+    /// inferno's SVG up to the frames' container, which it opens.
+    pub(super) head: Vec<u8>,
+    container: Vec<u8>,
+    /// What follows the last frame.
+    tail: Vec<u8>,
+    /// The `y` and height of the `all` frame's rectangle.
+    y_all: i64,
+    rect_height: i64,
+    frame_height: i64,
+    inverted: bool,
+    total: u64,
+    /// A frame's width in percent per character of its label.
+    pct_per_char: f64,
+    /// Where a label starts after its frame's left edge, in percent.
+    text_inset: f64,
+}
+
+impl Canvas {
+    /// The page inferno draws with `opts` (a flame chart of differential
+    /// lines, as the graph's) for a graph of `total` and `depth` frames
+    /// below `all` at the deepest.
+    pub(super) fn new(opts: &RenderOptions, total: u64, depth: u32) -> Result<Canvas, Error> {
+        let inferno = opts.to_inferno()?;
+        let mut line = String::with_capacity(2 * depth as usize + 24);
+        for d in 0..depth.max(1) {
+            if d > 0 {
+                line.push(';');
+            }
+            line.push('f');
+        }
+        let _ = write!(line, " 0 {total}");
+        let mut svg = Vec::with_capacity(1 << 16);
+        render_lines(std::iter::once(line.as_str()), opts, &mut svg)?;
+        let broken = || Error::Write(io::Error::other("inferno's SVG has no frames' container"));
+        let open = memchr::memmem::find(&svg, b"<svg id=\"frames\"").ok_or_else(broken)?;
+        let open_end = open + memchr::memchr(b'>', &svg[open..]).ok_or_else(broken)? + 1;
+        let close = memchr::memmem::rfind(&svg, b"</svg></svg>").ok_or_else(broken)?;
+        if close < open_end {
+            return Err(broken());
+        }
+        let all = memchr::memmem::find(&svg[open_end..], b"<g><title>all (").ok_or_else(broken)?;
+        let rect = &svg[open_end + all..close];
+        let number = |key: &[u8]| -> Option<i64> {
+            let at = memchr::memmem::find(rect, key)? + key.len();
+            let end = memchr::memchr(b'"', &rect[at..])? + at;
+            std::str::from_utf8(&rect[at..end]).ok()?.parse().ok()
+        };
+        let (Some(y_all), Some(rect_height)) = (number(b" y=\""), number(b" height=\"")) else {
+            return Err(broken());
+        };
+        let image_width = inferno.image_width.unwrap_or(1200) as f64;
+        Ok(Canvas {
+            head: svg[..open].to_vec(),
+            container: svg[open..open_end].to_vec(),
+            tail: svg[close..].to_vec(),
+            y_all,
+            rect_height,
+            frame_height: inferno.frame_height as i64,
+            inverted: opts.inverted,
+            total,
+            pct_per_char: 100.0 * inferno.font_size as f64 * inferno.font_width / image_width,
+            text_inset: 100.0 * 3.0 / image_width,
+        })
+    }
+
+    /// Writes the frames' container with `frames` in it, then the rest of
+    /// the page. `name(k)` is frame `k`'s name (empty for `all`, which is
+    /// titled `all` and has no label), `style(k, name)` its fill and tooltip.
+    /// Frames are formatted in parallel, a batch at a time, and written in
+    /// order.
+    pub(super) fn write_frames<'n, W: Write>(
+        &self,
+        out: &mut W,
+        frames: &[Kept],
+        name: &(dyn Fn(&Kept) -> &'n str + Sync),
+        style: &(dyn Fn(&Kept, &str) -> (String, String) + Sync),
+    ) -> io::Result<()> {
+        use rayon::prelude::*;
+        out.write_all(&self.container)?;
+        let per_count = 100.0 / self.total as f64;
+        const CHUNK: usize = 4096;
+        let batch = CHUNK * 2 * rayon::current_num_threads().max(1);
+        for frames in frames.chunks(batch) {
+            let texts: Vec<String> = frames
+                .par_chunks(CHUNK)
+                .map(|chunk| {
+                    let mut buf = String::with_capacity(chunk.len() * 256);
+                    for k in chunk {
+                        self.write_frame(&mut buf, k, per_count, name, style);
+                    }
+                    buf
+                })
+                .collect();
+            for t in texts {
+                out.write_all(t.as_bytes())?;
+            }
+        }
+        out.write_all(&self.tail)
+    }
+
+    /// Appends frame `k`'s element to `buf`.
+    fn write_frame<'n>(
+        &self,
+        buf: &mut String,
+        k: &Kept,
+        per_count: f64,
+        name: &dyn Fn(&Kept) -> &'n str,
+        style: &dyn Fn(&Kept, &str) -> (String, String),
+    ) {
+        let name = deannotate(name(k));
+        let (fill, title) = style(k, if k.depth == 0 { "all" } else { name });
+        let x1 = k.start as f64 * per_count;
+        let x2 = k.end as f64 * per_count;
+        let width = x2 - x1;
+        let d = i64::from(k.depth) * self.frame_height;
+        let y = if self.inverted {
+            self.y_all + d
+        } else {
+            self.y_all - d
+        };
+        buf.push_str("<g><title>");
+        escape_into(buf, &title);
+        let _ = write!(
+            buf,
+            "</title><rect x=\"{x1:.4}%\" y=\"{y}\" width=\"{width:.4}%\" height=\"{}\" fill=\"",
+            self.rect_height
+        );
+        escape_into(buf, &fill);
+        let _ = write!(
+            buf,
+            "\" fg:x=\"{}\" fg:w=\"{}\"/><text x=\"{:.4}%\" y=\"{:.2}\">",
+            k.start,
+            k.end - k.start,
+            x1 + self.text_inset,
+            3.0 + (2 * y + self.rect_height) as f64 / 2.0
+        );
+        // As many characters as fit, or none when fewer than three do.
+        let fit = (width / self.pct_per_char).trunc() as usize;
+        if fit >= 3 {
+            if name.len() < fit {
+                escape_into(buf, name);
+            } else {
+                let mut cut = String::with_capacity(fit + 2);
+                cut.extend(name.chars().take(fit - 2));
+                cut.push_str("..");
+                escape_into(buf, &cut);
+            }
+        }
+        buf.push_str("</text></g>");
+    }
+}
+
+/// A frame's name without the annotation inferno hides (`_[k]`, `_[w]`,
+/// `_[i]`, `_[j]`).
+fn deannotate(f: &str) -> &str {
+    match f.as_bytes() {
+        [.., b'_', b'[', b'k' | b'w' | b'i' | b'j', b']'] => &f[..f.len() - 4],
+        _ => f,
+    }
+}
+
+/// Appends `text` escaped for XML text and attributes (`<`, `>`, `&`, `'`,
+/// `"`), as inferno's writer escapes them.
+fn escape_into(buf: &mut String, text: &str) {
+    let mut last = 0;
+    for (i, b) in text.bytes().enumerate() {
+        let with = match b {
+            b'<' => "&lt;",
+            b'>' => "&gt;",
+            b'&' => "&amp;",
+            b'\'' => "&apos;",
+            b'"' => "&quot;",
+            _ => continue,
+        };
+        buf.push_str(&text[last..i]);
+        buf.push_str(with);
+        last = i + 1;
+    }
+    buf.push_str(&text[last..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn annotations_hidden_as_inferno_hides_them() {
+        assert_eq!(deannotate("read_[k]"), "read");
+        assert_eq!(deannotate("f_[j]"), "f");
+        assert_eq!(deannotate("f_[l]"), "f_[l]");
+        assert_eq!(deannotate("f_[lj]"), "f_[lj]");
+        assert_eq!(deannotate("[k]"), "[k]");
+        assert_eq!(deannotate("_[k]"), "");
+    }
+
+    #[test]
+    fn escaping() {
+        let mut s = String::new();
+        escape_into(&mut s, "a<b>&'\"c");
+        assert_eq!(s, "a&lt;b&gt;&amp;&apos;&quot;c");
+    }
+}
