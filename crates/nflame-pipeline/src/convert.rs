@@ -60,7 +60,7 @@ pub fn render(
     } else {
         let (profile, skipped) = Profile::from_paths_with(inputs, read)?;
         let notes = crate::compare::write_graph(out, |w, sidecar| {
-            nflame_render::render_profile_owned(profile, opts, sidecar, w)
+            nflame_render::render_profile_with(&profile, opts, sidecar, w)
         })?;
         return Ok(Rendered { skipped, notes });
     };

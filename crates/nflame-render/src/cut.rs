@@ -1,22 +1,17 @@
-//! Handing inferno only what it draws.
+//! inferno's layout, computed without inferno.
 //!
 //! inferno sorts its lines, merges them into frames, and then omits every
 //! frame narrower than `min_width`: with a million distinct stacks, most of
-//! its time and memory go to frames it never draws. This module computes the
-//! same layout first, in one pass over the lines in inferno's order: every
-//! frame's start and inclusive values, and which frames are wide enough to
-//! be drawn. Each stack is then cut after its last drawn frame and
-//! consecutive equal cuts are merged, so inferno gets a few thousand lines
-//! that give the same graph, byte for byte.
+//! its time and memory go to frames it never draws, and with deep stacks it
+//! holds every frame it draws. This module computes the same layout in one
+//! pass over the lines in inferno's order, without their text: every frame
+//! wide enough to be drawn, its place, where its name is, and (for a
+//! differential graph) its inclusive values. [`crate::frames`] writes them.
 //!
 //! - [`cmp_lines`] and [`SortedRows`]: stacks in the order of inferno's
 //!   sorted lines (`stack COUNT`, or `stack BEFORE WIDTH` for a differential
 //!   graph), walked with how many frames each shares with the one before;
-//! - [`layout`]: the frames and the cut lines.
-//!
-//! It owns no drawing: the flame graph and the differential graph both feed
-//! it and give its lines to inferno in flame chart mode (taken as they
-//! come), since cut lines are no longer sorted.
+//! - [`layout`]: the frames.
 
 use std::cmp::Ordering;
 
@@ -30,9 +25,6 @@ pub(crate) struct Line<'a> {
     pub(crate) depth: usize,
     /// How many leading frames (`all` counted) it shares with the previous line.
     pub(crate) shared: usize,
-    /// `cuttable[d]`, for `d` from 1 to `depth - 1` (at least): whether
-    /// inferno can take the stack cut after its frame `d` (see [`cuttable`]).
-    pub(crate) cuttable: &'a [bool],
     /// Which line, for [`Lines::text`].
     pub(crate) index: usize,
     /// Its row in the rows' source ([`RowSource::text`]).
@@ -46,30 +38,8 @@ pub(crate) struct Line<'a> {
 pub(crate) trait Lines {
     /// Calls `f` with every line, in order.
     fn walk(&self, f: &mut dyn FnMut(&Line<'_>));
-    /// The stack of line `index`.
-    fn text(&self, index: usize) -> &str;
-    /// BEFORE and the width of line `index` (BEFORE is 0 for a flame graph).
-    fn numbers(&self, index: usize) -> (u64, u64);
     /// Whether the lines are differential (`stack BEFORE WIDTH`).
     fn differential(&self) -> bool;
-}
-
-/// Whether inferno can take a stack cut after `frame`, its frame `depth`:
-/// inferno trims lines and skips empty ones and `# ` comments; and in a line
-/// of one count (`one_count`), a last frame ending in a blank and a number
-/// would be read as a second count, a differential line.
-pub(crate) fn cuttable(frame: &str, depth: usize, one_count: bool) -> bool {
-    let ends_blank = match frame.as_bytes().last() {
-        None => false,
-        Some(&b) if b.is_ascii() => b.is_ascii_whitespace() || b == 0x0b,
-        Some(_) => frame.ends_with(char::is_whitespace),
-    };
-    let ends_number = one_count
-        && frame.rfind(' ').is_some_and(|i| {
-            let word = &frame.as_bytes()[i + 1..];
-            !word.is_empty() && word.iter().all(|&b| b.is_ascii_digit() || b == b'.')
-        });
-    !ends_blank && !ends_number && !(depth == 1 && (frame.is_empty() || frame == "#"))
 }
 
 /// Compares line `a` (stack `a` followed by ` N` for each of `na`) with line
@@ -324,10 +294,8 @@ fn frame_ends(text: &[u8], from: usize, ends: &mut Vec<usize>) {
 impl Lines for SortedRows<'_> {
     fn walk(&self, f: &mut dyn FnMut(&Line<'_>)) {
         let mut prev: &[u8] = b"";
-        // Where each frame of the previous stack ends, and whether it can be
-        // cut after (`all` first).
+        // Where each frame of the previous stack ends.
         let mut ends: Vec<usize> = Vec::new();
-        let mut cut = vec![false];
         for (index, row) in self.order.iter().enumerate() {
             // Sorted rows point all over the profile's text: ask for a later
             // row's text now, so it is in the cache when its turn comes.
@@ -350,13 +318,8 @@ impl Lines for SortedRows<'_> {
                 n
             };
             ends.truncate(shared);
-            cut.truncate(shared + 1);
-            let mut start = ends.last().map_or(0, |&e| e + 1);
+            let start = ends.last().map_or(0, |&e| e + 1);
             frame_ends(text, start, &mut ends);
-            for (d, &end) in ends.iter().enumerate().skip(shared) {
-                cut.push(cuttable(&stack[start..end], d + 1, !self.differential));
-                start = end + 1;
-            }
             f(&Line {
                 raw: if self.differential {
                     self.source.raw(row.index as usize)
@@ -366,7 +329,6 @@ impl Lines for SortedRows<'_> {
                 width: row.width,
                 depth: ends.len(),
                 shared: if index == 0 { 0 } else { shared + 1 },
-                cuttable: &cut,
                 index,
                 source: row.index as usize,
                 ends: &ends,
@@ -375,21 +337,26 @@ impl Lines for SortedRows<'_> {
         }
     }
 
-    fn text(&self, index: usize) -> &str {
+    fn differential(&self) -> bool {
+        self.differential
+    }
+}
+
+#[cfg(test)]
+impl SortedRows<'_> {
+    /// The stack of line `index`.
+    pub(crate) fn text(&self, index: usize) -> &str {
         self.order[index].text
     }
 
-    fn numbers(&self, index: usize) -> (u64, u64) {
+    /// BEFORE and the width of line `index` (BEFORE is 0 for a flame graph).
+    pub(crate) fn numbers(&self, index: usize) -> (u64, u64) {
         let row = &self.order[index];
         if self.differential {
             self.source.numbers(row.index as usize)
         } else {
             (0, row.width)
         }
-    }
-
-    fn differential(&self) -> bool {
-        self.differential
     }
 }
 
@@ -424,14 +391,6 @@ impl Lines for Teed<'_, '_> {
         })
     }
 
-    fn text(&self, index: usize) -> &str {
-        self.rows.text(index)
-    }
-
-    fn numbers(&self, index: usize) -> (u64, u64) {
-        self.rows.numbers(index)
-    }
-
     fn differential(&self) -> bool {
         self.rows.differential()
     }
@@ -445,9 +404,9 @@ pub(crate) struct Node {
     pub(crate) before: u64,
 }
 
-/// A frame the layout keeps (inferno draws it): depth (0 for `all`), start,
-/// end and inclusive values (for a differential graph), and where its name
-/// is: bytes `name.0..name.1` of row `line`'s text ([`RowSource::text`]).
+/// A frame the layout keeps (inferno would draw it): depth (0 for `all`),
+/// start and end, and where its name is: bytes `name.0..name.1` of row
+/// `line`'s text ([`RowSource::text`]).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Kept {
     pub(crate) depth: u32,
@@ -455,7 +414,6 @@ pub(crate) struct Kept {
     pub(crate) start: u64,
     pub(crate) end: u64,
     pub(crate) name: (u32, u32),
-    pub(crate) node: Node,
 }
 
 /// One frame being laid out.
@@ -463,66 +421,52 @@ pub(crate) struct Kept {
 struct Open {
     start: u64,
     node: Node,
-    seq: u32,
     line: u32,
     name: (u32, u32),
 }
 
-/// Flags of an opened frame: drawn, and whether inferno can take a line cut
-/// after it.
-const KEPT: u8 = 1;
-const CUTTABLE: u8 = 2;
-
 /// The layout inferno computes from the sorted lines: every frame at least
-/// `min_samples` wide, in the order inferno writes them (as they close), with
-/// its inclusive BEFORE and AFTER values (for a differential graph; none
-/// otherwise); and the lines to give inferno, in order: each stack cut to
-/// the frames it will draw, consecutive equal ones merged.
-/// Frames narrower than `min_samples` are too narrow for inferno to draw, so
-/// the graph is the same, from a fraction of the lines. With `cut` false,
-/// only the frames are listed (for a graph drawn without inferno).
-///
-/// The lines' text is read once: the walk records what the cutting needs
-/// (frames shared and frames of each line, flags of each frame opened).
-pub(crate) fn layout(lines: &dyn Lines, min_samples: u64, cut: bool) -> (Vec<Kept>, Vec<String>) {
+/// `min_samples` wide (inferno draws no narrower one), in the order inferno
+/// writes them (as they close); and for a differential graph, each one's
+/// inclusive BEFORE and AFTER values (the same order; none otherwise). The
+/// lines' text is not read: their walk says what is shared and where
+/// frames end.
+pub(crate) fn layout(lines: &dyn Lines, min_samples: u64) -> (Vec<Kept>, Vec<Node>) {
     let differential = lines.differential();
-    let mut nodes: Vec<Kept> = Vec::new();
-    // Per frame, numbered as opened.
-    let mut flags: Vec<u8> = Vec::new();
-    // Per line: frames shared with the previous one (`all` counted), frames,
-    // index.
-    let mut shape: Vec<(u32, u32, u32)> = Vec::new();
+    let mut kept: Vec<Kept> = Vec::new();
+    let mut nodes: Vec<Node> = Vec::new();
     let mut open: Vec<Open> = Vec::new();
     let mut time = 0u64;
     // inferno lists the frames a line closes from the shallowest to the
     // deepest: they are popped the other way round, then reversed.
-    let mut close = |open: &mut Vec<Open>, keep: usize, time: u64, flags: &mut Vec<u8>| {
-        let closed = nodes.len();
+    let mut close = |open: &mut Vec<Open>, keep: usize, time: u64| {
+        let closed = kept.len();
         while open.len() > keep {
             let o = open.pop().expect("open frame");
             if let Some(p) = open.last_mut() {
                 p.node.before += o.node.before;
                 p.node.after += o.node.after;
             }
-            let depth = open.len();
             if time - o.start >= min_samples {
+                kept.push(Kept {
+                    depth: open.len() as u32,
+                    line: o.line,
+                    start: o.start,
+                    end: time,
+                    name: o.name,
+                });
                 if differential {
-                    nodes.push(Kept {
-                        depth: depth as u32,
-                        line: o.line,
-                        start: o.start,
-                        end: time,
-                        name: o.name,
-                        node: o.node,
-                    });
+                    nodes.push(o.node);
                 }
-                flags[o.seq as usize] |= KEPT;
             }
         }
-        nodes[closed..].reverse();
+        kept[closed..].reverse();
+        if differential {
+            nodes[closed..].reverse();
+        }
     };
     lines.walk(&mut |l| {
-        close(&mut open, l.shared, time, &mut flags);
+        close(&mut open, l.shared, time);
         for d in open.len()..=l.depth {
             // Frame `d` of the line (`all` at 0 has no name in it).
             let name = match d {
@@ -533,106 +477,17 @@ pub(crate) fn layout(lines: &dyn Lines, min_samples: u64, cut: bool) -> (Vec<Kep
             open.push(Open {
                 start: time,
                 node: Node::default(),
-                seq: u32::try_from(flags.len()).expect("fewer than 2^32 frames"),
                 line: l.source as u32,
                 name,
-            });
-            flags.push(if d > 0 && l.cuttable.get(d).copied().unwrap_or(false) {
-                CUTTABLE
-            } else {
-                0
             });
         }
         let leaf = open.last_mut().expect("a frame");
         leaf.node.before += l.raw[0];
         leaf.node.after += l.raw[1];
         time += l.width;
-        shape.push((l.shared as u32, l.depth as u32, l.index as u32));
     });
-    close(&mut open, 0, time, &mut flags);
-    drop(open);
-    if !cut {
-        return (nodes, Vec::new());
-    }
-
-    // Second pass, on the records: cut each stack after its last kept frame
-    // (kept frames have kept parents), unless inferno cannot take it cut
-    // there: then it gets the whole stack, whose extra frames are as narrow as
-    // the first one cut.
-    let mut out: Vec<String> = Vec::new();
-    // Of the open frames' prefix, by depth: kept frames, and each frame's number.
-    let mut prefix_kept: Vec<usize> = Vec::new();
-    let mut path: Vec<u32> = Vec::new();
-    let mut seq = 0u32;
-    // The line being merged: line index, frames to keep (None: all), before, width.
-    type Pending = (usize, Option<usize>, u64, u64);
-    let mut pending: Option<Pending> = None;
-    let flush = |out: &mut Vec<String>, p: Pending| {
-        let text = lines.text(p.0);
-        let text = match p.1 {
-            Some(frames) => {
-                let end = text
-                    .bytes()
-                    .enumerate()
-                    .filter(|&(_, b)| b == b';')
-                    .nth(frames - 1)
-                    .map_or(text.len(), |(i, _)| i);
-                &text[..end]
-            }
-            None => text,
-        };
-        let mut buf = itoa::Buffer::new();
-        let mut line = String::with_capacity(text.len() + 24);
-        line.push_str(text);
-        if differential {
-            line.push(' ');
-            line.push_str(buf.format(p.2));
-        }
-        line.push(' ');
-        line.push_str(buf.format(p.3));
-        out.push(line);
-    };
-    let mut pending_depth = 0usize;
-    for &(shared, depth, index) in &shape {
-        let (shared, depth, index) = (shared as usize, depth as usize, index as usize);
-        prefix_kept.truncate(shared);
-        path.truncate(shared);
-        for d in prefix_kept.len()..=depth {
-            let k = if d == 0 {
-                0
-            } else if flags[seq as usize] & KEPT != 0 && prefix_kept[d - 1] == d - 1 {
-                d
-            } else {
-                prefix_kept[d - 1]
-            };
-            prefix_kept.push(k);
-            path.push(seq);
-            seq += 1;
-        }
-        let mut cut_depth = prefix_kept[depth].max(1);
-        if cut_depth < depth && flags[path[cut_depth] as usize] & CUTTABLE == 0 {
-            cut_depth = depth;
-        }
-        let cut = (cut_depth < depth).then_some(cut_depth);
-        let (before, width) = lines.numbers(index);
-        match &mut pending {
-            Some(p) if pending_depth == cut_depth && shared > cut_depth => {
-                p.2 += before;
-                p.3 += width;
-            }
-            _ => {
-                if let Some(p) = pending.take() {
-                    flush(&mut out, p);
-                }
-                pending = Some((index, cut, before, width));
-                pending_depth = cut_depth;
-            }
-        }
-    }
-    if let Some(p) = pending.take() {
-        flush(&mut out, p);
-    }
-    (nodes, out)
+    close(&mut open, 0, time);
+    (kept, nodes)
 }
 
 /// The fewest counts a frame needs to be kept by [`layout`] for a graph of
@@ -724,15 +579,16 @@ mod tests {
         let mut seen = Vec::new();
         sorted.walk(&mut |l| {
             let text = sorted.text(l.index);
-            seen.push((text.to_string(), l.depth, l.shared, l.cuttable.to_vec()));
+            seen.push((text.to_string(), l.depth, l.shared, l.ends.to_vec()));
         });
         let expect = |t: &str, shared: usize| {
-            let frames: Vec<&str> = t.split(';').collect();
-            let mut cuts = vec![false];
-            for (i, f) in frames.iter().enumerate() {
-                cuts.push(cuttable(f, i + 1, true));
-            }
-            (t.to_string(), frames.len(), shared, cuts)
+            let ends: Vec<usize> = t
+                .char_indices()
+                .filter(|&(_, c)| c == ';')
+                .map(|(i, _)| i)
+                .chain([t.len()])
+                .collect();
+            (t.to_string(), ends.len(), shared, ends)
         };
         assert_eq!(
             seen,

@@ -16,6 +16,7 @@
 
 mod cut;
 mod differential;
+mod frames;
 pub mod html;
 mod kinds;
 mod titles;
@@ -552,40 +553,24 @@ pub fn render_profile_with<W: Write>(
     }
 }
 
-/// [`render_profile_with`] for a caller done with the profile: it is freed
-/// once the graph is laid out and the profile compressed, before inferno
-/// draws, so the two are never in memory together.
-pub fn render_profile_owned<W: Write>(
-    profile: Profile,
-    opts: &RenderOptions,
-    sidecar: Option<&str>,
-    writer: W,
-) -> Result<Carried, Error> {
-    match prepare_profile(&profile, opts)? {
-        Prepared::Chart => render_profile_with(&profile, opts, sidecar, writer),
-        Prepared::Laid(laid) => {
-            drop(profile);
-            laid.draw(sidecar, writer)
-        }
-    }
-}
-
 /// A profile made ready to draw.
-enum Prepared {
+enum Prepared<'p> {
     /// A flame chart of the sorted stacks: drawn from the profile.
     Chart,
-    /// A flame graph laid out, needing the profile no more.
-    Laid(Box<LaidProfile>),
+    /// A flame graph laid out.
+    Laid(Box<LaidProfile<'p>>),
 }
 
-/// A flame graph laid out: inferno's lines cut to the frames it draws, in its
-/// order, and the profile compressed.
-struct LaidProfile {
-    /// The options inferno draws with, and the caller's (with the context's
-    /// subtitle).
+/// A flame graph laid out: the frames inferno would draw, in its order, the
+/// rows their names are read from, and the profile compressed.
+struct LaidProfile<'p> {
+    /// The options of the page (inferno's, for a flame chart), and the
+    /// caller's (with the context's subtitle).
     inferno: RenderOptions,
     opts: RenderOptions,
-    lines: Vec<String>,
+    rows: ProfileRows<'p>,
+    kept: Vec<cut::Kept>,
+    total: u64,
     compressed: embed::Compressed,
     context: Context,
     measure: Measure,
@@ -593,7 +578,7 @@ struct LaidProfile {
     kinds: bool,
 }
 
-fn prepare_profile(profile: &Profile, opts: &RenderOptions) -> Result<Prepared, Error> {
+fn prepare_profile<'p>(profile: &'p Profile, opts: &RenderOptions) -> Result<Prepared<'p>, Error> {
     let measure = profile.measure();
     let context = context_for(opts, "profile", profile.total(), measure);
     let o = for_measure(&with_context_subtitle(opts, &context), measure);
@@ -603,55 +588,57 @@ fn prepare_profile(profile: &Profile, opts: &RenderOptions) -> Result<Prepared, 
         // inferno takes every line as it comes.
         return Ok(Prepared::Chart);
     }
-    // inferno's lines, in its order, cut to the frames it draws.
+    // The frames inferno would draw from the sorted lines.
     let rows = ProfileRows::new(profile, opts.reverse);
-    let sorted = SortedRows::sort(&rows, false);
-    if sorted.total == 0 {
-        return Err(Error::Empty);
-    }
-    // The layout and the profile's compression, side by side. Sorted text
-    // compresses better: embed the stacks in the graph's order, copied as the
-    // layout reads them.
-    let min = min_samples(o.min_width_percent(), sorted.total);
-    let (lines, compressed) = if opts.reverse {
-        rayon::join(
-            || cut::layout(&sorted, min, true).1,
-            || embed::compress_profile(profile),
-        )
-    } else {
-        embed::compress_while(measure, |push| {
-            // A row's text and width are its stack and count, but for the
-            // few stacks inferno reads trimmed.
-            let mut each = |i: usize, text: &str, width: u64| {
-                if rows.trimmed.binary_search(&(i as u32)).is_ok() {
-                    let (stack, count) = profile.stack_at(i);
-                    push(stack, count);
-                } else {
-                    push(text, width);
+    let (kept, total, compressed) = {
+        let sorted = SortedRows::sort(&rows, false);
+        if sorted.total == 0 {
+            return Err(Error::Empty);
+        }
+        // The layout and the profile's compression, side by side. Sorted
+        // text compresses better: embed the stacks in the graph's order,
+        // copied as the layout reads them.
+        let min = min_samples(o.min_width_percent(), sorted.total);
+        let (kept, compressed) = if opts.reverse {
+            rayon::join(
+                || cut::layout(&sorted, min).0,
+                || embed::compress_profile(profile),
+            )
+        } else {
+            embed::compress_while(measure, |push| {
+                // A row's text and width are its stack and count, but for the
+                // few stacks inferno reads trimmed.
+                let mut each = |i: usize, text: &str, width: u64| {
+                    if rows.trimmed.binary_search(&(i as u32)).is_ok() {
+                        let (stack, count) = profile.stack_at(i);
+                        push(stack, count);
+                    } else {
+                        push(text, width);
+                    }
+                };
+                let laid = cut::layout(&Teed::new(&sorted, &mut each), min).0;
+                // The stacks without width are not walked: embed them too.
+                for i in 0..rows.len() {
+                    if rows.numbers(i).1 == 0 {
+                        let (stack, count) = profile.stack_at(i);
+                        push(stack, count);
+                    }
                 }
-            };
-            let laid = cut::layout(&Teed::new(&sorted, &mut each), min, true).1;
-            // The stacks without width are not walked: embed them too.
-            for i in 0..rows.len() {
-                if rows.numbers(i).1 == 0 {
-                    let (stack, count) = profile.stack_at(i);
-                    push(stack, count);
-                }
-            }
-            laid
-        })
+                laid
+            })
+        };
+        (kept, sorted.total, compressed)
     };
-    drop(sorted);
     let mut oc = o.clone();
-    // The cut lines are in inferno's order but no longer sorted: a flame
-    // chart takes them as they come (after reversing them), with no other
-    // difference to the graph.
+    // The page of a flame chart: inferno takes its one line as it comes.
     oc.flamechart = true;
     oc.reverse = false;
     Ok(Prepared::Laid(Box::new(LaidProfile {
         inferno: oc,
         opts: o,
-        lines,
+        rows,
+        kept,
+        total,
         compressed,
         context,
         measure,
@@ -659,20 +646,21 @@ fn prepare_profile(profile: &Profile, opts: &RenderOptions) -> Result<Prepared, 
     })))
 }
 
-impl LaidProfile {
+impl LaidProfile<'_> {
     fn draw<W: Write>(self, sidecar: Option<&str>, writer: W) -> Result<Carried, Error> {
         let LaidProfile {
             inferno: oc,
             opts: o,
-            lines,
+            rows,
+            kept,
+            total,
             compressed,
             context,
             measure,
             kinds,
         } = self;
         // The metadata, written first, is the last use of the compressed
-        // profile unless it goes beside the SVG: it is freed then, before
-        // inferno draws.
+        // profile unless it goes beside the SVG: it is freed then.
         let compressed = std::cell::RefCell::new(Some(compressed));
         let carried = std::cell::RefCell::new(Carried::default());
         let metadata = |w: &mut dyn Write| -> std::io::Result<()> {
@@ -685,11 +673,13 @@ impl LaidProfile {
             Ok(())
         };
         let mut out = WithMetadata::new(writer, &metadata);
+        let draw =
+            |w: &mut dyn Write| -> Result<(), Error> { draw_frames(&oc, &rows, &kept, total, w) };
         if kinds {
             // Off-CPU and wall-clock graphs: recoloured by kind as a whole (an
             // ancestor decides a frame's colour).
             let mut svg = Vec::with_capacity(1 << 20);
-            render_lines(lines.iter().rev().map(String::as_str), &oc, &mut svg)?;
+            draw(&mut svg)?;
             if measure.decimals > 0 {
                 let mut exact = Vec::with_capacity(svg.len() + svg.len() / 16);
                 titles::write_exact(&svg, measure, &o, &mut exact)?;
@@ -702,14 +692,115 @@ impl LaidProfile {
         } else if measure.decimals > 0 {
             // inferno shows whole counts: put the exact ones in.
             let mut svg = Vec::with_capacity(1 << 20);
-            render_lines(lines.iter().rev().map(String::as_str), &oc, &mut svg)?;
+            draw(&mut svg)?;
             titles::write_exact(&svg, measure, &o, &mut out)?;
         } else {
-            render_lines(lines.iter().rev().map(String::as_str), &oc, &mut out)?;
+            draw(&mut out)?;
         }
         out.finish()?;
         Ok(carried.take())
     }
+}
+
+/// Writes the flame graph of frames `kept` (named from `rows`, of `total`
+/// counts) as inferno draws it with `opts`: on inferno's page, each frame
+/// with inferno's tooltip and its palette's colour (one per name), control
+/// characters cleaned.
+fn draw_frames(
+    opts: &RenderOptions,
+    rows: &ProfileRows<'_>,
+    kept: &[cut::Kept],
+    total: u64,
+    writer: &mut dyn Write,
+) -> Result<(), Error> {
+    let name = |k: &cut::Kept| -> &str {
+        if k.depth == 0 {
+            ""
+        } else {
+            &rows.text(k.line as usize)[k.name.0 as usize..k.name.1 as usize]
+        }
+    };
+    let colours = palette_colours(opts, kept.iter().map(name))?;
+    let inferno = opts.to_inferno()?;
+    let (factor, count_name) = (inferno.factor, inferno.count_name.as_str());
+    let style = |_: usize, k: &cut::Kept, raw: &str, shown: &str| -> (String, String) {
+        let fill = match raw {
+            // inferno's greys for FlameGraph's separator frames.
+            "--" => "rgb(160,160,160)".to_string(),
+            "-" => "rgb(200,200,200)".to_string(),
+            _ => colours.get(raw).cloned().unwrap_or_default(),
+        };
+        let samples = ((k.end - k.start) as f64 * factor).round() as usize;
+        let samples_txt = thousands(samples);
+        let title = if raw.is_empty() && k.depth == 0 {
+            format!("all ({samples_txt} {count_name}, 100%)")
+        } else {
+            let pct = 100.0 * samples as f64 / (total as f64 * factor);
+            format!("{shown} ({samples_txt} {count_name}, {pct:.2}%)")
+        };
+        (fill, title)
+    };
+    let depth = kept.iter().map(|k| k.depth).max();
+    let canvas = frames::Canvas::new(opts, total, depth, false)?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, Cleaning::new(writer));
+    out.write_all(&canvas.head)?;
+    canvas.write_frames(&mut out, kept, &name, &style)?;
+    out.into_inner()
+        .map_err(|e| Error::Write(e.into_error()))?
+        .finish()?;
+    Ok(())
+}
+
+/// Each of `names`' colour as inferno's palette of `opts` gives it
+/// (`rgb(R,G,B)`): inferno draws each once, in a graph of its own, with a
+/// palette map it fills (the `lua` palette's Lua frames given first).
+fn palette_colours<'n>(
+    opts: &RenderOptions,
+    names: impl Iterator<Item = &'n str>,
+) -> Result<rustc_hash::FxHashMap<&'n str, String>, Error> {
+    let mut distinct: Vec<&str> = names.collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if distinct.is_empty() {
+        return Ok(Default::default());
+    }
+    let mut map = flamegraph::color::PaletteMap::default();
+    if opts.palette == "lua" {
+        for name in &distinct {
+            if let Some(c) = lua_colour(name) {
+                map.insert(*name, c);
+            }
+        }
+    }
+    // Each name between two others, so that no trimming or count reading
+    // touches it.
+    let lines: Vec<String> = distinct.iter().map(|n| format!("r;{n};x 1")).collect();
+    let mut o = opts.to_inferno()?;
+    o.min_width = 0.0;
+    o.flame_chart = true;
+    o.no_sort = true;
+    o.palette_map = Some(&mut map);
+    flamegraph::from_lines(&mut o, lines.iter().map(String::as_str), std::io::sink())?;
+    Ok(distinct
+        .into_iter()
+        .map(|n| {
+            let c = map.get(n).unwrap_or_default();
+            (n, format!("rgb({},{},{})", c.r, c.g, c.b))
+        })
+        .collect())
+}
+
+/// `n` with a comma between groups of three digits, as inferno writes counts.
+fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// A profile's stacks as rows of a flame graph (`stack COUNT`) as inferno
@@ -1095,6 +1186,15 @@ mod tests {
                 },
                 RenderOptions {
                     reverse: true,
+                    ..base.clone()
+                },
+                // Only `all` drawn; nothing drawn.
+                RenderOptions {
+                    min_width: 1150.0,
+                    ..base.clone()
+                },
+                RenderOptions {
+                    min_width: 1500.0,
                     ..base.clone()
                 },
             ] {

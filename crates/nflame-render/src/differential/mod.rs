@@ -20,10 +20,9 @@
 //!   frame's place and inclusive BEFORE and AFTER;
 //! - `colour`: the colour scale and tooltips, from the change of each
 //!   frame's inclusive share (or cost per unit);
-//! - `frames`: the page and the frames written on it.
+//! - [`crate::frames`]: the page and the frames written on it.
 
 mod colour;
-mod frames;
 pub(crate) mod lines;
 #[cfg(test)]
 mod reference;
@@ -36,7 +35,7 @@ use nflame_profile::tree::StackTree;
 
 use std::io::Write;
 
-use crate::cut::{layout, min_samples, Kept, RowSource, SortedRows, Teed};
+use crate::cut::{layout, min_samples, Kept, Node, RowSource, SortedRows, Teed};
 use crate::{Error, RenderOptions};
 use colour::{Scale, SCALE_TOKEN};
 use lines::DiffRows;
@@ -45,6 +44,8 @@ use lines::DiffRows;
 /// inferno's order, and the rows their names are read from.
 pub(crate) struct Laid<'t, 'a> {
     kept: Vec<Kept>,
+    /// Each frame's inclusive values.
+    nodes: Vec<Node>,
     rows: DiffRows<'t, 'a>,
     total: u64,
 }
@@ -64,7 +65,7 @@ pub(crate) fn lay_out<'t, 'a>(
         ));
     }
     let rows = DiffRows::new(tree, diff, opts.reverse);
-    let (kept, total) = {
+    let ((kept, nodes), total) = {
         let lines = if opts.reverse {
             // Reversed stacks (leaf first) are sorted again.
             SortedRows::sort(&rows, true)
@@ -79,7 +80,7 @@ pub(crate) fn lay_out<'t, 'a>(
             Some(each) => {
                 // The stacks without width are not walked: hand them over too.
                 let mut by_index = |i: usize, _: &str, _: u64| each(i);
-                let laid = layout(&Teed::new(&lines, &mut by_index), min, false).0;
+                let laid = layout(&Teed::new(&lines, &mut by_index), min);
                 for i in 0..rows.len() {
                     if rows.numbers(i).1 == 0 {
                         each(i);
@@ -87,11 +88,16 @@ pub(crate) fn lay_out<'t, 'a>(
                 }
                 laid
             }
-            None => layout(&lines, min, false).0,
+            None => layout(&lines, min),
         };
         (kept, lines.total)
     };
-    Ok(Laid { kept, rows, total })
+    Ok(Laid {
+        kept,
+        nodes,
+        rows,
+        total,
+    })
 }
 
 /// Draws the graph laid out in `laid` to `out`: inferno's page (the
@@ -106,14 +112,18 @@ pub(crate) fn draw<W: Write>(
 ) -> Result<(), Error> {
     let scale = Scale::new(
         diff,
-        laid.kept.iter().filter(|k| k.depth > 0).map(|k| &k.node),
+        laid.kept
+            .iter()
+            .zip(&laid.nodes)
+            .filter(|(k, _)| k.depth > 0)
+            .map(|(_, n)| n),
     );
     let mut o = diff_options(diff, opts);
     // The page of a graph as deep and as wide (inferno's lines come as
     // they are: a flame chart).
     o.flamechart = true;
-    let depth = laid.kept.iter().map(|k| k.depth).max().unwrap_or(0);
-    let canvas = frames::Canvas::new(&o, laid.total, depth)?;
+    let depth = laid.kept.iter().map(|k| k.depth).max();
+    let canvas = crate::frames::Canvas::new(&o, laid.total, depth, true)?;
     let mut page = canvas.head.clone();
     if let Some(at) = memchr::memmem::find(&page, SCALE_TOKEN.as_bytes()) {
         page.splice(at..at + SCALE_TOKEN.len(), scale.legend().bytes());
@@ -121,7 +131,8 @@ pub(crate) fn draw<W: Write>(
     let mut out = std::io::BufWriter::with_capacity(1 << 16, crate::Cleaning::new(out));
     head(&page, &mut out)?;
     out.write_all(svg::GONE_PATTERN.as_bytes())?;
-    let style = |k: &Kept, name: &str| scale.style(k.depth, &k.node, name);
+    let style =
+        |i: usize, k: &Kept, _: &str, name: &str| scale.style(k.depth, &laid.nodes[i], name);
     canvas.write_frames(&mut out, &laid.kept, &|k| frame_name(&laid.rows, k), &style)?;
     out.into_inner()
         .map_err(|e| Error::Write(e.into_error()))?

@@ -64,6 +64,8 @@ pub(crate) fn tricky() -> (Stacks, Stacks) {
         "ünïcödé_名前_a_long_function_name_cut_to_fit_narrow_frames",
         "esc\u{1b}[31m\u{9b}",
         "k_[j]",
+        "--",
+        "-",
     ];
     let mut before = Vec::new();
     let mut after = Vec::new();
@@ -163,6 +165,15 @@ fn tree_graph_is_the_string_graph() {
         RenderOptions {
             width: Some(3000),
             min_width: 1.0,
+            ..base.clone()
+        },
+        // Only `all` drawn; nothing drawn.
+        RenderOptions {
+            min_width: 1150.0,
+            ..base.clone()
+        },
+        RenderOptions {
+            min_width: 1500.0,
             ..base.clone()
         },
     ];

@@ -1,17 +1,19 @@
-//! Writing the differential graph's frames directly, as inferno writes a
-//! frame, from the layout ([`crate::cut::layout`]) and the colour scale.
+//! Writing a graph's frames directly, as inferno writes a frame, from the
+//! layout ([`crate::cut::layout`]): each frame's fill and tooltip given by
+//! the caller (the differential graph's colour scale, or a palette's colour
+//! and inferno's tooltip).
 //!
-//! inferno would need the lines cut to the frames drawn in memory, hold
-//! every frame again, and format a fill and tooltip that are then replaced:
-//! for deep graphs (hundreds of thousands of frames) that is most of the time
-//! and memory of a diff. inferno still writes the graph's start and end (the
+//! inferno would need every line (or the lines cut to the frames drawn) in
+//! memory, hold every frame again, and format them one at a time: for deep
+//! graphs (hundreds of thousands of frames) that is most of the time and
+//! memory of a graph. inferno still writes the page around the frames (the
 //! script behind search and zoom, title, legend), from a one-line graph as
 //! deep as this one and of the same total: the frames' container, their
-//! vertical positions and the page around them are the ones inferno would
-//! write. Each frame element has inferno's shape (`<g><title>…</title><rect
-//! x y width height fill fg:x fg:w/><text x y>…</text></g>`), positions
-//! and labels computed and formatted as inferno does, so its script works
-//! on it; the tests compare the result with inferno's own graph, recoloured.
+//! vertical positions and the page are the ones inferno would write. Each
+//! frame element has inferno's shape (`<g><title>…</title><rect x y width
+//! height fill fg:x fg:w/><text x y>…</text></g>`), positions and labels
+//! computed and formatted as inferno does, so its script works on it; the
+//! tests compare the result with inferno's own graphs.
 
 use std::fmt::Write as _;
 use std::io::{self, Write};
@@ -19,10 +21,14 @@ use std::io::{self, Write};
 use crate::cut::Kept;
 use crate::{render_lines, Error, RenderOptions};
 
+/// The fill and tooltip of the `i`-th frame, `k`, by its name and its name
+/// as the tooltip shows it.
+pub(crate) type Style<'a> = dyn Fn(usize, &Kept, &str, &str) -> (String, String) + Sync + 'a;
+
 /// The page around the frames and where frames go on it.
-pub(super) struct Canvas {
+pub(crate) struct Canvas {
     /// inferno's SVG up to the frames' container, which it opens.
-    pub(super) head: Vec<u8>,
+    pub(crate) head: Vec<u8>,
     container: Vec<u8>,
     /// What follows the last frame.
     tail: Vec<u8>,
@@ -39,21 +45,47 @@ pub(super) struct Canvas {
 }
 
 impl Canvas {
-    /// The page inferno draws with `opts` (a flame chart of differential
-    /// lines, as the graph's) for a graph of `total` and `depth` frames
-    /// below `all` at the deepest.
-    pub(super) fn new(opts: &RenderOptions, total: u64, depth: u32) -> Result<Canvas, Error> {
+    /// The page inferno draws with `opts` (a flame chart, of differential
+    /// lines if `differential`) for a graph of `total` whose deepest frame
+    /// drawn is `depth` frames below `all` (`None`: no frame is drawn).
+    pub(crate) fn new(
+        opts: &RenderOptions,
+        total: u64,
+        depth: Option<u32>,
+        differential: bool,
+    ) -> Result<Canvas, Error> {
         let inferno = opts.to_inferno()?;
-        let mut line = String::with_capacity(2 * depth as usize + 24);
-        for d in 0..depth.max(1) {
-            if d > 0 {
-                line.push(';');
+        let line = |stack: &str, n: u64| {
+            if differential {
+                format!("{stack} 0 {n}")
+            } else {
+                format!("{stack} {n}")
             }
-            line.push('f');
-        }
-        let _ = write!(line, " 0 {total}");
+        };
+        // The page's height follows the deepest frame drawn: one line as
+        // deep, all of it drawn; or, when only `all` is, two frames below
+        // it, both narrower than the smallest width kept (just under the
+        // whole); or, when nothing is, nothing kept.
+        let mut o = opts.clone();
+        let frames_px = opts.width.unwrap_or(1200).saturating_sub(20).max(1) as f64;
+        let lines = match depth {
+            Some(d) if d > 0 => {
+                o.min_width = 0.0;
+                let mut stack = "f;".repeat(d as usize);
+                stack.pop();
+                vec![line(&stack, total)]
+            }
+            Some(_) if total >= 2 => {
+                o.min_width = frames_px * (total as f64 - 0.5) / total as f64;
+                vec![line("a", 1), line("b", total - 1)]
+            }
+            _ => {
+                o.min_width = 2.0 * frames_px;
+                vec![line("a", total)]
+            }
+        };
         let mut svg = Vec::with_capacity(1 << 16);
-        render_lines(std::iter::once(line.as_str()), opts, &mut svg)?;
+        render_lines(lines.iter().map(String::as_str), &o, &mut svg)?;
         let broken = || Error::Write(io::Error::other("inferno's SVG has no frames' container"));
         let open = memchr::memmem::find(&svg, b"<svg id=\"frames\"").ok_or_else(broken)?;
         let open_end = open + memchr::memchr(b'>', &svg[open..]).ok_or_else(broken)? + 1;
@@ -61,16 +93,20 @@ impl Canvas {
         if close < open_end {
             return Err(broken());
         }
-        let all = memchr::memmem::find(&svg[open_end..], b"<g><title>all (").ok_or_else(broken)?;
-        let rect = &svg[open_end + all..close];
-        let number = |key: &[u8]| -> Option<i64> {
-            let at = memchr::memmem::find(rect, key)? + key.len();
-            let end = memchr::memchr(b'"', &rect[at..])? + at;
-            std::str::from_utf8(&rect[at..end]).ok()?.parse().ok()
-        };
-        let (Some(y_all), Some(rect_height)) = (number(b" y=\""), number(b" height=\"")) else {
+        // Where `all` is drawn (when it is).
+        let all = memchr::memmem::find(&svg[open_end..close], b"<g><title>all (").and_then(|at| {
+            let rect = &svg[open_end + at..close];
+            let number = |key: &[u8]| -> Option<i64> {
+                let at = memchr::memmem::find(rect, key)? + key.len();
+                let end = memchr::memchr(b'"', &rect[at..])? + at;
+                std::str::from_utf8(&rect[at..end]).ok()?.parse().ok()
+            };
+            Some((number(b" y=\"")?, number(b" height=\"")?))
+        });
+        if depth.is_some() && all.is_none() {
             return Err(broken());
-        };
+        }
+        let (y_all, rect_height) = all.unwrap_or((0, 0));
         let image_width = inferno.image_width.unwrap_or(1200) as f64;
         Ok(Canvas {
             head: svg[..open].to_vec(),
@@ -88,28 +124,32 @@ impl Canvas {
 
     /// Writes the frames' container with `frames` in it, then the rest of
     /// the page. `name(k)` is frame `k`'s name (empty for `all`, which is
-    /// titled `all` and has no label), `style(k, name)` its fill and tooltip.
+    /// titled `all` and has no label), `style(i, k, name, shown)` the fill
+    /// and tooltip of frame `k`, the `i`-th (`shown`: the name as the tooltip
+    /// shows it, annotation hidden).
     /// Frames are formatted in parallel, a batch at a time, and written in
     /// order.
-    pub(super) fn write_frames<'n, W: Write>(
+    pub(crate) fn write_frames<'n, W: Write>(
         &self,
         out: &mut W,
         frames: &[Kept],
         name: &(dyn Fn(&Kept) -> &'n str + Sync),
-        style: &(dyn Fn(&Kept, &str) -> (String, String) + Sync),
+        style: &Style<'_>,
     ) -> io::Result<()> {
         use rayon::prelude::*;
         out.write_all(&self.container)?;
         let per_count = 100.0 / self.total as f64;
         const CHUNK: usize = 4096;
         let batch = CHUNK * 2 * rayon::current_num_threads().max(1);
-        for frames in frames.chunks(batch) {
+        for (b, frames) in frames.chunks(batch).enumerate() {
             let texts: Vec<String> = frames
                 .par_chunks(CHUNK)
-                .map(|chunk| {
+                .enumerate()
+                .map(|(c, chunk)| {
                     let mut buf = String::with_capacity(chunk.len() * 256);
-                    for k in chunk {
-                        self.write_frame(&mut buf, k, per_count, name, style);
+                    let first = b * batch + c * CHUNK;
+                    for (i, k) in chunk.iter().enumerate() {
+                        self.write_frame(&mut buf, first + i, k, per_count, name, style);
                     }
                     buf
                 })
@@ -125,13 +165,15 @@ impl Canvas {
     fn write_frame<'n>(
         &self,
         buf: &mut String,
+        index: usize,
         k: &Kept,
         per_count: f64,
         name: &dyn Fn(&Kept) -> &'n str,
-        style: &dyn Fn(&Kept, &str) -> (String, String),
+        style: &Style<'_>,
     ) {
-        let name = deannotate(name(k));
-        let (fill, title) = style(k, if k.depth == 0 { "all" } else { name });
+        let raw = name(k);
+        let name = deannotate(raw);
+        let (fill, title) = style(index, k, raw, if k.depth == 0 { "all" } else { name });
         let x1 = k.start as f64 * per_count;
         let x2 = k.end as f64 * per_count;
         let width = x2 - x1;
