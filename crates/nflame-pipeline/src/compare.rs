@@ -191,8 +191,15 @@ pub fn compare(opts: &CompareOptions) -> Result<Comparison, Error> {
         || -> Result<Vec<String>, Error> {
             match out {
                 Some(output) => write_graph(output, |w, sidecar| {
-                    let (carried, p) = nflame_render::render_diff_to(&diff, &tree, &o, sidecar, w)?;
-                    profiles = Some(p);
+                    let (carried, p) = nflame_render::render_diff_to(
+                        &diff,
+                        &tree,
+                        &o,
+                        sidecar,
+                        removed.is_some(),
+                        w,
+                    )?;
+                    profiles = p;
                     Ok(carried)
                 }),
                 None => Ok(Vec::new()),

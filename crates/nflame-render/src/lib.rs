@@ -938,7 +938,7 @@ fn with_context_subtitle(opts: &RenderOptions, context: &Context) -> RenderOptio
 /// both profiles.
 pub fn render_diff<W: Write>(diff: &Diff, opts: &RenderOptions, writer: W) -> Result<(), Error> {
     let tree = diff.tree();
-    render_diff_to(diff, &tree, opts, None, writer)?;
+    render_diff_to(diff, &tree, opts, None, false, writer)?;
     Ok(())
 }
 
@@ -946,16 +946,18 @@ pub fn render_diff<W: Write>(diff: &Diff, opts: &RenderOptions, writer: W) -> Re
 /// caller may need for other things; profiles over
 /// [`RenderOptions::embed_limit`] go beside the SVG as
 /// `SIDECAR.before.folded.gz` and `SIDECAR.after.folded.gz` when `sidecar`
-/// names its file (the caller writes them). Returns what was set aside and
-/// both profiles compressed (for another graph of the diff). The SVG streams
-/// to `writer`: it is never held whole.
+/// names its file (the caller writes them). Returns what was set aside and,
+/// with `keep_profiles`, both profiles compressed (for another graph of the
+/// diff; otherwise they are freed once written). The SVG streams to
+/// `writer`: it is never held whole.
 pub fn render_diff_to<W: Write>(
     diff: &Diff,
     tree: &StackTree<'_>,
     opts: &RenderOptions,
     sidecar: Option<&str>,
+    keep_profiles: bool,
     writer: W,
-) -> Result<(Carried, DiffProfiles), Error> {
+) -> Result<(Carried, Option<DiffProfiles>), Error> {
     let measure = diff.measure();
     // The layout reads every stack: the profiles are compressed meanwhile.
     let (laid, mut c) = embed::compress_each_while(&[measure, measure], |push| {
@@ -972,19 +974,30 @@ pub fn render_diff_to<W: Write>(
     let laid = laid?;
     let after = c.pop().expect("two profiles");
     let before = c.pop().expect("two profiles");
-    let profiles = DiffProfiles { before, after };
+    let profiles = std::cell::RefCell::new(Some(DiffProfiles { before, after }));
+    let carried = std::cell::RefCell::new(Carried::default());
     let context = diff_context(diff, opts);
-    let placed = profiles.placed(opts, sidecar);
-    // The metadata goes straight to the output after the opening tag.
+    // The metadata goes straight to the output after the opening tag; the
+    // compressed profiles are freed then unless the caller keeps them.
     let head = |svg: &[u8], w: &mut dyn Write| -> std::io::Result<()> {
         let at = embed::svg_open_end(svg).unwrap_or(0);
         w.write_all(&svg[..at])?;
         w.write_all(b"\n")?;
-        placed.write_metadata(w, &context)?;
+        {
+            let kept = profiles.borrow();
+            if let Some(p) = kept.as_ref() {
+                let placed = p.placed(opts, sidecar);
+                placed.write_metadata(w, &context)?;
+                *carried.borrow_mut() = placed.into_carried();
+            }
+        }
+        if !keep_profiles {
+            profiles.borrow_mut().take();
+        }
         w.write_all(&svg[at..])
     };
     differential::draw(diff, &laid, opts, &head, writer)?;
-    Ok((placed.into_carried(), profiles))
+    Ok((carried.take(), profiles.take()))
 }
 
 /// Draws the reverse view of a diff: widths from BEFORE (its own counts, so
