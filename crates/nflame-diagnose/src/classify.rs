@@ -220,6 +220,21 @@ impl<'r> Classifier<'r> {
     /// would, indexed like [`StackTree::stacks`]. The frames of a shared prefix
     /// are looked at once for all the stacks under it, not once per stack.
     pub fn classify_tree(&self, tree: &StackTree<'_>) -> Vec<TreeClass> {
+        let placeholder = TreeClass {
+            category: self.rules.other_index(),
+            frame: UNKNOWN_FRAME,
+            process: UNKNOWN_FRAME,
+            decision: Decision::Fallback,
+            in_relay_syscall: false,
+        };
+        let mut classes = vec![placeholder; tree.stacks().len()];
+        self.classify_tree_each(tree, |i, c| classes[i] = c);
+        classes
+    }
+
+    /// [`Classifier::classify_tree`] handing each stack's class (with the
+    /// stack's index) to `each` as it is found, keeping none.
+    pub fn classify_tree_each(&self, tree: &StackTree<'_>, each: impl FnMut(usize, TreeClass)) {
         let frames = tree.frames();
         // Every distinct frame against every rule: the costly part when
         // frames are many, done in parallel.
@@ -280,17 +295,18 @@ impl<'r> Classifier<'r> {
         };
         // The states of the path's prefixes only (see StackTree::walk): memory
         // for the depth of the stacks, not for every prefix.
-        struct Walk<'t, 'a, E, D> {
+        struct Walk<'t, 'a, E, D, S> {
             tree: &'t StackTree<'a>,
             extend: E,
             decide: D,
             path: Vec<PathState>,
-            classes: Vec<TreeClass>,
+            each: S,
         }
-        impl<E, D> TreeVisitor for Walk<'_, '_, E, D>
+        impl<E, D, S> TreeVisitor for Walk<'_, '_, E, D, S>
         where
             E: FnMut(&PathState, u32) -> PathState,
             D: Fn(&PathState) -> TreeClass,
+            S: FnMut(usize, TreeClass),
         {
             fn enter(&mut self, node: u32) {
                 let frame = self.tree.nodes()[node as usize].frame;
@@ -305,25 +321,17 @@ impl<'r> Classifier<'r> {
                 let leaf = self.tree.stacks()[index].leaf;
                 let top = self.path.last().copied().unwrap_or_default();
                 let s = (self.extend)(&top, leaf);
-                self.classes[index] = (self.decide)(&s);
+                (self.each)(index, (self.decide)(&s));
             }
         }
-        let placeholder = TreeClass {
-            category: other,
-            frame: UNKNOWN_FRAME,
-            process: UNKNOWN_FRAME,
-            decision: Decision::Fallback,
-            in_relay_syscall: false,
-        };
         let mut walk = Walk {
             tree,
             extend,
             decide,
             path: Vec::new(),
-            classes: vec![placeholder; tree.stacks().len()],
+            each,
         };
         tree.walk(&mut walk);
-        walk.classes
     }
 
     /// Classifies one stack (`root;…;leaf`).

@@ -597,8 +597,8 @@ impl CategoryReport {
         check_per(opts[0])?;
         check_per(opts[1])?;
         let ncat = rules.categories().len();
-        let classes = Classifier::new(rules).classify_tree(tree);
-        // Frames and processes by (category, frame id) first: cheaper than by name.
+        // Frames and processes by (category, frame id) first: cheaper than by
+        // name. Each stack is tallied as it is classified.
         let mut samples = vec![[0u64; 2]; ncat];
         let mut relay = vec![[0u64; 2]; ncat];
         let mut frames: FxHashMap<(usize, u32), [u64; 2]> = FxHashMap::default();
@@ -607,20 +607,15 @@ impl CategoryReport {
             a[0] += b[0];
             a[1] += b[1];
         };
-        for (stack, c) in tree.stacks().iter().zip(&classes) {
-            add(&mut samples[c.category], stack.counts);
+        Classifier::new(rules).classify_tree_each(tree, |i, c| {
+            let counts = tree.stacks()[i].counts;
+            add(&mut samples[c.category], counts);
             if c.in_relay_syscall {
-                add(&mut relay[c.category], stack.counts);
+                add(&mut relay[c.category], counts);
             }
-            add(
-                frames.entry((c.category, c.frame)).or_default(),
-                stack.counts,
-            );
-            add(
-                procs.entry((c.category, c.process)).or_default(),
-                stack.counts,
-            );
-        }
+            add(frames.entry((c.category, c.frame)).or_default(), counts);
+            add(procs.entry((c.category, c.process)).or_default(), counts);
+        });
         let name = |id: u32| {
             if id == UNKNOWN_FRAME {
                 "[unknown]"

@@ -79,17 +79,27 @@ impl Diff {
         let by_inclusive = top_by(&totals.inclusive);
         let by_self = top_by(&totals.self_);
         let only_in = |col: usize, total: u64| {
-            let mut v: Vec<(&str, u64)> = tree
-                .stacks()
-                .iter()
-                .filter(|s| s.counts[1 - col] == 0 && s.counts[col] > 0)
-                .map(|s| (s.text, s.counts[col]))
-                .collect();
-            let all_samples: u64 = v.iter().map(|r| r.1).sum();
-            let all_count = v.len();
             let order = |x: &(&str, u64), y: &(&str, u64)| y.1.cmp(&x.1).then_with(|| x.0.cmp(y.0));
+            // Only the largest `top` are listed: candidates are kept to at
+            // most twice that (the largest selected whenever they fill up),
+            // not every stack of the side.
+            let most = self.top.saturating_mul(2);
+            let mut v: Vec<(&str, u64)> = Vec::with_capacity(most.min(1 << 10) + 1);
+            let (mut all_samples, mut all_count) = (0u64, 0usize);
+            for s in tree.stacks() {
+                if s.counts[1 - col] == 0 && s.counts[col] > 0 {
+                    all_samples += s.counts[col];
+                    all_count += 1;
+                    v.push((s.text, s.counts[col]));
+                    if v.len() > most {
+                        if self.top > 0 {
+                            v.select_nth_unstable_by(self.top - 1, order);
+                        }
+                        v.truncate(self.top);
+                    }
+                }
+            }
             if self.top < v.len() {
-                // Only the largest `top` are listed: select them, then sort those.
                 if self.top > 0 {
                     v.select_nth_unstable_by(self.top - 1, order);
                 }

@@ -262,6 +262,15 @@ impl Profile {
         true
     }
 
+    /// Gives back the room kept for stacks to come (the stacks' list grows
+    /// by doubling: up to half of it may be unused), once a profile is read.
+    fn shrink(&mut self) {
+        self.entries.shrink_to_fit();
+        if let Some(last) = self.text.chunks.last_mut() {
+            last.shrink_to_fit();
+        }
+    }
+
     /// Adds every stack of `other`. Returns `false` if the total would
     /// overflow or the units differ ([`Profile::try_merge`] says which).
     pub fn merge(&mut self, other: Profile) -> bool {
@@ -477,6 +486,7 @@ impl Profile {
                 path: input.path().to_path_buf(),
             });
         }
+        profile.shrink();
         Ok((profile, skipped))
     }
 

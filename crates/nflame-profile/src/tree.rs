@@ -149,10 +149,17 @@ impl<'a> StackTree<'a> {
     /// stack given twice is kept twice.)
     pub fn from_stacks(stacks: Vec<(&'a str, [u64; 2])>) -> StackTree<'a> {
         use rayon::prelude::*;
-        let mut sorted: Vec<(u64, &'a str, [u64; 2])> = stacks
-            .into_par_iter()
-            .map(|(text, counts)| (sort_key(text), text, counts))
-            .collect();
+        StackTree::from_keyed(
+            stacks
+                .into_par_iter()
+                .map(|(text, counts)| (sort_key(text), text, counts))
+                .collect(),
+        )
+    }
+
+    /// [`StackTree::from_stacks`] of stacks given with their [`sort_key`].
+    fn from_keyed(mut sorted: Vec<(u64, &'a str, [u64; 2])>) -> StackTree<'a> {
+        use rayon::prelude::*;
         sorted.par_sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(b.1)));
         let mut tree = StackTree::new();
         let mut frame_ids: Map<&'a str, u32> = Map::default();
@@ -217,22 +224,25 @@ impl<'a> StackTree<'a> {
             .map(|i| second.index_of(first.stack_at(i).0).map(|j| j as u32))
             .collect();
         let mut in_first = vec![false; second.len()];
-        let mut stacks: Vec<(&'a str, [u64; 2])> =
-            Vec::with_capacity(first.len() + second.len() / 8);
+        // Exactly as many as there are distinct stacks: this is the tree's
+        // largest array, made once.
+        let shared = found.iter().filter(|f| f.is_some()).count();
+        let mut stacks: Vec<(u64, &'a str, [u64; 2])> =
+            Vec::with_capacity(first.len() + second.len() - shared);
         for (i, f) in found.into_iter().enumerate() {
             let (text, count) = first.stack_at(i);
             let other = f.map_or(0, |j| {
                 in_first[j as usize] = true;
                 second.stack_at(j as usize).1
             });
-            stacks.push((text, [count, other]));
+            stacks.push((sort_key(text), text, [count, other]));
         }
         for (j, (text, count)) in second.iter().enumerate() {
             if !in_first[j] {
-                stacks.push((text, [0, count]));
+                stacks.push((sort_key(text), text, [0, count]));
             }
         }
-        StackTree::from_stacks(stacks)
+        StackTree::from_keyed(stacks)
     }
 
     /// Drops the look-up tables only building stack by stack needs.
