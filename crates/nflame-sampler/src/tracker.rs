@@ -47,6 +47,9 @@ struct Proc {
     /// Indices in [`Tracker::samples`] of this process's entries, until it
     /// exits (see [`Tracker::compact`]).
     entries: Vec<usize>,
+    /// It was compacted (once: a task's EXIT record comes once per counter
+    /// of it, and its entries are gone after the first compaction).
+    compacted: bool,
 }
 
 /// How user stacks of samples are chosen (see [`crate::CallGraph`]).
@@ -380,6 +383,7 @@ impl<S: ProcSource> Tracker<S> {
             samples: 0,
             map_gen: 0,
             entries: Vec::new(),
+            compacted: false,
         });
         p.target = true;
         p.explicit |= explicit;
@@ -420,6 +424,7 @@ impl<S: ProcSource> Tracker<S> {
             samples: 0,
             map_gen: 0,
             entries: Vec::new(),
+            compacted: false,
         })
     }
 
@@ -939,6 +944,7 @@ impl<S: ProcSource> Tracker<S> {
             p.info.exe = None;
             p.info.threads.clear();
             p.info.exited = false;
+            p.compacted = false;
             self.touch(pid);
         }
         let Some(p) = self.procs.get_mut(&pid) else {
@@ -1012,6 +1018,7 @@ impl<S: ProcSource> Tracker<S> {
                 samples,
                 map_gen: 0,
                 entries: Vec::new(),
+                compacted: false,
             },
         );
         self.touch(pid);
@@ -1029,6 +1036,10 @@ impl<S: ProcSource> Tracker<S> {
     /// costs a few hundred bytes of its own from then on instead of its
     /// whole map (6-15 KiB for a small program) and a copy of every stack.
     fn compact(&mut self, pid: u32) {
+        match self.procs.get_mut(&pid) {
+            Some(p) if !p.compacted => p.compacted = true,
+            _ => return,
+        }
         self.vm_code.remove(&pid);
         self.prune(pid);
         self.canonicalize(pid);
@@ -1806,6 +1817,47 @@ mod tests {
         let out = t.finish();
         assert_eq!(out.samples.iter().map(|s| s.count).sum::<u64>(), 3);
         assert!(out.processes[&900].exited);
+    }
+
+    /// Attached to a command, each counter of a task (one per CPU and
+    /// role) writes its own EXIT record: a process that exited is still
+    /// compacted once, keeping the mappings and thread names its samples
+    /// need (a second compaction found none of its entries and dropped
+    /// them all).
+    #[test]
+    fn a_repeated_exit_record_compacts_once() {
+        let src = FakeProc::default().with(
+            900,
+            "cc1",
+            "/usr/lib/cc1",
+            &[
+                (0x1000, 0x2000, "/usr/lib/cc1"),
+                (0x3000, 0x4000, "/lib/libc.so.6"),
+            ],
+        );
+        let mut t = Tracker::new(Filter::Attached, src, 1);
+        t.handle(sample(900, 900, 1, &[], &[0x1010, 0x3000]));
+        for time in [5, 5, 6] {
+            t.handle(Event::Exit {
+                pid: 900,
+                tid: 900,
+                time,
+            });
+        }
+        t.handle(Event::Lost {
+            time: 6 + SETTLE_NS,
+            count: 0,
+            stacks: false,
+        });
+        let out = t.finish();
+        let p = &out.processes[&900];
+        assert_eq!(p.mappings.len(), 2, "{:?}", p.mappings);
+        assert_eq!(p.threads.keys().copied().collect::<Vec<_>>(), vec![900]);
+        // Its stack moved with its mappings: every address is in one.
+        assert!(out.samples[0]
+            .user
+            .iter()
+            .all(|&a| p.mapping_for(a).is_some()));
     }
 
     /// Two runs of one program, loaded at different addresses: once they
