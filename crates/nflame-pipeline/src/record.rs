@@ -392,7 +392,8 @@ impl<'a, W: Write + ?Sized, F: Fn() -> bool> Abortable<'a, W, F> {
 
     fn check(&self) -> io::Result<()> {
         if (self.abandoned)() {
-            Err(io::Error::new(io::ErrorKind::Interrupted, "interrupted"))
+            // Not of kind `Interrupted`: `write_all` tries those again.
+            Err(io::Error::other("the outputs were abandoned"))
         } else {
             Ok(())
         }
@@ -928,6 +929,34 @@ mod tests {
             OutputFormat::Folded
         );
         assert!(OutputFormat::of(Path::new("a.txt")).is_err());
+    }
+
+    /// Once the outputs are abandoned, every write fails and is not tried
+    /// again: drawing an SVG stops at once. (With an error of kind
+    /// `Interrupted`, which `write_all` retries, the SVG's metadata writer
+    /// took the same bytes again at each retry, and a Ctrl-C while writing
+    /// grew the recorder to every byte of memory.)
+    #[test]
+    fn abandoned_outputs_fail_their_writes_for_good() {
+        let stacks: Vec<String> = (0..2_000)
+            .map(|i| format!("main;f{i};g{}", i % 7))
+            .collect();
+        let profile = Profile::from_stacks(stacks.iter().map(|s| (s.as_str(), 3)));
+        let checks = std::cell::Cell::new(0u32);
+        // Abandoned after the first few writes.
+        let abandoned = || {
+            checks.set(checks.get() + 1);
+            assert!(
+                checks.get() < 100_000,
+                "abandoned writes are tried again and again"
+            );
+            checks.get() > 3
+        };
+        let mut sink: Vec<u8> = Vec::new();
+        let w = Abortable::new(&mut sink, &abandoned);
+        let r = nflame_render::render_profile(&profile, &RenderOptions::default(), w);
+        assert!(r.is_err(), "rendering went on: {} bytes", sink.len());
+        assert!(checks.get() < 100, "{} checks", checks.get());
     }
 
     #[test]
