@@ -6,7 +6,12 @@
 //! on a background thread, labels the Docker targets' stacks by pid and keeps
 //! only the network softirq part of other tasks' stacks while folding
 //! (`nflame-symbolizer`'s [`Roots`]), and writes the folded and SVG outputs
-//! atomically. What the terminal shows (a status line, the summary) is the
+//! atomically. Processes that exit while recording are folded then, on a
+//! thread of their own, as the sampler hands them out
+//! (`nflame_sampler::record_with_exited`), and dropped: memory follows the
+//! distinct folded stacks, not the number of processes that came and went;
+//! the rest is folded at the end and both merged ([`IncrementalFold`]), the
+//! same profile and statistics as one fold of everything. What the terminal shows (a status line, the summary) is the
 //! caller's: [`RecordEvents`] reports the stages, [`RecordOutcome::summary`]
 //! is the summary's text. Signals are the caller's too: it sets `stop` to end
 //! the recording, and [`RecordEvents::abandoned`] says when a later signal
@@ -17,6 +22,7 @@ use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
+use std::sync::mpsc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use nflame_docker::{DockerQuery, DockerTargets};
@@ -26,7 +32,7 @@ use nflame_profile::text::clean_text;
 use nflame_profile::Profile;
 use nflame_render::RenderOptions;
 use nflame_sampler::{Progress, RecordOptions, Recording, StopReason, Target, UnwindStats};
-use nflame_symbolizer::{FoldOptions, FoldStats, OtherStacks, Roots};
+use nflame_symbolizer::{FoldOptions, FoldStats, IncrementalFold, OtherStacks, Prepared, Roots};
 
 /// What `nflame record` does. Build it with [`RecordJob::new`].
 #[derive(Debug, Clone)]
@@ -159,6 +165,11 @@ pub struct RecordOutcome {
     pub profile: Profile,
     /// What folding did.
     pub stats: FoldStats,
+    /// Processes seen: those in `recording` and those that exited while
+    /// recording and were folded then (they left it).
+    pub processes: usize,
+    /// How user stacks were unwound, over every process seen.
+    pub unwind: UnwindStats,
     /// The outputs written (not `-`).
     pub written: Vec<PathBuf>,
     /// Outputs that could not be written, each said in a line.
@@ -217,20 +228,36 @@ pub fn record(
 
     // Kernel symbols load on a background thread while sampling runs.
     let prepared = nflame_symbolizer::warm_up(&fold_opts);
-    let recording = nflame_sampler::record(&rec_opts, stop, |p| events.progress(p));
+    if let Some(d) = &docker {
+        fold_opts.roots = docker_roots(d);
+    }
+    let (recording, early) = record_folding_exited(&rec_opts, &fold_opts, &prepared, stop, events);
     let mut recording = recording.map_err(Error::Record)?;
+    let Early {
+        fold: mut folded,
+        error,
+        samples: early_samples,
+        processes: early_processes,
+        unwind: early_unwind,
+    } = early;
+    if let Some(e) = error {
+        return Err(Error::Fold(e));
+    }
     if let Some(d) = &mut docker {
         // Processes that started while recording get their roles too; the
         // chosen ones are labelled by pid while folding, and only the network
-        // softirq part of every other task's stacks is kept.
+        // softirq part of every other task's stacks is kept. (Roles are only
+        // ever added: the processes folded as they exited had theirs.)
         d.refresh();
         recording.notes.extend(d.notes.iter().cloned());
         recording.skipped.extend(d.skipped.iter().cloned());
         fold_opts.roots = docker_roots(d);
     }
-    events.symbolizing(recording.sample_count());
-    let (profile, stats) =
-        nflame_symbolizer::fold_with(&recording, &fold_opts, &prepared).map_err(Error::Fold)?;
+    events.symbolizing(early_samples + recording.sample_count());
+    folded
+        .add(&recording, &fold_opts, &prepared)
+        .map_err(Error::Fold)?;
+    let (profile, stats) = folded.finish();
     if docker.is_some() {
         recording.notes.push(format!(
             "Docker targets: {} of {} samples are the targets' or network softirq work",
@@ -239,10 +266,16 @@ pub fn record(
         ));
     }
     // The samples are in the profile now; the summary needs the rest.
-    let samples = recording.sample_count();
+    let samples = early_samples + recording.sample_count();
     recording.samples = Vec::new();
+    let mut unwind = early_unwind;
+    for p in recording.processes.values() {
+        unwind.add(&p.unwind);
+    }
     let abandoned = || events.abandoned();
     let mut outcome = RecordOutcome {
+        processes: early_processes + recording.processes.len(),
+        unwind,
         recording,
         samples,
         profile,
@@ -312,6 +345,86 @@ pub fn record(
         }
     }
     Ok(outcome)
+}
+
+/// What was folded while recording: the processes that exited.
+struct Early {
+    fold: IncrementalFold,
+    /// Why folding them failed (a total overflowed).
+    error: Option<nflame_symbolizer::Error>,
+    /// Their samples.
+    samples: u64,
+    /// Processes handed out (they left the recording).
+    processes: usize,
+    /// How their user stacks were unwound.
+    unwind: UnwindStats,
+}
+
+/// Records, folding the processes that exit as the recorder hands them
+/// out, on a thread of their own (so the recorder goes on reading its
+/// buffers), each part then dropped: memory follows the distinct folded
+/// stacks, not every process that came and went. Returns the recording
+/// (the live processes, and those that exited last) and what was folded.
+fn record_folding_exited(
+    rec_opts: &RecordOptions,
+    fold_opts: &FoldOptions,
+    prepared: &Prepared,
+    stop: &AtomicBool,
+    events: &mut dyn RecordEvents,
+) -> (Result<Recording, nflame_sampler::Error>, Early) {
+    std::thread::scope(|scope| {
+        let (parts, received) = mpsc::channel::<Recording>();
+        let folder = std::thread::Builder::new()
+            .name("nflame-fold".into())
+            .spawn_scoped(scope, move || {
+                let mut early = Early::empty();
+                for part in received {
+                    early.samples += part.sample_count();
+                    early.processes += part.processes.len();
+                    for p in part.processes.values() {
+                        early.unwind.add(&p.unwind);
+                    }
+                    if early.error.is_none() {
+                        if let Err(e) = early.fold.add(&part, fold_opts, prepared) {
+                            early.error = Some(e);
+                        }
+                    }
+                }
+                early
+            });
+        let Ok(folder) = folder else {
+            // No thread: everything is kept and folded at the end.
+            let recording = nflame_sampler::record(rec_opts, stop, |p| events.progress(p));
+            return (recording, Early::empty());
+        };
+        let recording = nflame_sampler::record_with_exited(
+            rec_opts,
+            stop,
+            |p| events.progress(p),
+            |part| {
+                // The folder is gone only if it panicked; join says so.
+                let _ = parts.send(part);
+            },
+        );
+        drop(parts);
+        let early = match folder.join() {
+            Ok(early) => early,
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
+        (recording, early)
+    })
+}
+
+impl Early {
+    fn empty() -> Early {
+        Early {
+            fold: IncrementalFold::new(),
+            error: None,
+            samples: 0,
+            processes: 0,
+            unwind: UnwindStats::default(),
+        }
+    }
 }
 
 /// The Docker targets' stacks under their role labels, plus the network
@@ -554,8 +667,7 @@ impl RecordOutcome {
         let _ = writeln!(
             s,
             "  processes  {} with samples, {} seen",
-            stats.processes,
-            rec.processes.len()
+            stats.processes, self.processes
         );
         let _ = writeln!(s, "  event      {} at {} Hz", rec.event, rec.frequency);
         let _ = writeln!(s, "  duration   {}", secs(rec.duration));
@@ -576,10 +688,7 @@ impl RecordOutcome {
         );
         let _ = writeln!(s, "  stacks     {} distinct", self.profile.len());
         if rec.user && stats.user_stacks > 0 {
-            let mut unwind = UnwindStats::default();
-            for p in rec.processes.values() {
-                unwind.add(&p.unwind);
-            }
+            let unwind = self.unwind;
             let _ = writeln!(
                 s,
                 "  unwound    {:.1}% of user stacks complete, {} truncated (call graph {}: {} by DWARF, {} by frame pointers)",

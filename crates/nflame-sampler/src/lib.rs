@@ -102,4 +102,4 @@ pub use nflame_recording::{
     UnwindMethod, UnwindStats, DEFAULT_STACK_BYTES, MAX_STACK_BYTES,
 };
 pub use options::{EventChoice, Progress, RecordOptions, Target};
-pub use record::record;
+pub use record::{record, record_with_exited};

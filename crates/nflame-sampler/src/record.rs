@@ -27,6 +27,8 @@ const DWARF_RING_PAGES: usize = 4096;
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// How often `/proc` is checked for targets whose EXIT record we missed.
 const LIVENESS_INTERVAL: Duration = Duration::from_millis(200);
+/// How often [`record_with_exited`] hands out the processes that exited.
+const HAND_OUT_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Records on-CPU samples of `opts.target` until the duration elapses, `stop`
 /// becomes true, or (for pids and commands) every target has exited.
@@ -36,7 +38,35 @@ const LIVENESS_INTERVAL: Duration = Duration::from_millis(200);
 pub fn record(
     opts: &RecordOptions,
     stop: &AtomicBool,
+    progress: impl FnMut(&Progress),
+) -> Result<Recording, Error> {
+    record_inner(opts, stop, progress, None)
+}
+
+/// [`record()`], handing the processes that exit during the recording to
+/// `exited` as it goes, instead of keeping them: every couple of seconds,
+/// the processes that exited at least a second (of sample time) earlier, so
+/// that no sample of them can still come, each with *all* its samples, in a
+/// [`Recording`] of their own (its `samples` and `processes`; `event`,
+/// `frequency`, `kernel`, `user`, `call_graph` and `stack_bytes` as the
+/// recording's). They are not in the returned recording, whose samples and
+/// processes are the rest; processes the caller named ([`Target::Pids`])
+/// always stay in it. A caller that folds each part and drops it keeps
+/// memory bounded while programs come and go.
+pub fn record_with_exited(
+    opts: &RecordOptions,
+    stop: &AtomicBool,
+    progress: impl FnMut(&Progress),
+    mut exited: impl FnMut(Recording),
+) -> Result<Recording, Error> {
+    record_inner(opts, stop, progress, Some(&mut exited))
+}
+
+fn record_inner(
+    opts: &RecordOptions,
+    stop: &AtomicBool,
     mut progress: impl FnMut(&Progress),
+    mut exited: Option<&mut dyn FnMut(Recording)>,
 ) -> Result<Recording, Error> {
     validate(opts)?;
     let paranoid = system::perf_event_paranoid().ok_or_else(|| Error::Unsupported {
@@ -119,6 +149,9 @@ pub fn record(
     let mut counters = std::mem::take(&mut session.counters);
 
     let mut tracker = Tracker::new(filter, Procfs, own);
+    if exited.is_some() {
+        tracker.hand_out_settled();
+    }
     let stack_bytes = if opts.user {
         opts.call_graph.stack_bytes()
     } else {
@@ -186,6 +219,7 @@ pub fn record(
     let mut batch: Vec<Event> = Vec::new();
     let mut last_progress = start;
     let mut last_liveness = start;
+    let mut last_hand_out = start;
     let attached = matches!(opts.target, Target::Pids(_) | Target::Command(_));
     let stop_reason = loop {
         let elapsed = start.elapsed();
@@ -254,6 +288,24 @@ pub fn record(
             }
         }
         handle_some(&mut batch, &mut tracker, POLL_INTERVAL);
+        if let Some(exited) = exited.as_mut() {
+            if last_hand_out.elapsed() >= HAND_OUT_INTERVAL {
+                last_hand_out = Instant::now();
+                if let Some((samples, processes)) = tracker.take_settled() {
+                    exited(Recording {
+                        samples,
+                        processes,
+                        event: event.name().to_string(),
+                        frequency: opts.frequency,
+                        kernel,
+                        user: opts.user,
+                        call_graph: opts.call_graph,
+                        stack_bytes,
+                        ..Recording::default()
+                    });
+                }
+            }
+        }
 
         if attached {
             if let Some(child) = child.as_mut() {

@@ -113,7 +113,16 @@ pub(crate) struct Tracker<S: ProcSource> {
     /// mappings exited processes are moved to (see [`Tracker::compact`]).
     canon: FxHashMap<(PathBuf, Option<u64>, Option<u64>), u64>,
     next_canon: u64,
+    /// Compacted processes to hand out (see [`Tracker::take_settled`]),
+    /// when the caller takes them.
+    settled: Option<Vec<u32>>,
+    /// Processes handed out that [`Tracker::process_count`] counted.
+    handed_out: usize,
 }
+
+/// What [`Tracker::take_settled`] hands out: the samples of processes that
+/// exited and were compacted, and those processes.
+pub(crate) type Settled = (Vec<RawSample>, BTreeMap<u32, ProcessInfo>);
 
 impl<S: ProcSource + std::fmt::Debug> std::fmt::Debug for Tracker<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -201,7 +210,15 @@ impl<S: ProcSource> Tracker<S> {
             clock: 0,
             canon: FxHashMap::default(),
             next_canon: CANON_START,
+            settled: None,
+            handed_out: 0,
         }
+    }
+
+    /// Compacted processes are to be handed out by
+    /// [`Tracker::take_settled`] instead of being kept until the end.
+    pub(crate) fn hand_out_settled(&mut self) {
+        self.settled.get_or_insert_with(Vec::new);
     }
 
     /// Chooses how user stacks are made; `unwinder` serves the DWARF modes.
@@ -688,6 +705,72 @@ impl<S: ProcSource> Tracker<S> {
     fn compact(&mut self, pid: u32) {
         self.prune(pid);
         self.canonicalize(pid);
+        let explicit = self.procs.get(&pid).is_some_and(|p| p.explicit);
+        if let (Some(settled), false) = (self.settled.as_mut(), explicit) {
+            settled.push(pid);
+        }
+    }
+
+    /// Hands out the processes compacted since the last call (not those the
+    /// caller asked for: they stay, for the summary) with all their
+    /// samples, which leave the tracker: no sample of them can still come.
+    /// What is kept then grows with the live processes, not with every
+    /// process that came and went. Only the processes [`Tracker::finish`]
+    /// would have returned are in the map. `None` when there is nothing.
+    pub(crate) fn take_settled(&mut self) -> Option<Settled> {
+        let pids = std::mem::take(self.settled.as_mut()?);
+        // Stacks only the intern set holds (those of earlier parts, by now
+        // folded and dropped) go.
+        self.stacks.retain(|a| Arc::strong_count(a) > 1);
+        let keep_all_targets = self.filter != Filter::All;
+        let mut gone: FxHashSet<u32> = FxHashSet::default();
+        let mut processes = BTreeMap::new();
+        for pid in pids {
+            if !self
+                .procs
+                .get(&pid)
+                .is_some_and(|p| p.info.exited && !p.explicit)
+            {
+                // A new process reused the pid meanwhile, or it is gone.
+                continue;
+            }
+            let Some(p) = self.procs.remove(&pid) else {
+                continue;
+            };
+            gone.insert(pid);
+            if p.samples > 0 || (keep_all_targets && p.target) {
+                processes.insert(pid, p.info);
+                self.handed_out += 1;
+            }
+        }
+        if gone.is_empty() {
+            return None;
+        }
+        // Index in `samples` before → after; `usize::MAX` for those handed out.
+        let mut moved = Vec::with_capacity(self.samples.len());
+        let mut kept = Vec::with_capacity(self.samples.len());
+        let mut out = Vec::new();
+        for s in std::mem::take(&mut self.samples) {
+            if gone.contains(&s.pid) {
+                moved.push(usize::MAX);
+                out.push(s);
+            } else {
+                moved.push(kept.len());
+                kept.push(s);
+            }
+        }
+        self.samples = kept;
+        self.sample_index.retain(|_, i| {
+            *i = moved[*i];
+            *i != usize::MAX
+        });
+        for p in self.procs.values_mut() {
+            p.entries.retain_mut(|i| {
+                *i = moved[*i];
+                *i != usize::MAX
+            });
+        }
+        Some((out, processes))
     }
 
     fn prune(&mut self, pid: u32) {
@@ -848,10 +931,12 @@ impl<S: ProcSource> Tracker<S> {
     }
 
     pub(crate) fn process_count(&self) -> usize {
-        self.procs
-            .values()
-            .filter(|p| p.samples > 0 || (p.target && self.filter != Filter::All))
-            .count()
+        self.handed_out
+            + self
+                .procs
+                .values()
+                .filter(|p| p.samples > 0 || (p.target && self.filter != Filter::All))
+                .count()
     }
 
     pub(crate) fn finish(mut self) -> Outcome {
@@ -1366,6 +1451,75 @@ mod tests {
             pa.mapping_for(a.user[2]).unwrap().path,
             PathBuf::from("//anon")
         );
+    }
+
+    /// Handing out settled processes: each one that exited and was
+    /// compacted leaves with all its samples (and only then), counted in
+    /// the progress; a live process's samples stay and go on counting into
+    /// their entries; a process the caller named stays; stacks nobody holds
+    /// any more leave the intern set.
+    #[test]
+    fn settled_processes_are_handed_out_with_all_their_samples() {
+        let src = FakeProc::default().with(50, "named", "/usr/bin/named", &[]);
+        let mut t = Tracker::new(Filter::All, src, 1);
+        t.hand_out_settled();
+        assert!(t.add_target(50));
+        for pid in [50, 100, 200, 300] {
+            t.handle(mmap(pid, 0x1000, 0x2000, "/usr/bin/prog"));
+            t.handle(sample(pid, pid, 1, &[0xffff], &[0x1010, pid as u64]));
+            t.handle(sample(pid, pid, 2, &[0xffff], &[0x1010]));
+        }
+        t.handle(sample(300, 301, 2, &[0xeeee], &[0x1010]));
+        assert_eq!(t.process_count(), 4);
+        for pid in [50, 100, 200] {
+            t.handle(Event::Exit {
+                pid,
+                tid: pid,
+                time: 3,
+            });
+        }
+        // Not settled yet: nothing to hand out.
+        assert!(t.take_settled().is_none());
+        t.handle(Event::Lost {
+            time: 3 + SETTLE_NS,
+            count: 0,
+        });
+        let (samples, processes) = t.take_settled().expect("two settled processes");
+        assert_eq!(
+            processes.keys().copied().collect::<Vec<_>>(),
+            vec![100, 200]
+        );
+        assert!(processes.values().all(|p| p.exited));
+        let mut of: Vec<(u32, u64)> = samples.iter().map(|s| (s.pid, s.count)).collect();
+        of.sort();
+        assert_eq!(of, vec![(100, 1), (100, 1), (200, 1), (200, 1)]);
+        assert!(t.take_settled().is_none());
+        // Still counted as seen; the live process's entries still count.
+        assert_eq!(t.process_count(), 4);
+        t.handle(sample(300, 301, 4 + SETTLE_NS, &[0xeeee], &[0x1010]));
+        t.handle(sample(300, 300, 4 + SETTLE_NS, &[0xffff], &[0x1010]));
+        drop(samples);
+        let stacks = t.stacks.len();
+        t.handle(Event::Exit {
+            pid: 300,
+            tid: 300,
+            time: 5 + SETTLE_NS,
+        });
+        t.handle(Event::Lost {
+            time: 5 + 2 * SETTLE_NS,
+            count: 0,
+        });
+        // The handed-out stacks (`[0x1010, 100]`, …) left the intern set.
+        let (samples, processes) = t.take_settled().expect("the last one");
+        assert!(t.stacks.len() < stacks, "{} of {stacks}", t.stacks.len());
+        assert_eq!(processes.keys().copied().collect::<Vec<_>>(), vec![300]);
+        let mut of: Vec<(u32, u64)> = samples.iter().map(|s| (s.tid, s.count)).collect();
+        of.sort();
+        assert_eq!(of, vec![(300, 1), (300, 2), (301, 2)]);
+        let out = t.finish();
+        // The named process stays, with its samples.
+        assert_eq!(out.processes.keys().copied().collect::<Vec<_>>(), vec![50]);
+        assert_eq!(out.samples.iter().map(|s| s.count).sum::<u64>(), 2);
     }
 
     #[test]
