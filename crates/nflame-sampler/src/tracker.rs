@@ -533,7 +533,12 @@ impl<S: ProcSource> Tracker<S> {
                         p.info.exited = true;
                         p.samples == 0 && !p.explicit
                     }
-                    None => return,
+                    None => {
+                        // Not a target: its verdict goes with it, so that
+                        // they follow the live processes.
+                        self.verdicts.remove(&pid);
+                        return;
+                    }
                 };
                 // System-wide, most processes are never sampled: forget them
                 // when they exit so memory follows the live process count.
@@ -738,6 +743,7 @@ impl<S: ProcSource> Tracker<S> {
                 continue;
             };
             gone.insert(pid);
+            self.verdicts.remove(&pid);
             if p.samples > 0 || (keep_all_targets && p.target) {
                 processes.insert(pid, p.info);
                 self.handed_out += 1;
@@ -1240,6 +1246,14 @@ mod tests {
         });
         t.handle(sample(401, 401, 8, &[], &[0x9]));
         assert_eq!(t.sample_count(), 2);
+        // A stranger's verdict goes when it exits.
+        assert!(t.verdicts.contains_key(&401));
+        t.handle(Event::Exit {
+            pid: 401,
+            tid: 401,
+            time: 9,
+        });
+        assert!(!t.verdicts.contains_key(&401));
         let out = t.finish();
         assert!(out.ever_matched);
         assert_eq!(

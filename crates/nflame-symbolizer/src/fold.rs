@@ -10,6 +10,9 @@
 //! [`crate::warm_up`] when the caller could); then merge samples with
 //! identical stacks (the sampler interns stacks, so this is a pointer
 //! comparison) and write each distinct stack once into a [`Profile`].
+//! [`IncrementalFold`] does this part by part (the processes that exited
+//! while recording, then the rest) and merges the parts' profiles and
+//! statistics; [`fold_with`] is its one-part case.
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
