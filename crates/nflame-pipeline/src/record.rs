@@ -157,7 +157,9 @@ impl RecordEvents for NoEvents {}
 #[non_exhaustive]
 pub struct RecordOutcome {
     /// The recording, without its samples (they are folded into
-    /// `profile`).
+    /// `profile`) and without the processes that exited while recording
+    /// (folded then; [`RecordOutcome::processes`] and
+    /// [`RecordOutcome::unwind`] count them).
     pub recording: Recording,
     /// Samples recorded.
     pub samples: u64,

@@ -50,8 +50,8 @@ pub fn record(
 /// [`Recording`] of their own (its `samples` and `processes`; `event`,
 /// `frequency`, `kernel`, `user`, `call_graph` and `stack_bytes` as the
 /// recording's). They are not in the returned recording, whose samples and
-/// processes are the rest; processes the caller named ([`Target::Pids`])
-/// always stay in it. A caller that folds each part and drops it keeps
+/// processes are the rest; processes the caller named ([`Target::Pids`],
+/// the command of [`Target::Command`]) always stay in it. A caller that folds each part and drops it keeps
 /// memory bounded while programs come and go.
 pub fn record_with_exited(
     opts: &RecordOptions,
