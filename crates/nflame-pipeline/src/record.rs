@@ -391,6 +391,8 @@ fn record_folding_exited(
                             early.error = Some(e);
                         }
                     }
+                    drop(part);
+                    release_freed_memory();
                 }
                 early
             });
@@ -415,6 +417,19 @@ fn record_folding_exited(
         };
         (recording, early)
     })
+}
+
+/// Gives the memory a part's fold freed back to the system: symbolizing
+/// reads whole symbol tables (a compiler's run to hundreds of MiB), which
+/// the allocator would otherwise keep, in each thread's arena, for the rest
+/// of the recording.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free memory of the allocator's
+    // arenas to the system; it takes no pointer and is thread-safe.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 impl Early {
