@@ -674,8 +674,8 @@ fn rss_kib(pid: u32) -> Option<u64> {
 /// the profile on a thread of its own and dropped; only the live processes'
 /// samples wait for the fold at the end. What may grow: the distinct
 /// stacks (256 bytes each is allowed) and 1.5 MiB of allocator slack.
-/// Measured here, the next 1,500 added 0.5-0.9 MiB (new distinct stacks,
-/// most of it); before processes were folded as they exited, each one that
+/// Measured here on a busy machine, the next 1,500 added 1.1 MiB (0.8 KiB
+/// each, new distinct stacks and the allocator, flattening as it goes); before processes were folded as they exited, each one that
 /// had samples cost about 1.5 KiB more (its samples, kept to the end; 5 KiB
 /// with `-a`, which keeps what they did before their `exec` too): 2-3 MiB
 /// for the 1,500 here, over the allowance. Identical samples are
