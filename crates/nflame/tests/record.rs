@@ -1065,6 +1065,59 @@ fn off_cpu_stacks_weigh_the_time_spent_waiting() {
     }
 }
 
+/// `--off-cpu -a` while short programs come and go: each run exits during
+/// the recording, long enough before its end to be folded then and dropped
+/// (a second to settle, two between hand-outs), and keeps its blocked time:
+/// the waits in `do_sleep` of three runs weigh what the runs measured of
+/// them, and their threads' times are in the summary's totals.
+#[test]
+fn off_cpu_all_keeps_the_blocked_time_of_programs_that_exited() {
+    let _s = serial();
+    let dir = tempfile::tempdir().unwrap();
+    // A name of its own: every process is recorded.
+    let bin = dir.path().join("nfl-offexit");
+    std::fs::copy(offcpu_bin(), &bin).unwrap();
+    let out = dir.path().join("all.folded");
+    let rec = start_recording(nflame().args(["record", "--off-cpu", "-a", "-o"]).arg(&out));
+    let mut measured = 0.0;
+    for i in 0..3 {
+        let report = dir.path().join(format!("report.{i}"));
+        let o = Command::new(&bin)
+            .arg("-r")
+            .arg(&report)
+            .args(["mix", "0.4"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        let text = std::fs::read_to_string(&report).unwrap();
+        let sleep = text
+            .lines()
+            .find_map(|l| l.strip_prefix("sleep "))
+            .expect("the run's sleep time");
+        measured += sleep.parse::<f64>().unwrap();
+    }
+    let mut rec = rec;
+    let limit = Duration::from_secs(120);
+    let now = rec.wait_status(limit, |_| true).elapsed;
+    rec.wait_status(limit, |s| s.elapsed >= now + 4.0);
+    rec.signal(libc::SIGINT);
+    let o = finish_recorder(rec);
+    let err = stderr(&o);
+    let p = folded(&out);
+    let got: u64 = p
+        .iter()
+        .filter(|(s, _)| s.starts_with("nfl-offexit;[blocked];") && s.contains(";main;do_sleep;"))
+        .map(|(_, n)| n)
+        .sum();
+    let want = measured / 1000.0;
+    assert!(
+        (got as f64 - want).abs() <= 0.1 * want,
+        "{got} µs blocked in do_sleep in the graph, {want:.0} µs measured by the runs: {err}"
+    );
+    assert!(err.contains("off-CPU") && err.contains("threads"), "{err}");
+}
+
 /// `--docker-port` for a port no docker-proxy publishes: a clear error naming
 /// what was looked for, exit status 1, nothing recorded or written.
 #[test]
