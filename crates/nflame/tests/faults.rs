@@ -693,26 +693,26 @@ fn rss_kib(pid: u32) -> Option<u64> {
 /// A system-wide recording keeps its memory bounded while programs come and
 /// go: 15 s in, once the first 300 new processes have had samples, the next
 /// 1,500 (runs of one program in three ways, a few kinds of stacks) add no
-/// more to resident memory than a fixed slack and the distinct stacks do, whatever else the
-/// machine runs: memory follows the distinct folded stacks, not the number
-/// of processes. The recording samples every CPU and sees every process's
-/// records, and keeps the programs named `calltree` (`--name`): with `-a`,
-/// what the machine's other programs add is their distinct stacks, as many
-/// as a compiler running meanwhile makes, which no bound here can foresee.
+/// more to resident memory than a fixed slack and the distinct stacks do,
+/// whatever else the machine runs: memory follows the distinct folded
+/// stacks, not the number of processes. The recording samples every CPU and
+/// sees every process's records, and keeps the programs named `calltree`
+/// (`--name`): with `-a`, what the machine's other programs add is their
+/// distinct stacks, as many as a compiler running meanwhile makes, which no
+/// bound here can foresee.
 ///
 /// Why: a process that exited is compacted a second (of sample time) after
 /// its exit, handed out by the sampler with all its samples, folded into
 /// the profile on a thread of its own and dropped; only the live processes'
 /// samples wait for the fold at the end. What may grow: the distinct
 /// stacks (256 bytes each is allowed) and 1.5 MiB of allocator slack.
-/// Measured here on a busy machine, the next 1,500 added 1.1 MiB (0.8 KiB
-/// each, new distinct stacks and the allocator, flattening as it goes); before processes were folded as they exited, each one that
-/// had samples cost about 1.5 KiB more (its samples, kept to the end; 5 KiB
-/// with `-a`, which keeps what they did before their `exec` too): 2-3 MiB
-/// for the 1,500 here, over the allowance. Identical samples are
-/// counted, not stored, so nothing grows per sample either. The processes
-/// come from nflame's own status line, read when the memory is, the
-/// distinct stacks from its summary.
+/// Measured here on a busy machine (two runs), the next 1,500 added 0 and
+/// 660 KiB (0.0 and 0.4 KiB each: new distinct stacks and the allocator);
+/// before processes were folded as they exited, 2,760 KiB (1.8 KiB each:
+/// their samples, kept to the end), over the allowance. Identical samples
+/// are counted, not stored, so nothing grows per sample either. The
+/// processes come from nflame's own status line, read when the memory is,
+/// the distinct stacks from its summary.
 ///
 /// The workload: one busy process, and short programs started one after the
 /// other for the whole recording (each spins 10 ms, so each has samples).
