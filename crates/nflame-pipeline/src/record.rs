@@ -6,18 +6,28 @@
 //! on a background thread, labels the Docker targets' stacks by pid and keeps
 //! only the network softirq part of other tasks' stacks while folding
 //! (`nflame-symbolizer`'s [`Roots`]), and writes the folded and SVG outputs
-//! atomically. What the terminal shows (a status line, the summary) is the
-//! caller's: [`RecordEvents`] reports the stages, [`RecordOutcome::summary`]
-//! is the summary's text. Signals are the caller's too: it sets `stop` to end
+//! atomically. Processes that exit while recording are folded then, on a
+//! thread of their own, as the sampler hands them out
+//! (`nflame_sampler::record_with_exited`), and dropped: memory follows the
+//! distinct folded stacks, not the number of processes that came and went;
+//! the rest is folded at the end and both merged ([`IncrementalFold`]), the
+//! same profile and statistics as one fold of everything. Each process
+//! comes with what its fold and the summary need (its threads' off-CPU
+//! times, its Lua VM), and what the summary says of the processes is
+//! gathered as they come, in counts and the few lines it shows ([`Seen`]).
+//! What the terminal shows (a status line, the summary) is the caller's:
+//! [`RecordEvents`] reports the stages, [`RecordOutcome::summary`] is the
+//! summary's text. Signals are the caller's too: it sets `stop` to end
 //! the recording, and [`RecordEvents::abandoned`] says when a later signal
 //! asks to abandon the outputs (nothing is then written).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
+use std::sync::mpsc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use nflame_docker::{DockerQuery, DockerTargets};
@@ -27,10 +37,10 @@ use nflame_profile::text::clean_text;
 use nflame_profile::Profile;
 use nflame_render::RenderOptions;
 use nflame_sampler::{
-    LuaProcess, LuaVmState, Measure, Progress, RecordOptions, Recording, StopReason, Target,
-    ThreadTimes, UnwindStats,
+    LuaProcess, LuaVmState, Measure, ProcessInfo, Progress, RecordOptions, Recording, StopReason,
+    Target, ThreadTimes, UnwindStats,
 };
-use nflame_symbolizer::{FoldOptions, FoldStats, OtherStacks, Roots};
+use nflame_symbolizer::{FoldOptions, FoldStats, IncrementalFold, OtherStacks, Prepared, Roots};
 
 /// What `nflame record` does. Build it with [`RecordJob::new`].
 #[derive(Debug, Clone)]
@@ -155,7 +165,9 @@ impl RecordEvents for NoEvents {}
 #[non_exhaustive]
 pub struct RecordOutcome {
     /// The recording, without its samples (they are folded into
-    /// `profile`).
+    /// `profile`) and without the processes that exited while recording
+    /// (folded then; [`RecordOutcome::processes`] and
+    /// [`RecordOutcome::unwind`] count them).
     pub recording: Recording,
     /// Samples recorded.
     pub samples: u64,
@@ -163,6 +175,13 @@ pub struct RecordOutcome {
     pub profile: Profile,
     /// What folding did.
     pub stats: FoldStats,
+    /// Processes seen: those in `recording` and those that exited while
+    /// recording and were folded then (they left it).
+    pub processes: usize,
+    /// How user stacks were unwound, over every process seen.
+    pub unwind: UnwindStats,
+    /// What the summary says of every process seen.
+    seen: Seen,
     /// The outputs written (not `-`).
     pub written: Vec<PathBuf>,
     /// Outputs that could not be written, each said in a line.
@@ -221,31 +240,54 @@ pub fn record(
 
     // Kernel symbols load on a background thread while sampling runs.
     let prepared = nflame_symbolizer::warm_up(&fold_opts);
-    let recording = nflame_sampler::record(&rec_opts, stop, |p| events.progress(p));
+    if let Some(d) = &docker {
+        fold_opts.roots = docker_roots(d);
+    }
+    // With Docker targets, off-CPU time is the chosen processes' own:
+    // other tasks' waits are not network work. The processes folded as
+    // they exit are judged by the roles found at the start: the refresh at
+    // the end only adds roles, of live processes, so it would not have
+    // chosen them either.
+    let chosen = docker
+        .as_ref()
+        .filter(|_| rec_opts.measure.off_cpu())
+        .map(|d| d.roles.keys().copied().collect::<BTreeSet<u32>>());
+    let (recording, early) = record_folding_exited(
+        &rec_opts,
+        &fold_opts,
+        &prepared,
+        chosen.as_ref(),
+        stop,
+        events,
+    );
     let mut recording = recording.map_err(Error::Record)?;
+    let Early {
+        fold: mut folded,
+        error,
+        samples: early_samples,
+        mut seen,
+    } = early;
+    if let Some(e) = error {
+        return Err(Error::Fold(e));
+    }
     if let Some(d) = &mut docker {
         // Processes that started while recording get their roles too; the
         // chosen ones are labelled by pid while folding, and only the network
         // softirq part of every other task's stacks is kept.
         d.refresh();
         if recording.measure.off_cpu() {
-            // Waits are the targets' own: other tasks' are not network work.
-            recording
-                .samples
-                .retain(|s| !s.kind.is_off_cpu() || d.roles.contains_key(&s.pid));
-            for (pid, p) in &mut recording.processes {
-                if !d.roles.contains_key(pid) {
-                    p.times.clear();
-                }
-            }
+            let chosen: BTreeSet<u32> = d.roles.keys().copied().collect();
+            keep_off_cpu_of(&mut recording, &chosen);
         }
         recording.notes.extend(d.notes.iter().cloned());
         recording.skipped.extend(d.skipped.iter().cloned());
         fold_opts.roots = docker_roots(d);
     }
-    events.symbolizing(recording.sample_count());
-    let (profile, stats) =
-        nflame_symbolizer::fold_with(&recording, &fold_opts, &prepared).map_err(Error::Fold)?;
+    events.symbolizing(early_samples + recording.sample_count());
+    folded
+        .add(&recording, &fold_opts, &prepared)
+        .map_err(Error::Fold)?;
+    let (profile, stats) = folded.finish();
     if fold_opts.lua == nflame_symbolizer::LuaFold::Only {
         recording.notes.push(format!(
             "Lua-land stacks only: {} of {} samples carry Lua frames; the others are left out",
@@ -260,10 +302,14 @@ pub fn record(
         ));
     }
     // The samples are in the profile now; the summary needs the rest.
-    let samples = recording.sample_count();
+    let samples = early_samples + recording.sample_count();
     recording.samples = Vec::new();
+    seen.add(&recording.processes);
     let abandoned = || events.abandoned();
     let mut outcome = RecordOutcome {
+        processes: seen.processes,
+        unwind: seen.unwind,
+        seen,
         recording,
         samples,
         profile,
@@ -335,6 +381,219 @@ pub fn record(
     Ok(outcome)
 }
 
+/// What was folded while recording: the processes that exited.
+struct Early {
+    fold: IncrementalFold,
+    /// Why folding them failed (a total overflowed).
+    error: Option<nflame_symbolizer::Error>,
+    /// Their samples.
+    samples: u64,
+    /// What the summary says of them.
+    seen: Seen,
+}
+
+/// Records, folding the processes that exit as the recorder hands them
+/// out, on a thread of their own (so the recorder goes on reading its
+/// buffers), each part then dropped: memory follows the distinct folded
+/// stacks, not every process that came and went. With `chosen`, off-CPU
+/// time is kept for those processes only (see [`keep_off_cpu_of`]).
+/// Returns the recording (the live processes, and those that exited last)
+/// and what was folded.
+fn record_folding_exited(
+    rec_opts: &RecordOptions,
+    fold_opts: &FoldOptions,
+    prepared: &Prepared,
+    chosen: Option<&BTreeSet<u32>>,
+    stop: &AtomicBool,
+    events: &mut dyn RecordEvents,
+) -> (Result<Recording, nflame_sampler::Error>, Early) {
+    std::thread::scope(|scope| {
+        let (parts, received) = mpsc::channel::<Recording>();
+        let folder = std::thread::Builder::new()
+            .name("nflame-fold".into())
+            .spawn_scoped(scope, move || {
+                let mut early = Early::empty();
+                for mut part in received {
+                    if let Some(chosen) = chosen {
+                        keep_off_cpu_of(&mut part, chosen);
+                    }
+                    early.samples += part.sample_count();
+                    early.seen.add(&part.processes);
+                    if early.error.is_none() {
+                        if let Err(e) = early.fold.add(&part, fold_opts, prepared) {
+                            early.error = Some(e);
+                        }
+                    }
+                    drop(part);
+                    release_freed_memory();
+                }
+                early
+            });
+        let Ok(folder) = folder else {
+            // No thread: everything is kept and folded at the end.
+            let recording = nflame_sampler::record(rec_opts, stop, |p| events.progress(p));
+            return (recording, Early::empty());
+        };
+        let recording = nflame_sampler::record_with_exited(
+            rec_opts,
+            stop,
+            |p| events.progress(p),
+            |part| {
+                // The folder is gone only if it panicked; join says so.
+                let _ = parts.send(part);
+            },
+        );
+        drop(parts);
+        let early = match folder.join() {
+            Ok(early) => early,
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
+        (recording, early)
+    })
+}
+
+/// Keeps off-CPU time (samples, thread times) of the `chosen` processes
+/// only.
+fn keep_off_cpu_of(recording: &mut Recording, chosen: &BTreeSet<u32>) {
+    recording
+        .samples
+        .retain(|s| !s.kind.is_off_cpu() || chosen.contains(&s.pid));
+    for (pid, p) in &mut recording.processes {
+        if !chosen.contains(pid) {
+            p.times.clear();
+        }
+    }
+}
+
+/// Gives the memory a part's fold freed back to the system: symbolizing
+/// reads whole symbol tables (a compiler's run to hundreds of MiB), which
+/// the allocator would otherwise keep, in each thread's arena, for the rest
+/// of the recording.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free memory of the allocator's
+    // arenas to the system; it takes no pointer and is thread-safe.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+impl Early {
+    fn empty() -> Early {
+        Early {
+            fold: IncrementalFold::new(),
+            error: None,
+            samples: 0,
+            seen: Seen::default(),
+        }
+    }
+}
+
+/// Most thread lines a summary shows.
+const MAX_THREAD_LINES: usize = 20;
+/// Most LuaJIT processes a summary shows in each of its lists.
+const MAX_LUA_LINES: usize = 6;
+
+/// What the summary says of the processes seen, gathered as they come (the
+/// parts handed out while recording, then the recording's processes):
+/// counts and sums, and only the lines it shows, so that what is kept does
+/// not grow with the processes that came and went. The lines are those
+/// the whole recording would have given: the first of each list, in the
+/// summary's order, are the first of the first of every part.
+#[derive(Debug, Default)]
+struct Seen {
+    /// Processes seen.
+    processes: usize,
+    /// How their user stacks were unwound.
+    unwind: UnwindStats,
+    /// Their threads' times summed (off-CPU recordings), and how many
+    /// threads.
+    times: ThreadTimes,
+    threads: usize,
+    /// The longest-lived threads, longest first (ties: by tid, then pid).
+    longest: Vec<ThreadLine>,
+    /// Readable LuaJIT processes with samples with Lua stacks: how many,
+    /// and those with the most (ties: by pid).
+    lua_busy: (usize, Vec<LuaLine>),
+    /// Readable LuaJIT processes without: how many, and the first by pid.
+    lua_idle: (usize, Vec<LuaLine>),
+    /// LuaJIT processes whose Lua frames are off, by why: how many, and
+    /// the first by pid (pid, comm).
+    lua_off: BTreeMap<String, (usize, Vec<(u32, String)>)>,
+}
+
+/// One thread of [`Seen::longest`].
+#[derive(Debug)]
+struct ThreadLine {
+    pid: u32,
+    tid: u32,
+    name: String,
+    times: ThreadTimes,
+}
+
+/// One LuaJIT process of [`Seen`]'s Lua lists (without its VM code).
+#[derive(Debug)]
+struct LuaLine {
+    pid: u32,
+    comm: String,
+    lua: LuaProcess,
+}
+
+impl Seen {
+    /// Counts `processes` in.
+    fn add(&mut self, processes: &BTreeMap<u32, ProcessInfo>) {
+        self.processes += processes.len();
+        for (&pid, p) in processes {
+            self.unwind.add(&p.unwind);
+            for (&tid, t) in &p.times {
+                self.times.add(t);
+                self.threads += 1;
+                let name = p.threads.get(&tid).unwrap_or(&p.comm);
+                self.longest.push(ThreadLine {
+                    pid,
+                    tid,
+                    name: name.clone(),
+                    times: *t,
+                });
+            }
+            let Some(l) = &p.lua else { continue };
+            if let Some(why) = &l.off {
+                let (count, first) = self.lua_off.entry(why.clone()).or_default();
+                *count += 1;
+                first.push((pid, p.comm.clone()));
+                first.sort_by_key(|(pid, _)| *pid);
+                first.truncate(MAX_LUA_LINES);
+                continue;
+            }
+            let line = LuaLine {
+                pid,
+                comm: p.comm.clone(),
+                lua: LuaProcess {
+                    vm_code: Vec::new(),
+                    ..l.clone()
+                },
+            };
+            let (count, lines) = if l.lua_samples() > 0 {
+                &mut self.lua_busy
+            } else {
+                &mut self.lua_idle
+            };
+            *count += 1;
+            lines.push(line);
+        }
+        self.longest.sort_by(|a, b| {
+            (b.times.span.cmp(&a.times.span))
+                .then(a.tid.cmp(&b.tid))
+                .then(a.pid.cmp(&b.pid))
+        });
+        self.longest.truncate(MAX_THREAD_LINES);
+        for lines in [&mut self.lua_busy.1, &mut self.lua_idle.1] {
+            lines.sort_by_key(|l| (std::cmp::Reverse(l.lua.lua_samples()), l.pid));
+            lines.truncate(MAX_LUA_LINES);
+        }
+    }
+}
+
 /// The Docker targets' stacks under their role labels, plus the network
 /// softirq work of other tasks.
 fn docker_roots(docker: &DockerTargets) -> Roots {
@@ -392,7 +651,8 @@ impl<'a, W: Write + ?Sized, F: Fn() -> bool> Abortable<'a, W, F> {
 
     fn check(&self) -> io::Result<()> {
         if (self.abandoned)() {
-            Err(io::Error::new(io::ErrorKind::Interrupted, "interrupted"))
+            // Not of kind `Interrupted`: `write_all` tries those again.
+            Err(io::Error::other("the outputs were abandoned"))
         } else {
             Ok(())
         }
@@ -548,13 +808,9 @@ fn percent(part: u64, whole: u64) -> f64 {
 
 /// The off-CPU lines of the summary: the time of the recorded threads by
 /// how it was spent, and how many context switches got a stack.
-fn off_cpu_summary(s: &mut String, rec: &Recording) {
-    let mut t = ThreadTimes::default();
-    let mut threads = 0;
-    for times in rec.processes.values().flat_map(|p| p.times.values()) {
-        t.add(times);
-        threads += 1;
-    }
+fn off_cpu_summary(s: &mut String, rec: &Recording, seen: &Seen) {
+    let t = seen.times;
+    let threads = seen.threads;
     let s_of = |ns: u64| ns as f64 / 1e9;
     let _ = writeln!(
         s,
@@ -573,22 +829,17 @@ fn off_cpu_summary(s: &mut String, rec: &Recording) {
     );
 }
 
-/// Most thread lines a summary shows.
-const MAX_THREAD_LINES: usize = 20;
-
 /// One line per recorded thread (the longest-lived first): its time on and
 /// off the CPU, for `--wall`.
-fn thread_summary(s: &mut String, rec: &Recording) {
-    let mut threads: Vec<(u32, u32, &str, &ThreadTimes)> = Vec::new();
-    for (pid, p) in &rec.processes {
-        for (tid, t) in &p.times {
-            let name = p.threads.get(tid).map_or(p.comm.as_str(), String::as_str);
-            threads.push((*pid, *tid, name, t));
-        }
-    }
-    threads.sort_by(|a, b| b.3.span.cmp(&a.3.span).then(a.1.cmp(&b.1)));
+fn thread_summary(s: &mut String, seen: &Seen) {
     let s_of = |ns: u64| ns as f64 / 1e9;
-    for (pid, tid, name, t) in threads.iter().take(MAX_THREAD_LINES) {
+    for line in seen.longest.iter().take(MAX_THREAD_LINES) {
+        let ThreadLine {
+            pid,
+            tid,
+            name,
+            times: t,
+        } = line;
         let _ = writeln!(
             s,
             "  thread     {} {tid} (pid {pid}): on-CPU {:.3} s, off-CPU {:.3} s (blocked {:.3} s, \
@@ -601,11 +852,11 @@ fn thread_summary(s: &mut String, rec: &Recording) {
             s_of(t.span)
         );
     }
-    if threads.len() > MAX_THREAD_LINES {
+    if seen.threads > MAX_THREAD_LINES {
         let _ = writeln!(
             s,
             "  thread     … and {} more",
-            threads.len() - MAX_THREAD_LINES
+            seen.threads - MAX_THREAD_LINES
         );
     }
 }
@@ -700,8 +951,7 @@ impl RecordOutcome {
         let _ = writeln!(
             s,
             "  processes  {} with samples, {} seen",
-            stats.processes,
-            rec.processes.len()
+            stats.processes, self.processes
         );
         let _ = match rec.measure {
             Measure::OffCpu => writeln!(s, "  event      context switches"),
@@ -730,10 +980,7 @@ impl RecordOutcome {
         );
         let _ = writeln!(s, "  stacks     {} distinct", self.profile.len());
         if rec.user && stats.user_stacks > 0 {
-            let mut unwind = UnwindStats::default();
-            for p in rec.processes.values() {
-                unwind.add(&p.unwind);
-            }
+            let unwind = self.unwind;
             let _ = writeln!(
                 s,
                 "  unwound    {:.1}% of user stacks complete, {} truncated (call graph {}: {} by DWARF, {} by frame pointers)",
@@ -744,11 +991,11 @@ impl RecordOutcome {
                 unwind.frame_pointer
             );
         }
-        s.push_str(&lua_summary(rec, stats));
+        s.push_str(&lua_summary(&self.seen, stats));
         if rec.measure.off_cpu() {
-            off_cpu_summary(&mut s, rec);
+            off_cpu_summary(&mut s, rec, &self.seen);
             if rec.measure == Measure::Wall {
-                thread_summary(&mut s, rec);
+                thread_summary(&mut s, &self.seen);
             }
             event_loop_summary(&mut s, &self.profile);
         }
@@ -808,27 +1055,15 @@ impl RecordOutcome {
 /// samples carry Lua stacks and reach the entry chunk, and the VM's own view
 /// (the share of samples per VM state); a build that cannot be read says why
 /// in one line. Empty when no LuaJIT process was seen.
-fn lua_summary(rec: &Recording, stats: &FoldStats) -> String {
-    const SHOWN: usize = 6;
+fn lua_summary(seen: &Seen, stats: &FoldStats) -> String {
     let mut s = String::new();
-    let mut readable: Vec<(&u32, &nflame_sampler::ProcessInfo, &LuaProcess)> = Vec::new();
-    let mut off: BTreeMap<&str, Vec<(u32, &str)>> = BTreeMap::new();
-    for (pid, p) in &rec.processes {
-        match &p.lua {
-            Some(l) if l.off.is_none() => readable.push((pid, p, l)),
-            Some(l) => off
-                .entry(l.off.as_deref().unwrap_or_default())
-                .or_default()
-                .push((*pid, p.comm.as_str())),
-            None => {}
-        }
-    }
-    readable.sort_by_key(|(pid, _, l)| (std::cmp::Reverse(l.lua_samples()), **pid));
     // Processes without Lua samples (an idle nginx master) only when no
     // other shows any.
-    if readable.iter().any(|(_, _, l)| l.lua_samples() > 0) {
-        readable.retain(|(_, _, l)| l.lua_samples() > 0);
-    }
+    let (count, readable) = if seen.lua_busy.0 > 0 {
+        &seen.lua_busy
+    } else {
+        &seen.lua_idle
+    };
     let who = |pid: u32, comm: &str| {
         if comm.is_empty() {
             format!("pid {pid}")
@@ -836,8 +1071,8 @@ fn lua_summary(rec: &Recording, stats: &FoldStats) -> String {
             format!("pid {pid} ({comm})")
         }
     };
-    for (pid, p, l) in readable.iter().take(SHOWN) {
-        let _ = writeln!(s, "  lua        {}: {}", who(**pid, &p.comm), l.build);
+    for LuaLine { pid, comm, lua: l } in readable.iter().take(MAX_LUA_LINES) {
+        let _ = writeln!(s, "  lua        {}: {}", who(*pid, comm), l.build);
         let n = l.lua_samples();
         let _ = write!(s, "               {n} samples with Lua stacks");
         if l.in_lua_code > 0 {
@@ -860,17 +1095,21 @@ fn lua_summary(rec: &Recording, stats: &FoldStats) -> String {
             let _ = writeln!(s, "               VM: {}", parts.join(", "));
         }
     }
-    if readable.len() > SHOWN {
+    if *count > MAX_LUA_LINES {
         let _ = writeln!(
             s,
             "  lua        and {} more LuaJIT processes",
-            readable.len() - SHOWN
+            count - MAX_LUA_LINES
         );
     }
-    for (why, pids) in off {
-        let list: Vec<String> = pids.iter().take(SHOWN).map(|(p, c)| who(*p, c)).collect();
-        let more = if pids.len() > SHOWN {
-            format!(" and {} more", pids.len() - SHOWN)
+    for (why, (count, pids)) in &seen.lua_off {
+        let list: Vec<String> = pids
+            .iter()
+            .take(MAX_LUA_LINES)
+            .map(|(p, c)| who(*p, c))
+            .collect();
+        let more = if *count > MAX_LUA_LINES {
+            format!(" and {} more", count - MAX_LUA_LINES)
         } else {
             String::new()
         };
@@ -928,6 +1167,153 @@ mod tests {
             OutputFormat::Folded
         );
         assert!(OutputFormat::of(Path::new("a.txt")).is_err());
+    }
+
+    /// The summary's process lines are the same whether the processes
+    /// came in parts (those handed out while recording, then the rest) or
+    /// all at once, though only the lines shown are kept.
+    #[test]
+    fn seen_in_parts_says_what_seen_at_once_says() {
+        let mut all: BTreeMap<u32, ProcessInfo> = BTreeMap::new();
+        // A small generator, so that the lists have ties and more entries
+        // than they show.
+        let mut x = 7u64;
+        let mut next = |n: u64| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (x >> 33) % n
+        };
+        for pid in 100..160u32 {
+            let mut p = ProcessInfo {
+                pid,
+                comm: format!("p{}", next(5)),
+                ..ProcessInfo::default()
+            };
+            p.unwind.dwarf = next(10);
+            p.unwind.frame_pointer = next(10);
+            for tid in pid * 10..pid * 10 + 1 + next(3) as u32 {
+                p.threads.insert(tid, format!("t{tid}"));
+                // Ties too.
+                let span = 1_000 * next(8) + 1_000_000 * next(2) * next(1000);
+                p.times.insert(
+                    tid,
+                    ThreadTimes {
+                        span,
+                        on_cpu: span / 2,
+                        blocked: span / 4,
+                        preempted: next(100),
+                        switches: next(50),
+                    },
+                );
+            }
+            p.lua = match next(4) {
+                0 => None,
+                1 => Some(LuaProcess {
+                    build: "b".into(),
+                    off: Some(format!("why {}", next(2))),
+                    ..LuaProcess::default()
+                }),
+                _ => Some(LuaProcess {
+                    build: format!("build {pid}"),
+                    vm_code: std::iter::once(0x1000..0x2000).collect(),
+                    states: BTreeMap::from([(LuaVmState::Interpreted, next(4) * next(1000))]),
+                    in_lua_code: 5,
+                    reached_entry: next(6),
+                    ..LuaProcess::default()
+                }),
+            };
+            all.insert(pid, p);
+        }
+        let text = |seen: &Seen| {
+            let mut s = String::new();
+            thread_summary(&mut s, seen);
+            s.push_str(&lua_summary(seen, &FoldStats::default()));
+            let _ = write!(
+                s,
+                "{} {} {:?} {:?}",
+                seen.processes, seen.threads, seen.times, seen.unwind
+            );
+            s
+        };
+        let mut at_once = Seen::default();
+        at_once.add(&all);
+        // The lines kept are the first of every process's.
+        let mut threads: Vec<(u64, u32, u32)> = all
+            .iter()
+            .flat_map(|(&pid, p)| p.times.iter().map(move |(&tid, t)| (t.span, tid, pid)))
+            .collect();
+        threads.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        let first: Vec<u32> = threads.iter().take(MAX_THREAD_LINES).map(|t| t.1).collect();
+        let kept: Vec<u32> = at_once.longest.iter().map(|l| l.tid).collect();
+        assert_eq!(kept, first);
+        assert_eq!(at_once.threads, threads.len());
+        let mut busy: Vec<(std::cmp::Reverse<u64>, u32)> = all
+            .values()
+            .filter_map(|p| p.lua.as_ref().map(|l| (p.pid, l)))
+            .filter(|(_, l)| l.off.is_none() && l.lua_samples() > 0)
+            .map(|(pid, l)| (std::cmp::Reverse(l.lua_samples()), pid))
+            .collect();
+        busy.sort();
+        let first: Vec<u32> = busy.iter().take(MAX_LUA_LINES).map(|b| b.1).collect();
+        let kept: Vec<u32> = at_once.lua_busy.1.iter().map(|l| l.pid).collect();
+        assert_eq!((at_once.lua_busy.0, kept), (busy.len(), first));
+        let mut in_parts = Seen::default();
+        let pids: Vec<u32> = all.keys().copied().collect();
+        for chunk in pids.chunks(7) {
+            let part = chunk.iter().map(|pid| (*pid, all[pid].clone())).collect();
+            in_parts.add(&part);
+        }
+        let want = text(&at_once);
+        assert!(
+            want.contains("… and") && want.contains("more LuaJIT processes"),
+            "{want}"
+        );
+        assert_eq!(text(&in_parts), want);
+        // Without Lua samples anywhere, the idle ones are listed.
+        let idle: BTreeMap<u32, ProcessInfo> = all
+            .into_iter()
+            .map(|(pid, mut p)| {
+                if let Some(l) = p.lua.as_mut() {
+                    l.states.clear();
+                }
+                (pid, p)
+            })
+            .collect();
+        let (mut at_once, mut in_parts) = (Seen::default(), Seen::default());
+        at_once.add(&idle);
+        for chunk in pids.chunks(5) {
+            in_parts.add(&chunk.iter().map(|pid| (*pid, idle[pid].clone())).collect());
+        }
+        assert_eq!(text(&in_parts), text(&at_once));
+    }
+
+    /// Once the outputs are abandoned, every write fails and is not tried
+    /// again: drawing an SVG stops at once. (With an error of kind
+    /// `Interrupted`, which `write_all` retries, the SVG's metadata writer
+    /// took the same bytes again at each retry, and a Ctrl-C while writing
+    /// grew the recorder to every byte of memory.)
+    #[test]
+    fn abandoned_outputs_fail_their_writes_for_good() {
+        let stacks: Vec<String> = (0..2_000)
+            .map(|i| format!("main;f{i};g{}", i % 7))
+            .collect();
+        let profile = Profile::from_stacks(stacks.iter().map(|s| (s.as_str(), 3)));
+        let checks = std::cell::Cell::new(0u32);
+        // Abandoned after the first few writes.
+        let abandoned = || {
+            checks.set(checks.get() + 1);
+            assert!(
+                checks.get() < 100_000,
+                "abandoned writes are tried again and again"
+            );
+            checks.get() > 3
+        };
+        let mut sink: Vec<u8> = Vec::new();
+        let w = Abortable::new(&mut sink, &abandoned);
+        let r = nflame_render::render_profile(&profile, &RenderOptions::default(), w);
+        assert!(r.is_err(), "rendering went on: {} bytes", sink.len());
+        assert!(checks.get() < 100, "{} checks", checks.get());
     }
 
     #[test]

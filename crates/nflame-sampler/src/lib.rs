@@ -68,6 +68,10 @@
 //! Samples cost about 64 bytes each: identical kernel and user stacks are
 //! interned (`Arc<[u64]>`), so a 60 s recording of two busy CPUs at 999 Hz
 //! (120k samples) takes under 10 MB, with DWARF unwinding too.
+//! A process that exits is compacted a second (of sample time) later;
+//! [`record_with_exited`] then hands it, with all its samples, to the caller
+//! (who folds it and drops it) instead of keeping it to the end, so memory
+//! follows the live processes while programs come and go.
 //!
 //! # Example
 //!
@@ -114,4 +118,4 @@ pub use nflame_recording::{
     UnwindMethod, UnwindStats, DEFAULT_STACK_BYTES, MAX_STACK_BYTES,
 };
 pub use options::{EventChoice, Progress, RecordOptions, Target, DEFAULT_SWITCH_RATE};
-pub use record::record;
+pub use record::{record, record_with_exited};

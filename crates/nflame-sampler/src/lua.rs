@@ -78,7 +78,14 @@ pub(crate) struct LuaSide {
     stacks: FxHashSet<Arc<LuaStack>>,
     texts: FxHashSet<Arc<str>>,
     newest: u64,
+    /// LuaJIT processes seen while BPF is off that were handed out
+    /// ([`LuaSide::hand_out`]), for the note: how many, and the
+    /// [`NOTE_PIDS`] smallest pids with their names.
+    without_gone: (usize, BTreeMap<u32, String>),
 }
+
+/// Processes a note names.
+const NOTE_PIDS: usize = 5;
 
 impl std::fmt::Debug for LuaSide {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -142,6 +149,16 @@ impl LuaSide {
             Ok(p) => (Some(p), None),
             Err(e) => (None, Some(reason(&e))),
         };
+        LuaSide::with_probe(probe, off, lines, own_pid, frequency)
+    }
+
+    fn with_probe(
+        probe: Option<LuaProbe>,
+        off: Option<String>,
+        lines: bool,
+        own_pid: u32,
+        frequency: u64,
+    ) -> LuaSide {
         LuaSide {
             probe,
             off,
@@ -155,6 +172,7 @@ impl LuaSide {
             stacks: FxHashSet::default(),
             texts: FxHashSet::default(),
             newest: 0,
+            without_gone: (0, BTreeMap::new()),
         }
     }
 
@@ -402,6 +420,44 @@ impl LuaSide {
         t
     }
 
+    /// The processes `gone` left the recording before its end (they exited
+    /// and are handed out with `processes`, those of them that had samples):
+    /// what was found of LuaJIT in each goes into its [`ProcessInfo::lua`],
+    /// as [`LuaSide::finish`] does for the others, and is forgotten here.
+    /// Their Lua stacks were named as they were read, and every sample of
+    /// theirs was, so nothing more of them is needed.
+    pub(crate) fn hand_out(&mut self, gone: &[u32], processes: &mut BTreeMap<u32, ProcessInfo>) {
+        for &pid in gone {
+            self.recheck.remove(&pid);
+            if let Some(Checked::Lua { info, active: true }) = self.procs.get(&pid) {
+                // Registered again since its exit: a new process under the
+                // pid. What was counted stays with that one; the one gone
+                // still gets its VM, to put its Lua frames in place.
+                if let Some(p) = processes.get_mut(&pid) {
+                    p.lua = Some(LuaProcess {
+                        build: info.build.clone(),
+                        off: info.off.clone(),
+                        vm_code: info.vm_code.clone(),
+                        ..LuaProcess::default()
+                    });
+                }
+                continue;
+            }
+            match (self.procs.remove(&pid), processes.get_mut(&pid)) {
+                (Some(Checked::Lua { info, .. }), Some(p)) => p.lua = Some(info),
+                (Some(Checked::SeenWithoutProbe), Some(p)) => {
+                    let (count, names) = &mut self.without_gone;
+                    *count += 1;
+                    names.insert(pid, p.comm.clone());
+                    while names.len() > NOTE_PIDS {
+                        names.pop_last();
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
     /// Puts what was found into the recording: each LuaJIT process's
     /// [`ProcessInfo::lua`], and the notes (Lua frames off, and why).
     pub(crate) fn finish(
@@ -409,7 +465,8 @@ impl LuaSide {
         processes: &mut BTreeMap<u32, ProcessInfo>,
         notes: &mut Vec<String>,
     ) {
-        let mut without: Vec<u32> = Vec::new();
+        // Those handed out, and those in the recording.
+        let (mut count, mut without) = self.without_gone;
         for (pid, checked) in self.procs {
             match checked {
                 Checked::Lua { info, .. } => {
@@ -417,22 +474,29 @@ impl LuaSide {
                         p.lua = Some(info);
                     }
                 }
-                Checked::SeenWithoutProbe if processes.contains_key(&pid) => without.push(pid),
+                Checked::SeenWithoutProbe => {
+                    if let Some(p) = processes.get(&pid) {
+                        count += 1;
+                        without.insert(pid, p.comm.clone());
+                    }
+                }
                 _ => {}
             }
         }
         if let (Some(off), false) = (&self.off, without.is_empty()) {
-            without.sort_unstable();
             let mut who: Vec<String> = without
                 .iter()
-                .take(5)
-                .map(|pid| match processes.get(pid).map(|p| p.comm.as_str()) {
-                    Some(c) if !c.is_empty() => format!("{pid} ({c})"),
-                    _ => pid.to_string(),
+                .take(NOTE_PIDS)
+                .map(|(pid, comm)| {
+                    if comm.is_empty() {
+                        pid.to_string()
+                    } else {
+                        format!("{pid} ({comm})")
+                    }
                 })
                 .collect();
-            if without.len() > 5 {
-                who.push(format!("and {} more", without.len() - 5));
+            if count > NOTE_PIDS {
+                who.push(format!("and {} more", count - NOTE_PIDS));
             }
             notes.push(format!(
                 "Lua frames off: {off}; LuaJIT processes {} have C-level stacks only",
@@ -468,6 +532,81 @@ mod tests {
         );
         let long = std::io::Error::other("y".repeat(1000));
         assert!(reason(&long).chars().count() <= MAX_REASON + 1);
+    }
+
+    /// A process handed out takes what was found of LuaJIT in it (and it
+    /// is forgotten here); one whose pid a new LuaJIT process took again
+    /// gets its VM only (the counts stay with the new one); the note on
+    /// LuaJIT processes without Lua frames names those handed out too,
+    /// the smallest pids first, and counts them all.
+    #[test]
+    fn handed_out_processes_take_their_lua_data() {
+        let mut side = LuaSide::with_probe(None, Some("no BPF".into()), false, 1, 999);
+        let found = |build: &str, samples: u64| LuaProcess {
+            build: build.into(),
+            vm_code: std::iter::once(0x1000..0x2000).collect(),
+            states: BTreeMap::from([(LuaVmState::Interpreted, samples)]),
+            in_lua_code: samples,
+            ..LuaProcess::default()
+        };
+        side.procs.insert(
+            10,
+            Checked::Lua {
+                info: found("exited", 7),
+                active: false,
+            },
+        );
+        side.procs.insert(
+            11,
+            Checked::Lua {
+                info: found("again", 3),
+                active: true,
+            },
+        );
+        side.procs.insert(12, Checked::NoLuaJit);
+        for pid in [20, 21, 22, 23, 24, 25, 26] {
+            side.procs.insert(pid, Checked::SeenWithoutProbe);
+        }
+        let info = |pid: u32, comm: &str| ProcessInfo {
+            pid,
+            comm: comm.into(),
+            ..ProcessInfo::default()
+        };
+        let mut part: BTreeMap<u32, ProcessInfo> = [10, 11, 12, 21, 22, 23, 24, 25, 26]
+            .into_iter()
+            .map(|pid| (pid, info(pid, "luajit")))
+            .collect();
+        // 20 had no samples: not in the part.
+        side.hand_out(&[10, 11, 12, 20, 21, 22, 23, 24, 25, 26], &mut part);
+        assert_eq!(part[&10].lua, Some(found("exited", 7)));
+        let again = part[&11].lua.as_ref().expect("its VM");
+        assert_eq!((again.build.as_str(), again.lua_samples()), ("again", 0));
+        assert_eq!(again.vm_code, found("again", 3).vm_code);
+        assert_eq!(part[&12].lua, None);
+        assert_eq!(
+            side.procs.keys().copied().collect::<Vec<_>>(),
+            vec![11],
+            "only the live process is left"
+        );
+        // Two more without Lua frames in the recording, one of them with
+        // a smaller pid than every one handed out.
+        side.procs.insert(5, Checked::SeenWithoutProbe);
+        side.procs.insert(30, Checked::SeenWithoutProbe);
+        let mut rest = BTreeMap::from([
+            (5, info(5, "")),
+            (30, info(30, "luajit")),
+            (11, info(11, "x")),
+        ]);
+        let mut notes = Vec::new();
+        side.finish(&mut rest, &mut notes);
+        assert_eq!(rest[&11].lua, Some(found("again", 3)));
+        assert_eq!(
+            notes,
+            vec![
+                "Lua frames off: no BPF; LuaJIT processes 5, 21 (luajit), 22 (luajit), \
+                 23 (luajit), 24 (luajit), and 3 more have C-level stacks only"
+            ]
+        );
     }
 
     #[test]

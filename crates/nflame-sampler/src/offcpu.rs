@@ -39,7 +39,7 @@
 //!
 //! It owns no stacks: `S` is whatever the caller keeps them as.
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use nflame_recording::{OffCpuInfo, SampleKind, ThreadTimes};
 
@@ -432,6 +432,16 @@ impl<S: Clone> OffCpu<S> {
             self.threads
                 .retain(|_, t| !matches!(t.state, State::Dead { at } if at < cutoff));
         }
+    }
+
+    /// Processes with a thread still followed (not known to have exited):
+    /// intervals and accounts of theirs may still come.
+    pub(crate) fn followed_pids(&self) -> FxHashSet<u32> {
+        self.threads
+            .values()
+            .filter(|t| !matches!(t.state, State::Dead { .. }))
+            .map(|t| t.pid)
+            .collect()
     }
 
     /// Forgets every thread of `pid` (the caller dropped the process).

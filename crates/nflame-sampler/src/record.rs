@@ -80,6 +80,8 @@ const SNAPSHOT_BUDGET: Duration = Duration::from_millis(10);
 /// (the first rounds are shorter: 10 ms, doubling up to this, so that a
 /// fast-switching target is caught before it floods the buffers).
 const RATE_ROUND: Duration = Duration::from_millis(200);
+/// How often [`record_with_exited`] hands out the processes that exited.
+const HAND_OUT_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Records on-CPU samples (and/or off-CPU time, see [`Measure`]) of
 /// `opts.target` until the duration elapses, `stop` becomes true, or (for
@@ -90,7 +92,45 @@ const RATE_ROUND: Duration = Duration::from_millis(200);
 pub fn record(
     opts: &RecordOptions,
     stop: &AtomicBool,
+    progress: impl FnMut(&Progress),
+) -> Result<Recording, Error> {
+    record_inner(opts, stop, progress, None)
+}
+
+/// [`record()`], handing the processes that exit during the recording to
+/// `exited` as it goes, instead of keeping them: every couple of seconds,
+/// the processes that exited at least a second (of sample time) earlier, so
+/// that no sample of them can still come, each with *all* its samples, in a
+/// [`Recording`] of their own (its `samples` and `processes`; `event`,
+/// `frequency`, `kernel`, `user`, `call_graph`, `stack_bytes` and `measure`
+/// as the recording's, the rest empty). Each process comes with all that
+/// folding it needs and the summary says of it, as the end would have
+/// given it: with off-CPU time, its threads' [`ProcessInfo::times`] (it
+/// leaves once every thread of it has exited) and its off-CPU samples
+/// scaled to their exact totals; with Lua frames, its
+/// [`ProcessInfo::lua`]. They are not in the returned recording, whose
+/// samples and processes are the rest; processes the caller named
+/// ([`Target::Pids`], the command of [`Target::Command`], those
+/// [`Target::Names`] matched at the start) always stay in it. A caller that folds each part and drops it keeps memory bounded
+/// while programs come and go: the parts' samples and the returned
+/// recording's add up to what [`record()`] would have returned.
+///
+/// [`ProcessInfo::times`]: nflame_recording::ProcessInfo::times
+/// [`ProcessInfo::lua`]: nflame_recording::ProcessInfo::lua
+pub fn record_with_exited(
+    opts: &RecordOptions,
+    stop: &AtomicBool,
+    progress: impl FnMut(&Progress),
+    mut exited: impl FnMut(Recording),
+) -> Result<Recording, Error> {
+    record_inner(opts, stop, progress, Some(&mut exited))
+}
+
+fn record_inner(
+    opts: &RecordOptions,
+    stop: &AtomicBool,
     mut progress: impl FnMut(&Progress),
+    mut exited: Option<&mut dyn FnMut(Recording)>,
 ) -> Result<Recording, Error> {
     validate(opts)?;
     let paranoid = system::perf_event_paranoid().ok_or_else(|| Error::Unsupported {
@@ -215,10 +255,28 @@ pub fn record(
     }
 
     let mut tracker = Tracker::new(filter, Procfs, own);
+    if exited.is_some() {
+        tracker.hand_out_settled();
+    }
     let stack_bytes = if opts.user {
         opts.call_graph.stack_bytes()
     } else {
         0
+    };
+    // How the recording is made, as every part handed out says it too.
+    let header = Recording {
+        event: event.name().to_string(),
+        frequency: if opts.measure.on_cpu() {
+            opts.frequency
+        } else {
+            switch_rate
+        },
+        kernel,
+        user: opts.user,
+        call_graph: opts.call_graph,
+        stack_bytes,
+        measure: opts.measure,
+        ..Recording::default()
     };
     // Every CPU, stacks copied because `Auto` chose it: fewer bytes, or
     // none, when samples are lost (see `adapt`).
@@ -347,6 +405,7 @@ pub fn record(
     let mut backlog = false;
     let mut last_progress = start;
     let mut last_liveness = start;
+    let mut last_hand_out = start;
     stacks.round_start = Instant::now();
     let attached = matches!(opts.target, Target::Pids(_) | Target::Command(_));
     let stop_reason = loop {
@@ -443,6 +502,22 @@ pub fn record(
         stacks.control(&counters, Instant::now());
         if snapshots_left {
             snapshots_left = snapshot(&mut tracker, SNAPSHOT_BUDGET);
+        }
+        if let Some(exited) = exited.as_mut() {
+            if last_hand_out.elapsed() >= HAND_OUT_INTERVAL {
+                last_hand_out = Instant::now();
+                if let Some(settled) = tracker.take_settled() {
+                    let mut processes = settled.processes;
+                    if let Some(l) = lua.as_mut() {
+                        l.hand_out(&settled.gone, &mut processes);
+                    }
+                    exited(Recording {
+                        samples: settled.samples,
+                        processes,
+                        ..header.clone()
+                    });
+                }
+            }
         }
 
         if attached {
@@ -549,26 +624,16 @@ pub fn record(
     Ok(Recording {
         samples: out.samples,
         processes: out.processes,
-        event: event.name().to_string(),
-        frequency: if opts.measure.on_cpu() {
-            opts.frequency
-        } else {
-            switch_rate
-        },
         duration,
         lost,
         lost_records: out.lost_records,
-        kernel,
-        user: opts.user,
         stop_reason,
         throttled: out.throttled,
         command_status,
         notes,
         skipped: out.skipped,
-        call_graph: opts.call_graph,
-        stack_bytes,
-        measure: opts.measure,
         off_cpu,
+        ..header
     })
 }
 

@@ -47,6 +47,9 @@ struct Proc {
     /// Indices in [`Tracker::samples`] of this process's entries, until it
     /// exits (see [`Tracker::compact`]).
     entries: Vec<usize>,
+    /// It was compacted (once: a task's EXIT record comes once per counter
+    /// of it, and its entries are gone after the first compaction).
+    compacted: bool,
 }
 
 /// How user stacks of samples are chosen (see [`crate::CallGraph`]).
@@ -163,6 +166,23 @@ pub(crate) struct Tracker<S: ProcSource> {
     /// the Lua side records at the end (VM code, C functions), so they are
     /// never moved to canonical addresses.
     lua_pids: FxHashSet<u32>,
+    /// Compacted processes to hand out (see [`Tracker::take_settled`]),
+    /// when the caller takes them.
+    settled: Option<Vec<u32>>,
+    /// Processes handed out that [`Tracker::process_count`] counted.
+    handed_out: usize,
+}
+
+/// What [`Tracker::take_settled`] hands out.
+#[derive(Debug)]
+pub(crate) struct Settled {
+    /// Every sample of the processes that left.
+    pub(crate) samples: Vec<RawSample>,
+    /// Those of them [`Tracker::finish`] would have returned (they had
+    /// samples, or are targets of a recording that keeps every target).
+    pub(crate) processes: BTreeMap<u32, ProcessInfo>,
+    /// Every process that left, sorted (those not in `processes` too).
+    pub(crate) gone: Vec<u32>,
 }
 
 impl<S: ProcSource + std::fmt::Debug> std::fmt::Debug for Tracker<S> {
@@ -259,6 +279,8 @@ impl<S: ProcSource> Tracker<S> {
             next_canon: CANON_START,
             vm_code: FxHashMap::default(),
             lua_pids: FxHashSet::default(),
+            settled: None,
+            handed_out: 0,
         }
     }
 
@@ -305,6 +327,12 @@ impl<S: ProcSource> Tracker<S> {
         if let Some(o) = self.off_cpu.as_mut() {
             o.initial(pid, tid, time, initial);
         }
+    }
+
+    /// Compacted processes are to be handed out by
+    /// [`Tracker::take_settled`] instead of being kept until the end.
+    pub(crate) fn hand_out_settled(&mut self) {
+        self.settled.get_or_insert_with(Vec::new);
     }
 
     /// Chooses how user stacks are made; `unwinder` serves the DWARF modes.
@@ -380,6 +408,7 @@ impl<S: ProcSource> Tracker<S> {
             samples: 0,
             map_gen: 0,
             entries: Vec::new(),
+            compacted: false,
         });
         p.target = true;
         p.explicit |= explicit;
@@ -420,6 +449,7 @@ impl<S: ProcSource> Tracker<S> {
             samples: 0,
             map_gen: 0,
             entries: Vec::new(),
+            compacted: false,
         })
     }
 
@@ -625,16 +655,29 @@ impl<S: ProcSource> Tracker<S> {
         }
     }
 
-    /// Scales the sampled off-CPU entries to their classes' exact totals,
-    /// and adds each class that has no sampled interval as a sample
-    /// without a stack.
-    fn scale_off_cpu(&mut self) {
-        let strata = std::mem::take(&mut self.strata);
-        let entries = std::mem::take(&mut self.entry_strata);
-        for (i, parts) in entries.into_iter().enumerate() {
-            if parts.is_empty() {
+    /// Scales the sampled off-CPU entries of the processes `only` holds
+    /// (every process: `None`) to their classes' exact totals, and adds
+    /// each class of theirs that has no sampled interval as a sample
+    /// without a stack. Their classes are used up: call it once a process's
+    /// threads have all exited (their classes are then filed), or at the
+    /// end.
+    fn scale_off_cpu(&mut self, only: Option<&FxHashSet<u32>>) {
+        let of = |pid: u32| only.is_none_or(|set| set.contains(&pid));
+        let strata: FxHashMap<(u32, u32), Vec<Stratum>> = match only {
+            None => std::mem::take(&mut self.strata),
+            Some(_) => {
+                let (mine, rest) = std::mem::take(&mut self.strata)
+                    .into_iter()
+                    .partition(|(k, _)| of(k.0));
+                self.strata = rest;
+                mine
+            }
+        };
+        for i in 0..self.entry_strata.len() {
+            if self.entry_strata[i].is_empty() || !of(self.samples[i].pid) {
                 continue;
             }
+            let parts = std::mem::take(&mut self.entry_strata[i]);
             let s = &mut self.samples[i];
             let classes = strata.get(&(s.pid, s.tid)).map_or(&[][..], Vec::as_slice);
             let mut period = s.period;
@@ -646,6 +689,9 @@ impl<S: ProcSource> Tracker<S> {
                 period = period.saturating_sub(d).saturating_add(scaled);
             }
             s.period = period;
+        }
+        if only.is_none() {
+            self.entry_strata = Vec::new();
         }
         let mut unsampled: Vec<(&(u32, u32), &Stratum)> = strata
             .iter()
@@ -837,7 +883,12 @@ impl<S: ProcSource> Tracker<S> {
                         p.info.exited = true;
                         p.samples == 0 && !p.explicit
                     }
-                    None => return,
+                    None => {
+                        // Not a target: its verdict goes with it, so that
+                        // they follow the live processes.
+                        self.verdicts.remove(&pid);
+                        return;
+                    }
                 };
                 // System-wide, most processes are never sampled: forget them
                 // when they exit so memory follows the live process count.
@@ -939,6 +990,7 @@ impl<S: ProcSource> Tracker<S> {
             p.info.exe = None;
             p.info.threads.clear();
             p.info.exited = false;
+            p.compacted = false;
             self.touch(pid);
         }
         let Some(p) = self.procs.get_mut(&pid) else {
@@ -1012,6 +1064,7 @@ impl<S: ProcSource> Tracker<S> {
                 samples,
                 map_gen: 0,
                 entries: Vec::new(),
+                compacted: false,
             },
         );
         self.touch(pid);
@@ -1029,9 +1082,123 @@ impl<S: ProcSource> Tracker<S> {
     /// costs a few hundred bytes of its own from then on instead of its
     /// whole map (6-15 KiB for a small program) and a copy of every stack.
     fn compact(&mut self, pid: u32) {
+        match self.procs.get_mut(&pid) {
+            Some(p) if !p.compacted => p.compacted = true,
+            _ => return,
+        }
         self.vm_code.remove(&pid);
         self.prune(pid);
         self.canonicalize(pid);
+        let explicit = self.procs.get(&pid).is_some_and(|p| p.explicit);
+        if let (Some(settled), false) = (self.settled.as_mut(), explicit) {
+            settled.push(pid);
+        }
+    }
+
+    /// Hands out the processes compacted since the last call (not those the
+    /// caller asked for: they stay, for the summary) with all their
+    /// samples, which leave the tracker: no sample of them can still come.
+    /// What is kept then grows with the live processes, not with every
+    /// process that came and went. Only the processes [`Tracker::finish`]
+    /// would have returned are in the map. `None` when there is nothing.
+    ///
+    /// With off-CPU time, a process leaves only once each of its threads
+    /// has exited, so that its samples carry all their time: its threads'
+    /// [`ProcessInfo::times`] are final, its sampled off-CPU entries are
+    /// scaled to their classes' totals and its classes without a sampled
+    /// interval added as samples without a stack, as [`Tracker::finish`]
+    /// does for the others. One with a thread still followed (its exit
+    /// record not seen yet) waits for a later call.
+    pub(crate) fn take_settled(&mut self) -> Option<Settled> {
+        let settled = self.settled.as_mut()?;
+        if settled.is_empty() {
+            return None;
+        }
+        let pids = std::mem::take(settled);
+        let busy = self
+            .off_cpu
+            .as_ref()
+            .map(OffCpu::followed_pids)
+            .unwrap_or_default();
+        let mut gone: FxHashSet<u32> = FxHashSet::default();
+        for pid in pids {
+            if !self
+                .procs
+                .get(&pid)
+                .is_some_and(|p| p.info.exited && !p.explicit)
+            {
+                // A new process reused the pid meanwhile, or it is gone.
+                continue;
+            }
+            if busy.contains(&pid) {
+                if let Some(settled) = self.settled.as_mut() {
+                    settled.push(pid);
+                }
+                continue;
+            }
+            gone.insert(pid);
+        }
+        if gone.is_empty() {
+            return None;
+        }
+        if self.off_cpu.is_some() {
+            self.scale_off_cpu(Some(&gone));
+        }
+        // Stacks only the intern set holds (those of earlier parts, by now
+        // folded and dropped) go.
+        self.stacks.retain(|a| Arc::strong_count(a) > 1);
+        let keep_all_targets = self.filter != Filter::All;
+        let mut processes = BTreeMap::new();
+        for &pid in &gone {
+            self.verdicts.remove(&pid);
+            let Some(p) = self.procs.remove(&pid) else {
+                continue;
+            };
+            if p.samples > 0 || (keep_all_targets && p.target) {
+                processes.insert(pid, p.info);
+                self.handed_out += 1;
+            }
+        }
+        // Index in `samples` before → after; `usize::MAX` for those handed out.
+        let mut moved = Vec::with_capacity(self.samples.len());
+        let mut kept = Vec::with_capacity(self.samples.len());
+        let mut out = Vec::new();
+        for s in std::mem::take(&mut self.samples) {
+            if gone.contains(&s.pid) {
+                moved.push(usize::MAX);
+                out.push(s);
+            } else {
+                moved.push(kept.len());
+                kept.push(s);
+            }
+        }
+        self.samples = kept;
+        self.sample_index.retain(|_, i| {
+            *i = moved[*i];
+            *i != usize::MAX
+        });
+        for p in self.procs.values_mut() {
+            p.entries.retain_mut(|i| {
+                *i = moved[*i];
+                *i != usize::MAX
+            });
+        }
+        // The strata of the entries kept, in their new order (the handed
+        // out ones were used up above).
+        let strata = std::mem::take(&mut self.entry_strata);
+        self.entry_strata = strata
+            .into_iter()
+            .enumerate()
+            .filter(|&(i, _)| moved[i] != usize::MAX)
+            .map(|(_, v)| v)
+            .collect();
+        let mut gone: Vec<u32> = gone.into_iter().collect();
+        gone.sort_unstable();
+        Some(Settled {
+            samples: out,
+            processes,
+            gone,
+        })
     }
 
     fn prune(&mut self, pid: u32) {
@@ -1205,10 +1372,12 @@ impl<S: ProcSource> Tracker<S> {
     }
 
     pub(crate) fn process_count(&self) -> usize {
-        self.procs
-            .values()
-            .filter(|p| p.samples > 0 || (p.target && self.filter != Filter::All))
-            .count()
+        self.handed_out
+            + self
+                .procs
+                .values()
+                .filter(|p| p.samples > 0 || (p.target && self.filter != Filter::All))
+                .count()
     }
 
     pub(crate) fn finish(mut self) -> Outcome {
@@ -1225,7 +1394,7 @@ impl<S: ProcSource> Tracker<S> {
             for accounts in done.accounts {
                 self.file_accounts(accounts);
             }
-            self.scale_off_cpu();
+            self.scale_off_cpu(None);
         }
         let keep_all_targets = self.filter != Filter::All;
         let mut processes = BTreeMap::new();
@@ -1559,6 +1728,14 @@ mod tests {
         });
         t.handle(sample(401, 401, 8, &[], &[0x9]));
         assert_eq!(t.sample_count(), 2);
+        // A stranger's verdict goes when it exits.
+        assert!(t.verdicts.contains_key(&401));
+        t.handle(Event::Exit {
+            pid: 401,
+            tid: 401,
+            time: 9,
+        });
+        assert!(!t.verdicts.contains_key(&401));
         let out = t.finish();
         assert!(out.ever_matched);
         assert_eq!(
@@ -1808,6 +1985,47 @@ mod tests {
         assert!(out.processes[&900].exited);
     }
 
+    /// Attached to a command, each counter of a task (one per CPU and
+    /// role) writes its own EXIT record: a process that exited is still
+    /// compacted once, keeping the mappings and thread names its samples
+    /// need (a second compaction found none of its entries and dropped
+    /// them all).
+    #[test]
+    fn a_repeated_exit_record_compacts_once() {
+        let src = FakeProc::default().with(
+            900,
+            "cc1",
+            "/usr/lib/cc1",
+            &[
+                (0x1000, 0x2000, "/usr/lib/cc1"),
+                (0x3000, 0x4000, "/lib/libc.so.6"),
+            ],
+        );
+        let mut t = Tracker::new(Filter::Attached, src, 1);
+        t.handle(sample(900, 900, 1, &[], &[0x1010, 0x3000]));
+        for time in [5, 5, 6] {
+            t.handle(Event::Exit {
+                pid: 900,
+                tid: 900,
+                time,
+            });
+        }
+        t.handle(Event::Lost {
+            time: 6 + SETTLE_NS,
+            count: 0,
+            stacks: false,
+        });
+        let out = t.finish();
+        let p = &out.processes[&900];
+        assert_eq!(p.mappings.len(), 2, "{:?}", p.mappings);
+        assert_eq!(p.threads.keys().copied().collect::<Vec<_>>(), vec![900]);
+        // Its stack moved with its mappings: every address is in one.
+        assert!(out.samples[0]
+            .user
+            .iter()
+            .all(|&a| p.mapping_for(a).is_some()));
+    }
+
     /// Two runs of one program, loaded at different addresses: once they
     /// exited, their mappings and stacks are moved to one canonical place,
     /// so identical stacks are stored once, and every address still names
@@ -1855,6 +2073,208 @@ mod tests {
             pa.mapping_for(a.user[2]).unwrap().path,
             PathBuf::from("//anon")
         );
+    }
+
+    /// Handing out settled processes: each one that exited and was
+    /// compacted leaves with all its samples (and only then), counted in
+    /// the progress; a live process's samples stay and go on counting into
+    /// their entries; a process the caller named stays; stacks nobody holds
+    /// any more leave the intern set.
+    #[test]
+    fn settled_processes_are_handed_out_with_all_their_samples() {
+        let src = FakeProc::default().with(50, "named", "/usr/bin/named", &[]);
+        let mut t = Tracker::new(Filter::All, src, 1);
+        t.hand_out_settled();
+        assert!(t.add_target(50));
+        for pid in [50, 100, 200, 300] {
+            t.handle(mmap(pid, 0x1000, 0x2000, "/usr/bin/prog"));
+            t.handle(sample(pid, pid, 1, &[0xffff], &[0x1010, pid as u64]));
+            t.handle(sample(pid, pid, 2, &[0xffff], &[0x1010]));
+        }
+        t.handle(sample(300, 301, 2, &[0xeeee], &[0x1010]));
+        assert_eq!(t.process_count(), 4);
+        for pid in [50, 100, 200] {
+            t.handle(Event::Exit {
+                pid,
+                tid: pid,
+                time: 3,
+            });
+        }
+        // Not settled yet: nothing to hand out.
+        assert!(t.take_settled().is_none());
+        t.handle(Event::Lost {
+            time: 3 + SETTLE_NS,
+            count: 0,
+            stacks: false,
+        });
+        let Settled {
+            samples,
+            processes,
+            gone,
+        } = t.take_settled().expect("two settled processes");
+        assert_eq!(
+            processes.keys().copied().collect::<Vec<_>>(),
+            vec![100, 200]
+        );
+        assert_eq!(gone, vec![100, 200]);
+        assert!(processes.values().all(|p| p.exited));
+        let mut of: Vec<(u32, u64)> = samples.iter().map(|s| (s.pid, s.count)).collect();
+        of.sort();
+        assert_eq!(of, vec![(100, 1), (100, 1), (200, 1), (200, 1)]);
+        assert!(t.take_settled().is_none());
+        // Still counted as seen; the live process's entries still count.
+        assert_eq!(t.process_count(), 4);
+        t.handle(sample(300, 301, 4 + SETTLE_NS, &[0xeeee], &[0x1010]));
+        t.handle(sample(300, 300, 4 + SETTLE_NS, &[0xffff], &[0x1010]));
+        drop(samples);
+        let stacks = t.stacks.len();
+        t.handle(Event::Exit {
+            pid: 300,
+            tid: 300,
+            time: 5 + SETTLE_NS,
+        });
+        t.handle(Event::Lost {
+            time: 5 + 2 * SETTLE_NS,
+            count: 0,
+            stacks: false,
+        });
+        // The handed-out stacks (`[0x1010, 100]`, …) left the intern set.
+        let Settled {
+            samples, processes, ..
+        } = t.take_settled().expect("the last one");
+        assert!(t.stacks.len() < stacks, "{} of {stacks}", t.stacks.len());
+        assert_eq!(processes.keys().copied().collect::<Vec<_>>(), vec![300]);
+        let mut of: Vec<(u32, u64)> = samples.iter().map(|s| (s.tid, s.count)).collect();
+        of.sort();
+        assert_eq!(of, vec![(300, 1), (300, 2), (301, 2)]);
+        let out = t.finish();
+        // The named process stays, with its samples.
+        assert_eq!(out.processes.keys().copied().collect::<Vec<_>>(), vec![50]);
+        assert_eq!(out.samples.iter().map(|s| s.count).sum::<u64>(), 2);
+    }
+
+    /// A small system-wide off-CPU recording: pid 1 lives throughout;
+    /// pid 10 (threads 10 and 11), forked by it, runs and waits (a wait
+    /// with a stack and one without in the same class, so its time is
+    /// scaled; a preemption in a class without any stack), and its leader
+    /// exits at 1 µs, its second thread 2.5 s later; pid 20 comes and goes.
+    /// The clock then goes on with samples of pid 1.
+    fn off_cpu_events() -> Vec<Event> {
+        const S: u64 = SETTLE_NS;
+        let fork = |pid, ppid, tid, time| Event::Fork {
+            pid,
+            ppid,
+            tid,
+            time,
+        };
+        let switch = |pid, tid, time, out, preempt| Event::Switch {
+            pid,
+            tid,
+            time,
+            cpu: 0,
+            out,
+            preempt,
+        };
+        let at_switch = |pid, tid, time, user: u64| {
+            let Event::Sample(mut s) = sample(pid, tid, time, &[0xffff], &[user]) else {
+                unreachable!("a sample")
+            };
+            s.at_switch = true;
+            Event::Sample(s)
+        };
+        let exit = |pid, tid, time| Event::Exit { pid, tid, time };
+        vec![
+            sample(1, 1, 1, &[], &[0x1]),
+            fork(10, 1, 10, 10),
+            fork(10, 10, 11, 11),
+            sample(10, 11, 15, &[], &[0x10]),
+            sample(10, 10, 20, &[], &[0x10]),
+            at_switch(10, 10, 30, 0x11),
+            switch(10, 10, 30, true, false),
+            switch(10, 10, 40, false, false),
+            switch(10, 10, 50, true, false),
+            switch(10, 10, 63, false, false),
+            switch(10, 10, 70, true, true),
+            at_switch(10, 11, 80, 0x12),
+            switch(10, 11, 80, true, false),
+            switch(10, 10, 300, false, false),
+            exit(10, 10, 1_000),
+            switch(10, 11, 2_000, false, false),
+            fork(20, 1, 20, 2_000_000),
+            sample(20, 20, 2_000_001, &[], &[0x20]),
+            at_switch(20, 20, 2_000_002, 0x21),
+            switch(20, 20, 2_000_002, true, false),
+            switch(20, 20, 2_000_050, false, false),
+            exit(20, 20, 3_000_000),
+            sample(1, 1, S + S / 2, &[], &[0x1]),
+            exit(10, 11, 2 * S + S / 2),
+            sample(1, 1, 3 * S, &[], &[0x1]),
+            sample(1, 1, 4 * S, &[], &[0x1]),
+        ]
+    }
+
+    /// Count and time of the samples by pid, tid and kind.
+    fn totals<'a>(
+        samples: impl IntoIterator<Item = &'a RawSample>,
+    ) -> BTreeMap<(u32, u32, SampleKind), (u64, u64)> {
+        let mut m = BTreeMap::new();
+        for s in samples {
+            let e: &mut (u64, u64) = m.entry((s.pid, s.tid, s.kind)).or_default();
+            e.0 += s.count;
+            e.1 += s.period;
+        }
+        m
+    }
+
+    /// With off-CPU time, a process is handed out only once every thread
+    /// of it has exited, with its threads' times and its samples' scaled
+    /// time: the parts and what is left give the samples, times and
+    /// processes of a recording that kept everything to the end.
+    #[test]
+    fn handed_out_processes_carry_their_off_cpu_time() {
+        let src = || FakeProc::default().with(1, "init", "/sbin/init", &[]);
+        let mut whole = Tracker::new(Filter::All, src(), u32::MAX);
+        whole.record_off_cpu(0, 0);
+        for ev in off_cpu_events() {
+            whole.handle(ev);
+        }
+        whole.set_end(5 * SETTLE_NS);
+        let whole = whole.finish();
+
+        let mut t = Tracker::new(Filter::All, src(), u32::MAX);
+        t.record_off_cpu(0, 0);
+        t.hand_out_settled();
+        let mut parts: Vec<(usize, Settled)> = Vec::new();
+        for (i, ev) in off_cpu_events().into_iter().enumerate() {
+            t.handle(ev);
+            parts.extend(t.take_settled().map(|s| (i, s)));
+        }
+        t.set_end(5 * SETTLE_NS);
+        let rest = t.finish();
+
+        // Pid 20 left first; pid 10 only once its second thread had exited
+        // (event 23), though its leader had settled at event 22.
+        let gone: Vec<(usize, Vec<u32>)> =
+            parts.iter().map(|(i, s)| (*i, s.gone.clone())).collect();
+        assert_eq!(gone, vec![(22, vec![20]), (23, vec![10])]);
+        let handed: Vec<&RawSample> = parts.iter().flat_map(|(_, s)| &s.samples).collect();
+        assert_eq!(
+            totals(handed.iter().copied().chain(&rest.samples)),
+            totals(&whole.samples)
+        );
+        // The waits of thread 10: 10 ns with a stack and 13 without, in
+        // one class (23 ns on the stack); 230 ns preempted, without any.
+        let of10 = totals(handed.iter().copied().filter(|s| s.tid == 10));
+        assert_eq!(of10[&(10, 10, SampleKind::Blocked)], (1, 23));
+        assert_eq!(of10[&(10, 10, SampleKind::Preempted)], (1, 230));
+        let mut processes = rest.processes.clone();
+        for (_, part) in &parts {
+            processes.extend(part.processes.clone());
+        }
+        assert_eq!(processes, whole.processes);
+        assert_eq!(rest.processes.keys().copied().collect::<Vec<_>>(), vec![1]);
+        assert_eq!(processes[&10].times.len(), 2);
+        assert_eq!(processes[&10].times[&11].blocked, 1_920);
     }
 
     #[test]

@@ -18,9 +18,10 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use nflame_sampler::{
-    record, Measure, RawSample, RecordOptions, Recording, SampleKind, Target, ThreadTimes,
+    record, record_with_exited, Measure, ProcessInfo, RawSample, RecordOptions, Recording,
+    SampleKind, Target, ThreadTimes,
 };
-use object::{Object, ObjectSymbol};
+use object::{Object, ObjectSegment, ObjectSymbol};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -32,6 +33,9 @@ fn serial() -> MutexGuard<'static, ()> {
 struct Program {
     path: PathBuf,
     symbols: HashMap<String, (u64, u64)>,
+    /// File offset of each function's first byte (the address of a
+    /// function of an exited process is moved, its file offset is not).
+    offsets: HashMap<String, u64>,
     _dir: tempfile::TempDir,
 }
 
@@ -61,14 +65,24 @@ fn program() -> &'static Program {
         );
         let data = std::fs::read(&path).expect("read the program");
         let elf = object::File::parse(&*data).expect("parse the program");
-        let symbols = elf
+        let symbols: HashMap<String, (u64, u64)> = elf
             .symbols()
             .filter(|s| s.kind() == object::SymbolKind::Text && s.size() > 0)
             .filter_map(|s| Some((s.name().ok()?.to_string(), (s.address(), s.size()))))
             .collect();
+        let offsets = symbols
+            .iter()
+            .filter_map(|(name, &(addr, _))| {
+                let seg = elf
+                    .segments()
+                    .find(|g| (g.address()..g.address() + g.size()).contains(&addr))?;
+                Some((name.clone(), addr - seg.address() + seg.file_range().0))
+            })
+            .collect();
         Program {
             path,
             symbols,
+            offsets,
             _dir: dir,
         }
     })
@@ -86,6 +100,27 @@ impl Program {
         s.user.iter().enumerate().any(|(i, &a)| {
             let a = if i == 0 { a } else { a.wrapping_sub(1) };
             (start..start + size).contains(&a)
+        })
+    }
+}
+
+impl Program {
+    /// [`Program::in_function`] for a sample of `info`, a process that may
+    /// have exited (its file mappings and addresses are then moved): by
+    /// file offset, in its mappings of the program.
+    fn in_function_of(&self, info: &ProcessInfo, s: &RawSample, name: &str) -> bool {
+        let (&start, &(_, size)) = (
+            self.offsets
+                .get(name)
+                .unwrap_or_else(|| panic!("no {name}")),
+            self.symbols.get(name).expect("its symbol"),
+        );
+        let file = self.path.file_name();
+        s.user.iter().enumerate().any(|(i, &a)| {
+            let a = if i == 0 { a } else { a.wrapping_sub(1) };
+            info.mapping_for(a)
+                .filter(|m| m.path.file_name() == file)
+                .is_some_and(|m| (start..start + size).contains(&(a - m.start + m.offset)))
         })
     }
 }
@@ -526,4 +561,92 @@ fn a_high_switch_rate_attached_by_pid_keeps_to_the_budget() {
     // The first rounds (10 ms, 20 ms...) may take every switch.
     let budget = info.max_rate as f64 * cpus * secs * 1.5 + 4000.0;
     assert!((info.sampled as f64) <= budget, "{info:?}");
+}
+
+/// Processes that exit while recording are handed out as they go
+/// (`record_with_exited`) with all their off-CPU time: three short runs of
+/// the program, started one after the other by a shell that then becomes a
+/// long run (which keeps the recording going, and stays in it as the
+/// command), each leave in a part of their own with their threads' times
+/// and every sample of theirs: their main thread's waits in `do_sleep`
+/// weigh what it measured of them, and each thread's blocked samples add
+/// up to its blocked total.
+#[test]
+fn exited_processes_are_handed_out_with_their_off_cpu_time() {
+    let _s = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let script =
+        "for i in 1 2 3; do \"$0\" -r \"$1/report.$i\" mix 0.4 & echo $! > \"$1/pid.$i\"; \
+                  wait; done; exec \"$0\" mix 6";
+    let argv = vec![
+        "sh".into(),
+        "-c".into(),
+        script.into(),
+        program().path.clone().into_os_string(),
+        d.as_os_str().to_owned(),
+    ];
+    let o = options(Target::Command(argv), Measure::OffCpu);
+    let stop = AtomicBool::new(false);
+    let mut parts: Vec<Recording> = Vec::new();
+    let rec = record_with_exited(&o, &stop, |_| {}, |part| parts.push(part)).expect("record");
+    assert!(!parts.is_empty(), "nothing handed out");
+    for part in &parts {
+        assert_eq!(part.measure, Measure::OffCpu);
+        assert_eq!(part.event, "context-switches");
+    }
+    for i in 1..=3 {
+        let pid: u32 = std::fs::read_to_string(d.join(format!("pid.{i}")))
+            .expect("the shell wrote the run's pid")
+            .trim()
+            .parse()
+            .expect("a pid");
+        let r = read_report(&d.join(format!("report.{i}")));
+        let holding: Vec<&Recording> = parts
+            .iter()
+            .filter(|p| p.samples.iter().any(|s| s.pid == pid))
+            .collect();
+        assert_eq!(
+            holding.len(),
+            1,
+            "run {i} (pid {pid}) in {} parts",
+            holding.len()
+        );
+        let part = holding[0];
+        assert!(!rec.processes.contains_key(&pid));
+        assert!(rec.samples.iter().all(|s| s.pid != pid));
+        let p = &part.processes[&pid];
+        assert!(p.exited && p.comm == "offcpu", "{p:?}");
+        let got: f64 = part
+            .samples
+            .iter()
+            .filter(|s| s.tid == pid && s.kind == SampleKind::Blocked)
+            .filter(|s| program().in_function_of(p, s, "do_sleep"))
+            .map(|s| s.period as f64)
+            .sum();
+        eprintln!(
+            "run {i}: do_sleep {got:.0} ns recorded, {:.0} ns measured",
+            r["sleep"]
+        );
+        assert!(
+            (got - r["sleep"]).abs() <= 0.1 * r["sleep"],
+            "run {i}: {got:.0} ns in do_sleep recorded, {:.0} ns measured",
+            r["sleep"]
+        );
+        // Main, feeder and idler.
+        assert!(p.times.len() >= 3, "{:?}", p.times);
+        for (&tid, t) in &p.times {
+            let blocked: u64 = part
+                .samples
+                .iter()
+                .filter(|s| s.tid == tid && s.kind == SampleKind::Blocked)
+                .map(|s| s.period)
+                .sum();
+            assert!(
+                blocked.abs_diff(t.blocked) <= t.blocked / 100 + 1_000,
+                "run {i}, thread {tid}: {blocked} ns of blocked samples, {} ns blocked",
+                t.blocked
+            );
+        }
+    }
 }

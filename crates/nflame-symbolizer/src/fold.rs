@@ -10,6 +10,9 @@
 //! [`crate::warm_up`] when the caller could); then merge samples with
 //! identical stacks (the sampler interns stacks, so this is a pointer
 //! comparison) and write each distinct stack once into a [`Profile`].
+//! [`IncrementalFold`] does this part by part (the processes that exited
+//! while recording, then the rest) and merges the parts' profiles and
+//! statistics; [`fold_with`] is its one-part case.
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -343,6 +346,122 @@ pub fn fold_with(
     opts: &FoldOptions,
     prepared: &Prepared,
 ) -> Result<(Profile, FoldStats), Error> {
+    let mut fold = IncrementalFold::new();
+    fold.add(recording, opts, prepared)?;
+    Ok(fold.finish())
+}
+
+/// A recording folded in parts, as its processes exit: each part holds
+/// every sample of its processes (none of them appears in another part),
+/// is symbolized and folded when it is [added](IncrementalFold::add), and
+/// can then be dropped, so what is kept grows with the distinct folded
+/// stacks, not with the processes that came and went.
+///
+/// The parts give the profile and [`FoldStats`] that [`fold_with`] gives for
+/// a recording holding them all (it is one part), with two exceptions:
+/// [`FoldStats::skipped`] and [`FoldStats::failed_modules`] hold the same
+/// lines in another order, and a pid that two parts both hold (a pid the
+/// kernel reused during the recording) counts as two processes there, where
+/// one recording merges them into one.
+#[derive(Debug, Default)]
+pub struct IncrementalFold {
+    profile: Profile,
+    stats: FoldStats,
+    /// Distinct kernel lookup addresses of every part.
+    kernel_addrs: FxHashSet<u64>,
+}
+
+impl IncrementalFold {
+    /// Nothing folded yet.
+    pub fn new() -> IncrementalFold {
+        IncrementalFold::default()
+    }
+
+    /// Symbolizes and folds the samples of `part` and adds them. Errors if
+    /// a total overflows 64 bits; then nothing more should be added.
+    pub fn add(
+        &mut self,
+        part: &Recording,
+        opts: &FoldOptions,
+        prepared: &Prepared,
+    ) -> Result<(), Error> {
+        let (profile, stats, kernel_addrs) = fold_part(part, opts, prepared)?;
+        if !self.profile.merge(profile) {
+            return Err(Error::Overflow);
+        }
+        self.kernel_addrs.extend(kernel_addrs);
+        // Every field named, so that a new one cannot be left out here.
+        let FoldStats {
+            samples,
+            processes,
+            frames,
+            named_frames,
+            user_frames,
+            named_user_frames,
+            kernel_frames,
+            named_kernel_frames,
+            unique_addresses,
+            failed_modules,
+            skipped,
+            kernel_error,
+            truncated_stacks,
+            complete_user_stacks,
+            user_stacks,
+            dropped_samples,
+            lua_stacks,
+            lua_missing,
+            lua_unplaced,
+        } = stats;
+        let s = &mut self.stats;
+        s.samples += samples;
+        s.processes += processes;
+        s.frames += frames;
+        s.named_frames += named_frames;
+        s.user_frames += user_frames;
+        s.named_user_frames += named_user_frames;
+        s.kernel_frames += kernel_frames;
+        s.named_kernel_frames += named_kernel_frames;
+        s.unique_addresses += unique_addresses;
+        s.truncated_stacks += truncated_stacks;
+        s.complete_user_stacks += complete_user_stacks;
+        s.user_stacks += user_stacks;
+        s.dropped_samples += dropped_samples;
+        s.lua_stacks += lua_stacks;
+        s.lua_missing += lua_missing;
+        s.lua_unplaced += lua_unplaced;
+        if s.kernel_error.is_none() {
+            s.kernel_error = kernel_error;
+        }
+        for f in failed_modules {
+            if !s.failed_modules.iter().any(|g| g.path == f.path) {
+                s.failed_modules.push(f);
+            }
+        }
+        for line in skipped {
+            if !s.skipped.contains(&line) {
+                s.skipped.push(line);
+            }
+        }
+        Ok(())
+    }
+
+    /// The profile of every part, and what folding them did.
+    pub fn finish(self) -> (Profile, FoldStats) {
+        let mut stats = self.stats;
+        // User addresses count per process (each part has its own
+        // processes), kernel addresses once in all.
+        stats.unique_addresses += self.kernel_addrs.len() as u64;
+        (self.profile, stats)
+    }
+}
+
+/// Folds one part: its profile, its stats (`unique_addresses` without the
+/// kernel's) and its distinct kernel lookup addresses.
+fn fold_part(
+    recording: &Recording,
+    opts: &FoldOptions,
+    prepared: &Prepared,
+) -> Result<(Profile, FoldStats, Vec<u64>), Error> {
     let mut grouped: BTreeMap<u32, Vec<&RawSample>> = BTreeMap::new();
     for s in &recording.samples {
         grouped.entry(s.pid).or_default().push(s);
@@ -371,7 +490,6 @@ pub fn fold_with(
 
     let mut stats = FoldStats {
         processes: by_pid.len() as u64,
-        unique_addresses: kernel.len() as u64,
         kernel_error,
         ..FoldStats::default()
     };
@@ -436,7 +554,7 @@ pub fn fold_with(
         stats.lua_missing += s.lua_missing;
     }
     stats.skipped = skipped;
-    Ok((profile, stats))
+    Ok((profile, stats, kernel.into_keys().collect()))
 }
 
 /// Identity of an interned stack half: its address and length (0, 0 when

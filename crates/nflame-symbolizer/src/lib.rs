@@ -108,8 +108,8 @@ pub mod fuzzing {
 
 pub use error::Error;
 pub use fold::{
-    fold, fold_with, is_outermost_frame, kind_frame, FoldOptions, FoldStats, LuaFold, OtherStacks,
-    Roots, Weight,
+    fold, fold_with, is_outermost_frame, kind_frame, FoldOptions, FoldStats, IncrementalFold,
+    LuaFold, OtherStacks, Roots, Weight,
 };
 pub use frame::{
     module_placeholder, sanitize, Frame, FrameKind, KERNEL_MODULE, TRUNCATED, UNKNOWN,

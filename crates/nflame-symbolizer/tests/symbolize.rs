@@ -712,3 +712,178 @@ fn a_process_exiting_mid_symbolization_is_still_named() {
     assert_eq!(names(&sym.symbolize(&[leaf_b + 1])), ["leaf_b"]);
     assert!(sym.failures().is_empty(), "{:?}", sym.failures());
 }
+
+/// Folding a recording in parts, as its processes exit (what `nflame
+/// record` does while recording), gives the profile and statistics of one
+/// fold of the whole recording, whatever the options: three runs of one
+/// program that exited, folded one part each or all at once, plus a live one;
+/// with off-CPU samples (time rounded to microseconds per process and
+/// stack, kind frames) and Lua stacks put in place of a VM's frames.
+#[test]
+fn folding_exited_processes_in_parts_gives_the_one_fold() {
+    use nflame_recording::{LuaFrame, LuaProcess, LuaStack, LuaVmState, SampleKind};
+    use nflame_symbolizer::{fold_with, IncrementalFold, LuaFold, OtherStacks, Prepared, Roots};
+    use std::sync::Arc;
+
+    let mut progs: Vec<Program> = (0..4).map(|_| c_program()).collect();
+    let (vfs_read, _) = kallsyms_function("vfs_read");
+    let (tcp_sendmsg, _) = kallsyms_function("tcp_sendmsg");
+    let mut whole = Recording {
+        kernel: true,
+        user: true,
+        ..Recording::default()
+    };
+    for (n, prog) in progs.iter().enumerate() {
+        let [leaf_a, leaf_b, middle, main] = prog.addrs[..] else {
+            panic!()
+        };
+        let mut rec = recording_of(prog, Vec::new(), "cprog");
+        let pid = prog.pid();
+        rec.processes
+            .get_mut(&pid)
+            .unwrap()
+            .threads
+            .insert(pid + 1, "helper".into());
+        let stacks: [(&[u64], &[u64], u64); 5] = [
+            (&[leaf_a + 2, middle + 1, main + 1], &[vfs_read + 4], 3),
+            (&[leaf_b + 2, middle + 1, main + 1], &[], 2 + n as u64),
+            (
+                &[leaf_a + 2, middle + 1, 0x10],
+                &[tcp_sendmsg + 8, vfs_read + 4],
+                1,
+            ),
+            (&[], &[tcp_sendmsg + 8], 4),
+            (&[0x20, 0x30], &[], 1),
+        ];
+        // Two of them run Lua code: `middle` is their VM's.
+        let lua = n % 2 == 1;
+        if lua {
+            rec.processes.get_mut(&pid).unwrap().lua = Some(LuaProcess {
+                build: "a LuaJIT".into(),
+                vm_code: std::iter::once(middle..middle + 16).collect(),
+                ..LuaProcess::default()
+            });
+        }
+        let lua_stack = Arc::new(LuaStack {
+            state: LuaVmState::Interpreted,
+            frames: vec![
+                LuaFrame::Named(format!("handler@/srv/app{n}.lua:3_[l]").into()),
+                LuaFrame::C(leaf_b),
+            ],
+        });
+        for (i, (user, kernel, count)) in stacks.into_iter().enumerate() {
+            whole.samples.push(RawSample {
+                pid,
+                tid: if i % 2 == 0 { pid } else { pid + 1 },
+                count,
+                // Time with parts of a microsecond.
+                period: count * 1000 + 400 * n as u64,
+                kind: match (i + n) % 3 {
+                    0 => SampleKind::OnCpu,
+                    1 => SampleKind::Blocked,
+                    _ => SampleKind::Preempted,
+                },
+                user: user.iter().copied().collect(),
+                kernel: kernel.iter().copied().collect(),
+                user_truncated: i == 1 && n == 2,
+                lua: (lua && i == 0).then(|| Arc::clone(&lua_stack)),
+                ..RawSample::default()
+            });
+        }
+        whole.processes.extend(rec.processes);
+    }
+    // The first three exit (the last one lives on).
+    for prog in &mut progs[..3] {
+        prog.kill();
+        whole.processes.get_mut(&prog.pid()).unwrap().exited = true;
+    }
+    let pids: Vec<u32> = progs.iter().map(Program::pid).collect();
+    let part = |of: &[u32]| Recording {
+        samples: whole
+            .samples
+            .iter()
+            .filter(|s| of.contains(&s.pid))
+            .cloned()
+            .collect(),
+        processes: whole
+            .processes
+            .iter()
+            .filter(|(pid, _)| of.contains(pid))
+            .map(|(&pid, info)| (pid, info.clone()))
+            .collect(),
+        kernel: true,
+        user: true,
+        ..Recording::default()
+    };
+
+    let mut options = vec![FoldOptions::default()];
+    let mut o = FoldOptions::default();
+    o.per_pid = true;
+    o.per_thread = true;
+    options.push(o);
+    let mut o = FoldOptions::default();
+    o.weight = Weight::Period;
+    o.kernel = false;
+    options.push(o);
+    let mut o = FoldOptions::default();
+    o.roots = {
+        let mut roots = Roots::default();
+        roots.labels = [(pids[1], "[container web]".to_string())].into();
+        roots.others = OtherStacks::KernelFrom {
+            functions: vec!["tcp_sendmsg".into()],
+            label: "[net]".into(),
+        };
+        roots
+    };
+    options.push(o);
+    let mut o = FoldOptions::default();
+    o.weight = Weight::Time;
+    o.kind_frames = true;
+    options.push(o);
+    let mut o = FoldOptions::default();
+    o.lua = LuaFold::Only;
+    options.push(o);
+    let prepared = Prepared::default();
+    let sorted = |mut v: Vec<String>| {
+        v.sort();
+        v
+    };
+    for opts in &options {
+        let (profile, mut stats) = fold_with(&whole, opts, &prepared).unwrap();
+        let mut parts = IncrementalFold::new();
+        for of in [&pids[..1], &pids[1..3], &pids[3..]] {
+            parts.add(&part(of), opts, &prepared).unwrap();
+        }
+        let (in_parts, mut parts_stats) = parts.finish();
+        assert_eq!(in_parts.sorted(), profile.sorted(), "{opts:?}");
+        if opts == &options[0] {
+            assert_eq!(profile.total(), whole.sample_count());
+            assert!(stats.named_user_frames > 0 && stats.named_kernel_frames > 0);
+            assert_eq!(stats.lua_stacks, 6);
+            let stacks = profile.sorted();
+            assert!(
+                stacks
+                    .iter()
+                    .any(|(s, _)| s.contains(";handler@/srv/app1.lua:3_[l];")),
+                "{stacks:?}"
+            );
+        }
+        if opts.weight == Weight::Time {
+            // Microseconds, rounded once per process and stack.
+            let us = whole.total_period() as f64 / 1000.0;
+            assert!(
+                (profile.total() as f64 - us).abs() < 8.0,
+                "{}",
+                profile.total()
+            );
+        }
+        stats.skipped = sorted(stats.skipped);
+        parts_stats.skipped = sorted(parts_stats.skipped);
+        stats.failed_modules.sort_by(|a, b| a.path.cmp(&b.path));
+        parts_stats
+            .failed_modules
+            .sort_by(|a, b| a.path.cmp(&b.path));
+        assert_eq!(parts_stats, stats, "{opts:?}");
+        assert_eq!(stats.processes, 4);
+    }
+}

@@ -751,6 +751,74 @@ fn system_wide_and_by_name_find_luajit() {
     }
 }
 
+/// LuaJIT processes that exit during a recording by name are folded then
+/// (a second after their exit, at the next hand-out) and dropped, with what
+/// their Lua frames need: three short runs, each found at its first sample,
+/// keep their Lua frames in place of the VM's, and each has its `lua` line
+/// in the summary.
+#[test]
+fn luajit_processes_that_exit_keep_their_lua_frames() {
+    let _lock = heavy_lock();
+    let (_dir, script) = two_lua();
+    let root = upstream_root();
+    let out_dir = tempfile::tempdir().unwrap();
+    let out = out_dir.path().join("runs.folded");
+    let mut rec = Recorder::spawn(
+        nflame()
+            .args(["record", "--name", "luajit", "--per-pid", "-d", "600", "-o"])
+            .arg(&out),
+    );
+    rec.wait_ready(Duration::from_secs(60));
+    let mut pids = Vec::new();
+    for _ in 0..3 {
+        let run = Command::new(root.join("usr/bin/luajit"))
+            .arg(&script)
+            .arg("0.6")
+            .env("LD_LIBRARY_PATH", root.join("usr/lib/x86_64-linux-gnu"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        pids.push(run.id());
+        let done = common::finish(run, Duration::from_secs(120), "luajit");
+        assert!(done.status.success(), "{}", text(&done.stderr));
+    }
+    // Long enough after the last exit for it to be handed out (a second to
+    // settle, two between hand-outs).
+    let now = rec.wait_status(Duration::from_secs(60), |_| true).elapsed;
+    rec.wait_status(Duration::from_secs(120), |s| s.elapsed >= now + 4.0);
+    rec.signal(libc::SIGINT);
+    let res = rec.finish(Duration::from_secs(180));
+    let summary = text(&res.stderr);
+    eprintln!("{summary}");
+    assert!(res.status.success(), "{summary}");
+    let p = folded(&out);
+    let s = script.display();
+    for pid in pids {
+        let root = format!("luajit-{pid};");
+        let of = |keep: &dyn Fn(&str) -> bool| -> u64 {
+            p.iter()
+                .filter(|(k, _)| k.starts_with(&root) && keep(k))
+                .map(|(_, n)| n)
+                .sum()
+        };
+        let named = of(&|k| k.contains(&format!("driver@{s}:13_[l];work_")));
+        let all = of(&|_| true);
+        // Most: a process found at its first sample has no Lua stack until
+        // the probe follows it (the first drain, up to 100 ms of a 0.6 s
+        // run: `[lua: no stack]`); without its VM in the part, none would.
+        assert!(
+            named >= 100 && named * 100 >= all * 60,
+            "run {pid}: {named} of {all} samples named\n{}",
+            top(&p, 8)
+        );
+        assert!(
+            summary.contains(&format!("pid {pid} (luajit): LuaJIT 2.1 in ")),
+            "{summary}"
+        );
+    }
+}
+
 /// `--lua off`: C-level stacks, no Lua lines. `--lua-only`: Lua-land stacks
 /// only. `--lua-lines`: functions split by line.
 #[test]

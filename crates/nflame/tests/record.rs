@@ -1065,6 +1065,63 @@ fn off_cpu_stacks_weigh_the_time_spent_waiting() {
     }
 }
 
+/// `--off-cpu -a` while short programs come and go: each run exits during
+/// the recording, long enough before its end to be folded then and dropped
+/// (a second to settle, two between hand-outs), and keeps its blocked time.
+/// Each run's threads are blocked for about what it measured: the main
+/// thread in its sleeps, pipe reads and polls, the feeder and the idler for
+/// the whole run. Their total is the graph's whatever share of the switches
+/// got a stack (on a busy machine, few: the time of the others is shared
+/// among them, and a class of waits without any stack is kept without one),
+/// so it is compared, not the time under `do_sleep`.
+#[test]
+fn off_cpu_all_keeps_the_blocked_time_of_programs_that_exited() {
+    let _s = serial();
+    let dir = tempfile::tempdir().unwrap();
+    // A name of its own: every process is recorded.
+    let bin = dir.path().join("nfl-offexit");
+    std::fs::copy(offcpu_bin(), &bin).unwrap();
+    let out = dir.path().join("all.folded");
+    let rec = start_recording(nflame().args(["record", "--off-cpu", "-a", "-o"]).arg(&out));
+    let mut expected = 0.0;
+    for i in 0..3 {
+        let report = dir.path().join(format!("report.{i}"));
+        let o = Command::new(&bin)
+            .arg("-r")
+            .arg(&report)
+            .args(["mix", "0.4"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        let text = std::fs::read_to_string(&report).unwrap();
+        let ns = |key: &str| -> f64 {
+            text.lines()
+                .find_map(|l| l.strip_prefix(key)?.strip_prefix(' '))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("no {key} in the run's report: {text}"))
+        };
+        expected += ns("sleep") + ns("pipe") + ns("poll") + 2.0 * ns("wall");
+    }
+    let mut rec = rec;
+    let limit = Duration::from_secs(120);
+    let now = rec.wait_status(limit, |_| true).elapsed;
+    rec.wait_status(limit, |s| s.elapsed >= now + 4.0);
+    rec.signal(libc::SIGINT);
+    let o = finish_recorder(rec);
+    let err = stderr(&o);
+    let p = folded(&out);
+    let blocked = |s: &str| s == "nfl-offexit;[blocked]" || s.starts_with("nfl-offexit;[blocked];");
+    let got: u64 = p.iter().filter(|(s, _)| blocked(s)).map(|(_, n)| n).sum();
+    let want = expected / 1000.0;
+    eprintln!("nfl-offexit blocked {got} µs in the graph, about {want:.0} µs expected");
+    assert!(
+        (got as f64 - want).abs() <= 0.1 * want,
+        "{got} µs blocked in the graph, about {want:.0} µs measured by the runs: {err}"
+    );
+    assert!(err.contains("off-CPU") && err.contains("threads"), "{err}");
+}
+
 /// `--docker-port` for a port no docker-proxy publishes: a clear error naming
 /// what was looked for, exit status 1, nothing recorded or written.
 #[test]
