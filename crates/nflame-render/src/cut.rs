@@ -416,6 +416,17 @@ pub(crate) struct Kept {
     pub(crate) name: (u32, u32),
 }
 
+impl Kept {
+    /// The frame's name, from the rows laid out (empty for `all`).
+    pub(crate) fn name<'r>(&self, rows: &'r (impl RowSource + ?Sized)) -> &'r str {
+        if self.depth == 0 {
+            ""
+        } else {
+            &rows.text(self.line as usize)[self.name.0 as usize..self.name.1 as usize]
+        }
+    }
+}
+
 /// One frame being laid out.
 #[derive(Debug, Clone, Copy)]
 struct Open {

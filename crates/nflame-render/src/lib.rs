@@ -713,13 +713,7 @@ fn draw_frames(
     total: u64,
     writer: &mut dyn Write,
 ) -> Result<(), Error> {
-    let name = |k: &cut::Kept| -> &str {
-        if k.depth == 0 {
-            ""
-        } else {
-            &rows.text(k.line as usize)[k.name.0 as usize..k.name.1 as usize]
-        }
-    };
+    let name = |k: &cut::Kept| -> &str { k.name(rows) };
     let colours = palette_colours(opts, kept.iter().map(name))?;
     let inferno = opts.to_inferno()?;
     let (factor, count_name) = (inferno.factor, inferno.count_name.as_str());

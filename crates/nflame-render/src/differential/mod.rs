@@ -133,20 +133,11 @@ pub(crate) fn draw<W: Write>(
     out.write_all(svg::GONE_PATTERN.as_bytes())?;
     let style =
         |i: usize, k: &Kept, _: &str, name: &str| scale.style(k.depth, &laid.nodes[i], name);
-    canvas.write_frames(&mut out, &laid.kept, &|k| frame_name(&laid.rows, k), &style)?;
+    canvas.write_frames(&mut out, &laid.kept, &|k| k.name(&laid.rows), &style)?;
     out.into_inner()
         .map_err(|e| Error::Write(e.into_error()))?
         .finish()?;
     Ok(())
-}
-
-/// The name of frame `k`, from its row's text (`all` has none).
-fn frame_name<'r>(rows: &'r DiffRows<'_, '_>, k: &Kept) -> &'r str {
-    if k.depth == 0 {
-        ""
-    } else {
-        &rows.text(k.line as usize)[k.name.0 as usize..k.name.1 as usize]
-    }
 }
 
 /// Draws the honest differential graph of `diff` into `svg`, without
