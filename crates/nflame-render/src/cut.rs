@@ -38,8 +38,6 @@ pub(crate) struct Line<'a> {
 pub(crate) trait Lines {
     /// Calls `f` with every line, in order.
     fn walk(&self, f: &mut dyn FnMut(&Line<'_>));
-    /// Whether the lines are differential (`stack BEFORE WIDTH`).
-    fn differential(&self) -> bool;
 }
 
 /// Compares line `a` (stack `a` followed by ` N` for each of `na`) with line
@@ -336,10 +334,6 @@ impl Lines for SortedRows<'_> {
             prev = text;
         }
     }
-
-    fn differential(&self) -> bool {
-        self.differential
-    }
 }
 
 #[cfg(test)]
@@ -390,10 +384,6 @@ impl Lines for Teed<'_, '_> {
             f(l)
         })
     }
-
-    fn differential(&self) -> bool {
-        self.rows.differential()
-    }
 }
 
 /// Inclusive values of one frame of the layout: sums of the stored counts of
@@ -438,12 +428,15 @@ struct Open {
 
 /// The layout inferno computes from the sorted lines: every frame at least
 /// `min_samples` wide (inferno draws no narrower one), in the order inferno
-/// writes them (as they close); and for a differential graph, each one's
-/// inclusive BEFORE and AFTER values (the same order; none otherwise). The
-/// lines' text is not read: their walk says what is shared and where
-/// frames end.
-pub(crate) fn layout(lines: &dyn Lines, min_samples: u64) -> (Vec<Kept>, Vec<Node>) {
-    let differential = lines.differential();
+/// writes them (as they close), each with its inclusive BEFORE and AFTER
+/// values (for a flame graph, AFTER is its width). They are handed to
+/// `sink` as they close, a line's at a time, never held. The lines' text is
+/// not read: their walk says what is shared and where frames end.
+pub(crate) fn layout_each(
+    lines: &dyn Lines,
+    min_samples: u64,
+    sink: &mut dyn FnMut(&[Kept], &[Node]),
+) {
     let mut kept: Vec<Kept> = Vec::new();
     let mut nodes: Vec<Node> = Vec::new();
     let mut open: Vec<Open> = Vec::new();
@@ -451,7 +444,8 @@ pub(crate) fn layout(lines: &dyn Lines, min_samples: u64) -> (Vec<Kept>, Vec<Nod
     // inferno lists the frames a line closes from the shallowest to the
     // deepest: they are popped the other way round, then reversed.
     let mut close = |open: &mut Vec<Open>, keep: usize, time: u64| {
-        let closed = kept.len();
+        kept.clear();
+        nodes.clear();
         while open.len() > keep {
             let o = open.pop().expect("open frame");
             if let Some(p) = open.last_mut() {
@@ -466,14 +460,13 @@ pub(crate) fn layout(lines: &dyn Lines, min_samples: u64) -> (Vec<Kept>, Vec<Nod
                     end: time,
                     name: o.name,
                 });
-                if differential {
-                    nodes.push(o.node);
-                }
+                nodes.push(o.node);
             }
         }
-        kept[closed..].reverse();
-        if differential {
-            nodes[closed..].reverse();
+        if !kept.is_empty() {
+            kept.reverse();
+            nodes.reverse();
+            sink(&kept, &nodes);
         }
     };
     lines.walk(&mut |l| {
@@ -498,7 +491,108 @@ pub(crate) fn layout(lines: &dyn Lines, min_samples: u64) -> (Vec<Kept>, Vec<Nod
         time += l.width;
     });
     close(&mut open, 0, time);
+}
+
+/// [`layout_each`]'s frames, all held.
+#[cfg(test)]
+pub(crate) fn layout(lines: &dyn Lines, min_samples: u64) -> (Vec<Kept>, Vec<Node>) {
+    let (mut kept, mut nodes) = (Vec::new(), Vec::new());
+    layout_each(lines, min_samples, &mut |k, n| {
+        kept.extend_from_slice(k);
+        nodes.extend_from_slice(n);
+    });
     (kept, nodes)
+}
+
+/// Frames a [`Survey`] holds at most (48 bytes each): the frames of a
+/// larger layout are laid out again as they are written
+/// ([`Frames::Again`]), never all held.
+static HOLD_AT_MOST: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1 << 17);
+
+/// See [`HOLD_AT_MOST`].
+pub(crate) fn hold_at_most() -> usize {
+    HOLD_AT_MOST.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Sets [`HOLD_AT_MOST`] (tests draw both ways: the graphs are the same).
+#[cfg(test)]
+pub(crate) fn set_hold_at_most(n: usize) {
+    HOLD_AT_MOST.store(n, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// A layout's frames, as its page is written: held, or laid out again.
+pub(crate) enum Frames<'l> {
+    /// All of them, in order, with their inclusive values.
+    Held(Vec<Kept>, Vec<Node>),
+    /// Too many to hold: these lines are laid out again.
+    Again(&'l dyn Lines, u64),
+}
+
+impl Frames<'_> {
+    /// Hands the frames to `sink`, in order, a batch at a time.
+    pub(crate) fn each(&self, sink: &mut dyn FnMut(&[Kept], &[Node])) {
+        match self {
+            Frames::Held(kept, nodes) => {
+                if !kept.is_empty() {
+                    sink(kept, nodes)
+                }
+            }
+            Frames::Again(lines, min) => layout_each(*lines, *min, sink),
+        }
+    }
+}
+
+/// What the first walk of a layout learns before its page can start: the
+/// depth of its deepest frame (the page's height), and its frames when
+/// there are at most [`HOLD_AT_MOST`].
+pub(crate) struct Survey {
+    /// The deepest frame's depth (`None`: no frame is drawn).
+    pub(crate) depth: Option<u32>,
+    /// The frames, unless there are more than [`HOLD_AT_MOST`].
+    held: Option<(Vec<Kept>, Vec<Node>)>,
+    min_samples: u64,
+}
+
+impl Survey {
+    /// Walks `lines` laid out for frames of `min_samples` (see
+    /// [`layout_each`]), showing each frame to `look`.
+    pub(crate) fn walk(
+        lines: &dyn Lines,
+        min_samples: u64,
+        look: &mut dyn FnMut(&Kept, &Node),
+    ) -> Survey {
+        let hold = hold_at_most();
+        let mut depth = None;
+        let mut held = Some((Vec::new(), Vec::new()));
+        layout_each(lines, min_samples, &mut |kept, nodes| {
+            for (k, n) in kept.iter().zip(nodes) {
+                depth = depth.max(Some(k.depth));
+                look(k, n);
+            }
+            if let Some((k, n)) = &mut held {
+                if k.len() + kept.len() > hold {
+                    held = None;
+                } else {
+                    k.extend_from_slice(kept);
+                    n.extend_from_slice(nodes);
+                }
+            }
+        });
+        Survey {
+            depth,
+            held,
+            min_samples,
+        }
+    }
+
+    /// The frames: those held, or `lines` (the lines surveyed) to lay out
+    /// again.
+    pub(crate) fn frames<'l>(self, lines: &'l dyn Lines) -> Frames<'l> {
+        match self.held {
+            Some((kept, nodes)) => Frames::Held(kept, nodes),
+            None => Frames::Again(lines, self.min_samples),
+        }
+    }
 }
 
 /// The fewest counts a frame needs to be kept by [`layout`] for a graph of

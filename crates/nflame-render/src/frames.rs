@@ -1,5 +1,5 @@
 //! Writing a graph's frames directly, as inferno writes a frame, from the
-//! layout ([`crate::cut::layout`]): each frame's fill and tooltip given by
+//! layout ([`crate::cut::layout_each`]): each frame's fill and tooltip given by
 //! the caller (the differential graph's colour scale, or a palette's colour
 //! and inferno's tooltip).
 //!
@@ -18,12 +18,12 @@
 use std::fmt::Write as _;
 use std::io::{self, Write};
 
-use crate::cut::Kept;
+use crate::cut::{Frames, Kept, Node};
 use crate::{render_lines, Error, RenderOptions};
 
-/// The fill and tooltip of the `i`-th frame, `k`, by its name and its name
-/// as the tooltip shows it.
-pub(crate) type Style<'a> = dyn Fn(usize, &Kept, &str, &str) -> (String, String) + Sync + 'a;
+/// The fill and tooltip of frame `k`, of inclusive values `node`, by its
+/// name and its name as the tooltip shows it.
+pub(crate) type Style<'a> = dyn Fn(&Kept, &Node, &str, &str) -> (String, String) + Sync + 'a;
 
 /// The page around the frames and where frames go on it.
 pub(crate) struct Canvas {
@@ -124,39 +124,32 @@ impl Canvas {
 
     /// Writes the frames' container with `frames` in it, then the rest of
     /// the page. `name(k)` is frame `k`'s name (empty for `all`, which is
-    /// titled `all` and has no label), `style(i, k, name, shown)` the fill
-    /// and tooltip of frame `k`, the `i`-th (`shown`: the name as the tooltip
-    /// shows it, annotation hidden).
+    /// titled `all` and has no label), `style(k, node, name, shown)` the fill
+    /// and tooltip of frame `k` (`shown`: the name as the tooltip shows it,
+    /// annotation hidden).
     /// Frames are formatted in parallel, a batch at a time, and written in
-    /// order.
+    /// order: at most a batch of them is held.
     pub(crate) fn write_frames<'n, W: Write>(
         &self,
         out: &mut W,
-        frames: &[Kept],
+        frames: &Frames<'_>,
         name: &(dyn Fn(&Kept) -> &'n str + Sync),
         style: &Style<'_>,
     ) -> io::Result<()> {
-        use rayon::prelude::*;
         out.write_all(&self.container)?;
-        let per_count = 100.0 / self.total as f64;
-        const CHUNK: usize = 4096;
-        let batch = CHUNK * 2 * rayon::current_num_threads().max(1);
-        for (b, frames) in frames.chunks(batch).enumerate() {
-            let texts: Vec<String> = frames
-                .par_chunks(CHUNK)
-                .enumerate()
-                .map(|(c, chunk)| {
-                    let mut buf = String::with_capacity(chunk.len() * 256);
-                    let first = b * batch + c * CHUNK;
-                    for (i, k) in chunk.iter().enumerate() {
-                        self.write_frame(&mut buf, first + i, k, per_count, name, style);
-                    }
-                    buf
-                })
-                .collect();
-            for t in texts {
-                out.write_all(t.as_bytes())?;
-            }
+        let mut batches = Batches {
+            canvas: self,
+            out,
+            name,
+            style,
+            kept: Vec::new(),
+            nodes: Vec::new(),
+            error: None,
+        };
+        frames.each(&mut |kept, nodes| batches.push(kept, nodes));
+        batches.flush();
+        if let Some(e) = batches.error {
+            return Err(e);
         }
         out.write_all(&self.tail)
     }
@@ -165,15 +158,15 @@ impl Canvas {
     fn write_frame<'n>(
         &self,
         buf: &mut String,
-        index: usize,
         k: &Kept,
+        node: &Node,
         per_count: f64,
         name: &dyn Fn(&Kept) -> &'n str,
         style: &Style<'_>,
     ) {
         let raw = name(k);
         let name = deannotate(raw);
-        let (fill, title) = style(index, k, raw, if k.depth == 0 { "all" } else { name });
+        let (fill, title) = style(k, node, raw, if k.depth == 0 { "all" } else { name });
         let x1 = k.start as f64 * per_count;
         let x2 = k.end as f64 * per_count;
         let width = x2 - x1;
@@ -212,6 +205,85 @@ impl Canvas {
             }
         }
         buf.push_str("</text></g>");
+    }
+}
+
+/// Frames to write, gathered into batches formatted in parallel.
+struct Batches<'c, 'n, 's, W: Write> {
+    canvas: &'c Canvas,
+    out: &'c mut W,
+    name: &'c (dyn Fn(&Kept) -> &'n str + Sync),
+    style: &'c Style<'s>,
+    /// Frames waiting for their batch to fill.
+    kept: Vec<Kept>,
+    nodes: Vec<Node>,
+    /// The first write that failed: the frames after it are not written.
+    error: Option<io::Error>,
+}
+
+/// Frames formatted by one thread at a time.
+const CHUNK: usize = 4096;
+
+impl<W: Write> Batches<'_, '_, '_, W> {
+    /// Frames per batch: two chunks for each thread.
+    fn batch() -> usize {
+        CHUNK * 2 * rayon::current_num_threads().max(1)
+    }
+
+    /// Takes the next frames: whole batches are written straight from them,
+    /// the rest waits for more.
+    fn push(&mut self, mut kept: &[Kept], mut nodes: &[Node]) {
+        let batch = Self::batch();
+        while !kept.is_empty() && self.error.is_none() {
+            if self.kept.is_empty() && kept.len() >= batch {
+                self.write(&kept[..batch], &nodes[..batch]);
+                (kept, nodes) = (&kept[batch..], &nodes[batch..]);
+                continue;
+            }
+            let take = (batch - self.kept.len()).min(kept.len());
+            self.kept.extend_from_slice(&kept[..take]);
+            self.nodes.extend_from_slice(&nodes[..take]);
+            (kept, nodes) = (&kept[take..], &nodes[take..]);
+            if self.kept.len() == batch {
+                self.flush();
+            }
+        }
+    }
+
+    /// Writes the frames waiting.
+    fn flush(&mut self) {
+        let (kept, nodes) = (std::mem::take(&mut self.kept), std::mem::take(&mut self.nodes));
+        if !kept.is_empty() && self.error.is_none() {
+            self.write(&kept, &nodes);
+        }
+        (self.kept, self.nodes) = (kept, nodes);
+        self.kept.clear();
+        self.nodes.clear();
+    }
+
+    /// Formats `kept` in parallel and writes them in order.
+    fn write(&mut self, kept: &[Kept], nodes: &[Node]) {
+        use rayon::prelude::*;
+        let canvas = self.canvas;
+        let per_count = 100.0 / canvas.total as f64;
+        let (name, style) = (self.name, self.style);
+        let texts: Vec<String> = kept
+            .par_chunks(CHUNK)
+            .zip(nodes.par_chunks(CHUNK))
+            .map(|(kept, nodes)| {
+                let mut buf = String::with_capacity(kept.len() * 256);
+                for (k, n) in kept.iter().zip(nodes) {
+                    canvas.write_frame(&mut buf, k, n, per_count, name, style);
+                }
+                buf
+            })
+            .collect();
+        for t in texts {
+            if let Err(e) = self.out.write_all(t.as_bytes()) {
+                self.error = Some(e);
+                return;
+            }
+        }
     }
 }
 

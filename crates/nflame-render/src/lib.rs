@@ -31,7 +31,7 @@ use nflame_profile::tree::StackTree;
 use nflame_profile::unit::pow10;
 use nflame_profile::{Measure, Profile};
 
-use cut::{min_samples, RowSource, SortedRows, Teed};
+use cut::{min_samples, RowSource, SortedRows, Survey, Teed};
 
 /// nflame's version, as stored in every SVG.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -537,48 +537,6 @@ pub fn render_profile_with<W: Write>(
     sidecar: Option<&str>,
     writer: W,
 ) -> Result<Carried, Error> {
-    match prepare_profile(profile, opts)? {
-        Prepared::Chart => {
-            let measure = profile.measure();
-            let context = context_for(opts, "profile", profile.total(), measure);
-            let o = for_measure(&with_context_subtitle(opts, &context), measure);
-            let mut sorted = profile.sorted();
-            sorted.retain(|(_, c)| *c > 0);
-            let lines: Vec<String> = sorted.iter().map(|(s, c)| format!("{s} {c}")).collect();
-            let mut svg = Vec::with_capacity(1 << 20);
-            render_lines(lines.iter().map(String::as_str), &o, &mut svg)?;
-            finish_profile(profile, &o, measure, svg, &context, sidecar, writer)
-        }
-        Prepared::Laid(laid) => laid.draw(sidecar, writer),
-    }
-}
-
-/// A profile made ready to draw.
-enum Prepared<'p> {
-    /// A flame chart of the sorted stacks: drawn from the profile.
-    Chart,
-    /// A flame graph laid out.
-    Laid(Box<LaidProfile<'p>>),
-}
-
-/// A flame graph laid out: the frames inferno would draw, in its order, the
-/// rows their names are read from, and the profile compressed.
-struct LaidProfile<'p> {
-    /// The options of the page (inferno's, for a flame chart), and the
-    /// caller's (with the context's subtitle).
-    inferno: RenderOptions,
-    opts: RenderOptions,
-    rows: ProfileRows<'p>,
-    kept: Vec<cut::Kept>,
-    total: u64,
-    compressed: embed::Compressed,
-    context: Context,
-    measure: Measure,
-    /// The profile has off-CPU or wall-clock kind frames.
-    kinds: bool,
-}
-
-fn prepare_profile<'p>(profile: &'p Profile, opts: &RenderOptions) -> Result<Prepared<'p>, Error> {
     let measure = profile.measure();
     let context = context_for(opts, "profile", profile.total(), measure);
     let o = for_measure(&with_context_subtitle(opts, &context), measure);
@@ -586,163 +544,162 @@ fn prepare_profile<'p>(profile: &'p Profile, opts: &RenderOptions) -> Result<Pre
     if opts.flamechart {
         // Sorted stacks drawn as a flame chart (a library caller's choice):
         // inferno takes every line as it comes.
-        return Ok(Prepared::Chart);
+        let mut sorted = profile.sorted();
+        sorted.retain(|(_, c)| *c > 0);
+        let lines: Vec<String> = sorted.iter().map(|(s, c)| format!("{s} {c}")).collect();
+        let mut svg = Vec::with_capacity(1 << 20);
+        render_lines(lines.iter().map(String::as_str), &o, &mut svg)?;
+        return finish_profile(profile, &o, measure, svg, &context, sidecar, writer);
     }
-    // The frames inferno would draw from the sorted lines.
+    // The frames inferno would draw from the sorted lines, in two walks (see
+    // `cut`): the first finds the page's height and the names drawn (their
+    // colours), the second, unless the first could hold the frames, lays
+    // them out again as they are written.
     let rows = ProfileRows::new(profile, opts.reverse);
-    let (kept, total, compressed) = {
-        let sorted = SortedRows::sort(&rows, false);
-        if sorted.total == 0 {
-            return Err(Error::Empty);
-        }
-        // The layout and the profile's compression, side by side. Sorted
-        // text compresses better: embed the stacks in the graph's order,
-        // copied as the layout reads them.
-        let min = min_samples(o.min_width_percent(), sorted.total);
-        let (kept, compressed) = if opts.reverse {
-            rayon::join(
-                || cut::layout(&sorted, min).0,
-                || embed::compress_profile(profile),
-            )
-        } else {
-            embed::compress_while(measure, |push| {
-                // A row's text and width are its stack and count, but for the
-                // few stacks inferno reads trimmed.
-                let mut each = |i: usize, text: &str, width: u64| {
-                    if rows.trimmed.binary_search(&(i as u32)).is_ok() {
-                        let (stack, count) = profile.stack_at(i);
-                        push(stack, count);
-                    } else {
-                        push(text, width);
-                    }
-                };
-                let laid = cut::layout(&Teed::new(&sorted, &mut each), min).0;
-                // The stacks without width are not walked: embed them too.
-                for i in 0..rows.len() {
-                    if rows.numbers(i).1 == 0 {
-                        let (stack, count) = profile.stack_at(i);
-                        push(stack, count);
-                    }
-                }
-                laid
-            })
-        };
-        (kept, sorted.total, compressed)
+    let sorted = SortedRows::sort(&rows, false);
+    if sorted.total == 0 {
+        return Err(Error::Empty);
+    }
+    let min = min_samples(o.min_width_percent(), sorted.total);
+    let mut names: rustc_hash::FxHashSet<&str> = Default::default();
+    let mut look = |k: &cut::Kept, _: &cut::Node| {
+        names.insert(k.name(&rows));
     };
+    // The survey and the profile's compression, side by side. Sorted text
+    // compresses better: embed the stacks in the graph's order, copied as
+    // the survey reads them.
+    let (survey, compressed) = if opts.reverse {
+        rayon::join(
+            || Survey::walk(&sorted, min, &mut look),
+            || embed::compress_profile(profile),
+        )
+    } else {
+        embed::compress_while(measure, |push| {
+            // A row's text and width are its stack and count, but for the
+            // few stacks inferno reads trimmed.
+            let mut each = |i: usize, text: &str, width: u64| {
+                if rows.trimmed.binary_search(&(i as u32)).is_ok() {
+                    let (stack, count) = profile.stack_at(i);
+                    push(stack, count);
+                } else {
+                    push(text, width);
+                }
+            };
+            let survey = Survey::walk(
+                &Teed::new(&sorted, &mut each),
+                min,
+                &mut look,
+            );
+            // The stacks without width are not walked: embed them too.
+            for i in 0..rows.len() {
+                if rows.numbers(i).1 == 0 {
+                    let (stack, count) = profile.stack_at(i);
+                    push(stack, count);
+                }
+            }
+            survey
+        })
+    };
+    let mut names: Vec<&str> = names.into_iter().collect();
+    names.sort_unstable();
+    let colours = palette_colours(&o, names)?;
     let mut oc = o.clone();
     // The page of a flame chart: inferno takes its one line as it comes.
     oc.flamechart = true;
     oc.reverse = false;
-    Ok(Prepared::Laid(Box::new(LaidProfile {
-        inferno: oc,
-        opts: o,
-        rows,
-        kept,
-        total,
-        compressed,
-        context,
-        measure,
-        kinds: kinds::has_kind_frames(profile.iter().map(|(s, _)| s)),
-    })))
-}
-
-impl LaidProfile<'_> {
-    fn draw<W: Write>(self, sidecar: Option<&str>, writer: W) -> Result<Carried, Error> {
-        let LaidProfile {
-            inferno: oc,
-            opts: o,
-            rows,
-            kept,
-            total,
-            compressed,
-            context,
-            measure,
-            kinds,
-        } = self;
-        // The metadata, written first, is the last use of the compressed
-        // profile unless it goes beside the SVG: it is freed then.
-        let compressed = std::cell::RefCell::new(Some(compressed));
-        let carried = std::cell::RefCell::new(Carried::default());
-        let metadata = |w: &mut dyn Write| -> std::io::Result<()> {
-            let Some(c) = compressed.borrow_mut().take() else {
-                return Ok(());
-            };
-            let placed = Placed::new(vec![("profile", &c)], o.embed_limit, sidecar);
-            placed.write_metadata(w, &context)?;
-            *carried.borrow_mut() = placed.into_carried();
-            Ok(())
-        };
-        let mut out = WithMetadata::new(writer, &metadata);
-        let draw =
-            |w: &mut dyn Write| -> Result<(), Error> { draw_frames(&oc, &rows, &kept, total, w) };
-        if kinds {
-            // Off-CPU and wall-clock graphs: recoloured by kind as a whole (an
-            // ancestor decides a frame's colour).
-            let mut svg = Vec::with_capacity(1 << 20);
-            draw(&mut svg)?;
-            if measure.decimals > 0 {
-                let mut exact = Vec::with_capacity(svg.len() + svg.len() / 16);
-                titles::write_exact(&svg, measure, &o, &mut exact)?;
-                svg = exact;
-            }
-            if let Some(coloured) = kinds::colour_kinds(&svg) {
-                svg = coloured;
-            }
-            out.write_all(&svg)?;
-        } else if measure.decimals > 0 {
-            // inferno shows whole counts: put the exact ones in.
-            let mut svg = Vec::with_capacity(1 << 20);
-            draw(&mut svg)?;
-            titles::write_exact(&svg, measure, &o, &mut out)?;
-        } else {
-            draw(&mut out)?;
-        }
-        out.finish()?;
-        Ok(carried.take())
-    }
-}
-
-/// Writes the flame graph of frames `kept` (named from `rows`, of `total`
-/// counts) as inferno draws it with `opts`: on inferno's page, each frame
-/// with inferno's tooltip and its palette's colour (one per name), control
-/// characters cleaned.
-fn draw_frames(
-    opts: &RenderOptions,
-    rows: &ProfileRows<'_>,
-    kept: &[cut::Kept],
-    total: u64,
-    writer: &mut dyn Write,
-) -> Result<(), Error> {
-    let name = |k: &cut::Kept| -> &str { k.name(rows) };
-    let colours = palette_colours(opts, kept.iter().map(name))?;
-    let inferno = opts.to_inferno()?;
-    let (factor, count_name) = (inferno.factor, inferno.count_name.as_str());
-    let style = |_: usize, k: &cut::Kept, raw: &str, shown: &str| -> (String, String) {
-        let fill = match raw {
-            // inferno's greys for FlameGraph's separator frames.
-            "--" => "rgb(160,160,160)".to_string(),
-            "-" => "rgb(200,200,200)".to_string(),
-            _ => colours.get(raw).cloned().unwrap_or_default(),
-        };
-        let samples = ((k.end - k.start) as f64 * factor).round() as usize;
-        let samples_txt = thousands(samples);
-        let title = if raw.is_empty() && k.depth == 0 {
-            format!("all ({samples_txt} {count_name}, 100%)")
-        } else {
-            let pct = 100.0 * samples as f64 / (total as f64 * factor);
-            format!("{shown} ({samples_txt} {count_name}, {pct:.2}%)")
-        };
-        (fill, title)
+    let graph = Graph {
+        rows: &rows,
+        depth: survey.depth,
+        frames: survey.frames(&sorted),
+        colours,
+        total: sorted.total,
     };
-    let depth = kept.iter().map(|k| k.depth).max();
-    let canvas = frames::Canvas::new(opts, total, depth, false)?;
-    let mut out = std::io::BufWriter::with_capacity(1 << 16, Cleaning::new(writer));
-    out.write_all(&canvas.head)?;
-    canvas.write_frames(&mut out, kept, &name, &style)?;
-    out.into_inner()
-        .map_err(|e| Error::Write(e.into_error()))?
-        .finish()?;
-    Ok(())
+    // The metadata, written first, is the last use of the compressed
+    // profile unless it goes beside the SVG: it is freed then.
+    let compressed = std::cell::RefCell::new(Some(compressed));
+    let carried = std::cell::RefCell::new(Carried::default());
+    let metadata = |w: &mut dyn Write| -> std::io::Result<()> {
+        let Some(c) = compressed.borrow_mut().take() else {
+            return Ok(());
+        };
+        let placed = Placed::new(vec![("profile", &c)], o.embed_limit, sidecar);
+        placed.write_metadata(w, &context)?;
+        *carried.borrow_mut() = placed.into_carried();
+        Ok(())
+    };
+    let mut out = WithMetadata::new(writer, &metadata);
+    if kinds::has_kind_frames(profile.iter().map(|(s, _)| s)) {
+        // Off-CPU and wall-clock graphs: recoloured by kind as a whole (an
+        // ancestor decides a frame's colour).
+        let mut svg = Vec::with_capacity(1 << 20);
+        graph.draw(&oc, &mut svg)?;
+        if measure.decimals > 0 {
+            let mut exact = Vec::with_capacity(svg.len() + svg.len() / 16);
+            titles::write_exact(&svg, measure, &o, &mut exact)?;
+            svg = exact;
+        }
+        if let Some(coloured) = kinds::colour_kinds(&svg) {
+            svg = coloured;
+        }
+        out.write_all(&svg)?;
+    } else if measure.decimals > 0 {
+        // inferno shows whole counts: put the exact ones in.
+        let mut svg = Vec::with_capacity(1 << 20);
+        graph.draw(&oc, &mut svg)?;
+        titles::write_exact(&svg, measure, &o, &mut out)?;
+    } else {
+        graph.draw(&oc, &mut out)?;
+    }
+    out.finish()?;
+    Ok(carried.take())
+}
+
+/// A flame graph laid out: its rows, the frames inferno would draw (held or
+/// to lay out again), their colours by name, and the graph's total.
+struct Graph<'g, 'p> {
+    rows: &'g ProfileRows<'p>,
+    depth: Option<u32>,
+    frames: cut::Frames<'g>,
+    colours: rustc_hash::FxHashMap<&'p str, String>,
+    total: u64,
+}
+
+impl Graph<'_, '_> {
+    /// Writes the flame graph as inferno draws it with `opts`: on inferno's
+    /// page, each frame with inferno's tooltip and its palette's colour (one
+    /// per name), control characters cleaned.
+    fn draw(&self, opts: &RenderOptions, writer: &mut dyn Write) -> Result<(), Error> {
+        let rows = self.rows;
+        let name = |k: &cut::Kept| -> &str { k.name(rows) };
+        let inferno = opts.to_inferno()?;
+        let (factor, count_name) = (inferno.factor, inferno.count_name.as_str());
+        let (total, colours) = (self.total, &self.colours);
+        let style = |k: &cut::Kept, _: &cut::Node, raw: &str, shown: &str| -> (String, String) {
+            let fill = match raw {
+                // inferno's greys for FlameGraph's separator frames.
+                "--" => "rgb(160,160,160)".to_string(),
+                "-" => "rgb(200,200,200)".to_string(),
+                _ => colours.get(raw).cloned().unwrap_or_default(),
+            };
+            let samples = ((k.end - k.start) as f64 * factor).round() as usize;
+            let samples_txt = thousands(samples);
+            let title = if raw.is_empty() && k.depth == 0 {
+                format!("all ({samples_txt} {count_name}, 100%)")
+            } else {
+                let pct = 100.0 * samples as f64 / (total as f64 * factor);
+                format!("{shown} ({samples_txt} {count_name}, {pct:.2}%)")
+            };
+            (fill, title)
+        };
+        let canvas = frames::Canvas::new(opts, total, self.depth, false)?;
+        let mut out = std::io::BufWriter::with_capacity(1 << 16, Cleaning::new(writer));
+        out.write_all(&canvas.head)?;
+        canvas.write_frames(&mut out, &self.frames, &name, &style)?;
+        out.into_inner()
+            .map_err(|e| Error::Write(e.into_error()))?
+            .finish()?;
+        Ok(())
+    }
 }
 
 /// Each of `names`' colour as inferno's palette of `opts` gives it
@@ -750,11 +707,8 @@ fn draw_frames(
 /// palette map it fills (the `lua` palette's Lua frames given first).
 fn palette_colours<'n>(
     opts: &RenderOptions,
-    names: impl Iterator<Item = &'n str>,
+    distinct: Vec<&'n str>,
 ) -> Result<rustc_hash::FxHashMap<&'n str, String>, Error> {
-    let mut distinct: Vec<&str> = names.collect();
-    distinct.sort_unstable();
-    distinct.dedup();
     if distinct.is_empty() {
         return Ok(Default::default());
     }
@@ -953,8 +907,10 @@ pub fn render_diff_to<W: Write>(
     writer: W,
 ) -> Result<(Carried, Option<DiffProfiles>), Error> {
     let measure = diff.measure();
-    // The layout reads every stack: the profiles are compressed meanwhile.
-    let (laid, mut c) = embed::compress_each_while(&[measure, measure], |push| {
+    let graph = differential::Graph::new(diff, tree, opts)?;
+    let lines = graph.lines(opts)?;
+    // The survey reads every stack: the profiles are compressed meanwhile.
+    let (surveyed, mut c) = embed::compress_each_while(&[measure, measure], |push| {
         let mut each = |i: usize| {
             let s = &tree.stacks()[i];
             for side in 0..2 {
@@ -963,9 +919,8 @@ pub fn render_diff_to<W: Write>(
                 }
             }
         };
-        differential::lay_out(diff, tree, opts, Some(&mut each))
+        graph.survey(diff, &lines, opts, Some(&mut each))
     });
-    let laid = laid?;
     let after = c.pop().expect("two profiles");
     let before = c.pop().expect("two profiles");
     let profiles = std::cell::RefCell::new(Some(DiffProfiles { before, after }));
@@ -990,7 +945,7 @@ pub fn render_diff_to<W: Write>(
         }
         w.write_all(&svg[at..])
     };
-    differential::draw(diff, &laid, opts, &head, writer)?;
+    graph.draw(diff, &lines, surveyed, opts, &head, writer)?;
     Ok((carried.take(), profiles.take()))
 }
 
@@ -1149,7 +1104,16 @@ mod tests {
             frames_only(&String::from_utf8(out).unwrap())
         };
         let (before, after) = crate::differential::tests::tricky();
-        for stacks in [before, after] {
+        let (deep, _) = crate::differential::tests::deep();
+        // Frames held from the survey, and laid out again as they are written.
+        for (stacks, hold) in [
+            (before.clone(), usize::MAX),
+            (before, 0),
+            (after, 0),
+            (deep.clone(), usize::MAX),
+            (deep, 0),
+        ] {
+            cut::set_hold_at_most(hold);
             // A folded file cannot hold a stack whose last frame ends in a
             // number after a blank (it reads as a differential line); inferno
             // reads a reversed stack ending so as one too.

@@ -30,20 +30,24 @@ pub(super) struct Scale<'d> {
 }
 
 impl<'d> Scale<'d> {
-    /// The scale of the frames `nodes` (the `all` frame left out).
-    pub(super) fn new<'n>(diff: &'d Diff, nodes: impl Iterator<Item = &'n Node>) -> Scale<'d> {
+    /// The scale of no frame: see [`Scale::include`].
+    pub(super) fn new(diff: &'d Diff) -> Scale<'d> {
         let per_unit = diff.scaling() == Scaling::PerUnit;
         let larger = diff
             .shown(diff.after.total(), true)
             .max(diff.shown(diff.before.total(), false));
-        let mut scale = Scale {
+        Scale {
             diff,
             per_unit,
             larger,
             max_change: 0.0,
-        };
-        scale.max_change = nodes.map(|n| scale.change(n).abs()).fold(0.0f64, f64::max);
-        scale
+        }
+    }
+
+    /// Takes a frame (not `all`), whose inclusive values are `node`, into
+    /// the scale.
+    pub(super) fn include(&mut self, node: &Node) {
+        self.max_change = self.max_change.max(self.change(node).abs());
     }
 
     fn change(&self, n: &Node) -> f64 {
@@ -156,7 +160,10 @@ pub(super) fn colour(
     inverted: bool,
     svg: &mut Vec<u8>,
 ) {
-    let scale = Scale::new(diff, nodes.iter().filter(|(k, _)| k.0 > 0).map(|(_, n)| n));
+    let mut scale = Scale::new(diff);
+    for (_, n) in nodes.iter().filter(|(k, _)| k.0 > 0) {
+        scale.include(n);
+    }
     let raw = raw.replacen(SCALE_TOKEN, &scale.legend(), 1);
     let recolour = |depth: u32, x: u64, name: &str| -> Option<(Option<String>, String)> {
         let (fill, title) = if depth == 0 {

@@ -35,109 +35,135 @@ use nflame_profile::tree::StackTree;
 
 use std::io::Write;
 
-use crate::cut::{layout, min_samples, Kept, Node, RowSource, SortedRows, Teed};
+use crate::cut::{
+    min_samples, Kept, Node, RowSource, SortedRows, Survey, Teed,
+};
 use crate::{Error, RenderOptions};
 use colour::{Scale, SCALE_TOKEN};
 use lines::DiffRows;
 
-/// The honest differential graph of a diff, laid out: the frames to draw, in
-/// inferno's order, and the rows their names are read from.
-pub(crate) struct Laid<'t, 'a> {
-    kept: Vec<Kept>,
-    /// Each frame's inclusive values.
-    nodes: Vec<Node>,
+/// The honest differential graph of a diff: its drawn stacks. It is laid
+/// out in two walks of its lines ([`Graph::lines`]): [`Graph::survey`]
+/// finds the page's height and the colour scale, [`Graph::draw`] writes the
+/// page and the frames (held from the survey when few, laid out again as
+/// they are written otherwise).
+pub(crate) struct Graph<'t, 'a> {
     rows: DiffRows<'t, 'a>,
+}
+
+/// What the survey of a graph found.
+pub(crate) struct Surveyed<'d> {
+    survey: Survey,
+    scale: Scale<'d>,
     total: u64,
 }
 
-/// Lays out the honest differential graph of `diff` (see [`crate::cut`]);
-/// `tree` is `diff.tree()` when the caller has it already. `each` gets every
-/// stack (its index in the tree), drawn or not, as the layout reads it.
-pub(crate) fn lay_out<'t, 'a>(
-    diff: &'t Diff,
-    tree: &'t StackTree<'a>,
-    opts: &RenderOptions,
-    each: Option<&mut dyn FnMut(usize)>,
-) -> Result<Laid<'t, 'a>, Error> {
-    if opts.flamechart {
-        return Err(Error::Unsupported(
-            "a flame chart (time order) of a differential profile".into(),
-        ));
+impl<'t, 'a> Graph<'t, 'a> {
+    /// The graph of `diff`, whose tree is `tree`.
+    pub(crate) fn new(
+        diff: &'t Diff,
+        tree: &'t StackTree<'a>,
+        opts: &RenderOptions,
+    ) -> Result<Graph<'t, 'a>, Error> {
+        if opts.flamechart {
+            return Err(Error::Unsupported(
+                "a flame chart (time order) of a differential profile".into(),
+            ));
+        }
+        Ok(Graph {
+            rows: DiffRows::new(tree, diff, opts.reverse),
+        })
     }
-    let rows = DiffRows::new(tree, diff, opts.reverse);
-    let ((kept, nodes), total) = {
+
+    /// The drawn stacks in the order of inferno's sorted lines.
+    pub(crate) fn lines(&self, opts: &RenderOptions) -> Result<SortedRows<'_>, Error> {
         let lines = if opts.reverse {
             // Reversed stacks (leaf first) are sorted again.
-            SortedRows::sort(&rows, true)
+            SortedRows::sort(&self.rows, true)
         } else {
-            SortedRows::nearly_sorted(&rows, true)
+            SortedRows::nearly_sorted(&self.rows, true)
         };
         if lines.total == 0 {
             return Err(Error::Empty);
         }
+        Ok(lines)
+    }
+
+    /// The first walk of `lines` (see [`crate::cut`]): `each` gets every
+    /// stack (its index in the tree), drawn or not, as the walk reads it.
+    pub(crate) fn survey<'d>(
+        &self,
+        diff: &'d Diff,
+        lines: &SortedRows<'_>,
+        opts: &RenderOptions,
+        each: Option<&mut dyn FnMut(usize)>,
+    ) -> Surveyed<'d> {
         let min = min_samples(opts.min_width_percent(), lines.total);
-        let kept = match each {
+        let mut scale = Scale::new(diff);
+        let mut look = |k: &Kept, n: &Node| {
+            if k.depth > 0 {
+                scale.include(n);
+            }
+        };
+        let survey = match each {
             Some(each) => {
                 // The stacks without width are not walked: hand them over too.
                 let mut by_index = |i: usize, _: &str, _: u64| each(i);
-                let laid = layout(&Teed::new(&lines, &mut by_index), min);
-                for i in 0..rows.len() {
-                    if rows.numbers(i).1 == 0 {
+                let survey =
+                    Survey::walk(&Teed::new(lines, &mut by_index), min, &mut look);
+                for i in 0..self.rows.len() {
+                    if self.rows.numbers(i).1 == 0 {
                         each(i);
                     }
                 }
-                laid
+                survey
             }
-            None => layout(&lines, min),
+            None => Survey::walk(lines, min, &mut look),
         };
-        (kept, lines.total)
-    };
-    Ok(Laid {
-        kept,
-        nodes,
-        rows,
-        total,
-    })
-}
-
-/// Draws the graph laid out in `laid` to `out`: inferno's page (the
-/// legend's scale filled in, `head` writing its start with the metadata)
-/// with every frame coloured by its change.
-pub(crate) fn draw<W: Write>(
-    diff: &Diff,
-    laid: &Laid<'_, '_>,
-    opts: &RenderOptions,
-    head: &svg::Head<'_>,
-    out: W,
-) -> Result<(), Error> {
-    let scale = Scale::new(
-        diff,
-        laid.kept
-            .iter()
-            .zip(&laid.nodes)
-            .filter(|(k, _)| k.depth > 0)
-            .map(|(_, n)| n),
-    );
-    let mut o = diff_options(diff, opts);
-    // The page of a graph as deep and as wide (inferno's lines come as
-    // they are: a flame chart).
-    o.flamechart = true;
-    let depth = laid.kept.iter().map(|k| k.depth).max();
-    let canvas = crate::frames::Canvas::new(&o, laid.total, depth, true)?;
-    let mut page = canvas.head.clone();
-    if let Some(at) = memchr::memmem::find(&page, SCALE_TOKEN.as_bytes()) {
-        page.splice(at..at + SCALE_TOKEN.len(), scale.legend().bytes());
+        Surveyed {
+            survey,
+            scale,
+            total: lines.total,
+        }
     }
-    let mut out = std::io::BufWriter::with_capacity(1 << 16, crate::Cleaning::new(out));
-    head(&page, &mut out)?;
-    out.write_all(svg::GONE_PATTERN.as_bytes())?;
-    let style =
-        |i: usize, k: &Kept, _: &str, name: &str| scale.style(k.depth, &laid.nodes[i], name);
-    canvas.write_frames(&mut out, &laid.kept, &|k| k.name(&laid.rows), &style)?;
-    out.into_inner()
-        .map_err(|e| Error::Write(e.into_error()))?
-        .finish()?;
-    Ok(())
+
+    /// Draws the graph of `lines`, surveyed, to `out`: inferno's page (the
+    /// legend's scale filled in, `head` writing its start with the
+    /// metadata) with every frame coloured by its change.
+    pub(crate) fn draw<W: Write>(
+        &self,
+        diff: &Diff,
+        lines: &SortedRows<'_>,
+        surveyed: Surveyed<'_>,
+        opts: &RenderOptions,
+        head: &svg::Head<'_>,
+        out: W,
+    ) -> Result<(), Error> {
+        let Surveyed {
+            survey,
+            scale,
+            total,
+        } = surveyed;
+        let mut o = diff_options(diff, opts);
+        // The page of a graph as deep and as wide (inferno's lines come as
+        // they are: a flame chart).
+        o.flamechart = true;
+        let canvas = crate::frames::Canvas::new(&o, total, survey.depth, true)?;
+        let mut page = canvas.head.clone();
+        if let Some(at) = memchr::memmem::find(&page, SCALE_TOKEN.as_bytes()) {
+            page.splice(at..at + SCALE_TOKEN.len(), scale.legend().bytes());
+        }
+        let mut out = std::io::BufWriter::with_capacity(1 << 16, crate::Cleaning::new(out));
+        head(&page, &mut out)?;
+        out.write_all(svg::GONE_PATTERN.as_bytes())?;
+        let style = |k: &Kept, n: &Node, _: &str, name: &str| scale.style(k.depth, n, name);
+        let frames = survey.frames(lines);
+        canvas.write_frames(&mut out, &frames, &|k| k.name(&self.rows), &style)?;
+        out.into_inner()
+            .map_err(|e| Error::Write(e.into_error()))?
+            .finish()?;
+        Ok(())
+    }
 }
 
 /// Draws the honest differential graph of `diff` into `svg`, without
@@ -149,8 +175,10 @@ pub(crate) fn draw_to_vec(
     svg: &mut Vec<u8>,
 ) -> Result<(), Error> {
     let tree = diff.tree();
-    let laid = lay_out(diff, &tree, opts, None)?;
-    draw(diff, &laid, opts, &|head, w| w.write_all(head), svg)
+    let graph = Graph::new(diff, &tree, opts)?;
+    let lines = graph.lines(opts)?;
+    let surveyed = graph.survey(diff, &lines, opts, None);
+    graph.draw(diff, &lines, surveyed, opts, &|head, w| w.write_all(head), svg)
 }
 
 /// inferno's options for a differential graph: no reversal (the lines come

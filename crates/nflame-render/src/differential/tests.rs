@@ -110,6 +110,39 @@ pub(crate) fn tricky() -> (Stacks, Stacks) {
     (before, after)
 }
 
+/// Deep stacks (hundreds of frames) sharing long prefixes: more frames than
+/// a batch of frames written at once and than a survey holds when tests
+/// lower it ([`crate::cut::set_hold_at_most`]).
+pub(crate) fn deep() -> (Stacks, Stacks) {
+    let mut seed = 99u64;
+    let mut rnd = |n: u64| {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) % n
+    };
+    let trunk: Vec<String> = (0..700).map(|i| format!("fn_{}", i % 41)).collect();
+    let (mut before, mut after) = (Vec::new(), Vec::new());
+    for i in 0..120 {
+        let shared = rnd(600) as usize;
+        let mut frames: Vec<String> = trunk[..shared].to_vec();
+        for _ in 0..100 + rnd(300) {
+            frames.push(format!("leaf_{}", rnd(23)));
+        }
+        let stack = frames.join(";");
+        let count = 1 + rnd(50);
+        match i % 4 {
+            0 => before.push((stack, count)),
+            1 => after.push((stack, count)),
+            _ => {
+                before.push((stack.clone(), count));
+                after.push((stack, 1 + rnd(50)));
+            }
+        }
+    }
+    (before, after)
+}
+
 #[test]
 fn line_order_is_sorted_lines() {
     let (b, a) = tricky();
@@ -191,9 +224,19 @@ fn tree_graph_is_the_string_graph() {
         // Tiny per-unit counts round to 0: stacks without width.
         dopt(true, Some(1e9), Some(2e5)),
     ];
-    for o in &variants {
-        for d in &dopts {
-            both(&b, &a, o, d);
+    // Frames held from the survey, and laid out again as they are written.
+    for hold in [usize::MAX, 0] {
+        crate::cut::set_hold_at_most(hold);
+        for o in &variants {
+            for d in &dopts {
+                both(&b, &a, o, d);
+            }
+        }
+        let (db, da) = deep();
+        let db: Vec<(&str, u64)> = db.iter().map(|(s, c)| (s.as_str(), *c)).collect();
+        let da: Vec<(&str, u64)> = da.iter().map(|(s, c)| (s.as_str(), *c)).collect();
+        for o in [&variants[0], &variants[1], &variants[3], &variants[4]] {
+            both(&db, &da, o, &dopts[0]);
         }
     }
     both(&[("x", 1)], &[("y", 1)], &base, &DiffOptions::default());
