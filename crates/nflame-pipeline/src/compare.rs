@@ -124,18 +124,20 @@ fn scaling_text(diff: &Diff) -> String {
     }
 }
 
-/// Two profiles read side by side, checked to be of one unit (an error naming
+/// Two profiles read one after the other, the second sharing the text of
+/// the stacks it has in common with the first (stored once: compared
+/// profiles usually share most of their stacks, and reading them side by
+/// side would hold both copies), checked to be of one unit (an error naming
 /// both files and units otherwise).
 pub(crate) fn read_pair(
     before: &std::path::Path,
     after: &std::path::Path,
     read: &ReadOptions,
 ) -> Result<(Profile, Profile, Vec<SkippedLines>), Error> {
-    let (b, a) = rayon::join(
-        || Profile::from_path_with(before, read),
-        || Profile::from_path_with(after, read),
-    );
-    let ((b, sb), (a, sa)) = (b?, a?);
+    // Both opened first: a missing AFTER is reported before BEFORE is read.
+    let mut after_input = nflame_profile::io::Input::open(after)?;
+    let (b, sb) = Profile::from_path_with(before, read)?;
+    let (a, sa) = Profile::from_input_sharing(&mut after_input, read, &b)?;
     if b.unit() != a.unit() {
         return Err(nflame_profile::Error::UnitMismatch {
             what: "comparing profiles".into(),

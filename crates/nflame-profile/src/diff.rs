@@ -113,6 +113,8 @@ impl Diff {
                 "the profiles' totals overflow a 64-bit counter when stored with {decimals} decimals"
             )));
         }
+        // Stacks in both are stored once.
+        after.share_text(&before);
         let (scaling, fb, fa, mult) = if opts.scale_before.is_some() || opts.scale_after.is_some() {
             let sb = opts.scale_before.unwrap_or(1.0);
             let sa = opts.scale_after.unwrap_or(1.0);

@@ -3,6 +3,7 @@
 use std::hash::BuildHasher;
 use std::io::{self, Write};
 use std::path::Path;
+use std::sync::Arc;
 
 use rustc_hash::FxBuildHasher;
 
@@ -24,10 +25,12 @@ struct Entry {
 }
 
 /// The stacks' text, appended to large chunks that never move: a distinct
-/// stack costs its bytes and no allocation of its own.
+/// stack costs its bytes and no allocation of its own. Chunks may be shared
+/// with another profile's arena ([`Profile::share_text`], clones): text is
+/// only appended to a chunk this arena alone holds.
 #[derive(Clone, Default)]
 struct Arena {
-    chunks: Vec<String>,
+    chunks: Vec<Arc<String>>,
 }
 
 /// Bytes of an arena chunk (a longer stack gets a chunk of its own).
@@ -37,14 +40,15 @@ impl Arena {
     fn push(&mut self, text: &str) -> u64 {
         let fits = self
             .chunks
-            .last()
+            .last_mut()
+            .and_then(Arc::get_mut)
             .is_some_and(|c| c.capacity() - c.len() >= text.len());
         if !fits {
             self.chunks
-                .push(String::with_capacity(CHUNK.max(text.len())));
+                .push(Arc::new(String::with_capacity(CHUNK.max(text.len()))));
         }
         let index = self.chunks.len() - 1;
-        let chunk = &mut self.chunks[index];
+        let chunk = Arc::get_mut(&mut self.chunks[index]).expect("a chunk of this arena alone");
         let offset = chunk.len();
         chunk.push_str(text);
         ((index as u64) << 32) | offset as u64
@@ -199,10 +203,21 @@ impl Profile {
     /// Adds `count` (as written, in this profile's unit) to `stack`, storing
     /// counts with more decimals first if it needs them.
     pub fn add_count(&mut self, stack: &str, count: Count) -> Result<(), ParseErrorKind> {
+        self.add_count_in(stack, count, None)
+    }
+
+    /// [`Profile::add_count`], sharing text with `reference` as
+    /// [`Profile::add_in`] does.
+    fn add_count_in(
+        &mut self,
+        stack: &str,
+        count: Count,
+        reference: Option<&Profile>,
+    ) -> Result<(), ParseErrorKind> {
         let overflow = || ParseErrorKind::TotalOverflow(folded::count_text(count));
         if count.decimals == self.decimals {
             // Whole counts in a profile of whole counts: the usual case.
-            return if self.add(stack, count.value) {
+            return if self.add_in(stack, count.value, reference) {
                 Ok(())
             } else {
                 Err(overflow())
@@ -214,7 +229,7 @@ impl Profile {
         let raw = count
             .at(self.decimals)
             .ok_or_else(|| ParseErrorKind::CountOverflow(folded::count_text(count)))?;
-        if self.add(stack, raw) {
+        if self.add_in(stack, raw, reference) {
             Ok(())
         } else {
             Err(overflow())
@@ -224,6 +239,12 @@ impl Profile {
     /// Adds `count` (stored units: see [`Profile::decimals`]) to `stack`.
     /// Returns `false` (and changes nothing) if the total would overflow 64 bits.
     pub fn add(&mut self, stack: &str, count: u64) -> bool {
+        self.add_in(stack, count, None)
+    }
+
+    /// [`Profile::add`]; a new stack that `reference` holds too takes its
+    /// text from there (see [`Profile::from_input_sharing`]).
+    fn add_in(&mut self, stack: &str, count: u64, reference: Option<&Profile>) -> bool {
         let Some(total) = self.total.checked_add(count) else {
             return false;
         };
@@ -249,7 +270,8 @@ impl Profile {
             hashbrown::hash_table::Entry::Occupied(e) => entries[*e.get() as usize].count += count,
             hashbrown::hash_table::Entry::Vacant(v) => {
                 let len = u32::try_from(stack.len()).expect("a stack shorter than 4 GiB");
-                let at = text.push(stack);
+                let shared = reference.and_then(|r| r.find(hash, stack).map(|j| r.entries[j].at));
+                let at = shared.unwrap_or_else(|| text.push(stack));
                 v.insert(u32::try_from(entries.len()).expect("fewer than 2^32 stacks"));
                 entries.push(Entry {
                     at,
@@ -266,9 +288,91 @@ impl Profile {
     /// by doubling: up to half of it may be unused), once a profile is read.
     fn shrink(&mut self) {
         self.entries.shrink_to_fit();
-        if let Some(last) = self.text.chunks.last_mut() {
+        if let Some(last) = self.text.chunks.last_mut().and_then(Arc::get_mut) {
             last.shrink_to_fit();
         }
+    }
+
+    /// Keeps the text of the stacks `other` holds too as `other`'s: such a
+    /// stack's text is then stored once for both profiles (they share it),
+    /// and this profile's own copy is freed. Two profiles compared (a diff's
+    /// BEFORE and AFTER) usually share most of their stacks: this halves
+    /// what their text costs. Nothing else changes: same stacks, counts and
+    /// order. While it runs, this profile's old text is freed chunk by
+    /// chunk as it is copied, so it needs little more than it frees.
+    pub fn share_text(&mut self, other: &Profile) {
+        use rayon::prelude::*;
+        if self.entries.is_empty() || other.entries.is_empty() {
+            return;
+        }
+        // Where each stack's text is in `other`, if it has the stack.
+        const NONE: u64 = u64::MAX;
+        let found: Vec<u64> = self
+            .entries
+            .par_iter()
+            .map(|e| {
+                let text = self.text.get(e);
+                other
+                    .find(e.hash, text)
+                    .map_or(NONE, |j| other.entries[j].at)
+            })
+            .collect();
+        if found
+            .iter()
+            .zip(&self.entries)
+            .all(|(&at, e)| at == NONE || at == e.at)
+        {
+            // Nothing in common, or shared already.
+            return;
+        }
+        let mut old: Vec<Option<Arc<String>>> = std::mem::take(&mut self.text.chunks)
+            .into_iter()
+            .map(Some)
+            .collect();
+        // The last stack whose text is in each old chunk: the chunk is freed
+        // once that stack is moved.
+        let mut last = vec![None; old.len()];
+        for (i, e) in self.entries.iter().enumerate() {
+            last[(e.at >> 32) as usize] = Some(i);
+        }
+        for (c, l) in last.iter().enumerate() {
+            if l.is_none() {
+                old[c] = None;
+            }
+        }
+        // `other`'s chunks first, so that its text keeps its place.
+        let mut text = Arena {
+            chunks: other.text.chunks.clone(),
+        };
+        for (i, at) in found.into_iter().enumerate() {
+            let e = &mut self.entries[i];
+            let c = (e.at >> 32) as usize;
+            if at != NONE {
+                e.at = at;
+            } else {
+                let offset = (e.at & 0xffff_ffff) as usize;
+                let chunk = old[c].as_ref().expect("a chunk in use");
+                e.at = text.push(&chunk[offset..offset + e.len as usize]);
+            }
+            if last[c] == Some(i) {
+                old[c] = None;
+            }
+        }
+        if let Some(own) = text.chunks.last_mut().and_then(Arc::get_mut) {
+            own.shrink_to_fit();
+        }
+        self.text = text;
+    }
+
+    /// Where the stack `stack` of hash `hash` ([`hash_of`]) is in the
+    /// entries, if present.
+    fn find(&self, hash: u32, stack: &str) -> Option<usize> {
+        self.table
+            .find(table_hash(hash), |&i| {
+                let e = &self.entries[i as usize];
+                e.hash == hash && self.text.get(e) == stack
+            })
+            .map(|&i| i as usize)
     }
 
     /// Adds every stack of `other`. Returns `false` if the total would
@@ -334,13 +438,7 @@ impl Profile {
 
     /// Where `stack` is in [`Profile::iter`]'s order, if present.
     pub fn index_of(&self, stack: &str) -> Option<usize> {
-        let hash = hash_of(stack);
-        self.table
-            .find(table_hash(hash), |&i| {
-                let e = &self.entries[i as usize];
-                e.hash == hash && self.text.get(e) == stack
-            })
-            .map(|&i| i as usize)
+        self.find(hash_of(stack), stack)
     }
 
     /// Stack `i` of [`Profile::iter`]'s order and its count.
@@ -414,6 +512,23 @@ impl Profile {
         input: &mut Input,
         opts: &ReadOptions,
     ) -> Result<Option<SkippedLines>, Error> {
+        self.read_folded_in(input, opts, None)
+    }
+
+    /// [`Profile::read_folded_with`]; with a `reference`, this profile must
+    /// be empty, and its stacks that `reference` holds too take their text
+    /// from there.
+    fn read_folded_in(
+        &mut self,
+        input: &mut Input,
+        opts: &ReadOptions,
+        reference: Option<&Profile>,
+    ) -> Result<Option<SkippedLines>, Error> {
+        if let Some(r) = reference {
+            debug_assert!(self.entries.is_empty() && self.text.chunks.is_empty());
+            // The reference's text keeps its place: its chunks come first.
+            self.text.chunks = r.text.chunks.clone();
+        }
         let mut reader = LineReader::new(input.name(), opts);
         // The input's unit is fixed by its first sample (a later header must
         // repeat it): check it against this profile's once.
@@ -437,7 +552,7 @@ impl Profile {
                     ));
                 }
             }
-            match self.add_count(stack, count) {
+            match self.add_count_in(stack, count, reference) {
                 Ok(()) => Ok(()),
                 Err(kind) => reader.bad(line_no, kind),
             }
@@ -470,17 +585,53 @@ impl Profile {
         input: &mut Input,
         opts: &ReadOptions,
     ) -> Result<(Profile, Option<SkippedLines>), Error> {
+        Profile::from_input_in(input, opts, None)
+    }
+
+    /// [`Profile::from_input_with`] for a profile to be compared with
+    /// `reference` (a diff's AFTER, read after its BEFORE): the stacks both
+    /// hold are stored once, their text shared with `reference` (see
+    /// [`Profile::share_text`]), so the pair costs little more than one
+    /// profile when most stacks are in both.
+    pub fn from_input_sharing(
+        input: &mut Input,
+        opts: &ReadOptions,
+        reference: &Profile,
+    ) -> Result<(Profile, Option<SkippedLines>), Error> {
+        Profile::from_input_in(input, opts, Some(reference))
+    }
+
+    /// [`Profile::from_input_sharing`] for a path.
+    pub fn from_path_sharing(
+        path: impl AsRef<Path>,
+        opts: &ReadOptions,
+        reference: &Profile,
+    ) -> Result<(Profile, Option<SkippedLines>), Error> {
+        Profile::from_input_sharing(&mut Input::open(path)?, opts, reference)
+    }
+
+    fn from_input_in(
+        input: &mut Input,
+        opts: &ReadOptions,
+        reference: Option<&Profile>,
+    ) -> Result<(Profile, Option<SkippedLines>), Error> {
         if input.starts_like_svg()? {
             let mut embedded = crate::embed::read_svg(input)?;
             return match embedded.profiles.iter().position(|(r, _)| r == "profile") {
-                Some(i) => Ok((embedded.profiles.swap_remove(i).1, None)),
+                Some(i) => {
+                    let mut p = embedded.profiles.swap_remove(i).1;
+                    if let Some(r) = reference {
+                        p.share_text(r);
+                    }
+                    Ok((p, None))
+                }
                 None => Err(Error::DiffSvg {
                     path: input.path().to_path_buf(),
                 }),
             };
         }
         let mut profile = Profile::new();
-        let skipped = profile.read_folded_with(input, opts)?;
+        let skipped = profile.read_folded_in(input, opts, reference)?;
         if profile.total() == 0 {
             return Err(Error::Empty {
                 path: input.path().to_path_buf(),
@@ -558,6 +709,89 @@ mod tests {
         let mut p = Profile::new();
         p.read_folded(&mut input)?;
         Ok(p)
+    }
+
+    /// Bytes of text chunks this profile alone holds.
+    fn own_text(p: &Profile) -> usize {
+        p.text
+            .chunks
+            .iter()
+            .filter(|c| Arc::strong_count(c) == 1)
+            .map(|c| c.len())
+            .sum()
+    }
+
+    #[test]
+    fn reading_against_a_reference_shares_its_text() {
+        let before = read("a;b 3\na;c 2\nlong;stack;only;before 1\n").unwrap();
+        let text = "a;c 5\nd;e 1\na;b 1\na;c 1\n";
+        let plain = read(text).unwrap();
+        let mut input = Input::from_reader(PathBuf::from("t.folded"), Cursor::new(text)).unwrap();
+        let (shared, _) =
+            Profile::from_input_sharing(&mut input, &ReadOptions::default(), &before).unwrap();
+        assert_eq!(shared, plain);
+        let order = |p: &Profile| {
+            p.iter()
+                .map(|(s, c)| (s.to_string(), c))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(order(&shared), order(&plain));
+        // Only `d;e` is its own.
+        assert_eq!(own_text(&shared), "d;e".len());
+        assert_eq!(own_text(&plain), "a;cd;ea;b".len());
+    }
+
+    #[test]
+    fn shared_text_is_stored_once_and_changes_nothing() {
+        // Enough stacks for several chunks of text on each side.
+        let stack = |i: usize| format!("main;work_{};{}", i % 977, "x".repeat(200 + i % 300));
+        let mut before = Profile::new();
+        let mut after = Profile::new();
+        for i in 0..40_000 {
+            if i % 10 != 0 {
+                before.add(&stack(i), 1 + i as u64 % 7);
+            }
+            if i % 10 != 1 {
+                after.add(&stack(i), 2 + i as u64 % 5);
+            }
+        }
+        // A stack added twice, and one whose text spans nothing but itself.
+        after.add(&stack(5), 3);
+        let long = "y".repeat(CHUNK + 10);
+        after.add(&long, 4);
+        let was: Vec<(String, u64)> = after.iter().map(|(s, c)| (s.to_string(), c)).collect();
+        let (total, own) = (after.total(), own_text(&after));
+        after.share_text(&before);
+        let now: Vec<(String, u64)> = after.iter().map(|(s, c)| (s.to_string(), c)).collect();
+        assert_eq!(now, was);
+        assert_eq!(after.total(), total);
+        for (s, c) in &was {
+            assert_eq!(after.get(s), *c, "{s}");
+        }
+        // Only the stacks BEFORE lacks keep text of their own: about a tenth,
+        // and the long one.
+        let alone: usize = was
+            .iter()
+            .filter(|(s, _)| before.get(s) == 0)
+            .map(|(s, _)| s.len())
+            .sum();
+        assert_eq!(own_text(&after), alone);
+        assert!(alone < own / 5 + long.len(), "{alone} of {own}");
+        // Both go on growing, apart.
+        after.add("new;in_after", 5);
+        before.add("new;in_before", 6);
+        assert_eq!(after.get("new;in_before"), 0);
+        assert_eq!(before.get("new;in_after"), 0);
+        assert_eq!(after.get("new;in_after"), 5);
+        assert_eq!(after.get(&stack(2)), 2 + 2 % 5);
+        assert_eq!(before.get(&stack(2)), 1 + 2 % 7);
+        // Dropping BEFORE leaves AFTER whole.
+        drop(before);
+        assert_eq!(after.get(&stack(2)), 2 + 2 % 5);
+        let mut again: Vec<(String, u64)> = was.clone();
+        again.push(("new;in_after".into(), 5));
+        let now: Vec<(String, u64)> = after.iter().map(|(s, c)| (s.to_string(), c)).collect();
+        assert_eq!(now, again);
     }
 
     #[test]

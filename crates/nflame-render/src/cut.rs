@@ -153,8 +153,9 @@ struct Ranked<'s> {
 /// without width are left out (inferno draws nothing for them).
 pub(crate) struct SortedRows<'s> {
     source: &'s dyn RowSource,
-    /// Rows, in order.
-    order: Vec<Ranked<'s>>,
+    /// Rows, in order; `None` when the source's order is theirs (a line's
+    /// index is then its row's index in the source).
+    order: Option<Vec<Ranked<'s>>>,
     differential: bool,
     /// The sum of the widths.
     pub(crate) total: u64,
@@ -193,81 +194,112 @@ impl<'s> SortedRows<'s> {
         })
     }
 
+    /// Row `i` of `source`, unless it has no width.
+    fn rank(source: &'s dyn RowSource, differential: bool, i: usize) -> Option<Ranked<'s>> {
+        let (before, width) = source.numbers(i);
+        if width == 0 {
+            return None;
+        }
+        let text = source.text(i);
+        let key = if differential {
+            line_key(text, &[before, width])
+        } else {
+            line_key(text, &[width])
+        };
+        Some(Ranked {
+            key,
+            text,
+            width,
+            index: i as u32,
+        })
+    }
+
     /// The rows of `source` with width, in the source's order.
     fn ranked(source: &'s dyn RowSource, differential: bool) -> Vec<Ranked<'s>> {
         use rayon::prelude::*;
         (0..source.len())
             .into_par_iter()
-            .filter_map(|i| {
-                let (before, width) = source.numbers(i);
-                if width == 0 {
-                    return None;
-                }
-                let text = source.text(i);
-                let key = if differential {
-                    line_key(text, &[before, width])
-                } else {
-                    line_key(text, &[width])
-                };
-                Some(Ranked {
-                    key,
-                    text,
-                    width,
-                    index: i as u32,
-                })
-            })
+            .filter_map(|i| SortedRows::rank(source, differential, i))
             .collect()
-    }
-
-    fn with_order(source: &'s dyn RowSource, differential: bool, order: Vec<Ranked<'s>>) -> Self {
-        let total = order.iter().map(|r| r.width).sum();
-        SortedRows {
-            source,
-            order,
-            differential,
-            total,
-        }
     }
 
     /// Sorts the rows of `source` (in parallel) as inferno sorts their lines.
     pub(crate) fn sort(source: &'s dyn RowSource, differential: bool) -> SortedRows<'s> {
         use rayon::prelude::*;
-        let mut rows = SortedRows::with_order(source, differential, Vec::new());
+        let mut rows = SortedRows {
+            source,
+            order: None,
+            differential,
+            total: 0,
+        };
         let mut order = SortedRows::ranked(source, differential);
         order.par_sort_unstable_by(|a, b| rows.cmp(a, b));
         rows.total = order.iter().map(|r| r.width).sum();
-        rows.order = order;
+        rows.order = Some(order);
         rows
     }
 
     /// The rows of `source`, which are sorted by their stacks' text: that
     /// is their lines' order but where a stack continues another with a
-    /// blank or a control character, which a stable sort puts right.
+    /// blank or a control character, which a stable sort puts right. When
+    /// no row is out of place (the usual case), the rows are walked in the
+    /// source's order and nothing is held for them.
     pub(crate) fn nearly_sorted(source: &'s dyn RowSource, differential: bool) -> SortedRows<'s> {
-        let order = SortedRows::ranked(source, differential);
-        let mut rows = SortedRows::with_order(source, differential, order);
+        let mut rows = SortedRows {
+            source,
+            order: None,
+            differential,
+            total: 0,
+        };
         let mut sorted = true;
-        for w in 0..rows.order.len().saturating_sub(1) {
-            if let Some(ahead) = rows.order.get(w + PREFETCH_AHEAD) {
-                prefetch(ahead.text.as_bytes());
+        let mut previous: Option<Ranked<'s>> = None;
+        for i in 0..source.len() {
+            if i + PREFETCH_AHEAD < source.len() {
+                prefetch(source.text(i + PREFETCH_AHEAD).as_bytes());
             }
-            if rows.cmp(&rows.order[w], &rows.order[w + 1]) == Ordering::Greater {
-                sorted = false;
-                break;
+            let Some(row) = SortedRows::rank(source, differential, i) else {
+                continue;
+            };
+            rows.total += row.width;
+            if let Some(p) = &previous {
+                if rows.cmp(p, &row) == Ordering::Greater {
+                    sorted = false;
+                    break;
+                }
             }
+            previous = Some(row);
         }
         if !sorted {
-            let mut order = std::mem::take(&mut rows.order);
+            let mut order = SortedRows::ranked(source, differential);
             order.sort_by(|a, b| rows.cmp(a, b));
-            rows.order = order;
+            rows.total = order.iter().map(|r| r.width).sum();
+            rows.order = Some(order);
         }
         rows
+    }
+
+    /// Line `index` of the walk ([`Line::index`]): the row's index in the
+    /// source, its text and width.
+    fn line(&self, index: usize) -> (usize, &'s str, u64) {
+        match &self.order {
+            Some(order) => {
+                let r = &order[index];
+                (r.index as usize, r.text, r.width)
+            }
+            None => (index, self.source.text(index), self.source.numbers(index).1),
+        }
     }
 
     /// The rows' indexes in the source, in order.
     #[cfg(test)]
     pub(crate) fn order(&self) -> Vec<u32> {
-        self.order.iter().map(|r| r.index).collect()
+        match &self.order {
+            Some(order) => order.iter().map(|r| r.index).collect(),
+            None => (0..self.source.len())
+                .filter(|&i| self.source.numbers(i).1 > 0)
+                .map(|i| i as u32)
+                .collect(),
+        }
     }
 }
 
@@ -289,23 +321,19 @@ fn frame_ends(text: &[u8], from: usize, ends: &mut Vec<usize>) {
     }
 }
 
-impl Lines for SortedRows<'_> {
+impl<'s> Lines for SortedRows<'s> {
     fn walk(&self, f: &mut dyn FnMut(&Line<'_>)) {
-        let mut prev: &[u8] = b"";
+        let mut prev: &'s [u8] = b"";
         // Where each frame of the previous stack ends.
         let mut ends: Vec<usize> = Vec::new();
-        for (index, row) in self.order.iter().enumerate() {
-            // Sorted rows point all over the profile's text: ask for a later
-            // row's text now, so it is in the cache when its turn comes.
-            if let Some(ahead) = self.order.get(index + PREFETCH_AHEAD) {
-                prefetch(ahead.text.as_bytes());
-            }
-            let stack = row.text;
+        let mut first = true;
+        let mut visit = |index: usize, row: &Ranked<'s>| {
+            let stack: &'s str = row.text;
             let text = stack.as_bytes();
             // Frames shared with the previous stack: those ending before the
             // first byte that differs, and the one ending there if it ends
             // there in both.
-            let shared = if index == 0 {
+            let shared = if first {
                 0
             } else {
                 let p = common_prefix(prev, text);
@@ -326,12 +354,37 @@ impl Lines for SortedRows<'_> {
                 },
                 width: row.width,
                 depth: ends.len(),
-                shared: if index == 0 { 0 } else { shared + 1 },
+                shared: if first { 0 } else { shared + 1 },
                 index,
                 source: row.index as usize,
                 ends: &ends,
             });
+            first = false;
             prev = text;
+        };
+        match &self.order {
+            Some(order) => {
+                for (index, row) in order.iter().enumerate() {
+                    // Sorted rows point all over the profile's text: ask for a
+                    // later row's text now, so it is in the cache when its
+                    // turn comes.
+                    if let Some(ahead) = order.get(index + PREFETCH_AHEAD) {
+                        prefetch(ahead.text.as_bytes());
+                    }
+                    visit(index, row);
+                }
+            }
+            None => {
+                let n = self.source.len();
+                for i in 0..n {
+                    if i + PREFETCH_AHEAD < n {
+                        prefetch(self.source.text(i + PREFETCH_AHEAD).as_bytes());
+                    }
+                    if let Some(row) = SortedRows::rank(self.source, self.differential, i) {
+                        visit(i, &row);
+                    }
+                }
+            }
         }
     }
 }
@@ -340,16 +393,16 @@ impl Lines for SortedRows<'_> {
 impl SortedRows<'_> {
     /// The stack of line `index`.
     pub(crate) fn text(&self, index: usize) -> &str {
-        self.order[index].text
+        self.line(index).1
     }
 
     /// BEFORE and the width of line `index` (BEFORE is 0 for a flame graph).
     pub(crate) fn numbers(&self, index: usize) -> (u64, u64) {
-        let row = &self.order[index];
+        let (row, _, width) = self.line(index);
         if self.differential {
-            self.source.numbers(row.index as usize)
+            self.source.numbers(row)
         } else {
-            (0, row.width)
+            (0, width)
         }
     }
 }
@@ -379,8 +432,8 @@ impl Lines for Teed<'_, '_> {
     fn walk(&self, f: &mut dyn FnMut(&Line<'_>)) {
         let mut each = self.each.borrow_mut();
         self.rows.walk(&mut |l| {
-            let row = &self.rows.order[l.index];
-            each(row.index as usize, row.text, row.width);
+            let (source, text, width) = self.rows.line(l.index);
+            each(source, text, width);
             f(l)
         })
     }
@@ -676,9 +729,10 @@ mod tests {
         let again = Ones(again);
         let nearly = SortedRows::nearly_sorted(&again, false);
         let texts = |s: &SortedRows<'_>| -> Vec<String> {
-            (0..s.order().len())
-                .map(|i| s.text(i).to_string())
-                .collect()
+            let mut t = Vec::new();
+            s.walk(&mut |l| t.push(s.text(l.index).to_string()));
+            assert_eq!(t.len(), s.order().len());
+            t
         };
         assert_eq!(texts(&sorted), texts(&nearly));
         let mut seen = Vec::new();

@@ -252,7 +252,10 @@ impl<W: Write> Batches<'_, '_, '_, W> {
 
     /// Writes the frames waiting.
     fn flush(&mut self) {
-        let (kept, nodes) = (std::mem::take(&mut self.kept), std::mem::take(&mut self.nodes));
+        let (kept, nodes) = (
+            std::mem::take(&mut self.kept),
+            std::mem::take(&mut self.nodes),
+        );
         if !kept.is_empty() && self.error.is_none() {
             self.write(&kept, &nodes);
         }

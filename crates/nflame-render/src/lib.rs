@@ -585,11 +585,7 @@ pub fn render_profile_with<W: Write>(
                     push(text, width);
                 }
             };
-            let survey = Survey::walk(
-                &Teed::new(&sorted, &mut each),
-                min,
-                &mut look,
-            );
+            let survey = Survey::walk(&Teed::new(&sorted, &mut each), min, &mut look);
             // The stacks without width are not walked: embed them too.
             for i in 0..rows.len() {
                 if rows.numbers(i).1 == 0 {

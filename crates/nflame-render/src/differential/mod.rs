@@ -35,9 +35,7 @@ use nflame_profile::tree::StackTree;
 
 use std::io::Write;
 
-use crate::cut::{
-    min_samples, Kept, Node, RowSource, SortedRows, Survey, Teed,
-};
+use crate::cut::{min_samples, Kept, Node, RowSource, SortedRows, Survey, Teed};
 use crate::{Error, RenderOptions};
 use colour::{Scale, SCALE_TOKEN};
 use lines::DiffRows;
@@ -109,8 +107,7 @@ impl<'t, 'a> Graph<'t, 'a> {
             Some(each) => {
                 // The stacks without width are not walked: hand them over too.
                 let mut by_index = |i: usize, _: &str, _: u64| each(i);
-                let survey =
-                    Survey::walk(&Teed::new(lines, &mut by_index), min, &mut look);
+                let survey = Survey::walk(&Teed::new(lines, &mut by_index), min, &mut look);
                 for i in 0..self.rows.len() {
                     if self.rows.numbers(i).1 == 0 {
                         each(i);
@@ -178,7 +175,14 @@ pub(crate) fn draw_to_vec(
     let graph = Graph::new(diff, &tree, opts)?;
     let lines = graph.lines(opts)?;
     let surveyed = graph.survey(diff, &lines, opts, None);
-    graph.draw(diff, &lines, surveyed, opts, &|head, w| w.write_all(head), svg)
+    graph.draw(
+        diff,
+        &lines,
+        surveyed,
+        opts,
+        &|head, w| w.write_all(head),
+        svg,
+    )
 }
 
 /// inferno's options for a differential graph: no reversal (the lines come
