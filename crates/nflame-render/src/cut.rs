@@ -546,17 +546,6 @@ pub(crate) fn layout_each(
     close(&mut open, 0, time);
 }
 
-/// [`layout_each`]'s frames, all held.
-#[cfg(test)]
-pub(crate) fn layout(lines: &dyn Lines, min_samples: u64) -> (Vec<Kept>, Vec<Node>) {
-    let (mut kept, mut nodes) = (Vec::new(), Vec::new());
-    layout_each(lines, min_samples, &mut |k, n| {
-        kept.extend_from_slice(k);
-        nodes.extend_from_slice(n);
-    });
-    (kept, nodes)
-}
-
 /// Frames a [`Survey`] holds at most (48 bytes each): the frames of a
 /// larger layout are laid out again as they are written
 /// ([`Frames::Again`]), never all held.
