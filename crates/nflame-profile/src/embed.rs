@@ -273,44 +273,152 @@ impl Compressed {
     /// Writes the gzip stream base64-encoded (standard alphabet, padded), as
     /// it is embedded.
     pub fn write_base64<W: Write + ?Sized>(&self, w: &mut W) -> std::io::Result<()> {
-        let engine = &base64::engine::general_purpose::STANDARD;
-        let mut out = vec![0u8; 64 * 1024];
-        let mut carry = [0u8; 3];
-        let mut carried = 0;
+        let mut b = Base64::default();
         for m in &self.members {
-            let mut data = &m[..];
-            if carried > 0 {
-                let take = (3 - carried).min(data.len());
-                carry[carried..carried + take].copy_from_slice(&data[..take]);
-                carried += take;
-                data = &data[take..];
-                if carried < 3 {
-                    continue;
-                }
-                let n = engine
-                    .encode_slice(carry, &mut out)
-                    .map_err(std::io::Error::other)?;
-                w.write_all(&out[..n])?;
-            }
-            let whole = data.len() / 3 * 3;
-            for block in data[..whole].chunks(48 * 1024) {
-                let n = engine
-                    .encode_slice(block, &mut out)
-                    .map_err(std::io::Error::other)?;
-                w.write_all(&out[..n])?;
-            }
-            let rest = &data[whole..];
-            carry[..rest.len()].copy_from_slice(rest);
-            carried = rest.len();
+            b.write(w, m)?;
         }
-        if carried > 0 {
+        b.finish(w)
+    }
+}
+
+/// Base64 (standard alphabet, padded) of bytes given in pieces of any size.
+struct Base64 {
+    /// Bytes of the last piece not encoded yet (fewer than three).
+    carry: [u8; 3],
+    carried: usize,
+    out: Vec<u8>,
+}
+
+impl Default for Base64 {
+    fn default() -> Base64 {
+        Base64 {
+            carry: [0; 3],
+            carried: 0,
+            out: vec![0u8; 64 * 1024],
+        }
+    }
+}
+
+impl Base64 {
+    /// Encodes `data` after what came before.
+    fn write<W: Write + ?Sized>(&mut self, w: &mut W, mut data: &[u8]) -> std::io::Result<()> {
+        let engine = &base64::engine::general_purpose::STANDARD;
+        if self.carried > 0 {
+            let take = (3 - self.carried).min(data.len());
+            self.carry[self.carried..self.carried + take].copy_from_slice(&data[..take]);
+            self.carried += take;
+            data = &data[take..];
+            if self.carried < 3 {
+                return Ok(());
+            }
             let n = engine
-                .encode_slice(&carry[..carried], &mut out)
+                .encode_slice(self.carry, &mut self.out)
                 .map_err(std::io::Error::other)?;
-            w.write_all(&out[..n])?;
+            w.write_all(&self.out[..n])?;
+            self.carried = 0;
+        }
+        let whole = data.len() / 3 * 3;
+        for block in data[..whole].chunks(48 * 1024) {
+            let n = engine
+                .encode_slice(block, &mut self.out)
+                .map_err(std::io::Error::other)?;
+            w.write_all(&self.out[..n])?;
+        }
+        let rest = &data[whole..];
+        self.carry[..rest.len()].copy_from_slice(rest);
+        self.carried = rest.len();
+        Ok(())
+    }
+
+    /// Encodes what is left, padded.
+    fn finish<W: Write + ?Sized>(mut self, w: &mut W) -> std::io::Result<()> {
+        if self.carried > 0 {
+            let engine = &base64::engine::general_purpose::STANDARD;
+            let n = engine
+                .encode_slice(&self.carry[..self.carried], &mut self.out)
+                .map_err(std::io::Error::other)?;
+            w.write_all(&self.out[..n])?;
         }
         Ok(())
     }
+}
+
+/// The most bytes of base64 that embedding folded text of `text_bytes`
+/// bytes takes, whatever it compresses to: deflate falls back to stored
+/// blocks where coding would grow the data (a few bytes each: text that
+/// does not compress at all grows by about 0.1%); this allows 0.8%, and
+/// 128 bytes for each gzip member (every member but the last holds at
+/// least [`MEMBER_TEXT`] bytes of text). Used to decide before compressing
+/// that profiles fit the embedding limit: at worst, were the bound
+/// exceeded, an SVG would carry a little more than its limit.
+pub fn base64_bound(text_bytes: u64) -> u64 {
+    let members = text_bytes / MEMBER_TEXT as u64 + 1;
+    let gzip = text_bytes + text_bytes / 128 + 128 * members;
+    gzip.div_ceil(3) * 4
+}
+
+/// Writes the `<metadata>` elements of `context` and of profiles that are
+/// compressed as they are written, all embedded: `profiles` gives each
+/// one's role and measure, and `stacks(k, push)` hands profile `k`'s stacks
+/// to `push` in order. Members are compressed a few at a time, in parallel,
+/// and written in order: what is held is those few, never a whole profile
+/// compressed. The result reads as [`write_metadata`]'s with
+/// [`Carried::Embedded`] profiles.
+pub fn write_metadata_compressing<W: Write + ?Sized>(
+    w: &mut W,
+    context: &Context,
+    profiles: &[(&str, Measure)],
+    stacks: &mut dyn FnMut(usize, &mut dyn FnMut(&str, u64)),
+) -> std::io::Result<()> {
+    use rayon::prelude::*;
+    w.write_all(context_element(context).as_bytes())?;
+    let batch = 2 * rayon::current_num_threads().max(1);
+    for (k, (role, measure)) in profiles.iter().enumerate() {
+        write!(
+            w,
+            "<metadata id=\"{PROFILE_ID_PREFIX}{role}\" encoding=\"{EMBEDDED}\">"
+        )?;
+        let mut b64 = Base64::default();
+        let mut texts: Vec<Vec<u8>> = Vec::with_capacity(batch);
+        let mut text = Vec::with_capacity(MEMBER_TEXT + MEMBER_TEXT / 8);
+        // Writing into a Vec cannot fail.
+        let _ = crate::folded::write_header(&mut text, measure.unit);
+        let mut failed: Option<std::io::Error> = None;
+        let mut flush = |texts: &mut Vec<Vec<u8>>, b64: &mut Base64, w: &mut W| {
+            let members: Vec<Vec<u8>> = texts.par_iter().map(|t| gzip_member(t)).collect();
+            texts.clear();
+            for m in &members {
+                if failed.is_none() {
+                    if let Err(e) = b64.write(w, m) {
+                        failed = Some(e);
+                    }
+                }
+            }
+        };
+        stacks(k, &mut |stack, count| {
+            let _ = crate::folded::write_line(&mut text, stack, count, measure.decimals);
+            if text.len() >= MEMBER_TEXT {
+                texts.push(std::mem::replace(
+                    &mut text,
+                    Vec::with_capacity(MEMBER_TEXT + MEMBER_TEXT / 8),
+                ));
+                if texts.len() == batch {
+                    flush(&mut texts, &mut b64, w);
+                }
+            }
+        });
+        if !text.is_empty() || texts.is_empty() {
+            texts.push(text);
+        }
+        flush(&mut texts, &mut b64, w);
+        drop(flush);
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        b64.finish(w)?;
+        w.write_all(b"</metadata>\n")?;
+    }
+    Ok(())
 }
 
 /// One gzip member of `text`: a header, the deflate stream (miniz_oxide at
@@ -840,6 +948,76 @@ pub fn write_with_metadata<W: Write + ?Sized>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn compressing_as_written_is_embedding_compressed() {
+        // Several members each (1 MiB of text per member), odd lengths.
+        let stacks = |k: usize| -> Vec<(String, u64)> {
+            (0..30_000)
+                .map(|i| {
+                    (
+                        format!("main;side_{k};f_{};{}", i % 97, "z".repeat(i % 131)),
+                        1 + i as u64 % 9,
+                    )
+                })
+                .collect()
+        };
+        let (b, a) = (stacks(0), stacks(1));
+        let mut us = Measure::default();
+        us.unit = crate::Unit::Microseconds;
+        us.decimals = 2;
+        let measures = [Measure::default(), us];
+        let ((), held) = compress_each_while(&measures, |push| {
+            for (k, side) in [&b, &a].iter().enumerate() {
+                for (s, c) in side.iter() {
+                    push(k, s, *c);
+                }
+            }
+        });
+        assert!(held.iter().all(|c| c.members.len() > 2));
+        let ctx = Context::new("0.1.0", "diff");
+        let mut expected = Vec::new();
+        let list = [
+            ("before", Carried::Embedded(&held[0])),
+            ("after", Carried::Embedded(&held[1])),
+        ];
+        write_metadata(&mut expected, &ctx, &list).unwrap();
+        let mut streamed = Vec::new();
+        let text_bytes: u64 = held.iter().map(|c| c.text_len()).sum();
+        let sides = [&b, &a];
+        write_metadata_compressing(
+            &mut streamed,
+            &ctx,
+            &[("before", measures[0]), ("after", measures[1])],
+            &mut |k, push| {
+                for (s, c) in sides[k].iter() {
+                    push(s, *c);
+                }
+            },
+        )
+        .unwrap();
+        assert_eq!(streamed, expected);
+        // The bound holds, for text that does not compress too.
+        let base64: u64 = held.iter().map(|c| c.base64_len()).sum();
+        assert!(base64 <= base64_bound(text_bytes));
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let noise: Vec<u8> = (0..3_000_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 32) as u8
+            })
+            .collect();
+        let member = gzip_member(&noise);
+        assert!(member.len() as u64 > noise.len() as u64);
+        assert!(
+            member.len() as u64 / 3 * 4 <= base64_bound(noise.len() as u64),
+            "{} {}",
+            member.len(),
+            noise.len()
+        );
+    }
 
     #[test]
     fn round_trip_through_svg_text() {

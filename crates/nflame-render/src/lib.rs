@@ -905,7 +905,48 @@ pub fn render_diff_to<W: Write>(
     let measure = diff.measure();
     let graph = differential::Graph::new(diff, tree, opts)?;
     let lines = graph.lines(opts)?;
-    // The survey reads every stack: the profiles are compressed meanwhile.
+    let context = diff_context(diff, opts);
+    // Profiles that surely fit the embedding limit, whatever they compress
+    // to, are compressed as they are written; otherwise (or when the caller
+    // keeps them) compressed while the survey reads every stack, and placed
+    // by their size.
+    let most_text: u64 = 64
+        + tree
+            .stacks()
+            .iter()
+            .map(|s| {
+                let sides = s.counts.iter().filter(|&&c| c > 0).count() as u64;
+                sides * (s.text.len() as u64 + 23 + u64::from(measure.decimals))
+            })
+            .sum::<u64>();
+    let as_written = !keep_profiles
+        && opts
+            .embed_limit
+            .is_none_or(|l| embed::base64_bound(most_text) <= l);
+    if as_written {
+        let surveyed = graph.survey(diff, &lines, opts, None);
+        let head = |svg: &[u8], w: &mut dyn Write| -> std::io::Result<()> {
+            let at = embed::svg_open_end(svg).unwrap_or(0);
+            w.write_all(&svg[..at])?;
+            w.write_all(b"\n")?;
+            let mut stacks = |side: usize, push: &mut dyn FnMut(&str, u64)| {
+                for s in tree.stacks() {
+                    if s.counts[side] > 0 {
+                        push(s.text, s.counts[side]);
+                    }
+                }
+            };
+            embed::write_metadata_compressing(
+                w,
+                &context,
+                &[("before", measure), ("after", measure)],
+                &mut stacks,
+            )?;
+            w.write_all(&svg[at..])
+        };
+        graph.draw(diff, &lines, surveyed, opts, &head, writer)?;
+        return Ok((Carried::default(), None));
+    }
     let (surveyed, mut c) = embed::compress_each_while(&[measure, measure], |push| {
         let mut each = |i: usize| {
             let s = &tree.stacks()[i];
@@ -921,7 +962,6 @@ pub fn render_diff_to<W: Write>(
     let before = c.pop().expect("two profiles");
     let profiles = std::cell::RefCell::new(Some(DiffProfiles { before, after }));
     let carried = std::cell::RefCell::new(Carried::default());
-    let context = diff_context(diff, opts);
     // The metadata goes straight to the output after the opening tag; the
     // compressed profiles are freed then unless the caller keeps them.
     let head = |svg: &[u8], w: &mut dyn Write| -> std::io::Result<()> {
