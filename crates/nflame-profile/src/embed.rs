@@ -357,6 +357,10 @@ pub fn base64_bound(text_bytes: u64) -> u64 {
     gzip.div_ceil(3) * 4
 }
 
+/// Hands profile `k`'s stacks, in order, to the function given (see
+/// [`write_metadata_compressing`]).
+pub type HandStacks<'a> = dyn FnMut(usize, &mut dyn FnMut(&str, u64)) + 'a;
+
 /// Writes the `<metadata>` elements of `context` and of profiles that are
 /// compressed as they are written, all embedded: `profiles` gives each
 /// one's role and measure, and `stacks(k, push)` hands profile `k`'s stacks
@@ -368,9 +372,8 @@ pub fn write_metadata_compressing<W: Write + ?Sized>(
     w: &mut W,
     context: &Context,
     profiles: &[(&str, Measure)],
-    stacks: &mut dyn FnMut(usize, &mut dyn FnMut(&str, u64)),
+    stacks: &mut HandStacks<'_>,
 ) -> std::io::Result<()> {
-    use rayon::prelude::*;
     w.write_all(context_element(context).as_bytes())?;
     let batch = 2 * rayon::current_num_threads().max(1);
     for (k, (role, measure)) in profiles.iter().enumerate() {
@@ -384,17 +387,25 @@ pub fn write_metadata_compressing<W: Write + ?Sized>(
         // Writing into a Vec cannot fail.
         let _ = crate::folded::write_header(&mut text, measure.unit);
         let mut failed: Option<std::io::Error> = None;
-        let mut flush = |texts: &mut Vec<Vec<u8>>, b64: &mut Base64, w: &mut W| {
+        // Compresses the members waiting, side by side, and writes them in
+        // order (after a write failed, nothing more is written).
+        fn flush<W: Write + ?Sized>(
+            texts: &mut Vec<Vec<u8>>,
+            b64: &mut Base64,
+            w: &mut W,
+            failed: &mut Option<std::io::Error>,
+        ) {
+            use rayon::prelude::*;
             let members: Vec<Vec<u8>> = texts.par_iter().map(|t| gzip_member(t)).collect();
             texts.clear();
             for m in &members {
                 if failed.is_none() {
                     if let Err(e) = b64.write(w, m) {
-                        failed = Some(e);
+                        *failed = Some(e);
                     }
                 }
             }
-        };
+        }
         stacks(k, &mut |stack, count| {
             let _ = crate::folded::write_line(&mut text, stack, count, measure.decimals);
             if text.len() >= MEMBER_TEXT {
@@ -403,15 +414,14 @@ pub fn write_metadata_compressing<W: Write + ?Sized>(
                     Vec::with_capacity(MEMBER_TEXT + MEMBER_TEXT / 8),
                 ));
                 if texts.len() == batch {
-                    flush(&mut texts, &mut b64, w);
+                    flush(&mut texts, &mut b64, w, &mut failed);
                 }
             }
         });
         if !text.is_empty() || texts.is_empty() {
             texts.push(text);
         }
-        flush(&mut texts, &mut b64, w);
-        drop(flush);
+        flush(&mut texts, &mut b64, w, &mut failed);
         if let Some(e) = failed {
             return Err(e);
         }
@@ -963,9 +973,10 @@ mod tests {
                 .collect()
         };
         let (b, a) = (stacks(0), stacks(1));
-        let mut us = Measure::default();
-        us.unit = crate::Unit::Microseconds;
-        us.decimals = 2;
+        let us = Measure {
+            unit: crate::Unit::Microseconds,
+            decimals: 2,
+        };
         let measures = [Measure::default(), us];
         let ((), held) = compress_each_while(&measures, |push| {
             for (k, side) in [&b, &a].iter().enumerate() {

@@ -214,6 +214,7 @@ fn record_inner(
         switch_rate,
         stack_bytes: opts.call_graph.stack_bytes(),
         cpu_ring_exp: None,
+        pins: Vec::new(),
     };
 
     let own = sys::own_pid();
@@ -980,6 +981,9 @@ struct Session<'a> {
     stack_bytes: u32,
     /// Ring buffer size of the per-CPU counters, once opened.
     cpu_ring_exp: Option<u8>,
+    /// A counter per target thread that keeps its children's perf contexts
+    /// apart from its own ([`sys::pin_context`]).
+    pins: Vec<perf_event_open::count::Counter>,
 }
 
 impl Session<'_> {
@@ -1240,6 +1244,13 @@ impl Session<'_> {
 
     /// Counters for one thread on every CPU; `Err(None)` if it no longer exists.
     fn open_task(&mut self, tid: u32, exp: u8, enable_on_exec: bool) -> Result<(), Option<Error>> {
+        match sys::pin_context(tid) {
+            Ok(pin) => self.pins.push(pin),
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return Err(None),
+            // Whatever stops it stops the sampling counters too, which
+            // explain it.
+            Err(_) => {}
+        }
         for cpu in self.cpus.clone() {
             let scope = Scope::Task {
                 tid,

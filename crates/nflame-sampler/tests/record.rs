@@ -422,6 +422,42 @@ fn child_process_started_after_attach_is_sampled() {
         .status();
 }
 
+/// A process that starts short children one after another and waits for
+/// each (a shell running a command in a loop; an event loop calling
+/// `os.execute`) is sampled for its own CPU time too, not only its
+/// children: the kernel would otherwise swap its perf context with a
+/// child's at the switch between them, and its counters would leave with
+/// the child.
+#[test]
+fn process_starting_children_in_a_loop_is_sampled_itself() {
+    let _s = serial();
+    let child = spawn("sh", &["-c", "while :; do /bin/true; done"]);
+    let pid = child.pid();
+    let mut marks: Vec<(u64, f64)> = Vec::new();
+    let stop = AtomicBool::new(false);
+    let r = record(&opts(Target::Pids(vec![pid]), 2.0), &stop, |_| {
+        marks.push((0, cpu_seconds(pid)));
+    })
+    .expect("record");
+    marks.pop();
+    assert!(marks.len() >= 3, "progress calls: {marks:?}");
+    // The shell's own CPU time while sampling (its children's is theirs).
+    let cpu = marks[marks.len() - 1].1 - marks[0].1;
+    let own = samples_of(&r, pid);
+    let children = r.sample_count() - own;
+    let expected = r.frequency as f64 * cpu;
+    eprintln!(
+        "shell: {own} samples for {cpu:.3}s of CPU (expected {expected:.0}); children: {children}"
+    );
+    assert!(cpu > 0.02, "the shell got too little CPU ({cpu:.3}s)");
+    // One sample per 1/999 s of its CPU, whatever the machine's load; the
+    // window's ends are approximate (progress calls every 100 ms or so).
+    assert!(
+        own as f64 >= 0.5 * expected,
+        "{own} samples of the shell itself, expected about {expected:.0}"
+    );
+}
+
 #[test]
 fn target_exiting_mid_recording_keeps_samples_and_mappings() {
     let _s = serial();
