@@ -90,7 +90,7 @@ pub(super) fn collapse_in_chunks(
 
 /// The chunk size: large enough to amortise dispatch, small enough that a few
 /// in flight cost little memory.
-pub(super) const CHUNK: usize = 1 << 20;
+pub(super) const CHUNK: usize = 256 << 10;
 /// A chunk may grow up to this size while looking for a sample boundary; past
 /// it the text cannot be `perf script` output, and it is cut at a line end.
 const MAX_CHUNK: usize = 64 << 20;
