@@ -12,7 +12,10 @@
 //! recomputed on the diff's tree of stacks, the colour scale, and the frames
 //! written in inferno's form on a page inferno writes (its own frames would
 //! only be recoloured, at the cost of holding them all); [`html`] writes the
-//! one-file HTML page.
+//! one-file HTML page. Both lay out in two walks of the sorted lines (the
+//! private `cut` module): the first finds what the page's start needs (its
+//! height, the colours), the second writes the frames as they close; a
+//! graph of few frames keeps them from the first walk instead.
 
 mod cut;
 mod differential;
