@@ -317,10 +317,21 @@ impl Profile {
                     .map_or(NONE, |j| other.entries[j].at)
             })
             .collect();
+        // A stack's text is shared already when it is at the same place in
+        // the same chunk (not merely at the same offsets in a copy laid out
+        // alike, as two profiles read from the same lines are).
+        let chunk = |a: &Arena, at: u64| a.chunks.get((at >> 32) as usize).cloned();
+        let same = |at: u64, e: &Entry| {
+            at == e.at
+                && match (chunk(&self.text, e.at), chunk(&other.text, at)) {
+                    (Some(x), Some(y)) => Arc::ptr_eq(&x, &y),
+                    _ => false,
+                }
+        };
         if found
             .iter()
             .zip(&self.entries)
-            .all(|(&at, e)| at == NONE || at == e.at)
+            .all(|(&at, e)| at == NONE || same(at, e))
         {
             // Nothing in common, or shared already.
             return;
@@ -719,6 +730,35 @@ mod tests {
             .filter(|c| Arc::strong_count(c) == 1)
             .map(|c| c.len())
             .sum()
+    }
+
+    #[test]
+    fn profiles_laid_out_alike_still_share_their_text() {
+        // The same lines, and one more: the stacks are at the same offsets
+        // of their own chunks in both profiles.
+        let lines: String = (0..5_000)
+            .map(|i| {
+                format!(
+                    "main;f_{};{} {}\n",
+                    i % 13,
+                    "y".repeat(100 + i % 50),
+                    1 + i % 3
+                )
+            })
+            .collect();
+        let before = read(&lines).unwrap();
+        let mut after = read(&format!("{lines}only;after 2\n")).unwrap();
+        let was = own_text(&after);
+        after.share_text(&before);
+        assert_eq!(own_text(&after), "only;after".len(), "of {was}");
+        assert_eq!(after.get("only;after"), 2);
+        assert_eq!(after.total(), before.total() + 2);
+        // Shared already: nothing changes.
+        let again = after.clone();
+        after.share_text(&before);
+        assert_eq!(after, again);
+        drop(again);
+        assert_eq!(own_text(&after), "only;after".len());
     }
 
     #[test]
