@@ -25,15 +25,23 @@ use nflame_profile::filter::FrameFilter;
 fn fixed_mmap_threshold() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets an allocator parameter; called before any
-    // other thread exists.
+    // other thread exists (argument parsing starts none).
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
     }
 }
 
 fn main() -> ExitCode {
-    fixed_mmap_threshold();
     let cli = Cli::parse();
+    // Not for recording: its many small buffers come and go with the load,
+    // and a recorder that falls behind must give their memory back (its
+    // memory is bounded by a test of its own, which this would upset).
+    if !matches!(
+        cli.command,
+        Command::Record(_) | Command::Demo(_) | Command::Worker(_)
+    ) {
+        fixed_mmap_threshold();
+    }
     if let Command::Record(a) = &cli.command {
         if let Some(why) = a.conflicts() {
             usage_error("record", why);
