@@ -38,6 +38,39 @@ fn both(before: &[(&str, u64)], after: &[(&str, u64)], opts: &RenderOptions, dop
 
 pub(crate) type Stacks = Vec<(String, u64)>;
 
+/// A seeded generator for test stacks: `below(n)` draws in `0..n`.
+struct Seeded(u64);
+
+impl Seeded {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n
+    }
+}
+
+/// Puts stack `i` in BEFORE, AFTER or both (one in `period`, one in
+/// `period`, the rest), with `count`; in both, AFTER's count is `again()`.
+fn place(
+    (before, after): (&mut Stacks, &mut Stacks),
+    i: usize,
+    period: usize,
+    stack: String,
+    count: u64,
+    again: impl FnOnce() -> u64,
+) {
+    match i % period {
+        0 => before.push((stack, count)),
+        1 => after.push((stack, count)),
+        _ => {
+            before.push((stack.clone(), count));
+            after.push((stack, again()));
+        }
+    }
+}
+
 /// Stacks whose sorted lines are not sorted stacks, frames that extend
 /// sibling names, blanks, recursion, single frames, gone and new stacks.
 pub(crate) fn tricky() -> (Stacks, Stacks) {
@@ -69,13 +102,8 @@ pub(crate) fn tricky() -> (Stacks, Stacks) {
     ];
     let mut before = Vec::new();
     let mut after = Vec::new();
-    let mut seed = 12345u64;
-    let mut rnd = |n: u64| {
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (seed >> 33) % n
-    };
+    let mut seed = Seeded(12345);
+    let mut rnd = |n: u64| seed.below(n);
     for i in 0..6000 {
         let depth = 1 + rnd(7) as usize;
         let mut frames: Vec<&str> = Vec::new();
@@ -98,14 +126,9 @@ pub(crate) fn tricky() -> (Stacks, Stacks) {
         } else {
             1 + rnd(20)
         };
-        match i % 3 {
-            0 => before.push((stack, count)),
-            1 => after.push((stack, count)),
-            _ => {
-                before.push((stack.clone(), count));
-                after.push((stack, 1 + rnd(40)));
-            }
-        }
+        place((&mut before, &mut after), i, 3, stack, count, || {
+            1 + rnd(40)
+        });
     }
     (before, after)
 }
@@ -114,13 +137,8 @@ pub(crate) fn tricky() -> (Stacks, Stacks) {
 /// a batch of frames written at once and than a survey holds when tests
 /// lower it ([`crate::cut::set_hold_at_most`]).
 pub(crate) fn deep() -> (Stacks, Stacks) {
-    let mut seed = 99u64;
-    let mut rnd = |n: u64| {
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (seed >> 33) % n
-    };
+    let mut seed = Seeded(99);
+    let mut rnd = |n: u64| seed.below(n);
     let trunk: Vec<String> = (0..700).map(|i| format!("fn_{}", i % 41)).collect();
     let (mut before, mut after) = (Vec::new(), Vec::new());
     for i in 0..120 {
@@ -131,14 +149,9 @@ pub(crate) fn deep() -> (Stacks, Stacks) {
         }
         let stack = frames.join(";");
         let count = 1 + rnd(50);
-        match i % 4 {
-            0 => before.push((stack, count)),
-            1 => after.push((stack, count)),
-            _ => {
-                before.push((stack.clone(), count));
-                after.push((stack, 1 + rnd(50)));
-            }
-        }
+        place((&mut before, &mut after), i, 4, stack, count, || {
+            1 + rnd(50)
+        });
     }
     (before, after)
 }
